@@ -1,0 +1,85 @@
+"""The one error tree of dim.
+
+::
+
+    DimError                  anything dim reports to a user; exit status 1 by default
+    ├── UsageError            bad input from the command line or a file: exit status 2
+    │   ├── LayoutError       cluster.xml: carries file, line and the offending value
+    │   └── StateError        a change the state DB refuses (duplicate MAC, unknown node)
+    └── ApplyError            rendering, validation or reload of service files failed
+        ├── RenderError       a template failed or a config cannot be expressed
+        └── ValidationError   a daemon's own test mode refused a rendered file
+
+Errors carry data and an optional ``hint``; the CLI prints ``dim: error: <message>`` and
+``hint: <hint>`` on stderr. Other libraries' exceptions are converted where they enter.
+"""
+
+from __future__ import annotations
+
+
+class DimError(Exception):
+    """Base of every error dim reports to a user."""
+
+    exit_status = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(DimError):
+    """Invalid input: exit status 2."""
+
+    exit_status = 2
+
+
+class LayoutError(UsageError):
+    """An error in cluster.xml, located by file and line."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        value: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.value = value
+        where = ""
+        if file is not None:
+            where = f"{file}:{line}: " if line is not None else f"{file}: "
+        detail = f": {value!r}" if value is not None else ""
+        super().__init__(f"{where}{message}{detail}", hint=hint)
+
+
+class StateError(UsageError):
+    """A change the state database refuses."""
+
+
+class ApplyError(DimError):
+    """Applying service configuration failed."""
+
+
+class RenderError(ApplyError):
+    """A configuration could not be rendered."""
+
+
+class ValidationError(ApplyError):
+    """A daemon's own test mode refused a rendered configuration."""
+
+    def __init__(self, service: str, path: str, output: str) -> None:
+        first = next((ln for ln in output.splitlines() if ln.strip()), "no output")
+        super().__init__(
+            f"{service} refused the rendered {path}: {first.strip()}",
+            hint="nothing was changed; fix cluster.xml or the template and apply again",
+        )
+        self.service = service
+        self.path = path
+        self.output = output

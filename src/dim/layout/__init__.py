@@ -1,0 +1,1 @@
+"""cluster.xml: schema, expressions, expansion of node sets, semantic checks and the model."""

@@ -1,0 +1,132 @@
+"""The declared cluster: networks, image servers, images, groups and their expanded nodes.
+
+Everything here is immutable and pure. :func:`dim.layout.parser.parse` builds a
+:class:`Cluster` from cluster.xml; what is observed rather than declared (MAC addresses, image
+switches) lives in :class:`dim.state.Observed` and meets the layout in :class:`Inventory`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    name: str
+    subnet: IPv4Network
+    gateway: IPv4Address | None = None
+    dns: tuple[IPv4Address, ...] = ()
+    ntp: tuple[IPv4Address, ...] = ()
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """An image server: it answers DHCP, exports images over NFS and serves boot files."""
+
+    name: str
+    address: IPv4Address
+    network: str
+    dhcp: str  # dnsmasq | kea | isc | none
+    nfs: str  # ganesha | kernel | none
+    http_port: int = 8080
+    interface: str | None = None
+    tftp_root: str = "/srv/dim/tftp"
+    http_root: str = "/srv/dim/http"
+    bios_loader: str = "pxelinux.0"
+    uefi_loader: str = "grubx64.efi"
+    reload: tuple[tuple[str, str], ...] = ()  # (service, command) overrides
+
+    @property
+    def boot_url(self) -> str:
+        return f"http://{self.address}:{self.http_port}"
+
+    def reload_command(self, service: str) -> str | None:
+        return dict(self.reload).get(service)
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    name: str
+    persistent: tuple[str, ...] = ()
+    volatile: tuple[str, ...] = ()
+    keepout: tuple[str, ...] = ()
+    nfs_options: str = "actimeo=1"
+    kernel_args: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    network: str
+    ip: IPv4Address
+    hostname: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bmc:
+    driver: str  # ipmi | redfish | snmp
+    address: str
+    credentials: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    group: str
+    index: int
+    interfaces: tuple[Interface, ...]
+    image: str | None
+    server: str
+    bmc: Bmc | None = None
+    line: int = 0  # where in cluster.xml the node was declared
+
+    @property
+    def boot(self) -> Interface:
+        """The interface the node boots from: its first one."""
+        return self.interfaces[0]
+
+    def interface(self, network: str) -> Interface | None:
+        return next((i for i in self.interfaces if i.network == network), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    nodeset: str
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    name: str
+    domain: str | None
+    networks: dict[str, Network]
+    servers: dict[str, Server]
+    images: dict[str, Image]
+    groups: dict[str, Group]
+    nodes: tuple[Node, ...]
+    source: str = "<memory>"
+    by_name: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.by_name:
+            object.__setattr__(self, "by_name", {n.name: n for n in self.nodes})
+
+    def node(self, name: str) -> Node | None:
+        return self.by_name.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """The layout with what the state DB observed: MACs and image switches."""
+
+    cluster: Cluster
+    macs: dict[tuple[str, str], str]  # (node, network) -> MAC, lower case with colons
+    images: dict[str, str]  # node -> image assigned after the layout's own choice
+
+    def mac(self, node: Node, network: str | None = None) -> str | None:
+        return self.macs.get((node.name, network or node.boot.network))
+
+    def image(self, node: Node) -> str | None:
+        return self.images.get(node.name, node.image)

@@ -1,0 +1,402 @@
+"""cluster.xml -> :class:`Cluster`: schema, expansion of node sets and semantic checks.
+
+    >>> cluster = parse(Path("examples/lab.xml").read_bytes(), "examples/lab.xml")
+    >>> cluster.node("node01").boot.ip
+    IPv4Address('10.77.0.11')
+
+:func:`parse` is pure; :func:`load` reads the file. Every error is a :class:`LayoutError` that
+names the file, the line and the offending value.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from pathlib import Path
+
+from ClusterShell.NodeSet import NodeSet, NodeSetException
+from lxml import etree
+
+from dim.errors import LayoutError
+from dim.layout.expressions import ExpressionError, Template, compile_template
+from dim.layout.model import Bmc, Cluster, Group, Image, Interface, Network, Node, Server
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_NUMBERS = re.compile(r"[0-9]+")
+RESERVED_GROUPS = {"all"}
+
+
+def check_name(kind: str, value: str) -> str:
+    """Refuse names that could escape a folder or break a config file."""
+    if not SAFE_NAME.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"invalid {kind} name {value!r}: use letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit, without '/' or '..'"
+        )
+    return value
+
+
+@cache
+def _schema() -> etree.RelaxNG:
+    text = resources.files("dim.layout").joinpath("cluster.rng").read_bytes()
+    return etree.RelaxNG(etree.fromstring(text))
+
+
+def load(path: str | Path) -> Cluster:
+    """Read and parse cluster.xml."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LayoutError(
+            f"cannot read the cluster layout: {exc.strerror}",
+            file=str(path),
+            hint="pass --config FILE or set DIM_CONFIG",
+        ) from exc
+    return parse(data, str(path))
+
+
+def parse(data: bytes, source: str = "<memory>") -> Cluster:
+    """Parse, validate and expand cluster.xml."""
+    return _Parser(source).parse(data)
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, message: str, element: etree._Element | None, value: str | None = None):
+        line = element.sourceline if element is not None else None
+        return LayoutError(message, file=self.source, line=line, value=value)
+
+    # -- structure -------------------------------------------------------------------------
+
+    def parse(self, data: bytes) -> Cluster:
+        try:
+            root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
+        except etree.XMLSyntaxError as exc:
+            line = exc.lineno if exc.lineno else None
+            raise LayoutError(
+                f"malformed XML: {exc.msg}", file=self.source, line=line
+            ) from exc
+        schema = _schema()
+        if not schema.validate(root):
+            entry = schema.error_log.last_error
+            raise LayoutError(
+                f"does not match the cluster.xml schema: {entry.message}",
+                file=self.source,
+                line=entry.line,
+            )
+        networks = self._networks(root)
+        servers = self._servers(root, networks)
+        images = self._images(root)
+        groups, nodes = self._groups(root, networks, servers, images)
+        _check_unique_addresses(self, nodes, root)
+        return Cluster(
+            name=root.get("name"),
+            domain=root.get("domain"),
+            networks=networks,
+            servers=servers,
+            images=images,
+            groups=groups,
+            nodes=tuple(nodes),
+            source=self.source,
+        )
+
+    def _address(self, element, attribute: str) -> IPv4Address:
+        text = element.get(attribute)
+        try:
+            return IPv4Address(text)
+        except AddressValueError:
+            raise self.error(f"{attribute} is not an IPv4 address", element, text) from None
+
+    def _address_list(self, element, attribute: str) -> tuple[IPv4Address, ...]:
+        text = element.get(attribute) or ""
+        result = []
+        for item in filter(None, (t.strip() for t in text.split(","))):
+            try:
+                result.append(IPv4Address(item))
+            except AddressValueError:
+                raise self.error(f"{attribute} is not an IPv4 address", element, item) from None
+        return tuple(result)
+
+    def _networks(self, root) -> dict[str, Network]:
+        networks: dict[str, Network] = {}
+        for el in root.iterfind("network"):
+            name = el.get("name")
+            if name in networks:
+                raise self.error("duplicate network name", el, name)
+            try:
+                subnet = IPv4Network(el.get("subnet"))
+            except (AddressValueError, NetmaskValueError, ValueError):
+                raise self.error(
+                    "subnet is not an IPv4 network in CIDR form (e.g. 10.0.0.0/16)",
+                    el,
+                    el.get("subnet"),
+                ) from None
+            gateway = self._address(el, "gateway") if el.get("gateway") else None
+            if gateway is not None and gateway not in subnet:
+                raise self.error(f"gateway is outside subnet {subnet}", el, str(gateway))
+            networks[name] = Network(
+                name=name,
+                subnet=subnet,
+                gateway=gateway,
+                dns=self._address_list(el, "dns"),
+                ntp=self._address_list(el, "ntp"),
+                domain=el.get("domain"),
+            )
+        return networks
+
+    def _servers(self, root, networks: dict[str, Network]) -> dict[str, Server]:
+        servers: dict[str, Server] = {}
+        for el in root.iterfind("server"):
+            name = el.get("name")
+            if name in servers:
+                raise self.error("duplicate server name", el, name)
+            address = self._address(el, "address")
+            network = next((n for n in networks.values() if address in n.subnet), None)
+            if network is None:
+                raise self.error("server address is in no declared network", el, str(address))
+            options = {}
+            for attribute in ("interface", "tftp-root", "http-root", "bios-loader", "uefi-loader"):
+                if el.get(attribute):
+                    options[attribute.replace("-", "_")] = el.get(attribute)
+            for attribute in ("tftp-root", "http-root"):
+                if el.get(attribute) and not el.get(attribute).startswith("/"):
+                    raise self.error(f"{attribute} must be an absolute path", el, el.get(attribute))
+            servers[name] = Server(
+                name=name,
+                address=address,
+                network=network.name,
+                dhcp=el.get("dhcp", "dnsmasq"),
+                nfs=el.get("nfs", "ganesha"),
+                http_port=int(el.get("http-port", "8080")),
+                reload=tuple(
+                    (r.get("service"), r.get("command")) for r in el.iterfind("reload")
+                ),
+                **options,
+            )
+        return servers
+
+    def _images(self, root) -> dict[str, Image]:
+        images: dict[str, Image] = {}
+        for el in root.iterfind("image"):
+            name = self._name("image", el, el.get("name"))
+            if name in images:
+                raise self.error("duplicate image name", el, name)
+            paths: dict[str, list[str]] = {"persist": [], "volatile": [], "keepout": []}
+            for child in el:
+                if not isinstance(child.tag, str):
+                    continue
+                path = child.get("path")
+                if not path.startswith("/") or "/../" in f"{path}/":
+                    raise self.error(f"{child.tag} path must be absolute, without '..'", child, path)
+                paths[child.tag].append(path.rstrip("/") or "/")
+            images[name] = Image(
+                name=name,
+                persistent=tuple(paths["persist"]),
+                volatile=tuple(paths["volatile"]),
+                keepout=tuple(paths["keepout"]),
+                nfs_options=el.get("nfs-options", "actimeo=1"),
+                kernel_args=el.get("kernel-args", ""),
+            )
+        return images
+
+    def _name(self, kind: str, element, value: str) -> str:
+        try:
+            return check_name(kind, value)
+        except ValueError as exc:
+            raise self.error(str(exc), element) from None
+
+    def _nodeset(self, element, attribute: str) -> NodeSet:
+        text = element.get(attribute)
+        try:
+            nodeset = NodeSet(text)
+        except NodeSetException as exc:
+            raise self.error(f"invalid node set ({exc})", element, text) from None
+        if "@" in text:
+            raise self.error("group references are not allowed here", element, text)
+        return nodeset
+
+    def _template(self, element, attribute: str, default: str | None = None) -> Template:
+        text = element.get(attribute, default)
+        try:
+            return compile_template(text)
+        except ExpressionError as exc:
+            raise self.error(str(exc), element) from None
+
+    # -- groups and nodes ------------------------------------------------------------------
+
+    def _groups(self, root, networks, servers, images):
+        groups: dict[str, Group] = {}
+        nodes: list[Node] = []
+        seen: dict[str, int] = {}
+        for el in root.iterfind("group"):
+            name = el.get("name")
+            if name in groups:
+                raise self.error("duplicate group name", el, name)
+            if name in RESERVED_GROUPS:
+                raise self.error("this group name is reserved", el, name)
+            groups[name] = Group(name, el.get("nodes"), el.sourceline)
+            for node in self._expand(el, networks, servers, images):
+                if node.name in seen:
+                    raise self.error(
+                        f"duplicate node name (also declared at line {seen[node.name]})",
+                        el,
+                        node.name,
+                    )
+                seen[node.name] = el.sourceline
+                nodes.append(node)
+        return groups, nodes
+
+    def _reference(self, element, attribute: str, known: dict, kind: str) -> str | None:
+        value = element.get(attribute)
+        if value is not None and value not in known:
+            raise self.error(f"unknown {kind}", element, value)
+        return value
+
+    def _default_server(self, element, servers) -> str:
+        server = self._reference(element, "server", servers, "server")
+        if server is None:
+            if len(servers) != 1:
+                raise self.error("group needs server= when the cluster has several servers", element)
+            server = next(iter(servers))
+        return server
+
+    def _expand(self, el, networks, servers, images):
+        group = el.get("name")
+        nodeset = self._nodeset(el, "nodes")
+        image = self._reference(el, "image", images, "image")
+        server = self._default_server(el, servers)
+        overrides = self._overrides(el, nodeset, servers, images)
+        interfaces = []
+        for position, iface in enumerate(el.iterfind("interface")):
+            network = self._reference(iface, "network", networks, "network")
+            default_host = "{name}" if position == 0 else "{name}-" + network
+            interfaces.append(
+                (
+                    iface,
+                    networks[network],
+                    self._template(iface, "ip"),
+                    self._template(iface, "hostname", default_host),
+                )
+            )
+        if len({i[1].name for i in interfaces}) != len(interfaces):
+            raise self.error("a group has at most one interface per network", el)
+        bmc_el = el.find("bmc")
+        bmc_template = self._template(bmc_el, "address") if bmc_el is not None else None
+        for index, name in enumerate(nodeset):
+            self._name("node", el, name)
+            nums = tuple(int(n) for n in _NUMBERS.findall(name))
+            node_image, node_server = overrides.get(name, (image, server))
+            built = []
+            for iface_el, network, ip_t, host_t in interfaces:
+                ip = self._ip(iface_el, name, network, ip_t, nums, index)
+                hostname = self._render(iface_el, name, host_t, nums, index)
+                built.append(Interface(network.name, ip, hostname))
+            bmc = None
+            if bmc_el is not None:
+                bmc = Bmc(
+                    bmc_el.get("driver"),
+                    self._render(bmc_el, name, bmc_template, nums, index),
+                    bmc_el.get("credentials"),
+                )
+            yield Node(
+                name=name,
+                group=group,
+                index=index,
+                interfaces=tuple(built),
+                image=node_image,
+                server=node_server,
+                bmc=bmc,
+                line=el.sourceline,
+            )
+
+    def _overrides(self, el, nodeset, servers, images) -> dict[str, tuple[str | None, str]]:
+        overrides: dict[str, tuple[str | None, str]] = {}
+        group_image = el.get("image")
+        group_server = self._default_server(el, servers)
+        for node_el in el.iterfind("node"):
+            members = self._nodeset(node_el, "name")
+            outside = members - nodeset
+            if outside:
+                raise self.error("node override names nodes outside its group", node_el, str(outside))
+            image = self._reference(node_el, "image", images, "image") or group_image
+            server = self._reference(node_el, "server", servers, "server") or group_server
+            for name in members:
+                overrides[name] = (image, server)
+        return overrides
+
+    def _render(self, element, node: str, template: Template, nums, index) -> str:
+        try:
+            return template.render(nums, index, node)
+        except ExpressionError as exc:
+            raise self.error(f"node {node}: {exc}", element, template.text) from None
+
+    def _ip(self, element, node, network: Network, template, nums, index) -> IPv4Address:
+        text = self._render(element, node, template, nums, index)
+        try:
+            ip = IPv4Address(text)
+        except AddressValueError:
+            raise self.error(
+                f"node {node}: address {text} is not a valid IPv4 address", element, template.text
+            ) from None
+        subnet = network.subnet
+        if ip not in subnet:
+            raise self.error(
+                f"node {node}: address {ip} is outside network {network.name} ({subnet})",
+                element,
+                template.text,
+            )
+        if subnet.prefixlen < 31 and ip in (subnet.network_address, subnet.broadcast_address):
+            what = "network" if ip == subnet.network_address else "broadcast"
+            raise self.error(
+                f"node {node}: address {ip} is the {what} address of {network.name}",
+                element,
+                template.text,
+            )
+        return ip
+
+
+def _check_unique_addresses(parser: _Parser, nodes: list[Node], root) -> None:
+    """Every IP (interfaces, BMCs, servers) and every host name appears once."""
+    owners: dict[object, str] = {}
+    for server in root.iterfind("server"):
+        owners[IPv4Address(server.get("address"))] = f"server {server.get('name')}"
+    hostnames: dict[str, str] = {}
+    group_lines = {g.get("name"): g for g in root.iterfind("group")}
+    for node in nodes:
+        element = group_lines[node.group]
+        for iface in node.interfaces:
+            owner = owners.setdefault(iface.ip, node.name)
+            if owner != node.name or _twice(node, iface.ip):
+                raise parser.error(
+                    f"duplicate IP address: node {node.name} and {owner}", element, str(iface.ip)
+                )
+            host_owner = hostnames.setdefault(iface.hostname, node.name)
+            if host_owner != node.name or sum(
+                1 for i in node.interfaces if i.hostname == iface.hostname
+            ) > 1:
+                raise parser.error(
+                    f"duplicate host name: node {node.name} and {host_owner}",
+                    element,
+                    iface.hostname,
+                )
+        if node.bmc is not None:
+            try:
+                bmc_ip: object = IPv4Address(node.bmc.address)
+            except AddressValueError:
+                bmc_ip = node.bmc.address
+            owner = owners.setdefault(bmc_ip, f"the BMC of {node.name}")
+            if owner != f"the BMC of {node.name}":
+                raise parser.error(
+                    f"duplicate BMC address: node {node.name} and {owner}",
+                    element,
+                    node.bmc.address,
+                )
+
+
+def _twice(node: Node, ip: IPv4Address) -> bool:
+    return sum(1 for i in node.interfaces if i.ip == ip) > 1

@@ -1,0 +1,1 @@
+"""Service configuration: renderers (pure) and the atomic, validated apply."""

@@ -1,0 +1,349 @@
+"""Install rendered files: compare, validate with the real daemons, write atomically, reload.
+
+    >>> result = apply(files, Path("/"), servers_reload, dry_run=False)
+
+Order, so that a failure changes nothing or leaves something a re-run completes:
+
+1. compare each rendered file with what is on disk under ``root`` (content, mode, link target);
+   files that dim installed last time (listed in ``<root>/etc/dim/applied.list``) and no longer
+   renders are to be removed;
+2. for every service with a changed file, run the daemon's own test mode on the complete new
+   configuration in a temporary folder; any refusal stops here, nothing written;
+3. write each changed file to a temporary name in its folder, fsync, rename over the old one
+   (links likewise); fsync the folders; record the new list of installed files;
+4. run the reload command of every service whose files changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dim.errors import ApplyError, ValidationError
+from dim.services.render import RenderedFile
+
+MANIFEST = "/etc/dim/applied.list"
+DEFAULT_RELOAD = {
+    "dnsmasq": "systemctl restart dnsmasq",
+    "kea": "systemctl reload kea-dhcp4-server",
+    "isc": "systemctl restart isc-dhcp-server",
+    "ganesha": "systemctl restart nfs-ganesha",
+    "kernel": "exportfs -ra",
+}
+VALIDATION_TIMEOUT = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: str
+    action: str  # create | update | remove
+    file: RenderedFile | None
+    old: bytes | None = None  # previous content of a regular file, for --diff
+
+    @property
+    def service(self) -> str | None:
+        return self.file.service if self.file is not None else None
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    changes: list[Change]
+    unchanged: int
+    validated: list[str] = field(default_factory=list)
+    not_validated: list[str] = field(default_factory=list)
+    reloaded: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def counts(self) -> dict[str, int]:
+        counts = {"create": 0, "update": 0, "remove": 0}
+        for change in self.changes:
+            counts[change.action] += 1
+        return counts
+
+
+def target(root: Path, path: str) -> Path:
+    return root / path.lstrip("/")
+
+
+# -- 1. compare ------------------------------------------------------------------------------
+
+
+def plan(files: list[RenderedFile], root: Path) -> tuple[list[Change], int]:
+    """The changes that would make ``root`` match ``files``, and the count of unchanged files."""
+    changes: list[Change] = []
+    rendered = set()
+    for file in files:
+        rendered.add(file.path)
+        change = _compare(file, target(root, file.path))
+        if change is not None:
+            changes.append(change)
+    for path in sorted(_manifest(root) - rendered):
+        where = target(root, path)
+        if os.path.lexists(where):
+            changes.append(Change(path, "remove", None, _read(where)))
+    return changes, len(files) - sum(1 for c in changes if c.action != "remove")
+
+
+def _compare(file: RenderedFile, where: Path) -> Change | None:
+    if file.link is not None:
+        try:
+            if os.readlink(where) == file.link:
+                return None
+            return Change(file.path, "update", file)
+        except FileNotFoundError:
+            return Change(file.path, "create", file)
+        except OSError:  # a regular file where the link belongs
+            return Change(file.path, "update", file, _read(where))
+    try:
+        with open(where, "rb") as handle:
+            old = handle.read()
+            mode = os.fstat(handle.fileno()).st_mode & 0o7777
+    except FileNotFoundError:
+        return Change(file.path, "create", file)
+    except IsADirectoryError:
+        raise ApplyError(f"{where} is a directory; dim wants to install a file there") from None
+    if os.path.islink(where) or old != file.content or mode != file.mode:
+        return Change(file.path, "update", file, old)
+    return None
+
+
+def _read(where: Path) -> bytes | None:
+    if where.is_symlink() or not where.is_file():
+        return None
+    return where.read_bytes()
+
+
+def _manifest(root: Path) -> set[str]:
+    try:
+        return set(target(root, MANIFEST).read_text().splitlines())
+    except FileNotFoundError:
+        return set()
+
+
+# -- 2. validate -----------------------------------------------------------------------------
+
+
+def _validate_dnsmasq(files: dict[str, bytes], folder: Path) -> tuple[list[str], str]:
+    """dnsmasq --test does not read dhcp-hostsfile: inline its lines as dhcp-host options."""
+    conf = next(p for p in files if p.endswith(".conf"))
+    lines = []
+    for line in files[conf].decode().splitlines():
+        key, _, value = line.partition("=")
+        if key == "dhcp-hostsfile" and value in files:
+            lines += [f"dhcp-host={h}" for h in files[value].decode().splitlines() if h]
+        elif key not in ("addn-hosts", "tftp-root"):
+            lines.append(line)
+    path = folder / "dnsmasq.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return ["dnsmasq", "--test", f"--conf-file={path}"], conf
+
+
+def _validate_single(command: list[str], suffix: str):
+    def validate(files: dict[str, bytes], folder: Path) -> tuple[list[str], str]:
+        (path, content), = files.items()
+        copy = folder / f"candidate{suffix}"
+        copy.write_bytes(content)
+        return [part.replace("{}", str(copy)) for part in command], path
+
+    return validate
+
+
+VALIDATORS: dict[str, Callable[[dict[str, bytes], Path], tuple[list[str], str]]] = {
+    "dnsmasq": _validate_dnsmasq,
+    "kea": _validate_single(["kea-dhcp4", "-t", "{}"], ".json"),
+    "isc": _validate_single(["dhcpd", "-4", "-t", "-cf", "{}"], ".conf"),
+}
+PACKAGES = {"dnsmasq": "dnsmasq", "kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
+
+
+def validate(files: list[RenderedFile], services: Iterable[str], *, required: bool = True):
+    """Run each service's test mode on its complete new configuration.
+
+    Returns (validated, not validated). A daemon that is not installed is an error unless
+    ``required`` is false, since installing an unchecked configuration is what we promise not
+    to do.
+    """
+    validated, skipped = [], []
+    for service in sorted(services):
+        validator = VALIDATORS.get(service)
+        if validator is None:
+            skipped.append(service)
+            continue
+        contents = {f.path: f.content for f in files if f.service == service and f.content}
+        with tempfile.TemporaryDirectory(prefix="dim-validate-") as tmp:
+            command, path = validator(contents, Path(tmp))
+            if shutil.which(command[0]) is None:
+                if required:
+                    raise ApplyError(
+                        f"cannot validate {path}: {command[0]} is not installed",
+                        hint=f"install {PACKAGES[service]}, or pass --skip-validation",
+                    )
+                skipped.append(service)
+                continue
+            env = dict(os.environ, KEA_PIDFILE_DIR=tmp, KEA_LOCKFILE_DIR=tmp, KEA_LOGGER_DESTINATION=f"{tmp}/kea.log")
+            try:
+                run = subprocess.run(
+                    command, capture_output=True, text=True, timeout=VALIDATION_TIMEOUT, env=env
+                )
+            except subprocess.TimeoutExpired:
+                raise ValidationError(service, path, f"{command[0]} -t timed out") from None
+            if run.returncode != 0:
+                raise ValidationError(service, path, _explain(run.stderr + run.stdout))
+        validated.append(service)
+    return validated, skipped
+
+
+def _explain(output: str) -> str:
+    """The most telling line of a daemon's complaint: one that names an error."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for line in lines:
+        if any(w in line.lower() for w in ("error", "bad", "fail", "unknown", "invalid")):
+            return line
+    return lines[0] if lines else "no output"
+
+
+# -- 3. write --------------------------------------------------------------------------------
+
+
+def write(changes: list[Change], root: Path, rendered: Iterable[str]) -> None:
+    """Install every change atomically; then record what dim installed."""
+    previous = _manifest(root)
+    paths = set(rendered)
+    # Listing old and new together first lets a re-run after a crash remove leftovers.
+    _write_manifest(root, previous | paths)
+    folders: set[Path] = set()
+    for change in changes:
+        where = target(root, change.path)
+        folders.add(where.parent)
+        try:
+            if change.action == "remove":
+                where.unlink(missing_ok=True)
+            elif change.file.link is not None:
+                _install_link(where, change.file.link)
+            else:
+                _install_file(where, change.file.content, change.file.mode)
+        except OSError as exc:
+            raise ApplyError(
+                f"cannot write {where}: {exc.strerror}",
+                hint="files written so far are complete; run dim apply again once fixed",
+            ) from exc
+    for folder in folders:
+        _fsync_folder(folder)
+    _write_manifest(root, paths)
+
+
+def _temporary(where: Path) -> Path:
+    return where.with_name(f".{where.name}.dim-{os.getpid()}")
+
+
+def _install_file(where: Path, content: bytes, mode: int) -> None:
+    where.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(where)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temporary, where)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _install_link(where: Path, link: str) -> None:
+    temporary = _temporary(where)
+    try:
+        os.symlink(link, temporary)
+    except FileNotFoundError:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(link, temporary)
+    except FileExistsError:
+        temporary.unlink()
+        os.symlink(link, temporary)
+    os.replace(temporary, where)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_manifest(root: Path, paths: set[str]) -> None:
+    where = target(root, MANIFEST)
+    _install_file(where, "".join(f"{p}\n" for p in sorted(paths)).encode(), 0o644)
+
+
+# -- 4. reload -------------------------------------------------------------------------------
+
+
+def reload(services: Iterable[str], command_for: Callable[[str], str | None]) -> list[str]:
+    """Run the reload command of each service; stop at the first that fails."""
+    reloaded = []
+    for service in sorted(services):
+        command = command_for(service) or DEFAULT_RELOAD.get(service)
+        if not command:
+            continue
+        run = subprocess.run(command, shell=True, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise ApplyError(
+                f"the new {service} configuration is installed, but reloading it failed "
+                f"({command!r} exited {run.returncode}): {_explain(run.stderr + run.stdout)}",
+                hint="fix the service, or set its reload command with <reload> in cluster.xml",
+            )
+        reloaded.append(service)
+    return reloaded
+
+
+# -- all together ----------------------------------------------------------------------------
+
+
+def apply(
+    files: list[RenderedFile],
+    root: Path,
+    *,
+    reload_command: Callable[[str], str | None],
+    dry_run: bool = False,
+    do_reload: bool = True,
+    validation: bool = True,
+) -> ApplyResult:
+    changes, unchanged = plan(files, root)
+    result = ApplyResult(changes, unchanged, dry_run=dry_run)
+    services = {c.service for c in changes if c.service}
+    if validation and services:
+        result.validated, result.not_validated = validate(files, services)
+    elif services:
+        result.not_validated = sorted(services)
+    if dry_run or not changes:
+        return result
+    write(changes, root, (f.path for f in files))
+    if do_reload:
+        result.reloaded = reload(services, reload_command)
+    return result
+
+
+def diff(change: Change) -> str:
+    """A unified diff of one change, for people."""
+    if change.file is not None and change.file.link is not None:
+        return f"--- {change.path}\n+++ {change.path}\n+-> {change.file.link}\n"
+    old = (change.old or b"").decode(errors="replace").splitlines(keepends=True)
+    new = b""
+    if change.file is not None and change.file.content is not None:
+        new = change.file.content
+    lines = difflib.unified_diff(
+        old, new.decode(errors="replace").splitlines(keepends=True), change.path, change.path
+    )
+    return "".join(lines)

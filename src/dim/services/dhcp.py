@@ -1,0 +1,126 @@
+"""DHCP host reservations and boot-file choice for dnsmasq, Kea and ISC dhcpd.
+
+Only the boot interface of each node that this server serves gets a reservation, and only when
+its MAC is known. Every flavour sends the same boot file by client type:
+
+- iPXE (user class ``iPXE`` or option 175 present): the HTTP script ``<boot url>/boot.ipxe``;
+- UEFI x86-64 (option 93 client architecture 7 or 9): the server's UEFI loader over TFTP;
+- anything else (legacy BIOS PXE): the server's BIOS loader over TFTP.
+
+iPXE is also sent the encapsulated option 175.176 (no-pxedhcp) = 1, so that it does not wait
+for a ProxyDHCP offer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dim.services.render import RenderContext, RenderedFile
+
+DNSMASQ_CONF = "/etc/dnsmasq.d/dim.conf"
+DNSMASQ_HOSTS = "/etc/dim/dnsmasq.hosts"
+KEA_CONF = "/etc/kea/kea-dhcp4.conf"
+ISC_CONF = "/etc/dhcp/dhcpd.conf"
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpHost:
+    name: str
+    mac: str
+    ip: str
+    hostname: str
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpSubnet:
+    id: int
+    name: str
+    address: str
+    netmask: str
+    cidr: str
+    gateway: str | None
+    dns: tuple[str, ...]
+    ntp: tuple[str, ...]
+    domain: str | None
+    hosts: tuple[DhcpHost, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpContext:
+    cluster: str
+    server_name: str
+    server_address: str
+    interface: str | None
+    subnets: tuple[DhcpSubnet, ...]
+    ipxe_url: str
+    bios_loader: str
+    uefi_loader: str
+    tftp_root: str
+    hosts_file: str
+    dnsmasq_hosts_file: str
+
+
+def dhcp_context(context: RenderContext) -> DhcpContext:
+    inventory = context.inventory
+    cluster = inventory.cluster
+    server = context.server
+    by_network: dict[str, list[DhcpHost]] = {}
+    for node in context.nodes():
+        boot = node.boot
+        mac = inventory.macs.get((node.name, boot.network))
+        if mac is None:
+            continue
+        by_network.setdefault(boot.network, []).append(
+            DhcpHost(node.name, mac, str(boot.ip), boot.hostname)
+        )
+    # The server's own network is always declared, even before any MAC is known.
+    by_network.setdefault(server.network, [])
+    subnets = []
+    for number, name in enumerate(cluster.networks, start=1):
+        if name not in by_network:
+            continue
+        network = cluster.networks[name]
+        subnets.append(
+            DhcpSubnet(
+                id=number,
+                name=name,
+                address=str(network.subnet.network_address),
+                netmask=str(network.subnet.netmask),
+                cidr=str(network.subnet),
+                gateway=str(network.gateway) if network.gateway else None,
+                dns=tuple(str(a) for a in network.dns),
+                ntp=tuple(str(a) for a in network.ntp),
+                domain=network.domain or cluster.domain,
+                hosts=tuple(by_network[name]),
+            )
+        )
+    return DhcpContext(
+        cluster=cluster.name,
+        server_name=server.name,
+        server_address=str(server.address),
+        interface=server.interface,
+        subnets=tuple(subnets),
+        ipxe_url=f"{server.boot_url}/boot.ipxe",
+        bios_loader=server.bios_loader,
+        uefi_loader=server.uefi_loader,
+        tftp_root=server.tftp_root,
+        hosts_file="/etc/dim/hosts",
+        dnsmasq_hosts_file=DNSMASQ_HOSTS,
+    )
+
+
+def render(context: RenderContext) -> list[RenderedFile]:
+    flavour = context.server.dhcp
+    if flavour == "none":
+        return []
+    dhcp = dhcp_context(context)
+    if flavour == "dnsmasq":
+        return [
+            RenderedFile(DNSMASQ_CONF, context.render("dnsmasq.conf.j2", dhcp=dhcp), service="dnsmasq"),
+            RenderedFile(
+                DNSMASQ_HOSTS, context.render("dnsmasq.hosts.j2", dhcp=dhcp), service="dnsmasq"
+            ),
+        ]
+    if flavour == "kea":
+        return [RenderedFile(KEA_CONF, context.render("kea-dhcp4.conf.j2", dhcp=dhcp), service="kea")]
+    return [RenderedFile(ISC_CONF, context.render("dhcpd.conf.j2", dhcp=dhcp), service="isc")]

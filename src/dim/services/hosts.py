@@ -1,0 +1,43 @@
+"""The hosts file (``/etc/dim/hosts``): every node interface and BMC with an IP address.
+
+dnsmasq serves it as DNS (``addn-hosts``); other sites include it in their own resolver.
+"""
+
+from __future__ import annotations
+
+from ipaddress import AddressValueError, IPv4Address
+
+from dim.services.render import RenderContext, RenderedFile
+
+HOSTS_FILE = "/etc/dim/hosts"
+
+
+def host_entries(context: RenderContext) -> list[tuple[str, str, str]]:
+    """(address, fully qualified name, short name) for every interface and BMC."""
+    cluster = context.inventory.cluster
+    entries = []
+    for server in cluster.servers.values():
+        entries.append((str(server.address), server.name))
+    for node in cluster.nodes:
+        for iface in node.interfaces:
+            entries.append((str(iface.ip), iface.hostname))
+        if node.bmc is not None and _is_ip(node.bmc.address):
+            entries.append((node.bmc.address, f"{node.name}-bmc"))
+    domain = cluster.domain
+    return [(ip, f"{name}.{domain}" if domain else name, name) for ip, name in entries]
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        IPv4Address(text)
+    except AddressValueError:
+        return False
+    return True
+
+
+def render(context: RenderContext) -> list[RenderedFile]:
+    return [
+        RenderedFile(
+            HOSTS_FILE, context.render("hosts.j2", entries=host_entries(context), cluster=context.inventory.cluster.name)
+        )
+    ]

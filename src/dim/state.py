@@ -1,0 +1,300 @@
+"""The state DB: what dim observed rather than what cluster.xml declares.
+
+MAC addresses per node interface, image assignments that differ from the layout, and an event
+log. SQLite in WAL mode by default, through SQLAlchemy Core so that a PostgreSQL URL works too.
+Every change is one transaction that starts with a write lock (``BEGIN IMMEDIATE`` on SQLite),
+so two commands never lose each other's update::
+
+    >>> db = StateDB.open(Path("/tmp/state"))
+    >>> db.set_macs(cluster, {("node01", "boot"): "52:54:00:00:00:01"})
+    >>> db.observed().macs[("node01", "boot")]
+    '52:54:00:00:00:01'
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from dim.errors import StateError
+from dim.layout.model import Cluster, Inventory
+
+metadata = sa.MetaData()
+
+macs_table = sa.Table(
+    "interface_macs",
+    metadata,
+    sa.Column("node", sa.String, primary_key=True),
+    sa.Column("network", sa.String, primary_key=True),
+    sa.Column("mac", sa.String, nullable=False, unique=True),
+)
+
+images_table = sa.Table(
+    "node_images",
+    metadata,
+    sa.Column("node", sa.String, primary_key=True),
+    sa.Column("image", sa.String, nullable=False),
+)
+
+events_table = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("node", sa.String, nullable=True, index=True),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("detail", sa.String, nullable=False, default=""),
+)
+
+_MAC = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
+
+
+def normalize_mac(text: str) -> str:
+    """``52-54-00-AB-CD-EF`` or ``525400abcdef`` -> ``52:54:00:ab:cd:ef``; ValueError if malformed."""
+    value = text.strip().lower()
+    if not _MAC.fullmatch(value):
+        raise ValueError(f"malformed MAC address {text!r} (expected e.g. 52:54:00:ab:cd:ef)")
+    digits = value.replace(":", "").replace("-", "")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    macs: dict[tuple[str, str], str]
+    images: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: float
+    node: str | None
+    kind: str
+    detail: str
+
+
+class StateDB:
+    """Access to the state DB. Open it with :meth:`open` (a folder) or :meth:`connect` (a URL)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, state_dir: Path, *, create: bool = True) -> StateDB:
+        path = Path(state_dir) / "state.db"
+        if create:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(
+                    f"cannot create the state folder {path.parent}: {exc.strerror}",
+                    hint="pass --state DIR or set DIM_STATE",
+                ) from exc
+        return cls.connect(f"sqlite:///{path}", create=create or path.exists())
+
+    @classmethod
+    def connect(cls, url: str, *, create: bool = True) -> StateDB:
+        engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            _sqlite_immediate_transactions(engine)
+        db = cls(engine)
+        if create:
+            try:
+                metadata.create_all(engine)
+            except SQLAlchemyError as exc:
+                raise StateError(f"cannot open the state DB {url}: {exc.orig or exc}") from exc
+        return db
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def observed(self) -> Observed:
+        try:
+            with self.engine.connect() as conn:
+                macs = {(r.node, r.network): r.mac for r in conn.execute(sa.select(macs_table))}
+                images = {r.node: r.image for r in conn.execute(sa.select(images_table))}
+        except SQLAlchemyError:
+            if not sa.inspect(self.engine).has_table("interface_macs"):
+                return Observed({}, {})
+            raise
+        return Observed(macs, images)
+
+    def inventory(self, cluster: Cluster) -> Inventory:
+        observed = self.observed()
+        return Inventory(cluster, observed.macs, observed.images)
+
+    def events(self, node: str | None = None, limit: int = 100) -> list[Event]:
+        query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
+        if node is not None:
+            query = query.where(events_table.c.node == node)
+        with self.engine.connect() as conn:
+            return [Event(r.at, r.node, r.kind, r.detail) for r in conn.execute(query)]
+
+    # -- changing --------------------------------------------------------------------------
+
+    def set_macs(
+        self, cluster: Cluster, changes: Mapping[tuple[str, str], str], *, source: str = "set"
+    ) -> int:
+        """Record MACs for (node, network) pairs in one transaction; returns how many changed.
+
+        The result is checked as a whole before anything is written: every node and network
+        must exist in the layout, and no MAC may belong to two interfaces afterwards.
+        """
+        for (node_name, network), _mac in changes.items():
+            node = cluster.node(node_name)
+            if node is None:
+                raise StateError(f"unknown node {node_name!r}: it is not in {cluster.source}")
+            if node.interface(network) is None:
+                raise StateError(f"node {node_name} has no interface on network {network!r}")
+        with self._transaction() as conn:
+            current = {(r.node, r.network): r.mac for r in conn.execute(sa.select(macs_table))}
+            final = dict(current)
+            final.update(changes)
+            owner: dict[str, tuple[str, str]] = {}
+            for key, mac in final.items():
+                other = owner.setdefault(mac, key)
+                if other != key:
+                    first, second = sorted([other, key])
+                    raise StateError(
+                        f"duplicate MAC address {mac}: {first[0]} ({first[1]}) and "
+                        f"{second[0]} ({second[1]})"
+                    )
+            changed = {k: v for k, v in changes.items() if current.get(k) != v}
+            if changed:
+                conn.execute(
+                    macs_table.delete().where(
+                        macs_table.c.node == sa.bindparam("n"),
+                        macs_table.c.network == sa.bindparam("net"),
+                    ),
+                    [{"n": n, "net": net} for n, net in changed],
+                )
+                conn.execute(
+                    macs_table.insert(),
+                    [{"node": n, "network": net, "mac": m} for (n, net), m in changed.items()],
+                )
+                self._log(
+                    conn,
+                    [(n, "mac", f"{net} {m} ({source})") for (n, net), m in changed.items()],
+                )
+            return len(changed)
+
+    def set_images(self, cluster: Cluster, nodes: Iterable[str], image: str) -> int:
+        """Assign ``image`` to nodes; an image equal to the layout's choice clears the override."""
+        if image not in cluster.images:
+            raise StateError(f"unknown image {image!r}: it is not in {cluster.source}")
+        names = list(nodes)
+        for name in names:
+            if cluster.node(name) is None:
+                raise StateError(f"unknown node {name!r}: it is not in {cluster.source}")
+        with self._transaction() as conn:
+            current = {r.node: r.image for r in conn.execute(sa.select(images_table))}
+            changed = [
+                n for n in names if current.get(n, cluster.node(n).image) != image
+            ]
+            if changed:
+                conn.execute(
+                    images_table.delete().where(images_table.c.node == sa.bindparam("n")),
+                    [{"n": n} for n in changed],
+                )
+                overrides = [n for n in changed if cluster.node(n).image != image]
+                if overrides:
+                    conn.execute(
+                        images_table.insert(), [{"node": n, "image": image} for n in overrides]
+                    )
+                self._log(conn, [(n, "image", image) for n in changed])
+            return len(changed)
+
+    def log(self, node: str | None, kind: str, detail: str = "") -> None:
+        with self._transaction() as conn:
+            self._log(conn, [(node, kind, detail)])
+
+    def _log(self, conn: sa.Connection, entries: list[tuple[str | None, str, str]]) -> None:
+        now = time.time()
+        conn.execute(
+            events_table.insert(),
+            [{"at": now, "node": n, "kind": k, "detail": d} for n, k, d in entries],
+        )
+
+    def _transaction(self):
+        return _Transaction(self.engine)
+
+
+class _Transaction:
+    """``with`` block around one write transaction; database errors become StateError."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> sa.Connection:
+        try:
+            self.context = self.engine.begin()
+            return self.context.__enter__()
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot write the state DB: {exc.orig or exc}") from exc
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        try:
+            self.context.__exit__(kind, value, traceback)
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot write the state DB: {exc.orig or exc}") from exc
+        if isinstance(value, SQLAlchemyError):
+            raise StateError(f"cannot write the state DB: {value.orig or value}") from value
+        return False
+
+
+def _sqlite_immediate_transactions(engine: sa.Engine) -> None:
+    """WAL, a busy timeout, and BEGIN IMMEDIATE so that writers queue instead of failing late."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def parse_mac_csv(text: str, source: str, cluster: Cluster) -> dict[tuple[str, str], str]:
+    """Rows ``node,mac[,network]`` (a header line is allowed) -> changes for :meth:`set_macs`.
+
+    Errors name the file and line; a node or MAC given twice in one file is refused.
+    """
+    changes: dict[tuple[str, str], str] = {}
+    seen_macs: dict[str, int] = {}
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        fields = [f.strip() for f in row]
+        if not fields or not any(fields) or fields[0].startswith("#"):
+            continue
+        if number == 1 and fields[0].lower() in ("node", "name"):
+            continue
+        if len(fields) not in (2, 3):
+            raise StateError(f"{source}:{number}: expected node,mac[,network], got {row!r}")
+        name = fields[0]
+        node = cluster.node(name)
+        if node is None:
+            raise StateError(f"{source}:{number}: unknown node {name!r}")
+        network = fields[2] if len(fields) == 3 and fields[2] else node.boot.network
+        try:
+            mac = normalize_mac(fields[1])
+        except ValueError as exc:
+            raise StateError(f"{source}:{number}: {exc}") from None
+        if (name, network) in changes:
+            raise StateError(f"{source}:{number}: node {name} ({network}) appears twice")
+        if mac in seen_macs:
+            raise StateError(
+                f"{source}:{number}: duplicate MAC address {mac} (also on line {seen_macs[mac]})"
+            )
+        seen_macs[mac] = number
+        changes[(name, network)] = mac
+    return changes
