@@ -43,8 +43,10 @@ class Settings:
 
     def inventory(self) -> Inventory:
         cluster = self.cluster()
-        return self.db(create=False).inventory(cluster) if self._has_db() else Inventory(
-            cluster, {}, {}
+        return (
+            self.db(create=False).inventory(cluster)
+            if self._has_db()
+            else Inventory(cluster, {}, {})
         )
 
     def _has_db(self) -> bool:
@@ -132,8 +134,10 @@ def layout_check(settings: Settings, as_json: bool) -> None:
     if report["nodes_without_mac"]:
         click.echo(f"  warning: no MAC recorded for {report['nodes_without_mac']}")
     if report["macs_of_unknown_nodes"]:
-        click.echo(f"  warning: MACs recorded for nodes not in the layout: "
-                   f"{report['macs_of_unknown_nodes']}")
+        click.echo(
+            f"  warning: MACs recorded for nodes not in the layout: "
+            f"{report['macs_of_unknown_nodes']}"
+        )
 
 
 @layout_group.command("show")
@@ -149,15 +153,21 @@ def layout_show(settings: Settings, nodeset: str, exclude: str | None, as_json: 
         emit_json(records)
         return
     for record in records:
-        click.echo(f"{record['name']}  (group {record['group']}, server {record['server']}, "
-                   f"image {record['image'] or '-'})")
+        click.echo(
+            f"{record['name']}  (group {record['group']}, server {record['server']}, "
+            f"image {record['image'] or '-'})"
+        )
         for iface in record["interfaces"]:
-            click.echo(f"  {iface['network']:<8} {iface['ip']:<15} {iface['hostname']:<20} "
-                       f"{iface['mac'] or '-'}")
+            click.echo(
+                f"  {iface['network']:<8} {iface['ip']:<15} {iface['hostname']:<20} "
+                f"{iface['mac'] or '-'}"
+            )
         if record["bmc"]:
             bmc = record["bmc"]
-            click.echo(f"  bmc      {bmc['address']:<15} {bmc['driver']}"
-                       f" (credentials {bmc['credentials'] or '-'})")
+            click.echo(
+                f"  bmc      {bmc['address']:<15} {bmc['driver']}"
+                f" (credentials {bmc['credentials'] or '-'})"
+            )
 
 
 # -- nodes -------------------------------------------------------------------------------------
@@ -195,8 +205,9 @@ def node_list(settings: Settings, nodeset: str | None, exclude: str | None, as_j
 @click.option("--network", help="Network of that interface (default: the boot interface's).")
 @click.option("--image", help="Assign this image to every node of NODESET.")
 @pass_settings
-def node_set(settings: Settings, nodeset: str, mac: str | None, network: str | None,
-             image: str | None) -> None:
+def node_set(
+    settings: Settings, nodeset: str, mac: str | None, network: str | None, image: str | None
+) -> None:
     """Record a node's MAC address, or assign an image to nodes.
 
     \b
@@ -251,30 +262,52 @@ def node_import_macs(settings: Settings, csv_file: Path, dry_run: bool) -> None:
 def _server_name(cluster: Cluster, requested: str | None) -> str:
     if requested is not None:
         if requested not in cluster.servers:
-            raise UsageError(f"unknown server {requested!r}; the layout has "
-                             f"{', '.join(cluster.servers)}")
+            raise UsageError(
+                f"unknown server {requested!r}; the layout has {', '.join(cluster.servers)}"
+            )
         return requested
     if len(cluster.servers) > 1:
-        raise UsageError("the cluster has several image servers: pass --server NAME",
-                         hint=f"servers: {', '.join(cluster.servers)}")
+        raise UsageError(
+            "the cluster has several image servers: pass --server NAME",
+            hint=f"servers: {', '.join(cluster.servers)}",
+        )
     return next(iter(cluster.servers))
 
 
 @cli.command("apply")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("/"),
-              show_default=True, help="Install under this folder instead of / (staging, tests).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Install under this folder instead of / (staging, tests).",
+)
 @click.option("--server", help="Image server to configure (default: the only one).")
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change; write nothing.")
 @click.option("--diff", "show_diff", is_flag=True, help="Show a unified diff of each change.")
-@click.option("--reload/--no-reload", "do_reload", default=None,
-              help="Run the services' reload commands (default: only when --root is /).")
-@click.option("--skip-validation", is_flag=True,
-              help="Install even when a daemon's test mode is not available.")
+@click.option(
+    "--reload/--no-reload",
+    "do_reload",
+    default=None,
+    help="Run the services' reload commands (default: only when --root is /).",
+)
+@click.option(
+    "--skip-validation",
+    is_flag=True,
+    help="Install even when a daemon's test mode is not available.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
-def apply_command(settings: Settings, root: Path, server: str | None, dry_run: bool,
-                  show_diff: bool, do_reload: bool | None, skip_validation: bool,
-                  as_json: bool) -> None:
+def apply_command(
+    settings: Settings,
+    root: Path,
+    server: str | None,
+    dry_run: bool,
+    show_diff: bool,
+    do_reload: bool | None,
+    skip_validation: bool,
+    as_json: bool,
+) -> None:
     """Render DHCP, NFS, hosts and boot files; validate; install atomically; reload.
 
     Files that would not change are not touched. A daemon that refuses its new configuration
@@ -294,17 +327,21 @@ def apply_command(settings: Settings, root: Path, server: str | None, dry_run: b
         validation=not skip_validation,
     )
     if as_json:
-        emit_json({
-            "server": name,
-            "root": str(root),
-            "dry_run": dry_run,
-            "changes": [{"path": c.path, "action": c.action, "service": c.service}
-                        for c in result.changes],
-            "unchanged": result.unchanged,
-            "validated": result.validated,
-            "not_validated": result.not_validated,
-            "reloaded": result.reloaded,
-        })
+        emit_json(
+            {
+                "server": name,
+                "root": str(root),
+                "dry_run": dry_run,
+                "changes": [
+                    {"path": c.path, "action": c.action, "service": c.service}
+                    for c in result.changes
+                ],
+                "unchanged": result.unchanged,
+                "validated": result.validated,
+                "not_validated": result.not_validated,
+                "reloaded": result.reloaded,
+            }
+        )
         return
     for change in result.changes[:50] if not show_diff else result.changes:
         click.echo(f"  {change.action:<7} {change.path}")
@@ -320,7 +357,7 @@ def apply_command(settings: Settings, root: Path, server: str | None, dry_run: b
         + (f"; validated: {', '.join(result.validated)}" if result.validated else "")
         + (f"; reloaded: {', '.join(result.reloaded)}" if result.reloaded else "")
     )
-    if result.not_validated and any(s in applier.VALIDATORS for s in result.not_validated):
+    if result.not_validated:
         click.echo(f"warning: not validated: {', '.join(result.not_validated)}", err=True)
 
 
@@ -338,8 +375,9 @@ def templates_list(settings: Settings) -> None:
     """List the templates, marking those overridden in the templates folder."""
     from importlib import resources
 
-    for entry in sorted(resources.files("dim").joinpath("templates").iterdir(),
-                        key=lambda e: e.name):
+    for entry in sorted(
+        resources.files("dim").joinpath("templates").iterdir(), key=lambda e: e.name
+    ):
         overridden = (settings.template_dir / entry.name).exists()
         click.echo(f"{entry.name}{'  (overridden)' if overridden else ''}")
 

@@ -91,7 +91,9 @@ def summary(inventory: Inventory) -> dict:
         "cluster": cluster.name,
         "source": cluster.source,
         "nodes": len(cluster.nodes),
-        "groups": {name: sum(1 for n in cluster.nodes if n.group == name) for name in cluster.groups},
+        "groups": {
+            name: sum(1 for n in cluster.nodes if n.group == name) for name in cluster.groups
+        },
         "networks": {name: str(n.subnet) for name, n in cluster.networks.items()},
         "servers": {
             name: {"address": str(s.address), "dhcp": s.dhcp, "nfs": s.nfs}

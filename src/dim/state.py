@@ -58,7 +58,10 @@ _MAC = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
 
 
 def normalize_mac(text: str) -> str:
-    """``52-54-00-AB-CD-EF`` or ``525400abcdef`` -> ``52:54:00:ab:cd:ef``; ValueError if malformed."""
+    """``52-54-00-AB-CD-EF`` or ``525400abcdef`` -> ``52:54:00:ab:cd:ef``.
+
+    Raises ValueError for anything else.
+    """
     value = text.strip().lower()
     if not _MAC.fullmatch(value):
         raise ValueError(f"malformed MAC address {text!r} (expected e.g. 52:54:00:ab:cd:ef)")
@@ -194,9 +197,7 @@ class StateDB:
                 raise StateError(f"unknown node {name!r}: it is not in {cluster.source}")
         with self._transaction() as conn:
             current = {r.node: r.image for r in conn.execute(sa.select(images_table))}
-            changed = [
-                n for n in names if current.get(n, cluster.node(n).image) != image
-            ]
+            changed = [n for n in names if current.get(n, cluster.node(n).image) != image]
             if changed:
                 conn.execute(
                     images_table.delete().where(images_table.c.node == sa.bindparam("n")),

@@ -78,16 +78,18 @@ class _Parser:
             root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
         except etree.XMLSyntaxError as exc:
             line = exc.lineno if exc.lineno else None
-            raise LayoutError(
-                f"malformed XML: {exc.msg}", file=self.source, line=line
-            ) from exc
+            message = re.sub(r", line \d+, column \d+$", "", exc.msg)
+            raise LayoutError(f"malformed XML: {message}", file=self.source, line=line) from exc
         schema = _schema()
         if not schema.validate(root):
-            entry = schema.error_log.last_error
+            entries = [e for e in schema.error_log if e.line > 0]
+            # libxml2 logs the innermost problem first and then each enclosing element.
+            entry = next((e for e in entries if e.message.startswith("Invalid")), entries[0])
             raise LayoutError(
                 f"does not match the cluster.xml schema: {entry.message}",
                 file=self.source,
                 line=entry.line,
+                value=_offending_value(root, entry),
             )
         networks = self._networks(root)
         servers = self._servers(root, networks)
@@ -173,9 +175,7 @@ class _Parser:
                 dhcp=el.get("dhcp", "dnsmasq"),
                 nfs=el.get("nfs", "ganesha"),
                 http_port=int(el.get("http-port", "8080")),
-                reload=tuple(
-                    (r.get("service"), r.get("command")) for r in el.iterfind("reload")
-                ),
+                reload=tuple((r.get("service"), r.get("command")) for r in el.iterfind("reload")),
                 **options,
             )
         return servers
@@ -192,7 +192,9 @@ class _Parser:
                     continue
                 path = child.get("path")
                 if not path.startswith("/") or "/../" in f"{path}/":
-                    raise self.error(f"{child.tag} path must be absolute, without '..'", child, path)
+                    raise self.error(
+                        f"{child.tag} path must be absolute, without '..'", child, path
+                    )
                 paths[child.tag].append(path.rstrip("/") or "/")
             images[name] = Image(
                 name=name,
@@ -261,7 +263,9 @@ class _Parser:
         server = self._reference(element, "server", servers, "server")
         if server is None:
             if len(servers) != 1:
-                raise self.error("group needs server= when the cluster has several servers", element)
+                raise self.error(
+                    "group needs server= when the cluster has several servers", element
+                )
             server = next(iter(servers))
         return server
 
@@ -322,7 +326,9 @@ class _Parser:
             members = self._nodeset(node_el, "name")
             outside = members - nodeset
             if outside:
-                raise self.error("node override names nodes outside its group", node_el, str(outside))
+                raise self.error(
+                    "node override names nodes outside its group", node_el, str(outside)
+                )
             image = self._reference(node_el, "image", images, "image") or group_image
             server = self._reference(node_el, "server", servers, "server") or group_server
             for name in members:
@@ -376,9 +382,10 @@ def _check_unique_addresses(parser: _Parser, nodes: list[Node], root) -> None:
                     f"duplicate IP address: node {node.name} and {owner}", element, str(iface.ip)
                 )
             host_owner = hostnames.setdefault(iface.hostname, node.name)
-            if host_owner != node.name or sum(
-                1 for i in node.interfaces if i.hostname == iface.hostname
-            ) > 1:
+            if (
+                host_owner != node.name
+                or sum(1 for i in node.interfaces if i.hostname == iface.hostname) > 1
+            ):
                 raise parser.error(
                     f"duplicate host name: node {node.name} and {host_owner}",
                     element,
@@ -396,6 +403,18 @@ def _check_unique_addresses(parser: _Parser, nodes: list[Node], root) -> None:
                     element,
                     node.bmc.address,
                 )
+
+
+def _offending_value(root, entry) -> str | None:
+    """The value of the attribute a schema error names, found by its element's line."""
+    match = re.match(r"Invalid attribute (\S+) for element (\S+)", entry.message)
+    if match is None:
+        return None
+    attribute, tag = match.groups()
+    for element in root.iter(tag):
+        if element.sourceline == entry.line and element.get(attribute) is not None:
+            return element.get(attribute)
+    return None
 
 
 def _twice(node: Node, ip: IPv4Address) -> bool:

@@ -116,11 +116,15 @@ def render(context: RenderContext) -> list[RenderedFile]:
     dhcp = dhcp_context(context)
     if flavour == "dnsmasq":
         return [
-            RenderedFile(DNSMASQ_CONF, context.render("dnsmasq.conf.j2", dhcp=dhcp), service="dnsmasq"),
+            RenderedFile(
+                DNSMASQ_CONF, context.render("dnsmasq.conf.j2", dhcp=dhcp), service="dnsmasq"
+            ),
             RenderedFile(
                 DNSMASQ_HOSTS, context.render("dnsmasq.hosts.j2", dhcp=dhcp), service="dnsmasq"
             ),
         ]
     if flavour == "kea":
-        return [RenderedFile(KEA_CONF, context.render("kea-dhcp4.conf.j2", dhcp=dhcp), service="kea")]
+        return [
+            RenderedFile(KEA_CONF, context.render("kea-dhcp4.conf.j2", dhcp=dhcp), service="kea")
+        ]
     return [RenderedFile(ISC_CONF, context.render("dhcpd.conf.j2", dhcp=dhcp), service="isc")]

@@ -38,6 +38,9 @@ def _is_ip(text: str) -> bool:
 def render(context: RenderContext) -> list[RenderedFile]:
     return [
         RenderedFile(
-            HOSTS_FILE, context.render("hosts.j2", entries=host_entries(context), cluster=context.inventory.cluster.name)
+            HOSTS_FILE,
+            context.render(
+                "hosts.j2", entries=host_entries(context), cluster=context.inventory.cluster.name
+            ),
         )
     ]

@@ -86,11 +86,15 @@ def render(context: RenderContext) -> list[RenderedFile]:
         return []
     nfs = nfs_context(context)
     if flavour == "kernel":
-        return [RenderedFile(KERNEL_EXPORTS, context.render("exports.j2", nfs=nfs), service="kernel")]
+        return [
+            RenderedFile(KERNEL_EXPORTS, context.render("exports.j2", nfs=nfs), service="kernel")
+        ]
     if nfs.replicas and nfs.replicas[-1].id > GANESHA_MAX_EXPORT_ID:
         raise RenderError(
             f"server {nfs.server_name} would need {len(nfs.replicas)} nfs-ganesha exports; "
             f"ganesha numbers exports up to {GANESHA_MAX_EXPORT_ID}",
             hint='split the nodes across several servers, or use nfs="kernel" for this server',
         )
-    return [RenderedFile(GANESHA_CONF, context.render("ganesha.conf.j2", nfs=nfs), service="ganesha")]
+    return [
+        RenderedFile(GANESHA_CONF, context.render("ganesha.conf.j2", nfs=nfs), service="ganesha")
+    ]

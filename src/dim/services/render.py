@@ -57,8 +57,10 @@ class RenderContext:
 
     def render(self, template: str, **context: object) -> bytes:
         try:
-            text = _environment(self.template_dir).get_template(template).render(
-                header=HEADER, **context
+            text = (
+                _environment(self.template_dir)
+                .get_template(template)
+                .render(header=HEADER, **context)
             )
         except jinja2.TemplateError as exc:
             where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""

@@ -1,0 +1,1 @@
+"""A virtual cluster on one machine: network namespaces, real daemons and test clients."""

@@ -1,0 +1,323 @@
+"""Network namespaces for the lab and the DHCP tests: a bridge, clients, daemons and leases.
+
+A `Segment` is one broadcast domain made of network namespaces that this module creates and
+deletes by name, and nothing else: a server namespace holding a bridge with an IPv4 address,
+kept up by a veth pair (Kea and ISC dhcpd refuse a bridge without carrier), and client
+namespaces, each joined to the bridge by a veth pair. No packet leaves these namespaces::
+
+    with segment("10.77.0.1/24", clients=1) as seg:
+        daemon = seg.start(["dnsmasq", "--keep-in-foreground", "--conf-file=/tmp/d.conf"],
+                           log=Path("/tmp/dnsmasq.log"))
+        daemon.wait_udp(67)
+        client = seg.clients[0]
+        lease = dhcp_request(client.namespace, client.iface, "52:54:00:00:00:11", uefi=True)
+        assert lease.boot_file == "grubx64.efi"
+
+On leaving the block every daemon started through the segment is stopped by its process id
+(SIGTERM, then SIGKILL) and every namespace it created is deleted, also when the block raised.
+
+What a client sends (`dhcp_request`), as real boot firmware does:
+
+- PXE ROM, BIOS: option 60 ``PXEClient:Arch:00000:UNDI:002001`` and option 93 = 0x0000.
+- PXE ROM, UEFI x86-64: option 60 ``PXEClient:Arch:00007:UNDI:003016`` and option 93 = 0x0007
+  (9 is also x86-64 UEFI; pass ``arch=9``).
+- iPXE: the above plus option 77 user class = the four bytes ``iPXE``, *not* in RFC 3004 form
+  (iPXE's dhcp.c sends ``DHCP_STRING('i','P','X','E')``), and option 175 with iPXE's feature
+  indicators (175.19 HTTP = 1 …); it also asks for option 175 in its parameter request list.
+
+How each daemon recognises those clients (verified by tests/integration/test_netns_harness.py
+against dnsmasq 2.90, Kea 2.2 and ISC dhcpd 4.4.3):
+
+- dnsmasq: ``dhcp-userclass=set:ipxe,iPXE`` (dnsmasq treats a user class that does not parse
+  as RFC 3004 as one string, and matches a substring) or ``dhcp-match=set:ipxe,175``;
+  ``dhcp-match=set:efi,option:client-arch,7`` (and ``,9``); iPXE's 175.176 = 1 with
+  ``dhcp-option=tag:ipxe,encap:175,176,1b``.
+- Kea: ``"test": "substring(option[77].hex,0,4) == 'iPXE'"`` (or ``option[175].exists``);
+  ``"test": "option[93].hex == 0x0007 or option[93].hex == 0x0009"``.
+- ISC dhcpd: ``if exists user-class and option user-class = "iPXE"``; with ``option client-arch
+  code 93 = unsigned integer 16;`` the test ``option client-arch = 00:07`` matches, while
+  ``option client-arch = 7`` silently never does.
+
+Where the boot file travels: dnsmasq puts it in option 67 when the client asks for option 67
+(iPXE and udhcpc here do) and in the BOOTP ``file`` field otherwise; Kea's ``boot-file-name`` and
+dhcpd's ``filename`` fill the ``file`` field. `DhcpLease.boot_file` is what a loader would use:
+option 67 when present, else the ``file`` field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
+from pathlib import Path
+
+from dim.errors import DimError
+
+_counter = itertools.count()
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class LabError(DimError):
+    """The lab could not build a namespace, start a daemon or reach a state it expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A client namespace and the name of its interface on the segment."""
+
+    namespace: str
+    iface: str = "eth0"
+
+
+@dataclass(slots=True)
+class Daemon:
+    """A background process in a namespace, stopped by its process id."""
+
+    namespace: str
+    argv: tuple[str, ...]
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        """What the daemon wrote to stdout and stderr so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def signal(self, signum: int) -> None:
+        """Send a signal (SIGHUP makes dnsmasq reread its hosts files)."""
+        os.kill(self.pid, signum)
+
+    def wait_udp(self, port: int = 67, timeout: float = 5.0) -> None:
+        """Wait until the namespace has a socket bound to UDP ``port``, or fail with the log."""
+        deadline = time.monotonic() + timeout
+        while not udp_listening(self.namespace, port):
+            if not self.running:
+                raise LabError(
+                    f"{self.argv[0]} exited with status {self.process.returncode}",
+                    hint=_tail(self.output()),
+                )
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"{self.argv[0]} did not bind UDP port {port} in {timeout} s",
+                    hint=_tail(self.output()),
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """SIGTERM, then SIGKILL if the process still runs after ``timeout``; its exit status."""
+        if self.running:
+            _kill(self.pid, signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _kill(self.pid, signal.SIGKILL)
+        return self.process.wait()
+
+
+@dataclass(slots=True)
+class Segment:
+    """A bridge in a server namespace, client namespaces on it, and the daemons started here."""
+
+    prefix: str
+    address: IPv4Interface
+    bridge: str = "br0"
+    namespaces: list[str] = field(default_factory=list)
+    clients: list[Client] = field(default_factory=list)
+    daemons: list[Daemon] = field(default_factory=list)
+
+    @property
+    def server(self) -> str:
+        """The server namespace, which holds the bridge."""
+        return f"{self.prefix}-srv"
+
+    @property
+    def server_ip(self) -> str:
+        return str(self.address.ip)
+
+    def build(self, clients: int) -> None:
+        """Create the server namespace, the bridge and ``clients`` client namespaces."""
+        self._add_namespace(self.server)
+        ip("-n", self.server, "link", "add", self.bridge, "type", "bridge")
+        ip("-n", self.server, "addr", "add", str(self.address), "dev", self.bridge)
+        ip("-n", self.server, "link", "set", self.bridge, "up")
+        # The keeper: a veth pair with one end on the bridge gives the bridge carrier.
+        ip("-n", self.server, "link", "add", "keep0", "type", "veth", "peer", "name", "keep1")
+        ip("-n", self.server, "link", "set", "keep1", "up")
+        self._attach("keep0")
+        for _ in range(clients):
+            self.add_client()
+
+    def add_client(self) -> Client:
+        """A new client namespace joined to the bridge; its interface is ``eth0``."""
+        index = len(self.clients)
+        client = Client(f"{self.prefix}-c{index}")
+        self._add_namespace(client.namespace)
+        port = f"port{index}"
+        ip(
+            "-n",
+            self.server,
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            client.iface,
+            "netns",
+            client.namespace,
+        )
+        self._attach(port)
+        ip("-n", client.namespace, "link", "set", client.iface, "up")
+        self.clients.append(client)
+        return client
+
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        log: Path,
+        env: dict[str, str] | None = None,
+        namespace: str | None = None,
+    ) -> Daemon:
+        """Start a daemon (in the server namespace unless told); stopped when the segment is."""
+        daemon = start(namespace or self.server, argv, log=log, env=env)
+        self.daemons.append(daemon)
+        return daemon
+
+    def close(self) -> None:
+        """Stop this segment's daemons, then delete the namespaces it created."""
+        failures: list[str] = []
+        for daemon in reversed(self.daemons):
+            try:
+                daemon.stop()
+            except OSError as exc:
+                failures.append(f"stopping {daemon.argv[0]} (pid {daemon.pid}): {exc}")
+        self.daemons.clear()
+        for name in reversed(self.namespaces):
+            result = _ip_result("netns", "delete", name)
+            if result.returncode != 0:
+                failures.append(f"deleting namespace {name}: {result.stderr.strip()}")
+        self.namespaces.clear()
+        if failures:
+            raise LabError("the lab was not fully torn down: " + "; ".join(failures))
+
+    def _add_namespace(self, name: str) -> None:
+        ip("netns", "add", name)
+        self.namespaces.append(name)
+        ip("-n", name, "link", "set", "lo", "up")
+
+    def _attach(self, port: str) -> None:
+        ip("-n", self.server, "link", "set", port, "master", self.bridge)
+        ip("-n", self.server, "link", "set", port, "up")
+
+
+@contextmanager
+def segment(
+    address: str = "10.77.0.1/24", *, clients: int = 1, bridge: str = "br0"
+) -> Iterator[Segment]:
+    """Build a `Segment` whose names are unique to this process and call; tear it down after."""
+    prefix = f"dim{os.getpid()}-{next(_counter)}{secrets.token_hex(2)}"
+    seg = Segment(prefix=prefix, address=IPv4Interface(address), bridge=bridge)
+    try:
+        seg.build(clients)
+        yield seg
+    finally:
+        seg.close()
+
+
+def ip(*args: str) -> None:
+    """Run ``ip ARGS`` in the caller's namespace; a failure raises `LabError`."""
+    result = _ip_result(*args)
+    if result.returncode != 0:
+        raise LabError(
+            f"ip {' '.join(args)} failed: {result.stderr.strip()}",
+            hint="the lab needs root and the iproute2 tools",
+        )
+
+
+def run(
+    namespace: str,
+    argv: Sequence[str],
+    *,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end inside a namespace and capture its output."""
+    try:
+        result = subprocess.run(
+            ["ip", "netns", "exec", namespace, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"{argv[0]} in {namespace} did not finish in {timeout} s") from exc
+    if check and result.returncode != 0:
+        raise LabError(
+            f"{' '.join(argv)} in {namespace} exited with {result.returncode}",
+            hint=_tail(result.stdout + result.stderr),
+        )
+    return result
+
+
+def start(
+    namespace: str, argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None
+) -> Daemon:
+    """Start a long-running command in a namespace, its output going to ``log``.
+
+    ``ip netns exec`` execs the command itself, so the process id is the daemon's own and the
+    caller must `Daemon.stop` it: a namespace is not gone while a process still runs in it.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    return Daemon(namespace=namespace, argv=tuple(argv), log=log, process=process)
+
+
+def udp_listening(namespace: str, port: int) -> bool:
+    """Whether a socket in the namespace is bound to UDP ``port`` (read from /proc/net/udp)."""
+    table = run(namespace, ["cat", "/proc/net/udp"], timeout=5.0).stdout.splitlines()[1:]
+    return any(int(row.split()[1].rsplit(":", 1)[1], 16) == port for row in table if row.strip())
+
+
+def set_mac(namespace: str, iface: str, mac: str) -> None:
+    """Give an interface a MAC address (veth accepts the change while up)."""
+    ip("-n", namespace, "link", "set", "dev", iface, "address", mac)
+
+
+def _ip_result(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False, timeout=30)
+
+
+def _kill(pid: int, signum: int) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])

@@ -1,0 +1,155 @@
+"""apply: atomic, minimal, validated by the real daemon, and nothing changes on failure."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dim.errors import ApplyError, ValidationError
+from dim.layout.model import Inventory
+from dim.services import apply as applier
+from dim.services.render import RenderContext, render_all
+from tests.conftest import require_binary
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every file under root with what would show a rewrite: inode, mtime, content or link."""
+    result = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            st = path.lstat()
+            result[str(path.relative_to(root))] = (st.st_ino, st.st_mtime_ns, os.readlink(path))
+        elif path.is_file():
+            st = path.stat()
+            result[str(path.relative_to(root))] = (st.st_ino, st.st_mtime_ns, path.read_bytes())
+    return result
+
+
+def install(inventory: Inventory, root: Path, template_dir=None, **options):
+    files = render_all(RenderContext(inventory, "srv", Path("/var/lib/dim"), template_dir))
+    return applier.apply(files, root, reload_command=lambda s: None, do_reload=False, **options)
+
+
+@pytest.fixture(autouse=True)
+def _dnsmasq():
+    require_binary("dnsmasq", "dnsmasq")
+
+
+def test_first_apply_creates_everything_and_validates(small_inventory, tmp_path):
+    result = install(small_inventory, tmp_path)
+    assert result.counts()["create"] == len(result.changes) > 0
+    assert result.validated == ["dnsmasq"]
+    assert (tmp_path / "etc/dnsmasq.d/dim.conf").is_file()
+    assert os.readlink(tmp_path / "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-01") == "dim-alpha"
+    assert not list(tmp_path.rglob(".*.dim-*")), "no temporary file is left behind"
+
+
+def test_reapplying_unchanged_configuration_writes_nothing(small_inventory, tmp_path):
+    install(small_inventory, tmp_path)
+    before = snapshot(tmp_path)
+    result = install(small_inventory, tmp_path)
+    assert result.changes == []
+    assert snapshot(tmp_path) == before
+
+
+def test_changing_one_mac_rewrites_only_what_depends_on_it(small_inventory, tmp_path):
+    install(small_inventory, tmp_path)
+    before = snapshot(tmp_path)
+    macs = dict(small_inventory.macs)
+    macs[("c01", "boot")] = "52:54:00:00:00:99"
+    result = install(Inventory(small_inventory.cluster, macs, small_inventory.images), tmp_path)
+    after = snapshot(tmp_path)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == {
+        "etc/dim/dnsmasq.hosts",
+        "etc/dim/applied.list",
+        "srv/dim/http/dim/nodes/52-54-00-00-00-01.ipxe",
+        "srv/dim/http/dim/nodes/52-54-00-00-00-99.ipxe",
+        "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-01",
+        "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-99",
+        "srv/dim/tftp/grub/nodes/52:54:00:00:00:01.cfg",
+        "srv/dim/tftp/grub/nodes/52:54:00:00:00:99.cfg",
+    }
+    assert result.counts() == {"create": 3, "update": 1, "remove": 3}
+    assert "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-01" not in after
+
+
+def test_refused_configuration_changes_nothing(small_inventory, tmp_path):
+    install(small_inventory, tmp_path)
+    before = snapshot(tmp_path)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "dnsmasq.conf.j2").write_text("dhcp-range=not-an-address,static\n")
+    (templates / "hosts.j2").write_text("# changed too\n")
+    root = tmp_path
+    with pytest.raises(
+        ValidationError, match="dnsmasq refused the rendered /etc/dnsmasq.d/dim.conf"
+    ):
+        install(small_inventory, root, templates)
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("templates")} == before
+
+
+def test_dry_run_validates_and_writes_nothing(small_inventory, tmp_path):
+    result = install(small_inventory, tmp_path, dry_run=True)
+    assert result.changes and result.validated == ["dnsmasq"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_validator_is_an_error_unless_skipped(small_inventory, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ApplyError, match="dnsmasq is not installed"):
+        install(small_inventory, tmp_path / "root")
+    assert not (tmp_path / "root").exists()
+    result = install(small_inventory, tmp_path / "root", validation=False)
+    assert result.not_validated == ["dnsmasq"]
+
+
+def test_interrupted_write_leaves_whole_files_and_a_rerun_completes(
+    small_inventory, tmp_path, monkeypatch
+):
+    real = applier._install_link
+    calls = []
+
+    def failing(where, link):
+        calls.append(where)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        real(where, link)
+
+    monkeypatch.setattr(applier, "_install_link", failing)
+    with pytest.raises(ApplyError, match="No space left on device"):
+        install(small_inventory, tmp_path)
+    assert not list(tmp_path.rglob(".*.dim-*"))
+    monkeypatch.setattr(applier, "_install_link", real)
+    install(small_inventory, tmp_path)
+    assert install(small_inventory, tmp_path).changes == []
+
+
+def test_a_file_no_longer_rendered_is_removed(small_inventory, tmp_path):
+    install(small_inventory, tmp_path)
+    macs = {k: v for k, v in small_inventory.macs.items() if k[0] != "g1"}
+    install(Inventory(small_inventory.cluster, macs, small_inventory.images), tmp_path)
+    assert not (tmp_path / "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-01-01").exists()
+    assert "01-52-54-00-00-01-01" not in (tmp_path / "etc/dim/applied.list").read_text()
+
+
+def test_reload_runs_only_for_changed_services(small_inventory, tmp_path):
+    marker = tmp_path / "reloaded"
+    files = render_all(RenderContext(small_inventory, "srv", Path("/var/lib/dim")))
+    command = f"echo {{}} >> {marker}"
+
+    def reload_command(service):
+        return command.format(service)
+
+    result = applier.apply(files, tmp_path / "root", reload_command=reload_command)
+    assert result.reloaded == ["dnsmasq", "ganesha"]
+    assert marker.read_text().split() == ["dnsmasq", "ganesha"]
+    result = applier.apply(files, tmp_path / "root", reload_command=reload_command)
+    assert result.reloaded == []
+
+
+def test_failed_reload_is_reported_after_the_files_are_in_place(small_inventory, tmp_path):
+    files = render_all(RenderContext(small_inventory, "srv", Path("/var/lib/dim")))
+    with pytest.raises(ApplyError, match="reloading it failed .* exited 3"):
+        applier.apply(files, tmp_path, reload_command=lambda s: "exit 3")
+    assert (tmp_path / "etc/dnsmasq.d/dim.conf").is_file()

@@ -1,0 +1,121 @@
+"""Renderers: golden files for every flavour, and the properties that matter per file.
+
+Regenerate the golden files on purpose only: ``DIM_UPDATE_GOLDEN=1 pytest tests/unit/services``,
+then review the diff.
+"""
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from dim.errors import RenderError
+from dim.layout.model import Inventory
+from dim.layout.parser import parse
+from dim.services.render import HEADER, RenderContext, render_all
+from tests.unit.conftest import SMALL
+
+GOLDEN = Path(__file__).parent / "golden"
+STATE = Path("/var/lib/dim")
+
+
+def render(inventory, template_dir=None):
+    files = render_all(RenderContext(inventory, "srv", STATE, template_dir))
+    return {f.path: f for f in files}
+
+
+def flavoured(small_inventory, dhcp="dnsmasq", nfs="ganesha") -> Inventory:
+    data = SMALL.replace(b'dhcp="dnsmasq"', f'dhcp="{dhcp}"'.encode())
+    data = data.replace(b'nfs="ganesha"', f'nfs="{nfs}"'.encode())
+    cluster = parse(data, "small.xml")
+    return dataclasses.replace(small_inventory, cluster=cluster)
+
+
+CASES = {
+    "dnsmasq.conf": ("dnsmasq", "ganesha", "/etc/dnsmasq.d/dim.conf"),
+    "dnsmasq.hosts": ("dnsmasq", "ganesha", "/etc/dim/dnsmasq.hosts"),
+    "kea-dhcp4.conf": ("kea", "ganesha", "/etc/kea/kea-dhcp4.conf"),
+    "dhcpd.conf": ("isc", "ganesha", "/etc/dhcp/dhcpd.conf"),
+    "ganesha.conf": ("dnsmasq", "ganesha", "/etc/ganesha/ganesha.conf"),
+    "dim.exports": ("dnsmasq", "kernel", "/etc/exports.d/dim.exports"),
+    "hosts": ("dnsmasq", "ganesha", "/etc/dim/hosts"),
+    "boot.ipxe": ("dnsmasq", "ganesha", "/srv/dim/http/boot.ipxe"),
+    "alpha.ipxe": ("dnsmasq", "ganesha", "/srv/dim/http/dim/images/alpha.ipxe"),
+    "pxelinux-alpha": ("dnsmasq", "ganesha", "/srv/dim/tftp/pxelinux.cfg/dim-alpha"),
+    "grub.cfg": ("dnsmasq", "ganesha", "/srv/dim/tftp/grub/grub.cfg"),
+    "grub-alpha.cfg": ("dnsmasq", "ganesha", "/srv/dim/tftp/grub/dim-alpha.cfg"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rendered_file_matches_golden(small_inventory, name):
+    dhcp, nfs, path = CASES[name]
+    content = render(flavoured(small_inventory, dhcp, nfs))[path].content.decode()
+    golden = GOLDEN / name
+    if os.environ.get("DIM_UPDATE_GOLDEN"):
+        golden.write_text(content)
+    assert content == golden.read_text()
+
+
+def test_kea_config_is_json_with_one_reservation_per_known_mac(small_inventory):
+    text = render(flavoured(small_inventory, "kea"))["/etc/kea/kea-dhcp4.conf"].content.decode()
+    config = json.loads(re.sub(r"^\s*//.*$", "", text, flags=re.M))
+    (subnet,) = config["Dhcp4"]["subnet4"]
+    reservations = {
+        r["hostname"]: (r["hw-address"], r["ip-address"]) for r in subnet["reservations"]
+    }
+    assert reservations == {
+        "c01": ("52:54:00:00:00:01", "10.10.0.11"),
+        "c02": ("52:54:00:00:00:02", "10.10.0.12"),
+        "c04": ("52:54:00:00:00:04", "10.10.0.14"),
+        "g1": ("52:54:00:00:01:01", "10.10.0.100"),
+    }
+
+
+def test_every_text_file_says_it_is_generated(small_inventory):
+    for dhcp in ("dnsmasq", "kea", "isc"):
+        for file in render(flavoured(small_inventory, dhcp)).values():
+            if file.content is not None and not file.path.endswith(".hosts"):
+                assert HEADER in file.content.decode(), file.path
+
+
+def test_loader_links_follow_each_nodes_current_image(small_inventory):
+    files = render(small_inventory)
+    links = {p: f.link for p, f in files.items() if f.link is not None}
+    assert links["/srv/dim/http/dim/nodes/52-54-00-00-00-01.ipxe"] == "../images/alpha.ipxe"
+    # c02 was switched to beta in the state, c04 is beta in the layout
+    assert links["/srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-02"] == "dim-beta"
+    assert links["/srv/dim/tftp/grub/nodes/52:54:00:00:00:04.cfg"] == "../dim-beta.cfg"
+    # no MAC, no per-node file; three loaders for each of the four known MACs
+    assert len(links) == 12
+
+
+def test_image_kernel_arguments_carry_paths_and_options(small_inventory):
+    text = render(small_inventory)["/srv/dim/http/dim/images/alpha.ipxe"].content.decode()
+    assert "dim.root=10.10.0.2:/var/lib/dim/images/alpha/live" in text
+    assert "dim.rw=10.10.0.2:/var/lib/dim/nodes" in text
+    assert "dim.nfsopts=actimeo=1" in text
+    assert "dim.persist=/etc dim.volatile=/tmp" in text
+
+
+def test_admin_template_overrides_the_packaged_one(small_inventory, tmp_path):
+    (tmp_path / "hosts.j2").write_text("# site hosts {{ cluster }}\n")
+    files = render(small_inventory, tmp_path)
+    assert files["/etc/dim/hosts"].content == b"# site hosts t\n"
+
+
+def test_template_error_names_the_template(small_inventory, tmp_path):
+    (tmp_path / "hosts.j2").write_text("{{ nothing_here }}\n")
+    with pytest.raises(RenderError, match="template hosts.j2.*nothing_here"):
+        render(small_inventory, tmp_path)
+
+
+def test_ganesha_export_ids_beyond_its_limit_are_refused(small_inventory, monkeypatch):
+    from dim.services import nfs
+
+    monkeypatch.setattr(nfs, "GANESHA_MAX_EXPORT_ID", nfs.FIRST_NODE_EXPORT_ID + 2)
+    with pytest.raises(RenderError, match="nfs-ganesha exports"):
+        render(small_inventory)

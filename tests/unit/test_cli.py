@@ -1,0 +1,162 @@
+"""The dim command, called in-process: output, exit status, and nothing lost on bad input."""
+
+import json
+import shutil
+
+import pytest
+
+from dim.cli import main
+from tests.conftest import require_binary
+
+
+@pytest.fixture
+def dim(layout_file, tmp_path, capsys):
+    state = tmp_path / "state"
+
+    def run(*args):
+        status = main(["--config", str(layout_file), "--state", str(state), *args])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+def test_layout_check_summarises_a_valid_layout(dim):
+    status, out, err = dim("layout", "check")
+    assert status == 0, err
+    assert "cluster t is valid" in out
+    assert "nodes     6" in out
+    assert "warning: no MAC recorded for c[01-04],g[1-2]" in out
+
+
+def test_layout_check_on_malformed_xml_prints_one_line_and_exits_2(dim, layout_file):
+    layout_file.write_text(layout_file.read_text().replace("</group>", "</grop>", 1))
+    status, out, err = dim("layout", "check")
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err == (
+        f"dim: error: {layout_file}:12: malformed XML: "
+        "Opening and ending tag mismatch: group line 8 and grop\n"
+    )
+
+
+def test_missing_layout_gives_a_hint(tmp_path, capsys):
+    status = main(["--config", str(tmp_path / "nope.xml"), "layout", "check"])
+    _, err = capsys.readouterr()
+    assert status == 2
+    assert "cannot read the cluster layout" in err and "hint: pass --config" in err
+
+
+def test_node_set_and_list_json(dim):
+    assert dim("node", "set", "c01", "--mac", "52-54-00-00-00-01")[0] == 0
+    status, out, _ = dim("node", "list", "@compute!c[02-03]", "--json")
+    assert status == 0
+    records = json.loads(out)
+    assert [r["name"] for r in records] == ["c01", "c04"]
+    assert records[0]["interfaces"][0]["mac"] == "52:54:00:00:00:01"
+    assert records[0]["bmc"]["address"] == "10.11.0.11"
+
+
+def test_node_list_table_for_people(dim):
+    dim("node", "set", "c01", "--mac", "52:54:00:00:00:01")
+    status, out, _ = dim("node", "list", "c0[1-2]")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NODE", "GROUP", "IP", "MAC", "IMAGE", "SERVER", "BMC"]
+    assert lines[1].split() == [
+        "c01",
+        "compute",
+        "10.10.0.11",
+        "52:54:00:00:00:01",
+        "alpha",
+        "srv",
+        "10.11.0.11",
+    ]
+
+
+def test_duplicate_mac_is_refused_and_the_database_is_unchanged(dim):
+    dim("node", "set", "c01", "--mac", "52:54:00:00:00:01")
+    status, _, err = dim("node", "set", "c02", "--mac", "52:54:00:00:00:01")
+    assert status == 2
+    assert "duplicate MAC address 52:54:00:00:00:01: c01 (boot) and c02 (boot)" in err
+    records = json.loads(dim("node", "list", "--json")[1])
+    assert [r["interfaces"][0]["mac"] for r in records if r["interfaces"][0]["mac"]] == [
+        "52:54:00:00:00:01"
+    ]
+
+
+def test_mac_for_several_nodes_is_refused(dim):
+    status, _, err = dim("node", "set", "c[01-02]", "--mac", "52:54:00:00:00:01")
+    assert status == 2 and "--mac names one node" in err
+
+
+def test_malformed_mac_is_refused(dim):
+    status, _, err = dim("node", "set", "c01", "--mac", "52:54:00:00:00")
+    assert status == 2 and "malformed MAC" in err
+
+
+def test_bad_csv_records_nothing(dim, tmp_path):
+    csv = tmp_path / "macs.csv"
+    csv.write_text("c01,52:54:00:00:00:01\nc02,52:54:00:00:00:zz\n")
+    status, _, err = dim("node", "import-macs", str(csv))
+    assert status == 2
+    assert f"{csv}:2: malformed MAC" in err
+    assert all(
+        r["interfaces"][0]["mac"] is None for r in json.loads(dim("node", "list", "--json")[1])
+    )
+
+
+def test_import_macs_then_image_assignment(dim, tmp_path):
+    csv = tmp_path / "macs.csv"
+    csv.write_text("node,mac\nc01,52:54:00:00:00:01\ng1,52:54:00:00:00:02\n")
+    status, out, _ = dim("node", "import-macs", str(csv))
+    assert status == 0 and "2 MACs, 2 changed" in out
+    status, out, _ = dim("node", "set", "@gpu", "--image", "alpha")
+    assert status == 0 and "g[1-2]: image alpha (2 changed)" in out
+    status, out, _ = dim("layout", "show", "g1")
+    assert "image alpha" in out
+
+
+def test_unknown_node_set_exits_2(dim):
+    status, _, err = dim("node", "list", "zz[1-2]")
+    assert status == 2 and "unknown node(s) zz[1-2]" in err
+
+
+def test_apply_dry_run_then_apply_then_nothing_to_do(dim, tmp_path):
+    require_binary("dnsmasq", "dnsmasq")
+    dim("node", "set", "c01", "--mac", "52:54:00:00:00:01")
+    root = tmp_path / "root"
+    status, out, _ = dim("apply", "--root", str(root), "--dry-run", "--diff")
+    assert status == 0 and "would change" in out and "+dhcp-range=" in out
+    assert not root.exists()
+    status, out, _ = dim("apply", "--root", str(root))
+    assert status == 0 and "validated: dnsmasq" in out
+    status, out, _ = dim("apply", "--root", str(root), "--json")
+    report = json.loads(out)
+    assert report["changes"] == [] and report["unchanged"] > 0
+
+
+def test_apply_with_a_refused_template_exits_1_and_writes_nothing(dim, tmp_path, layout_file):
+    require_binary("dnsmasq", "dnsmasq")
+    templates = layout_file.parent / "templates"
+    templates.mkdir()
+    (templates / "dnsmasq.conf.j2").write_text("no-such-option=1\n")
+    status, _, err = dim("apply", "--root", str(tmp_path / "root"))
+    assert status == 1
+    assert "dnsmasq refused the rendered /etc/dnsmasq.d/dim.conf" in err
+    assert not (tmp_path / "root").exists()
+    shutil.rmtree(templates)
+
+
+def test_templates_copy_makes_an_override(dim, layout_file):
+    status, out, _ = dim("templates", "copy", "hosts.j2")
+    assert status == 0
+    assert (layout_file.parent / "templates" / "hosts.j2").is_file()
+    assert "hosts.j2  (overridden)" in dim("templates", "list")[1]
+
+
+def test_help_lists_the_commands(dim):
+    status, out, _ = dim("--help")
+    assert status == 0
+    for command in ("apply", "layout", "node", "templates"):
+        assert command in out

@@ -1,0 +1,121 @@
+import threading
+
+import pytest
+
+from dim.errors import StateError
+from dim.state import StateDB, normalize_mac, parse_mac_csv
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("52:54:00:AB:cd:ef", "52:54:00:ab:cd:ef"),
+        ("52-54-00-ab-cd-ef", "52:54:00:ab:cd:ef"),
+        ("525400abcdef", "52:54:00:ab:cd:ef"),
+        (" 52:54:00:ab:cd:ef\n", "52:54:00:ab:cd:ef"),
+    ],
+)
+def test_mac_forms_are_normalized(text, expected):
+    assert normalize_mac(text) == expected
+
+
+@pytest.mark.parametrize("text", ["52:54:00:ab:cd", "52:54:00:ab:cd:eg", "52:54-00:ab:cd:ef", ""])
+def test_malformed_mac_is_refused(text):
+    with pytest.raises(ValueError, match="malformed MAC"):
+        normalize_mac(text)
+
+
+def test_database_uses_wal_mode(tmp_path):
+    db = StateDB.open(tmp_path)
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_macs_are_recorded_and_read_back(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    assert db.set_macs(small_cluster, {("c01", "boot"): "52:54:00:00:00:01"}) == 1
+    assert db.set_macs(small_cluster, {("c01", "boot"): "52:54:00:00:00:01"}) == 0
+    assert db.observed().macs == {("c01", "boot"): "52:54:00:00:00:01"}
+    assert [e.kind for e in db.events("c01")] == ["mac"]
+
+
+def test_duplicate_mac_is_refused_and_nothing_changes(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    db.set_macs(small_cluster, {("c01", "boot"): "52:54:00:00:00:01"})
+    with pytest.raises(StateError, match="duplicate MAC address 52:54:00:00:00:01: c01"):
+        db.set_macs(
+            small_cluster,
+            {("c02", "boot"): "52:54:00:00:00:02", ("c03", "boot"): "52:54:00:00:00:01"},
+        )
+    assert db.observed().macs == {("c01", "boot"): "52:54:00:00:00:01"}
+
+
+def test_macs_can_be_swapped_in_one_change(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    a, b = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
+    db.set_macs(small_cluster, {("c01", "boot"): a, ("c02", "boot"): b})
+    db.set_macs(small_cluster, {("c01", "boot"): b, ("c02", "boot"): a})
+    assert db.observed().macs == {("c01", "boot"): b, ("c02", "boot"): a}
+
+
+def test_unknown_node_or_network_is_refused(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    with pytest.raises(StateError, match="unknown node 'zz'"):
+        db.set_macs(small_cluster, {("zz", "boot"): "52:54:00:00:00:01"})
+    with pytest.raises(StateError, match="no interface on network 'bmc'"):
+        db.set_macs(small_cluster, {("c01", "bmc"): "52:54:00:00:00:01"})
+
+
+def test_image_assignment_overrides_and_clears(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    assert db.set_images(small_cluster, ["c01", "c02"], "beta") == 2
+    assert db.observed().images == {"c01": "beta", "c02": "beta"}
+    assert db.set_images(small_cluster, ["c01"], "alpha") == 1
+    assert db.observed().images == {"c02": "beta"}
+    with pytest.raises(StateError, match="unknown image"):
+        db.set_images(small_cluster, ["c01"], "gamma")
+
+
+def test_concurrent_writers_lose_no_update(tmp_path, small_cluster):
+    StateDB.open(tmp_path)
+    errors = []
+
+    def record(node: str, mac: str) -> None:
+        try:
+            StateDB.open(tmp_path).set_macs(small_cluster, {(node, "boot"): mac})
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=record, args=(f"c0{i}", f"52:54:00:00:00:0{i}"))
+        for i in range(1, 5)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(StateDB.open(tmp_path).observed().macs) == 4
+
+
+def test_csv_import_checks_the_whole_file(small_cluster):
+    text = "node,mac\nc01,52:54:00:00:00:01\nc02,52-54-00-00-00-02,boot\n\n# comment\n"
+    assert parse_mac_csv(text, "m.csv", small_cluster) == {
+        ("c01", "boot"): "52:54:00:00:00:01",
+        ("c02", "boot"): "52:54:00:00:00:02",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("c01,52:54:00:00:00:01\nzz,52:54:00:00:00:02\n", "m.csv:2: unknown node 'zz'"),
+        ("c01,52:54:00:00:00:0x\n", "m.csv:1: malformed MAC"),
+        ("c01,52:54:00:00:00:01\nc02,52:54:00:00:00:01\n", "m.csv:2: duplicate MAC"),
+        ("c01,52:54:00:00:00:01\nc01,52:54:00:00:00:02\n", "m.csv:2: node c01 (boot) appears"),
+        ("c01\n", "m.csv:1: expected node,mac"),
+    ],
+)
+def test_bad_csv_is_refused_with_file_and_line(small_cluster, text, message):
+    with pytest.raises(StateError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_mac_csv(text, "m.csv", small_cluster)
