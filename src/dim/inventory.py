@@ -59,7 +59,7 @@ def node_record(inventory: Inventory, node: Node) -> dict:
         "interfaces": [
             {
                 "network": iface.network,
-                "ip": str(iface.ip),
+                "ip": iface.ip,
                 "hostname": iface.hostname,
                 "mac": inventory.macs.get((node.name, iface.network)),
             }

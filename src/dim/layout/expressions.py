@@ -23,6 +23,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 Numbers = tuple[int, ...]
 Evaluator = Callable[[Numbers, int], int]
@@ -102,33 +103,39 @@ def _binary(op: Callable[[int, int], int], left: Evaluator, right: Evaluator) ->
     return apply
 
 
+Field = Callable[[Numbers, int, str], str]
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A compiled template: literal parts interleaved with fields."""
+    """A compiled template: a format string with one ``{}`` per field."""
 
     text: str
-    parts: tuple[str | Callable[[Numbers, int, str], str], ...]
+    pattern: str
+    fields: tuple[Field, ...]
 
     def render(self, nums: Numbers, index: int, name: str) -> str:
-        return "".join(p if isinstance(p, str) else p(nums, index, name) for p in self.parts)
+        if not self.fields:
+            return self.pattern
+        return self.pattern.format(*[field(nums, index, name) for field in self.fields])
 
     @property
     def is_constant(self) -> bool:
-        return all(isinstance(p, str) for p in self.parts)
+        return not self.fields
 
 
 def compile_template(text: str) -> Template:
     """Compile ``text`` with ``{expr}``, ``{expr:WIDTH}`` and ``{name}`` fields."""
-    parts: list[str | Callable[[Numbers, int, str], str]] = []
+    pattern: list[str] = []
+    fields: list[Field] = []
     position = 0
     for match in _FIELD.finditer(text):
-        if match.start() > position:
-            parts.append(_literal(text[position : match.start()], text))
-        parts.append(_field(match.group(1), text))
+        pattern.append(_literal(text[position : match.start()], text))
+        pattern.append("{}")
+        fields.append(_field(match.group(1), text))
         position = match.end()
-    if position < len(text):
-        parts.append(_literal(text[position:], text))
-    return Template(text, tuple(parts))
+    pattern.append(_literal(text[position:], text))
+    return Template(text, "".join(pattern), tuple(fields))
 
 
 def _literal(chunk: str, text: str) -> str:
@@ -137,17 +144,56 @@ def _literal(chunk: str, text: str) -> str:
     return chunk
 
 
-def _field(body: str, text: str) -> Callable[[Numbers, int, str], str]:
+def _field(body: str, text: str) -> Field:
     expr, _, spec = body.partition(":")
     if expr.strip() == "name":
         if spec:
             raise ExpressionError(f"{{name}} takes no width in {text!r}")
         return lambda nums, i, name: name
     evaluate = compile_expression(expr)
-    if not spec:
-        return lambda nums, i, name: str(evaluate(nums, i))
-    width = _WIDTH.fullmatch(spec)
-    if width is None:
-        raise ExpressionError(f"invalid width {spec!r} in {text!r} (use e.g. {{n1:03}})")
-    fmt = f"0{int(width.group(1))}d"
-    return lambda nums, i, name: format(evaluate(nums, i), fmt)
+    fmt = ""
+    if spec:
+        width = _WIDTH.fullmatch(spec)
+        if width is None:
+            raise ExpressionError(f"invalid width {spec!r} in {text!r} (use e.g. {{n1:03}})")
+        fmt = f"0{int(width.group(1))}d"
+    return _memoized(evaluate, fmt, *_variables(expr), text)
+
+
+def _variables(expr: str) -> tuple[tuple[int, ...], bool]:
+    """Positions of the n-numbers an expression reads, and whether it reads i."""
+    names = {
+        n.id for n in ast.walk(ast.parse(expr.strip(), mode="eval")) if isinstance(n, ast.Name)
+    }
+    positions = sorted(int(n[1:]) - 1 for n in names if _NUMBER_NAME.fullmatch(n))
+    return tuple(positions), "i" in names
+
+
+def _memoized(
+    evaluate: Evaluator, fmt: str, positions: tuple[int, ...], uses_index: bool, text: str
+) -> Field:
+    """A field remembers its text per value of the numbers it reads.
+
+    Nodes of a group share most of them (``n1`` is the rack in ``r[01-46]n[001-056]``), so a
+    dictionary look-up replaces the evaluation for nearly every node.
+    """
+    if uses_index or not positions:
+        return lambda nums, i, name: format(evaluate(nums, i), fmt)
+    key_of = itemgetter(*positions)
+    cache: dict[object, str] = {}
+
+    def field(nums: Numbers, i: int, name: str) -> str:
+        try:
+            key = key_of(nums)
+        except IndexError:
+            raise ExpressionError(
+                f"n{positions[-1] + 1} used in {text!r} but the node name has only "
+                f"{len(nums)} number(s)"
+            ) from None
+        try:
+            return cache[key]
+        except KeyError:
+            value = cache[key] = format(evaluate(nums, i), fmt)
+            return value
+
+    return field

@@ -59,8 +59,12 @@ class Image:
 @dataclass(frozen=True, slots=True)
 class Interface:
     network: str
-    ip: IPv4Address
+    ip: str  # dotted quad, canonical: the parser checked it with inet_pton
     hostname: str
+
+    @property
+    def address(self) -> IPv4Address:
+        return IPv4Address(self.ip)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ names the file, the line and the offending value.
 from __future__ import annotations
 
 import re
+import socket
 from functools import cache
 from importlib import resources
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
@@ -19,6 +20,7 @@ from pathlib import Path
 from ClusterShell.NodeSet import NodeSet, NodeSetException
 from lxml import etree
 
+from dim.allocation import bulk_allocation
 from dim.errors import LayoutError
 from dim.layout.expressions import ExpressionError, Template, compile_template
 from dim.layout.model import Bmc, Cluster, Group, Image, Interface, Network, Node, Server
@@ -26,6 +28,11 @@ from dim.layout.model import Bmc, Cluster, Group, Image, Interface, Network, Nod
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _NUMBERS = re.compile(r"[0-9]+")
 RESERVED_GROUPS = {"all"}
+
+
+def ip_to_int(text: str) -> int:
+    """Strict dotted quad -> integer; OSError for anything else (``010.0.0.1``, ``1.2.3``)."""
+    return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
 
 
 def check_name(kind: str, value: str) -> str:
@@ -60,7 +67,8 @@ def load(path: str | Path) -> Cluster:
 
 def parse(data: bytes, source: str = "<memory>") -> Cluster:
     """Parse, validate and expand cluster.xml."""
-    return _Parser(source).parse(data)
+    with bulk_allocation():
+        return _Parser(source).parse(data)
 
 
 class _Parser:
@@ -291,32 +299,43 @@ class _Parser:
             raise self.error("a group has at most one interface per network", el)
         bmc_el = el.find("bmc")
         bmc_template = self._template(bmc_el, "address") if bmc_el is not None else None
-        for index, name in enumerate(nodeset):
-            self._name("node", el, name)
-            nums = tuple(int(n) for n in _NUMBERS.findall(name))
-            node_image, node_server = overrides.get(name, (image, server))
-            built = []
-            for iface_el, network, ip_t, host_t in interfaces:
-                ip = self._ip(iface_el, name, network, ip_t, nums, index)
-                hostname = self._render(iface_el, name, host_t, nums, index)
-                built.append(Interface(network.name, ip, hostname))
-            bmc = None
-            if bmc_el is not None:
-                bmc = Bmc(
-                    bmc_el.get("driver"),
-                    self._render(bmc_el, name, bmc_template, nums, index),
-                    bmc_el.get("credentials"),
-                )
-            yield Node(
-                name=name,
-                group=group,
-                index=index,
-                interfaces=tuple(built),
-                image=node_image,
-                server=node_server,
-                bmc=bmc,
-                line=el.sourceline,
-            )
+        checks = [(i[0], i[1].name, *self._bounds(i[1]), i[2], i[3]) for i in interfaces]
+        line = el.sourceline
+        element = el
+        # The loop below runs once per node (100,000 and more): locals and few calls.
+        try:
+            for index, name in enumerate(nodeset):
+                element = el
+                if not SAFE_NAME.fullmatch(name) or ".." in name:
+                    self._name("node", el, name)
+                nums = tuple(map(int, _NUMBERS.findall(name)))
+                node_image, node_server = overrides.get(name, (image, server))
+                built = []
+                for element, network, first, last, ip_t, host_t in checks:
+                    ip = ip_t.render(nums, index, name)
+                    try:
+                        value = ip_to_int(ip)
+                    except OSError:
+                        value = -1
+                    if not first <= value <= last:
+                        self._bad_ip(element, name, networks[network], ip_t, ip)
+                    hostname = name if host_t.text == "{name}" else host_t.render(nums, index, name)
+                    built.append(Interface(network, ip, hostname))
+                bmc = None
+                if bmc_el is not None:
+                    element = bmc_el
+                    address = bmc_template.render(nums, index, name)
+                    bmc = Bmc(bmc_el.get("driver"), address, bmc_el.get("credentials"))
+                yield Node(name, group, index, tuple(built), node_image, node_server, bmc, line)
+        except ExpressionError as exc:
+            raise self.error(f"node {name}: {exc}", element) from None
+
+    @staticmethod
+    def _bounds(network: Network) -> tuple[int, int]:
+        """The addresses a node may have: the subnet without its network and broadcast."""
+        subnet = network.subnet
+        first, last = int(subnet.network_address), int(subnet.broadcast_address)
+        return (first, last) if subnet.prefixlen >= 31 else (first + 1, last - 1)
 
     def _overrides(self, el, nodeset, servers, images) -> dict[str, tuple[str | None, str]]:
         overrides: dict[str, tuple[str | None, str]] = {}
@@ -335,74 +354,72 @@ class _Parser:
                 overrides[name] = (image, server)
         return overrides
 
-    def _render(self, element, node: str, template: Template, nums, index) -> str:
+    def _bad_ip(self, element, node: str, network: Network, template: Template, text: str):
+        """Raise the error that says why ``text`` is not a valid address on ``network``."""
         try:
-            return template.render(nums, index, node)
-        except ExpressionError as exc:
-            raise self.error(f"node {node}: {exc}", element, template.text) from None
-
-    def _ip(self, element, node, network: Network, template, nums, index) -> IPv4Address:
-        text = self._render(element, node, template, nums, index)
-        try:
-            ip = IPv4Address(text)
-        except AddressValueError:
+            value = ip_to_int(text)
+        except OSError:
             raise self.error(
                 f"node {node}: address {text} is not a valid IPv4 address", element, template.text
             ) from None
         subnet = network.subnet
-        if ip not in subnet:
+        if value == int(subnet.network_address) or value == int(subnet.broadcast_address):
+            what = "network" if value == int(subnet.network_address) else "broadcast"
             raise self.error(
-                f"node {node}: address {ip} is outside network {network.name} ({subnet})",
+                f"node {node}: address {text} is the {what} address of {network.name}",
                 element,
                 template.text,
             )
-        if subnet.prefixlen < 31 and ip in (subnet.network_address, subnet.broadcast_address):
-            what = "network" if ip == subnet.network_address else "broadcast"
-            raise self.error(
-                f"node {node}: address {ip} is the {what} address of {network.name}",
-                element,
-                template.text,
-            )
-        return ip
+        raise self.error(
+            f"node {node}: address {text} is outside network {network.name} ({subnet})",
+            element,
+            template.text,
+        )
 
 
 def _check_unique_addresses(parser: _Parser, nodes: list[Node], root) -> None:
     """Every IP (interfaces, BMCs, servers) and every host name appears once."""
-    owners: dict[object, str] = {}
+    owners: dict[str, str] = {}
     for server in root.iterfind("server"):
-        owners[IPv4Address(server.get("address"))] = f"server {server.get('name')}"
+        owners[str(IPv4Address(server.get("address")))] = f"server {server.get('name')}"
     hostnames: dict[str, str] = {}
     group_lines = {g.get("name"): g for g in root.iterfind("group")}
     for node in nodes:
-        element = group_lines[node.group]
         for iface in node.interfaces:
             owner = owners.setdefault(iface.ip, node.name)
-            if owner != node.name or _twice(node, iface.ip):
+            if owner != node.name:
                 raise parser.error(
-                    f"duplicate IP address: node {node.name} and {owner}", element, str(iface.ip)
+                    f"duplicate IP address: node {node.name} and {owner}",
+                    group_lines[node.group],
+                    iface.ip,
                 )
             host_owner = hostnames.setdefault(iface.hostname, node.name)
-            if (
-                host_owner != node.name
-                or sum(1 for i in node.interfaces if i.hostname == iface.hostname) > 1
-            ):
+            if host_owner != node.name:
                 raise parser.error(
                     f"duplicate host name: node {node.name} and {host_owner}",
-                    element,
+                    group_lines[node.group],
                     iface.hostname,
                 )
+        if len(node.interfaces) > 1:
+            _check_distinct_interfaces(parser, node, group_lines[node.group])
         if node.bmc is not None:
-            try:
-                bmc_ip: object = IPv4Address(node.bmc.address)
-            except AddressValueError:
-                bmc_ip = node.bmc.address
-            owner = owners.setdefault(bmc_ip, f"the BMC of {node.name}")
+            owner = owners.setdefault(node.bmc.address, f"the BMC of {node.name}")
             if owner != f"the BMC of {node.name}":
                 raise parser.error(
                     f"duplicate BMC address: node {node.name} and {owner}",
-                    element,
+                    group_lines[node.group],
                     node.bmc.address,
                 )
+
+
+def _check_distinct_interfaces(parser: _Parser, node: Node, element) -> None:
+    for kind, values in (
+        ("IP address", [i.ip for i in node.interfaces]),
+        ("host name", [i.hostname for i in node.interfaces]),
+    ):
+        twice = next((v for v in values if values.count(v) > 1), None)
+        if twice is not None:
+            raise parser.error(f"duplicate {kind}: node {node.name} twice", element, twice)
 
 
 def _offending_value(root, entry) -> str | None:
@@ -415,7 +432,3 @@ def _offending_value(root, entry) -> str | None:
         if element.sourceline == entry.line and element.get(attribute) is not None:
             return element.get(attribute)
     return None
-
-
-def _twice(node: Node, ip: IPv4Address) -> bool:
-    return sum(1 for i in node.interfaces if i.ip == ip) > 1

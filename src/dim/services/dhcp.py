@@ -71,7 +71,7 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         if mac is None:
             continue
         by_network.setdefault(boot.network, []).append(
-            DhcpHost(node.name, mac, str(boot.ip), boot.hostname)
+            DhcpHost(node.name, mac, boot.ip, boot.hostname)
         )
     # The server's own network is always declared, even before any MAC is known.
     by_network.setdefault(server.network, [])

@@ -20,7 +20,7 @@ def host_entries(context: RenderContext) -> list[tuple[str, str, str]]:
         entries.append((str(server.address), server.name))
     for node in cluster.nodes:
         for iface in node.interfaces:
-            entries.append((str(iface.ip), iface.hostname))
+            entries.append((iface.ip, iface.hostname))
         if node.bmc is not None and _is_ip(node.bmc.address):
             entries.append((node.bmc.address, f"{node.name}-bmc"))
     domain = cluster.domain

@@ -9,9 +9,10 @@ equals ``Path`` so that NFSv3 and NFSv4 clients mount the same path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, collapse_addresses
+from ipaddress import IPv4Address, summarize_address_range
 
 from dim.errors import RenderError
+from dim.layout.parser import ip_to_int
 from dim.services.render import RenderContext, RenderedFile
 
 KERNEL_EXPORTS = "/etc/exports.d/dim.exports"
@@ -48,7 +49,7 @@ class NfsContext:
 
 def nfs_context(context: RenderContext) -> NfsContext:
     inventory = context.inventory
-    users: dict[str, list[IPv4Address]] = {}
+    users: dict[str, list[str]] = {}
     replicas = []
     for node in context.nodes():
         image = inventory.images.get(node.name, node.image)
@@ -61,7 +62,7 @@ def nfs_context(context: RenderContext) -> NfsContext:
                 node=node.name,
                 image=image,
                 path=context.replica_path(node.name, image),
-                client=str(node.boot.ip),
+                client=node.boot.ip,
             )
         )
     images = tuple(
@@ -69,7 +70,7 @@ def nfs_context(context: RenderContext) -> NfsContext:
             id=number,
             image=name,
             path=context.live_path(name),
-            clients=tuple(str(net) for net in collapse_addresses(users[name])),
+            clients=cidr_blocks(users[name]),
         )
         for number, name in enumerate(inventory.cluster.images, start=1)
         if name in users
@@ -78,6 +79,23 @@ def nfs_context(context: RenderContext) -> NfsContext:
     return NfsContext(
         inventory.cluster.name, server.name, str(server.address), images, tuple(replicas)
     )
+
+
+def cidr_blocks(addresses: list[str]) -> tuple[str, ...]:
+    """The fewest CIDR blocks that hold exactly these addresses.
+
+    >>> cidr_blocks(["10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.9"])
+    ('10.0.0.4/30', '10.0.0.9/32')
+    """
+    values = sorted(set(map(ip_to_int, addresses)))
+    blocks: list[str] = []
+    start = 0
+    for position in range(1, len(values) + 1):
+        if position == len(values) or values[position] != values[position - 1] + 1:
+            first, last = IPv4Address(values[start]), IPv4Address(values[position - 1])
+            blocks += [str(net) for net in summarize_address_range(first, last)]
+            start = position
+    return tuple(blocks)
 
 
 def render(context: RenderContext) -> list[RenderedFile]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jinja2
 
+from dim.allocation import bulk_allocation
 from dim.errors import RenderError
 from dim.layout.model import Inventory, Node, Server
 
@@ -50,10 +51,11 @@ class RenderContext:
         return [n for n in self.inventory.cluster.nodes if n.server == self.server_name]
 
     def live_path(self, image: str) -> str:
-        return str(self.state_dir / "images" / image / "live")
+        return f"{self.state_dir}/images/{image}/live"
 
     def replica_path(self, node: str, image: str) -> str:
-        return str(self.state_dir / "nodes" / node / image)
+        # called once per node: string formatting, not pathlib, keeps 100,000 nodes fast
+        return f"{self.state_dir}/nodes/{node}/{image}"
 
     def render(self, template: str, **context: object) -> bytes:
         try:
@@ -94,6 +96,7 @@ def render_all(context: RenderContext) -> list[RenderedFile]:
     if context.server_name not in context.inventory.cluster.servers:
         raise RenderError(f"unknown server {context.server_name!r}")
     files: list[RenderedFile] = []
-    for renderer in (dhcp.render, nfs.render, hosts.render, boot.render):
-        files.extend(renderer(context))
+    with bulk_allocation():
+        for renderer in (dhcp.render, nfs.render, hosts.render, boot.render):
+            files.extend(renderer(context))
     return files
