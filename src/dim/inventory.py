@@ -18,7 +18,8 @@ from dim.layout.model import Cluster, Inventory, Node
 
 def _resolver(cluster: Cluster) -> GroupResolver:
     groups = {name: group.nodeset for name, group in cluster.groups.items()}
-    everything = str(NodeSet.fromlist(n.name for n in cluster.nodes)) if cluster.nodes else ""
+    # The groups' own node-set texts, not a fold of 100,000 names: folding costs seconds.
+    everything = ",".join(groups.values())
     groups["all"] = everything
     return GroupResolver(GroupSource("dim", groups, everything))
 
@@ -27,6 +28,8 @@ def select(cluster: Cluster, pattern: str | None, exclude: str | None = None) ->
     """The nodes named by ``pattern`` (every node when None), in layout order."""
     if pattern is None and exclude is None:
         return list(cluster.nodes)
+    if exclude is None and pattern in cluster.by_name:
+        return [cluster.by_name[pattern]]
     resolver = _resolver(cluster)
     try:
         wanted = NodeSet(pattern if pattern is not None else "@all", resolver=resolver)
@@ -44,8 +47,17 @@ def select(cluster: Cluster, pattern: str | None, exclude: str | None = None) ->
     return [n for n in cluster.nodes if n.name in names]
 
 
+FOLD_LIMIT = 5000
+
+
 def fold(names: list[str]) -> str:
-    """``['n01', 'n02', 'n03']`` -> ``'n[01-03]'``."""
+    """``['n01', 'n02', 'n03']`` -> ``'n[01-03]'``; a count beyond FOLD_LIMIT names.
+
+    Folding is quadratic-ish in ClusterShell for multi-dimensional names: 100,000 names
+    take seconds, and nobody reads a node set that long anyway.
+    """
+    if len(names) > FOLD_LIMIT:
+        return f"{len(names)} nodes"
     return str(NodeSet.fromlist(names)) if names else ""
 
 

@@ -16,6 +16,7 @@ Order, so that a failure changes nothing or leaves something a re-run completes:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import shutil
@@ -67,8 +68,12 @@ class ApplyResult:
         return counts
 
 
-def target(root: Path, path: str) -> Path:
-    return root / path.lstrip("/")
+def target(root: Path, path: str) -> str:
+    """Where ``path`` of the target system lies under ``root``.
+
+    Plain strings, not pathlib: this runs for each of 300,000 files at 100,000 nodes.
+    """
+    return str(root).rstrip("/") + path
 
 
 # -- 1. compare ------------------------------------------------------------------------------
@@ -90,7 +95,7 @@ def plan(files: list[RenderedFile], root: Path) -> tuple[list[Change], int]:
     return changes, len(files) - sum(1 for c in changes if c.action != "remove")
 
 
-def _compare(file: RenderedFile, where: Path) -> Change | None:
+def _compare(file: RenderedFile, where: str) -> Change | None:
     if file.link is not None:
         try:
             if os.readlink(where) == file.link:
@@ -113,15 +118,17 @@ def _compare(file: RenderedFile, where: Path) -> Change | None:
     return None
 
 
-def _read(where: Path) -> bytes | None:
-    if where.is_symlink() or not where.is_file():
+def _read(where: str) -> bytes | None:
+    if os.path.islink(where) or not os.path.isfile(where):
         return None
-    return where.read_bytes()
+    with open(where, "rb") as handle:
+        return handle.read()
 
 
 def _manifest(root: Path) -> set[str]:
     try:
-        return set(target(root, MANIFEST).read_text().splitlines())
+        with open(target(root, MANIFEST)) as handle:
+            return set(handle.read().splitlines())
     except FileNotFoundError:
         return set()
 
@@ -129,32 +136,58 @@ def _manifest(root: Path) -> set[str]:
 # -- 2. validate -----------------------------------------------------------------------------
 
 
-def _validate_dnsmasq(files: dict[str, bytes], folder: Path) -> tuple[list[str], str]:
-    """dnsmasq --test does not read dhcp-hostsfile: inline its lines as dhcp-host options."""
+DNSMASQ_CHUNK = 2000
+Check = tuple[list[str], str]  # a command, and the file it checks
+
+
+def _validate_dnsmasq(files: dict[str, bytes], folder: Path, root: Path) -> list[Check]:
+    """dnsmasq's test mode, made to read the hosts file too, and linear in its size.
+
+    ``dnsmasq --test`` does not read ``dhcp-hostsfile``, so its lines are inlined as
+    ``dhcp-host=`` options; dnsmasq checks those in quadratic time (10,000 in 0.27 s, 20,000 in
+    1.3 s here), so only the lines not already installed are checked, 2,000 at a time. Whether
+    a MAC or an address appears twice is dim's own check, before rendering.
+    """
     conf = next(p for p in files if p.endswith(".conf"))
-    lines = []
+    base, hosts_file = [], None
     for line in files[conf].decode().splitlines():
         key, _, value = line.partition("=")
         if key == "dhcp-hostsfile" and value in files:
-            lines += [f"dhcp-host={h}" for h in files[value].decode().splitlines() if h]
+            hosts_file = value
         elif key not in ("addn-hosts", "tftp-root"):
-            lines.append(line)
-    path = folder / "dnsmasq.conf"
-    path.write_text("\n".join(lines) + "\n")
-    return ["dnsmasq", "--test", f"--conf-file={path}"], conf
+            base.append(line)
+    new_hosts: list[str] = []
+    if hosts_file is not None:
+        installed = set(_lines(target(root, hosts_file)))
+        new_hosts = [h for h in files[hosts_file].decode().splitlines() if h and h not in installed]
+    checks = []
+    for number, start in enumerate(range(0, max(len(new_hosts), 1), DNSMASQ_CHUNK)):
+        chunk = [f"dhcp-host={h}" for h in new_hosts[start : start + DNSMASQ_CHUNK]]
+        path = folder / f"dnsmasq-{number}.conf"
+        path.write_text("\n".join(base + chunk) + "\n")
+        checks.append((["dnsmasq", "--test", f"--conf-file={path}"], conf))
+    return checks
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().splitlines()
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return []
 
 
 def _validate_single(command: list[str], suffix: str):
-    def validate(files: dict[str, bytes], folder: Path) -> tuple[list[str], str]:
+    def validate(files: dict[str, bytes], folder: Path, root: Path) -> list[Check]:
         ((path, content),) = files.items()
         copy = folder / f"candidate{suffix}"
         copy.write_bytes(content)
-        return [part.replace("{}", str(copy)) for part in command], path
+        return [([part.replace("{}", str(copy)) for part in command], path)]
 
     return validate
 
 
-VALIDATORS: dict[str, Callable[[dict[str, bytes], Path], tuple[list[str], str]]] = {
+VALIDATORS: dict[str, Callable[[dict[str, bytes], Path, Path], list[Check]]] = {
     "dnsmasq": _validate_dnsmasq,
     "kea": _validate_single(["kea-dhcp4", "-t", "{}"], ".json"),
     "isc": _validate_single(["dhcpd", "-4", "-t", "-cf", "{}"], ".conf"),
@@ -162,7 +195,9 @@ VALIDATORS: dict[str, Callable[[dict[str, bytes], Path], tuple[list[str], str]]]
 PACKAGES = {"dnsmasq": "dnsmasq", "kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
 
 
-def validate(files: list[RenderedFile], services: Iterable[str], *, required: bool = True):
+def validate(
+    files: list[RenderedFile], services: Iterable[str], root: Path, *, required: bool = True
+) -> tuple[list[str], list[str]]:
     """Run each service's test mode on its complete new configuration.
 
     Returns (validated, not validated). A daemon that is not installed is an error unless
@@ -176,31 +211,37 @@ def validate(files: list[RenderedFile], services: Iterable[str], *, required: bo
             continue
         contents = {f.path: f.content for f in files if f.service == service and f.content}
         with tempfile.TemporaryDirectory(prefix="dim-validate-") as tmp:
-            command, path = validator(contents, Path(tmp))
-            if shutil.which(command[0]) is None:
+            checks = validator(contents, Path(tmp), root)
+            program = checks[0][0][0]
+            if shutil.which(program) is None:
                 if required:
                     raise ApplyError(
-                        f"cannot validate {path}: {command[0]} is not installed",
+                        f"cannot validate {checks[0][1]}: {program} is not installed",
                         hint=f"install {PACKAGES[service]}, or pass --skip-validation",
                     )
                 skipped.append(service)
                 continue
-            env = dict(
-                os.environ,
-                KEA_PIDFILE_DIR=tmp,
-                KEA_LOCKFILE_DIR=tmp,
-                KEA_LOGGER_DESTINATION=f"{tmp}/kea.log",
-            )
-            try:
-                run = subprocess.run(
-                    command, capture_output=True, text=True, timeout=VALIDATION_TIMEOUT, env=env
-                )
-            except subprocess.TimeoutExpired:
-                raise ValidationError(service, path, f"{command[0]} -t timed out") from None
-            if run.returncode != 0:
-                raise ValidationError(service, path, _explain(run.stderr + run.stdout))
+            for command, path in checks:
+                _check(service, command, path, tmp)
         validated.append(service)
     return validated, skipped
+
+
+def _check(service: str, command: list[str], path: str, tmp: str) -> None:
+    env = dict(
+        os.environ,
+        KEA_PIDFILE_DIR=tmp,
+        KEA_LOCKFILE_DIR=tmp,
+        KEA_LOGGER_DESTINATION=f"{tmp}/kea.log",
+    )
+    try:
+        run = subprocess.run(
+            command, capture_output=True, text=True, timeout=VALIDATION_TIMEOUT, env=env
+        )
+    except subprocess.TimeoutExpired:
+        raise ValidationError(service, path, f"{command[0]} timed out") from None
+    if run.returncode != 0:
+        raise ValidationError(service, path, _explain(run.stderr + run.stdout))
 
 
 def _explain(output: str) -> str:
@@ -221,13 +262,13 @@ def write(changes: list[Change], root: Path, rendered: Iterable[str]) -> None:
     paths = set(rendered)
     # Listing old and new together first lets a re-run after a crash remove leftovers.
     _write_manifest(root, previous | paths)
-    folders: set[Path] = set()
+    folders: set[str] = set()
     for change in changes:
         where = target(root, change.path)
-        folders.add(where.parent)
+        folders.add(os.path.dirname(where))
         try:
             if change.action == "remove":
-                where.unlink(missing_ok=True)
+                _unlink(where)
             elif change.file.link is not None:
                 _install_link(where, change.file.link)
             else:
@@ -242,12 +283,18 @@ def write(changes: list[Change], root: Path, rendered: Iterable[str]) -> None:
     _write_manifest(root, paths)
 
 
-def _temporary(where: Path) -> Path:
-    return where.with_name(f".{where.name}.dim-{os.getpid()}")
+def _temporary(where: str) -> str:
+    folder, name = os.path.split(where)
+    return f"{folder}/.{name}.dim-{os.getpid()}"
 
 
-def _install_file(where: Path, content: bytes, mode: int) -> None:
-    where.parent.mkdir(parents=True, exist_ok=True)
+def _unlink(where: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(where)
+
+
+def _install_file(where: str, content: bytes, mode: int) -> None:
+    os.makedirs(os.path.dirname(where), exist_ok=True)
     temporary = _temporary(where)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -258,24 +305,24 @@ def _install_file(where: Path, content: bytes, mode: int) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, where)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _unlink(temporary)
         raise
 
 
-def _install_link(where: Path, link: str) -> None:
+def _install_link(where: str, link: str) -> None:
     temporary = _temporary(where)
     try:
         os.symlink(link, temporary)
     except FileNotFoundError:
-        where.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(where), exist_ok=True)
         os.symlink(link, temporary)
     except FileExistsError:
-        temporary.unlink()
+        os.unlink(temporary)
         os.symlink(link, temporary)
     os.replace(temporary, where)
 
 
-def _fsync_folder(folder: Path) -> None:
+def _fsync_folder(folder: str) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
@@ -328,7 +375,7 @@ def apply(
     result = ApplyResult(changes, unchanged, dry_run=dry_run)
     services = {c.service for c in changes if c.service}
     if validation and services:
-        result.validated, result.not_validated = validate(files, services)
+        result.validated, result.not_validated = validate(files, services, root)
     else:
         result.not_validated = sorted(s for s in services if s in VALIDATORS)
     if dry_run or not changes:
