@@ -1,47 +1,21 @@
-"""Network namespaces for the lab and the DHCP tests: a bridge, clients, daemons and leases.
+"""Network namespaces for the lab and its tests: a bridge, clients on it, daemons in it.
 
 A `Segment` is one broadcast domain made of network namespaces that this module creates and
 deletes by name, and nothing else: a server namespace holding a bridge with an IPv4 address,
 kept up by a veth pair (Kea and ISC dhcpd refuse a bridge without carrier), and client
-namespaces, each joined to the bridge by a veth pair. No packet leaves these namespaces::
+namespaces, each joined to the bridge by a veth pair whose client end is ``eth0``. No packet
+leaves these namespaces::
 
-    with segment("10.77.0.1/24", clients=1) as seg:
+    with segment("10.77.0.1/24", clients=2) as seg:
         daemon = seg.start(["dnsmasq", "--keep-in-foreground", "--conf-file=/tmp/d.conf"],
                            log=Path("/tmp/dnsmasq.log"))
         daemon.wait_udp(67)
-        client = seg.clients[0]
-        lease = dhcp_request(client.namespace, client.iface, "52:54:00:00:00:11", uefi=True)
-        assert lease.boot_file == "grubx64.efi"
+        run(seg.clients[0].namespace, ["ip", "addr"])
 
-On leaving the block every daemon started through the segment is stopped by its process id
-(SIGTERM, then SIGKILL) and every namespace it created is deleted, also when the block raised.
-
-What a client sends (`dhcp_request`), as real boot firmware does:
-
-- PXE ROM, BIOS: option 60 ``PXEClient:Arch:00000:UNDI:002001`` and option 93 = 0x0000.
-- PXE ROM, UEFI x86-64: option 60 ``PXEClient:Arch:00007:UNDI:003016`` and option 93 = 0x0007
-  (9 is also x86-64 UEFI; pass ``arch=9``).
-- iPXE: the above plus option 77 user class = the four bytes ``iPXE``, *not* in RFC 3004 form
-  (iPXE's dhcp.c sends ``DHCP_STRING('i','P','X','E')``), and option 175 with iPXE's feature
-  indicators (175.19 HTTP = 1 …); it also asks for option 175 in its parameter request list.
-
-How each daemon recognises those clients (verified by tests/integration/test_netns_harness.py
-against dnsmasq 2.90, Kea 2.2 and ISC dhcpd 4.4.3):
-
-- dnsmasq: ``dhcp-userclass=set:ipxe,iPXE`` (dnsmasq treats a user class that does not parse
-  as RFC 3004 as one string, and matches a substring) or ``dhcp-match=set:ipxe,175``;
-  ``dhcp-match=set:efi,option:client-arch,7`` (and ``,9``); iPXE's 175.176 = 1 with
-  ``dhcp-option=tag:ipxe,encap:175,176,1b``.
-- Kea: ``"test": "substring(option[77].hex,0,4) == 'iPXE'"`` (or ``option[175].exists``);
-  ``"test": "option[93].hex == 0x0007 or option[93].hex == 0x0009"``.
-- ISC dhcpd: ``if exists user-class and option user-class = "iPXE"``; with ``option client-arch
-  code 93 = unsigned integer 16;`` the test ``option client-arch = 00:07`` matches, while
-  ``option client-arch = 7`` silently never does.
-
-Where the boot file travels: dnsmasq puts it in option 67 when the client asks for option 67
-(iPXE and udhcpc here do) and in the BOOTP ``file`` field otherwise; Kea's ``boot-file-name`` and
-dhcpd's ``filename`` fill the ``file`` field. `DhcpLease.boot_file` is what a loader would use:
-option 67 when present, else the ``file`` field.
+Names hold the process id, a counter and a random part (``dim4242-0a1b2-srv``,
+``dim4242-0a1b2-c0``), so parallel runs never collide. On leaving the block every daemon started
+through the segment is stopped by its process id (SIGTERM, then SIGKILL) and every namespace the
+segment created is deleted, also when the block raised. `dim.lab.dhcp` asks for leases on it.
 """
 
 from __future__ import annotations
@@ -167,20 +141,8 @@ class Segment:
         client = Client(f"{self.prefix}-c{index}")
         self._add_namespace(client.namespace)
         port = f"port{index}"
-        ip(
-            "-n",
-            self.server,
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            client.iface,
-            "netns",
-            client.namespace,
-        )
+        peer = f"peer name {client.iface} netns {client.namespace}"
+        ip("-n", self.server, "link", "add", port, "type", "veth", *peer.split())
         self._attach(port)
         ip("-n", client.namespace, "link", "set", client.iface, "up")
         self.clients.append(client)
@@ -271,9 +233,11 @@ def run(
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"{argv[0]} in {namespace} did not finish in {timeout} s") from exc
     if check and result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()
+        last = output.splitlines()[-1] if output else "no output"
         raise LabError(
-            f"{' '.join(argv)} in {namespace} exited with {result.returncode}",
-            hint=_tail(result.stdout + result.stderr),
+            f"{' '.join(argv)} in {namespace} exited with {result.returncode}: {last}",
+            hint=_tail(output),
         )
     return result
 
