@@ -192,6 +192,10 @@ def other(node: str) -> str:
 
 
 def test_ganesha_serves_the_rendered_config_without_complaint(served: Served) -> None:
+    # ganesha listens on its port a moment before it logs the end of its start-up.
+    deadline = time.monotonic() + 10
+    while "NFS SERVER INITIALIZED" not in served.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     text = served.log.read_text()
     assert "NFS SERVER INITIALIZED" in text
     # config_errs_to_log reports unknown or invalid parameters and blocks, at any level.
