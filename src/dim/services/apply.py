@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -187,9 +188,25 @@ def _validate_single(command: list[str], suffix: str):
     return validate
 
 
+_KEA_INTERFACES = re.compile(rb'("interfaces"\s*:\s*)\[[^\]]*\]')
+
+
+def _validate_kea(files: dict[str, bytes], folder: Path, root: Path) -> list[Check]:
+    """kea-dhcp4 -t, on a copy that listens on "*".
+
+    Kea's test mode refuses a configuration naming an interface this machine does not have,
+    which would make staging for another server (``--root``) impossible. Which interface to
+    listen on is the only thing the copy changes.
+    """
+    ((path, content),) = files.items()
+    copy = folder / "kea-dhcp4.json"
+    copy.write_bytes(_KEA_INTERFACES.sub(rb'\1[ "*" ]', content))
+    return [(["kea-dhcp4", "-t", str(copy)], path)]
+
+
 VALIDATORS: dict[str, Callable[[dict[str, bytes], Path, Path], list[Check]]] = {
     "dnsmasq": _validate_dnsmasq,
-    "kea": _validate_single(["kea-dhcp4", "-t", "{}"], ".json"),
+    "kea": _validate_kea,
     "isc": _validate_single(["dhcpd", "-4", "-t", "-cf", "{}"], ".conf"),
 }
 PACKAGES = {"dnsmasq": "dnsmasq", "kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}

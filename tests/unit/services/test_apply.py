@@ -153,3 +153,21 @@ def test_failed_reload_is_reported_after_the_files_are_in_place(small_inventory,
     with pytest.raises(ApplyError, match="reloading it failed .* exited 3"):
         applier.apply(files, tmp_path, reload_command=lambda s: "exit 3")
     assert (tmp_path / "etc/dnsmasq.d/dim.conf").is_file()
+
+
+def test_kea_validation_does_not_need_the_servers_interface_here(tmp_path):
+    require_binary("kea-dhcp4", "kea-dhcp4-server")
+    from dim.layout.parser import parse
+
+    cluster = parse(
+        b"""<cluster name="k"><network name="boot" subnet="10.9.0.0/24"/>
+        <server name="s" address="10.9.0.1" dhcp="kea" nfs="none" interface="nosuch0"/>
+        <group name="g" nodes="n[1-2]"><interface network="boot" ip="10.9.0.{10+n1}"/></group>
+        </cluster>""",
+        "k.xml",
+    )
+    inventory = Inventory(cluster, {("n1", "boot"): "52:54:00:00:09:01"}, {})
+    files = render_all(RenderContext(inventory, "s", Path("/var/lib/dim")))
+    result = applier.apply(files, tmp_path, reload_command=lambda s: None, do_reload=False)
+    assert result.validated == ["kea"]
+    assert b'"interfaces": [ "nosuch0" ]' in (tmp_path / "etc/kea/kea-dhcp4.conf").read_bytes()
