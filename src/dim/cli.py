@@ -434,3 +434,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry_point() -> None:
     sys.exit(main())
+
+
+# Commands of other areas register themselves on the groups above.
+from dim import cli_images  # noqa: E402,F401

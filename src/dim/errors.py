@@ -6,6 +6,8 @@
     ├── UsageError            bad input from the command line or a file: exit status 2
     │   ├── LayoutError       cluster.xml: carries file, line and the offending value
     │   └── StateError        a change the state DB refuses (duplicate MAC, unknown node)
+    ├── ImageError            an image operation failed; the store is left consistent
+    │   └── ImageBusy         another dim command is changing the same image
     └── ApplyError            rendering, validation or reload of service files failed
         ├── RenderError       a template failed or a config cannot be expressed
         └── ValidationError   a daemon's own test mode refused a rendered file
@@ -61,6 +63,14 @@ class LayoutError(UsageError):
 
 class StateError(UsageError):
     """A change the state database refuses."""
+
+
+class ImageError(DimError):
+    """An image operation failed; what was done so far is consistent and can be re-run."""
+
+
+class ImageBusy(ImageError):
+    """Another dim command holds the image's lock."""
 
 
 class ApplyError(DimError):

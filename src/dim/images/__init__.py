@@ -1,0 +1,20 @@
+"""File-system images: store, versions, deltas, sources and node replicas.
+
+::
+
+    <state>/images/<image>/live/            the tree nodes mount read-only as their root: a
+                                            hard-link farm of the latest version, changed only
+                                            by atomic renames of whole files
+    <state>/images/<image>/live.version     which version live matches (written last)
+    <state>/images/<image>/versions/<N>/    immutable snapshots; unchanged files are hard links
+                                            into the previous version
+    <state>/images/<image>/meta/<N>.json    when and from what version N was made, its delta
+    <state>/images/<image>/.staging-<pid>/  a new tree being filled by a source (never listed)
+    <state>/nodes/<node>/<image>/           the node's persistent paths: real copies
+    <state>/nodes/<node>/<image>.version    the version that replica was last brought to
+
+Every source (a directory, a tarball, a master node over ssh, ``image exec``) fills a staging
+folder with the complete new tree, sharing inodes with the latest version wherever nothing
+changed; :meth:`dim.images.store.Store.commit` turns it into the next version, updates live and
+replicates the persistent part of the change into every node replica.
+"""

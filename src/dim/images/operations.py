@@ -1,0 +1,278 @@
+"""What the ``dim image`` and ``dim node switch|reset|diff`` commands do, one function each.
+
+Each function takes the store and the layout, does its work under the image's lock, and
+returns data for the CLI to print. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dim.errors import ImageError, UsageError
+from dim.images import replicas, sources
+from dim.images.delta import Delta, compare
+from dim.images.store import CommitResult, Store, _remove_tree
+from dim.images.tree import scan
+from dim.layout.model import Cluster, Image, Inventory
+
+Progress = Callable[[str], None] | None
+
+
+def declared(cluster: Cluster, name: str) -> Image:
+    image = cluster.images.get(name)
+    if image is None:
+        raise UsageError(
+            f"unknown image {name!r}: it is not declared in {cluster.source}",
+            hint="add an <image> element to cluster.xml first",
+        )
+    return image
+
+
+def import_image(
+    store: Store,
+    image: Image,
+    origin: str,
+    *,
+    incremental: bool,
+    force: bool = False,
+    progress: Progress = None,
+) -> CommitResult:
+    """``image import`` (a first version) and ``image sync`` (the next one) from a source."""
+    source = sources.parse_source(origin)
+    exists = store.exists(image.name)
+    if exists and not incremental:
+        raise UsageError(
+            f"image {image.name} exists already",
+            hint=f"dim image sync {image.name} --from {origin}",
+        )
+    if not exists and incremental:
+        raise UsageError(
+            f"image {image.name} has no version yet",
+            hint=f"dim image import {image.name} --from {origin}",
+        )
+    excludes = image.keepout if source.kind == "ssh" else ()
+    with store.changing(image, waiting=progress) as change:
+        if progress:
+            progress(f"reading {source}")
+        sources.fill(source, change.staging, change.latest_path, excludes=excludes)
+        return change.commit(str(source), force=force, progress=progress)
+
+
+def exec_in_image(
+    store: Store,
+    image: Image,
+    command: list[str],
+    *,
+    force: bool = False,
+    progress: Progress = None,
+) -> CommitResult:
+    """Run ``command`` in a chroot over the latest version; its change is the next version."""
+    if not command:
+        raise UsageError("no command given: dim image exec IMAGE -- COMMAND…")
+    with store.changing(image, waiting=progress) as change:
+        latest = change.latest_path
+        if latest is None:
+            raise ImageError(
+                f"image {image.name} has no version yet",
+                hint=f"dim image import {image.name} --from SOURCE",
+            )
+        work = store.image_dir(image.name) / f".exec-{os.getpid()}"
+        try:
+            sources.run_in_image(latest, change.staging, work, command)
+        finally:
+            _remove_tree(work)
+        return change.commit("exec: " + " ".join(command), force=force, progress=progress)
+
+
+def rollback(
+    store: Store, image: Image, number: int, *, force: bool = False, progress: Progress = None
+) -> CommitResult:
+    """A new version whose tree is version ``number``'s: history stays linear."""
+    with store.changing(image, waiting=progress) as change:
+        old = store.version(image.name, number)
+        sources.link_farm(old.path, change.staging)
+        return change.commit(f"rollback to {number}", force=force, progress=progress)
+
+
+def diff(store: Store, image: str, first: int, second: int) -> Delta:
+    a, b = store.version(image, first), store.version(image, second)
+    return compare(scan(a.path), scan(b.path))
+
+
+def users(inventory: Inventory, image: str) -> list[str]:
+    """Nodes whose current image is ``image``."""
+    return [n.name for n in inventory.cluster.nodes if inventory.image(n) == image]
+
+
+def remove(store: Store, inventory: Inventory, image: str) -> list[str]:
+    """Remove an image and every replica of it; refused while nodes use it."""
+    using = users(inventory, image)
+    if using:
+        from dim.inventory import fold
+
+        raise UsageError(
+            f"image {image} is used by {fold(using)}",
+            hint="switch them to another image first: dim node switch NODES IMAGE",
+        )
+    if not store.image_dir(image).exists():
+        raise UsageError(f"image {image} is not in the store")
+    with store.locked(image):
+        removed = store.replicas(image)
+        for node in removed:
+            replicas.remove(store, image, node)
+        _remove_tree(store.image_dir(image))
+    return removed
+
+
+@dataclass(slots=True)
+class GcResult:
+    image: str
+    removed_versions: list[int] = field(default_factory=list)
+    kept_versions: list[int] = field(default_factory=list)
+    removed_asides: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+
+def gc(
+    store: Store,
+    image: Image,
+    *,
+    in_use: set[int] = frozenset(),
+    dry_run: bool = False,
+) -> GcResult:
+    """Remove versions nobody needs: not the latest, not live's, not a replica's, not one a
+    running node booted from (``in_use``); and replicas kept aside by ``node reset``."""
+    result = GcResult(image.name)
+    with store.locked(image.name):
+        store.recover(image)
+        keep = set(in_use)
+        keep.update(v for v in (store.latest(image.name), store.live_version(image.name)) if v)
+        keep.update(
+            v
+            for n in store.replicas(image.name)
+            if (v := store.replica_version(n, image.name)) is not None
+        )
+        # a file is freed when its last version goes: count those bytes
+        for number in store.versions(image.name):
+            if number in keep:
+                result.kept_versions.append(number)
+                continue
+            result.removed_versions.append(number)
+        if result.removed_versions:
+            result.bytes_freed = _bytes_only_in(
+                store, image.name, result.removed_versions, result.kept_versions
+            )
+        asides = sorted((store.root / "nodes").glob(f"*/.{image.name}.reset-*"))
+        result.removed_asides = [str(p.relative_to(store.root)) for p in asides]
+        if dry_run:
+            return result
+        for number in result.removed_versions:
+            shutil.rmtree(store.version_path(image.name, number))
+            (store.image_dir(image.name) / "meta" / f"{number}.json").unlink(missing_ok=True)
+        for aside in asides:
+            _remove_tree(aside)
+    return result
+
+
+def _bytes_only_in(store: Store, image: str, removed: list[int], kept: list[int]) -> int:
+    kept_inodes = set()
+    for number in kept:
+        kept_inodes.update((e.dev, e.ino) for e in scan(store.version_path(image, number)).values())
+    freed: dict[tuple[int, int], int] = {}
+    for number in removed:
+        for e in scan(store.version_path(image, number)).values():
+            if e.kind == "f" and (e.dev, e.ino) not in kept_inodes:
+                freed[(e.dev, e.ino)] = e.size
+    return sum(freed.values())
+
+
+@dataclass(slots=True)
+class CheckResult:
+    image: str
+    repaired: list[str]
+    problems: list[str]
+
+
+def check(store: Store, image: Image) -> CheckResult:
+    """Finish interrupted work, then verify that live is exactly the latest version."""
+    with store.locked(image.name):
+        repaired = store.recover(image)
+        problems = []
+        latest = store.latest(image.name)
+        if latest is not None:
+            delta = compare(
+                scan(store.live(image.name)), scan(store.version_path(image.name, latest))
+            )
+            if not delta.empty:
+                store.sync_live(image.name, latest, delta)
+                repaired.append(
+                    f"live differed from version {latest} in "
+                    f"{len(delta.added) + len(delta.changed) + len(delta.removed)} "
+                    "paths: brought back"
+                )
+            for number in store.versions(image.name):
+                if not (store.image_dir(image.name) / "meta" / f"{number}.json").exists():
+                    problems.append(f"version {number} has no meta/{number}.json")
+        return CheckResult(image.name, repaired, problems)
+
+
+# -- nodes -----------------------------------------------------------------------------------
+
+
+def switch(
+    store: Store, cluster: Cluster, nodes: list[str], image: Image, progress: Progress = None
+) -> list[str]:
+    """Give each node a replica of ``image`` (kept if it has one); return those created."""
+    created = []
+    with store.locked(image.name):
+        store.recover(image)
+        for position, node in enumerate(nodes, start=1):
+            if replicas.create(store, image, node):
+                created.append(node)
+            if progress and position % 100 == 0:
+                progress(f"replicas: {position}/{len(nodes)}")
+    return created
+
+
+def reset(store: Store, image: Image, nodes: list[str]) -> list[str]:
+    """Fresh replicas; the old contents are kept aside until gc. Returns where they went."""
+    with store.locked(image.name):
+        store.recover(image)
+        return [str(replicas.reset(store, image, n).relative_to(store.root)) for n in nodes]
+
+
+@dataclass(slots=True)
+class ImageReport:
+    name: str
+    versions: list[int]
+    live: int | None
+    users: list[str]
+    replicas: dict[str, dict]  # node -> {"version": n, "bytes": n}
+    declared: bool
+    meta: dict[int, dict]
+
+
+def report(store: Store, inventory: Inventory, name: str, *, sizes: bool = True) -> ImageReport:
+    versions = store.versions(name)
+    replicas_info = {}
+    for node in store.replicas(name):
+        info: dict = {"version": store.replica_version(node, name)}
+        if sizes:
+            info["bytes"] = replicas.disk_usage(store.replica(node, name))
+        replicas_info[node] = info
+    return ImageReport(
+        name=name,
+        versions=versions,
+        live=store.live_version(name),
+        users=users(inventory, name),
+        replicas=replicas_info,
+        declared=name in inventory.cluster.images,
+        meta={v: store.version(name, v).meta for v in versions},
+    )
+
+
+def all_images(store: Store, inventory: Inventory) -> list[str]:
+    return sorted(set(store.images()) | set(inventory.cluster.images))

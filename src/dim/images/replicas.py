@@ -1,0 +1,274 @@
+"""Node replicas: each node's own copy of its image's persistent paths.
+
+A replica holds real copies (never hard links into the image: the node writes them), one per
+(node, image), kept when the node switches away and found again when it switches back::
+
+    <state>/nodes/node01/rhel9/etc/...   exported read-write to node01 alone
+    <state>/nodes/node01/rhel9.version   the image version it was last brought to
+
+Bringing a replica from version M to N applies the part of the delta under the image's
+persistent paths, keep-outs left out, by the three-way rule: a path whose replica copy still
+equals version M's is replaced by version N's; one the node changed itself is left alone and
+reported as a conflict, unless forced. Replacing a file writes the new copy to a temporary name
+and renames it over the old one, so the node never reads half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dim.errors import ImageError
+from dim.images.delta import Delta, compare, kept_out
+from dim.images.store import Store, _remove_tree, _write_number, set_metadata
+from dim.images.tree import Entry, entry, scan, under
+from dim.layout.model import Image
+
+SMALL_FILE = 1 << 20  # contents up to this size are read once and kept for every replica
+
+
+@dataclass(slots=True)
+class SyncOutcome:
+    node: str
+    changed: int = 0
+    conflicts: list[str] = field(default_factory=list)
+
+
+def sync(
+    store: Store,
+    image: Image,
+    node: str,
+    number: int,
+    *,
+    force: bool = False,
+    delta: Delta | None = None,
+    cache: dict[str, bytes] | None = None,
+) -> SyncOutcome:
+    """Bring ``node``'s replica of ``image`` to version ``number``.
+
+    ``delta``, when given, goes from the replica's current version to ``number`` (the commit
+    computed it once for every replica); otherwise it is computed here.
+    """
+    replica = store.replica(node, image.name)
+    current = store.replica_version(node, image.name)
+    target = store.version_path(image.name, number)
+    if delta is None:
+        old = {}
+        if current is not None and store.version_path(image.name, current).is_dir():
+            old = _persistent_scan(store.version_path(image.name, current), image)
+        delta = compare(old, _persistent_scan(target, image))
+    part = delta.only(image.persistent, image.keepout)
+    outcome = SyncOutcome(node)
+    cache = cache if cache is not None else {}
+    for path in part.removed:
+        _three_way(replica, target, path, delta.old.get(path), None, force, outcome, cache)
+    for path in (*part.added, *part.changed):
+        _three_way(
+            replica, target, path, delta.old.get(path), delta.new[path], force, outcome, cache
+        )
+    _write_number(store.replica_marker(node, image.name), number)
+    return outcome
+
+
+def _persistent_scan(version: Path, image: Image) -> dict[str, Entry]:
+    result: dict[str, Entry] = {}
+    for folder in image.persistent:
+        relative = folder.strip("/")
+        if os.path.lexists(version / relative):
+            result.update(scan(version, relative))
+    return result
+
+
+def _three_way(
+    replica: Path,
+    version: Path,
+    path: str,
+    old: Entry | None,
+    new: Entry | None,
+    force: bool,
+    outcome: SyncOutcome,
+    cache: dict[str, bytes],
+) -> None:
+    where = f"{replica}/{path}"
+    try:
+        current: Entry | None = entry(where)
+    except FileNotFoundError:
+        current = None
+    if _same(current, new):
+        return
+    if not (force or _same(current, old)):
+        outcome.conflicts.append(path)
+        return
+    if new is None:
+        if current is not None:
+            _remove_entry(where, current)
+            outcome.changed += 1
+        return
+    if current is not None and current.kind != new.kind:
+        _remove_entry(where, current)
+    install(f"{version}/{path}", where, new, cache)
+    outcome.changed += 1
+
+
+def _same(a: Entry | None, b: Entry | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.same_metadata(b)
+
+
+def _remove_entry(where: str, e: Entry) -> None:
+    if e.kind == "d":
+        with contextlib.suppress(OSError):  # not empty: the node added files there
+            os.rmdir(where)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(where)
+
+
+def install(source: str, where: str, e: Entry, cache: dict[str, bytes]) -> None:
+    """A real copy of ``source`` (described by ``e``) at ``where``, atomically for readers."""
+    if e.kind == "d":
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(where, e.mode)
+        set_metadata(where, e)
+        os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
+        return
+    folder, name = os.path.split(where)
+    temporary = f"{folder}/.{name}.dim-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    if e.kind == "f":
+        _copy_content(source, temporary, e, cache)
+    elif e.kind == "l":
+        os.symlink(e.target, temporary)
+    else:
+        kinds = {"c": 0o020000, "b": 0o060000, "p": 0o010000, "s": 0o140000}
+        os.mknod(temporary, kinds[e.kind] | e.mode, e.rdev)
+    set_metadata(temporary, e)
+    os.utime(temporary, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+    os.rename(temporary, where)
+
+
+def _copy_content(source: str, temporary: str, e: Entry, cache: dict[str, bytes]) -> None:
+    content = cache.get(source)
+    if content is None and e.size <= SMALL_FILE:
+        with open(source, "rb") as handle:
+            content = cache[source] = handle.read()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if content is not None:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+        else:
+            with open(source, "rb") as src, os.fdopen(fd, "wb", closefd=False) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    finally:
+        os.close(fd)
+
+
+# -- creating, resetting, comparing ----------------------------------------------------------
+
+
+def create(store: Store, image: Image, node: str) -> bool:
+    """Give ``node`` a replica of ``image`` if it has none; False if it had one already."""
+    replica = store.replica(node, image.name)
+    if store.replica_version(node, image.name) is not None and replica.is_dir():
+        return False
+    number = store.latest(image.name)
+    if number is None:
+        raise ImageError(
+            f"image {image.name} has no version yet",
+            hint=f"dim image import {image.name} --from SOURCE",
+        )
+    replica.mkdir(parents=True, exist_ok=True)
+    _fill(store.version_path(image.name, number), replica, image)
+    _write_number(store.replica_marker(node, image.name), number)
+    return True
+
+
+def _fill(version: Path, replica: Path, image: Image) -> None:
+    """Copy the persistent paths of a version into an empty replica, keep-outs left out."""
+    for folder in image.persistent:
+        relative = folder.strip("/")
+        source = version / relative
+        if not os.path.lexists(source):
+            continue
+        destination = replica / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        # cp is the fastest faithful copy at hand: owners, modes, times, xattrs, links
+        run = subprocess.run(
+            ["cp", "-a", "--no-target-directory", str(source), str(destination)],
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode != 0:
+            raise ImageError(f"cannot copy {source} into {destination}: {run.stderr.strip()}")
+    for path in [p for p in _all_paths(replica) if kept_out(p, image.keepout)]:
+        where = replica / path
+        if where.is_dir() and not where.is_symlink():
+            shutil.rmtree(where, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                where.unlink()
+
+
+def _all_paths(root: Path) -> list[str]:
+    return [p for p in scan(root) if p]
+
+
+def reset(store: Store, image: Image, node: str) -> Path:
+    """A fresh replica for ``node``; the old content is kept aside until gc. Returns where."""
+    replica = store.replica(node, image.name)
+    aside = replica.parent / f".{image.name}.reset-{int(time.time())}"
+    aside.mkdir(parents=True)
+    if replica.is_dir():
+        # the replica's root directory stays: it is an NFS export root, and recreating it
+        # would give the node stale file handles
+        for child in os.listdir(replica):
+            os.rename(replica / child, aside / child)
+    store.replica_marker(node, image.name).unlink(missing_ok=True)
+    create(store, image, node)
+    return aside
+
+
+def differences(store: Store, image: Image, node: str) -> Delta:
+    """What ``node`` changed in its replica against the version it was brought to."""
+    number = store.replica_version(node, image.name)
+    if number is None:
+        raise ImageError(f"node {node} has no replica of image {image.name}")
+    version = _persistent_scan(store.version_path(image.name, number), image)
+    replica = store.replica(node, image.name)
+    mine: dict[str, Entry] = {}
+    for folder in image.persistent:
+        relative = folder.strip("/")
+        if os.path.lexists(replica / relative):
+            mine.update(scan(replica, relative))
+    delta = compare(version, mine, by_inode=False)
+    return delta.only(image.persistent, image.keepout)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes on disk under ``path`` (allocated blocks, each inode once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(folder, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def remove(store: Store, image: str, node: str) -> None:
+    _remove_tree(store.replica(node, image))
+    store.replica_marker(node, image).unlink(missing_ok=True)
+
+
+__all__ = ["create", "differences", "disk_usage", "install", "remove", "reset", "sync", "under"]

@@ -1,0 +1,424 @@
+"""The image store: versions, the live tree, and the order that keeps them consistent.
+
+    >>> store = Store(Path("/var/lib/dim"))
+    >>> with store.changing("rhel9") as change:
+    ...     fill_from_directory(source, change.staging, change.latest_path)
+    ...     result = change.commit("dir:/srv/master")
+
+Order of a commit, so that SIGKILL at any point leaves a store that the next command (or
+``dim image check``) completes:
+
+1. the staging folder is filled (by a source) under the image's lock; a leftover staging
+   folder is never listed and is removed by the next command;
+2. ``meta/N.json`` is written, then the staging folder is renamed to ``versions/N``: the
+   version exists, complete, or not at all;
+3. live is brought to version N by hard-linking each added or changed file to a temporary name
+   and renaming it over the old one (readers never see half a file, and the old inode lives on
+   in the versions that hold it); removed paths are unlinked; ``live.version`` is written last;
+4. each node replica of the image is brought to N (see :mod:`dim.images.replicas`); its own
+   ``.version`` marker is written last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dim.errors import ImageBusy, ImageError
+from dim.images.delta import Delta, compare
+from dim.images.tree import Entry, scan
+from dim.layout.model import Image
+
+LOCK_TIMEOUT = 600.0
+_VERSION = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    number: int
+    path: Path
+    meta: dict
+
+
+@dataclass(slots=True)
+class CommitResult:
+    image: str
+    version: int | None  # None: the source had no change
+    delta: dict[str, int]
+    replicas_updated: int = 0
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (node, path)
+    seconds: float = 0.0
+
+
+class Store:
+    """All images and node replicas under one state folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- paths -------------------------------------------------------------------------------
+
+    def image_dir(self, image: str) -> Path:
+        return self.root / "images" / image
+
+    def live(self, image: str) -> Path:
+        return self.image_dir(image) / "live"
+
+    def version_path(self, image: str, number: int) -> Path:
+        return self.image_dir(image) / "versions" / str(number)
+
+    def replica(self, node: str, image: str) -> Path:
+        return self.root / "nodes" / node / image
+
+    def replica_marker(self, node: str, image: str) -> Path:
+        return self.root / "nodes" / node / f"{image}.version"
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def exists(self, image: str) -> bool:
+        return bool(self.versions(image))
+
+    def versions(self, image: str) -> list[int]:
+        folder = self.image_dir(image) / "versions"
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        return sorted(int(n) for n in names if _VERSION.fullmatch(n))
+
+    def latest(self, image: str) -> int | None:
+        versions = self.versions(image)
+        return versions[-1] if versions else None
+
+    def version(self, image: str, number: int) -> Version:
+        path = self.version_path(image, number)
+        if not path.is_dir():
+            raise ImageError(
+                f"image {image} has no version {number}",
+                hint=f"`dim image versions {image}` lists them",
+            )
+        try:
+            meta = json.loads((self.image_dir(image) / "meta" / f"{number}.json").read_text())
+        except (FileNotFoundError, ValueError):
+            meta = {}
+        return Version(number, path, meta)
+
+    def live_version(self, image: str) -> int | None:
+        return _read_number(self.image_dir(image) / "live.version")
+
+    def replica_version(self, node: str, image: str) -> int | None:
+        return _read_number(self.replica_marker(node, image))
+
+    def replicas(self, image: str) -> list[str]:
+        """Nodes that have a replica of ``image``."""
+        nodes = self.root / "nodes"
+        try:
+            names = sorted(os.listdir(nodes))
+        except FileNotFoundError:
+            return []
+        return [n for n in names if (nodes / n / image).is_dir()]
+
+    def images(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.root / "images"))
+        except FileNotFoundError:
+            return []
+
+    # -- changing ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(
+        self,
+        image: str,
+        *,
+        wait: float = LOCK_TIMEOUT,
+        waiting: Callable[[str], None] | None = None,
+    ) -> Iterator[None]:
+        """Hold ``image``'s lock: a second command waits (up to ``wait`` s) or fails clearly."""
+        folder = self.root / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{image}.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(handle)
+                if waiting is not None and wait > 0:
+                    waiting(
+                        f"image {image} is being changed by another dim command{holder}; waiting"
+                    )
+                if not _wait_for_lock(handle, wait):
+                    raise ImageBusy(
+                        f"image {image} is being changed by another dim command{holder}",
+                        hint="wait for it to finish, then run this command again",
+                    ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+
+    @contextlib.contextmanager
+    def changing(self, image: Image, **lock) -> Iterator[Change]:
+        """Lock, complete any interrupted work, and hand out a fresh staging folder."""
+        with self.locked(image.name, **lock):
+            self.recover(image)
+            staging = self.image_dir(image.name) / f".staging-{os.getpid()}"
+            staging.parent.mkdir(parents=True, exist_ok=True)
+            change = Change(self, image, staging)
+            try:
+                yield change
+            finally:
+                if staging.exists():
+                    _remove_tree(staging)
+
+    def recover(self, image: Image) -> list[str]:
+        """Finish what an interrupted command left; return what was done, for people."""
+        done = []
+        folder = self.image_dir(image.name)
+        for leftover in sorted(folder.glob(".staging-*")) + sorted(folder.glob(".exec-*")):
+            _remove_tree(leftover)
+            done.append(f"removed the unfinished {leftover.name}")
+        for leftover in sorted((folder / "versions").glob(".*")):
+            _remove_tree(leftover)
+            done.append(f"removed the unfinished versions/{leftover.name}")
+        latest = self.latest(image.name)
+        if latest is None:
+            return done
+        if self.live_version(image.name) != latest:
+            self.sync_live(image.name, latest)
+            done.append(f"brought live to version {latest}")
+        from dim.images import replicas  # replicas imports this module
+
+        for node in self.replicas(image.name):
+            if self.replica_version(node, image.name) != latest:
+                replicas.sync(self, image, node, latest)
+                done.append(f"brought the replica of {node} to version {latest}")
+        return done
+
+    def sync_live(self, image: str, number: int, delta: Delta | None = None) -> Delta:
+        """Make live equal to version ``number``; by a known delta when live is at its start."""
+        live = self.live(image)
+        live.mkdir(parents=True, exist_ok=True)
+        version = self.version_path(image, number)
+        if delta is None:
+            delta = compare(scan(live), scan(version))
+        apply_links(live, version, delta)
+        _write_number(self.image_dir(image) / "live.version", number)
+        return delta
+
+    def record(self, image: str, staging: Path, meta: dict) -> int:
+        """Turn a filled staging folder into the next version (steps 2 of the order above)."""
+        number = (self.latest(image) or 0) + 1
+        meta = {"version": number, "created": time.time(), **meta}
+        meta_dir = self.image_dir(image) / "meta"
+        meta_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(meta_dir / f"{number}.json", json.dumps(meta, indent=1).encode())
+        versions = self.image_dir(image) / "versions"
+        versions.mkdir(parents=True, exist_ok=True)
+        os.rename(staging, versions / str(number))
+        _fsync_folder(versions)
+        return number
+
+
+@dataclass(slots=True)
+class Change:
+    """One change of an image, under its lock: fill ``staging``, then :meth:`commit`."""
+
+    store: Store
+    image: Image
+    staging: Path
+
+    @property
+    def latest(self) -> int | None:
+        return self.store.latest(self.image.name)
+
+    @property
+    def latest_path(self) -> Path | None:
+        latest = self.latest
+        return self.store.version_path(self.image.name, latest) if latest else None
+
+    def commit(
+        self, source: str, *, force: bool = False, progress: Callable[[str], None] | None = None
+    ) -> CommitResult:
+        """Record the staging tree as a new version, update live and the node replicas."""
+        from dim.images import replicas
+
+        started = time.monotonic()
+        name = self.image.name
+        before = self.latest
+        old: dict[str, Entry] = scan(self.latest_path) if before else {}
+        delta = compare(old, scan(self.staging))
+        if before is not None and delta.empty:
+            return CommitResult(name, None, delta.summary(), seconds=time.monotonic() - started)
+        number = self.store.record(
+            name, self.staging, {"source": source, "parent": before, **delta.summary()}
+        )
+        # the scan of staging is the scan of versions/N: renaming changed no inode
+        known = delta if self.store.live_version(name) == before else None
+        self.store.sync_live(name, number, known)
+        result = CommitResult(name, number, delta.summary())
+        nodes = self.store.replicas(name)
+        for position, node in enumerate(nodes, start=1):
+            outcome = replicas.sync(
+                self.store,
+                self.image,
+                node,
+                number,
+                force=force,
+                delta=delta if self.store.replica_version(node, name) == before else None,
+            )
+            result.replicas_updated += 1 if outcome.changed else 0
+            result.conflicts += [(node, p) for p in outcome.conflicts]
+            if progress is not None and (position % 100 == 0 or position == len(nodes)):
+                progress(f"replicas: {position}/{len(nodes)}")
+        result.seconds = time.monotonic() - started
+        return result
+
+
+# -- applying a delta as hard links -----------------------------------------------------------
+
+
+def apply_links(target: Path, version: Path, delta: Delta) -> None:
+    """Make ``target`` equal to ``version`` by ``delta``: files are hard links into the version."""
+    base = str(target)
+    for path in delta.removed:
+        _remove(f"{base}/{path}" if path else base)
+    touched_dirs = []
+    for path in (*delta.added, *delta.changed):
+        e = delta.new[path]
+        where = f"{base}/{path}" if path else base
+        if e.kind == "d":
+            _ensure_dir(where, e)
+            touched_dirs.append((where, e))
+        else:
+            _link_over(f"{version}/{path}", where)
+    # a directory's time changes whenever an entry in it does: set them last, deepest first
+    for path in reversed(_parents_of(delta)):
+        where = f"{base}/{path}" if path else base
+        os.utime(
+            where, ns=(delta.new[path].mtime_ns, delta.new[path].mtime_ns), follow_symlinks=False
+        )
+    for where, e in reversed(touched_dirs):
+        os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
+
+
+def _parents_of(delta: Delta) -> list[str]:
+    parents = {p.rpartition("/")[0] for p in (*delta.added, *delta.changed, *delta.removed)}
+    return [p for p in delta.new if p in parents and delta.new[p].kind == "d"]
+
+
+def _remove(where: str) -> None:
+    try:
+        if os.path.isdir(where) and not os.path.islink(where):
+            shutil.rmtree(where)
+        else:
+            os.unlink(where)
+    except FileNotFoundError:
+        pass
+
+
+def _ensure_dir(where: str, e: Entry) -> None:
+    if os.path.lexists(where) and not (os.path.isdir(where) and not os.path.islink(where)):
+        os.unlink(where)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(where, e.mode)
+    set_metadata(where, e)
+
+
+def set_metadata(where: str, e: Entry) -> None:
+    """Owner, mode and extended attributes of ``e`` on ``where`` (times are set separately)."""
+    os.chown(where, e.uid, e.gid, follow_symlinks=False)
+    if e.kind != "l":
+        os.chmod(where, e.mode)
+    current = dict(_xattrs(where))
+    for name, value in e.xattrs:
+        if current.pop(name, None) != value:
+            os.setxattr(where, name, value, follow_symlinks=False)
+    for name in current:
+        with contextlib.suppress(OSError):
+            os.removexattr(where, name, follow_symlinks=False)
+
+
+def _xattrs(where: str):
+    from dim.images.tree import read_xattrs
+
+    return read_xattrs(where)
+
+
+def _link_over(source: str, where: str) -> None:
+    """Replace ``where`` by a hard link to ``source``, atomically for readers."""
+    if os.path.isdir(where) and not os.path.islink(where):
+        shutil.rmtree(where)
+    folder, name = os.path.split(where)
+    temporary = f"{folder}/.{name}.dim-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    os.link(source, temporary, follow_symlinks=False)
+    os.rename(temporary, where)
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+
+def _read_number(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _write_number(path: Path, number: int) -> None:
+    _write_atomically(path, f"{number}\n".encode())
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.dim-{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(temporary, path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():  # a read-only directory inside: make it writable and try again
+        for folder, dirs, _files in os.walk(path):
+            for d in dirs:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(folder, d), 0o700)
+        shutil.rmtree(path)
+
+
+def _lock_holder(handle) -> str:
+    handle.seek(0)
+    pid = handle.read().strip()
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def _wait_for_lock(handle, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
