@@ -16,10 +16,12 @@ and renames it over the old one, so the node never reads half a file.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,65 @@ class SyncOutcome:
     conflicts: list[str] = field(default_factory=list)
 
 
+def sync_all(
+    store: Store,
+    image: Image,
+    number: int,
+    before: int | None,
+    delta: Delta,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Bring every replica of ``image`` to ``number``; ``delta`` goes from ``before``.
+
+    Returns how many replicas changed and the conflicts as (node, path).
+    """
+    part = delta.only(image.persistent, image.keepout)
+    nodes = store.replicas(image.name)
+    at_before = [n for n in nodes if store.replica_version(n, image.name) == before]
+    others = [n for n in nodes if n not in set(at_before)]
+    chunks = [at_before[i : i + CHUNK] for i in range(0, len(at_before), CHUNK)]
+    chunks += [[n] for n in others]
+    global _JOB
+    _JOB = (store, image, number, part, before, force)
+    updated, conflicts, done = 0, [], 0
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    try:
+        if workers > 1 and len(at_before) > CHUNK:
+            # the job is inherited by fork, not pickled: it holds whole tree scans
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                outcomes = pool.imap_unordered(_sync_chunk, chunks)
+                for count, changed, found in outcomes:
+                    updated, conflicts, done = updated + changed, conflicts + found, done + count
+                    if progress is not None:
+                        progress(f"replicas: {done}/{len(nodes)}")
+        else:
+            for chunk in chunks:
+                count, changed, found = _sync_chunk(chunk)
+                updated, conflicts, done = updated + changed, conflicts + found, done + count
+    finally:
+        _JOB = None
+    return updated, sorted(conflicts)
+
+
+CHUNK = 100  # replicas per task of a worker process
+MAX_WORKERS = 4
+_JOB: tuple | None = None
+
+
+def _sync_chunk(nodes: list[str]) -> tuple[int, int, list[tuple[str, str]]]:
+    store, image, number, part, before, force = _JOB
+    contents: dict[str, bytes] = {}  # each changed file is read once per worker
+    updated, conflicts = 0, []
+    for node in nodes:
+        known = part if store.replica_version(node, image.name) == before else None
+        outcome = sync(store, image, node, number, force=force, part=known, cache=contents)
+        updated += 1 if outcome.changed else 0
+        conflicts += [(node, p) for p in outcome.conflicts]
+    return len(nodes), updated, conflicts
+
+
 def sync(
     store: Store,
     image: Image,
@@ -46,31 +107,29 @@ def sync(
     number: int,
     *,
     force: bool = False,
-    delta: Delta | None = None,
+    part: Delta | None = None,
     cache: dict[str, bytes] | None = None,
 ) -> SyncOutcome:
     """Bring ``node``'s replica of ``image`` to version ``number``.
 
-    ``delta``, when given, goes from the replica's current version to ``number`` (the commit
-    computed it once for every replica); otherwise it is computed here.
+    ``part``, when given, is the persistent part of the delta from the replica's current
+    version to ``number`` (computed once for every replica); otherwise it is computed here.
     """
-    replica = store.replica(node, image.name)
-    current = store.replica_version(node, image.name)
+    replica = str(store.replica(node, image.name))
     target = store.version_path(image.name, number)
-    if delta is None:
+    if part is None:
+        current = store.replica_version(node, image.name)
         old = {}
         if current is not None and store.version_path(image.name, current).is_dir():
             old = _persistent_scan(store.version_path(image.name, current), image)
-        delta = compare(old, _persistent_scan(target, image))
-    part = delta.only(image.persistent, image.keepout)
+        part = compare(old, _persistent_scan(target, image)).only(image.persistent, image.keepout)
     outcome = SyncOutcome(node)
     cache = cache if cache is not None else {}
+    base = str(target)
     for path in part.removed:
-        _three_way(replica, target, path, delta.old.get(path), None, force, outcome, cache)
+        _three_way(replica, base, path, part.old.get(path), None, force, outcome, cache)
     for path in (*part.added, *part.changed):
-        _three_way(
-            replica, target, path, delta.old.get(path), delta.new[path], force, outcome, cache
-        )
+        _three_way(replica, base, path, part.old.get(path), part.new[path], force, outcome, cache)
     _write_number(store.replica_marker(node, image.name), number)
     return outcome
 
@@ -85,8 +144,8 @@ def _persistent_scan(version: Path, image: Image) -> dict[str, Entry]:
 
 
 def _three_way(
-    replica: Path,
-    version: Path,
+    replica: str,
+    version: str,
     path: str,
     old: Entry | None,
     new: Entry | None,
@@ -140,26 +199,38 @@ def install(source: str, where: str, e: Entry, cache: dict[str, bytes]) -> None:
         return
     folder, name = os.path.split(where)
     temporary = f"{folder}/.{name}.dim-{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temporary)
     if e.kind == "f":
-        _copy_content(source, temporary, e, cache)
-    elif e.kind == "l":
-        os.symlink(e.target, temporary)
+        _copy_file(source, temporary, e, cache)
     else:
-        kinds = {"c": 0o020000, "b": 0o060000, "p": 0o010000, "s": 0o140000}
-        os.mknod(temporary, kinds[e.kind] | e.mode, e.rdev)
-    set_metadata(temporary, e)
-    os.utime(temporary, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        if e.kind == "l":
+            os.symlink(e.target, temporary)
+        else:
+            kinds = {"c": 0o020000, "b": 0o060000, "p": 0o010000, "s": 0o140000}
+            os.mknod(temporary, kinds[e.kind] | e.mode, e.rdev)
+        set_metadata(temporary, e)
+        os.utime(temporary, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
     os.rename(temporary, where)
 
 
-def _copy_content(source: str, temporary: str, e: Entry, cache: dict[str, bytes]) -> None:
+def _copy_file(source: str, temporary: str, e: Entry, cache: dict[str, bytes]) -> None:
+    """Write the copy through one descriptor: content, owner, mode, xattrs, times.
+
+    This runs once per changed file and replica (50,000 times for 20 files and 2,500 nodes),
+    so every call counts: the content is read once per commit, and no path is looked up
+    twice.
+    """
     content = cache.get(source)
     if content is None and e.size <= SMALL_FILE:
         with open(source, "rb") as handle:
             content = cache[source] = handle.read()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(temporary, flags, 0o600)
+    except FileExistsError:  # left by a killed run of this same process id
+        os.unlink(temporary)
+        fd = os.open(temporary, flags, 0o600)
     try:
         if content is not None:
             view = memoryview(content)
@@ -168,6 +239,11 @@ def _copy_content(source: str, temporary: str, e: Entry, cache: dict[str, bytes]
         else:
             with open(source, "rb") as src, os.fdopen(fd, "wb", closefd=False) as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
+        os.fchown(fd, e.uid, e.gid)
+        os.fchmod(fd, e.mode)
+        for attribute, value in e.xattrs:
+            os.setxattr(fd, attribute, value)
+        os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
     finally:
         os.close(fd)
 

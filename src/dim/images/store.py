@@ -265,20 +265,9 @@ class Change:
         known = delta if self.store.live_version(name) == before else None
         self.store.sync_live(name, number, known)
         result = CommitResult(name, number, delta.summary())
-        nodes = self.store.replicas(name)
-        for position, node in enumerate(nodes, start=1):
-            outcome = replicas.sync(
-                self.store,
-                self.image,
-                node,
-                number,
-                force=force,
-                delta=delta if self.store.replica_version(node, name) == before else None,
-            )
-            result.replicas_updated += 1 if outcome.changed else 0
-            result.conflicts += [(node, p) for p in outcome.conflicts]
-            if progress is not None and (position % 100 == 0 or position == len(nodes)):
-                progress(f"replicas: {position}/{len(nodes)}")
+        result.replicas_updated, result.conflicts = replicas.sync_all(
+            self.store, self.image, number, before, delta, force=force, progress=progress
+        )
         result.seconds = time.monotonic() - started
         return result
 
