@@ -1,6 +1,7 @@
 """The state DB: what dim observed rather than what cluster.xml declares.
 
-MAC addresses per node interface, image assignments that differ from the layout, and an event
+MAC addresses per node interface, image assignments that differ from the layout, the stale
+leases that a MAC change left on the DHCP server (see :mod:`dim.services.leases`), and an event
 log. SQLite in WAL mode by default, through SQLAlchemy Core so that a PostgreSQL URL works too.
 Every change is one transaction that starts with a write lock (``BEGIN IMMEDIATE`` on SQLite),
 so two commands never lose each other's update::
@@ -44,6 +45,17 @@ images_table = sa.Table(
     sa.Column("image", sa.String, nullable=False),
 )
 
+# A MAC replaced on an interface: the DHCP server may still hold a lease for it on the node's
+# reserved address, which keeps that address from the new MAC until the lease is released.
+stale_leases_table = sa.Table(
+    "stale_leases",
+    metadata,
+    sa.Column("node", sa.String, primary_key=True),
+    sa.Column("network", sa.String, primary_key=True),
+    sa.Column("mac", sa.String, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
 events_table = sa.Table(
     "events",
     metadata,
@@ -73,6 +85,16 @@ def normalize_mac(text: str) -> str:
 class Observed:
     macs: dict[tuple[str, str], str]
     images: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StaleLease:
+    """The MAC that ``node`` had on ``network`` before it was replaced, and since when."""
+
+    node: str
+    network: str
+    mac: str
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +154,19 @@ class StateDB:
         observed = self.observed()
         return Inventory(cluster, observed.macs, observed.images)
 
+    def stale_leases(self) -> list[StaleLease]:
+        """The replaced MACs whose leases are still to be released, oldest first."""
+        query = sa.select(stale_leases_table).order_by(
+            stale_leases_table.c.at, stale_leases_table.c.node, stale_leases_table.c.network
+        )
+        try:
+            with self.engine.connect() as conn:
+                return [StaleLease(r.node, r.network, r.mac, r.at) for r in conn.execute(query)]
+        except SQLAlchemyError:
+            if not sa.inspect(self.engine).has_table("stale_leases"):
+                return []
+            raise
+
     def events(self, node: str | None = None, limit: int = 100) -> list[Event]:
         query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
         if node is not None:
@@ -147,7 +182,8 @@ class StateDB:
         """Record MACs for (node, network) pairs in one transaction; returns how many changed.
 
         The result is checked as a whole before anything is written: every node and network
-        must exist in the layout, and no MAC may belong to two interfaces afterwards.
+        must exist in the layout, and no MAC may belong to two interfaces afterwards. Each MAC
+        that a change replaces is recorded as a stale lease, to be released by ``dim apply``.
         """
         for (node_name, network), _mac in changes.items():
             node = cluster.node(node_name)
@@ -181,11 +217,40 @@ class StateDB:
                     macs_table.insert(),
                     [{"node": n, "network": net, "mac": m} for (n, net), m in changed.items()],
                 )
+                self._record_stale(conn, current, changed)
                 self._log(
                     conn,
                     [(n, "mac", f"{net} {m} ({source})") for (n, net), m in changed.items()],
                 )
             return len(changed)
+
+    def _record_stale(
+        self,
+        conn: sa.Connection,
+        current: Mapping[tuple[str, str], str],
+        changed: Mapping[tuple[str, str], str],
+    ) -> None:
+        """Remember each replaced MAC; a MAC set back on its interface is no longer stale.
+
+        The row for a replaced MAC is deleted before it is inserted again (with a new time),
+        so that replacing the same MAC twice keeps one row.
+        """
+        replaced = [(n, net, current[n, net]) for n, net in changed if (n, net) in current]
+        back = [(n, net, m) for (n, net), m in changed.items()]
+        _delete_stale(conn, back + replaced)
+        if replaced:
+            now = time.time()
+            conn.execute(
+                stale_leases_table.insert(),
+                [{"node": n, "network": net, "mac": m, "at": now} for n, net, m in replaced],
+            )
+
+    def forget_stale_leases(self, leases: Iterable[StaleLease]) -> None:
+        """Drop stale leases that were released, or that need no release."""
+        keys = [(s.node, s.network, s.mac) for s in leases]
+        if keys:
+            with self._transaction() as conn:
+                _delete_stale(conn, keys)
 
     def set_images(self, cluster: Cluster, nodes: Iterable[str], image: str) -> int:
         """Assign ``image`` to nodes; an image equal to the layout's choice clears the override."""
@@ -224,6 +289,18 @@ class StateDB:
 
     def _transaction(self):
         return _Transaction(self.engine)
+
+
+def _delete_stale(conn: sa.Connection, keys: list[tuple[str, str, str]]) -> None:
+    table = stale_leases_table
+    conn.execute(
+        table.delete().where(
+            table.c.node == sa.bindparam("n"),
+            table.c.network == sa.bindparam("net"),
+            table.c.mac == sa.bindparam("m"),
+        ),
+        [{"n": n, "net": net, "m": m} for n, net, m in keys],
+    )
 
 
 class _Transaction:

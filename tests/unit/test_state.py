@@ -58,6 +58,68 @@ def test_macs_can_be_swapped_in_one_change(tmp_path, small_cluster):
     assert db.observed().macs == {("c01", "boot"): b, ("c02", "boot"): a}
 
 
+def stale(db):
+    return [(s.node, s.network, s.mac) for s in db.stale_leases()]
+
+
+def test_a_first_mac_records_no_stale_lease(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    db.set_macs(small_cluster, {("c01", "boot"): "52:54:00:00:00:01"})
+    assert db.stale_leases() == []
+
+
+def test_a_replaced_mac_is_recorded_as_a_stale_lease(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    db.set_macs(small_cluster, {("c01", "boot"): "52:54:00:00:00:01"})
+    db.set_macs(small_cluster, {("c01", "boot"): "52:54:00:00:00:01"})  # no change
+    assert db.stale_leases() == []
+    db.set_macs(small_cluster, {("c01", "boot"): "52:54:00:00:01:01"})
+    (lease,) = db.stale_leases()
+    assert (lease.node, lease.network, lease.mac) == ("c01", "boot", "52:54:00:00:00:01")
+    assert lease.at > 0
+
+
+def test_swapping_two_macs_records_both_old_ones(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    a, b = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
+    db.set_macs(small_cluster, {("c01", "boot"): a, ("c02", "boot"): b})
+    db.set_macs(small_cluster, {("c01", "boot"): b, ("c02", "boot"): a})
+    assert sorted(stale(db)) == [("c01", "boot", a), ("c02", "boot", b)]
+
+
+def test_a_mac_set_back_is_no_longer_stale(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    a, b, c = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
+    db.set_macs(small_cluster, {("c01", "boot"): a})
+    db.set_macs(small_cluster, {("c01", "boot"): b})
+    db.set_macs(small_cluster, {("c01", "boot"): a})
+    assert stale(db) == [("c01", "boot", b)]
+    db.set_macs(small_cluster, {("c01", "boot"): c})
+    db.set_macs(small_cluster, {("c01", "boot"): b})
+    assert sorted(stale(db)) == [("c01", "boot", a), ("c01", "boot", c)]
+
+
+def test_forgotten_stale_leases_are_gone_and_others_stay(tmp_path, small_cluster):
+    db = StateDB.open(tmp_path)
+    db.set_macs(
+        small_cluster, {("c01", "boot"): "52:54:00:00:00:01", ("c02", "boot"): "52:54:00:00:00:02"}
+    )
+    db.set_macs(
+        small_cluster, {("c01", "boot"): "52:54:00:00:01:01", ("c02", "boot"): "52:54:00:00:01:02"}
+    )
+    first = next(s for s in db.stale_leases() if s.node == "c01")
+    db.forget_stale_leases([first])
+    db.forget_stale_leases([])
+    assert stale(db) == [("c02", "boot", "52:54:00:00:00:02")]
+
+
+def test_a_state_db_without_the_stale_lease_table_has_none(tmp_path):
+    db = StateDB.open(tmp_path)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE stale_leases")
+    assert StateDB.open(tmp_path, create=False).stale_leases() == []
+
+
 def test_unknown_node_or_network_is_refused(tmp_path, small_cluster):
     db = StateDB.open(tmp_path)
     with pytest.raises(StateError, match="unknown node 'zz'"):
