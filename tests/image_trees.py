@@ -1,0 +1,203 @@
+"""Helpers for the image tests: a layout, synthetic trees, a tree digest and an in-process dim.
+
+::
+
+    dim = Dim(tmp_path, capsys)                     # cluster.xml and a state folder in tmp_path
+    base_tree(tmp_path / "src")                     # files, links, a fifo, a socket, xattrs
+    assert dim("image", "import", "alpha", "--from", str(tmp_path / "src")).status == 0
+    assert digest(dim.store.live("alpha")) == digest(dim.store.version_path("alpha", 1))
+
+:func:`snapshot` describes a tree by path: kind, mode, owner, group, modification time (to the
+nanosecond, directories included), size, device number, link target, extended attributes, the
+SHA-256 of the content and which paths of the tree share an inode (hard links). Two trees with
+equal snapshots cannot be told apart by a reader; :func:`digest` folds a snapshot into one
+string. Inode numbers themselves are left out: live and a version are different trees that
+share inodes, and a replica must not share any.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from dim.cli import main
+from dim.images.store import Store
+
+LAYOUT = """<?xml version="1.0"?>
+<cluster name="imgtest" domain="imgtest.dim">
+  <network name="boot" subnet="10.78.0.0/24" gateway="10.78.0.1"/>
+  <server name="srv" address="10.78.0.1" dhcp="none" nfs="ganesha"/>
+  <image name="alpha">
+    <persist path="/etc"/> <persist path="/var"/>
+    <volatile path="/tmp"/>
+    <keepout path="/etc/hostname"/> <keepout path="/var/log"/>
+    <keepout path="/etc/ssh/ssh_host_*"/>
+  </image>
+  <image name="beta"><persist path="/etc"/></image>
+  <group name="nodes" nodes="n[1-3]">
+    <interface network="boot" ip="10.78.0.{10+n1}"/>
+  </group>
+</cluster>
+"""
+
+T0 = 1_700_000_000_123_456_789  # a fixed modification time, with nanoseconds
+T1 = T0 + 3_600_000_000_000  # an hour later: for files changed after an import
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    status: int
+    out: str
+    err: str
+
+
+class Dim:
+    """``dim`` run in-process on a layout and state folder of its own, output captured."""
+
+    def __init__(self, root: Path, capsys, layout: str = LAYOUT) -> None:
+        self.config = root / "cluster.xml"
+        self.config.write_text(layout)
+        self.state = root / "state"
+        self.capsys = capsys
+        self.store = Store(self.state)
+
+    def __call__(self, *args: str) -> Run:
+        self.capsys.readouterr()
+        status = main(["--config", str(self.config), "--state", str(self.state), *args])
+        out, err = self.capsys.readouterr()
+        return Run(status, out, err)
+
+    def ok(self, *args: str) -> str:
+        """Run, assert success, return stdout."""
+        run = self(*args)
+        assert run.status == 0, f"dim {' '.join(args)}: {run.status}\n{run.out}{run.err}"
+        return run.out
+
+    def argv(self, *args: str) -> list[str]:
+        """The command line that runs the same in a child process (crash and lock tests)."""
+        program = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "dim"
+        return [str(program), "--config", str(self.config), "--state", str(self.state), *args]
+
+
+# -- building trees --------------------------------------------------------------------------
+
+
+def write(
+    root: Path, path: str, content: bytes | str = b"", mode: int = 0o644, mtime: int = T0
+) -> Path:
+    """A regular file at ``root/path`` (parents made) with a fixed modification time.
+
+    Like rsync, dim takes a file of unchanged size and time for unchanged: a test that changes
+    a file passes a new ``mtime`` (``T1``), as any real change would give it.
+    """
+    where = root / path
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_bytes(content.encode() if isinstance(content, str) else content)
+    os.chmod(where, mode)
+    os.utime(where, ns=(mtime, mtime))
+    return where
+
+
+def base_tree(root: Path) -> Path:
+    """A small system tree, no root needed: every kind an unprivileged user can make."""
+    write(root, "etc/motd", "welcome\n")
+    write(root, "etc/hostname", "master\n")
+    write(root, "etc/ssh/sshd_config", "PermitRootLogin no\n")
+    write(root, "etc/ssh/ssh_host_ed25519_key", "secret\n", 0o600)
+    write(root, "etc/app/app.conf", "level=1\n")
+    write(root, "etc/app/keep.conf", "unchanged\n")
+    write(root, "var/lib/app/state", "0\n")
+    write(root, "var/log/syslog", "boot\n")
+    write(root, "usr/bin/tool", b"#!/bin/sh\necho tool\n", 0o755)
+    write(root, "usr/lib/libbig.so", os.urandom(64 * 1024))
+    write(root, "usr/share/doc/a", "shared by two names\n")
+    os.link(root / "usr/share/doc/a", root / "usr/share/doc/b")
+    os.symlink("tool", root / "usr/bin/alias")
+    os.symlink("/etc/motd", root / "etc/motd.link")
+    os.setxattr(root / "etc/motd", "user.dim.test", b"xattr value")
+    os.mkfifo(root / "var/lib/app/fifo", 0o640)
+    os.mknod(root / "var/lib/app/socket", stat.S_IFSOCK | 0o660)  # no root needed
+    for folder in ("proc", "sys", "dev", "run", "tmp"):
+        (root / folder).mkdir(exist_ok=True)
+    _freeze_times(root)
+    return root
+
+
+def _freeze_times(root: Path) -> None:
+    """Fixed times on links and directories too, deepest first, so trees compare exactly."""
+    for folder, dirs, files in os.walk(root, topdown=False):
+        for name in files + dirs:
+            where = os.path.join(folder, name)
+            if os.path.islink(where):
+                os.utime(where, ns=(T0, T0), follow_symlinks=False)
+        os.utime(folder, ns=(T0, T0))
+
+
+def touch_tree(root: Path) -> None:
+    """After editing a tree by hand: give every directory and link the fixed time again."""
+    _freeze_times(root)
+
+
+# -- comparing trees -------------------------------------------------------------------------
+
+
+def snapshot(root: Path, *, dir_times: bool = True) -> dict[str, tuple]:
+    """Every path of the tree (the root as ``.``) with what a reader can observe of it.
+
+    ``dir_times=False`` leaves out the times of directories: a node replica's directories take
+    the time of the last file dim renamed into them, which no reader relies on.
+    """
+    root = Path(root)
+    result: dict[str, tuple] = {}
+    inodes: dict[tuple[int, int], str] = {}
+    paths = [Path(root)] + sorted(root.rglob("*"), key=lambda p: str(p))
+    for where in paths:
+        relative = str(where.relative_to(root))
+        st = os.lstat(where)
+        kind = stat.S_IFMT(st.st_mode)
+        content = target = None
+        if stat.S_ISREG(kind):
+            content = hashlib.sha256(where.read_bytes()).hexdigest()
+        elif stat.S_ISLNK(kind):
+            target = os.readlink(where)
+        key = (st.st_dev, st.st_ino)
+        linked = inodes.setdefault(key, relative) if not stat.S_ISDIR(kind) else relative
+        result[relative] = (
+            stat.filemode(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            st.st_mtime_ns if dir_times or not stat.S_ISDIR(kind) else None,
+            st.st_size if stat.S_ISREG(kind) or stat.S_ISLNK(kind) else 0,
+            st.st_rdev if stat.S_ISCHR(kind) or stat.S_ISBLK(kind) else 0,
+            target,
+            xattrs(where),
+            content,
+            linked,  # the first path (in sorted order) holding this inode
+        )
+    return result
+
+
+def digest(root: Path, *, dir_times: bool = True) -> str:
+    """One string for the whole tree: equal digests, trees no reader can tell apart."""
+    items = sorted(snapshot(root, dir_times=dir_times).items())
+    return hashlib.sha256(repr(items).encode()).hexdigest()
+
+
+def xattrs(where: Path) -> tuple[tuple[str, bytes], ...]:
+    try:
+        names = os.listxattr(where, follow_symlinks=False)
+    except OSError:
+        return ()
+    return tuple(sorted((n, os.getxattr(where, n, follow_symlinks=False)) for n in names))
+
+
+def inode(where: Path) -> int:
+    return os.lstat(where).st_ino
+
+
+def temporaries(root: Path) -> list[str]:
+    """dim's temporary names (``.NAME.dim-PID``) anywhere under ``root``."""
+    return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if ".dim-" in p.name)

@@ -1,0 +1,208 @@
+"""Node replicas: real copies of the persistent paths, the three-way rule, switch, reset, diff.
+
+The layout (tests/image_trees.py) gives image alpha the persistent paths /etc and /var and
+the keep-outs /etc/hostname, /var/log and /etc/ssh/ssh_host_*; image beta persists /etc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tests.image_trees import T1, digest, inode, snapshot, touch_tree, write
+
+
+def _replica(dim, node="n1", image="alpha"):
+    return dim.store.replica(node, image)
+
+
+def _imported(dim, src, *nodes):
+    dim.ok("image", "import", "alpha", "--from", str(src))
+    for node in nodes:
+        dim.ok("node", "switch", node, "alpha")
+
+
+def test_switch_makes_real_copies_of_the_persistent_paths_without_keep_outs(dim, src):
+    _imported(dim, src)
+    out = dim.ok("node", "switch", "n[1-2]", "alpha")
+    assert "new replicas for n[1-2]" in out
+    version = dim.store.version_path("alpha", 1)
+    replica = _replica(dim)
+    assert sorted(os.listdir(replica)) == ["etc", "var"]  # /usr, /proc… are shared from live
+    assert (dim.state / "nodes/n1/alpha.version").read_text() == "1\n"
+    expected = {
+        p: e
+        for p, e in snapshot(version).items()
+        if p.startswith(("etc", "var"))
+        and p not in ("etc/hostname", "etc/ssh/ssh_host_ed25519_key")
+        and not p.startswith("var/log")
+    }
+    mine = snapshot(replica)
+    del mine["."]
+    # metadata equal except the times of directories whose keep-outs were left out
+    for folder in ("etc", "etc/ssh", "var"):
+        mine[folder], expected[folder] = mine[folder][:3], expected[folder][:3]
+    assert mine == expected
+    assert not (replica / "etc/hostname").exists()
+    assert not (replica / "var/log").exists()
+    assert not list((replica / "etc/ssh").glob("ssh_host_*"))
+    for path in (p for p, e in expected.items() if not e[0].startswith("d")):
+        assert inode(replica / path) != inode(version / path), f"{path} is a hard link"
+        assert inode(replica / path) != inode(dim.store.live("alpha") / path), path
+    # within the replica, the hard-link structure of the image is kept… (none under /etc here)
+    assert inode(_replica(dim, "n2") / "etc/motd") != inode(replica / "etc/motd")
+
+
+def test_an_unchanged_replica_file_follows_the_image_and_a_changed_one_is_a_conflict(dim, src):
+    _imported(dim, src, "n[1-2]")
+    # n1 changes its motd and removes keep.conf; n2 changes nothing
+    write(_replica(dim, "n1"), "etc/motd", "n1 was here\n", mtime=T1)
+    (_replica(dim, "n1") / "etc/app/keep.conf").unlink()
+    write(src, "etc/motd", "new welcome\n", mtime=T1 + 1)
+    write(src, "etc/app/app.conf", "level=2\n", mtime=T1)
+    write(src, "etc/app/keep.conf", "changed too\n", mtime=T1)
+    write(src, "var/lib/app/added", "added\n", mtime=T1)
+    (src / "var/lib/app/state").unlink()
+    touch_tree(src)
+    out = dim.ok("image", "sync", "alpha", "--from", str(src))
+    assert "2 replicas updated; 2 conflicts" in out
+    assert "  conflict: /etc/app/keep.conf changed by n1: left alone (--force overwrites)" in out
+    assert "  conflict: /etc/motd changed by n1: left alone (--force overwrites)" in out
+    n1, n2 = _replica(dim, "n1"), _replica(dim, "n2")
+    assert (n1 / "etc/motd").read_text() == "n1 was here\n"
+    assert not (n1 / "etc/app/keep.conf").exists()
+    for replica in (n1, n2):
+        assert (replica / "etc/app/app.conf").read_text() == "level=2\n"
+        assert (replica / "var/lib/app/added").read_text() == "added\n"
+        assert not (replica / "var/lib/app/state").exists()
+        assert (replica.parent / "alpha.version").read_text() == "2\n"
+    assert (n2 / "etc/motd").read_text() == "new welcome\n"
+    assert (n2 / "etc/app/keep.conf").read_text() == "changed too\n"
+    version = dim.store.version_path("alpha", 2)
+    assert snapshot(n2 / "etc/app", dir_times=False) == snapshot(
+        version / "etc/app", dir_times=False
+    )
+    assert inode(n2 / "etc/motd") != inode(version / "etc/motd")
+
+    # --force: the node's change is overwritten
+    write(src, "etc/motd", "newer welcome\n", mtime=T1 + 2)
+    touch_tree(src)
+    out = dim.ok("image", "sync", "alpha", "--from", str(src), "--force", "--json")
+    result = json.loads(out)
+    assert result["conflicts"] == [] and result["replicas_updated"] == 2
+    assert (n1 / "etc/motd").read_text() == "newer welcome\n"
+
+
+def test_a_conflict_is_not_reported_when_the_node_made_the_same_change(dim, src):
+    _imported(dim, src, "n1")
+    write(_replica(dim), "etc/motd", "same\n", mtime=T1)
+    write(src, "etc/motd", "same\n", mtime=T1)
+    touch_tree(src)
+    out = dim.ok("image", "sync", "alpha", "--from", str(src))
+    assert "0 conflicts" in out
+
+
+def test_keep_outs_are_never_replicated(dim, src):
+    _imported(dim, src, "n1")
+    write(src, "etc/hostname", "renamed\n", mtime=T1)
+    write(src, "var/log/new.log", "log\n", mtime=T1)
+    write(src, "etc/ssh/ssh_host_rsa_key", "key\n", 0o600, mtime=T1)
+    touch_tree(src)
+    out = dim.ok("image", "sync", "alpha", "--from", str(src))
+    assert "0 replicas updated; 0 conflicts" in out
+    replica = _replica(dim)
+    assert not (replica / "etc/hostname").exists()
+    assert not (replica / "var/log").exists()
+    assert not (replica / "etc/ssh/ssh_host_rsa_key").exists()
+    assert (dim.store.live("alpha") / "etc/ssh/ssh_host_rsa_key").exists()
+
+
+def test_a_replica_is_kept_when_its_node_switches_away_and_found_again(dim, src):
+    _imported(dim, src, "n1")
+    dim.ok("image", "import", "beta", "--from", str(src))
+    write(_replica(dim), "var/lib/app/state", "42\n", mtime=T1)
+    out = dim.ok("node", "switch", "n1", "beta")
+    assert "new replicas for n1" in out
+    assert (dim.state / "nodes/n1/beta/etc/motd").exists()
+    assert (dim.state / "nodes/n1/alpha/var/lib/app/state").read_text() == "42\n"
+    out = dim.ok("node", "switch", "n1", "alpha")
+    assert "kept replicas found for n1" in out and "new replicas for no node" in out
+    assert (_replica(dim) / "var/lib/app/state").read_text() == "42\n"
+    # a replica kept aside still follows its image, by the three-way rule
+    dim.ok("node", "switch", "n1", "beta")
+    write(src, "etc/app/app.conf", "level=9\n", mtime=T1)
+    touch_tree(src)
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    assert (_replica(dim) / "etc/app/app.conf").read_text() == "level=9\n"
+    assert (_replica(dim) / "var/lib/app/state").read_text() == "42\n"
+
+
+def test_node_diff_lists_what_the_node_changed(dim, src):
+    _imported(dim, src, "n1")
+    replica = _replica(dim)
+    write(replica, "etc/motd", "mine\n", mtime=T1)
+    write(replica, "etc/app/local.conf", "x\n")
+    (replica / "var/lib/app/state").unlink()
+    os.chmod(replica / "etc/app/keep.conf", 0o600)
+    write(replica, "etc/hostname", "n1\n")  # a keep-out: the node's own, never a difference
+    assert sorted(dim.ok("node", "diff", "n1").splitlines()) == [
+        "+ /etc/app/local.conf",
+        "- /var/lib/app/state",
+        "~ /etc/app/keep.conf",
+        "~ /etc/motd",
+    ]
+    assert json.loads(dim.ok("node", "diff", "n1", "--json"))["removed"] == ["/var/lib/app/state"]
+    run = dim("node", "diff", "n2")
+    assert run.status == 2 and run.err == "dim: error: node n2 has no image\n"
+
+
+def test_reset_gives_a_fresh_replica_and_keeps_the_old_one_until_gc(dim, src):
+    _imported(dim, src, "n1")
+    replica = _replica(dim)
+    root_inode = inode(replica)
+    write(replica, "etc/motd", "mine\n", mtime=T1)
+    write(replica, "var/lib/app/extra", "mine\n")
+    out = dim.ok("node", "reset", "n1", "--yes")
+    assert out == "n1: fresh replicas of alpha; old ones kept until gc\n"
+    assert (replica / "etc/motd").read_text() == "welcome\n"
+    assert not (replica / "var/lib/app/extra").exists()
+    assert inode(replica) == root_inode  # an NFS export root: never recreated
+    assert dim.ok("node", "diff", "n1") == ""
+    (aside,) = (dim.state / "nodes/n1").glob(".alpha.reset-*")
+    assert (aside / "etc/motd").read_text() == "mine\n"
+    assert (aside / "var/lib/app/extra").exists()
+    out = dim.ok("image", "gc", "alpha")
+    assert "and 1 reset replicas" in out
+    assert not aside.exists()
+    assert (replica / "etc/motd").read_text() == "welcome\n"
+
+
+def test_image_show_reports_the_disk_used_by_each_replica(dim, src):
+    write(src, "var/lib/app/big", os.urandom(300_000))
+    touch_tree(src)
+    _imported(dim, src, "n[1-2]")
+    write(_replica(dim, "n2"), "var/lib/app/more", os.urandom(700_000))
+    info = json.loads(dim.ok("image", "show", "alpha", "--json"))
+    assert info["nodes"] == "n[1-2]" and info["versions"] == [1] and info["live"] == 1
+    n1, n2 = info["replicas"]["n1"], info["replicas"]["n2"]
+    assert n1["version"] == n2["version"] == 1
+    assert 300_000 <= n1["bytes"] < 400_000
+    assert n2["bytes"] - n1["bytes"] >= 700_000
+    lines = dim.ok("image", "show", "alpha").splitlines()
+    assert lines[0] == "alpha: versions 1, live 1, used by n[1-2]"
+    assert lines[1].split() == ["REPLICA", "VERSION", "DISK"]
+    assert lines[2].split()[:2] == ["n1", "1"] and lines[2].endswith("kB")
+    assert lines[3].split()[:2] == ["n2", "1"] and lines[3].endswith("MB")
+
+
+def test_rollback_reaches_replicas_by_the_three_way_rule(dim, src):
+    _imported(dim, src, "n[1-2]")
+    replica_v1 = digest(_replica(dim, "n2") / "etc/app", dir_times=False)
+    write(src, "etc/app/app.conf", "level=2\n", mtime=T1)
+    touch_tree(src)
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    write(_replica(dim, "n1"), "etc/app/app.conf", "n1's own\n", mtime=T1 + 5)
+    out = dim.ok("image", "rollback", "alpha", "1")
+    assert "1 conflicts" in out and "/etc/app/app.conf changed by n1" in out
+    assert digest(_replica(dim, "n2") / "etc/app", dir_times=False) == replica_v1
+    assert (_replica(dim, "n1") / "etc/app/app.conf").read_text() == "n1's own\n"
