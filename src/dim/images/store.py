@@ -32,10 +32,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dim.errors import ImageBusy, ImageError
+from dim.errors import ImageBusy, ImageError, UsageError
 from dim.images.delta import Delta, compare
 from dim.images.tree import Entry, scan
 from dim.layout.model import Image
+from dim.layout.parser import check_name
 
 LOCK_TIMEOUT = 600.0
 _VERSION = re.compile(r"[0-9]+")
@@ -67,7 +68,7 @@ class Store:
     # -- paths -------------------------------------------------------------------------------
 
     def image_dir(self, image: str) -> Path:
-        return self.root / "images" / image
+        return self.root / "images" / _checked("image", image)
 
     def live(self, image: str) -> Path:
         return self.image_dir(image) / "live"
@@ -76,10 +77,10 @@ class Store:
         return self.image_dir(image) / "versions" / str(number)
 
     def replica(self, node: str, image: str) -> Path:
-        return self.root / "nodes" / node / image
+        return self.root / "nodes" / _checked("node", node) / _checked("image", image)
 
     def replica_marker(self, node: str, image: str) -> Path:
-        return self.root / "nodes" / node / f"{image}.version"
+        return self.root / "nodes" / _checked("node", node) / f"{_checked('image', image)}.version"
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -145,7 +146,7 @@ class Store:
         """Hold ``image``'s lock: a second command waits (up to ``wait`` s) or fails clearly."""
         folder = self.root / "locks"
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"{image}.lock", "a+") as handle:
+        with open(folder / f"{_checked('image', image)}.lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -355,6 +356,14 @@ def _link_over(source: str, where: str) -> None:
 
 
 # -- small helpers ---------------------------------------------------------------------------
+
+
+def _checked(kind: str, name: str) -> str:
+    """``name`` if it is safe as one folder name: ``../nodes`` must never reach a path."""
+    try:
+        return check_name(kind, name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _read_number(path: Path) -> int | None:

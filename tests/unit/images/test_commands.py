@@ -106,6 +106,38 @@ def _alpha(dim):
 # -- bad input ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("image", "import", "../alpha", "--from", "SRC"),
+        ("image", "import", "alpha/x", "--from", "SRC"),
+        ("image", "sync", "..", "--from", "SRC"),
+        ("image", "exec", "a/b", "--", "true"),
+        ("image", "rollback", "../alpha", "1"),
+        ("image", "rm", "../nodes", "--yes"),
+        ("image", "rm", "alpha/../../nodes", "--yes"),
+        ("image", "show", "../nodes"),
+        ("image", "versions", "../images/alpha"),
+        ("image", "diff", "../images/alpha", "1", "1"),
+        ("image", "gc", "../alpha"),
+        ("image", "check", "../alpha"),
+        ("node", "switch", "../n1", "alpha"),
+        ("node", "switch", "n1", "../alpha"),
+        ("node", "reset", "n1/..", "--yes"),
+        ("node", "diff", "../n1"),
+    ],
+)
+def test_names_with_a_slash_or_dotdot_are_refused_and_nothing_changes(dim, src, args):
+    dim.ok("image", "import", "alpha", "--from", str(src))
+    dim.ok("node", "switch", "n1", "alpha")
+    before = _contents(dim.state)
+    run = dim(*[str(src) if a == "SRC" else a for a in args])
+    assert run.status == 2, run
+    assert run.err.startswith("dim: error: ") and run.out == ""
+    assert _contents(dim.state) == before
+    assert (dim.state / "nodes/n1/alpha/etc/motd").exists()
+
+
 def _contents(state):
     """Every path of the state folder but the lock files and SQLite's own journal files."""
     return sorted(
