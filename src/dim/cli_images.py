@@ -404,8 +404,10 @@ def node_diff(settings: Settings, node: str, as_json: bool) -> None:
     from dim.images import replicas
 
     inventory = settings.inventory()
-    (target,) = select(inventory.cluster, node) or [None]
-    image = inventory.image(target)
+    targets = select(inventory.cluster, node)
+    if len(targets) != 1:
+        raise UsageError(f"node diff takes one node, not {node!r} ({len(targets)} nodes)")
+    image = inventory.image(targets[0])
     if image is None:
         raise UsageError(f"node {node} has no image")
     delta = replicas.differences(

@@ -156,6 +156,14 @@ def test_node_diff_lists_what_the_node_changed(dim, src):
     assert run.status == 2 and run.err == "dim: error: node n2 has no image\n"
 
 
+def test_node_diff_of_several_nodes_is_refused_clearly(dim, src):
+    _imported(dim, src, "n[1-2]")
+    run = dim("node", "diff", "n[1-2]")
+    assert run.status == 2
+    assert run.err.startswith("dim: error: ")
+    assert "one node" in run.err
+
+
 def test_reset_gives_a_fresh_replica_and_keeps_the_old_one_until_gc(dim, src):
     _imported(dim, src, "n1")
     replica = _replica(dim)
