@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -301,8 +302,10 @@ def _all_paths(root: Path) -> list[str]:
 def reset(store: Store, image: Image, node: str) -> Path:
     """A fresh replica for ``node``; the old content is kept aside until gc. Returns where."""
     replica = store.replica(node, image.name)
-    aside = replica.parent / f".{image.name}.reset-{int(time.time())}"
-    aside.mkdir(parents=True)
+    replica.parent.mkdir(parents=True, exist_ok=True)
+    # unique: a second reset within the same second must not collide with the first
+    prefix = f".{image.name}.reset-{int(time.time())}-"
+    aside = Path(tempfile.mkdtemp(prefix=prefix, dir=replica.parent))
     if replica.is_dir():
         # the replica's root directory stays: it is an NFS export root, and recreating it
         # would give the node stale file handles

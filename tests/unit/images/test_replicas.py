@@ -185,6 +185,16 @@ def test_reset_gives_a_fresh_replica_and_keeps_the_old_one_until_gc(dim, src):
     assert (replica / "etc/motd").read_text() == "welcome\n"
 
 
+def test_reset_twice_in_a_row_keeps_both_old_replicas(dim, src):
+    _imported(dim, src, "n1")
+    write(_replica(dim), "etc/motd", "first\n", mtime=T1)
+    dim.ok("node", "reset", "n1", "--yes")
+    write(_replica(dim), "etc/motd", "second\n", mtime=T1)
+    dim.ok("node", "reset", "n1", "--yes")  # within the same second
+    asides = sorted((dim.state / "nodes/n1").glob(".alpha.reset-*"))
+    assert sorted((a / "etc/motd").read_text() for a in asides) == ["first\n", "second\n"]
+
+
 def test_image_show_reports_the_disk_used_by_each_replica(dim, src):
     write(src, "var/lib/app/big", os.urandom(300_000))
     touch_tree(src)
