@@ -28,7 +28,7 @@ from pathlib import Path
 
 from dim.errors import ImageError
 from dim.images.delta import Delta, compare, kept_out
-from dim.images.store import Store, _remove_tree, _write_number, set_metadata
+from dim.images.store import Store, _remove_tree, _write_number, crash_point, set_metadata
 from dim.images.tree import Entry, entry, scan, under
 from dim.layout.model import Image
 
@@ -212,6 +212,7 @@ def install(source: str, where: str, e: Entry, cache: dict[str, bytes]) -> None:
             os.mknod(temporary, kinds[e.kind] | e.mode, e.rdev)
         set_metadata(temporary, e)
         os.utime(temporary, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+    crash_point("mid-replicas")
     os.rename(temporary, where)
 
 

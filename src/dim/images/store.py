@@ -17,6 +17,8 @@ Order of a commit, so that SIGKILL at any point leaves a store that the next com
    in the versions that hold it); removed paths are unlinked; ``live.version`` is written last;
 4. each node replica of the image is brought to N (see :mod:`dim.images.replicas`); its own
    ``.version`` marker is written last.
+
+The crash tests stop dim at these steps with :func:`crash_point` (``DIM_TEST_CRASH_AT``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -262,6 +265,7 @@ class Change:
         number = self.store.record(
             name, self.staging, {"source": source, "parent": before, **delta.summary()}
         )
+        crash_point("after-record")
         # the scan of staging is the scan of versions/N: renaming changed no inode
         known = delta if self.store.live_version(name) == before else None
         self.store.sync_live(name, number, known)
@@ -352,6 +356,7 @@ def _link_over(source: str, where: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temporary)
     os.link(source, temporary, follow_symlinks=False)
+    crash_point("mid-live")
     os.rename(temporary, where)
 
 
@@ -364,6 +369,24 @@ def _checked(kind: str, name: str) -> str:
         return check_name(kind, name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+_passes: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Crash tests only: ``DIM_TEST_CRASH_AT=NAME[:N]`` SIGKILLs dim the N-th time it is here.
+
+    Points: ``after-record`` (version N complete, live untouched), ``mid-live`` (a file of live
+    linked to its temporary name, not yet renamed over the old one), ``mid-replicas`` (the same
+    in a node replica: the new copy written, not yet renamed).
+    """
+    wanted = os.environ.get("DIM_TEST_CRASH_AT")
+    if wanted is None or wanted.partition(":")[0] != name:
+        return
+    _passes[name] = _passes.get(name, 0) + 1
+    if _passes[name] >= int(wanted.partition(":")[2] or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _read_number(path: Path) -> int | None:

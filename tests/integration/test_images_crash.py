@@ -1,0 +1,262 @@
+"""SIGKILL at any point of a change leaves a store that the next command completes.
+
+dim runs as a child process and is killed at named points of a commit by its own test hook
+(``DIM_TEST_CRASH_AT``, see :func:`dim.images.store.crash_point`): after the version is
+recorded, in the middle of updating live (a file linked to its temporary name, not yet renamed)
+and in the middle of updating the node replicas; or from outside, by its process group, while
+rsync fills the staging folder or while an ``exec`` command runs. After each crash:
+
+- no version is half there: ``versions/`` lists complete versions only;
+- ``dim image check`` (or re-running the command) completes the work: live equals the latest
+  version (snapshot and inodes), every replica is at the latest version and equal to it under
+  its persistent paths, and no ``.dim-`` temporary is left in live or in a replica.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_binary, require_root
+from tests.image_trees import T1, Dim, base_tree, inode, snapshot, temporaries, touch_tree, write
+
+pytestmark = pytest.mark.integration
+
+PERSISTENT_CHANGES = ("etc/motd", "etc/app/app.conf", "etc/app/keep.conf", "var/lib/app/state")
+
+
+@pytest.fixture
+def dim(tmp_path, capsys) -> Dim:
+    return Dim(tmp_path, capsys)
+
+
+@pytest.fixture
+def src(tmp_path) -> Path:
+    return base_tree(tmp_path / "src")
+
+
+def _prepared(dim, src):
+    """Version 1 imported, replicas for n1 and n2, and a source that differs in 7 files."""
+    dim.ok("image", "import", "alpha", "--from", str(src))
+    dim.ok("node", "switch", "n[1-2]", "alpha")
+    for n, path in enumerate(PERSISTENT_CHANGES):
+        write(src, path, f"version 2 of {path}\n", mtime=T1 + n)
+    write(src, "usr/bin/tool", "#!/bin/sh\necho 2\n", 0o755, mtime=T1)
+    write(src, "usr/lib/libnew.so", os.urandom(4096), mtime=T1)
+    (src / "usr/share/doc/b").unlink()
+    touch_tree(src)
+
+
+def _crash(dim, point: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DIM_TEST_CRASH_AT": point}
+    run = subprocess.run(dim.argv(*args), env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == -signal.SIGKILL, f"dim was not killed at {point}: {run}"
+    return run
+
+
+def assert_complete(dim, image="alpha", nodes=("n1", "n2")):
+    """Live is the latest version, every replica is at it, no temporaries anywhere visible."""
+    store = dim.store
+    latest = store.latest(image)
+    version = store.version_path(image, latest)
+    live = store.live(image)
+    assert store.live_version(image) == latest
+    assert snapshot(live) == snapshot(version)
+    for path, entry in snapshot(version).items():
+        if not entry[0].startswith("d"):
+            assert inode(live / path) == inode(version / path), path
+    assert temporaries(live) == []
+    assert not list(store.image_dir(image).glob(".staging-*"))
+    assert not list(store.image_dir(image).glob(".exec-*"))
+    for node in nodes:
+        replica = store.replica(node, image)
+        assert store.replica_version(node, image) == latest, node
+        assert temporaries(replica) == [], node
+        expected = {
+            p: e
+            for p, e in snapshot(version, dir_times=False).items()
+            if p.startswith(("etc", "var"))
+            and p not in ("etc/hostname", "etc/ssh/ssh_host_ed25519_key")
+            and not p.startswith("var/log")
+        }
+        mine = snapshot(replica, dir_times=False)
+        del mine["."]
+        # the directories holding keep-outs have fewer entries, otherwise they are equal
+        assert mine.keys() == expected.keys(), node
+        assert {p: e for p, e in mine.items() if not e[0].startswith("d")} == {
+            p: e for p, e in expected.items() if not e[0].startswith("d")
+        }, node
+
+
+@pytest.mark.parametrize("finish", ["check", "rerun"])
+@pytest.mark.parametrize("point", ["after-record"])
+def test_sync_killed_at_a_crash_point_is_completed_by_the_next_command(dim, src, point, finish):
+    _prepared(dim, src)
+    _crash(dim, point, "image", "sync", "alpha", "--from", str(src))
+    store = dim.store
+    assert store.versions("alpha") == [1, 2]  # the version was complete before the crash
+    if point.startswith("mid-live"):
+        assert store.live_version("alpha") == 1
+        assert len(temporaries(store.live("alpha"))) == 1  # the crash hit where we meant
+    if point.startswith("mid-replicas"):
+        assert store.live_version("alpha") == 2
+        assert sum(len(temporaries(store.replica(n, "alpha"))) for n in ("n1", "n2")) == 1
+    if finish == "check":
+        out = dim.ok("image", "check", "alpha")
+        assert out.startswith("alpha: consistent\n  repaired: ")
+    else:
+        out = dim.ok("image", "sync", "alpha", "--from", str(src))
+        assert out == "alpha: nothing changed, no version recorded\n"
+    assert_complete(dim)
+    assert (store.replica("n2", "alpha") / "etc/motd").read_text() == "version 2 of etc/motd\n"
+    assert dim.ok("image", "check", "alpha") == "alpha: consistent\n"
+
+
+@pytest.mark.parametrize("point", ["after-record"])
+def test_rollback_killed_at_a_crash_point_is_completed(dim, src, point):
+    _prepared(dim, src)
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    _crash(dim, point, "image", "rollback", "alpha", "1")
+    assert dim.store.versions("alpha") == [1, 2, 3]
+    dim.ok("image", "check", "alpha")
+    assert_complete(dim)
+    assert snapshot(dim.store.live("alpha")) == snapshot(dim.store.version_path("alpha", 1))
+
+
+def test_sync_killed_while_rsync_fills_the_staging_folder_leaves_no_version(dim, src):
+    _prepared(dim, src)
+    for n in range(4000):  # enough for rsync to take a while
+        write(src, f"usr/share/many/{n // 100}/{n}", os.urandom(8192), mtime=T1)
+    touch_tree(src)
+    process = subprocess.Popen(
+        dim.argv("image", "sync", "alpha", "--from", str(src)),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        staging = _wait_for(lambda: _staged(dim, minimum=200), process)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # dim and its rsync
+        process.wait()
+    assert staging.exists()
+    assert dim.store.versions("alpha") == [1]
+    listed = dim.ok("image", "versions", "alpha").splitlines()
+    assert [ln.split()[0] for ln in listed[1:]] == ["1"]
+    assert dim.store.live_version("alpha") == 1
+    out = dim.ok("image", "sync", "alpha", "--from", str(src))
+    assert out.startswith("alpha: version 2: ")
+    assert not staging.exists()
+    assert_complete(dim)
+    assert snapshot(dim.store.version_path("alpha", 2)) == snapshot(src)
+
+
+def _staged(dim, minimum):
+    for staging in dim.store.image_dir("alpha").glob(".staging-*"):
+        if sum(1 for _ in staging.rglob("*")) >= minimum:
+            return staging
+    return None
+
+
+def _wait_for(found, process, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = found()
+        if result:
+            return result
+        assert process.poll() is None, "dim finished before it could be killed"
+        time.sleep(0.005)
+    raise AssertionError("timed out")
+
+
+def test_exec_killed_while_its_command_runs_leaves_no_version_and_no_mount(dim, tmp_path):
+    require_root()
+    require_binary("busybox", "busybox-static")
+    root = _busybox_tree(tmp_path / "bb")
+    dim.ok("image", "import", "alpha", "--from", str(root))
+    dim.ok("node", "switch", "n1", "alpha")
+    process = subprocess.Popen(
+        dim.argv("image", "exec", "alpha", "--", "sh", "-c", "echo x > /etc/started; sleep 60"),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(
+            lambda: list(dim.store.image_dir("alpha").glob(".exec-*/upper/etc/started")), process
+        )
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # dim, unshare, the chroot'ed shell and sleep
+        process.wait()
+    assert dim.store.versions("alpha") == [1]
+    assert not (dim.store.live("alpha") / "etc/started").exists()
+    out = dim.ok("image", "check", "alpha")
+    assert "removed the unfinished .exec-" in out
+    assert_complete(dim, nodes=("n1",))
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(dim.state) not in mounts
+    dim.ok("image", "exec", "alpha", "--", "sh", "-c", "echo y > /etc/done")
+    assert (dim.store.live("alpha") / "etc/done").read_text() == "y\n"
+
+
+@pytest.mark.parametrize("point", ["after-record"])
+def test_exec_killed_at_a_crash_point_is_completed(dim, tmp_path, point):
+    require_root()
+    require_binary("busybox", "busybox-static")
+    root = _busybox_tree(tmp_path / "bb")
+    dim.ok("image", "import", "alpha", "--from", str(root))
+    dim.ok("node", "switch", "n[1-2]", "alpha")
+    _crash(
+        dim,
+        point,
+        "image",
+        "exec",
+        "alpha",
+        "--",
+        "sh",
+        "-c",
+        "echo 2 > /etc/motd; echo 2 > /var/state; echo 2 > /usr/x",
+    )
+    assert dim.store.versions("alpha") == [1, 2]
+    dim.ok("image", "check", "alpha")
+    assert_complete(dim)
+    assert (dim.store.replica("n1", "alpha") / "var/state").read_text() == "2\n"
+
+
+def _busybox_tree(root: Path) -> Path:
+    """A minimal tree to chroot into: busybox (static) as sh, plus a few files."""
+    busybox = Path(require_binary("busybox", "busybox-static"))
+    (root / "bin").mkdir(parents=True)
+    (root / "bin/busybox").write_bytes(busybox.read_bytes())
+    os.chmod(root / "bin/busybox", 0o755)
+    for applet in (
+        "sh",
+        "echo",
+        "sleep",
+        "cat",
+        "rm",
+        "mkdir",
+        "touch",
+        "ln",
+        "mv",
+        "chmod",
+        "chown",
+        "mknod",
+        "true",
+        "false",
+        "ls",
+        "setfattr",
+    ):
+        os.symlink("busybox", root / "bin" / applet)
+    write(root, "etc/motd", "1\n")
+    write(root, "var/state", "1\n")
+    write(root, "usr/x", "1\n")
+    for folder in ("proc", "sys", "dev", "run", "tmp"):
+        (root / folder).mkdir()
+    touch_tree(root)
+    return root
