@@ -214,7 +214,12 @@ class Store:
         version = self.version_path(image, number)
         if delta is None:
             delta = compare(scan(live), scan(version))
-        apply_links(live, version, delta)
+            apply_links(live, version, delta)
+            # an interrupted update changed directories without setting their times back, and
+            # compare() does not look at directory times: set every one that differs
+            _copy_dir_times(live, delta.new)
+        else:
+            apply_links(live, version, delta)
         _write_number(self.image_dir(image) / "live.version", number)
         return delta
 
@@ -302,6 +307,14 @@ def apply_links(target: Path, version: Path, delta: Delta) -> None:
         )
     for where, e in reversed(touched_dirs):
         os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
+
+
+def _copy_dir_times(target: Path, entries: dict[str, Entry]) -> None:
+    base = str(target)
+    for path, e in entries.items():
+        where = f"{base}/{path}" if path else base
+        if e.kind == "d" and os.lstat(where).st_mtime_ns != e.mtime_ns:
+            os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
 
 
 def _parents_of(delta: Delta) -> list[str]:
