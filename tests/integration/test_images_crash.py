@@ -94,7 +94,9 @@ def assert_complete(dim, image="alpha", nodes=("n1", "n2")):
 
 
 @pytest.mark.parametrize("finish", ["check", "rerun"])
-@pytest.mark.parametrize("point", ["after-record", "mid-live:3"])
+@pytest.mark.parametrize(
+    "point", ["after-record", "mid-live:3", "mid-replicas:3", "mid-replicas:7"]
+)
 def test_sync_killed_at_a_crash_point_is_completed_by_the_next_command(dim, src, point, finish):
     _prepared(dim, src)
     _crash(dim, point, "image", "sync", "alpha", "--from", str(src))
@@ -117,7 +119,7 @@ def test_sync_killed_at_a_crash_point_is_completed_by_the_next_command(dim, src,
     assert dim.ok("image", "check", "alpha") == "alpha: consistent\n"
 
 
-@pytest.mark.parametrize("point", ["after-record", "mid-live:2"])
+@pytest.mark.parametrize("point", ["after-record", "mid-live:2", "mid-replicas:2"])
 def test_rollback_killed_at_a_crash_point_is_completed(dim, src, point):
     _prepared(dim, src)
     dim.ok("image", "sync", "alpha", "--from", str(src))
@@ -204,7 +206,7 @@ def test_exec_killed_while_its_command_runs_leaves_no_version_and_no_mount(dim, 
     assert (dim.store.live("alpha") / "etc/done").read_text() == "y\n"
 
 
-@pytest.mark.parametrize("point", ["after-record", "mid-live:2"])
+@pytest.mark.parametrize("point", ["after-record", "mid-live:2", "mid-replicas:1"])
 def test_exec_killed_at_a_crash_point_is_completed(dim, tmp_path, point):
     require_root()
     require_binary("busybox", "busybox-static")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -248,6 +249,21 @@ def _copy_file(source: str, temporary: str, e: Entry, cache: dict[str, bytes]) -
         os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
     finally:
         os.close(fd)
+
+
+_TEMPORARY = re.compile(r"\..+\.dim-[0-9]+")
+
+
+def discard_temporaries(replica: Path) -> list[str]:
+    """Remove the new copies an interrupted :func:`install` left under their temporary name."""
+    found = []
+    for folder, dirs, files in os.walk(replica):
+        for name in dirs + files:  # dirs: a temporary symbolic link to a directory
+            where = os.path.join(folder, name)
+            if _TEMPORARY.fullmatch(name) and (name in files or os.path.islink(where)):
+                os.unlink(where)
+                found.append(where)
+    return found
 
 
 # -- creating, resetting, comparing ----------------------------------------------------------

@@ -203,6 +203,7 @@ class Store:
 
         for node in self.replicas(image.name):
             if self.replica_version(node, image.name) != latest:
+                replicas.discard_temporaries(self.replica(node, image.name))
                 replicas.sync(self, image, node, latest)
                 done.append(f"brought the replica of {node} to version {latest}")
         return done

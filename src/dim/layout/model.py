@@ -36,6 +36,8 @@ class Server:
     http_root: str = "/srv/dim/http"
     bios_loader: str = "pxelinux.0"
     uefi_loader: str = "grubx64.efi"
+    kea_hooks: str = "/usr/lib/x86_64-linux-gnu/kea/hooks"  # where libdhcp_lease_cmds.so is
+    kea_socket: str = "/run/kea/kea4-ctrl-socket"  # Kea's control socket
     reload: tuple[tuple[str, str], ...] = ()  # (service, command) overrides
 
     @property

@@ -28,6 +28,17 @@ from dim.layout.model import Bmc, Cluster, Group, Image, Interface, Network, Nod
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _NUMBERS = re.compile(r"[0-9]+")
 RESERVED_GROUPS = {"all"}
+# <server> attributes taken as text, and those of them that must be absolute paths.
+SERVER_TEXT = (
+    "interface",
+    "tftp-root",
+    "http-root",
+    "bios-loader",
+    "uefi-loader",
+    "kea-hooks",
+    "kea-socket",
+)
+SERVER_PATHS = ("tftp-root", "http-root", "kea-hooks", "kea-socket")
 
 
 def ip_to_int(text: str) -> int:
@@ -170,10 +181,10 @@ class _Parser:
             if network is None:
                 raise self.error("server address is in no declared network", el, str(address))
             options = {}
-            for attribute in ("interface", "tftp-root", "http-root", "bios-loader", "uefi-loader"):
+            for attribute in SERVER_TEXT:
                 if el.get(attribute):
                     options[attribute.replace("-", "_")] = el.get(attribute)
-            for attribute in ("tftp-root", "http-root"):
+            for attribute in SERVER_PATHS:
                 if el.get(attribute) and not el.get(attribute).startswith("/"):
                     raise self.error(f"{attribute} must be an absolute path", el, el.get(attribute))
             servers[name] = Server(

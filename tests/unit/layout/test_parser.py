@@ -1,4 +1,3 @@
-
 import pytest
 
 from dim.errors import LayoutError
@@ -99,6 +98,7 @@ def line_of(data: bytes, text: str) -> int:
         ('subnet="10.11.0.0/24"', 'subnet="10.11.0.1/24"', "CIDR", "10.11.0.1/24"),
         ('<group name="gpu"', '<group name="all"', "reserved", 'name="all"'),
         ('dhcp="dnsmasq"', 'dhcp="bogus"', "schema", 'dhcp="bogus"'),
+        ('dhcp="dnsmasq"', 'dhcp="kea" kea-socket="kea.sock"', "absolute path", "kea.sock"),
     ],
 )
 def test_bad_layout_gets_one_line_error_with_file_line_and_value(old, new, message, marker):
@@ -124,6 +124,15 @@ def test_duplicate_ip_across_groups_names_both_nodes():
     data = broken('ip="10.10.0.{100+i}"', 'ip="10.10.0.{11+i}"')
     with pytest.raises(LayoutError, match="node g1 and c01"):
         parse(data, "cluster.xml")
+
+
+def test_kea_hooks_and_socket_default_to_debians_and_can_be_set():
+    default = parse(SMALL, "cluster.xml").servers["srv"]
+    assert default.kea_hooks == "/usr/lib/x86_64-linux-gnu/kea/hooks"
+    assert default.kea_socket == "/run/kea/kea4-ctrl-socket"
+    data = broken('dhcp="dnsmasq"', 'dhcp="kea" kea-hooks="/opt/kea/hooks" kea-socket="/tmp/k"')
+    server = parse(data, "cluster.xml").servers["srv"]
+    assert (server.kea_hooks, server.kea_socket) == ("/opt/kea/hooks", "/tmp/k")
 
 
 def test_server_address_reused_by_a_node_is_refused():
