@@ -9,6 +9,9 @@ its MAC is known. Every flavour sends the same boot file by client type:
 
 iPXE is also sent the encapsulated option 175.176 (no-pxedhcp) = 1, so that it does not wait
 for a ProxyDHCP offer.
+
+Kea's configuration also loads the lease_cmds hook and opens a control socket, through which
+``dim apply`` releases the lease a replaced MAC still holds (:mod:`dim.services.leases`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dim.services.render import RenderContext, RenderedFile
 DNSMASQ_CONF = "/etc/dnsmasq.d/dim.conf"
 DNSMASQ_HOSTS = "/etc/dim/dnsmasq.hosts"
 KEA_CONF = "/etc/kea/kea-dhcp4.conf"
+KEA_LEASES = "/var/lib/kea/kea-leases4.csv"
+KEA_LEASE_CMDS = "libdhcp_lease_cmds.so"
 ISC_CONF = "/etc/dhcp/dhcpd.conf"
 
 
@@ -58,6 +63,9 @@ class DhcpContext:
     tftp_root: str
     hosts_file: str
     dnsmasq_hosts_file: str
+    kea_leases: str
+    kea_lease_cmds: str
+    kea_socket: str
 
 
 def dhcp_context(context: RenderContext) -> DhcpContext:
@@ -106,6 +114,9 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         tftp_root=server.tftp_root,
         hosts_file="/etc/dim/hosts",
         dnsmasq_hosts_file=DNSMASQ_HOSTS,
+        kea_leases=KEA_LEASES,
+        kea_lease_cmds=f"{server.kea_hooks.rstrip('/')}/{KEA_LEASE_CMDS}",
+        kea_socket=server.kea_socket,
     )
 
 
