@@ -15,13 +15,14 @@ from pathlib import Path
 import click
 
 from dim import __version__
-from dim.errors import DimError, UsageError
+from dim.errors import ApplyError, DimError, UsageError
 from dim.inventory import fold, node_record, select, summary
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory
 from dim.services import apply as applier
+from dim.services import leases
 from dim.services.render import RenderContext, render_all
-from dim.state import StateDB, normalize_mac, parse_mac_csv
+from dim.state import StaleLease, StateDB, normalize_mac, parse_mac_csv
 
 DEFAULT_CONFIG = "/etc/dim/cluster.xml"
 DEFAULT_STATE = "/var/lib/dim"
@@ -40,6 +41,10 @@ class Settings:
 
     def db(self, *, create: bool = True) -> StateDB:
         return StateDB.open(self.state, create=create)
+
+    def existing_db(self) -> StateDB | None:
+        """The state DB if there is one; reading commands need not create it."""
+        return self.db(create=False) if self._has_db() else None
 
     def inventory(self) -> Inventory:
         cluster = self.cluster()
@@ -311,21 +316,30 @@ def apply_command(
     """Render DHCP, NFS, hosts and boot files; validate; install atomically; reload.
 
     Files that would not change are not touched. A daemon that refuses its new configuration
-    stops everything before any file is written.
+    stops everything before any file is written. After a reload, the DHCP leases that replaced
+    MACs still hold are released, so that the new MACs get their nodes' addresses.
     """
     inventory = settings.inventory()
     name = _server_name(inventory.cluster, server)
     context = RenderContext(inventory, name, settings.state, settings.template_dir)
     files = render_all(context)
     srv = inventory.cluster.servers[name]
+    do_reload = (root.resolve() == Path("/")) if do_reload is None else do_reload
     result = applier.apply(
         files,
         root,
         reload_command=srv.reload_command,
         dry_run=dry_run,
-        do_reload=(root.resolve() == Path("/")) if do_reload is None else do_reload,
+        do_reload=do_reload,
         validation=not skip_validation,
     )
+    db = settings.existing_db()
+    released: list[leases.ReleaseResult] = []
+    waiting: list[StaleLease] = []
+    if db is not None and do_reload and not dry_run:
+        released = leases.settle(db, srv, inventory.cluster)
+    elif db is not None:
+        waiting = leases.pending(db, srv, inventory.cluster)
     if as_json:
         emit_json(
             {
@@ -340,8 +354,10 @@ def apply_command(
                 "validated": result.validated,
                 "not_validated": result.not_validated,
                 "reloaded": result.reloaded,
+                **_release_records(released, waiting),
             }
         )
+        _fail_unreleased(released)
         return
     for change in result.changes[:50] if not show_diff else result.changes:
         click.echo(f"  {change.action:<7} {change.path}")
@@ -359,6 +375,68 @@ def apply_command(
     )
     if result.not_validated:
         click.echo(f"warning: not validated: {', '.join(result.not_validated)}", err=True)
+    _print_releases(released, waiting, dry_run)
+    _fail_unreleased(released)
+
+
+_RELEASE_KEYS = {
+    leases.RELEASED: "released",
+    leases.NOT_NEEDED: "release_not_needed",
+    leases.FAILED: "release_failed",
+}
+
+
+def _release_records(
+    results: list[leases.ReleaseResult], waiting: list[StaleLease]
+) -> dict[str, list[dict]]:
+    records: dict[str, list[dict]] = {key: [] for key in _RELEASE_KEYS.values()}
+    for r in results:
+        record = {"node": r.lease.node, "network": r.lease.network, "mac": r.lease.mac, "ip": r.ip}
+        if r.message:
+            record["reason" if r.ok else "error"] = r.message
+        records[_RELEASE_KEYS[r.outcome]].append(record)
+    records["release_pending"] = [
+        {"node": s.node, "network": s.network, "mac": s.mac} for s in waiting
+    ]
+    return records
+
+
+def _print_releases(
+    released: list[leases.ReleaseResult], waiting: list[StaleLease], dry_run: bool
+) -> None:
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in released:
+        if r.outcome == leases.FAILED:
+            click.echo(
+                f"warning: the stale lease of {r.lease.node} ({r.lease.mac} on {r.ip}) "
+                f"was not released: {r.message}",
+                err=True,
+            )
+        else:
+            groups.setdefault((r.outcome, r.message), []).append(r.lease.node)
+    for (outcome, message), nodes in groups.items():
+        reason = f" ({message})" if message else ""
+        what = (
+            "released stale leases"
+            if outcome == leases.RELEASED
+            else "stale leases need no release"
+        )
+        click.echo(f"{what}: {fold(sorted(set(nodes)))}{reason}")
+    if waiting:
+        nodes = fold(sorted({lease.node for lease in waiting}))
+        if dry_run:
+            click.echo(f"would release stale leases: {nodes}")
+        else:
+            click.echo(f"stale leases pending: {nodes} (released by the next apply that reloads)")
+
+
+def _fail_unreleased(released: list[leases.ReleaseResult]) -> None:
+    failed = sum(1 for r in released if not r.ok)
+    if failed:
+        raise ApplyError(
+            f"{failed} stale DHCP lease{'s' if failed > 1 else ''} not released",
+            hint="they stay recorded: the next dim apply that reloads tries again",
+        )
 
 
 # -- templates ---------------------------------------------------------------------------------

@@ -148,6 +148,60 @@ def test_apply_with_a_refused_template_exits_1_and_writes_nothing(dim, tmp_path,
     shutil.rmtree(templates)
 
 
+def serve_with(layout_file, dhcp: str, attributes: str = "") -> None:
+    """Make the small layout's server run ``dhcp`` without NFS, reloading with ``true``."""
+    text = layout_file.read_text()
+    old = '<server name="srv" address="10.10.0.2" dhcp="dnsmasq" nfs="ganesha"/>'
+    assert old in text
+    layout_file.write_text(
+        text.replace(
+            old,
+            f'<server name="srv" address="10.10.0.2" dhcp="{dhcp}" nfs="none" {attributes}>'
+            f'<reload service="{dhcp}" command="true"/></server>',
+        )
+    )
+
+
+def replace_mac(dim):
+    assert dim("node", "set", "c01", "--mac", "52:54:00:00:00:01")[0] == 0
+    assert dim("node", "set", "c01", "--mac", "52:54:00:00:01:01")[0] == 0
+
+
+def test_stale_leases_wait_for_an_apply_that_reloads(dim, tmp_path, layout_file):
+    serve_with(layout_file, "isc")
+    replace_mac(dim)
+    root = str(tmp_path / "root")
+    status, out, _ = dim("apply", "--root", root, "--dry-run", "--skip-validation")
+    assert status == 0 and "would release stale leases: c01" in out
+    status, out, _ = dim("apply", "--root", root, "--no-reload", "--skip-validation", "--json")
+    assert status == 0
+    assert json.loads(out)["release_pending"] == [
+        {"node": "c01", "network": "boot", "mac": "52:54:00:00:00:01"}
+    ]
+    status, out, _ = dim("apply", "--root", root, "--reload", "--skip-validation")
+    assert status == 0
+    assert "stale leases need no release: c01 (ISC dhcpd keeps no lease" in out
+    status, out, _ = dim("apply", "--root", root, "--reload", "--skip-validation", "--json")
+    report = json.loads(out)
+    assert report["release_not_needed"] == report["release_pending"] == []
+
+
+def test_an_unreleased_stale_lease_warns_exits_1_and_stays(dim, tmp_path, layout_file):
+    serve_with(layout_file, "dnsmasq")  # without interface=: dhcp_release cannot be used
+    replace_mac(dim)
+    root = str(tmp_path / "root")
+    status, out, err = dim("apply", "--root", root, "--reload", "--skip-validation", "--json")
+    assert status == 1
+    (failed,) = json.loads(out)["release_failed"]
+    assert (failed["node"], failed["ip"]) == ("c01", "10.10.0.11")
+    assert "set interface=" in failed["error"]
+    assert "dim: error: 1 stale DHCP lease not released" in err
+    status, out, err = dim("apply", "--root", root, "--reload", "--skip-validation")
+    assert status == 1
+    assert "warning: the stale lease of c01 (52:54:00:00:00:01 on 10.10.0.11)" in err
+    assert "hint: they stay recorded" in err
+
+
 def test_templates_copy_makes_an_override(dim, layout_file):
     status, out, _ = dim("templates", "copy", "hosts.j2")
     assert status == 0
