@@ -9,10 +9,17 @@ What the tests change in dim's files before the daemon reads them, and why:
 
 - dnsmasq: ``addn-hosts`` and ``dhcp-hostsfile`` name their final paths under /etc/dim; they
   are pointed into R, where ``dim apply --root R`` wrote them.
-- Kea: the config names no lease file, so Kea would use /var/lib/kea; the tests set
+- Kea: the config names Debian's lease file in /var/lib/kea; the tests set
   ``lease-database.name`` to a temporary file (after dropping the ``//`` comment lines, to read
-  it as JSON), and would likewise move a control socket and send loggers to stdout.
+  it as JSON) and send any loggers to stdout. Its control socket is in the test's folder
+  through cluster.xml's ``kea-socket``.
 - ISC dhcpd: nothing; the lease and pid files are given on its command line.
+
+A test that runs ``dim apply --reload`` (releasing stale leases comes after a reload) wraps it in
+`Site.restarting_on_reload`: the layout's ``<reload>`` command then asks the test to restart its
+daemon on the new configuration, as ``systemctl restart`` would, and waits until it has. A
+SIGHUP will not do for dnsmasq 2.90: it crashes (SIGSEGV) when it rereads a ``dhcp-hostsfile``
+whose lines carry ``set:`` tags after it has handled a DHCP packet.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +38,7 @@ import pytest
 
 from dim.lab.dhcp import DhcpLease, NoLeaseError, dhcp_request, start_dhcp_server
 from dim.lab.netns import Daemon, Segment, run, segment
+from tests.conftest import require_binary
 from tests.integration.conftest import require_dhcp_server, require_lab
 
 pytestmark = pytest.mark.integration
@@ -45,13 +54,30 @@ LAYOUT = Template("""\
 <cluster name="itest" domain="itest.dim">
   <network name="boot" subnet="10.77.0.0/24" gateway="10.77.0.1" dns="10.77.0.1"/>
   <server name="srv" address="10.77.0.1" dhcp="$flavour" nfs="ganesha" interface="$bridge"
-          tftp-root="$folder/tftp" http-root="$folder/http"/>
+          tftp-root="$folder/tftp" http-root="$folder/http" kea-socket="$folder/kea4-ctrl-socket">
+    <reload service="$flavour" command="$folder/reload"/>
+    <reload service="ganesha" command="true"/>
+  </server>
   <image name="tiny"><persist path="/etc"/><volatile path="/tmp"/></image>
   <group name="nodes" nodes="node[01-03]" image="tiny">
     <interface network="boot" ip="10.77.0.{10+n1}"/>
   </group>
 </cluster>
 """)
+
+# dim's reload command here: ask the test to restart the daemon, and wait until it has.
+RELOAD = """#!/bin/sh
+cd "$(dirname "$0")" || exit 1
+rm -f reloaded reload-failed
+touch reload-asked
+for _ in $(seq 200); do
+    [ -e reloaded ] && exit 0
+    [ -e reload-failed ] && exit 1
+    sleep 0.05
+done
+echo "nothing restarted the DHCP daemon in 10 s: use Site.restarting_on_reload" >&2
+exit 1
+"""
 
 # Runs dim's entry point with the test's interpreter, whatever the environment calls it.
 DIM = [sys.executable, "-c", "import sys; from dim.cli import main; sys.exit(main())"]
@@ -81,6 +107,8 @@ class Site:
         (self.folder / "tftp").mkdir()  # dnsmasq's enable-tftp wants tftp-root to exist
         layout = LAYOUT.substitute(flavour=self.flavour, bridge=self.lab.bridge, folder=self.folder)
         (self.folder / "cluster.xml").write_text(layout)
+        (self.folder / "reload").write_text(RELOAD)
+        (self.folder / "reload").chmod(0o755)
         csv = self.folder / "macs.csv"
         csv.write_text("".join(f"{node},{mac}\n" for node, mac in macs.items()))
         self.dim("node", "import-macs", str(csv))
@@ -95,6 +123,37 @@ class Site:
             self.daemon.stop()
         config = runnable_config(self.flavour, self.root, self.folder)
         self.daemon = start_dhcp_server(self.lab, self.flavour, config, self.folder)
+
+    @contextmanager
+    def restarting_on_reload(self) -> Iterator[None]:
+        """Restart the daemon on dim's new configuration whenever dim's reload command asks.
+
+        The command (`RELOAD`) touches ``reload-asked`` and waits; a thread here restarts the
+        daemon, then touches ``reloaded`` (or ``reload-failed``, and re-raises after).
+        """
+        asked, stop, failures = self.folder / "reload-asked", threading.Event(), []
+
+        def restart_when_asked() -> None:
+            while not stop.wait(0.05):
+                if asked.exists():
+                    asked.unlink()
+                    try:
+                        self.serve()
+                    except Exception as exc:  # handed to the test below
+                        failures.append(exc)
+                        (self.folder / "reload-failed").touch()
+                    else:
+                        (self.folder / "reloaded").touch()
+
+        thread = threading.Thread(target=restart_when_asked, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+        if failures:
+            raise failures[0]
 
     def ask(self, mac: str, **kwargs: object) -> DhcpLease:
         client = self.lab.clients[0]
@@ -118,8 +177,6 @@ def runnable_config(flavour: str, root: Path, folder: Path) -> Path:
         config = json.loads("\n".join(lines))
         dhcp4 = config["Dhcp4"]
         dhcp4["lease-database"]["name"] = str(folder / "kea-leases4.csv")
-        if "control-socket" in dhcp4:
-            dhcp4["control-socket"]["socket-name"] = str(folder / "kea4-ctrl-socket")
         for logger in dhcp4.get("loggers", []):
             logger["output_options"] = [{"output": "stdout"}]
         path = folder / "kea-dhcp4.json"
@@ -203,22 +260,60 @@ def test_a_new_mac_applied_gets_the_nodes_address_and_the_old_one_nothing(own_si
 # MAC until that lease ends: dnsmasq logs "not using configured address 10.77.0.12 because it is
 # leased to 52:54:00:77:00:02" (and dim's dhcp-host lines make that lease infinite), Kea logs
 # ALLOC_ENGINE_V4_DISCOVER_ADDRESS_CONFLICT (valid-lifetime 43200 s). ISC dhcpd keeps no lease
-# for a fixed-address host. Measured fixes: dnsmasq, `dhcp_release br0 10.77.0.12 <old MAC>`
-# (dnsmasq-utils) or removing the old MAC's line from the leases file while dnsmasq is stopped;
-# Kea, `{"command": "lease4-del", "arguments": {"ip-address": "10.77.0.12"}}` on its control
-# socket, with the lease_cmds hook library loaded.
-STALE_LEASE = "the old MAC's lease keeps the reserved address: dim apply does not release it"
+# for a fixed-address host. `dim apply` releases the old MAC's lease after the reload.
+RELEASE_REPORT = {
+    "dnsmasq": "released stale leases: node02",
+    "kea": "released stale leases: node02",
+    "isc": "stale leases need no release: node02 (ISC dhcpd keeps no lease for a fixed-address",
+}
 
 
-def test_a_replaced_nic_gets_the_address_its_old_mac_held(
-    own_site: Site, request: pytest.FixtureRequest
-):
-    if own_site.flavour in ("dnsmasq", "kea"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=STALE_LEASE))
+def require_release_tool(flavour: str) -> None:
+    if flavour == "dnsmasq":
+        require_binary("dhcp_release", "dnsmasq-utils")
+
+
+def client_id(mac: str) -> dict[int, bytes]:
+    """Option 61 as busybox udhcpc sends it by default (in an initramfs): 01 and the MAC."""
+    return {61: bytes.fromhex("01" + mac.replace(":", ""))}
+
+
+@pytest.mark.parametrize("initramfs", [False, True], ids=["firmware", "initramfs"])
+def test_a_replaced_nic_gets_the_address_its_old_mac_held(own_site: Site, initramfs: bool):
+    require_release_tool(own_site.flavour)
+    old, new = MACS["node02"], "52:54:00:77:02:02"
+    # A PXE ROM or iPXE sends no client identifier; the initramfs' udhcpc sends 01:MAC.
+    held = own_site.ask(old, pxe=not initramfs, send=client_id(old) if initramfs else None)
+    assert held.ip == "10.77.0.12"
+    own_site.dim("node", "set", "node02", "--mac", new)
+    root = str(own_site.root)
+    assert "would release stale leases: node02" in own_site.dim(
+        "apply", "--root", root, "--dry-run"
+    )
+    with own_site.restarting_on_reload():
+        report = own_site.dim("apply", "--root", root, "--reload")
+    assert f"reloaded: {own_site.flavour}" in report
+    assert RELEASE_REPORT[own_site.flavour] in report
+    lease = own_site.ask(new, timeout=2)
+    assert (lease.ip, lease.hostname) == ("10.77.0.12", "node02")
+    assert "stale" not in own_site.dim("apply", "--root", root, "--dry-run")
+
+
+def test_a_stale_lease_waits_for_an_apply_that_reloads(own_site: Site):
+    require_release_tool(own_site.flavour)
     old, new = MACS["node02"], "52:54:00:77:02:02"
     assert own_site.ask(old).ip == "10.77.0.12"
     own_site.dim("node", "set", "node02", "--mac", new)
-    own_site.apply()
+    root = str(own_site.root)
+    assert "stale leases pending: node02" in own_site.dim("apply", "--root", root, "--no-reload")
     own_site.serve()
-    lease = own_site.ask(new, timeout=2)
-    assert (lease.ip, lease.hostname) == ("10.77.0.12", "node02")
+    if own_site.flavour in ("dnsmasq", "kea"):  # the old MAC's lease keeps the address
+        with pytest.raises(NoLeaseError):
+            own_site.ask(new, timeout=2)
+    with own_site.restarting_on_reload():
+        report = json.loads(own_site.dim("apply", "--root", root, "--reload", "--json"))
+    assert report["changes"] == [] and report["reloaded"] == []  # nothing to reload, still settled
+    settled = report["released"] or report["release_not_needed"]
+    assert [(r["node"], r["mac"], r["ip"]) for r in settled] == [("node02", old, "10.77.0.12")]
+    assert report["release_failed"] == []
+    assert own_site.ask(new, timeout=2).ip == "10.77.0.12"

@@ -39,6 +39,13 @@ Where the boot file travels: dnsmasq puts it in option 67 when the client asks f
 (iPXE does, and so does this client) and in the BOOTP ``file`` field otherwise; Kea's
 ``boot-file-name`` and dhcpd's ``filename`` fill the ``file`` field. `DhcpLease.boot_file` is
 what a loader uses: option 67 when present, else the ``file`` field.
+
+Leases of a replaced MAC (tests/integration/test_dhcp_daemons.py): dnsmasq and Kea keep them
+and refuse the node's reserved address to its new MAC; ISC dhcpd keeps none for a fixed-address
+host. ``dhcp_release`` without a client id releases a dnsmasq lease whether the client sent
+option 61 or not; Kea's ``lease4-del`` works by address. dnsmasq 2.90 crashes (SIGSEGV) on
+SIGHUP, once it has handled a DHCP packet, if its ``dhcp-hostsfile`` lines carry ``set:``
+tags, as dim's do: restart it instead. See `dim.services.leases`.
 """
 
 from __future__ import annotations
