@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -174,6 +175,38 @@ def _wait_for(found, process, timeout=30.0):
         assert process.poll() is None, "dim finished before it could be killed"
         time.sleep(0.005)
     raise AssertionError("timed out")
+
+
+@pytest.mark.parametrize("finish", ["check", "rerun"])
+def test_switch_killed_while_it_copies_a_new_replica_is_completed(dim, src, finish):
+    for n in range(2000):  # cp -a takes about a second on these
+        write(src, f"etc/many/{n // 100}/{n}", f"{n}\n")
+    os.chmod(src / "etc/app", 0o750)
+    touch_tree(src)
+    dim.ok("image", "import", "alpha", "--from", str(src))
+    replica = dim.store.replica("n1", "alpha")
+    process = subprocess.Popen(
+        dim.argv("node", "switch", "n1", "alpha"),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: replica.is_dir() and sum(1 for _ in replica.rglob("*")) >= 50, process)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # dim and its cp
+        process.wait()
+    # cp gives a directory its mode when it is done with it: /etc is still rwx------
+    assert stat.S_IMODE(os.lstat(replica / "etc").st_mode) == 0o700
+    assert dim.store.replica_version("n1", "alpha") is None
+    if finish == "check":
+        out = dim.ok("image", "check", "alpha")
+        assert "repaired: finished the replica of n1 at version 1" in out
+    else:
+        dim.ok("node", "switch", "n1", "alpha")
+        assert dim.ok("node", "diff", "n1") == ""
+    assert_complete(dim, nodes=("n1",))
+    assert stat.S_IMODE(os.lstat(replica / "etc").st_mode) == 0o755
 
 
 def test_exec_killed_while_its_command_runs_leaves_no_version_and_no_mount(dim, tmp_path):

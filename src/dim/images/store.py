@@ -202,7 +202,13 @@ class Store:
         from dim.images import replicas  # replicas imports this module
 
         for node in self.replicas(image.name):
-            if self.replica_version(node, image.name) != latest:
+            current = self.replica_version(node, image.name)
+            if current is None:
+                # its copy (node switch, node reset) was interrupted: cp -a finishes it, and
+                # gives every directory its mode and times, which cp sets last
+                replicas.create(self, image, node)
+                done.append(f"finished the replica of {node} at version {latest}")
+            elif current != latest:
                 replicas.discard_temporaries(self.replica(node, image.name))
                 replicas.sync(self, image, node, latest)
                 done.append(f"brought the replica of {node} to version {latest}")
