@@ -16,6 +16,8 @@ import click
 
 from dim import __version__
 from dim.errors import ApplyError, DimError, UsageError
+from dim.images.operations import ensure_replicas
+from dim.images.store import Store
 from dim.inventory import fold, node_record, select, summary
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory
@@ -322,6 +324,7 @@ def apply_command(
     inventory = settings.inventory()
     name = _server_name(inventory.cluster, server)
     context = RenderContext(inventory, name, settings.state, settings.template_dir)
+    created = ensure_replicas(Store(settings.state), inventory, name, dry_run=dry_run)
     files = render_all(context)
     srv = inventory.cluster.servers[name]
     do_reload = (root.resolve() == Path("/")) if do_reload is None else do_reload
@@ -354,6 +357,7 @@ def apply_command(
                 "validated": result.validated,
                 "not_validated": result.not_validated,
                 "reloaded": result.reloaded,
+                "replicas_created": fold(created),
                 **_release_records(released, waiting),
             }
         )
@@ -375,6 +379,8 @@ def apply_command(
     )
     if result.not_validated:
         click.echo(f"warning: not validated: {', '.join(result.not_validated)}", err=True)
+    if created:
+        click.echo(f"{'would create' if dry_run else 'created'} replicas for {fold(created)}")
     _print_releases(released, waiting, dry_run)
     _fail_unreleased(released)
 

@@ -214,3 +214,20 @@ def test_help_lists_the_commands(dim):
     assert status == 0
     for command in ("apply", "layout", "node", "templates"):
         assert command in out
+
+
+def test_apply_gives_replicas_to_nodes_whose_image_exists(dim, tmp_path):
+    require_binary("rsync", "rsync")
+    require_binary("dnsmasq", "dnsmasq")
+    source = tmp_path / "tree"
+    (source / "etc").mkdir(parents=True)
+    (source / "etc" / "motd").write_text("hello\n")
+    assert dim("image", "import", "alpha", "--from", str(source))[0] == 0
+    status, out, _ = dim("apply", "--root", str(tmp_path / "root"), "--dry-run")
+    assert status == 0 and "would create replicas for c[01-03]" in out
+    assert not (tmp_path / "state" / "nodes").exists()
+    status, out, _ = dim("apply", "--root", str(tmp_path / "root"))
+    assert "created replicas for c[01-03]" in out
+    assert (tmp_path / "state/nodes/c02/alpha/etc/motd").read_text() == "hello\n"
+    status, out, _ = dim("apply", "--root", str(tmp_path / "root"))
+    assert "created replicas" not in out

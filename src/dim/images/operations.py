@@ -237,6 +237,28 @@ def switch(
     return created
 
 
+def ensure_replicas(
+    store: Store, inventory: Inventory, server: str, *, dry_run: bool = False
+) -> list[str]:
+    """Replicas for the nodes of ``server`` whose image has a version but who have none yet.
+
+    ``dim apply`` calls this first: the exports it renders name every node's replica, and a
+    node assigned its image by cluster.xml or ``dim node set --image`` gets one here.
+    """
+    missing: dict[str, list[str]] = {}
+    stored = {name: store.exists(name) for name in inventory.cluster.images}
+    for node in inventory.cluster.nodes:
+        image = inventory.image(node)
+        if node.server != server or image is None or not stored.get(image):
+            continue
+        if store.replica_version(node.name, image) is None:
+            missing.setdefault(image, []).append(node.name)
+    if not dry_run:
+        for image, nodes in missing.items():
+            switch(store, inventory.cluster, nodes, inventory.cluster.images[image])
+    return [n for nodes in missing.values() for n in nodes]
+
+
 def reset(store: Store, image: Image, nodes: list[str]) -> list[str]:
     """Fresh replicas; the old contents are kept aside until gc. Returns where they went."""
     with store.locked(image.name):
