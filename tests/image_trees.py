@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,34 @@ def base_tree(root: Path) -> Path:
     return root
 
 
+def busybox_tree(root: Path, busybox: str, *, setfattr: bool = False) -> Path:
+    """A tree to chroot into: static busybox as the shell and tools, a few files.
+
+    ``setfattr``: the host's setfattr too, with the C library it needs (busybox has none).
+    """
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(busybox, root / "bin/busybox")
+    applets = "sh echo sleep cat rm mkdir touch ln mv chmod chown mknod mkfifo true false ls"
+    for applet in [*applets.split(), "cp", "test", "["]:
+        os.symlink("busybox", root / "bin" / applet)
+    if setfattr:
+        for program in (
+            "/usr/bin/setfattr",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib64/ld-linux-x86-64.so.2",
+        ):
+            where = root / program.lstrip("/")
+            where.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.realpath(program), where)
+    write(root, "etc/motd", "1\n")
+    write(root, "var/state", "1\n")
+    write(root, "usr/x", "1\n")
+    for folder in ("proc", "sys", "dev", "run", "tmp"):
+        (root / folder).mkdir()
+    _freeze_times(root)
+    return root
+
+
 def _freeze_times(root: Path) -> None:
     """Fixed times on links and directories too, deepest first, so trees compare exactly."""
     for folder, dirs, files in os.walk(root, topdown=False):
@@ -144,17 +173,24 @@ def touch_tree(root: Path) -> None:
 # -- comparing trees -------------------------------------------------------------------------
 
 
-def snapshot(root: Path, *, dir_times: bool = True) -> dict[str, tuple]:
+def snapshot(root: Path, *, dir_times: bool = True, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
     """Every path of the tree (the root as ``.``) with what a reader can observe of it.
 
     ``dir_times=False`` leaves out the times of directories: a node replica's directories take
-    the time of the last file dim renamed into them, which no reader relies on.
+    the time of the last file dim renamed into them, which no reader relies on. ``skip``:
+    relative paths whose content is not read (mount points such as ``proc``).
     """
     root = Path(root)
+    paths = [root]
+    for folder, dirs, files in os.walk(root):
+        relative = os.path.relpath(folder, root)
+        if relative in skip:
+            dirs[:] = []
+            continue
+        paths += [Path(folder, name) for name in dirs + files]
     result: dict[str, tuple] = {}
     inodes: dict[tuple[int, int], str] = {}
-    paths = [Path(root)] + sorted(root.rglob("*"), key=lambda p: str(p))
-    for where in paths:
+    for where in sorted(paths, key=str):
         relative = str(where.relative_to(root))
         st = os.lstat(where)
         kind = stat.S_IFMT(st.st_mode)

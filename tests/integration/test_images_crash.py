@@ -24,7 +24,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_binary, require_root
-from tests.image_trees import T1, Dim, base_tree, inode, snapshot, temporaries, touch_tree, write
+from tests.image_trees import (
+    T1,
+    Dim,
+    base_tree,
+    busybox_tree,
+    inode,
+    snapshot,
+    temporaries,
+    touch_tree,
+    write,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -211,8 +221,7 @@ def test_switch_killed_while_it_copies_a_new_replica_is_completed(dim, src, fini
 
 def test_exec_killed_while_its_command_runs_leaves_no_version_and_no_mount(dim, tmp_path):
     require_root()
-    require_binary("busybox", "busybox-static")
-    root = _busybox_tree(tmp_path / "bb")
+    root = busybox_tree(tmp_path / "bb", require_binary("busybox", "busybox-static"))
     dim.ok("image", "import", "alpha", "--from", str(root))
     dim.ok("node", "switch", "n1", "alpha")
     process = subprocess.Popen(
@@ -242,8 +251,7 @@ def test_exec_killed_while_its_command_runs_leaves_no_version_and_no_mount(dim, 
 @pytest.mark.parametrize("point", ["after-record", "mid-live:2", "mid-replicas:1"])
 def test_exec_killed_at_a_crash_point_is_completed(dim, tmp_path, point):
     require_root()
-    require_binary("busybox", "busybox-static")
-    root = _busybox_tree(tmp_path / "bb")
+    root = busybox_tree(tmp_path / "bb", require_binary("busybox", "busybox-static"))
     dim.ok("image", "import", "alpha", "--from", str(root))
     dim.ok("node", "switch", "n[1-2]", "alpha")
     _crash(
@@ -261,37 +269,3 @@ def test_exec_killed_at_a_crash_point_is_completed(dim, tmp_path, point):
     dim.ok("image", "check", "alpha")
     assert_complete(dim)
     assert (dim.store.replica("n1", "alpha") / "var/state").read_text() == "2\n"
-
-
-def _busybox_tree(root: Path) -> Path:
-    """A minimal tree to chroot into: busybox (static) as sh, plus a few files."""
-    busybox = Path(require_binary("busybox", "busybox-static"))
-    (root / "bin").mkdir(parents=True)
-    (root / "bin/busybox").write_bytes(busybox.read_bytes())
-    os.chmod(root / "bin/busybox", 0o755)
-    for applet in (
-        "sh",
-        "echo",
-        "sleep",
-        "cat",
-        "rm",
-        "mkdir",
-        "touch",
-        "ln",
-        "mv",
-        "chmod",
-        "chown",
-        "mknod",
-        "true",
-        "false",
-        "ls",
-        "setfattr",
-    ):
-        os.symlink("busybox", root / "bin" / applet)
-    write(root, "etc/motd", "1\n")
-    write(root, "var/state", "1\n")
-    write(root, "usr/x", "1\n")
-    for folder in ("proc", "sys", "dev", "run", "tmp"):
-        (root / folder).mkdir()
-    touch_tree(root)
-    return root
