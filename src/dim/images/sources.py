@@ -259,7 +259,8 @@ def run_in_image(lower: Path, staging: Path, work: Path, command: list[str]) -> 
 
 def apply_upper(upper: Path, target: Path) -> None:
     """Apply an overlayfs upper layer to ``target`` (same file system: entries are moved)."""
-    dirs = []
+    # a directory's metadata is read before its entries are moved out, which changes its time
+    dirs = [(target, entry(upper))]
     stack = [""]
     while stack:
         relative = stack.pop()
@@ -276,15 +277,14 @@ def apply_upper(upper: Path, target: Path) -> None:
                     _remove(where)
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(where)
-                dirs.append((where, origin))
+                dirs.append((where, entry(origin)))
                 stack.append(path)
                 continue
             _remove(where)
             os.rename(origin, where)
             _strip_overlay_xattrs(where)
     # directories of the upper layer carry the merged metadata: apply it, deepest first
-    for where, origin in [*reversed(dirs), (target, upper)]:
-        e = entry(origin)
+    for where, e in reversed(dirs):
         e = replace(e, xattrs=tuple((n, v) for n, v in e.xattrs if not n.startswith(OVERLAY_XATTR)))
         set_metadata(str(where), e)
         os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
