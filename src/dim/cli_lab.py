@@ -1,0 +1,142 @@
+"""``dim lab up|boot|status|down``: the virtual cluster on this machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from dim.cli import cli, emit_json
+from dim.errors import UsageError
+from dim.inventory import fold
+
+DEFAULT_LAB = "/var/tmp/dim-lab"
+
+
+def _folder(path: str) -> Path:
+    return Path(path).resolve()
+
+
+def _say(message: str) -> None:
+    click.echo(message)
+
+
+lab_dir = click.option(
+    "--dir",
+    "folder",
+    envvar="DIM_LAB",
+    default=DEFAULT_LAB,
+    show_default=True,
+    help="The lab's folder (env: DIM_LAB).",
+)
+
+
+@cli.group("lab")
+def lab_group() -> None:
+    """A virtual cluster on this machine: a namespace, real daemons, QEMU nodes that PXE-boot.
+
+    \b
+    dim lab up              network, image, configuration, daemons
+    dim lab boot --watch    power on the nodes and follow them to their marker
+    dim lab status          what runs
+    dim lab down            stop everything the lab started
+    """
+
+
+@lab_group.command("up")
+@lab_dir
+@click.option("--nodes", default=2, show_default=True, type=click.IntRange(1, 99))
+@click.option(
+    "--dhcp",
+    type=click.Choice(["dnsmasq", "kea", "isc"]),
+    default="dnsmasq",
+    show_default=True,
+    help="DHCP server flavour.",
+)
+@click.option("--debian", is_flag=True, help="Also a Debian minbase image with systemd.")
+def lab_up(folder: str, nodes: int, dhcp: str, debian: bool) -> None:
+    """Build the lab and start its daemons (root needed)."""
+    from dim.lab import cluster
+
+    _root()
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    cluster.up(
+        _folder(folder), flavour=dhcp, nodes=nodes, debian=debian, examples=examples, say=_say
+    )
+    click.echo(f"lab up in {folder}: dim lab boot --watch starts the nodes")
+
+
+@lab_group.command("boot")
+@lab_dir
+@click.argument("nodeset", required=False)
+@click.option("--uefi", is_flag=True, help="UEFI firmware (OVMF) instead of legacy BIOS.")
+@click.option(
+    "--watch/--no-watch",
+    default=True,
+    show_default=True,
+    help="Follow the consoles until each node is up.",
+)
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to watch.")
+def lab_boot(folder: str, nodeset: str | None, uefi: bool, watch: bool, timeout: float) -> None:
+    """Power on NODESET (default: every lab node) and follow each one booting."""
+    from ClusterShell.NodeSet import NodeSet
+
+    from dim.lab import cluster
+
+    _root()
+    path = _folder(folder)
+    names = list(NodeSet(nodeset)) if nodeset else _all_nodes(path)
+    cluster.boot(path, names, uefi=uefi, say=_say)
+    if not watch:
+        return
+    done = cluster.watch(path, names, timeout=timeout, say=_say)
+    up = [n for n, t in done.items() if t is not None and t >= 0]
+    late = [n for n, t in done.items() if t is None or t < 0]
+    click.echo(f"up: {fold(up) or 'none'}" + (f"; not up: {fold(late)}" if late else ""))
+    if late:
+        raise SystemExit(1)
+
+
+def _all_nodes(folder: Path) -> list[str]:
+    from dim.layout.parser import load
+
+    return [n.name for n in load(folder / "cluster.xml").nodes]
+
+
+@lab_group.command("status")
+@lab_dir
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def lab_status(folder: str, as_json: bool) -> None:
+    """Daemons and nodes of the lab, and each node's last console line."""
+    from dim.lab import cluster
+
+    report = cluster.status(_folder(folder))
+    if as_json:
+        emit_json(report)
+        return
+    if not report["up"]:
+        click.echo(f"no lab is up in {folder}")
+        return
+    click.echo(f"lab in {report['folder']} ({report['flavour']})")
+    for name, d in report["daemons"].items():
+        click.echo(f"  {name:<8} {'running' if d['running'] else 'STOPPED'}  pid {d['pid']}")
+    for name, n in report["nodes"].items():
+        state = "up" if n["up"] else ("booting" if n["running"] else "off")
+        click.echo(f"  {name:<8} {state:<8} {n['console']}")
+
+
+@lab_group.command("down")
+@lab_dir
+def lab_down(folder: str) -> None:
+    """Stop every process the lab started and delete its namespace (files stay)."""
+    from dim.lab import cluster
+
+    _root()
+    stopped = cluster.down(_folder(folder))
+    click.echo(f"lab down: stopped {', '.join(stopped) or 'nothing'}")
+
+
+def _root() -> None:
+    if os.geteuid() != 0:
+        raise UsageError("the lab needs root (network namespaces, QEMU taps, NFS server)")
