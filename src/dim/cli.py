@@ -521,7 +521,4 @@ def entry_point() -> None:
 
 
 # Commands of other areas register themselves on the groups above.
-from dim import (
-    cli_images,  # noqa: E402,F401
-    cli_lab,  # noqa: E402,F401
-)
+from dim import cli_images, cli_lab  # noqa: E402, F401, I001
