@@ -179,6 +179,13 @@ class Store:
             change = Change(self, image, staging)
             try:
                 yield change
+            except OSError as exc:  # a full disk, most often: one line, not a traceback
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise ImageError(
+                    f"cannot change image {image.name}: {exc.strerror or exc}{where}",
+                    hint=f"fix the cause (df -h {self.root}), then run the command again "
+                    f"or `dim image check {image.name}`: what was done so far is consistent",
+                ) from exc
             finally:
                 if staging.exists():
                     _remove_tree(staging)
