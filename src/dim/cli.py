@@ -24,7 +24,7 @@ from dim.layout.model import Cluster, Inventory
 from dim.services import apply as applier
 from dim.services import leases
 from dim.services.render import RenderContext, render_all
-from dim.state import StaleLease, StateDB, normalize_mac, parse_mac_csv
+from dim.state import Boot, StaleLease, StateDB, normalize_mac, parse_mac_csv
 
 DEFAULT_CONFIG = "/etc/dim/cluster.xml"
 DEFAULT_STATE = "/var/lib/dim"
@@ -55,6 +55,11 @@ class Settings:
             if self._has_db()
             else Inventory(cluster, {}, {})
         )
+
+    def last_boots(self) -> dict[str, Boot]:
+        """Each node's last network boot, as ``dim serve`` recorded it (none without a DB)."""
+        db = self.existing_db()
+        return db.last_boots() if db is not None else {}
 
     def _has_db(self) -> bool:
         return (self.state / "state.db").exists()
@@ -155,7 +160,11 @@ def layout_check(settings: Settings, as_json: bool) -> None:
 def layout_show(settings: Settings, nodeset: str, exclude: str | None, as_json: bool) -> None:
     """Show everything declared and observed for NODESET."""
     inventory = settings.inventory()
-    records = [node_record(inventory, n) for n in select(inventory.cluster, nodeset, exclude)]
+    boots = settings.last_boots()
+    records = [
+        node_record(inventory, n, boots.get(n.name))
+        for n in select(inventory.cluster, nodeset, exclude)
+    ]
     if as_json:
         emit_json(records)
         return
@@ -191,9 +200,17 @@ def node_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_settings
 def node_list(settings: Settings, nodeset: str | None, exclude: str | None, as_json: bool) -> None:
-    """List nodes (all, or NODESET): group, addresses, MACs, image, server, BMC."""
+    """List nodes (all, or NODESET): group, addresses, MACs, image, server, BMC, last boot.
+
+    LAST BOOT is the local time at which the node last fetched its boot script from
+    `dim serve`; `--json` adds the image, boot build version and client address.
+    """
     inventory = settings.inventory()
-    records = [node_record(inventory, n) for n in select(inventory.cluster, nodeset, exclude)]
+    boots = settings.last_boots()
+    records = [
+        node_record(inventory, n, boots.get(n.name))
+        for n in select(inventory.cluster, nodeset, exclude)
+    ]
     if as_json:
         emit_json(records)
         return
@@ -202,8 +219,9 @@ def node_list(settings: Settings, nodeset: str | None, exclude: str | None, as_j
         ips = ",".join(i["ip"] for i in r["interfaces"])
         macs = ",".join(i["mac"] or "-" for i in r["interfaces"])
         bmc = r["bmc"]["address"] if r["bmc"] else "-"
-        rows.append([r["name"], r["group"], ips, macs, r["image"] or "-", r["server"], bmc])
-    table(rows, ["NODE", "GROUP", "IP", "MAC", "IMAGE", "SERVER", "BMC"])
+        boot = r["last_boot"]["at"][:19].replace("T", " ") if r["last_boot"] else "-"
+        rows.append([r["name"], r["group"], ips, macs, r["image"] or "-", r["server"], bmc, boot])
+    table(rows, ["NODE", "GROUP", "IP", "MAC", "IMAGE", "SERVER", "BMC", "LAST BOOT"])
 
 
 @node_group.command("set")

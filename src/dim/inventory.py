@@ -9,11 +9,14 @@ operators ``,`` (union), ``!`` (difference), ``&`` (intersection) and ``^`` (xor
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ClusterShell.NodeSet import NodeSet, NodeSetException
 from ClusterShell.NodeUtils import GroupResolver, GroupSource
 
 from dim.errors import UsageError
 from dim.layout.model import Cluster, Inventory, Node
+from dim.state import Boot
 
 
 def _resolver(cluster: Cluster) -> GroupResolver:
@@ -61,8 +64,12 @@ def fold(names: list[str]) -> str:
     return str(NodeSet.fromlist(names)) if names else ""
 
 
-def node_record(inventory: Inventory, node: Node) -> dict:
-    """Everything known of one node, for ``--json`` and for tables."""
+def node_record(inventory: Inventory, node: Node, last_boot: Boot | None = None) -> dict:
+    """Everything known of one node, for ``--json`` and for tables.
+
+    ``last_boot`` (from :meth:`dim.state.StateDB.last_boots`) becomes ``{"at": local time in
+    ISO 8601, "image", "version", "client"}``, or None for a node that never booted from dim.
+    """
     return {
         "name": node.name,
         "group": node.group,
@@ -86,7 +93,13 @@ def node_record(inventory: Inventory, node: Node) -> dict:
             if node.bmc
             else None
         ),
+        "last_boot": _boot_record(last_boot) if last_boot else None,
     }
+
+
+def _boot_record(boot: Boot) -> dict:
+    at = datetime.fromtimestamp(boot.at).astimezone().isoformat(timespec="seconds")
+    return {"at": at, "image": boot.image, "version": boot.version, "client": boot.client}
 
 
 def summary(inventory: Inventory) -> dict:

@@ -1,10 +1,11 @@
 """The state DB: what dim observed rather than what cluster.xml declares.
 
 MAC addresses per node interface, image assignments that differ from the layout, the stale
-leases that a MAC change left on the DHCP server (see :mod:`dim.services.leases`), and an event
-log. SQLite in WAL mode by default, through SQLAlchemy Core so that a PostgreSQL URL works too.
-Every change is one transaction that starts with a write lock (``BEGIN IMMEDIATE`` on SQLite),
-so two commands never lose each other's update::
+leases that a MAC change left on the DHCP server (see :mod:`dim.services.leases`), each node's
+last network boot (see :mod:`dim.boot.serve`), and an event log. SQLite in WAL mode by default,
+through SQLAlchemy Core so that a PostgreSQL URL works too. Every change is one transaction
+that starts with a write lock (``BEGIN IMMEDIATE`` on SQLite), so two commands never lose each
+other's update; reads that must not wait for it (the boot service's) begin deferred::
 
     >>> db = StateDB.open(Path("/tmp/state"))
     >>> db.set_macs(cluster, {("node01", "boot"): "52:54:00:00:00:01"})
@@ -66,6 +67,18 @@ events_table = sa.Table(
     sa.Column("detail", sa.String, nullable=False, default=""),
 )
 
+# The last boot script each node fetched: one row per node, replaced at every boot, so that
+# `dim node list` reads one small table instead of searching the event log.
+boots_table = sa.Table(
+    "boots",
+    metadata,
+    sa.Column("node", sa.String, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("image", sa.String, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("client", sa.String, nullable=False),
+)
+
 _MAC = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
 
 
@@ -103,6 +116,30 @@ class Event:
     node: str | None
     kind: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    """A node fetched its boot script: ``image`` at boot build ``version``, from ``client``."""
+
+    node: str
+    image: str
+    version: str
+    client: str
+    at: float = 0.0
+
+    @property
+    def detail(self) -> str:
+        return f"{self.image} v{self.version} from {self.client}"
+
+
+@dataclass(frozen=True, slots=True)
+class BootTarget:
+    """Whose interface a MAC is, and the node's image override (None: the layout's image)."""
+
+    node: str
+    network: str
+    image: str | None
 
 
 class StateDB:
@@ -166,6 +203,37 @@ class StateDB:
             if not sa.inspect(self.engine).has_table("stale_leases"):
                 return []
             raise
+
+    def boot_target(self, mac: str) -> BootTarget | None:
+        """The interface that has ``mac`` (normalized), with its node's image override.
+
+        One indexed query in a read transaction that takes no write lock: a boot server asks
+        this for every node that boots, while other commands write.
+        """
+        query = (
+            sa.select(macs_table.c.node, macs_table.c.network, images_table.c.image)
+            .select_from(
+                macs_table.outerjoin(images_table, images_table.c.node == macs_table.c.node)
+            )
+            .where(macs_table.c.mac == mac)
+        )
+        try:
+            with self._reading() as conn:
+                row = conn.execute(query).first()
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot read the state DB: {exc.orig or exc}") from exc
+        return BootTarget(row.node, row.network, row.image) if row else None
+
+    def last_boots(self) -> dict[str, Boot]:
+        """node -> its last boot, for the nodes that booted from dim's boot service."""
+        try:
+            with self._reading() as conn:
+                rows = conn.execute(sa.select(boots_table)).all()
+        except SQLAlchemyError:
+            if not sa.inspect(self.engine).has_table("boots"):
+                return {}
+            raise
+        return {r.node: Boot(r.node, r.image, r.version, r.client, r.at) for r in rows}
 
     def events(self, node: str | None = None, limit: int = 100) -> list[Event]:
         query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
@@ -280,6 +348,35 @@ class StateDB:
         with self._transaction() as conn:
             self._log(conn, [(node, kind, detail)])
 
+    def record_boots(self, boots: list[Boot]) -> None:
+        """Log each boot as a ``boot`` event and remember it as its node's last, in one
+        transaction: a boot server batches the boots of many nodes into one write."""
+        if not boots:
+            return
+        last = {b.node: b for b in boots}  # a node that booted twice in a batch: its latest
+        with self._transaction() as conn:
+            conn.execute(
+                events_table.insert(),
+                [{"at": b.at, "node": b.node, "kind": "boot", "detail": b.detail} for b in boots],
+            )
+            conn.execute(
+                boots_table.delete().where(boots_table.c.node == sa.bindparam("n")),
+                [{"n": n} for n in last],
+            )
+            conn.execute(
+                boots_table.insert(),
+                [
+                    {
+                        "node": b.node,
+                        "at": b.at,
+                        "image": b.image,
+                        "version": b.version,
+                        "client": b.client,
+                    }
+                    for b in last.values()
+                ],
+            )
+
     def _log(self, conn: sa.Connection, entries: list[tuple[str | None, str, str]]) -> None:
         now = time.time()
         conn.execute(
@@ -289,6 +386,11 @@ class StateDB:
 
     def _transaction(self):
         return _Transaction(self.engine)
+
+    def _reading(self) -> sa.Connection:
+        """A connection for reads only: on SQLite its transactions begin DEFERRED, so that
+        readers never wait for the write lock (WAL gives them a consistent snapshot)."""
+        return self.engine.connect().execution_options(dim_read_only=True)
 
 
 def _delete_stale(conn: sa.Connection, keys: list[tuple[str, str, str]]) -> None:
@@ -340,7 +442,8 @@ def _sqlite_immediate_transactions(engine: sa.Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get("dim_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def parse_mac_csv(text: str, source: str, cluster: Cluster) -> dict[tuple[str, str], str]:

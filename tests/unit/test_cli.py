@@ -62,7 +62,8 @@ def test_node_list_table_for_people(dim):
     dim("node", "set", "c01", "--mac", "52:54:00:00:00:01")
     status, out, _ = dim("node", "list", "c0[1-2]")
     lines = out.splitlines()
-    assert lines[0].split() == ["NODE", "GROUP", "IP", "MAC", "IMAGE", "SERVER", "BMC"]
+    headers = ["NODE", "GROUP", "IP", "MAC", "IMAGE", "SERVER", "BMC", "LAST", "BOOT"]
+    assert lines[0].split() == headers
     assert lines[1].split() == [
         "c01",
         "compute",
@@ -71,6 +72,7 @@ def test_node_list_table_for_people(dim):
         "alpha",
         "srv",
         "10.11.0.11",
+        "-",
     ]
 
 
