@@ -1,0 +1,486 @@
+"""``dim serve``: the HTTP service that iPXE clients fetch boot scripts, kernels and initrds from.
+
+::
+
+    GET /boot.ipxe                         the entry script: chains to the node's own by MAC
+    GET /dim/nodes/52-54-00-00-00-01.ipxe  the node's current image, with dim.node= dim.mac=
+    GET /dim/images/<image>/<version>/vmlinuz|initrd.img   a boot build (what node scripts name)
+    GET /dim/images/<image>/vmlinuz|initrd.img             the image's current boot build
+    GET /anything/else                     a file below the server's http_root, never outside
+
+Nothing is rendered ahead of time: a node's script is answered from the state DB at the moment
+it asks (one indexed query, :meth:`dim.state.StateDB.boot_target`), so ``dim node switch`` and
+``dim node set --image`` take effect at the next boot without any file being rewritten, and
+cluster.xml is parsed again when its modification time changes. Each node script served is a
+boot: it is queued and written to the DB by one thread, in batches, so that hundreds of nodes
+booting at once never wait for the database::
+
+    >>> service = BootService(Path("/etc/dim/cluster.xml"), Path("/var/lib/dim"), "img1")
+    >>> run(service, "10.0.0.2", 8080)          # until SIGTERM or SIGINT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from dim.errors import DimError, UsageError
+from dim.images.store import Store
+from dim.layout import parser as layout
+from dim.layout.model import Cluster, Image, Inventory, Node, Server
+from dim.services.boot import BootImage, kernel_args
+from dim.services.render import RenderContext
+from dim.state import Boot, StateDB, normalize_mac
+
+log = logging.getLogger("dim.serve")
+
+BOOT_FILES = ("vmlinuz", "initrd.img")
+RETRY = "echo dim: retrying in 30 seconds\nsleep 30\nreboot\n"
+_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+# -- boot builds -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BootBuild:
+    """A kernel and initrd built for one version of an image (see :mod:`dim.boot`)."""
+
+    image: str
+    version: str
+    folder: Path
+
+    def file(self, name: str) -> Path:
+        return self.folder / name
+
+
+def find_build(state_dir: Path, image: str, version: str | None = None) -> BootBuild | None:
+    """The boot build of ``image`` at ``version``; without a version, the current one.
+
+    The current build is the one for the image's live version when there is one, else the
+    newest: ``<state>/boot/<image>/<version>/`` holding both vmlinuz and initrd.img.
+    """
+    folder = state_dir / "boot" / image
+    if version is not None:
+        build = BootBuild(image, version, folder / version)
+        return build if _complete(build.folder) else None
+    live = Store(state_dir).live_version(image)
+    if live is not None and _complete(folder / str(live)):
+        return BootBuild(image, str(live), folder / str(live))
+    try:
+        names = [n for n in os.listdir(folder) if n.isdigit() and _complete(folder / n)]
+    except OSError:
+        return None
+    if not names:
+        return None
+    newest = max(names, key=int)
+    return BootBuild(image, newest, folder / newest)
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in BOOT_FILES)
+
+
+# -- the service -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What to send back: an HTTP status and an iPXE script (or a short text)."""
+
+    status: int
+    body: str
+    boot: Boot | None = None  # a node script served: the boot to record
+
+
+class BootService:
+    """Answers boot requests for the nodes of one server from cluster.xml and the state DB.
+
+    cluster.xml is parsed again when its modification time (or size, or inode) changes; a
+    layout that no longer parses is logged, and the last good one is kept meanwhile.
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        state_dir: Path,
+        server_name: str | None = None,
+        *,
+        template_dir: Path | None = None,
+        root: Path = Path("/"),
+    ) -> None:
+        self.config = Path(config)
+        self.state_dir = Path(state_dir)
+        self.template_dir = template_dir
+        self.root = Path(root)
+        self._stamp: tuple[int, int, int] | None = None
+        self._cluster = layout.load(self.config)
+        self._stamp = self._stat()
+        self.server_name = _server_name(self._cluster, server_name)
+        self.db = StateDB.open(self.state_dir)
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def cluster(self) -> Cluster:
+        stamp = self._stat()
+        if stamp is not None and stamp != self._stamp:
+            try:
+                self._cluster = layout.load(self.config)
+                log.info("layout: %s reloaded", self.config)
+            except DimError as exc:
+                log.error("layout: %s; still serving the previous layout", exc.message)
+            self._stamp = stamp
+        return self._cluster
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.config)
+        except OSError:
+            return self._stamp  # gone for a moment (an editor's rename): keep what we have
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def server(self) -> Server:
+        cluster = self.cluster()
+        server = cluster.servers.get(self.server_name)
+        if server is None:  # the layout dropped this server since we started
+            raise DimError(f"server {self.server_name} is no longer in {cluster.source}")
+        return server
+
+    @property
+    def http_root(self) -> Path:
+        return self.root / self.server().http_root.lstrip("/")
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def entry_script(self, boot_url: str) -> Answer:
+        return Answer(200, self._context().render("boot.ipxe.j2", boot_url=boot_url).decode())
+
+    def node_script(self, name: str, client: str, boot_url: str) -> Answer:
+        """The script of the node whose boot interface has the MAC of ``<mac>.ipxe``: its
+        current image's current boot build, with ``dim.node=`` and ``dim.mac=`` added."""
+        cluster = self.cluster()
+        found = self._booting(cluster, name)
+        if isinstance(found, Answer):
+            return found
+        node, image, mac = found
+        build = find_build(self.state_dir, image.name)
+        if build is None:
+            message = (
+                f"image {image.name} has no boot build (on the server: dim boot build {image.name})"
+            )
+            log.warning("%s: %s", node.name, message)
+            return Answer(200, f"#!ipxe\necho dim: {node.name}: {message}\n{RETRY}")
+        context = self._context(cluster)
+        folder = f"dim/images/{image.name}/{build.version}"  # pinned: kernel and initrd match
+        boot_image = BootImage(
+            name=image.name,
+            kernel=f"{folder}/vmlinuz",
+            initrd=f"{folder}/initrd.img",
+            args=f"{kernel_args(context, image)} dim.node={node.name} dim.mac={mac}",
+        )
+        script = context.render("image.ipxe.j2", image=boot_image, boot_url=boot_url).decode()
+        return Answer(200, script, Boot(node.name, image.name, build.version, client, time.time()))
+
+    def _booting(self, cluster: Cluster, name: str) -> tuple[Node, Image, str] | Answer:
+        """The node of this server whose boot MAC ``<mac>.ipxe`` names, its image, the MAC."""
+        try:
+            mac = normalize_mac(name.removesuffix(".ipxe"))
+        except ValueError:
+            mac = None
+        if mac is None or not name.endswith(".ipxe"):
+            return _refusal(404, f"no node script {name[:40]!r}: expected <mac>.ipxe")
+        target = self.db.boot_target(mac)
+        node = cluster.node(target.node) if target else None
+        if target is None or node is None:
+            return _refusal(404, f"unknown MAC {mac} (record it: dim node set NODE --mac {mac})")
+        if target.network != node.boot.network:
+            return _refusal(
+                404, f"MAC {mac} is {node.name}'s on {target.network}, not its boot NIC"
+            )
+        if node.server != self.server_name:
+            return _refusal(404, f"{node.name} ({mac}) boots from server {node.server}")
+        image = cluster.images.get(target.image or node.image or "")
+        if image is None:
+            return _refusal(404, f"{node.name} ({mac}) has no image to boot")
+        return node, image, mac
+
+    def boot_file(self, image: str, name: str, version: str | None = None) -> Path | Answer:
+        if name not in BOOT_FILES or not _safe_name(image):
+            return Answer(404, "not found\n")
+        if version is not None and not _safe_name(version):
+            return Answer(404, "not found\n")
+        if image not in self.cluster().images:
+            return Answer(404, f"dim: no image {image} in {self.config}\n")
+        build = find_build(self.state_dir, image, version)
+        if build is None:
+            which = f"version {version} of image {image}" if version else f"image {image}"
+            return Answer(404, f"dim: {which} has no boot build: run `dim boot build {image}`\n")
+        return build.file(name)
+
+    def static_file(self, tail: str) -> Path | Answer:
+        """The file of http_root that ``tail`` (the decoded URL path) names, never one outside.
+
+        Refused: ``..`` or ``.`` segments, absolute paths, NUL and backslashes (however they
+        were encoded: ``tail`` is decoded), and symbolic links that resolve outside the root.
+        """
+        parts = tail.split("/")
+        if tail.startswith("/") or "\0" in tail or "\\" in tail or {".", ".."} & set(parts):
+            return Answer(403, "forbidden\n")
+        root = self.http_root.resolve()
+        try:
+            path = root.joinpath(*[p for p in parts if p]).resolve(strict=True)
+        except (OSError, RuntimeError):  # missing, or a symbolic link loop
+            return Answer(404, "not found\n")
+        if not path.is_relative_to(root):
+            return Answer(403, "forbidden\n")
+        return path if path.is_file() else Answer(404, "not found\n")
+
+    def _context(self, cluster: Cluster | None = None) -> RenderContext:
+        inventory = Inventory(cluster or self.cluster(), {}, {})
+        return RenderContext(inventory, self.server_name, self.state_dir, self.template_dir)
+
+
+def _refusal(status: int, message: str) -> Answer:
+    log.warning("refused: %s", message)
+    return Answer(status, f"#!ipxe\necho dim: {message}\n{RETRY}")
+
+
+def _safe_name(name: str) -> bool:
+    try:
+        layout.check_name("file", name)
+    except ValueError:
+        return False
+    return True
+
+
+def _server_name(cluster: Cluster, requested: str | None) -> str:
+    if requested is not None:
+        if requested not in cluster.servers:
+            raise UsageError(
+                f"unknown server {requested!r}; the layout has {', '.join(cluster.servers)}"
+            )
+        return requested
+    if len(cluster.servers) > 1:
+        raise UsageError(
+            "the cluster has several image servers: pass --server NAME",
+            hint=f"servers: {', '.join(cluster.servers)}",
+        )
+    return next(iter(cluster.servers))
+
+
+# -- boot records ----------------------------------------------------------------------------
+
+
+class BootRecorder:
+    """Writes boots to the state DB from one thread, every waiting boot in one transaction.
+
+    :meth:`record` only puts the boot on a queue: the event loop never waits for the DB. While
+    one batch is written, the next boots queue up and go in the next transaction, so 200 nodes
+    booting at once cost a few transactions, not 200.
+    """
+
+    BATCH = 1000
+
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+        self._queue: queue.Queue[Boot | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="dim-boot-recorder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def record(self, boot: Boot) -> None:
+        self._queue.put_nowait(boot)
+
+    def flush(self) -> None:
+        """Wait until every boot recorded so far is written (tests, shutdown)."""
+        self._queue.join()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[Boot] = []
+            item, taken = self._queue.get(), 1
+            while True:
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+                if len(batch) >= self.BATCH:
+                    break
+                try:
+                    item, taken = self._queue.get_nowait(), taken + 1
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+            for _ in range(taken):
+                self._queue.task_done()
+
+    def _write(self, batch: list[Boot]) -> None:
+        try:
+            self.db.record_boots(batch)
+        except Exception as exc:  # a full disk must not stop the service: the boots are lost
+            log.error("state DB: %d boots not recorded: %s", len(batch), exc)
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+SERVICE = web.AppKey("service", BootService)
+RECORDER = web.AppKey("recorder", BootRecorder)
+
+
+def make_app(service: BootService) -> web.Application:
+    """The aiohttp application; its startup starts the boot recorder, its cleanup flushes it."""
+    app = web.Application(middlewares=[_dim_errors])
+    app[SERVICE] = service
+    app[RECORDER] = BootRecorder(service.db)
+    app.on_startup.append(_start_recorder)
+    app.on_cleanup.append(_stop_recorder)
+    app.router.add_get("/boot.ipxe", _entry)
+    app.router.add_get("/dim/nodes/{name}", _node)
+    app.router.add_get("/dim/images/{image}/{file}", _boot_file)
+    app.router.add_get("/dim/images/{image}/{version}/{file}", _boot_file)
+    app.router.add_get("/{tail:.*}", _static)
+    return app
+
+
+@web.middleware
+async def _dim_errors(request: web.Request, handler) -> web.StreamResponse:
+    """A DimError (the state DB unreadable, the server gone from the layout) is one log line
+    and a 503 with the message, never a traceback: the client retries later."""
+    try:
+        return await handler(request)
+    except DimError as exc:
+        log.error("%s %s: %s", request.remote, request.raw_path[:200], exc.message)
+        return _reply(Answer(503, f"#!ipxe\necho dim: {exc.message}\n{RETRY}"))
+
+
+async def _start_recorder(app: web.Application) -> None:
+    app[RECORDER].start()
+
+
+async def _stop_recorder(app: web.Application) -> None:
+    await asyncio.to_thread(app[RECORDER].stop)
+
+
+def _boot_url(request: web.BaseRequest, server: Server) -> str:
+    """The URL the client reached us by (its Host header), so that scripts chained from here
+    come back to the same address and port; the layout's when the header is odd or missing."""
+    host = request.headers.get("Host", "")
+    return f"http://{host}" if _HOST.fullmatch(host) else server.boot_url
+
+
+def _reply(answer: Answer) -> web.Response:
+    return web.Response(status=answer.status, text=answer.body, content_type="text/plain")
+
+
+async def _entry(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    return _reply(service.entry_script(_boot_url(request, service.server())))
+
+
+async def _node(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    boot_url = _boot_url(request, service.server())
+    client = request.remote or "-"
+    name = request.match_info["name"]
+    # The lookup may wait on a disk or, with PostgreSQL, on the network: not on the loop.
+    answer = await asyncio.to_thread(service.node_script, name, client, boot_url)
+    if answer.boot is not None and request.method == "GET":
+        request.app[RECORDER].record(answer.boot)
+    return _reply(answer)
+
+
+async def _boot_file(request: web.Request) -> web.StreamResponse:
+    info = request.match_info
+    found = request.app[SERVICE].boot_file(info["image"], info["file"], info.get("version"))
+    return _reply(found) if isinstance(found, Answer) else web.FileResponse(found)
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    found = request.app[SERVICE].static_file(request.match_info["tail"])
+    if isinstance(found, Answer):
+        if found.status == 403:
+            log.warning("refused: %s asked for %s", request.remote, request.raw_path[:200])
+        return _reply(found)
+    return web.FileResponse(found)
+
+
+class RequestLog(AbstractAccessLogger):
+    """One line per request: client, method and path, status, body bytes, milliseconds."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        # body_length misses what sendfile(2) sent: the body's declared length is the count
+        size = 0 if request.method == "HEAD" else (response.content_length or 0)
+        self.logger.info(
+            "%s %s %s %d %d %.1fms",
+            request.remote,
+            request.method,
+            request.raw_path[:200],
+            response.status,
+            size,
+            time * 1000,
+        )
+
+
+def runner_options() -> dict:
+    """How an aiohttp runner of this app logs requests: :class:`RequestLog` to ``dim.serve``."""
+    return {"access_log_class": RequestLog, "access_log": log}
+
+
+async def start(service: BootService, host: str, port: int) -> web.AppRunner:
+    """Serve in the running event loop (a lab, a test); ``await runner.cleanup()`` stops it."""
+    runner = web.AppRunner(make_app(service), **runner_options())
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise DimError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="is another server on that port, or the address not on this machine?",
+        ) from exc
+    return runner
+
+
+def run(service: BootService, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT; boots still queued are written before returning."""
+    asyncio.run(_serve(service, host, port))
+
+
+async def _serve(service: BootService, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
+    runner = await start(service, host, port)
+    log.info(
+        "serving boot scripts, kernels and %s for server %s on http://%s:%d",
+        service.http_root,
+        service.server_name,
+        host,
+        port,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    log.info("stopped")

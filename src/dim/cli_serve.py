@@ -1,0 +1,50 @@
+"""``dim serve``: run the HTTP boot service (see :mod:`dim.boot.serve`) in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from dim.boot import serve as boot_serve
+from dim.cli import Settings, cli, pass_settings
+
+
+@cli.command("serve")
+@click.option("--listen", metavar="ADDR", help="Address to listen on (default: the server's).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: its http-port).")
+@click.option("--server", help="Image server to serve for (default: the only one).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Serve http-root below this folder, as `dim apply --root` installed it.",
+)
+@pass_settings
+def serve_command(
+    settings: Settings, listen: str | None, port: int | None, server: str | None, root: Path
+) -> None:
+    """Serve iPXE boot scripts, kernels, initrds and http-root over HTTP until stopped.
+
+    \b
+    /boot.ipxe                        chains to the node's own script by MAC
+    /dim/nodes/<mac>.ipxe             the node's current image, from the state DB at each boot
+    /dim/images/<image>/vmlinuz       the current boot build (also initrd.img)
+    anything else                     a file below http-root, never outside it
+
+    One line per request on stderr: client, method and path, status, bytes, milliseconds.
+    Each node script served is recorded as the node's last boot (`dim node list`).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dim serve: %(message)s"))
+    logger = logging.getLogger("dim.serve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    service = boot_serve.BootService(
+        settings.config, settings.state, server, template_dir=settings.template_dir, root=root
+    )
+    srv = service.server()
+    boot_serve.run(service, listen or str(srv.address), port or srv.http_port)

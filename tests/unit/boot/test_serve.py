@@ -1,0 +1,410 @@
+"""The HTTP boot service against a real state folder and cluster.xml, through aiohttp's test
+server: node scripts from the state DB, boot builds, http-root without traversal, boot records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from dim.boot.serve import (
+    RECORDER,
+    BootRecorder,
+    BootService,
+    find_build,
+    make_app,
+    runner_options,
+)
+from dim.cli import main
+from dim.state import Boot, StateDB
+from tests.unit.conftest import SMALL
+
+C01 = "52:54:00:00:00:01"
+KERNEL = bytes(range(256)) * 40  # 10 kB, every byte value
+INITRD = b"initrd of alpha v2\n" * 100
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+class Http:
+    """A real aiohttp server on 127.0.0.1 and a client, driven from synchronous tests."""
+
+    def __init__(self, service: BootService) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.app = make_app(service)
+        self.client = self.loop.run_until_complete(self._start())
+
+    async def _start(self) -> TestClient:
+        server = TestServer(self.app)
+        await server.start_server(**runner_options())
+        client = TestClient(server)
+        await client.start_server()
+        return client
+
+    def get(self, path: str, method: str = "GET", **kwargs) -> Reply:
+        async def fetch() -> Reply:
+            async with self.client.request(method, path, **kwargs) as response:
+                return Reply(response.status, dict(response.headers), await response.read())
+
+        return self.loop.run_until_complete(fetch())
+
+    def gather(self, paths: list[str]) -> list[Reply]:
+        async def fetch(path: str) -> Reply:
+            async with self.client.get(path) as response:
+                return Reply(response.status, dict(response.headers), await response.read())
+
+        async def fetch_all() -> list[Reply]:
+            return await asyncio.gather(*(fetch(p) for p in paths))
+
+        return self.loop.run_until_complete(fetch_all())
+
+    def raw(self, target: str) -> Reply:
+        """A request line sent as is: no client library normalizes ``..`` or ``%2e`` away."""
+
+        async def send() -> bytes:
+            server = self.client.server
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = await reader.read()
+            writer.close()
+            return data
+
+        head, _, body = self.loop.run_until_complete(send()).partition(b"\r\n\r\n")
+        return Reply(int(head.split()[1]), {}, body)
+
+    def flush(self) -> None:
+        self.app[RECORDER].flush()
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.close())
+        self.loop.close()
+
+
+@pytest.fixture
+def site(tmp_path) -> Path:
+    """cluster.xml with http-root in tmp_path, c01's MAC, and boot builds 1 and 2 of alpha."""
+    http_root = tmp_path / "http"
+    layout = SMALL.replace(b'nfs="ganesha"/>', f'nfs="ganesha" http-root="{http_root}"/>'.encode())
+    (tmp_path / "cluster.xml").write_bytes(layout)
+    assert main(["--config", str(tmp_path / "cluster.xml"), "--state", str(tmp_path / "state"),
+                 "node", "set", "c01", "--mac", C01]) == 0  # fmt: skip
+    for version, kernel, initrd in (("1", b"old kernel", b"old initrd"), ("2", KERNEL, INITRD)):
+        folder = tmp_path / "state" / "boot" / "alpha" / version
+        folder.mkdir(parents=True)
+        (folder / "vmlinuz").write_bytes(kernel)
+        (folder / "initrd.img").write_bytes(initrd)
+        (folder / "build.json").write_text("{}")
+    (http_root / "sub").mkdir(parents=True)
+    (http_root / "sub" / "hello.txt").write_text("hello\n")
+    (http_root / "boot.ipxe").write_text("a rendered copy\n")
+    (tmp_path / "secret.txt").write_text("SECRET\n")
+    return tmp_path
+
+
+@pytest.fixture
+def service(site) -> BootService:
+    return BootService(site / "cluster.xml", site / "state")
+
+
+@pytest.fixture
+def http(service):
+    client = Http(service)
+    yield client
+    client.close()
+
+
+def dim(site: Path, *args: str) -> int:
+    return main(["--config", str(site / "cluster.xml"), "--state", str(site / "state"), *args])
+
+
+# -- scripts ---------------------------------------------------------------------------------
+
+
+def test_boot_ipxe_chains_to_the_node_script_by_mac_on_the_address_the_client_used(http):
+    reply = http.get("/boot.ipxe", headers={"Host": "10.10.0.2:8080"})
+    assert reply.status == 200
+    assert reply.text.startswith("#!ipxe\n")
+    assert "chain http://10.10.0.2:8080/dim/nodes/${mac:hexhyp}.ipxe || goto unknown" in reply.text
+
+
+def test_node_script_boots_the_current_build_with_the_node_arguments(http, site):
+    reply = http.get("/dim/nodes/52-54-00-00-00-01.ipxe", headers={"Host": "10.10.0.2:8080"})
+    assert reply.status == 200
+    kernel_line = next(ln for ln in reply.text.splitlines() if ln.startswith("kernel "))
+    assert kernel_line.startswith("kernel http://10.10.0.2:8080/dim/images/alpha/2/vmlinuz ")
+    assert " dim.image=alpha " in kernel_line
+    assert f" dim.root=10.10.0.2:{site}/state/images/alpha/live " in kernel_line
+    assert kernel_line.endswith(f" dim.node=c01 dim.mac={C01} || goto failed")
+    assert "initrd --name initrd.img http://10.10.0.2:8080/dim/images/alpha/2/initrd.img" in (
+        reply.text
+    )
+
+
+def test_node_script_follows_an_image_assigned_while_serving(http, site):
+    folder = site / "state" / "boot" / "beta" / "7"
+    folder.mkdir(parents=True)
+    (folder / "vmlinuz").write_bytes(b"k")
+    (folder / "initrd.img").write_bytes(b"i")
+    assert "dim.image=alpha" in http.get("/dim/nodes/52-54-00-00-00-01.ipxe").text
+    assert dim(site, "node", "set", "c01", "--image", "beta") == 0
+    text = http.get("/dim/nodes/52-54-00-00-00-01.ipxe").text
+    assert "dim.image=beta" in text and "/dim/images/beta/7/vmlinuz" in text
+
+
+def test_node_script_follows_a_changed_layout_without_restart(http, site):
+    layout = site / "cluster.xml"
+    changed = layout.read_text().replace(
+        '<image name="alpha">', '<image name="alpha" kernel-args="quiet">'
+    )
+    layout.write_text(changed)
+    os.utime(layout, ns=(1, 1))  # a different mtime even within the file system's granularity
+    assert " quiet dim.node=c01 " in http.get("/dim/nodes/52-54-00-00-00-01.ipxe").text
+
+
+def test_a_broken_layout_keeps_the_last_good_one(http, site, caplog):
+    layout = site / "cluster.xml"
+    layout.write_text(layout.read_text().replace("</group>", "</grop>", 1))
+    os.utime(layout, ns=(1, 1))
+    with caplog.at_level(logging.ERROR, "dim.serve"):
+        assert http.get("/dim/nodes/52-54-00-00-00-01.ipxe").status == 200
+    assert "still serving the previous layout" in caplog.text
+
+
+def test_unknown_mac_is_a_404_ipxe_message_and_a_log_line_naming_it(http, caplog):
+    with caplog.at_level(logging.WARNING, "dim.serve"):
+        reply = http.get("/dim/nodes/52-54-00-00-00-99.ipxe")
+    assert reply.status == 404
+    assert reply.text.startswith("#!ipxe\necho dim: unknown MAC 52:54:00:00:00:99")
+    assert "sleep 30" in reply.text
+    assert "unknown MAC 52:54:00:00:00:99" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("name", ["nonsense.ipxe", "52-54-00-00-00-01", "52-54-00-00-00-01.cfg"])
+def test_a_malformed_node_script_name_is_a_404(http, name):
+    reply = http.get(f"/dim/nodes/{name}")
+    assert reply.status == 404 and reply.text.startswith("#!ipxe\n")
+
+
+def test_a_node_whose_image_has_no_boot_build_is_told_how_to_build_it(http, site):
+    assert dim(site, "node", "set", "c01", "--image", "beta") == 0
+    reply = http.get("/dim/nodes/52-54-00-00-00-01.ipxe")
+    assert reply.status == 200
+    assert "dim boot build beta" in reply.text and "kernel" not in reply.text
+
+
+# -- kernel and initrd -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, content",
+    [
+        ("/dim/images/alpha/vmlinuz", KERNEL),
+        ("/dim/images/alpha/initrd.img", INITRD),
+        ("/dim/images/alpha/2/vmlinuz", KERNEL),
+        ("/dim/images/alpha/1/initrd.img", b"old initrd"),
+    ],
+)
+def test_boot_files_are_served_whole_with_their_length(http, path, content):
+    reply = http.get(path)
+    assert reply.status == 200
+    assert reply.body == content
+    assert int(reply.headers["Content-Length"]) == len(content)
+
+
+def test_a_range_of_the_kernel(http):
+    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": "bytes=256-511"})
+    assert reply.status == 206
+    assert reply.body == KERNEL[256:512]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dim/images/beta/vmlinuz",
+        "/dim/images/alpha/3/vmlinuz",
+        "/dim/images/nosuch/vmlinuz",
+        "/dim/images/alpha/build.json",
+        "/dim/images/alpha/2/build.json",
+        "/dim/images/%2e%2e/vmlinuz",
+    ],
+)
+def test_missing_or_other_boot_files_are_404(http, path):
+    assert http.get(path).status == 404
+
+
+def test_a_missing_build_names_the_command_that_makes_it(http):
+    assert "dim boot build beta" in http.get("/dim/images/beta/initrd.img").text
+
+
+def test_current_build_is_the_live_version_if_built_else_the_newest(site):
+    state = site / "state"
+    assert find_build(state, "alpha").version == "2"
+    (state / "images" / "alpha").mkdir(parents=True)
+    (state / "images" / "alpha" / "live.version").write_text("1\n")
+    assert find_build(state, "alpha").version == "1"
+    (state / "images" / "alpha" / "live.version").write_text("5\n")
+    assert find_build(state, "alpha").version == "2"
+    (state / "boot" / "alpha" / "9").mkdir()  # incomplete: being built
+    (state / "boot" / "alpha" / "9" / "vmlinuz").write_bytes(b"k")
+    assert find_build(state, "alpha").version == "2"
+    assert find_build(state, "beta") is None
+
+
+# -- http-root -------------------------------------------------------------------------------
+
+
+def test_files_below_http_root_are_served(http):
+    assert http.get("/sub/hello.txt").body == b"hello\n"
+    assert http.get("/sub/nothing").status == 404
+    assert http.get("/sub").status == 404
+
+
+def test_boot_ipxe_is_answered_not_read_from_http_root(http):
+    assert http.get("/boot.ipxe").text.startswith("#!ipxe")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/../secret.txt",
+        "/sub/../../secret.txt",
+        "/sub/%2e%2e/%2e%2e/secret.txt",
+        "/sub/%2E%2E/%2E%2E/secret.txt",
+        "/sub/..%2f..%2fsecret.txt",
+        "/%2e%2e%2fsecret.txt",
+        "//etc/passwd",
+        "/%2fetc/passwd",
+        "/sub/..%5c..%5csecret.txt",
+        "/sub/hello.txt%00",
+    ],
+)
+def test_traversal_out_of_http_root_is_refused(http, target):
+    reply = http.raw(target)
+    assert reply.status == 403
+    assert b"SECRET" not in reply.body and b"root:" not in reply.body
+
+
+def test_a_symbolic_link_out_of_http_root_is_refused_and_one_inside_is_followed(http, site):
+    (site / "http" / "out").symlink_to(site / "secret.txt")
+    (site / "http" / "outdir").symlink_to(site)
+    (site / "http" / "in").symlink_to("sub/hello.txt")
+    assert http.raw("/out").status == 403
+    assert http.raw("/outdir/secret.txt").status == 403
+    assert http.raw("/in").body == b"hello\n"
+
+
+# -- boot records ----------------------------------------------------------------------------
+
+
+def test_a_boot_is_an_event_and_dim_node_list_shows_it(http, site, capsys):
+    assert http.get("/dim/nodes/52-54-00-00-00-01.ipxe").status == 200
+    http.flush()
+    events = StateDB.open(site / "state").events("c01")
+    assert (events[0].kind, events[0].detail) == ("boot", "alpha v2 from 127.0.0.1")
+    capsys.readouterr()
+    assert dim(site, "node", "list", "c0[1-2]", "--json") == 0
+    records = json.loads(capsys.readouterr().out)
+    assert records[0]["last_boot"]["image"] == "alpha"
+    assert records[0]["last_boot"]["version"] == "2"
+    assert records[0]["last_boot"]["client"] == "127.0.0.1"
+    assert records[1]["last_boot"] is None
+    assert dim(site, "node", "list", "c0[1-2]") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("LAST BOOT")
+    assert lines[1].split()[-2] == records[0]["last_boot"]["at"][:10]
+    assert lines[2].endswith(" -")
+
+
+def test_head_and_refused_requests_record_no_boot(http, site):
+    http.get("/dim/nodes/52-54-00-00-00-01.ipxe", method="HEAD")
+    http.get("/dim/nodes/52-54-00-00-00-99.ipxe")
+    http.flush()
+    assert StateDB.open(site / "state").last_boots() == {}
+
+
+def test_200_nodes_booting_at_once_are_recorded_in_a_few_transactions(site):
+    cluster_xml = site / "cluster.xml"
+    group = '<group name="many" nodes="m[1-200]" image="alpha">'
+    group += '<interface network="boot" ip="10.10.1.{n1}"/></group></cluster>'
+    text = cluster_xml.read_text().replace('subnet="10.10.0.0/24"', 'subnet="10.10.0.0/16"')
+    cluster_xml.write_text(text.replace("</cluster>", group))
+    with open(site / "macs.csv", "w") as handle:
+        handle.writelines(f"m{i},52:54:00:01:00:{i:02x}\n" for i in range(1, 201))
+    assert dim(site, "node", "import-macs", str(site / "macs.csv")) == 0
+    service = BootService(cluster_xml, site / "state")
+    calls: list[int] = []
+    record = service.db.record_boots
+    service.db.record_boots = lambda boots: (calls.append(len(boots)), record(boots))
+    http = Http(service)
+    try:
+        replies = http.gather([f"/dim/nodes/52-54-00-01-00-{i:02x}.ipxe" for i in range(1, 201)])
+        http.flush()
+    finally:
+        http.close()
+    assert [r.status for r in replies] == [200] * 200
+    assert sum(calls) == 200 and len(calls) < 100
+    assert len(StateDB.open(site / "state").last_boots()) == 200
+
+
+def test_the_recorder_survives_a_database_error(tmp_path, caplog):
+    db = StateDB.open(tmp_path)
+    recorder = BootRecorder(db)
+    recorder.start()
+    failing = db.record_boots
+    db.record_boots = lambda boots: (_ for _ in ()).throw(OSError("disk full"))
+    with caplog.at_level(logging.ERROR, "dim.serve"):
+        recorder.record(Boot("c01", "alpha", "1", "10.0.0.1", 1.0))
+        recorder.flush()
+    db.record_boots = failing
+    recorder.record(Boot("c01", "alpha", "1", "10.0.0.1", 2.0))
+    recorder.stop()
+    assert "1 boots not recorded: disk full" in caplog.text
+    assert db.last_boots()["c01"].at == 2.0
+
+
+def test_every_request_is_one_log_line(http, caplog):
+    with caplog.at_level(logging.INFO, "dim.serve"):
+        http.get("/dim/images/alpha/vmlinuz")
+    line = next(r.getMessage() for r in caplog.records if "vmlinuz" in r.getMessage())
+    client, method, path, status, size, ms = line.split()
+    assert (client, method, path, status) == (
+        "127.0.0.1",
+        "GET",
+        "/dim/images/alpha/vmlinuz",
+        "200",
+    )
+    assert int(size) == len(KERNEL) and ms.endswith("ms")
+
+
+def test_a_node_of_another_server_is_not_booted_here(site):
+    layout = site / "cluster.xml"
+    text = layout.read_text().replace(
+        "<image ", '<server name="srv2" address="10.10.0.3" dhcp="none" nfs="none"/><image ', 1
+    )
+    text = text.replace('image="alpha">', 'image="alpha" server="srv">')
+    layout.write_text(text.replace('image="beta">', 'image="beta" server="srv2">'))
+    assert dim(site, "node", "set", "g1", "--mac", "52:54:00:00:01:01") == 0
+    http = Http(BootService(layout, site / "state", "srv"))
+    try:
+        reply = http.get("/dim/nodes/52-54-00-00-01-01.ipxe")
+        assert http.get("/dim/nodes/52-54-00-00-00-01.ipxe").status == 200
+    finally:
+        http.close()
+    assert reply.status == 404 and "g1 (52:54:00:00:01:01) boots from server srv2" in reply.text
