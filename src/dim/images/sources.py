@@ -136,7 +136,8 @@ def _rsync(
 
 
 def _hint(source: Source, status: int) -> str | None:
-    if source.kind == "ssh" and status == 255:
+    # ssh failed: rsync exits 255 if it saw ssh's status, 12 if it saw the broken stream first
+    if source.kind == "ssh" and status in (12, 255):
         return (
             "check that the host is up and accepts key-based ssh as root "
             "(DIM_SSH_COMMAND sets the ssh command)"
