@@ -143,7 +143,7 @@ def test_rollback_killed_at_a_crash_point_is_completed(dim, src, point):
 
 def test_sync_killed_while_rsync_fills_the_staging_folder_leaves_no_version(dim, src):
     _prepared(dim, src)
-    for n in range(4000):  # enough for rsync to take a while
+    for n in range(1500):  # enough for rsync to take a while
         write(src, f"usr/share/many/{n // 100}/{n}", os.urandom(8192), mtime=T1)
     touch_tree(src)
     process = subprocess.Popen(
