@@ -8,9 +8,16 @@
     │   └── StateError        a change the state DB refuses (duplicate MAC, unknown node)
     ├── ImageError            an image operation failed; the store is left consistent
     │   └── ImageBusy         another dim command is changing the same image
-    └── ApplyError            rendering, validation or reload of service files failed
-        ├── RenderError       a template failed or a config cannot be expressed
-        └── ValidationError   a daemon's own test mode refused a rendered file
+    ├── BootError             an image lacks what a network boot needs (kernel, modules):
+    │                         exit status 2
+    ├── ApplyError            rendering, validation or reload of service files failed
+    │   ├── RenderError       a template failed or a config cannot be expressed
+    │   └── ValidationError   a daemon's own test mode refused a rendered file
+    └── PowerError            one node's BMC failed (timeout, refused login, garbage): carries
+                              node, driver and kind; a fan-out reports it as that node's result
+
+Bad credentials files are a :class:`UsageError` (exit status 2) of their own,
+:class:`CredentialsError`.
 
 Errors carry data and an optional ``hint``; the CLI prints ``dim: error: <message>`` and
 ``hint: <hint>`` on stderr. Other libraries' exceptions are converted where they enter.
@@ -73,6 +80,13 @@ class ImageBusy(ImageError):
     """Another dim command holds the image's lock."""
 
 
+class BootError(DimError):
+    """An image cannot be booted from the network: no kernel, no modules for it, a module that
+    the initramfs needs is missing. The image is at fault, not the operation: exit status 2."""
+
+    exit_status = 2
+
+
 class ApplyError(DimError):
     """Applying service configuration failed."""
 
@@ -93,3 +107,35 @@ class ValidationError(ApplyError):
         self.service = service
         self.path = path
         self.output = output
+
+
+class CredentialsError(UsageError):
+    """The credentials file is missing, unsafe (group- or world-readable) or malformed.
+
+    Its messages never contain a secret: they name the file, the entry and the key.
+    """
+
+
+class PowerError(DimError):
+    """One node's remote control failed; in a fan-out it is that node's result, not a crash.
+
+    ``kind`` is a short word for grouping results: ``timeout``, ``unreachable``, ``auth``,
+    ``protocol`` (garbage or half an answer), ``refused`` (the BMC said no), ``unsupported``,
+    ``config`` (bad address or missing credentials). Messages never contain a password.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        node: str | None = None,
+        driver: str | None = None,
+        hint: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+        self.node = node
+        self.driver = driver
+        self.retryable = retryable
