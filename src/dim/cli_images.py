@@ -297,8 +297,16 @@ def image_gc(settings: Settings, name: str | None, dry_run: bool, as_json: bool)
     cluster = settings.cluster()
     store = _store(settings)
     names = [name] if name else [n for n in store.images() if n in cluster.images]
+    db = settings.existing_db()
+    boots = db.last_boots() if db is not None else {}
     results = [
-        operations.gc(store, operations.declared(cluster, n), dry_run=dry_run) for n in names
+        operations.gc(
+            store,
+            operations.declared(cluster, n),
+            in_use=operations.booted_versions(boots, n),
+            dry_run=dry_run,
+        )
+        for n in names
     ]
     if as_json:
         emit_json(

@@ -127,6 +127,15 @@ def remove(store: Store, inventory: Inventory, image: str) -> list[str]:
     return removed
 
 
+def booted_versions(boots, image: str) -> set[int]:
+    """Versions of ``image`` that nodes booted from last: gc must keep them.
+
+    ``boots`` is ``StateDB.last_boots()``; a node counts as running the version it last
+    booted until it boots again.
+    """
+    return {int(b.version) for b in boots.values() if b.image == image and b.version.isdigit()}
+
+
 @dataclass(slots=True)
 class GcResult:
     image: str

@@ -82,6 +82,16 @@ def test_gc_keeps_a_version_a_running_node_booted_from(dim, src):
     assert dim.store.versions("alpha") == [2, 3]
 
 
+def test_gc_command_keeps_the_version_a_node_last_booted(dim, src):
+    from dim.state import Boot, StateDB
+
+    _three_versions(dim, src)
+    StateDB.open(dim.state).record_boots([Boot("n1", "alpha", "1", "10.0.0.1", 1.0)])
+    out = dim.ok("image", "gc", "alpha")
+    assert out.startswith("alpha: removed versions 2 (")
+    assert dim.store.versions("alpha") == [1, 3]
+
+
 def test_gc_keeps_the_versions_of_live_and_of_every_replica(dim, src, monkeypatch):
     """Recovery brings live and replicas to the latest before gc looks, so this state (left by
     a crash) is only reachable with recovery turned off: gc's own rule must still hold."""
