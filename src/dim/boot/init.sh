@@ -1,0 +1,309 @@
+#!/bin/sh
+# dim's /init: mount an image's live tree over NFS, read-only, directly as the root.
+#
+# Kernel arguments (see dim.boot.arguments):
+#   dim.root=SERVER:PATH         the image's live tree (required)
+#   dim.rw=SERVER:PATH           the folder that holds <node>/<image>, the node's replicas
+#   dim.image=NAME               the image (names the replica)
+#   dim.node=NAME                the node (else the host name DHCP gave)
+#   dim.mac=MAC, BOOTIF=01-MAC   the NIC to use (else the first Ethernet interface)
+#   dim.nfsopts=OPTS             extra NFS mount options (default actimeo=1)
+#   dim.persist=/a,/b            bound from the node's replica, read-write
+#   dim.volatile=/a,/b           tmpfs (/run always is)
+#   dim.init=PATH                the image's init (default /sbin/init)
+#   dim.server=ADDRESS           the image server, when dim.root does not say it
+#   dim.shell=STEP               a shell on the console before that step (debugging)
+#
+# Each step prints one line on the console. When one fails, /init says which and why, and
+# starts a shell on the console instead of hanging:
+#   dim: step 5/9 mount root 10.77.0.1:/var/lib/dim/images/tiny/live failed: mount: ...
+#
+# Sourced with $$ != 1 (the unit tests), it only defines its functions.
+
+DIM_STEPS=9
+dim_step=0
+dim_what=""
+dim_nfsopts_default="actimeo=1"
+
+say() {
+    echo "dim: $*"
+}
+
+step() {
+    dim_step=$1
+    shift
+    dim_what="$*"
+    dim_uptime=""
+    [ -r /proc/uptime ] && read -r dim_uptime _ </proc/uptime
+    say "step $dim_step/$DIM_STEPS $dim_what${dim_uptime:+ (at $dim_uptime s)}"
+    [ "$dim_shell" = "$dim_step" ] && rescue "dim.shell=$dim_step asked for a shell"
+}
+
+fail() {
+    say "step $dim_step/$DIM_STEPS $dim_what failed: $*"
+    rescue "the boot stopped at step $dim_step"
+}
+
+# A shell on the console, again whenever it exits: pid 1 must never end.
+rescue() {
+    say "$1; rescue shell on the console ('exit' gives a new one, 'reboot -f' restarts)"
+    export PS1='dim-rescue# '
+    while :; do
+        cttyhack sh -i
+        say "the rescue shell exited; starting another"
+        sleep 1
+    done
+}
+
+# try CMD ARGS: run a command; on failure, fail with the last lines of what it said.
+try() {
+    dim_out=$("$@" 2>&1)
+    dim_rc=$?
+    [ "$dim_rc" -eq 0 ] && return 0
+    fail "$(printf '%s' "$dim_out" | tail -n 3 | tr '\n' ' ')(exit status $dim_rc)"
+}
+
+# dim_parse_cmdline TEXT: set dim_* variables from the kernel arguments in TEXT.
+dim_parse_cmdline() {
+    dim_server="" dim_image="" dim_root="" dim_rw="" dim_node="" dim_mac="" dim_bootif=""
+    dim_persist="" dim_volatile="" dim_init="/sbin/init" dim_shell=""
+    dim_nfsopts="$dim_nfsopts_default"
+    set -f
+    for arg in $1; do
+        case "$arg" in
+        dim.server=*) dim_server=${arg#*=} ;;
+        dim.image=*) dim_image=${arg#*=} ;;
+        dim.root=*) dim_root=${arg#*=} ;;
+        dim.rw=*) dim_rw=${arg#*=} ;;
+        dim.node=*) dim_node=${arg#*=} ;;
+        dim.mac=*) dim_mac=${arg#*=} ;;
+        dim.nfsopts=*) dim_nfsopts=${arg#*=} ;;
+        dim.persist=*) dim_persist=$(echo "${arg#*=}" | tr ',' ' ') ;;
+        dim.volatile=*) dim_volatile=$(echo "${arg#*=}" | tr ',' ' ') ;;
+        dim.init=*) dim_init=${arg#*=} ;;
+        dim.shell=*) dim_shell=${arg#*=} ;;
+        BOOTIF=*) dim_bootif=${arg#*=} ;;
+        esac
+    done
+    set +f
+    dim_mac=$(dim_wanted_mac "$dim_mac" "$dim_bootif")
+    if [ -z "$dim_server" ]; then
+        dim_server=${dim_root%%:*}
+    fi
+}
+
+# dim_check_args: what the boot cannot do without, in words.
+dim_check_args() {
+    case "$dim_root" in
+    ?*:/*) ;;
+    "") echo "dim.root is missing: give dim.root=SERVER:/PATH" && return 1 ;;
+    *) echo "dim.root=$dim_root is not SERVER:/PATH" && return 1 ;;
+    esac
+    if [ -n "$dim_persist" ]; then
+        case "$dim_rw" in
+        ?*:/*) ;;
+        *) echo "dim.persist needs dim.rw=SERVER:/PATH (got '$dim_rw')" && return 1 ;;
+        esac
+        [ -n "$dim_image" ] || { echo "dim.persist needs dim.image=NAME" && return 1; }
+    fi
+    for path in $dim_persist $dim_volatile $dim_init; do
+        case "$path" in
+        /*) ;;
+        *) echo "$path is not an absolute path" && return 1 ;;
+        esac
+    done
+    return 0
+}
+
+# dim_wanted_mac MAC BOOTIF: the MAC to look for, lower case with colons, or nothing.
+# pxelinux's BOOTIF is the ARP type and the MAC with dashes: 01-52-54-00-12-34-56.
+dim_wanted_mac() {
+    if [ -n "$1" ]; then
+        echo "$1" | tr 'A-F-' 'a-f:'
+    elif [ -n "$2" ]; then
+        echo "${2#??-}" | tr 'A-F-' 'a-f:'
+    fi
+}
+
+# dim_pick_iface MAC NETDIR: the interface with that MAC, or the first Ethernet one.
+dim_pick_iface() {
+    for dev in "$2"/*; do
+        [ -f "$dev/address" ] || continue
+        name=${dev##*/}
+        [ "$name" = lo ] && continue
+        if [ -n "$1" ]; then
+            [ "$(cat "$dev/address")" = "$1" ] && echo "$name" && return 0
+        elif [ "$(cat "$dev/type" 2>/dev/null)" = 1 ]; then
+            echo "$name" && return 0
+        fi
+    done
+    return 1
+}
+
+# dim_nfs_type OPTS: nfs4 unless the options ask for version 2 or 3.
+dim_nfs_type() {
+    case ",$1," in
+    *,vers=2,* | *,vers=3,* | *,nfsvers=2,* | *,nfsvers=3,*) echo nfs ;;
+    *) echo nfs4 ;;
+    esac
+}
+
+# dim_nfs_options ro|rw SERVER CLIENT OPTS: the kernel's own text options. busybox's mount
+# hands them to mount(2) as they are, and the kernel then needs the server's address (addr=)
+# and, for NFSv4, the client's (clientaddr=); NFSv3 without rpc.statd needs nolock.
+dim_nfs_options() {
+    opts="addr=$2"
+    case ",$4," in
+    *,vers=* | *,nfsvers=*) ;;
+    *) opts="$opts,vers=4.2" ;;
+    esac
+    case ",$4," in
+    *,proto=*) ;;
+    *) opts="$opts,proto=tcp" ;;
+    esac
+    if [ "$(dim_nfs_type "$4")" = nfs4 ]; then
+        opts="$opts,clientaddr=$3"
+    else
+        case ",$4," in
+        *,lock,* | *,nolock,*) ;;
+        *) opts="$opts,nolock" ;;
+        esac
+    fi
+    [ -n "$4" ] && opts="$opts,$4"
+    echo "$opts,$1"
+}
+
+# dim_mount_nfs ro|rw SERVER:PATH WHERE: a few tries, the network may need a moment.
+dim_mount_nfs() {
+    dim_type=$(dim_nfs_type "$dim_nfsopts")
+    dim_opts=$(dim_nfs_options "$1" "${2%%:*}" "$dim_ip" "$dim_nfsopts")
+    for attempt in 1 2 3 4; do
+        dim_out=$(mount -t "$dim_type" -o "$dim_opts" "$2" "$3" 2>&1) && return 0
+        [ "$attempt" = 4 ] || sleep 1
+    done
+    fail "mount -t $dim_type -o $dim_opts: $(printf '%s' "$dim_out" | tail -n 2 | tr '\n' ' ')"
+}
+
+# dim_writable_paths: "persist PATH" and "volatile PATH" lines, parents before children, so
+# that a volatile /var/tmp lands on a persistent /var and not under it.
+dim_writable_paths() {
+    {
+        for path in $dim_persist; do echo "${path%/} persist"; done
+        for path in $dim_volatile; do
+            [ "${path%/}" = /run ] || echo "${path%/} volatile"
+        done
+    } | LC_ALL=C sort -u
+}
+
+dim_load_modules() {
+    version=$(cat /etc/dim/kernel)
+    count=0
+    while read -r need path; do
+        name=${path##*/}
+        name=$(echo "${name%.ko}" | tr - _)
+        [ -d "/sys/module/$name" ] && continue
+        if out=$(insmod "/lib/modules/$version/$path" 2>&1); then
+            count=$((count + 1))
+        elif [ "$need" = required ]; then
+            fail "insmod $name: $out"
+        else
+            say "  warning: module $name not loaded: $out"
+        fi
+    done </etc/dim/modules
+    say "  $count modules loaded"
+}
+
+dim_network() {
+    tries=0
+    until dim_iface=$(dim_pick_iface "$dim_mac" /sys/class/net); do
+        tries=$((tries + 1))
+        if [ $tries -ge 100 ]; then
+            found=$(ls /sys/class/net | tr '\n' ' ')
+            fail "no interface ${dim_mac:+with MAC $dim_mac }after 10 s (have: $found)"
+        fi
+        usleep 100000
+    done
+    mac=$(cat "/sys/class/net/$dim_iface/address")
+    ip link set "$dim_iface" up
+    say "  $dim_iface ($mac): asking DHCP"
+    dim_out=$(udhcpc -i "$dim_iface" -s /etc/dim/udhcpc.sh -f -q -n -C -t 8 -T 2 \
+        -O hostname -O domain 2>&1)
+    [ -f /run/dim/lease ] || fail "no DHCP lease on $dim_iface ($mac): $(printf '%s' "$dim_out" | tail -n 2 | tr '\n' ' ')"
+    . /run/dim/lease
+    say "  $dim_iface: $dim_ip/$dim_mask${dim_hostname:+, host name $dim_hostname}"
+}
+
+main() {
+    export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+    dim_shell=""
+    step 1 "mount /proc /sys /dev"
+    try mount -t proc -o nosuid,nodev,noexec proc /proc
+    try mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+    try mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
+    mkdir -p /run/dim
+
+    step 2 "kernel arguments"
+    dim_parse_cmdline "$(cat /proc/cmdline)"
+    problem=$(dim_check_args) || fail "$problem"
+    say "  root $dim_root${dim_image:+, image $dim_image}${dim_mac:+, MAC $dim_mac}"
+
+    step 3 "load modules"
+    dim_load_modules
+
+    step 4 "network"
+    dim_network
+    [ -n "$dim_node" ] || dim_node=${dim_hostname%%.*}
+    [ -n "$dim_node" ] && hostname "$dim_node"
+
+    step 5 "mount root $dim_root"
+    dim_mount_nfs ro "$dim_root" /newroot
+
+    step 6 "tmpfs on /run"
+    [ -d /newroot/run ] || fail "the image has no /run to mount on"
+    try mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /newroot/run
+    mkdir -p /newroot/run/dim
+
+    if [ -n "$dim_persist" ]; then
+        [ -n "$dim_node" ] || { step 7 "mount read-write"; fail "no node name: neither dim.node= nor a host name from DHCP"; }
+        dim_replica="$dim_rw/$dim_node/$dim_image"
+        step 7 "mount read-write $dim_replica"
+        mkdir -p /newroot/run/dim/rw
+        dim_mount_nfs rw "$dim_replica" /newroot/run/dim/rw
+    else
+        step 7 "mount read-write: no persistent paths, nothing to mount"
+    fi
+
+    step 8 "persistent and volatile paths"
+    dim_writable_paths >/run/dim/paths
+    while read -r path kind; do
+        [ -d "/newroot$path" ] || [ -f "/newroot$path" ] || fail "$path: no such path in the image to mount on"
+        if [ "$kind" = persist ]; then
+            [ -e "/newroot/run/dim/rw$path" ] || fail "$path: not in the node's replica $dim_replica"
+            try mount -o bind "/newroot/run/dim/rw$path" "/newroot$path"
+        else
+            mode=$(stat -c %a "/newroot$path")
+            owner=$(stat -c uid=%u,gid=%g "/newroot$path")
+            try mount -t tmpfs -o "nosuid,nodev,mode=$mode,$owner" tmpfs "/newroot$path"
+        fi
+        say "  $path: $kind"
+    done </run/dim/paths
+
+    step 9 "switch_root to $dim_init"
+    [ -e "/newroot$dim_init" ] || [ -L "/newroot$dim_init" ] || fail "$dim_init is not in the image"
+    cp /run/dim/lease /newroot/run/dim/lease 2>/dev/null
+    for fs in dev proc sys; do
+        if [ -d "/newroot/$fs" ]; then
+            mount --move "/$fs" "/newroot/$fs" || fail "mount --move /$fs"
+        else
+            umount -l "/$fs"
+        fi
+    done
+    exec switch_root /newroot "$dim_init"
+    # switch_root only returns when it cannot run at all: /dev is gone by now
+    fail "switch_root /newroot $dim_init"
+}
+
+if [ "$$" = 1 ]; then
+    exec </dev/console >/dev/console 2>&1
+    main "$@"
+fi

@@ -1,0 +1,189 @@
+"""The initramfs's /init, its pure parts run by the host's busybox sh.
+
+init.sh only defines functions when it is not pid 1, so a test sources it in a busybox sh and
+calls one function; nothing is mounted, nothing outside the test's folder is touched.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from dim.boot.arguments import node_arguments
+from tests.conftest import require_binary
+
+INIT = resources.files("dim.boot").joinpath("init.sh")
+
+CMDLINE = (
+    "BOOT_IMAGE=vmlinuz initrd=initrd.img console=ttyS0 dim.server=10.77.0.1 dim.image=tiny "
+    "dim.root=10.77.0.1:/var/lib/dim/images/tiny/live dim.rw=10.77.0.1:/var/lib/dim/nodes "
+    "dim.nfsopts=actimeo=1,timeo=30 dim.persist=/etc,/var,/root dim.volatile=/tmp,/var/tmp "
+    "dim.node=node01 dim.mac=52:54:00:AA:BB:01 quiet"
+)
+
+
+def sh(script: str, *, cwd: Path | None = None) -> str:
+    """Source init.sh in busybox sh, run ``script``; its stdout (stderr fails the test)."""
+    busybox = require_binary("busybox", "busybox-static")
+    with resources.as_file(INIT) as init:
+        result = subprocess.run(
+            [busybox, "sh", "-c", f'. "{init}"\n{script}'],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=cwd,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout
+
+
+def parsed(cmdline: str, *names: str) -> list[str]:
+    show = "; ".join(f'echo "${name}"' for name in names)
+    return sh(f"dim_parse_cmdline '{cmdline}'; {show}").splitlines()
+
+
+def test_every_dim_argument_is_read() -> None:
+    names = ("dim_server", "dim_image", "dim_root", "dim_rw", "dim_nfsopts", "dim_node")
+    assert parsed(CMDLINE, *names) == [
+        "10.77.0.1",
+        "tiny",
+        "10.77.0.1:/var/lib/dim/images/tiny/live",
+        "10.77.0.1:/var/lib/dim/nodes",
+        "actimeo=1,timeo=30",
+        "node01",
+    ]
+
+
+def test_path_lists_become_words_and_the_mac_lower_case() -> None:
+    assert parsed(CMDLINE, "dim_persist", "dim_volatile", "dim_mac", "dim_init") == [
+        "/etc /var /root",
+        "/tmp /var/tmp",
+        "52:54:00:aa:bb:01",
+        "/sbin/init",
+    ]
+
+
+def test_defaults_server_from_root_and_actimeo() -> None:
+    cmdline = "dim.root=10.0.0.2:/srv/live"
+    assert parsed(cmdline, "dim_server", "dim_nfsopts", "dim_node", "dim_persist") == [
+        "10.0.0.2",
+        "actimeo=1",
+        "",
+        "",
+    ]
+
+
+def test_pxelinux_bootif_names_the_mac_when_dim_mac_is_absent() -> None:
+    assert parsed("dim.root=s:/r BOOTIF=01-52-54-00-AA-BB-02", "dim_mac") == ["52:54:00:aa:bb:02"]
+    both = "dim.root=s:/r BOOTIF=01-52-54-00-AA-BB-02 dim.mac=52:54:00:aa:bb:03"
+    assert parsed(both, "dim_mac") == ["52:54:00:aa:bb:03"]
+
+
+def test_globs_in_arguments_are_not_expanded(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    out = sh(
+        "dim_parse_cmdline 'dim.root=s:/r dim.persist=/*'; echo \"$dim_persist\"", cwd=tmp_path
+    )
+    assert out == "/*\n"
+
+
+def test_the_node_arguments_dim_renders_are_those_init_reads() -> None:
+    cmdline = "dim.root=s:/r " + node_arguments("node07", "52:54:00:AA:BB:07")
+    assert parsed(cmdline, "dim_node", "dim_mac") == ["node07", "52:54:00:aa:bb:07"]
+    with pytest.raises(ValueError):
+        node_arguments("node 07")
+    with pytest.raises(ValueError):
+        node_arguments("node07", "52:54:00")
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "problem"),
+    [
+        ("dim.image=tiny", "dim.root is missing: give dim.root=SERVER:/PATH"),
+        ("dim.root=/var/lib/dim", "dim.root=/var/lib/dim is not SERVER:/PATH"),
+        ("dim.root=s:/r dim.persist=/etc dim.image=t", "dim.persist needs dim.rw=SERVER:/PATH"),
+        ("dim.root=s:/r dim.persist=/etc dim.rw=s:/n", "dim.persist needs dim.image=NAME"),
+        ("dim.root=s:/r dim.volatile=tmp", "tmp is not an absolute path"),
+    ],
+)
+def test_missing_or_malformed_arguments_are_named(cmdline: str, problem: str) -> None:
+    out = sh(f"dim_parse_cmdline '{cmdline}'; dim_check_args || echo FAILED")
+    assert out.startswith(problem)
+    assert out.endswith("FAILED\n")
+
+
+def test_complete_arguments_pass_the_check() -> None:
+    assert sh(f"dim_parse_cmdline '{CMDLINE}'; dim_check_args && echo OK") == "OK\n"
+
+
+def fake_net(tmp_path: Path) -> Path:
+    """A /sys/class/net with lo, a bonding file, a tunnel and two Ethernet NICs."""
+    net = tmp_path / "net"
+    for name, address, kind in [
+        ("eth0", "52:54:00:00:00:0a", "1"),
+        ("eth1", "52:54:00:00:00:0b", "1"),
+        ("lo", "00:00:00:00:00:00", "772"),
+        ("sit0", "00:00:00:00", "776"),
+    ]:
+        (net / name).mkdir(parents=True)
+        (net / name / "address").write_text(address + "\n")
+        (net / name / "type").write_text(kind + "\n")
+    (net / "bonding_masters").write_text("\n")
+    return net
+
+
+def test_the_nic_with_the_wanted_mac_is_picked(tmp_path: Path) -> None:
+    net = fake_net(tmp_path)
+    assert sh(f"dim_pick_iface 52:54:00:00:00:0b {net}") == "eth1\n"
+
+
+def test_without_a_mac_the_first_ethernet_nic_is_picked(tmp_path: Path) -> None:
+    net = fake_net(tmp_path)
+    assert sh(f"dim_pick_iface '' {net}") == "eth0\n"
+
+
+def test_an_absent_mac_picks_nothing(tmp_path: Path) -> None:
+    net = fake_net(tmp_path)
+    assert sh(f"dim_pick_iface 52:54:00:00:00:99 {net} || echo NONE") == "NONE\n"
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "expected"),
+    [
+        (
+            "ro",
+            "actimeo=1",
+            "nfs4 addr=10.77.0.1,vers=4.2,proto=tcp,clientaddr=10.77.0.11,actimeo=1,ro",
+        ),
+        ("rw", "", "nfs4 addr=10.77.0.1,vers=4.2,proto=tcp,clientaddr=10.77.0.11,rw"),
+        (
+            "ro",
+            "vers=4.1,actimeo=3",
+            "nfs4 addr=10.77.0.1,proto=tcp,clientaddr=10.77.0.11,vers=4.1,actimeo=3,ro",
+        ),
+        ("ro", "vers=3", "nfs addr=10.77.0.1,proto=tcp,nolock,vers=3,ro"),
+        ("rw", "nfsvers=3,lock,proto=udp", "nfs addr=10.77.0.1,nfsvers=3,lock,proto=udp,rw"),
+    ],
+)
+def test_nfs_mount_options_are_the_kernel_text_options(
+    mode: str, extra: str, expected: str
+) -> None:
+    script = (
+        f'echo "$(dim_nfs_type "{extra}") $(dim_nfs_options {mode} 10.77.0.1 10.77.0.11 "{extra}")"'
+    )
+    assert sh(script) == expected + "\n"
+
+
+def test_writable_paths_put_parents_before_children_and_leave_run_alone() -> None:
+    script = "dim_persist='/var /etc'; dim_volatile='/var/tmp /run /tmp/'; dim_writable_paths"
+    assert sh(script).splitlines() == [
+        "/etc persist",
+        "/tmp volatile",
+        "/var persist",
+        "/var/tmp volatile",
+    ]
