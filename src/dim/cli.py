@@ -541,3 +541,4 @@ def entry_point() -> None:
 # Commands of other areas register themselves on the groups above.
 from dim import cli_images, cli_lab  # noqa: E402, F401, I001
 from dim import cli_serve  # noqa: E402, F401, I001
+from dim import cli_boot  # noqa: E402, F401, I001

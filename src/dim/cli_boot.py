@@ -1,0 +1,64 @@
+"""``dim boot build``: parse, call :func:`dim.boot.build.build`, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dim.boot.build import BootArtifacts, build
+from dim.cli import Settings, cli, emit_json, pass_settings
+from dim.images.operations import declared
+from dim.images.store import Store
+
+
+@cli.group("boot")
+def boot_group() -> None:
+    """Network-boot images: the kernel and initramfs of each image."""
+
+
+@boot_group.command("build")
+@click.argument("image")
+@click.option(
+    "--kernel",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Use this kernel instead of the newest /boot/vmlinuz-* of the image.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_settings
+def boot_build(settings: Settings, image: str, kernel: Path | None, as_json: bool) -> None:
+    """Build (or reuse) the kernel and initramfs of IMAGE's latest version.
+
+    The initramfs holds busybox, the image's own modules for NICs and NFS, and an /init that
+    mounts the image's live tree read-only over NFS as the root. Nothing is rebuilt while the
+    image version, the kernel, busybox and dim's /init are unchanged.
+    """
+    artifacts = build(Store(settings.state), declared(settings.cluster(), image), kernel=kernel)
+    if as_json:
+        emit_json(_record(artifacts))
+        return
+    for warning in artifacts.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    what = "reused" if artifacts.reused else f"built in {artifacts.seconds:.1f} s"
+    click.echo(
+        f"{artifacts.image}: version {artifacts.version}, kernel {artifacts.kernel_version}, "
+        f"{len(artifacts.modules)} modules, initrd {artifacts.initrd_bytes / 1e6:.1f} MB: {what}"
+    )
+    click.echo(f"  {artifacts.kernel}")
+    click.echo(f"  {artifacts.initrd}")
+
+
+def _record(artifacts: BootArtifacts) -> dict:
+    return {
+        "image": artifacts.image,
+        "version": artifacts.version,
+        "kernel_version": artifacts.kernel_version,
+        "kernel": str(artifacts.kernel),
+        "initrd": str(artifacts.initrd),
+        "manifest": str(artifacts.manifest),
+        "modules": list(artifacts.modules),
+        "initrd_bytes": artifacts.initrd_bytes,
+        "reused": artifacts.reused,
+        "warnings": list(artifacts.warnings),
+        "seconds": round(artifacts.seconds, 3),
+    }
