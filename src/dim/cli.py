@@ -542,3 +542,4 @@ def entry_point() -> None:
 from dim import cli_images, cli_lab  # noqa: E402, F401, I001
 from dim import cli_serve  # noqa: E402, F401, I001
 from dim import cli_boot  # noqa: E402, F401, I001
+from dim import cli_power  # noqa: E402, F401, I001
