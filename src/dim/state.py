@@ -79,6 +79,13 @@ boots_table = sa.Table(
     sa.Column("client", sa.String, nullable=False),
 )
 
+# Built once: constructing the statement costs more than running it (0.5 ms against 0.2 ms).
+_BOOT_TARGET = (
+    sa.select(macs_table.c.node, macs_table.c.network, images_table.c.image)
+    .select_from(macs_table.outerjoin(images_table, images_table.c.node == macs_table.c.node))
+    .where(macs_table.c.mac == sa.bindparam("mac"))
+)
+
 _MAC = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
 
 
@@ -210,16 +217,9 @@ class StateDB:
         One indexed query in a read transaction that takes no write lock: a boot server asks
         this for every node that boots, while other commands write.
         """
-        query = (
-            sa.select(macs_table.c.node, macs_table.c.network, images_table.c.image)
-            .select_from(
-                macs_table.outerjoin(images_table, images_table.c.node == macs_table.c.node)
-            )
-            .where(macs_table.c.mac == mac)
-        )
         try:
             with self._reading() as conn:
-                row = conn.execute(query).first()
+                row = conn.execute(_BOOT_TARGET, {"mac": mac}).first()
         except SQLAlchemyError as exc:
             raise StateError(f"cannot read the state DB: {exc.orig or exc}") from exc
         return BootTarget(row.node, row.network, row.image) if row else None

@@ -111,6 +111,8 @@ class BootService:
     layout that no longer parses is logged, and the last good one is kept meanwhile.
     """
 
+    BUILD_TTL = 1.0  # a new boot build is served within a second
+
     def __init__(
         self,
         config: Path,
@@ -129,6 +131,7 @@ class BootService:
         self._stamp = self._stat()
         self.server_name = _server_name(self._cluster, server_name)
         self.db = StateDB.open(self.state_dir)
+        self._builds: dict[str, tuple[float, BootBuild | None]] = {}
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -174,7 +177,7 @@ class BootService:
         if isinstance(found, Answer):
             return found
         node, image, mac = found
-        build = find_build(self.state_dir, image.name)
+        build = self.current_build(image.name)
         if build is None:
             message = (
                 f"image {image.name} has no boot build (on the server: dim boot build {image.name})"
@@ -215,6 +218,16 @@ class BootService:
             return _refusal(404, f"{node.name} ({mac}) has no image to boot")
         return node, image, mac
 
+    def current_build(self, image: str) -> BootBuild | None:
+        """:func:`find_build`, remembered for :attr:`BUILD_TTL` seconds: a node script costs
+        one DB query, not also a folder listing and a file read."""
+        now = time.monotonic()
+        cached = self._builds.get(image)
+        if cached is None or now - cached[0] > self.BUILD_TTL:
+            cached = (now, find_build(self.state_dir, image))
+            self._builds[image] = cached
+        return cached[1]
+
     def boot_file(self, image: str, name: str, version: str | None = None) -> Path | Answer:
         if name not in BOOT_FILES or not _safe_name(image):
             return Answer(404, "not found\n")
@@ -222,7 +235,7 @@ class BootService:
             return Answer(404, "not found\n")
         if image not in self.cluster().images:
             return Answer(404, f"dim: no image {image} in {self.config}\n")
-        build = find_build(self.state_dir, image, version)
+        build = find_build(self.state_dir, image, version) if version else self.current_build(image)
         if build is None:
             which = f"version {version} of image {image}" if version else f"image {image}"
             return Answer(404, f"dim: {which} has no boot build: run `dim boot build {image}`\n")
@@ -455,7 +468,7 @@ async def start(service: BootService, host: str, port: int) -> web.AppRunner:
     except OSError as exc:
         await runner.cleanup()
         raise DimError(
-            f"cannot listen on {host}:{port}: {exc.strerror}",
+            f"cannot listen on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}",
             hint="is another server on that port, or the address not on this machine?",
         ) from exc
     return runner
