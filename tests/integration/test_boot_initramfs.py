@@ -87,15 +87,22 @@ class Site:
     def state(self) -> Path:
         return self.folder / "state"
 
-    def boot(self, node: str, args: str | None = None) -> Node:
-        """Start QEMU for ``node`` on a new tap device in the bridge."""
+    def boot(self, node: str, args: str | None = None, *, pxelinux: bool = False) -> Node:
+        """Start QEMU for ``node`` on a new tap device in the bridge.
+
+        The node's arguments are those dim's boot service adds (``dim.node=``, ``dim.mac=``),
+        or with ``pxelinux`` only what PXELINUX adds: ``BOOTIF=01-<mac>``.
+        """
         self.taps += 1
         tap = f"tap{self.taps}"
         ip("-n", self.lab.server, "tuntap", "add", "dev", tap, "mode", "tap")
         ip("-n", self.lab.server, "link", "set", tap, "master", self.lab.bridge)
         ip("-n", self.lab.server, "link", "set", tap, "up")
         cmdline = f"console=ttyS0 {args if args is not None else self.image_args}"
-        cmdline += " " + node_arguments(node, NODES[node])
+        if pxelinux:
+            cmdline += " BOOTIF=01-" + NODES[node].replace(":", "-")
+        else:
+            cmdline += " " + node_arguments(node, NODES[node])
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nographic", "-no-reboot"]
         argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", cmdline]
         argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]
@@ -268,8 +275,10 @@ def test_volatile_paths_and_run_are_tmpfs(node01: Node) -> None:
 
 def test_a_wrong_root_stops_at_its_step_and_leaves_a_shell(site: Site) -> None:
     wrong = re.sub(r"dim\.root=\S+", f"dim.root={SERVER}:/no/such/export", site.image_args)
-    node = site.boot("node02", wrong)
+    node = site.boot("node02", wrong, pxelinux=True)
     try:
+        # as under PXELINUX: the NIC named by BOOTIF, the node named by DHCP
+        node.wait_for(r"^dim:   eth0: 10\.77\.0\.12/24, host name node02$")
         failed = node.wait_for(r"^dim: step 5/9 mount root (\S+) failed: (.*)$")
         assert failed.group(1) == f"{SERVER}:/no/such/export"
         node.wait_for(r"dim-rescue# ", timeout=15)

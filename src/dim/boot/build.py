@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from dim.boot import initramfs
-from dim.boot.modules import Selection, load_index, select
+from dim.boot.modules import ModuleIndex, Selection, load_index, select
 from dim.errors import BootError
 from dim.images.store import Store
 from dim.layout.model import Image
@@ -93,19 +93,9 @@ def build(
     folder = boot_folder(store, image.name, version)
     manifest = _read_manifest(folder / MANIFEST)
     reused = manifest is not None and manifest.get("inputs") == inputs and _intact(folder, manifest)
-    if not reused:
-        files = {m.path: (modules_dir / m.path).read_bytes() for m in selection.modules}
-        archive = initramfs.contents(
-            busybox=busybox.read_bytes(),
-            applets=initramfs.busybox_applets(busybox),
-            kernel_version=kernel_version,
-            index=index,
-            modules=selection.modules,
-            module_files=files,
-            init=initramfs.package_file(initramfs.INIT),
-            dhcp_script=initramfs.package_file(initramfs.DHCP_SCRIPT),
-        )
-        manifest = _write(folder, kernel_file.read_bytes(), archive.gzip(), inputs, sources)
+    if manifest is None or not reused:
+        initrd = _initrd(busybox, kernel_version, modules_dir, selection, index)
+        manifest = _write(folder, kernel_file.read_bytes(), initrd, inputs, sources)
     return BootArtifacts(
         image=image.name,
         version=version,
@@ -120,6 +110,23 @@ def build(
         initrd_bytes=manifest["outputs"][INITRD]["bytes"],
         seconds=time.monotonic() - started,
     )
+
+
+def _initrd(
+    busybox: Path, kernel_version: str, modules_dir: Path, selection: Selection, index: ModuleIndex
+) -> bytes:
+    files = {m.path: (modules_dir / m.path).read_bytes() for m in selection.modules}
+    archive = initramfs.contents(
+        busybox=busybox.read_bytes(),
+        applets=initramfs.busybox_applets(busybox),
+        kernel_version=kernel_version,
+        index=index,
+        modules=selection.modules,
+        module_files=files,
+        init=initramfs.package_file(initramfs.INIT),
+        dhcp_script=initramfs.package_file(initramfs.DHCP_SCRIPT),
+    )
+    return archive.gzip()
 
 
 def latest_build(store: Store, image: str) -> BootArtifacts | None:
