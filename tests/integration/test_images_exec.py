@@ -3,7 +3,8 @@
 The new version must be exactly what the command left. To know what it left, the command
 pauses at its end, and the test reads the tree it sees through ``/proc/PID/root`` (its chroot:
 the merged overlay) before letting it finish: that snapshot must equal the new version's. The
-command's shell writes its process id to /dev/shm, which exec binds from the host.
+command's shell says it paused through /dev/shm, which exec binds from the host; the test finds
+its pid by its command line (exec runs it in a PID namespace of its own).
 """
 
 from __future__ import annotations
@@ -51,6 +52,21 @@ def image(dim, tmp_path) -> Path:
     return root
 
 
+def _chrooted_pid(tag: str) -> int:
+    """The host's pid of the command: in exec's PID namespace, its own ``$$`` is small."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            chrooted = os.readlink(f"/proc/{name}/root") != "/"
+        except OSError:
+            continue
+        if tag.encode() in cmdline and chrooted:
+            return int(name)
+    raise AssertionError(f"no chrooted process runs {tag}")
+
+
 def _merged_snapshot(dim, script: str) -> tuple[dict[str, tuple], str]:
     """Run ``script`` by exec; snapshot the tree it sees at its end; return that and stdout."""
     tag = f"/dev/shm/dim-exec-test-{os.getpid()}-{secrets.token_hex(4)}"
@@ -69,7 +85,7 @@ def _merged_snapshot(dim, script: str) -> tuple[dict[str, tuple], str]:
             assert time.monotonic() < deadline, "the command never paused"
             time.sleep(0.02)
         time.sleep(0.05)  # the pid is written: let the shell reach its loop
-        pid = int(Path(f"{tag}.pid").read_text())
+        pid = _chrooted_pid(tag)
         seen = snapshot(Path(f"/proc/{pid}/root"), skip=RUNTIME)
         seen["."] = _root_entry(f"/proc/{pid}/root/")  # /proc/PID/root itself is a link
         Path(f"{tag}.go").touch()
@@ -255,3 +271,39 @@ def test_exec_sees_the_latest_version_after_a_sync(dim, image, tmp_path):
     dim.ok("image", "sync", "alpha", "--from", str(image))
     dim.ok("image", "exec", "alpha", "--", "sh", "-c", "cat /etc/motd > /etc/copy")
     assert (dim.store.live("alpha") / "etc/copy").read_text() == "from the master\n"
+
+
+def test_a_command_dies_with_dim_and_leaves_no_version(dim, image):
+    tag = f"dim-exec-orphan-{secrets.token_hex(4)}"
+    process = subprocess.Popen(
+        dim.argv("image", "exec", "alpha", "--", "sh", "-c", f"sleep 60; echo {tag}"),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not _running(tag):
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.05)
+        os.kill(process.pid, 9)  # dim alone, not its process group
+        process.wait()
+        deadline = time.monotonic() + 5
+        while _running(tag) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(tag), "the command outlived dim"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+    dim.ok("image", "check", "alpha")
+    assert dim.store.versions("alpha") == [1]
+
+
+def _running(tag: str) -> bool:
+    for name in os.listdir("/proc"):
+        if name.isdigit() and name != str(os.getpid()):
+            try:
+                cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if tag.encode() in cmdline and b"image" not in cmdline:
+                return True
+    return False

@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 from dataclasses import dataclass, replace
@@ -230,11 +231,16 @@ def run_in_image(lower: Path, staging: Path, work: Path, command: list[str]) -> 
     root = entry(lower)
     set_metadata(str(upper), root)
     os.utime(upper, ns=(root.mtime_ns, root.mtime_ns))
+    # In a PID namespace of its own, the command's whole process tree dies with unshare,
+    # which dies with dim: no command runs on without the image's lock.
     argv = [
         "unshare",
         "--mount",
         "--propagation",
         "private",
+        "--pid",
+        "--fork",
+        "--kill-child",
         "sh",
         "-c",
         _EXEC_SCRIPT,
@@ -246,7 +252,7 @@ def run_in_image(lower: Path, staging: Path, work: Path, command: list[str]) -> 
         *command,
     ]
     try:
-        status = subprocess.run(argv).returncode
+        status = subprocess.run(argv, preexec_fn=_die_with_parent).returncode
     except FileNotFoundError as exc:
         raise ImageError(f"cannot run {exc.filename}: not installed") from None
     if status != 0:
@@ -256,6 +262,14 @@ def run_in_image(lower: Path, staging: Path, work: Path, command: list[str]) -> 
         )
     link_farm(lower, staging)
     apply_upper(upper, staging)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when dim dies, so a command never runs on without the lock."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def apply_upper(upper: Path, target: Path) -> None:
