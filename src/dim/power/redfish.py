@@ -16,6 +16,7 @@ entry says ``verify = false``; ``ca = FILE`` checks them against a site CA.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -192,7 +193,6 @@ class _Conversation:
         self.credential = credential
         self.tls = tls
         self.headers = dict(HEADERS)
-        self.auth: aiohttp.BasicAuth | None = None
         self.session_uri: str | None = None
         self.system_uri = ""
         self.etag: str | None = None
@@ -221,14 +221,18 @@ class _Conversation:
     async def _login(self) -> None:
         user = self.credential.username or ""
         password = self.credential.password.reveal() if self.credential.password else ""
+        basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         if self.credential.auth == "basic":
-            self.auth = aiohttp.BasicAuth(user, password)
+            self.headers["Authorization"] = basic
             return
         status, _body, headers = await self._request(
             "POST", SESSIONS, {"UserName": user, "Password": password}, expect=None
         )
-        if status in (404, 405, 501):  # no session service: HTTP Basic on every request
-            self.auth = aiohttp.BasicAuth(user, password)
+        challenge = headers.get("WWW-Authenticate", "").lower()
+        if status in (404, 405, 501) or (status == 401 and challenge.startswith("basic")):
+            # No session service (or one behind Basic itself): Basic on every request; a
+            # wrong password then shows as a 401 on the first of them.
+            self.headers["Authorization"] = basic
             return
         if status in (400, 401, 403):
             raise _auth_error(self.credential, status)
@@ -300,7 +304,7 @@ class _Conversation:
         url = self.address.base + uri
         try:
             async with self.http.request(
-                method, url, json=body, headers=headers, auth=self.auth, allow_redirects=False
+                method, url, json=body, headers=headers, allow_redirects=False
             ) as response:
                 raw = await response.read()
                 status, answer_headers = response.status, dict(response.headers)

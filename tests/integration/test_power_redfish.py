@@ -1,0 +1,188 @@
+"""Redfish against sushy-tools' emulator (fake driver) and dim's own BMC fleet.
+
+The emulator is a Redfish service written by others: power state, reset, boot override and
+EthernetInterfaces as sushy implements them, Basic authentication (it has no session
+service) with a bcrypt password file. The fleet adds what sushy lacks: session login with
+X-Auth-Token, reset types through @Redfish.ActionInfo, and BMCs that are dead or misbehave.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from tests.integration.power_sims import (
+    PASSWORD,
+    SUSHY_SYSTEMS,
+    Lab,
+    entry,
+    redfish_fleet,
+    sushy,
+)
+
+pytestmark = pytest.mark.integration
+
+UUID1, UUID2 = (s["uuid"] for s in SUSHY_SYSTEMS)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    with sushy(tmp_path_factory.mktemp("sushy")) as url:
+        yield url
+
+
+@pytest.fixture
+def lab(tmp_path, capsys) -> Lab:
+    return Lab(tmp_path, capsys)
+
+
+def sushy_lab(lab: Lab, url: str) -> Lab:
+    lab.layout(
+        {"s1": ("redfish", f"{url}/{UUID1}", "rf"), "s2": ("redfish", f"{url}/{UUID2}", "rf")}
+    )
+    lab.credentials(entry("rf"))
+    return lab
+
+
+def test_status_on_and_the_change_landing_on_sushy(emulator, lab):
+    sushy_lab(lab, emulator)
+    status, out, err = lab.dim("power", "status", "s[1-2]", "--json")
+    assert status == 0, err
+    before = {r["node"]: r["state"] for r in json.loads(out)}
+    assert set(before.values()) <= {"on", "off"}
+    target = "s1" if before["s1"] == "off" else "s2"
+    action = "on" if before[target] == "off" else "off"
+    status, out, err = lab.dim("power", action, target, "--yes")
+    assert status == 0, err
+    assert out.split() == [action, "requested", target]
+    # sushy's fake driver applies a power change after a random 1 to 11 s: poll.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        status, out, err = lab.dim("power", "status", target)
+        if out.split()[0] == action:
+            break
+        time.sleep(0.5)
+    assert out.split() == [action, target], out
+
+
+def test_boot_override_is_patched_onto_the_system(emulator, lab):
+    sushy_lab(lab, emulator)
+    status, out, err = lab.dim("bootdev", "s2", "pxe", "--persistent")
+    assert status == 0, err
+    assert out.split() == ["pxe", "persistent", "s2"]
+    with urllib.request.urlopen(f"{emulator}/redfish/v1/Systems/{UUID2}", timeout=5) as answer:
+        boot = json.load(answer)["Boot"]
+    assert boot["BootSourceOverrideTarget"] == "Pxe"
+    status, out, err = lab.dim("bootdev", "s2", "disk")
+    assert status == 0, err
+    with urllib.request.urlopen(f"{emulator}/redfish/v1/Systems/{UUID2}", timeout=5) as answer:
+        assert json.load(answer)["Boot"]["BootSourceOverrideTarget"] == "Hdd"
+
+
+def test_discover_shows_the_macs_and_saves_only_with_save(emulator, lab):
+    sushy_lab(lab, emulator)
+    status, out, err = lab.dim("discover", "s[1-2]")
+    assert status == 0, err
+    assert "00:5c:52:31:3a:9c" in out and "00:5c:52:31:3a:ae" in out
+    assert "nothing saved" in err
+    status, out, _ = lab.dim("node", "list", "--json")
+    assert all(i["mac"] is None for n in json.loads(out) for i in n["interfaces"])
+    status, out, err = lab.dim("discover", "s[1-2]", "--save", "--nic", "2")
+    assert status == 0, err
+    assert "saved 1 boot-interface MACs (1 changed)" in out  # s1 has one NIC only
+    status, out, _ = lab.dim("node", "list", "--json")
+    macs = {n["name"]: n["interfaces"][0]["mac"] for n in json.loads(out)}
+    assert macs == {"s1": None, "s2": "00:5c:52:31:3a:ae"}
+
+
+def test_a_wrong_password_is_refused_per_node_and_never_printed(tmp_path, lab):
+    with sushy(tmp_path / "sushy-auth", auth=True) as url:
+        lab.layout(
+            {
+                "s1": ("redfish", f"{url}/{UUID1}", "good"),
+                "s2": ("redfish", f"{url}/{UUID2}", "bad"),
+            }
+        )
+        lab.credentials(entry("good") + entry("bad", password="wrong-password-123"))
+        status, out, err = lab.dim("power", "status", "s[1-2]")
+        assert status == 1
+        assert "error (auth)  s2: login refused (HTTP 401)" in out
+        assert out.splitlines()[0].split()[1] == "s1"
+        status, out, err = lab.dim("power", "status", "s[1-2]", "--json")
+        for text in (out, err):
+            assert PASSWORD not in text and "wrong-password-123" not in text
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    specials = ["2=silent", "3=closed", "4=garbage", "5=half", "6=notjson"]
+    args = [arg for special in specials for arg in ("--special", special)]
+    with redfish_fleet(tmp_path_factory.mktemp("fleet"), 8, *args) as port:
+        yield port
+
+
+def fleet_lab(lab: Lab, port: int, count: int = 8) -> Lab:
+    from dim.lab.redfish_fleet import address
+
+    lab.layout(
+        {f"f{i}": ("redfish", f"http://{address(i, 101)}:{port}", "rf") for i in range(count)}
+    )
+    lab.credentials(entry("rf"))
+    return lab
+
+
+def test_every_bad_bmc_is_one_clear_line_and_costs_at_most_the_timeout(fleet, lab):
+    fleet_lab(lab, fleet)
+    start = time.monotonic()
+    status, out, err = lab.dim("power", "status", "f[0-7]", "--timeout", "1.5")
+    seconds = time.monotonic() - start
+    assert status == 1
+    assert "dim: error: 5 of 8 nodes failed" in err
+    lines = dict(line.split("  ", 1) for line in out.splitlines())
+    assert lines["error (timeout)"].strip() == "f2: no answer within 1.5 s"
+    assert lines["error (unreachable)"].strip() == "f3: cannot connect: connection refused"
+    assert "f4: POST /redfish/v1/SessionService/Sessions: the answer is not HTTP" in out
+    assert "f5: POST /redfish/v1/SessionService/Sessions: the BMC sent half an answer" in out
+    assert "f6: GET /redfish/v1/Systems: the answer is not JSON" in out
+    assert "Traceback" not in out + err
+    assert seconds < 3.5  # one timeout, not a sum of them
+
+
+def test_sessions_reset_types_from_action_info_or_inline_and_logout(fleet, lab):
+    fleet_lab(lab, fleet)
+    # f0 advertises its reset types through @Redfish.ActionInfo, f1 inline.
+    status, out, err = lab.dim("power", "off", "f[0-1]", "--json")
+    assert status == 0, err
+    assert [r["outcome"] for r in json.loads(out)] == ["off requested"] * 2
+    status, out, err = lab.dim("power", "status", "f[0-1]")
+    assert out.split() == ["off", "f[0-1]"]
+    status, out, err = lab.dim("power", "cycle", "f[0-1]")
+    status, out, err = lab.dim("power", "status", "f[0-1]")
+    assert out.split() == ["on", "f[0-1]"]
+    status, out, err = lab.dim("power", "soft", "f0")
+    assert status == 0 and out.split() == ["soft", "requested", "f0"]
+
+
+def test_disruptive_actions_on_many_nodes_ask_first_and_never_hang(fleet, lab):
+    fleet_lab(lab, fleet, 2)
+    status, out, err = lab.dim("power", "reset", "f[0-1]", "--confirm-above", "1")
+    assert status == 2
+    assert "needs a confirmation" in err and "hint: pass --yes" in err
+    status, out, err = lab.dim("power", "reset", "f[0-1]", "--confirm-above", "1", "--yes")
+    assert status == 0, err
+    status, out, err = lab.dim("power", "on", "f[0-1]", "--confirm-above", "1")
+    assert status == 0, err  # powering on never asks
+
+
+def test_a_missing_credentials_entry_or_unsafe_file_is_reported(fleet, lab):
+    fleet_lab(lab, fleet, 2)
+    lab.credentials(entry("other"))
+    status, out, err = lab.dim("power", "status", "f[0-1]")
+    assert status == 1
+    assert "error (config)  f[0-1]: credentials entry 'rf' is not in" in out
+    lab.credentials(entry("rf"), mode=0o644)
+    status, out, err = lab.dim("power", "status", "f[0-1]")
+    assert status == 2 and "readable by others" in err and PASSWORD not in err
