@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ CONTROL = {"off": 0, "on": 1, "cycle": 2, "reset": 3, "soft": 5}
 # Boot device selector of boot flags (parameter 5), byte 2: PXE 0x04, hard disk 0x08.
 BOOT_DEVICES = {"pxe": 0x04, "disk": 0x08}
 DEFAULT_PORT = 623
+LOGIN_LIMIT = 30.0  # seconds a login thread waits at most, whatever the caller's budget
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -144,26 +146,39 @@ class _Bmc:
         self.session: Any = None
 
     def __enter__(self) -> _Bmc:
-        from pyghmi import exceptions
         from pyghmi.ipmi.private import session
 
         # pyghmi caches sessions under (host, user, password, port, kg) as given, but deletes
         # them under the encoded user and password, so a failed or finished session stays in
         # the cache and is handed to the next login with the same parameters: forget it.
         session.Session.initting_sessions.pop(self.key, None)
+        # Log in with a callback rather than synchronously: pyghmi's synchronous login reads
+        # the error message of a refused login before the thread that sets it has done so.
+        answer: dict = {}
+        answered = threading.Event()
+
+        def logged_on(response: dict) -> None:
+            answer.update(response)
+            answered.set()
+
         try:
             self.session = session.Session(
                 bmc=self.host,
                 userid=self.user,
                 password=self.password,
                 port=self.port,
+                onlogon=logged_on,
                 keepalive=False,
             )
-        except exceptions.IpmiException as exc:
-            raise _login_error(exc) from None
+            deadline = time.monotonic() + LOGIN_LIMIT
+            while not answered.is_set() and time.monotonic() < deadline:
+                session.Session.wait_for_rsp(timeout=0.1)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise PowerError("unreachable", f"cannot reach the BMC: {reason}") from None
+        if "error" in answer or not answered.is_set():
+            session.Session.initting_sessions.pop(self.key, None)
+            raise _login_error(answer.get("error", "timeout"))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -194,8 +209,8 @@ class _Bmc:
         return bytes(response.get("data", b""))
 
 
-def _login_error(exc: Exception) -> PowerError:
-    text = str(exc)
+def _login_error(error: object) -> PowerError:
+    text = str(error)
     if "password" in text.lower() or "unauthorized" in text.lower() or "name" in text.lower():
         return PowerError(
             "auth",
