@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -111,6 +112,8 @@ def spawn(
     namespace: str, name: str, command: list[str], log: Path, binds: dict[str, Path] | None = None
 ) -> Process:
     """Start ``command`` detached in the namespace, with private bind mounts."""
+    for source in (binds or {}).values():
+        source.mkdir(parents=True, exist_ok=True)
     lines = [
         f"mkdir -p {shlex.quote(t)} && mount --bind {shlex.quote(str(s))} {shlex.quote(t)}"
         for t, s in (binds or {}).items()
@@ -153,8 +156,10 @@ def wait_listening(
 
 
 def _tcp_listening(namespace: str, port: int) -> bool:
-    rows = run(namespace, ["cat", "/proc/net/tcp"], timeout=5.0).stdout.splitlines()[1:]
-    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+    """Whether a socket listens on TCP ``port`` (IPv4, or IPv6 as ganesha binds v4 too)."""
+    text = run(namespace, ["cat", "/proc/net/tcp", "/proc/net/tcp6"], timeout=5.0).stdout
+    rows = [r.split() for r in text.splitlines() if r.strip() and not r.lstrip().startswith("sl")]
+    return any(r[1].endswith(f":{port:04X}") and r[3] == "0A" for r in rows)
 
 
 # -- the network -----------------------------------------------------------------------------
@@ -346,8 +351,12 @@ def qemu_command(mac: str, tap: str, console: Path, *, uefi: bool, memory: int) 
         "none",
         "-monitor",
         "none",
+        # the console: a socket to type into (tests, `dim lab run`), logged to a file
+        "-chardev",
+        f"socket,id=console,path={console.with_suffix('.sock')},server=on,wait=off,"
+        f"logfile={console},logappend=on",
         "-serial",
-        f"file:{console}",
+        "chardev:console",
         "-netdev",
         f"tap,id=n0,ifname={tap},script=no,downscript=no",
         "-device",
@@ -412,7 +421,9 @@ def up(
     state.save()
     try:
         say("image: tiny (busybox and the Debian kernel)")
-        tree = images.tiny_tree(folder / "trees" / "tiny")
+        kernel = images.fetch_kernel()
+        shutil.rmtree(folder / "trees" / "tiny", ignore_errors=True)
+        tree = images.tiny_tree(folder / "trees" / "tiny", kernel)
         _import(folder, "tiny", tree)
         if debian:
             say("image: debian (minbase with systemd)")
@@ -565,3 +576,47 @@ def sleep_until(predicate: Callable[[], bool], timeout: float, step: float = 0.2
             return True
         time.sleep(step)
     return predicate()
+
+
+def console_run(folder: Path, name: str, command: str, *, timeout: float = 30.0) -> tuple[int, str]:
+    """Run a shell command on a lab node through its serial console: (status, output).
+
+    The lab image keeps a root shell on the console; the command's end is found by a marker
+    that only its execution can print (the echoed command line holds ``$?``, not a number).
+    """
+    import secrets
+    import socket
+
+    token = secrets.token_hex(4)
+    marker = re.compile(rf"@@END-{token}-(\d+)@@")
+    path = folder / "logs" / f"{name}.sock"
+    received = b""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
+        channel.settimeout(1.0)
+        try:
+            channel.connect(str(path))
+        except OSError as exc:
+            raise LabError(
+                f"cannot reach the console of {name}: {exc.strerror}",
+                hint="is the node running? dim lab status",
+            ) from None
+        channel.sendall(f"{command}; echo @@END-{token}-$?@@\n".encode())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = channel.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            received += chunk
+            text = received.decode(errors="replace").replace("\r", "")
+            found = marker.search(text)
+            if found:
+                body = text[: found.start()]
+                # drop everything up to the echo of the command itself
+                echo = body.rfind(f"@@END-{token}-$?@@")
+                if echo >= 0:
+                    body = body[body.find("\n", echo) + 1 :]
+                return int(found.group(1)), body
+    raise LabError(f"{name} did not finish {command!r} within {timeout} s")

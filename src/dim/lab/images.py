@@ -44,6 +44,7 @@ EXTRA_MODULES = ("virtio_blk", "virtio_console", "virtio_scsi", "sd_mod", "squas
 INITTAB = """\
 # dim lab image: busybox init.
 ::sysinit:/etc/init.d/rcS
+ttyS0::respawn:-/bin/sh
 ::ctrlaltdel:/sbin/reboot -f
 ::shutdown:/bin/sync
 """
