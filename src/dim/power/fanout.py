@@ -16,9 +16,12 @@ is not. One node's failure is its result: nothing here raises for a node.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import resource
+import threading
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dim.errors import PowerError
 from dim.power.interface import Driver, Nic, PowerResult, Target
@@ -32,6 +35,7 @@ class FanoutOptions:
     concurrency: int = 100
     timeout: float = 10.0
     retries: int = 1
+    workers: int = 0  # processes; 0: one per core from PROCESS_THRESHOLD targets on
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +134,84 @@ def execute(
     options: FanoutOptions,
     progress: Progress | None = None,
 ) -> list[PowerResult]:
-    """:func:`run` from synchronous code (the CLI)."""
-    return asyncio.run(run(targets, operation, options, progress))
+    """:func:`run` from synchronous code (the CLI), split over worker processes when large.
+
+    One event loop is one core. Against thousands of BMCs the client's share of the work
+    (TCP handshakes, HTTP parsing, TLS) fills it, so from ``PROCESS_THRESHOLD`` targets on the
+    targets are cut into one contiguous slice per core, each run by a forked worker with its
+    share of the concurrency; the results come back in order. Forking happens before any
+    driver exists in the workers, and the credentials reach them by memory, not by a pipe.
+    """
+    workers = _workers(options, len(targets))
+    if workers <= 1:
+        return asyncio.run(run(targets, operation, options, progress))
+    return _execute_forked(targets, operation, options, progress, workers)
+
+
+PROCESS_THRESHOLD = 1000
+
+
+def _workers(options: FanoutOptions, count: int) -> int:
+    if options.workers:
+        return max(1, min(options.workers, count))
+    if count < PROCESS_THRESHOLD or threading.active_count() > 1:
+        return 1  # forking a process that runs threads (pyghmi's) could deadlock the child
+    return min(os.cpu_count() or 1, 8)
+
+
+def _execute_forked(
+    targets: Sequence[Target],
+    operation: Operation,
+    options: FanoutOptions,
+    progress: Progress | None,
+    workers: int,
+) -> list[PowerResult]:
+    context = multiprocessing.get_context("fork")
+    done = context.Value("i", 0)
+    share = replace(options, concurrency=max(1, options.concurrency // workers), workers=1)
+    size = -(-len(targets) // workers)
+    slices = [list(targets[i : i + size]) for i in range(0, len(targets), size)]
+    pipes, children = [], []
+    for part in slices:
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=_worker, args=(part, operation, share, sender, done))
+        child.start()
+        sender.close()
+        pipes.append(receiver)
+        children.append(child)
+    results: list[PowerResult] = []
+    try:
+        for receiver, part in zip(pipes, slices, strict=True):
+            while not receiver.poll(0.2):
+                if progress is not None:
+                    progress(min(done.value, len(targets) - 1), len(targets))
+            answer = receiver.recv()
+            if isinstance(answer, BaseException):
+                raise answer
+            results.extend(answer)
+            assert len(answer) == len(part)
+    finally:
+        for child in children:
+            child.join(5)
+            if child.is_alive():
+                child.kill()
+    if progress is not None:
+        progress(len(targets), len(targets))
+    return results
+
+
+def _worker(part, operation, options, sender, done) -> None:
+    def counted(_done: int, _total: int) -> None:
+        with done.get_lock():
+            done.value += 1
+
+    try:
+        sender.send(asyncio.run(run(part, operation, options, counted)))
+    except BaseException as exc:  # noqa: BLE001 - the parent raises it
+        sender.send(PowerError("protocol", f"a fan-out worker failed: {exc!r}"))
+    finally:
+        sender.close()
+        os._exit(0)  # skip atexit handlers and pyghmi's threads inherited from nothing
 
 
 async def _node(
