@@ -186,3 +186,22 @@ def test_a_missing_credentials_entry_or_unsafe_file_is_reported(fleet, lab):
     lab.credentials(entry("rf"), mode=0o644)
     status, out, err = lab.dim("power", "status", "f[0-1]")
     assert status == 2 and "readable by others" in err and PASSWORD not in err
+
+
+def test_forked_workers_give_the_same_results_in_the_same_order(fleet):
+    from dim.lab.redfish_fleet import address
+    from dim.power import fanout
+    from dim.power.credentials import Credential, Secret
+    from dim.power.fanout import FanoutOptions
+    from dim.power.interface import Target
+    from tests.integration.power_sims import USER
+
+    credential = Credential("rf", USER, Secret(PASSWORD))
+    targets = [
+        Target(f"f{i}", "redfish", f"http://{address(i % 8, 101)}:{fleet}", credential)
+        for i in [0, 1, 3, 7, 0, 1]
+    ]
+    alone = fanout.execute(targets, fanout.status, FanoutOptions(timeout=2, workers=1))
+    forked = fanout.execute(targets, fanout.status, FanoutOptions(timeout=2, workers=3))
+    assert [(r.node, r.outcome) for r in forked] == [(r.node, r.outcome) for r in alone]
+    assert [r.outcome for r in forked][2] == "error (unreachable)"
