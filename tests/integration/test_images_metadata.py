@@ -237,12 +237,6 @@ def test_every_kind_added_changed_and_removed_reaches_versions_live_and_replicas
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: the three-way sync installs each path as a copy of its own, so the "
-    "names of one inode become separate files in a replica after an update (the first copy, "
-    "by cp -a, keeps them one inode)",
-)
 def test_a_replica_update_keeps_hard_links_between_names_of_one_file(dim, tmp_path):
     src = full_tree(tmp_path / "src")
     dim.ok("image", "import", "alpha", "--from", str(src))

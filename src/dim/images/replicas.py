@@ -41,6 +41,7 @@ class SyncOutcome:
     node: str
     changed: int = 0
     conflicts: list[str] = field(default_factory=list)
+    linked: dict[tuple[int, int], str] = field(default_factory=dict)  # inode -> path here
 
 
 def sync_all(
@@ -172,7 +173,19 @@ def _three_way(
         return
     if current is not None and current.kind != new.kind:
         _remove_entry(where, current)
-    install(f"{version}/{path}", where, new, cache)
+    key = (new.dev, new.ino)
+    if new.kind == "f" and new.nlink > 1 and key in outcome.linked:
+        # another name of the same file, installed already in this replica: link it
+        folder, name = os.path.split(where)
+        temporary = f"{folder}/.{name}.dim-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        os.link(outcome.linked[key], temporary)
+        os.rename(temporary, where)
+    else:
+        install(f"{version}/{path}", where, new, cache)
+        if new.kind == "f" and new.nlink > 1:
+            outcome.linked[key] = where
     outcome.changed += 1
 
 
