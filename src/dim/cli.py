@@ -11,20 +11,22 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from dim import __version__
 from dim.errors import ApplyError, DimError, UsageError
-from dim.images.operations import ensure_replicas
-from dim.images.store import Store
 from dim.inventory import fold, node_record, select, summary
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory
+from dim.records import Boot, StaleLease, read_last_boots, read_observed, read_stale_leases
 from dim.services import apply as applier
 from dim.services import leases
 from dim.services.render import RenderContext, render_all
-from dim.state import Boot, StaleLease, StateDB, normalize_mac, parse_mac_csv
+
+if TYPE_CHECKING:
+    from dim.state import StateDB
 
 DEFAULT_CONFIG = "/etc/dim/cluster.xml"
 DEFAULT_STATE = "/var/lib/dim"
@@ -42,6 +44,8 @@ class Settings:
         return layout.load(self.config)
 
     def db(self, *, create: bool = True) -> StateDB:
+        from dim.state import StateDB  # SQLAlchemy: only for commands that write
+
         return StateDB.open(self.state, create=create)
 
     def existing_db(self) -> StateDB | None:
@@ -49,17 +53,12 @@ class Settings:
         return self.db(create=False) if self._has_db() else None
 
     def inventory(self) -> Inventory:
-        cluster = self.cluster()
-        return (
-            self.db(create=False).inventory(cluster)
-            if self._has_db()
-            else Inventory(cluster, {}, {})
-        )
+        observed = read_observed(self.state)
+        return Inventory(self.cluster(), observed.macs, observed.images)
 
     def last_boots(self) -> dict[str, Boot]:
         """Each node's last network boot, as ``dim serve`` recorded it (none without a DB)."""
-        db = self.existing_db()
-        return db.last_boots() if db is not None else {}
+        return read_last_boots(self.state)
 
     def _has_db(self) -> bool:
         return (self.state / "state.db").exists()
@@ -250,6 +249,8 @@ def node_set(
         node = nodes[0]
         net = network or node.boot.network
         try:
+            from dim.state import normalize_mac
+
             value = normalize_mac(mac)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -271,6 +272,8 @@ def node_import_macs(settings: Settings, csv_file: Path, dry_run: bool) -> None:
     nothing is recorded.
     """
     cluster = settings.cluster()
+    from dim.state import parse_mac_csv
+
     changes = parse_mac_csv(csv_file.read_text(), str(csv_file), cluster)
     if dry_run:
         current = settings.inventory().macs
@@ -342,6 +345,9 @@ def apply_command(
     inventory = settings.inventory()
     name = _server_name(inventory.cluster, server)
     context = RenderContext(inventory, name, settings.state, settings.template_dir)
+    from dim.images.operations import ensure_replicas
+    from dim.images.store import Store
+
     created = ensure_replicas(Store(settings.state), inventory, name, dry_run=dry_run)
     files = render_all(context)
     srv = inventory.cluster.servers[name]
@@ -354,7 +360,8 @@ def apply_command(
         do_reload=do_reload,
         validation=not skip_validation,
     )
-    db = settings.existing_db()
+    # the state DB is opened for writing only when some stale lease waits for a release
+    db = settings.existing_db() if read_stale_leases(settings.state) else None
     released: list[leases.ReleaseResult] = []
     waiting: list[StaleLease] = []
     if db is not None and do_reload and not dry_run:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from dim.boot.build import BootArtifacts, build
 from dim.cli import Settings, cli, emit_json, pass_settings
 from dim.images.operations import declared
 from dim.images.store import Store
@@ -33,6 +32,8 @@ def boot_build(settings: Settings, image: str, kernel: Path | None, as_json: boo
     mounts the image's live tree read-only over NFS as the root. Nothing is rebuilt while the
     image version, the kernel, busybox and dim's /init are unchanged.
     """
+    from dim.boot.build import build
+
     artifacts = build(Store(settings.state), declared(settings.cluster(), image), kernel=kernel)
     if as_json:
         emit_json(_record(artifacts))
@@ -48,7 +49,7 @@ def boot_build(settings: Settings, image: str, kernel: Path | None, as_json: boo
     click.echo(f"  {artifacts.initrd}")
 
 
-def _record(artifacts: BootArtifacts) -> dict:
+def _record(artifacts) -> dict:
     return {
         "image": artifacts.image,
         "version": artifacts.version,

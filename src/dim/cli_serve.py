@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from dim.boot import serve as boot_serve
 from dim.cli import Settings, cli, pass_settings
 
 
@@ -43,6 +42,8 @@ def serve_command(
     logger = logging.getLogger("dim.serve")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    from dim.boot import serve as boot_serve  # aiohttp: imported by this command only
+
     service = boot_serve.BootService(
         settings.config, settings.state, server, template_dir=settings.template_dir, root=root
     )

@@ -16,7 +16,7 @@ from ClusterShell.NodeUtils import GroupResolver, GroupSource
 
 from dim.errors import UsageError
 from dim.layout.model import Cluster, Inventory, Node
-from dim.state import Boot
+from dim.records import Boot
 
 
 def _resolver(cluster: Cluster) -> GroupResolver:

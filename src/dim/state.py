@@ -20,7 +20,6 @@ import io
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -28,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dim.errors import StateError
 from dim.layout.model import Cluster, Inventory
+from dim.records import Boot, BootTarget, Event, Observed, StaleLease  # noqa: F401
 
 metadata = sa.MetaData()
 
@@ -99,54 +99,6 @@ def normalize_mac(text: str) -> str:
         raise ValueError(f"malformed MAC address {text!r} (expected e.g. 52:54:00:ab:cd:ef)")
     digits = value.replace(":", "").replace("-", "")
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    macs: dict[tuple[str, str], str]
-    images: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class StaleLease:
-    """The MAC that ``node`` had on ``network`` before it was replaced, and since when."""
-
-    node: str
-    network: str
-    mac: str
-    at: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    at: float
-    node: str | None
-    kind: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Boot:
-    """A node fetched its boot script: ``image`` at boot build ``version``, from ``client``."""
-
-    node: str
-    image: str
-    version: str
-    client: str
-    at: float = 0.0
-
-    @property
-    def detail(self) -> str:
-        return f"{self.image} v{self.version} from {self.client}"
-
-
-@dataclass(frozen=True, slots=True)
-class BootTarget:
-    """Whose interface a MAC is, and the node's image override (None: the layout's image)."""
-
-    node: str
-    network: str
-    image: str | None
 
 
 class StateDB:

@@ -39,9 +39,13 @@ import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dim.layout.model import Cluster, Server
-from dim.state import StaleLease, StateDB
+from dim.records import StaleLease
+
+if TYPE_CHECKING:  # the state DB's module imports SQLAlchemy: only when writing
+    from dim.state import StateDB
 
 RELEASED = "released"
 NOT_NEEDED = "not needed"
