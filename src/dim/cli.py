@@ -360,14 +360,14 @@ def apply_command(
         do_reload=do_reload,
         validation=not skip_validation,
     )
-    # the state DB is opened for writing only when some stale lease waits for a release
-    db = settings.existing_db() if read_stale_leases(settings.state) else None
+    stale = read_stale_leases(settings.state)
     released: list[leases.ReleaseResult] = []
     waiting: list[StaleLease] = []
-    if db is not None and do_reload and not dry_run:
-        released = leases.settle(db, srv, inventory.cluster)
-    elif db is not None:
-        waiting = leases.pending(db, srv, inventory.cluster)
+    if stale and do_reload and not dry_run:
+        # the state DB is opened for writing only to forget the leases released
+        released = leases.settle(settings.db(create=False), srv, inventory.cluster)
+    elif stale:
+        waiting = leases.pending(stale, srv, inventory.cluster)
     if as_json:
         emit_json(
             {

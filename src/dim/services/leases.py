@@ -133,9 +133,11 @@ def served_by(lease: StaleLease, server: Server, cluster: Cluster) -> bool:
     return node is None or node.server == server.name
 
 
-def pending(db: StateDB, server: Server, cluster: Cluster) -> list[StaleLease]:
-    """The stale leases that ``server`` is to release."""
-    return [lease for lease in db.stale_leases() if served_by(lease, server, cluster)]
+def pending(
+    stale: Iterable[StaleLease], server: Server, cluster: Cluster
+) -> list[StaleLease]:
+    """Of the recorded stale leases, those that ``server`` is to release."""
+    return [lease for lease in stale if served_by(lease, server, cluster)]
 
 
 def release(
@@ -154,7 +156,8 @@ def settle(
     db: StateDB, server: Server, cluster: Cluster, *, transport: Transport | None = None
 ) -> list[ReleaseResult]:
     """Release the server's pending stale leases and forget those that are settled."""
-    results = release(server, cluster, pending(db, server, cluster), transport=transport)
+    todo = pending(db.stale_leases(), server, cluster)
+    results = release(server, cluster, todo, transport=transport)
     db.forget_stale_leases(r.lease for r in results if r.ok)
     return results
 

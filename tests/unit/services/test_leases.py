@@ -191,7 +191,9 @@ def test_settle_releases_this_servers_leases_and_forgets_only_the_settled(tmp_pa
     ]
     left = sorted(s.node for s in db.stale_leases())
     assert left == ["c02", "d01"]  # c02 failed; d01 is server b's
-    assert [s.node for s in leases.pending(db, cluster.servers["b"], cluster)] == ["d01"]
+    assert [s.node for s in leases.pending(db.stale_leases(), cluster.servers["b"], cluster)] == [
+        "d01"
+    ]
 
 
 def test_kea_connect_gives_up_once_then_no_longer_waits(tmp_path):
