@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dim.errors import ApplyError, ValidationError
+from dim.services.manifest import PATH as MANIFEST
+from dim.services.manifest import Manifest
 from dim.services.render import RenderedFile
 
-MANIFEST = "/etc/dim/applied.list"
 DEFAULT_RELOAD = {
     "dnsmasq": "systemctl restart dnsmasq",
     "kea": "systemctl reload kea-dhcp4-server",
@@ -80,20 +81,50 @@ def target(root: Path, path: str) -> str:
 # -- 1. compare ------------------------------------------------------------------------------
 
 
-def plan(files: list[RenderedFile], root: Path) -> tuple[list[Change], int]:
-    """The changes that would make ``root`` match ``files``, and the count of unchanged files."""
+def plan(
+    files: list[RenderedFile], root: Path, manifest: Manifest | None = None
+) -> tuple[list[Change], int]:
+    """The changes that would make ``root`` match ``files``, and the count of unchanged files.
+
+    Each folder is listed once. A link that is still a link and whose target the manifest
+    recorded as the rendered one is unchanged without a ``readlink``: at 100,000 nodes that
+    spares 300,000 system calls.
+    """
+    manifest = manifest if manifest is not None else Manifest.read(target(root, MANIFEST))
     changes: list[Change] = []
     rendered = set()
+    listings: dict[str, dict[str, bool]] = {}
     for file in files:
         rendered.add(file.path)
-        change = _compare(file, target(root, file.path))
+        where = target(root, file.path)
+        if file.link is not None:
+            folder, _, name = where.rpartition("/")
+            listing = listings.get(folder)
+            if listing is None:
+                listing = listings[folder] = _listing(folder)
+            is_link = listing.get(name)
+            if is_link is None:
+                changes.append(Change(file.path, "create", file))
+                continue
+            if is_link and manifest.link_target(file.path) == file.link:
+                continue
+        change = _compare(file, where)
         if change is not None:
             changes.append(change)
-    for path in sorted(_manifest(root) - rendered):
+    for path in sorted(manifest.paths() - rendered):
         where = target(root, path)
         if os.path.lexists(where):
             changes.append(Change(path, "remove", None, _read(where)))
     return changes, len(files) - sum(1 for c in changes if c.action != "remove")
+
+
+def _listing(folder: str) -> dict[str, bool]:
+    """name -> whether it is a symbolic link, for every entry of ``folder``."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name: e.is_symlink() for e in entries}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
 
 
 def _compare(file: RenderedFile, where: str) -> Change | None:
@@ -124,14 +155,6 @@ def _read(where: str) -> bytes | None:
         return None
     with open(where, "rb") as handle:
         return handle.read()
-
-
-def _manifest(root: Path) -> set[str]:
-    try:
-        with open(target(root, MANIFEST)) as handle:
-            return set(handle.read().splitlines())
-    except FileNotFoundError:
-        return set()
 
 
 # -- 2. validate -----------------------------------------------------------------------------
@@ -273,31 +296,40 @@ def _explain(output: str) -> str:
 # -- 3. write --------------------------------------------------------------------------------
 
 
-def write(changes: list[Change], root: Path, rendered: Iterable[str]) -> None:
-    """Install every change atomically; then record what dim installed."""
-    previous = _manifest(root)
-    paths = set(rendered)
-    # Listing old and new together first lets a re-run after a crash remove leftovers.
-    _write_manifest(root, previous | paths)
+def write(changes: list[Change], root: Path, manifest: Manifest | None = None) -> None:
+    """Install every change atomically, and journal what dim installed."""
+    manifest = manifest if manifest is not None else Manifest.read(target(root, MANIFEST))
+    # Noted first, a file that a killed run created is removed by a later run if unrendered.
+    manifest.intend(c.path for c in changes if c.action == "create")
     folders: set[str] = set()
-    for change in changes:
-        where = target(root, change.path)
-        folders.add(os.path.dirname(where))
-        try:
+    done: list[Change] = []
+    try:
+        for change in changes:
+            where = target(root, change.path)
+            folder = os.path.dirname(where)
+            if folder not in folders:
+                folders.add(folder)
+                if change.action != "remove":
+                    os.makedirs(folder, exist_ok=True)
             if change.action == "remove":
                 _unlink(where)
             elif change.file.link is not None:
-                _install_link(where, change.file.link)
+                _install_link(where, change.file.link, new=change.action == "create")
             else:
                 _install_file(where, change.file.content, change.file.mode)
-        except OSError as exc:
-            raise ApplyError(
-                f"cannot write {where}: {exc.strerror}",
-                hint="files written so far are complete; run dim apply again once fixed",
-            ) from exc
-    for folder in folders:
-        _fsync_folder(folder)
-    _write_manifest(root, paths)
+            done.append(change)
+    except OSError as exc:
+        raise ApplyError(
+            f"cannot write {where}: {exc.strerror}",
+            hint="files written so far are complete; run dim apply again once fixed",
+        ) from exc
+    finally:
+        for folder in folders:
+            _fsync_folder(folder)
+        manifest.record(
+            [(c.path, c.file.link) for c in done if c.action != "remove"],
+            [c.path for c in done if c.action == "remove"],
+        )
 
 
 def _temporary(where: str) -> str:
@@ -326,7 +358,12 @@ def _install_file(where: str, content: bytes, mode: int) -> None:
         raise
 
 
-def _install_link(where: str, link: str) -> None:
+def _install_link(where: str, link: str, *, new: bool = False) -> None:
+    if new:
+        # creating a link is atomic by itself: no temporary name needed
+        with contextlib.suppress(FileExistsError):
+            os.symlink(link, where)
+            return
     temporary = _temporary(where)
     try:
         os.symlink(link, temporary)
@@ -348,11 +385,6 @@ def _fsync_folder(folder: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_manifest(root: Path, paths: set[str]) -> None:
-    where = target(root, MANIFEST)
-    _install_file(where, "".join(f"{p}\n" for p in sorted(paths)).encode(), 0o644)
 
 
 # -- 4. reload -------------------------------------------------------------------------------
@@ -388,7 +420,8 @@ def apply(
     do_reload: bool = True,
     validation: bool = True,
 ) -> ApplyResult:
-    changes, unchanged = plan(files, root)
+    manifest = Manifest.read(target(root, MANIFEST))
+    changes, unchanged = plan(files, root, manifest)
     result = ApplyResult(changes, unchanged, dry_run=dry_run)
     services = {c.service for c in changes if c.service}
     if validation and services:
@@ -397,7 +430,7 @@ def apply(
         result.not_validated = sorted(s for s in services if s in VALIDATORS)
     if dry_run or not changes:
         return result
-    write(changes, root, (f.path for f in files))
+    write(changes, root, manifest)
     if do_reload:
         result.reloaded = reload(services, reload_command)
     return result
