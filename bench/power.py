@@ -58,7 +58,15 @@ FIRST = 120  # the fleet's addresses: 127.120.0.1 upwards
 def dim_status(targets: list[Target], options: FanoutOptions) -> tuple[float, Counter]:
     start = time.monotonic()
     results = fanout.execute(targets, fanout.status, options)
-    return time.monotonic() - start, Counter(r.outcome for r in results)
+    seconds = time.monotonic() - start
+    unexpected = Counter(
+        r.message
+        for r in results
+        if r.kind is not None and r.kind not in ("timeout", "unreachable")
+    )
+    for message, count in unexpected.most_common(3):
+        print(f"  {count} x {message}", flush=True)
+    return seconds, Counter(r.outcome for r in results)
 
 
 def timed(argv: list[str], env: dict | None = None) -> float:
