@@ -260,12 +260,16 @@ def snmpsim_venv() -> Path:
         require(Path("/usr/bin/python3").exists(), "/usr/bin/python3 is missing")
         shutil.rmtree(SNMPSIM_VENV, ignore_errors=True)
         SNMPSIM_VENV.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["/usr/bin/python3", "-m", "venv", str(SNMPSIM_VENV)], check=True)
-        subprocess.run(
-            [str(SNMPSIM_VENV / "bin" / "pip"), "install", "-q", "snmpsim", "pysmi"],
-            check=True,
-            timeout=600,
-        )
+        try:
+            subprocess.run(["/usr/bin/python3", "-m", "venv", str(SNMPSIM_VENV)], check=True)
+            subprocess.run(
+                [str(SNMPSIM_VENV / "bin" / "pip"), "install", "-q", "snmpsim", "pysmi"],
+                check=True,
+                timeout=600,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            shutil.rmtree(SNMPSIM_VENV, ignore_errors=True)
+            require(False, f"cannot build snmpsim's virtual environment ({exc})")
     subprocess.run(["chmod", "-R", "a+rX", str(SNMPSIM_VENV)], check=True)
     for parent in SNMPSIM_VENV.parents:
         if parent == Path("/"):
