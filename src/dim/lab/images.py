@@ -18,11 +18,24 @@ later calls find it in the cache. :func:`tiny_tree` makes a root tree of a few m
 - ``/boot/vmlinuz-<release>`` and in ``/lib/modules/<release>`` the modules dim's initramfs
   takes (:data:`dim.boot.modules.WANTED` and their dependencies) plus a few more, with their
   ``modules.dep``.
+
+:func:`debian_tree` makes a Debian bookworm minbase tree with systemd and udev that boots to
+multi-user the same way (``dim lab up --debian``)::
+
+    debian_tree(Path("/tmp/debian"), kernel)       # then: dim image import debian --from …
+
+It starts from :func:`minbase_tarball` (``debootstrap --variant=minbase``, cached), installs
+``systemd-sysv`` and ``udev`` with ``dim image exec`` in a scratch store, and adds the lab's
+kernel, a oneshot unit that prints ``DIM-NODE-UP <hostname> <image> root=ro|rw`` on ttyS0 once
+multi-user.target is reached, and a root shell on ttyS0 (autologin getty). The result is cached
+as a tarball keyed by the kernel and the recipe; later calls unpack it (a few seconds).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -31,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dim.boot import initramfs
-from dim.boot.modules import load_index, load_order, select
+from dim.boot.modules import WANTED, load_index, load_order, select
 from dim.lab.netns import LabError
 
 CACHE = Path("/var/cache/dim-lab")
@@ -69,6 +82,54 @@ echo "MARKER $(hostname) ${image:-unknown} root=$root"
 """.replace("MARKER", MARKER)
 
 Progress = Callable[[str], None] | None
+
+#: debootstrap's minbase, shared with tests/integration/test_images_debian.py (same file).
+MINBASE = Path("/var/cache/dim-tests/minbase-bookworm.tar")
+SUITE = "bookworm"
+DEBIAN_PACKAGES = ("systemd-sysv", "udev", "kmod")  # kmod: modprobe, static device nodes
+
+MARKER_UNIT = """\
+# dim lab image: say on the serial console that the node reached multi-user.
+[Unit]
+Description=dim lab marker on ttyS0
+# Without default dependencies multi-user.target is not ordered after this unit, which can
+# then be ordered after it.
+DefaultDependencies=no
+After=multi-user.target
+Conflicts=shutdown.target
+Before=shutdown.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/dim-node-up
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+MARKER_SCRIPT = """\
+#!/bin/sh
+# dim lab image: the marker line, as the tiny image prints it.
+image=$(sed -n 's/.*dim\\.image=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+if touch /.dim-probe 2>/dev/null; then rm -f /.dim-probe; root=rw; else root=ro; fi
+echo "MARKER $(hostname) ${image:-debian} root=$root" >/dev/ttyS0
+""".replace("MARKER", MARKER)
+
+# A root shell on the serial console, as the tiny image has, for `dim lab` and the tests.
+AUTOLOGIN = """\
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200,57600,38400,9600 %I $TERM
+"""
+
+# Commands typed on the console by a program: no line editing tricks, a wide line.
+ROOT_PROFILE = """\
+# dim lab image: a plain shell on the serial console.
+if [ "$(tty)" = /dev/ttyS0 ]; then
+    stty cols 1000 rows 50 2>/dev/null
+    bind 'set enable-bracketed-paste off' 2>/dev/null
+fi
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +215,146 @@ def tiny_tree(
 def build_tiny_image(dest: Path, *, cache: Path = CACHE, rc_local: str | None = None) -> Path:
     """:func:`fetch_kernel` then :func:`tiny_tree`: a tree ready for ``dim image import``."""
     return tiny_tree(dest, fetch_kernel(cache), rc_local=rc_local)
+
+
+def minbase_tarball(
+    path: Path = MINBASE, *, mirror: str | None = None, progress: Progress = None
+) -> Path:
+    """``debootstrap --variant=minbase bookworm`` as a tarball, made once (about 40 s)."""
+    if path.exists():
+        return path
+    mirror = mirror or debian_mirror()
+    if mirror is None:
+        raise LabError(
+            f"no {SUITE} mirror in /etc/apt/sources.list[.d]", hint="configure apt first"
+        )
+    if progress:
+        progress(f"debootstrap --variant=minbase {SUITE} from {mirror} (once; kept in {path})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".minbase-", dir=path.parent) as work:
+        root = Path(work) / "root"
+        _run(
+            ["debootstrap", "--variant=minbase", SUITE, str(root), mirror],
+            "debootstrap",
+            hint="apt-get install debootstrap; the Debian mirror must be reachable",
+        )
+        partial = Path(work) / "minbase.tar"
+        _tar_create(root, partial)
+        os.rename(partial, path)  # complete or absent
+    return path
+
+
+def debian_mirror() -> str | None:
+    """The Debian mirror this machine's apt uses for bookworm (deb822 sources first)."""
+    deb822 = Path("/etc/apt/sources.list.d/debian.sources")
+    if deb822.exists():
+        for stanza in deb822.read_text().split("\n\n"):
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.MULTILINE)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.MULTILINE)
+            if uris and suites and SUITE in suites.group(1).split():
+                return uris.group(1)
+    classic = Path("/etc/apt/sources.list")
+    if classic.exists():
+        for line in classic.read_text().splitlines():
+            match = re.match(rf"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{SUITE}\s", line)
+            if match:
+                return match.group(1)
+    return None
+
+
+def debian_tree(
+    dest: Path,
+    kernel: LabKernel | None = None,
+    *,
+    cache: Path = CACHE,
+    minbase: Path | None = None,
+    progress: Progress = None,
+) -> Path:
+    """Make a bootable Debian minbase tree with systemd in ``dest`` (absent or empty)."""
+    kernel = kernel or fetch_kernel(cache, progress=progress)
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise LabError(f"{dest} is not empty", hint="give a new folder for the image tree")
+    cached = cache / "debian" / f"{SUITE}-{kernel.release}-{_recipe_digest(kernel)}.tar"
+    if not cached.exists():
+        _build_debian(cached, kernel, minbase or minbase_tarball(progress=progress), progress)
+    _run(
+        ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", str(cached)]
+        + ["-C", str(dest)],
+        f"tar -x {cached.name}",
+    )
+    return dest
+
+
+def _recipe_digest(kernel: LabKernel) -> str:
+    recipe = [kernel.package, *DEBIAN_PACKAGES, MARKER_UNIT, MARKER_SCRIPT, AUTOLOGIN]
+    recipe += [ROOT_PROFILE, *EXTRA_MODULES, *(m for m, _ in WANTED)]
+    return hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:12]
+
+
+def _build_debian(cached: Path, kernel: LabKernel, minbase: Path, progress: Progress) -> None:
+    """Minbase plus systemd and udev (installed by ``dim image exec``), the kernel, the units."""
+    from dim.cli import main
+
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".debian-", dir=cached.parent) as work:
+        config, state = Path(work) / "cluster.xml", Path(work) / "state"
+        config.write_text(_SCRATCH_LAYOUT)
+
+        def dim(*args: str) -> None:
+            status = main(["--config", str(config), "--state", str(state), *args])
+            if status != 0:
+                raise LabError(f"building the Debian image: dim {' '.join(args[:3])} failed")
+
+        if progress:
+            progress(f"debian: {minbase.name} plus {', '.join(DEBIAN_PACKAGES)} (apt-get)")
+        dim("image", "import", "debian", "--from", str(minbase))
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *DEBIAN_PACKAGES]
+        dim("image", "exec", "debian", "--", "env", "DEBIAN_FRONTEND=noninteractive", *install)
+        dim("image", "exec", "debian", "--", "apt-get", "clean")
+        tree = Path(work) / "tree"
+        _run(["cp", "-a", str(state / "images" / "debian" / "live"), str(tree)], "cp -a")
+        _finish_debian(tree, kernel)
+        partial = Path(work) / "debian.tar"
+        _tar_create(tree, partial)
+        os.rename(partial, cached)
+    for older in cached.parent.glob(f"{SUITE}-*.tar"):  # other kernels or recipes
+        if older != cached:
+            older.unlink()
+
+
+_SCRATCH_LAYOUT = """<?xml version="1.0"?>
+<cluster name="scratch" domain="scratch.dim">
+  <network name="boot" subnet="10.254.0.0/24" gateway="10.254.0.1"/>
+  <server name="srv" address="10.254.0.1" dhcp="none" nfs="none"/>
+  <image name="debian"/>
+  <group name="nodes" nodes="scratch1"><interface network="boot" ip="10.254.0.10"/></group>
+</cluster>
+"""
+
+
+def _finish_debian(tree: Path, kernel: LabKernel) -> None:
+    """The kernel and its modules, the marker unit, the console shell."""
+    (tree / "boot").mkdir(exist_ok=True)
+    shutil.copy2(kernel.vmlinuz, tree / "boot" / kernel.vmlinuz.name)
+    _copy_modules(kernel, tree, EXTRA_MODULES)
+    units = tree / "etc/systemd/system"
+    _write(units / "dim-node-up.service", MARKER_UNIT)
+    _write(tree / "usr/local/sbin/dim-node-up", MARKER_SCRIPT, 0o755)
+    wants = units / "multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "dim-node-up.service").symlink_to("/etc/systemd/system/dim-node-up.service")
+    _write(units / "serial-getty@ttyS0.service.d/autologin.conf", AUTOLOGIN)
+    with (tree / "root/.profile").open("a") as profile:
+        profile.write("\n" + ROOT_PROFILE)
+
+
+def _tar_create(root: Path, archive: Path) -> None:
+    _run(
+        ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-cpf", str(archive)]
+        + ["-C", str(root), "."],
+        f"tar -c {archive.name}",
+    )
 
 
 _FOLDERS = {
