@@ -40,6 +40,7 @@ def lab_group() -> None:
     dim lab up              network, image, configuration, daemons
     dim lab boot --watch    power on the nodes and follow them to their marker
     dim lab status          what runs
+    dim lab reload          dim apply, then the daemons take it (after dim node switch)
     dim lab down            stop everything the lab started
     """
 
@@ -55,14 +56,26 @@ def lab_group() -> None:
     help="DHCP server flavour.",
 )
 @click.option("--debian", is_flag=True, help="Also a Debian minbase image with systemd.")
-def lab_up(folder: str, nodes: int, dhcp: str, debian: bool) -> None:
+@click.option(
+    "--namespace",
+    default="dimlab",
+    show_default=True,
+    help="The lab's network namespace (two labs at once need two names).",
+)
+def lab_up(folder: str, nodes: int, dhcp: str, debian: bool, namespace: str) -> None:
     """Build the lab and start its daemons (root needed)."""
     from dim.lab import cluster
 
     _root()
     examples = Path(__file__).resolve().parents[2] / "examples"
     cluster.up(
-        _folder(folder), flavour=dhcp, nodes=nodes, debian=debian, examples=examples, say=_say
+        _folder(folder),
+        flavour=dhcp,
+        nodes=nodes,
+        debian=debian,
+        examples=examples,
+        say=_say,
+        namespace=namespace,
     )
     click.echo(f"lab up in {folder}: dim lab boot --watch starts the nodes")
 
@@ -124,6 +137,17 @@ def lab_status(folder: str, as_json: bool) -> None:
     for name, n in report["nodes"].items():
         state = "up" if n["up"] else ("booting" if n["running"] else "off")
         click.echo(f"  {name:<8} {state:<8} {n['console']}")
+
+
+@lab_group.command("reload")
+@lab_dir
+def lab_reload(folder: str) -> None:
+    """dim apply into the lab, then its daemons take the new files (after dim node switch)."""
+    from dim.lab import cluster
+
+    _root()
+    cluster.reload(_folder(folder), say=_say)
+    click.echo("lab reloaded: reset the switched nodes (dim lab boot NODESET) to boot their image")
 
 
 @lab_group.command("down")

@@ -336,6 +336,47 @@ def start_daemons(state: LabState, say: Say) -> None:
         say(f"{name}: running (pid {process.pid})")
 
 
+def restart(folder: Path, name: str, *, down_for: float = 0.0, say: Say | None = None) -> Process:
+    """Stop the lab's daemon ``name`` by its process id and start it again, as ``up`` did,
+    ``down_for`` seconds later (a server outage, for the tests).
+
+    The nodes keep running: an NFS client retries until ganesha answers again.
+    """
+    state = _running(folder)
+    found = [i for i, d in enumerate(state.daemons) if d.name == name]
+    commands = {c[0]: c[1:] for c in daemon_commands(state)}
+    if not found or name not in commands:
+        raise LabError(f"the lab runs no daemon {name!r}", hint="dim lab status lists them")
+    stop(state.daemons[found[0]].pid)
+    if say:
+        say(f"{name}: stopped (pid {state.daemons[found[0]].pid})")
+    time.sleep(down_for)
+    command, binds, port, udp = commands[name]
+    process = spawn(state.namespace, name, command, Path(state.daemons[found[0]].log), binds)
+    state.daemons[found[0]] = process
+    state.save()
+    if port:
+        wait_listening(state.namespace, process, port, udp=udp)
+    if say:
+        say(f"{name}: restarted (pid {process.pid})")
+    return process
+
+
+def reload(folder: Path, *, say: Say | None = None) -> None:
+    """``dim apply`` into the lab's root, then the daemons take it: after ``dim node switch``.
+
+    ganesha is restarted rather than sent SIGHUP: a switch changes the path of a node's
+    export under the same export id, which a reload does not apply. dnsmasq rereads its
+    hosts files on SIGHUP.
+    """
+    state = _running(folder)
+    dim(folder, "apply", "--root", str(folder / "root"), "--no-reload")
+    for daemon in state.daemons:
+        if daemon.name == "dnsmasq" and alive(daemon.pid):
+            os.kill(daemon.pid, signal.SIGHUP)
+    restart(folder, "ganesha", say=say)
+
+
 def qemu_command(mac: str, tap: str, console: Path, *, uefi: bool, memory: int) -> list[str]:
     command = [
         "qemu-system-x86_64",
@@ -400,8 +441,13 @@ def up(
     debian: bool = False,
     examples: Path,
     say: Say,
+    namespace: str = NAMESPACE,
 ) -> LabState:
-    """Build the lab's network, image and configuration, and start its daemons."""
+    """Build the lab's network, image and configuration, and start its daemons.
+
+    ``namespace`` names the lab's network namespace: two labs (a hand-run one and a test's)
+    can be up at once when their namespaces differ.
+    """
     from dim.lab import images
 
     existing = LabState.load(folder)
@@ -415,9 +461,14 @@ def up(
     (folder / "cluster.xml").write_text(layout_text(flavour, nodes, examples))
     macs = folder / "macs.csv"
     macs.write_text("".join(f"{n},{m}\n" for n, m in node_macs(nodes).items()))
-    state = LabState(str(folder), NAMESPACE, flavour)
-    make_network(NAMESPACE)
-    ip("-n", NAMESPACE, "-6", "addr", "add", "fd77::1/64", "dev", BRIDGE, "nodad")
+    if namespace_exists(namespace):
+        raise LabError(
+            f"the network namespace {namespace} exists already (another lab?)",
+            hint="dim lab down --dir FOLDER stops the lab that made it; or pick another name",
+        )
+    state = LabState(str(folder), namespace, flavour)
+    make_network(namespace)
+    ip("-n", namespace, "-6", "addr", "add", "fd77::1/64", "dev", BRIDGE, "nodad")
     state.save()
     try:
         say("image: tiny (busybox and the Debian kernel)")
@@ -425,10 +476,15 @@ def up(
         shutil.rmtree(folder / "trees" / "tiny", ignore_errors=True)
         tree = images.tiny_tree(folder / "trees" / "tiny", kernel)
         _import(folder, "tiny", tree)
+        _import(folder, "tiny2", tree)  # another image to switch to
+        built = ["tiny", "tiny2"]
         if debian:
             say("image: debian (minbase with systemd)")
-            _import(folder, "debian", images.debian_tree(folder / "trees" / "debian"))
-        for image in ("tiny", "debian") if debian else ("tiny",):
+            shutil.rmtree(folder / "trees" / "debian", ignore_errors=True)
+            tree = images.debian_tree(folder / "trees" / "debian", kernel, progress=say)
+            _import(folder, "debian", tree)
+            built.append("debian")
+        for image in built:
             dim(folder, "boot", "build", image)
         dim(folder, "node", "import-macs", str(macs))
         dim(folder, "apply", "--root", str(folder / "root"), "--no-reload")
@@ -475,6 +531,20 @@ def boot(
         state.save()
         say(f"{name}: powered on ({'UEFI' if uefi else 'BIOS'}, pid {process.pid})")
     return state
+
+
+def power_off(folder: Path, names: list[str], *, say: Say | None = None) -> None:
+    """Stop the QEMU of each node by its process id (a pulled plug) and remove its tap."""
+    state = _running(folder)
+    for name in names:
+        process = state.nodes.pop(name, None)
+        if process is None:
+            continue
+        stop(process.pid)
+        remove_tap(state.namespace, process.tap)
+        state.save()
+        if say:
+            say(f"{name}: powered off")
 
 
 def console(folder: Path, name: str) -> str:
