@@ -315,7 +315,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--user", default="admin")
     parser.add_argument("--password", default="secret")
     parser.add_argument("--special", action="append", default=[], metavar="INDEX=MODE")
-    asyncio.run(_main(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    try:  # uvloop where installed: the fleet shares the machine with the client it serves
+        import uvloop
+    except ImportError:
+        asyncio.run(_main(args))
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_main(args))
 
 
 if __name__ == "__main__":
