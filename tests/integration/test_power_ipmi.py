@@ -75,12 +75,15 @@ def test_wrong_password_dead_port_and_garbage_are_per_node_errors(sim, lab):
             }
         )
         lab.credentials(entry("ipmi"))
+        # 3 s: with a dead BMC in the same process, pyghmi was seen taking up to 1.7 s for a
+        # live one (its sessions share one I/O thread).
         start = time.monotonic()
-        status, out, err = lab.dim("power", "status", "good,dead,junk", "--timeout", "2")
-        assert time.monotonic() - start < 4
+        status, out, err = lab.dim("power", "status", "good,dead,junk", "--timeout", "3")
+        assert time.monotonic() - start < 5
         assert status == 1
-        assert out.splitlines()[0].split() == ["on", "good"] or "good" in out.split("\n")[0]
-        assert "error (timeout)  dead,junk: no answer within 2 s" in out
+        state, node = out.splitlines()[0].split()
+        assert state in ("on", "off") and node == "good"
+        assert "error (timeout)  dead,junk: no answer within 3 s" in out
         assert "Traceback" not in out + err
     finally:
         stop.set()
