@@ -208,9 +208,23 @@ SUSHY_SYSTEMS = [
 ]
 
 
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, made with openssl."""
+    require_binary("openssl", "openssl")
+    cert, key = folder / "bmc.pem", folder / "bmc.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
 @contextmanager
-def sushy(folder: Path, *, auth: bool = False) -> Iterator[str]:
-    """sushy-emulator with its fake driver; yields ``http://127.0.0.1:PORT``."""
+def sushy(folder: Path, *, auth: bool = False, tls: bool = False) -> Iterator[str]:
+    """sushy-emulator with its fake driver; yields ``http[s]://127.0.0.1:PORT``."""
     emulator = VENV_BIN / "sushy-emulator"
     require(emulator.exists(), "sushy-tools is not installed (pip install -e '.[test]')")
     port = free_port()
@@ -228,10 +242,14 @@ def sushy(folder: Path, *, auth: bool = False) -> Iterator[str]:
         digest = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
         (folder / "htpasswd").write_text(f"{USER}:{digest}\n")
         config.append(f"SUSHY_EMULATOR_AUTH_FILE = {str(folder / 'htpasswd')!r}")
+    if tls:
+        cert, key = self_signed(folder)
+        config.append(f"SUSHY_EMULATOR_SSL_CERT = {str(cert)!r}")
+        config.append(f"SUSHY_EMULATOR_SSL_KEY = {str(key)!r}")
     (folder / "emulator.conf").write_text("\n".join(config) + "\n")
     argv = [str(emulator), "--config", str(folder / "emulator.conf")]
     with process(argv, folder / "sushy.log", _tcp_open("127.0.0.1", port)):
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
 
 # -- dim's Redfish fleet ------------------------------------------------------------------------

@@ -116,6 +116,25 @@ def test_a_wrong_password_is_refused_per_node_and_never_printed(tmp_path, lab):
             assert PASSWORD not in text and "wrong-password-123" not in text
 
 
+def test_tls_certificates_are_checked_unless_the_entry_says_otherwise(tmp_path, lab):
+    with sushy(tmp_path / "sushy-tls", tls=True) as url:
+        cert = tmp_path / "sushy-tls" / "bmc.pem"
+        lab.layout(
+            {
+                "s1": ("redfish", f"{url}/{UUID1}", "checked"),
+                "s2": ("redfish", f"{url}/{UUID2}", "unchecked"),
+            }
+        )
+        lab.credentials(entry("checked") + entry("unchecked", verify="false"))
+        status, out, err = lab.dim("power", "status", "s[1-2]")
+        assert status == 1
+        assert "error (tls)  s1: the BMC's TLS certificate is not trusted" in out
+        assert out.splitlines()[1].split() in (["on", "s2"], ["off", "s2"])
+        lab.credentials(entry("checked", ca=f'"{cert}"') + entry("unchecked", verify="false"))
+        status, out, err = lab.dim("power", "status", "s[1-2]")
+        assert status == 0, out + err
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     specials = ["2=silent", "3=closed", "4=garbage", "5=half", "6=notjson"]
