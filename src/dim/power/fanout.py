@@ -16,7 +16,6 @@ is not. One node's failure is its result: nothing here raises for a node.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import resource
 import threading
@@ -177,6 +176,8 @@ def _execute_forked(
     progress: Progress | None,
     workers: int,
 ) -> list[PowerResult]:
+    import multiprocessing  # only for large runs: importing it costs every command 15 ms
+
     context = multiprocessing.get_context("fork")
     done = context.Value("i", 0)
     share = replace(options, concurrency=max(1, options.concurrency // workers), workers=1)
