@@ -16,11 +16,16 @@ import click
 from dim.cli import Settings, cli, emit_json, pass_settings, table
 from dim.errors import DimError, UsageError
 from dim.inventory import fold, select
-from dim.power import control, credentials, fanout
-from dim.power.fanout import FanoutOptions, Operation
+from dim.power import credentials
 from dim.power.interface import ACTIONS, DEVICES, PowerResult, summarize
 
 DEFAULT_CONFIRM_ABOVE = 10
+DISRUPTIVE = ("off", "reset", "cycle", "soft")
+
+
+def needs_confirmation(action: str, count: int, limit: int) -> bool:
+    """Whether ``action`` on ``count`` nodes asks first: disruptive, and more than ``limit``."""
+    return action in DISRUPTIVE and count > limit
 
 
 def _fanout_options(function: Callable) -> Callable:
@@ -67,7 +72,7 @@ def _run(
     settings: Settings,
     nodeset: str,
     exclude: str | None,
-    operation: Operation,
+    operation: tuple,
     opts: dict,
     *,
     action: str | None = None,
@@ -77,17 +82,18 @@ def _run(
     cluster = settings.cluster()
     nodes = select(cluster, nodeset, exclude)
     store = credentials.load(credentials.resolve_path(opts["credentials_file"]))
-    if (
-        action is not None
-        and not yes
-        and control.needs_confirmation(action, len(nodes), confirm_above)
-    ):
+    if action is not None and not yes and needs_confirmation(action, len(nodes), confirm_above):
         _confirm(action, [n.name for n in nodes])
-    options = FanoutOptions(
+    # The fan-out (asyncio, the drivers) is imported here, not when dim starts.
+    from dim.power import control, fanout
+
+    name, *arguments = operation
+    chosen = getattr(fanout, name)(*arguments) if arguments else getattr(fanout, name)
+    options = fanout.FanoutOptions(
         concurrency=opts["concurrency"], timeout=opts["timeout"], retries=opts["retries"]
     )
     start = time.monotonic()
-    results = control.run(nodes, store, operation, options, _progress(len(nodes)))
+    results = control.run(nodes, store, chosen, options, _progress(len(nodes)))
     return results, time.monotonic() - start
 
 
@@ -103,7 +109,7 @@ def _confirm(action: str, names: list[str]) -> None:
         raise click.exceptions.Abort()
 
 
-def _progress(total: int) -> fanout.Progress | None:
+def _progress(total: int) -> Callable[[int, int], None] | None:
     """A counter on stderr, for runs long enough to need one, on a terminal only."""
     if total < 50 or not sys.stderr.isatty():
         return None
@@ -159,7 +165,7 @@ def power_group() -> None:
 @pass_settings
 def power_status(settings: Settings, nodeset: str, exclude: str | None, as_json: bool, **opts):
     """Show the power state of NODESET, grouped by state."""
-    results, seconds = _run(settings, nodeset, exclude, fanout.status, opts)
+    results, seconds = _run(settings, nodeset, exclude, ("status",), opts)
     _report(results, seconds, as_json)
 
 
@@ -190,7 +196,7 @@ def _power_command(action: str, text: str) -> None:
             settings,
             nodeset,
             exclude,
-            fanout.power(action),
+            ("power", action),
             opts,
             action=action,
             yes=yes,
@@ -234,7 +240,7 @@ def bootdev_command(
     **opts,
 ) -> None:
     """Set the boot device of NODESET: pxe (network) or disk, for the next boot or always."""
-    results, seconds = _run(settings, nodeset, exclude, fanout.bootdev(device, persistent), opts)
+    results, seconds = _run(settings, nodeset, exclude, ("bootdev", device, persistent), opts)
     _report(results, seconds, as_json)
 
 
@@ -268,12 +274,14 @@ def discover_command(
     MAC becomes the MAC of each node's boot interface in the state DB (a replaced MAC's lease
     is released by the next dim apply).
     """
-    results, seconds = _run(settings, nodeset, exclude, fanout.discover, opts)
+    results, seconds = _run(settings, nodeset, exclude, ("discover",), opts)
     changes: dict[tuple[str, str], str] = {}
     changed = 0
     if save:
         cluster = settings.cluster()
-        changes = control.boot_macs(cluster, results, nic)
+        from dim.power.control import boot_macs
+
+        changes = boot_macs(cluster, results, nic)
         if changes:
             changed = settings.db().set_macs(cluster, changes, source="discover")
     if as_json:

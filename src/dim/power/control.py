@@ -20,13 +20,6 @@ from dim.power.credentials import DEFAULT_ENTRY, CredentialStore
 from dim.power.fanout import FanoutOptions, Operation, Progress
 from dim.power.interface import PowerResult, Target
 
-DISRUPTIVE = ("off", "reset", "cycle", "soft")
-
-
-def needs_confirmation(action: str, count: int, limit: int) -> bool:
-    """Whether ``action`` on ``count`` nodes asks first: disruptive, and more than ``limit``."""
-    return action in DISRUPTIVE and count > limit
-
 
 def run(
     nodes: Sequence[Node],
