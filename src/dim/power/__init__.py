@@ -2,10 +2,11 @@
 
 ::
 
-    targets = power.targets(inventory.cluster, nodes, credentials)   # node -> BMC + credentials
-    results = fanout.execute(targets, fanout.status, FanoutOptions(timeout=2.0))
+    store = credentials.load(credentials.resolve_path(None))        # the 0600 file
+    results = control.run(nodes, store, fanout.status, FanoutOptions(timeout=2.0))
 
-:mod:`interface` (the driver protocol and results), :mod:`credentials` (the 0600 file),
-:mod:`fanout` (bounded concurrency, a time budget per node, retries), and one module per
-protocol: :mod:`ipmi` (pyghmi), :mod:`redfish` (aiohttp), :mod:`snmp` (pysnmp).
+:mod:`interface` (the driver protocol and per-node results), :mod:`credentials` (the file),
+:mod:`fanout` (bounded concurrency, a time budget per node, retries, worker processes),
+:mod:`control` (layout nodes to BMC targets), and one module per protocol: :mod:`ipmi`
+(pyghmi), :mod:`redfish` (aiohttp), :mod:`snmp` (pysnmp, profiles in snmp_profiles.toml).
 """
