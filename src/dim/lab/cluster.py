@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -690,3 +691,73 @@ def console_run(folder: Path, name: str, command: str, *, timeout: float = 30.0)
                     body = body[body.find("\n", echo) + 1 :]
                 return int(found.group(1)), body
     raise LabError(f"{name} did not finish {command!r} within {timeout} s")
+
+
+# -- BMCs: dim power drives the lab's nodes through simulated IPMI BMCs ----------------------
+
+BMC_USER = "admin"
+
+
+def bmc_address(name: str) -> str:
+    """The address examples/lab.xml gives a node's BMC: 127.0.10.N for nodeNN."""
+    return f"127.0.10.{int(name.removeprefix('node'))}"
+
+
+def start_bmcs(folder: Path, names: list[str], *, say: Say | None = None) -> Path:
+    """A simulated IPMI BMC per node, on its loopback address: ``dim power on`` starts its
+    QEMU node (which PXE-boots), ``off`` stops it, ``reset`` restarts it. Returns the
+    credentials file for ``DIM_CREDENTIALS``."""
+    import secrets
+
+    state = _running(folder)
+    password = folder / "bmc-password"
+    credentials = folder / "credentials"
+    if not password.exists():
+        secret = secrets.token_hex(8)
+        for path, text in (
+            (password, f"{secret}\n"),
+            (credentials, f'[lab]\nusername = "{BMC_USER}"\npassword = "{secret}"\n'),
+        ):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+    macs = node_macs(99)
+    for name in names:
+        tap = add_tap(state.namespace)
+        console = folder / "logs" / f"{name}.console"
+        console.touch()
+        qemu = [
+            "ip",
+            "netns",
+            "exec",
+            state.namespace,
+            *qemu_command(macs[name], tap, console, uefi=False, memory=384),
+        ]
+        log = folder / "logs" / f"bmc-{name}.log"
+        with open(log, "ab") as output:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dim.lab.bmcsim",
+                    "--address",
+                    bmc_address(name),
+                    "--user",
+                    BMC_USER,
+                    "--password-file",
+                    str(password),
+                    "--",
+                    *qemu,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        state.daemons.append(Process(f"bmc-{name}", process.pid, str(log), tap))
+        state.save()
+        if not sleep_until(lambda log=log: "listening" in log.read_text(errors="replace"), 15):
+            raise LabError(f"the BMC of {name} did not start", hint=f"its log: {log}")
+        if say:
+            say(f"{name}: BMC on {bmc_address(name)} (ipmi, credentials 'lab' in {credentials})")
+    return credentials
