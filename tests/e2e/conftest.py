@@ -18,6 +18,7 @@ those boots. Who uses which node, so that tests do not disturb each other:
     node03  switch to tiny2 and back (d)
     node04  UEFI (f)
     node05  the Debian image with systemd (g)
+    node06  powered on and off through its simulated IPMI BMC (issue 5)
 
 Everything the lab starts is stopped by its process id and the namespace deleted at the end
 of the session, failed or not. Needs root, QEMU, dnsmasq, nfs-ganesha, OVMF, busybox-static,
@@ -42,7 +43,7 @@ from dim.lab.cluster import MARKER, OVMF
 from tests.conftest import require, require_binary, require_root
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NODES = 5
+NODES = 6
 BOOT_TIMEOUT = 240.0  # TCG on 2 cores: 15 to 25 s for one node, up to a minute for four
 IPXE_ROM = Path("/usr/lib/ipxe/qemu/pxe-virtio.rom")
 GANESHA_VFS = Path("/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so")

@@ -1,0 +1,43 @@
+"""`dim power` drives a lab node through a simulated IPMI BMC: on starts its QEMU, which then
+PXE-boots to the marker; off stops it. The real IPMI driver (pyghmi) talks to the simulator
+(pyghmi's BMC class) on the node's loopback BMC address from examples/lab.xml."""
+
+from __future__ import annotations
+
+import pytest
+
+from dim.lab import cluster
+from tests.e2e.conftest import Lab
+
+pytestmark = pytest.mark.e2e
+
+NODE = "node06"
+
+
+def test_power_on_through_the_bmc_pxe_boots_the_node_and_off_stops_it(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = cluster.start_bmcs(lab.folder, [NODE], say=lab.say)
+    monkeypatch.setenv("DIM_CREDENTIALS", str(credentials))
+    assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["off", NODE]
+    lab.dim("power", "on", NODE)
+    lab.wait([NODE])
+    assert lab.marker(NODE).group(1) == NODE
+    assert lab.ok(NODE, "hostname").strip() == NODE
+    assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["on", NODE]
+    lab.dim("power", "off", NODE, "--yes")
+    assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["off", NODE]
+    assert not cluster.sleep_until(lambda: _qemu_runs("52:54:00:77:00:06"), 3)
+
+
+def _qemu_runs(mac: str) -> bool:
+    from pathlib import Path
+
+    for pid in filter(str.isdigit, (p.name for p in Path("/proc").iterdir())):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"qemu-system") and mac.encode() in cmdline:
+            return True
+    return False
