@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,9 +23,20 @@ from dim.cli import Settings, cli, pass_settings
     show_default=True,
     help="Serve http-root below this folder, as `dim apply --root` installed it.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=0,
+    help="Processes sharing the port (default 0: one per core, at most 8).",
+)
 @pass_settings
 def serve_command(
-    settings: Settings, listen: str | None, port: int | None, server: str | None, root: Path
+    settings: Settings,
+    listen: str | None,
+    port: int | None,
+    server: str | None,
+    root: Path,
+    workers: int,
 ) -> None:
     """Serve iPXE boot scripts, kernels, initrds and http-root over HTTP until stopped.
 
@@ -48,4 +60,5 @@ def serve_command(
         settings.config, settings.state, server, template_dir=settings.template_dir, root=root
     )
     srv = service.server()
-    boot_serve.run(service, listen or str(srv.address), port or srv.http_port)
+    workers = workers or min(os.cpu_count() or 1, 8)
+    boot_serve.run(service, listen or str(srv.address), port or srv.http_port, workers)

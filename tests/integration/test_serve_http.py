@@ -70,15 +70,16 @@ def dim(site: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([DIM, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-@pytest.fixture
-def server(site):
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def server(site, request):
     """`dim serve` on a free port of 127.0.0.1: (base URL, process); stopped by pid at the end."""
     assert dim(site, "node", "set", "c01", "--mac", MAC).returncode == 0
     port = free_port()
     env = {**os.environ, "DIM_CONFIG": str(site / "cluster.xml"), "DIM_STATE": str(site / "state")}
+    command = [DIM, "serve", "--listen", "127.0.0.1", "--port", str(port)]
     with open(site / "serve.log", "wb") as log:
         process = subprocess.Popen(
-            [DIM, "serve", "--listen", "127.0.0.1", "--port", str(port)],
+            [*command, "--workers", str(request.param)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -104,6 +105,7 @@ def wait_for_port(port: int, process: subprocess.Popen) -> None:
 
 
 def test_dim_serve_boots_a_node_over_real_http_and_records_it(server, site):
+    """With one worker and with two sharing the port: the same answers, a clean stop."""
     url, process = server
     status, body = fetch(f"{url}/boot.ipxe")
     assert status == 200 and b"/dim/nodes/${mac:hexhyp}.ipxe" in body
@@ -123,6 +125,7 @@ def test_dim_serve_boots_a_node_over_real_http_and_records_it(server, site):
     os.kill(process.pid, signal.SIGTERM)
     assert process.wait(timeout=10) == 0
     log = (site / "serve.log").read_text()
+    assert log.rstrip().endswith("dim serve: stopped")
     assert f"127.0.0.1 GET /dim/images/alpha/1/vmlinuz 200 {len(KERNEL)} " in log
     assert "unknown MAC 52:54:00:00:00:99" in log and "Traceback" not in log
     listed = dim(site, "node", "list", "c01", "--json")
@@ -140,3 +143,22 @@ def test_dim_serve_on_a_busy_port_is_one_error_line(site):
     assert done.returncode == 1
     assert f"dim: error: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_worker_that_dies_stops_dim_serve_for_its_supervisor_to_restart(site):
+    port = free_port()
+    env = {**os.environ, "DIM_CONFIG": str(site / "cluster.xml"), "DIM_STATE": str(site / "state")}
+    command = [DIM, "serve", "--listen", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, process)
+        workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(workers) == 2
+        os.kill(int(workers[0]), signal.SIGKILL)
+        assert process.wait(timeout=10) == 1
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        _, err = process.communicate(timeout=10)
+    assert f"worker {workers[0]} ended" in err
+    assert "dim: error: a worker of dim serve ended unexpectedly" in err

@@ -17,16 +17,21 @@ booting at once never wait for the database::
 
     >>> service = BootService(Path("/etc/dim/cluster.xml"), Path("/var/lib/dim"), "img1")
     >>> run(service, "10.0.0.2", 8080)          # until SIGTERM or SIGINT
+
+or, inside a running event loop (a lab, a test): ``runner = await start(service, host, port)``
+and later ``await runner.cleanup()``, which writes the boots still queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
 import re
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -46,6 +51,7 @@ from dim.state import Boot, StateDB, normalize_mac
 log = logging.getLogger("dim.serve")
 
 BOOT_FILES = ("vmlinuz", "initrd.img")
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 RETRY = "echo dim: retrying in 30 seconds\nsleep 30\nreboot\n"
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
@@ -458,42 +464,113 @@ def runner_options() -> dict:
     return {"access_log_class": RequestLog, "access_log": log}
 
 
-async def start(service: BootService, host: str, port: int) -> web.AppRunner:
-    """Serve in the running event loop (a lab, a test); ``await runner.cleanup()`` stops it."""
+async def start(
+    service: BootService, host: str = "", port: int = 0, *, sock: socket.socket | None = None
+) -> web.AppRunner:
+    """Serve in the running event loop (a lab, a test) on ``host:port``, or on ``sock`` (see
+    :func:`listen`); ``await runner.cleanup()`` stops it and writes the boots still queued."""
+    if sock is None:
+        sock = listen(host, port)
     runner = web.AppRunner(make_app(service), **runner_options())
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await web.SockSite(runner, sock).start()
+    return runner
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket, made before any worker starts: a taken port is one error."""
     try:
-        await site.start()
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
     except OSError as exc:
-        await runner.cleanup()
         raise DimError(
             f"cannot listen on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}",
             hint="is another server on that port, or the address not on this machine?",
         ) from exc
-    return runner
+    sock.setblocking(False)
+    return sock
 
 
-def run(service: BootService, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT; boots still queued are written before returning."""
-    asyncio.run(_serve(service, host, port))
-
-
-async def _serve(service: BootService, host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(number, stop.set)
-    runner = await start(service, host, port)
+def run(service: BootService, host: str, port: int, workers: int = 1) -> None:
+    """Serve until SIGTERM or SIGINT with ``workers`` processes sharing one listening socket
+    (as nginx's workers do: the kernel's work of sending files spreads over the cores); boots
+    still queued are written before returning."""
+    sock = listen(host, port)
     log.info(
-        "serving boot scripts, kernels and %s for server %s on http://%s:%d",
+        "serving boot scripts, kernels and %s for server %s on http://%s:%d (%d worker%s)",
         service.http_root,
         service.server_name,
         host,
         port,
+        workers,
+        "s" if workers > 1 else "",
     )
+    if workers <= 1:
+        asyncio.run(_serve(service, sock))
+    else:
+        # a SIGTERM between two forks waits until every worker is known to the supervisor
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        _supervise([_fork_worker(service, sock) for _ in range(workers)])
+    log.info("stopped")
+
+
+async def _serve(service: BootService, sock: socket.socket) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in STOP_SIGNALS:
+        loop.add_signal_handler(number, stop.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    runner = await start(service, sock=sock)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
-    log.info("stopped")
+
+
+def _fork_worker(service: BootService, sock: socket.socket) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 0
+    try:
+        # the DB connection that opening the state left in the pool is the parent's
+        service.db.engine.dispose(close=False)
+        asyncio.run(_serve(service, sock))
+    except BaseException as exc:  # a worker never returns into the caller's code
+        log.error("worker %d: %s", os.getpid(), exc)
+        status = 1
+    finally:
+        logging.shutdown()
+        os._exit(status)
+
+
+def _supervise(pids: list[int]) -> None:
+    """Wait for the workers; SIGTERM or SIGINT stops them all, and so does one that dies."""
+    alive = set(pids)
+    stopping = False
+
+    def stop(_number=None, _frame=None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for number in STOP_SIGNALS:
+        signal.signal(number, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    failed = False
+    while alive:
+        pid, status = os.wait()
+        alive.discard(pid)
+        if not stopping:
+            log.error("worker %d ended (wait status %d); stopping the others", pid, status)
+            failed = True
+            stop()
+    if failed:
+        raise DimError("a worker of dim serve ended unexpectedly; all were stopped")
