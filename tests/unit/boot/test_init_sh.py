@@ -187,3 +187,59 @@ def test_writable_paths_put_parents_before_children_and_leave_run_alone() -> Non
         "/var persist",
         "/var/tmp volatile",
     ]
+
+
+MODULES = """\
+required kernel/net/sunrpc/sunrpc.ko
+required kernel/fs/nfs/nfs.ko
+optional kernel/drivers/virtio/virtio_pci.ko
+optional kernel/drivers/net/virtio_net.ko
+optional kernel/drivers/net/ethernet/intel/e1000/e1000.ko
+optional kernel/drivers/net/ethernet/mellanox/mlx5/core/mlx5_core.ko
+optional kernel/fs/ext4/ext4.ko
+required kernel/fs/nfs/nfsv4.ko
+"""
+
+
+def load_modules(tmp_path: Path, nic_driver: str, mac: str) -> list[str]:
+    """dim_load_modules with an insmod that records its module and, for ``nic_driver``,
+    makes the NIC appear (52:54:00:00:00:01) as the kernel would."""
+    sys = tmp_path / "sys"
+    (sys / "class" / "net" / "lo").mkdir(parents=True)
+    (sys / "module" / "sunrpc").mkdir(parents=True)  # already there: built in
+    (tmp_path / "modules").write_text(MODULES)
+    eth0 = sys / "class" / "net" / "eth0"
+    script = f"""
+dim_errors={tmp_path}/errors
+dim_mac={mac}
+insmod() {{
+    echo "insmod ${{1#/lib/modules/v/}}"
+    case "$1" in
+    */{nic_driver}.ko)
+        mkdir {eth0} && echo 52:54:00:00:00:01 >{eth0}/address && echo 1 >{eth0}/type ;;
+    esac
+}}
+dim_load_modules {tmp_path}/modules /lib/modules/v {sys}
+"""
+    return sh(script).splitlines()
+
+
+def test_optional_modules_after_the_boot_nic_appears_are_left_out(tmp_path: Path) -> None:
+    assert load_modules(tmp_path, "virtio_net", "52:54:00:00:00:01") == [
+        "insmod kernel/fs/nfs/nfs.ko",
+        "insmod kernel/drivers/virtio/virtio_pci.ko",
+        "insmod kernel/drivers/net/virtio_net.ko",
+        "insmod kernel/fs/nfs/nfsv4.ko",  # required: loaded whatever comes before
+        "dim:   4 modules loaded, 3 optional ones left out (the boot NIC is there)",
+    ]
+
+
+def test_modules_load_until_the_nic_of_the_boot_mac_is_there(tmp_path: Path) -> None:
+    assert load_modules(tmp_path, "e1000", "")[-3:] == [
+        "insmod kernel/drivers/net/ethernet/intel/e1000/e1000.ko",
+        "insmod kernel/fs/nfs/nfsv4.ko",
+        "dim:   5 modules loaded, 2 optional ones left out (the boot NIC is there)",
+    ]
+    # a NIC with another MAC than the boot one: every module is loaded
+    other = load_modules(tmp_path / "other", "virtio_net", "52:54:00:00:00:99")
+    assert other[-1] == "dim:   7 modules loaded"
