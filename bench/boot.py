@@ -1,0 +1,268 @@
+"""Benchmark: network boot of the lab's nodes, from QEMU start to the marker, stage by stage.
+
+Run by hand, as root, never as a test::
+
+    .venv/bin/python bench/boot.py [--nodes 1,2,4] [--firmware bios,uefi] [--repeat 3]
+                                   [--dir /var/tmp/dim-bench-boot] [--namespace dimbench]
+                                   [--markdown] [--keep]
+
+It brings up a `dim lab` (examples/lab.xml, the tiny busybox image) in a namespace of its own,
+then, for each firmware and node count, powers that many nodes on together, ``--repeat``
+times. A follower thread reads the lab's logs every 20 ms and stamps each new line with the
+time it appeared, so the stages need no clock on the node:
+
+    DHCP         dnsmasq's log: DHCPACK to the node's MAC (iPXE's, the first one)
+    loader       dim serve's log: the node's own iPXE script fetched (GET /dim/nodes/<mac>.ipxe)
+    kernel       the node's console: the kernel's first line ("Linux version")
+    initramfs    the console: dim's /init, "dim: step 1/9"
+    switch_root  the console: "dim: step 9/9 switch_root"
+    marker       the console: DIM-NODE-UP
+
+Each is given in seconds since that node's QEMU was started; the table shows medians over
+nodes and runs, and "all up" the median over runs of the slowest node's marker. The
+initramfs's own steps are profiled from the same stamps (modules, DHCP, the NFS mounts).
+Reference (../shared/NETBOOT-LAB.md): 9.6 s to the marker for one busybox node by a
+hand-made setup on this kind of machine; target within 1.2x of it.
+
+``--src DIR`` is not needed to compare two versions of dim: run the bench with
+``PYTHONPATH=/tmp/snapshot/src`` (``git archive COMMIT src | tar -x -C /tmp/snapshot``), and
+the lab's dim commands and ``dim serve`` use that snapshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dim.lab import cluster
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+STAGES = ("dhcp", "loader", "kernel", "initramfs", "switch_root", "marker")
+STEPS = {  # /init's profile: from one step line to the next
+    "modules": ("dim: step 3/9", "dim: step 4/9"),
+    "udhcpc": ("dim: step 4/9", "dim: step 5/9"),
+    "nfs mounts": ("dim: step 5/9", "dim: step 9/9"),
+}
+
+
+@dataclass(slots=True)
+class Follower:
+    """Reads files as they grow; each complete line stamped with ``time.monotonic()``."""
+
+    paths: list[Path]
+    lines: list[tuple[float, Path, str]] = field(default_factory=list)
+    _offsets: dict[Path, int] = field(default_factory=dict)
+    _partial: dict[Path, bytes] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        for path in self.paths:  # only what comes from now on
+            self._offsets[path] = path.stat().st_size if path.exists() else 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.poll()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.poll()
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        for path in self.paths:
+            try:
+                with path.open("rb") as handle:
+                    handle.seek(self._offsets.get(path, 0))
+                    data = handle.read()
+            except FileNotFoundError:
+                continue
+            if not data:
+                continue
+            self._offsets[path] = self._offsets.get(path, 0) + len(data)
+            data = self._partial.pop(path, b"") + data
+            *complete, rest = data.split(b"\n")
+            if rest:
+                self._partial[path] = rest
+            for line in complete:
+                self.lines.append((now, path, line.decode(errors="replace").replace("\r", "")))
+
+    def first(self, path: Path, pattern: str, after: float = 0.0) -> float | None:
+        regex = re.compile(pattern)
+        for stamp, where, line in self.lines:
+            if where == path and stamp >= after and regex.search(line):
+                return stamp
+        return None
+
+
+def node_ip(name: str) -> str:
+    return f"10.77.0.{10 + int(name.removeprefix('node'))}"
+
+
+def trace(follower: Follower, t0: float, paths: list[Path]) -> str:
+    """Every line the follower saw in ``paths``, stamped in seconds since ``t0``."""
+    return "\n".join(
+        f"{stamp - t0:6.2f} {path.stem:8} {line[:110]}"
+        for stamp, path, line in follower.lines
+        if path in paths and line.strip() and "sent size" not in line
+    )
+
+
+def run_once(
+    folder: Path, names: list[str], *, uefi: bool, timeout: float, show: bool = False
+) -> list[dict]:
+    """Power ``names`` on together; each node's stage times (s since its QEMU start)."""
+    logs = folder / "logs"
+    consoles = {n: logs / f"{n}.console" for n in names}
+    follower = Follower([logs / "dnsmasq.log", logs / "serve.log", *consoles.values()])
+    cluster.power_off(folder, names)
+    for path in consoles.values():
+        path.unlink(missing_ok=True)
+    follower.start()
+    started = {}
+    for name in names:
+        started[name] = time.monotonic()
+        cluster.boot(folder, [name], uefi=uefi, say=lambda _: None)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(cluster.MARKER in cluster.console(folder, n) for n in names):
+            break
+        time.sleep(0.1)
+    time.sleep(0.1)
+    follower.stop()
+    cluster.power_off(folder, names)
+    if show:
+        print(trace(follower, started[names[0]], [consoles[names[0]], logs / "serve.log"]))
+    macs = cluster.node_macs(99)
+    results = []
+    for name in names:
+        t0, mac, console = started[name], macs[name], consoles[name]
+        found = {
+            "dhcp": follower.first(
+                logs / "dnsmasq.log", rf"DHCPACK\(br0\) {node_ip(name)} {mac}", t0
+            ),
+            "loader": follower.first(
+                logs / "serve.log",
+                rf"{node_ip(name)} GET /dim/nodes/{mac.replace(':', '-')}\.ipxe 200",
+                t0,
+            ),
+            "kernel": follower.first(console, r"Linux version"),
+            "initramfs": follower.first(console, r"^dim: step 1/9"),
+            "switch_root": follower.first(console, r"^dim: step 9/9"),
+            "marker": follower.first(console, rf"^{cluster.MARKER} "),
+        }
+        row = {k: (v - t0 if v is not None else None) for k, v in found.items()}
+        for step, (start, end) in STEPS.items():
+            a, b = follower.first(console, start), follower.first(console, end)
+            row[step] = b - a if a is not None and b is not None else None
+        row["node"] = name
+        results.append(row)
+    return results
+
+
+def median(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def summarize(runs: list[list[dict]]) -> dict:
+    rows = [row for run in runs for row in run]
+    summary = {k: median([r[k] for r in rows]) for k in (*STAGES, *STEPS)}
+    slowest = [max((r["marker"] or float("inf")) for r in run) for run in runs]
+    summary["all_up"] = statistics.median(slowest)
+    summary["failed"] = sum(1 for r in rows if r["marker"] is None)
+    return summary
+
+
+def table(results: dict[tuple[str, int], dict], markdown: bool) -> str:
+    head = ["firmware", "nodes", *STAGES, "all up", *STEPS]
+    lines = []
+    for (firmware, count), s in results.items():
+        cells = [firmware, str(count), *(fmt(s[k]) for k in STAGES), fmt(s["all_up"])]
+        cells += [fmt(s[k]) for k in STEPS]
+        if s["failed"]:
+            cells[-1] += f" ({s['failed']} not up)"
+        lines.append(cells)
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(cells) + " |" for cells in lines]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
+    out = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+    out += ["  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)) for cells in lines]
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", default="1,2,4")
+    parser.add_argument("--firmware", default="bios,uefi")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--dir", default="/var/tmp/dim-bench-boot")
+    parser.add_argument("--namespace", default="dimbench")
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--json", help="also write every run's figures to this file")
+    parser.add_argument("--keep", action="store_true", help="leave the lab's folder")
+    parser.add_argument(
+        "--trace", action="store_true", help="print node01's stamped console of each run"
+    )
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        parser.error("run as root (namespaces, QEMU taps, NFS server)")
+    counts = [int(n) for n in args.nodes.split(",")]
+    folder = Path(args.dir)
+    shutil.rmtree(folder, ignore_errors=True)
+    cluster.up(
+        folder,
+        nodes=max(counts),
+        examples=EXAMPLES,
+        say=lambda m: print(f"  lab: {m}", flush=True),
+        namespace=args.namespace,
+    )
+    results: dict[tuple[str, int], dict] = {}
+    every: dict[str, list] = {}
+    try:
+        for firmware in args.firmware.split(","):
+            for count in counts:
+                names = [f"node{i:02}" for i in range(1, count + 1)]
+                runs = []
+                for repeat in range(args.repeat):
+                    uefi = firmware == "uefi"
+                    run = run_once(folder, names, uefi=uefi, timeout=args.timeout, show=args.trace)
+                    runs.append(run)
+                    markers = ", ".join(fmt(r["marker"]) for r in run)
+                    print(f"{firmware} x{count} #{repeat + 1}: marker at {markers} s", flush=True)
+                results[(firmware, count)] = summarize(runs)
+                every[f"{firmware}-{count}"] = runs
+    finally:
+        cluster.down(folder)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(f"\nseconds since QEMU start, medians of {args.repeat} runs (profile: durations)")
+    print(table(results, args.markdown))
+    load = os.getloadavg()
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(every, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
