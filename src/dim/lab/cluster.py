@@ -652,14 +652,18 @@ def sleep_until(predicate: Callable[[], bool], timeout: float, step: float = 0.2
 def console_run(folder: Path, name: str, command: str, *, timeout: float = 30.0) -> tuple[int, str]:
     """Run a shell command on a lab node through its serial console: (status, output).
 
-    The lab image keeps a root shell on the console; the command's end is found by a marker
-    that only its execution can print (the echoed command line holds ``$?``, not a number).
+    The lab image keeps a root shell on the console; the output is found between two markers
+    that only the execution of the line can print, never its echo: the echoed line holds
+    ``@@BEGIN-ab''cd1234@@`` and ``$?``, the output ``@@BEGIN-abcd1234@@`` and a number. The
+    echo itself cannot be relied on: the shell wraps it at 80 columns, anywhere.
     """
     import secrets
     import socket
 
     token = secrets.token_hex(4)
+    begin = f"@@BEGIN-{token}@@\n"
     marker = re.compile(rf"@@END-{token}-(\d+)@@")
+    line = f"echo @@BEGIN-{token[:2]}''{token[2:]}@@; {command}; echo @@END-{token}-$?@@\n"
     path = folder / "logs" / f"{name}.sock"
     received = b""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as channel:
@@ -671,7 +675,7 @@ def console_run(folder: Path, name: str, command: str, *, timeout: float = 30.0)
                 f"cannot reach the console of {name}: {exc.strerror}",
                 hint="is the node running? dim lab status",
             ) from None
-        channel.sendall(f"{command}; echo @@END-{token}-$?@@\n".encode())
+        channel.sendall(line.encode())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -684,11 +688,8 @@ def console_run(folder: Path, name: str, command: str, *, timeout: float = 30.0)
             text = received.decode(errors="replace").replace("\r", "")
             found = marker.search(text)
             if found:
-                body = text[: found.start()]
-                # drop everything up to the echo of the command itself
-                echo = body.rfind(f"@@END-{token}-$?@@")
-                if echo >= 0:
-                    body = body[body.find("\n", echo) + 1 :]
+                start = text.find(begin)
+                body = text[start + len(begin) : found.start()] if start >= 0 else ""
                 return int(found.group(1)), body
     raise LabError(f"{name} did not finish {command!r} within {timeout} s")
 
