@@ -40,6 +40,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from dim.boot.sendfile import SentFile
 from dim.errors import DimError, UsageError
 from dim.images.store import Store
 from dim.layout import parser as layout
@@ -51,6 +52,7 @@ from dim.state import Boot, StateDB, normalize_mac
 log = logging.getLogger("dim.serve")
 
 BOOT_FILES = ("vmlinuz", "initrd.img")
+BINARY = "application/octet-stream"
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 RETRY = "echo dim: retrying in 30 seconds\nsleep 30\nreboot\n"
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
@@ -430,7 +432,7 @@ async def _node(request: web.Request) -> web.StreamResponse:
 async def _boot_file(request: web.Request) -> web.StreamResponse:
     info = request.match_info
     found = request.app[SERVICE].boot_file(info["image"], info["file"], info.get("version"))
-    return _reply(found) if isinstance(found, Answer) else web.FileResponse(found)
+    return _reply(found) if isinstance(found, Answer) else SentFile(found, BINARY)
 
 
 async def _static(request: web.Request) -> web.StreamResponse:
@@ -439,7 +441,7 @@ async def _static(request: web.Request) -> web.StreamResponse:
         if found.status == 403:
             log.warning("refused: %s asked for %s", request.remote, request.raw_path[:200])
         return _reply(found)
-    return web.FileResponse(found)
+    return SentFile(found)
 
 
 class RequestLog(AbstractAccessLogger):

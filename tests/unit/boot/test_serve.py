@@ -228,10 +228,28 @@ def test_boot_files_are_served_whole_with_their_length(http, path, content):
     assert int(reply.headers["Content-Length"]) == len(content)
 
 
-def test_a_range_of_the_kernel(http):
-    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": "bytes=256-511"})
+@pytest.mark.parametrize(
+    "asked, start, stop",
+    [("bytes=256-511", 256, 512), ("bytes=10000-", 10000, 10240), ("bytes=-40", 10200, 10240)],
+)
+def test_a_range_of_the_kernel(http, asked, start, stop):
+    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": asked})
     assert reply.status == 206
-    assert reply.body == KERNEL[256:512]
+    assert reply.body == KERNEL[start:stop]
+    assert reply.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{len(KERNEL)}"
+
+
+def test_a_range_outside_the_kernel_is_416(http):
+    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": "bytes=20000-"})
+    assert reply.status == 416
+    assert reply.headers["Content-Range"] == f"bytes */{len(KERNEL)}"
+
+
+def test_head_of_the_kernel_has_its_length_and_no_body(http):
+    reply = http.get("/dim/images/alpha/vmlinuz", method="HEAD")
+    assert reply.status == 200 and reply.body == b""
+    assert int(reply.headers["Content-Length"]) == len(KERNEL)
+    assert reply.headers["Content-Type"] == "application/octet-stream"
 
 
 @pytest.mark.parametrize(
