@@ -195,6 +195,8 @@ from dim.images.store import Store
 with Store(Path(sys.argv[1])).locked("alpha"):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))
+    released = time.time()
+print(released, flush=True)
 """
 
 
@@ -215,12 +217,14 @@ def test_a_second_change_waits_for_the_first(dim, src):
         started = time.monotonic()
         dim.ok("image", "sync", "alpha", "--from", str(src))
         waited = time.monotonic() - started
-        assert holder.poll() is not None, "the sync ran while the lock was held"
+        released = float(holder.stdout.readline())
     finally:
         holder.kill()
         holder.wait()
     assert waited >= 1.0
     assert dim.store.versions("alpha") == [1, 2]
+    # the version was recorded after the first command let go of the lock
+    assert dim.store.version("alpha", 2).meta["created"] >= released
 
 
 def test_with_a_wait_timeout_a_busy_image_fails_clearly(dim, src):
