@@ -32,6 +32,8 @@ the lab's dim commands and ``dim serve`` use that snapshot.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -229,13 +231,20 @@ def main() -> int:
     counts = [int(n) for n in args.nodes.split(",")]
     folder = Path(args.dir)
     shutil.rmtree(folder, ignore_errors=True)
-    cluster.up(
-        folder,
-        nodes=max(counts),
-        examples=EXAMPLES,
-        say=lambda m: print(f"  lab: {m}", flush=True),
-        namespace=args.namespace,
-    )
+    said = io.StringIO()  # dim's own output while the lab comes up: shown if it fails
+    try:
+        with contextlib.redirect_stdout(said):
+            cluster.up(
+                folder,
+                nodes=max(counts),
+                examples=EXAMPLES,
+                say=lambda m: print(f"  lab: {m}"),
+                namespace=args.namespace,
+            )
+    except BaseException:
+        print(said.getvalue())
+        raise
+    print(f"lab up in {folder} (namespace {args.namespace})", flush=True)
     results: dict[tuple[str, int], dict] = {}
     every: dict[str, list] = {}
     try:
