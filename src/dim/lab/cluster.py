@@ -1,8 +1,9 @@
 """The virtual cluster on one machine: ``dim lab up|boot|status|down``.
 
-One network namespace (``dimlab``) holds a bridge with the image server's address, the real
-DHCP server and nfs-ganesha on dim's rendered configuration, and ``dim serve``; QEMU nodes
-(TCG) on tap devices in the bridge PXE-boot from it through iPXE. Everything the lab starts is
+One network namespace (``dimlab`` unless ``up`` is given another name) holds a bridge with
+the image server's address, the real DHCP server and nfs-ganesha on dim's rendered
+configuration, and ``dim serve``; QEMU nodes (TCG) on tap devices in the bridge PXE-boot from
+it through iPXE. Everything the lab starts is
 recorded in ``<lab>/lab.json`` by process id, so that ``down`` stops exactly that::
 
     <lab>/cluster.xml   examples/lab.xml with the chosen DHCP flavour
