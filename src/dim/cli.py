@@ -17,7 +17,7 @@ import click
 
 from dim import __version__
 from dim.errors import ApplyError, DimError, UsageError
-from dim.inventory import fold, node_record, select, summary
+from dim.inventory import fold, node_record, select, server_name, summary
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory
 from dim.records import Boot, StaleLease, read_last_boots, read_observed, read_stale_leases
@@ -287,21 +287,6 @@ def node_import_macs(settings: Settings, csv_file: Path, dry_run: bool) -> None:
 # -- apply -------------------------------------------------------------------------------------
 
 
-def _server_name(cluster: Cluster, requested: str | None) -> str:
-    if requested is not None:
-        if requested not in cluster.servers:
-            raise UsageError(
-                f"unknown server {requested!r}; the layout has {', '.join(cluster.servers)}"
-            )
-        return requested
-    if len(cluster.servers) > 1:
-        raise UsageError(
-            "the cluster has several image servers: pass --server NAME",
-            hint=f"servers: {', '.join(cluster.servers)}",
-        )
-    return next(iter(cluster.servers))
-
-
 @cli.command("apply")
 @click.option(
     "--root",
@@ -343,7 +328,7 @@ def apply_command(
     MACs still hold are released, so that the new MACs get their nodes' addresses.
     """
     inventory = settings.inventory()
-    name = _server_name(inventory.cluster, server)
+    name = server_name(inventory.cluster, server)
     context = RenderContext(inventory, name, settings.state, settings.template_dir)
     from dim.images.operations import ensure_replicas
     from dim.images.store import Store

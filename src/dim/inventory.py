@@ -128,3 +128,19 @@ def summary(inventory: Inventory) -> dict:
         "nodes_without_mac": fold(without_mac),
         "macs_of_unknown_nodes": fold(stray),
     }
+
+
+def server_name(cluster: Cluster, requested: str | None) -> str:
+    """The image server a command is for: ``requested``, or the layout's only one."""
+    if requested is not None:
+        if requested not in cluster.servers:
+            raise UsageError(
+                f"unknown server {requested!r}; the layout has {', '.join(cluster.servers)}"
+            )
+        return requested
+    if len(cluster.servers) > 1:
+        raise UsageError(
+            "the cluster has several image servers: pass --server NAME",
+            hint=f"servers: {', '.join(cluster.servers)}",
+        )
+    return next(iter(cluster.servers))

@@ -41,8 +41,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from dim.boot.sendfile import SentFile
-from dim.errors import DimError, UsageError
+from dim.errors import DimError
 from dim.images.store import Store
+from dim.inventory import server_name as choose_server
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Image, Inventory, Node, Server
 from dim.services.boot import BootImage, kernel_args
@@ -137,7 +138,7 @@ class BootService:
         self._stamp: tuple[int, int, int] | None = None
         self._cluster = layout.load(self.config)
         self._stamp = self._stat()
-        self.server_name = _server_name(self._cluster, server_name)
+        self.server_name = choose_server(self._cluster, server_name)
         self.db = StateDB.open(self.state_dir)
         self._builds: dict[str, tuple[float, BootBuild | None]] = {}
 
@@ -283,21 +284,6 @@ def _safe_name(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _server_name(cluster: Cluster, requested: str | None) -> str:
-    if requested is not None:
-        if requested not in cluster.servers:
-            raise UsageError(
-                f"unknown server {requested!r}; the layout has {', '.join(cluster.servers)}"
-            )
-        return requested
-    if len(cluster.servers) > 1:
-        raise UsageError(
-            "the cluster has several image servers: pass --server NAME",
-            hint=f"servers: {', '.join(cluster.servers)}",
-        )
-    return next(iter(cluster.servers))
 
 
 # -- boot records ----------------------------------------------------------------------------
