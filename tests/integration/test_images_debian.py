@@ -9,20 +9,18 @@ debootstrap and the mirror; skips without them, fails under ``CI=true``.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from dim.lab import images
 from tests.conftest import require, require_binary, require_root
 from tests.image_trees import Dim, inode
 
 pytestmark = pytest.mark.integration
 
-CACHE = Path("/var/cache/dim-tests/minbase-bookworm.tar")
+CACHE = images.MINBASE  # shared with the lab's Debian image
 PACKAGE = "hello"
 
 LAYOUT = """<?xml version="1.0"?>
@@ -41,24 +39,6 @@ LAYOUT = """<?xml version="1.0"?>
 """
 
 
-def debian_mirror() -> str | None:
-    """The Debian mirror this machine's apt uses (deb822 sources first, then sources.list)."""
-    deb822 = Path("/etc/apt/sources.list.d/debian.sources")
-    if deb822.exists():
-        for stanza in deb822.read_text().split("\n\n"):
-            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.MULTILINE)
-            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.MULTILINE)
-            if uris and suites and "bookworm" in suites.group(1).split():
-                return uris.group(1)
-    classic = Path("/etc/apt/sources.list")
-    if classic.exists():
-        for line in classic.read_text().splitlines():
-            match = re.match(r"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", line)
-            if match:
-                return match.group(1)
-    return None
-
-
 @pytest.fixture(scope="session")
 def minbase() -> Path:
     """The cached minbase tarball, made by debootstrap if it is missing."""
@@ -66,24 +46,9 @@ def minbase() -> Path:
     if CACHE.exists():
         return CACHE
     require_binary("debootstrap", "debootstrap")
-    mirror = debian_mirror()
+    mirror = images.debian_mirror()
     require(mirror is not None, "no bookworm mirror in /etc/apt/sources.list[.d]")
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix="build-", dir=CACHE.parent))
-    try:
-        run = subprocess.run(
-            ["debootstrap", "--variant=minbase", "bookworm", str(build / "root"), mirror],
-            capture_output=True,
-            text=True,
-        )
-        require(run.returncode == 0, f"debootstrap failed: {run.stdout[-2000:]}{run.stderr}")
-        partial = build / "minbase.tar"
-        tar = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-cpf", str(partial)]
-        subprocess.run([*tar, "-C", str(build / "root"), "."], check=True)
-        os.rename(partial, CACHE)  # complete or absent, for the next run
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
-    return CACHE
+    return images.minbase_tarball(CACHE, mirror=mirror)
 
 
 @pytest.fixture
