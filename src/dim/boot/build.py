@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from dim.boot import initramfs
 from dim.boot.modules import ModuleIndex, Selection, load_index, select
 from dim.errors import BootError
+from dim.files import write_atomically
 from dim.images.store import Store
 from dim.layout.model import Image
 
@@ -276,8 +277,8 @@ def _inputs(
 
 def _write(folder: Path, kernel: bytes, initrd: bytes, inputs: dict, sources: dict) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(folder / KERNEL, kernel)
-    _write_atomically(folder / INITRD, initrd)
+    write_atomically(folder / KERNEL, kernel)
+    write_atomically(folder / INITRD, initrd)
     manifest = {
         "built": time.time(),
         "kernel_version": inputs["kernel_version"],
@@ -289,7 +290,7 @@ def _write(folder: Path, kernel: bytes, initrd: bytes, inputs: dict, sources: di
             INITRD: {"bytes": len(initrd), "sha256": _digest(initrd)},
         },
     }
-    _write_atomically(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_atomically(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 
 
@@ -326,13 +327,3 @@ def _intact(folder: Path, manifest: dict) -> bool:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.dim-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, 0o644)
-    os.rename(temporary, path)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dim.errors import ImageBusy, ImageError, UsageError
+from dim.files import write_atomically
 from dim.images.delta import Delta, compare
 from dim.images.tree import Entry, scan
 from dim.layout.model import Image
@@ -243,7 +244,7 @@ class Store:
         meta = {"version": number, "created": time.time(), **meta}
         meta_dir = self.image_dir(image) / "meta"
         meta_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(meta_dir / f"{number}.json", json.dumps(meta, indent=1).encode())
+        write_atomically(meta_dir / f"{number}.json", json.dumps(meta, indent=1).encode())
         versions = self.image_dir(image) / "versions"
         versions.mkdir(parents=True, exist_ok=True)
         os.rename(staging, versions / str(number))
@@ -424,16 +425,7 @@ def _read_number(path: Path) -> int | None:
 
 
 def _write_number(path: Path, number: int) -> None:
-    _write_atomically(path, f"{number}\n".encode())
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.dim-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.rename(temporary, path)
+    write_atomically(path, f"{number}\n".encode())
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dim.errors import ApplyError, ValidationError
+from dim.files import write_atomically
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
 from dim.services.render import RenderedFile
@@ -316,7 +317,7 @@ def write(changes: list[Change], root: Path, manifest: Manifest | None = None) -
             elif change.file.link is not None:
                 _install_link(where, change.file.link, new=change.action == "create")
             else:
-                _install_file(where, change.file.content, change.file.mode)
+                write_atomically(where, change.file.content, change.file.mode)
             done.append(change)
     except OSError as exc:
         raise ApplyError(
@@ -340,22 +341,6 @@ def _temporary(where: str) -> str:
 def _unlink(where: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(where)
-
-
-def _install_file(where: str, content: bytes, mode: int) -> None:
-    os.makedirs(os.path.dirname(where), exist_ok=True)
-    temporary = _temporary(where)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(temporary, where)
-    except BaseException:
-        _unlink(temporary)
-        raise
 
 
 def _install_link(where: str, link: str, *, new: bool = False) -> None:
