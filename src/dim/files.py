@@ -1,22 +1,49 @@
-"""Writing a whole file so that readers see the old content or the new, never half of it.
+"""File-system conventions of dim, each in one place: atomic writes, temporary names, folder
+fsync, tree removal, number files.
 
     >>> write_atomically(Path("/etc/dim/hosts"), b"10.0.0.2 img1\\n")
+    >>> temporary_name("/srv/live/etc/motd")
+    '/srv/live/etc/.motd.dim-4242'
+    >>> is_temporary(".motd.dim-4242")
+    True
 
-The content goes to a temporary name in the same folder, is flushed to disk, then renamed over
-the old file. A crash leaves at most a ``.NAME.dim-PID`` file next to it.
+A whole file is written to its temporary name ``.NAME.dim-PID`` in the same folder, flushed to
+disk, then renamed over the old file: readers see the old content or the new, never half of it.
+A crash leaves at most such a temporary next to it, which :func:`is_temporary` recognizes (the
+image store's recovery removes them from node replicas). The rename itself is durable once the
+folder is fsynced (:func:`fsync_folder`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 from pathlib import Path
+
+_TEMPORARY = re.compile(r"\..+\.dim-[0-9]+")
+
+
+def temporary_name(path: str | Path) -> str:
+    """``FOLDER/.NAME.dim-PID`` for ``FOLDER/NAME``: where a new copy is made before its rename.
+
+    Plain strings: this runs once per file of a changed image and replica.
+    """
+    folder, name = os.path.split(str(path))
+    return os.path.join(folder, f".{name}.dim-{os.getpid()}")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one that :func:`temporary_name` makes (for any process)."""
+    return _TEMPORARY.fullmatch(name) is not None
 
 
 def write_atomically(path: str | Path, content: bytes, mode: int = 0o644) -> None:
-    folder, name = os.path.split(str(path))
+    """Replace ``path`` by ``content`` (created with ``mode``) so that readers never see half."""
+    folder = os.path.dirname(str(path))
     os.makedirs(folder, exist_ok=True)
-    temporary = f"{folder}/.{name}.dim-{os.getpid()}"
+    temporary = temporary_name(path)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -29,3 +56,52 @@ def write_atomically(path: str | Path, content: bytes, mode: int = 0o644) -> Non
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make the renames and removals in ``folder`` durable; a missing folder has none."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: str | Path) -> None:
+    """Remove a directory and everything below it, read-only directories included."""
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):  # a read-only directory inside: make it writable and try again
+        for folder, dirs, _files in os.walk(path):
+            for d in dirs:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(folder, d), 0o700)
+        shutil.rmtree(path)
+
+
+def remove_path(path: str | Path) -> None:
+    """Remove whatever is at ``path``: a file, a link (never its target) or a whole tree.
+
+    Nothing there is fine.
+    """
+    if os.path.isdir(path) and not os.path.islink(path):
+        remove_tree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def read_number(path: str | Path) -> int | None:
+    """The number a file holds on its first line; None if it is missing or holds none."""
+    try:
+        with open(path) as handle:
+            return int(handle.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def write_number(path: str | Path, number: int) -> None:
+    """Write ``number`` and a newline to ``path``, atomically."""
+    write_atomically(path, f"{number}\n".encode())

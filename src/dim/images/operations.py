@@ -7,14 +7,14 @@ returns data for the CLI to print. Nothing here prints.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dim.errors import ImageError, UsageError
+from dim.files import remove_tree
 from dim.images import replicas, sources
 from dim.images.delta import Delta, compare
-from dim.images.store import CommitResult, Store, _remove_tree
+from dim.images.store import CommitResult, Store
 from dim.images.tree import scan
 from dim.layout.model import Cluster, Image, Inventory
 
@@ -83,7 +83,7 @@ def exec_in_image(
         try:
             sources.run_in_image(latest, change.staging, work, command)
         finally:
-            _remove_tree(work)
+            remove_tree(work)
         return change.commit("exec: " + " ".join(command), force=force, progress=progress)
 
 
@@ -123,7 +123,7 @@ def remove(store: Store, inventory: Inventory, image: str) -> list[str]:
         removed = store.replicas(image)
         for node in removed:
             replicas.remove(store, image, node)
-        _remove_tree(store.image_dir(image))
+        remove_tree(store.image_dir(image))
     return removed
 
 
@@ -179,10 +179,10 @@ def gc(
         if dry_run:
             return result
         for number in result.removed_versions:
-            shutil.rmtree(store.version_path(image.name, number))
+            remove_tree(store.version_path(image.name, number))
             (store.image_dir(image.name) / "meta" / f"{number}.json").unlink(missing_ok=True)
         for aside in asides:
-            _remove_tree(aside)
+            remove_tree(aside)
     return result
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -28,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dim.errors import ImageError
+from dim.files import is_temporary, remove_path, remove_tree, temporary_name, write_number
 from dim.images.delta import Delta, compare, kept_out
-from dim.images.store import Store, _remove_tree, _write_number, crash_point, set_metadata
+from dim.images.store import Store, crash_point, set_metadata
 from dim.images.tree import Entry, entry, scan, under
 from dim.layout.model import Image
 
@@ -133,7 +133,7 @@ def sync(
         _three_way(replica, base, path, part.old.get(path), None, force, outcome, cache)
     for path in (*part.added, *part.changed):
         _three_way(replica, base, path, part.old.get(path), part.new[path], force, outcome, cache)
-    _write_number(store.replica_marker(node, image.name), number)
+    write_number(store.replica_marker(node, image.name), number)
     return outcome
 
 
@@ -176,8 +176,7 @@ def _three_way(
     key = (new.dev, new.ino)
     if new.kind == "f" and new.nlink > 1 and key in outcome.linked:
         # another name of the same file, installed already in this replica: link it
-        folder, name = os.path.split(where)
-        temporary = f"{folder}/.{name}.dim-{os.getpid()}"
+        temporary = temporary_name(where)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         os.link(outcome.linked[key], temporary)
@@ -212,8 +211,7 @@ def install(source: str, where: str, e: Entry, cache: dict[str, bytes]) -> None:
         set_metadata(where, e)
         os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
         return
-    folder, name = os.path.split(where)
-    temporary = f"{folder}/.{name}.dim-{os.getpid()}"
+    temporary = temporary_name(where)
     if e.kind == "f":
         _copy_file(source, temporary, e, cache)
     else:
@@ -264,16 +262,13 @@ def _copy_file(source: str, temporary: str, e: Entry, cache: dict[str, bytes]) -
         os.close(fd)
 
 
-_TEMPORARY = re.compile(r"\..+\.dim-[0-9]+")
-
-
 def discard_temporaries(replica: Path) -> list[str]:
     """Remove the new copies an interrupted :func:`install` left under their temporary name."""
     found = []
     for folder, dirs, files in os.walk(replica):
         for name in dirs + files:  # dirs: a temporary symbolic link to a directory
             where = os.path.join(folder, name)
-            if _TEMPORARY.fullmatch(name) and (name in files or os.path.islink(where)):
+            if is_temporary(name) and (name in files or os.path.islink(where)):
                 os.unlink(where)
                 found.append(where)
     return found
@@ -295,7 +290,7 @@ def create(store: Store, image: Image, node: str) -> bool:
         )
     replica.mkdir(parents=True, exist_ok=True)
     _fill(store.version_path(image.name, number), replica, image)
-    _write_number(store.replica_marker(node, image.name), number)
+    write_number(store.replica_marker(node, image.name), number)
     return True
 
 
@@ -317,12 +312,7 @@ def _fill(version: Path, replica: Path, image: Image) -> None:
         if run.returncode != 0:
             raise ImageError(f"cannot copy {source} into {destination}: {run.stderr.strip()}")
     for path in [p for p in _all_paths(replica) if kept_out(p, image.keepout)]:
-        where = replica / path
-        if where.is_dir() and not where.is_symlink():
-            shutil.rmtree(where, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                where.unlink()
+        remove_path(replica / path)
 
 
 def _all_paths(root: Path) -> list[str]:
@@ -376,7 +366,7 @@ def disk_usage(path: Path) -> int:
 
 
 def remove(store: Store, image: str, node: str) -> None:
-    _remove_tree(store.replica(node, image))
+    remove_tree(store.replica(node, image))
     store.replica_marker(node, image).unlink(missing_ok=True)
 
 

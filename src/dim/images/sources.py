@@ -15,7 +15,6 @@ import contextlib
 import os
 import re
 import shlex
-import shutil
 import signal
 import stat
 import subprocess
@@ -23,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dim.errors import ImageError, UsageError
+from dim.files import remove_path, remove_tree
 from dim.images.store import set_metadata
 from dim.images.tree import entry, scan
 
@@ -96,7 +96,7 @@ def fill(
             _untar(Path(source.location), unpacked)
             _rsync(f"{unpacked}/", staging, latest, excludes, source)
         finally:
-            shutil.rmtree(unpacked, ignore_errors=True)
+            remove_tree(unpacked)
     else:
         remote = f"{source.user + '@' if source.user else ''}{source.host}:"
         path = _SSH_URL.fullmatch(source.location)["path"] or "/"
@@ -285,17 +285,17 @@ def apply_upper(upper: Path, target: Path) -> None:
             origin, where = source / name, target / path
             st = os.lstat(origin)
             if _is_whiteout(st):
-                _remove(where)
+                remove_path(where)
                 continue
             if os.path.isdir(origin) and not os.path.islink(origin):
                 if _opaque(origin) or (os.path.lexists(where) and not where.is_dir()):
-                    _remove(where)
+                    remove_path(where)
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(where)
                 dirs.append((where, entry(origin)))
                 stack.append(path)
                 continue
-            _remove(where)
+            remove_path(where)
             os.rename(origin, where)
             _strip_overlay_xattrs(where)
     # directories of the upper layer carry the merged metadata: apply it, deepest first
@@ -325,11 +325,3 @@ def _strip_overlay_xattrs(where: Path) -> None:
         if name.startswith(OVERLAY_XATTR):
             with contextlib.suppress(OSError):
                 os.removexattr(where, name, follow_symlinks=False)
-
-
-def _remove(where: Path) -> None:
-    if os.path.isdir(where) and not os.path.islink(where):
-        shutil.rmtree(where)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(where)

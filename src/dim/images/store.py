@@ -28,7 +28,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dim.errors import ImageBusy, ImageError, UsageError
-from dim.files import write_atomically
+from dim.files import (
+    fsync_folder,
+    read_number,
+    remove_path,
+    remove_tree,
+    temporary_name,
+    write_atomically,
+    write_number,
+)
 from dim.images.delta import Delta, compare
 from dim.images.tree import Entry, scan
 from dim.layout.model import Image
@@ -117,10 +124,10 @@ class Store:
         return Version(number, path, meta)
 
     def live_version(self, image: str) -> int | None:
-        return _read_number(self.image_dir(image) / "live.version")
+        return read_number(self.image_dir(image) / "live.version")
 
     def replica_version(self, node: str, image: str) -> int | None:
-        return _read_number(self.replica_marker(node, image))
+        return read_number(self.replica_marker(node, image))
 
     def replicas(self, image: str) -> list[str]:
         """Nodes that have a replica of ``image``."""
@@ -189,17 +196,17 @@ class Store:
                 ) from exc
             finally:
                 if staging.exists():
-                    _remove_tree(staging)
+                    remove_tree(staging)
 
     def recover(self, image: Image) -> list[str]:
         """Finish what an interrupted command left; return what was done, for people."""
         done = []
         folder = self.image_dir(image.name)
         for leftover in sorted(folder.glob(".staging-*")) + sorted(folder.glob(".exec-*")):
-            _remove_tree(leftover)
+            remove_tree(leftover)
             done.append(f"removed the unfinished {leftover.name}")
         for leftover in sorted((folder / "versions").glob(".*")):
-            _remove_tree(leftover)
+            remove_tree(leftover)
             done.append(f"removed the unfinished versions/{leftover.name}")
         latest = self.latest(image.name)
         if latest is None:
@@ -235,7 +242,7 @@ class Store:
             _copy_dir_times(live, delta.new)
         else:
             apply_links(live, version, delta)
-        _write_number(self.image_dir(image) / "live.version", number)
+        write_number(self.image_dir(image) / "live.version", number)
         return delta
 
     def record(self, image: str, staging: Path, meta: dict) -> int:
@@ -248,7 +255,7 @@ class Store:
         versions = self.image_dir(image) / "versions"
         versions.mkdir(parents=True, exist_ok=True)
         os.rename(staging, versions / str(number))
-        _fsync_folder(versions)
+        fsync_folder(versions)
         return number
 
 
@@ -304,7 +311,7 @@ def apply_links(target: Path, version: Path, delta: Delta) -> None:
     """Make ``target`` equal to ``version`` by ``delta``: files are hard links into the version."""
     base = str(target)
     for path in delta.removed:
-        _remove(f"{base}/{path}" if path else base)
+        remove_path(f"{base}/{path}" if path else base)
     touched_dirs = []
     for path in (*delta.added, *delta.changed):
         e = delta.new[path]
@@ -335,16 +342,6 @@ def _copy_dir_times(target: Path, entries: dict[str, Entry]) -> None:
 def _parents_of(delta: Delta) -> list[str]:
     parents = {p.rpartition("/")[0] for p in (*delta.added, *delta.changed, *delta.removed)}
     return [p for p in delta.new if p in parents and delta.new[p].kind == "d"]
-
-
-def _remove(where: str) -> None:
-    try:
-        if os.path.isdir(where) and not os.path.islink(where):
-            shutil.rmtree(where)
-        else:
-            os.unlink(where)
-    except FileNotFoundError:
-        pass
 
 
 def _ensure_dir(where: str, e: Entry) -> None:
@@ -378,9 +375,8 @@ def _xattrs(where: str):
 def _link_over(source: str, where: str) -> None:
     """Replace ``where`` by a hard link to ``source``, atomically for readers."""
     if os.path.isdir(where) and not os.path.islink(where):
-        shutil.rmtree(where)
-    folder, name = os.path.split(where)
-    temporary = f"{folder}/.{name}.dim-{os.getpid()}"
+        remove_tree(where)
+    temporary = temporary_name(where)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temporary)
     os.link(source, temporary, follow_symlinks=False)
@@ -415,35 +411,6 @@ def crash_point(name: str) -> None:
     _passes[name] = _passes.get(name, 0) + 1
     if _passes[name] >= int(wanted.partition(":")[2] or 1):
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _read_number(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _write_number(path: Path, number: int) -> None:
-    write_atomically(path, f"{number}\n".encode())
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    if path.exists():  # a read-only directory inside: make it writable and try again
-        for folder, dirs, _files in os.walk(path):
-            for d in dirs:
-                with contextlib.suppress(OSError):
-                    os.chmod(os.path.join(folder, d), 0o700)
-        shutil.rmtree(path)
 
 
 def _lock_holder(handle) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dim.errors import ApplyError, ValidationError
-from dim.files import write_atomically
+from dim.files import fsync_folder, temporary_name, write_atomically
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
 from dim.services.render import RenderedFile
@@ -326,16 +326,11 @@ def write(changes: list[Change], root: Path, manifest: Manifest | None = None) -
         ) from exc
     finally:
         for folder in folders:
-            _fsync_folder(folder)
+            fsync_folder(folder)
         manifest.record(
             [(c.path, c.file.link) for c in done if c.action != "remove"],
             [c.path for c in done if c.action == "remove"],
         )
-
-
-def _temporary(where: str) -> str:
-    folder, name = os.path.split(where)
-    return f"{folder}/.{name}.dim-{os.getpid()}"
 
 
 def _unlink(where: str) -> None:
@@ -349,7 +344,7 @@ def _install_link(where: str, link: str, *, new: bool = False) -> None:
         with contextlib.suppress(FileExistsError):
             os.symlink(link, where)
             return
-    temporary = _temporary(where)
+    temporary = temporary_name(where)
     try:
         os.symlink(link, temporary)
     except FileNotFoundError:
@@ -359,17 +354,6 @@ def _install_link(where: str, link: str, *, new: bool = False) -> None:
         os.unlink(temporary)
         os.symlink(link, temporary)
     os.replace(temporary, where)
-
-
-def _fsync_folder(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- 4. reload -------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from dim.files import write_atomically
+
 PATH = "/etc/dim/applied.list"
 
 
@@ -65,13 +67,7 @@ class Manifest:
     def compact(self) -> None:
         """Rewrite the journal as one line per entry, atomically."""
         text = "".join(_line(p, e) + "\n" for p, e in sorted(self.entries.items()))
-        temporary = f"{self.location}.dim-{os.getpid()}"
-        os.makedirs(os.path.dirname(self.location), exist_ok=True)
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.location)
+        write_atomically(self.location, text.encode())
         self.lines = len(self.entries)
 
     def _append(self, lines: list[str], *, sync: bool) -> None:
