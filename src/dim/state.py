@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dim.errors import StateError
 from dim.layout.model import Cluster, Inventory
+from dim.names import normalize_mac
 from dim.records import Boot, BootTarget, Event, Observed, StaleLease  # noqa: F401
 
 metadata = sa.MetaData()
@@ -85,21 +85,6 @@ _BOOT_TARGET = (
     .select_from(macs_table.outerjoin(images_table, images_table.c.node == macs_table.c.node))
     .where(macs_table.c.mac == sa.bindparam("mac"))
 )
-
-_MAC = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
-
-
-def normalize_mac(text: str) -> str:
-    """``52-54-00-AB-CD-EF`` or ``525400abcdef`` -> ``52:54:00:ab:cd:ef``.
-
-    Raises ValueError for anything else.
-    """
-    value = text.strip().lower()
-    if not _MAC.fullmatch(value):
-        raise ValueError(f"malformed MAC address {text!r} (expected e.g. 52:54:00:ab:cd:ef)")
-    digits = value.replace(":", "").replace("-", "")
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
-
 
 class StateDB:
     """Access to the state DB. Open it with :meth:`open` (a folder) or :meth:`connect` (a URL)."""

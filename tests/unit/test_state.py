@@ -3,7 +3,8 @@ import threading
 import pytest
 
 from dim.errors import StateError
-from dim.state import StateDB, normalize_mac, parse_mac_csv
+from dim.names import normalize_mac
+from dim.state import StateDB, parse_mac_csv
 
 
 @pytest.mark.parametrize(

@@ -46,9 +46,10 @@ from dim.images.store import Store
 from dim.inventory import server_name as choose_server
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Image, Inventory, Node, Server
+from dim.names import check_name, normalize_mac
 from dim.services.boot import BootImage, kernel_args
 from dim.services.render import RenderContext
-from dim.state import Boot, StateDB, normalize_mac
+from dim.state import Boot, StateDB
 
 log = logging.getLogger("dim.serve")
 
@@ -280,7 +281,7 @@ def _refusal(status: int, message: str) -> Answer:
 
 def _safe_name(name: str) -> bool:
     try:
-        layout.check_name("file", name)
+        check_name("file", name)
     except ValueError:
         return False
     return True

@@ -47,7 +47,7 @@ from dim.files import (
 from dim.images.delta import Delta, compare
 from dim.images.tree import Entry, scan
 from dim.layout.model import Image
-from dim.layout.parser import check_name
+from dim.names import check_name
 
 LOCK_TIMEOUT = 600.0
 _VERSION = re.compile(r"[0-9]+")

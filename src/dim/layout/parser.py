@@ -11,7 +11,6 @@ names the file, the line and the offending value.
 from __future__ import annotations
 
 import re
-import socket
 from functools import cache
 from importlib import resources
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
@@ -24,8 +23,8 @@ from dim.allocation import bulk_allocation
 from dim.errors import LayoutError
 from dim.layout.expressions import ExpressionError, Template, compile_template
 from dim.layout.model import Bmc, Cluster, Group, Image, Interface, Network, Node, Server
+from dim.names import SAFE_NAME, check_name, ip_to_int
 
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _NUMBERS = re.compile(r"[0-9]+")
 RESERVED_GROUPS = {"all"}
 # <server> attributes taken as text, and those of them that must be absolute paths.
@@ -39,21 +38,6 @@ SERVER_TEXT = (
     "kea-socket",
 )
 SERVER_PATHS = ("tftp-root", "http-root", "kea-hooks", "kea-socket")
-
-
-def ip_to_int(text: str) -> int:
-    """Strict dotted quad -> integer; OSError for anything else (``010.0.0.1``, ``1.2.3``)."""
-    return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
-
-
-def check_name(kind: str, value: str) -> str:
-    """Refuse names that could escape a folder or break a config file."""
-    if not SAFE_NAME.fullmatch(value) or ".." in value:
-        raise ValueError(
-            f"invalid {kind} name {value!r}: use letters, digits, '-', '_' and '.', "
-            "starting with a letter or digit, without '/' or '..'"
-        )
-    return value
 
 
 @cache

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from dim.errors import PowerError
+from dim.names import normalize_mac
 from dim.power.credentials import Credential
 from dim.power.interface import Nic, Target
-from dim.state import normalize_mac
 
 SESSIONS = "/redfish/v1/SessionService/Sessions"
 SYSTEMS = "/redfish/v1/Systems"

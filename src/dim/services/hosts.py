@@ -5,7 +5,7 @@ dnsmasq serves it as DNS (``addn-hosts``); other sites include it in their own r
 
 from __future__ import annotations
 
-from dim.layout.parser import ip_to_int
+from dim.names import ip_to_int
 from dim.services.render import RenderContext, RenderedFile
 
 HOSTS_FILE = "/etc/dim/hosts"

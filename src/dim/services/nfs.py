@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, summarize_address_range
 
 from dim.errors import RenderError
-from dim.layout.parser import ip_to_int
+from dim.names import ip_to_int
 from dim.services.render import RenderContext, RenderedFile
 
 KERNEL_EXPORTS = "/etc/exports.d/dim.exports"
