@@ -103,7 +103,7 @@ def propagation(where: str, count: int, etc_files: int, sample: int) -> dict:
         source = make_source(root, etc_files)
         operations.import_image(store, IMAGE, str(source), incremental=False)
         replicas.create(store, IMAGE, "template")
-        template = store.replica("template", IMAGE.name)
+        template = store.paths.replica("template", IMAGE.name)
         started = time.monotonic()
         nodes_dir = store.root / "nodes"
         made = copy_replicas(template, nodes_dir, count)
@@ -120,7 +120,7 @@ def propagation(where: str, count: int, etc_files: int, sample: int) -> dict:
             result = change.commit("bench")
             dim_seconds = time.monotonic() - started
         assert result.replicas_updated == count + 1, result
-        new_etc = store.version_path(IMAGE.name, 2) / "etc"
+        new_etc = store.paths.version(IMAGE.name, 2) / "etc"
         os.sync()
         started = time.monotonic()
         for replica in baseline:
@@ -147,7 +147,7 @@ def minbase(tarball: Path, repeat: int) -> dict:
         store = Store(root / "state")
         image = Image("minbase", persistent=("/etc", "/var", "/root"))
         operations.import_image(store, image, str(tree), incremental=False)
-        entries = scan(store.version_path("minbase", 1))
+        entries = scan(store.paths.version("minbase", 1))
         tree_bytes = sum(e.size for e in entries.values() if e.kind == "f")
         targets = sorted(p for p, e in entries.items()
                          if e.kind == "f" and p.startswith("usr/share/doc/"))[:20]

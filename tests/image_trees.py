@@ -5,7 +5,7 @@
     dim = Dim(tmp_path, capsys)                     # cluster.xml and a state folder in tmp_path
     base_tree(tmp_path / "src")                     # files, links, a fifo, a socket, xattrs
     assert dim("image", "import", "alpha", "--from", str(tmp_path / "src")).status == 0
-    assert digest(dim.store.live("alpha")) == digest(dim.store.version_path("alpha", 1))
+    assert digest(dim.store.paths.live("alpha")) == digest(dim.store.paths.version("alpha", 1))
 
 :func:`snapshot` describes a tree by path: kind, mode, owner, group, modification time (to the
 nanosecond, directories included), size, device number, link target, extended attributes, the

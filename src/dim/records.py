@@ -3,7 +3,8 @@
 The records are shared by :mod:`dim.state` (which writes them through SQLAlchemy) and by the
 commands that only read: those read an SQLite state DB with the standard library's ``sqlite3``,
 because importing SQLAlchemy alone costs about 0.2 s, more than the rest of a small ``dim
-apply``. The table and column names here are :mod:`dim.state`'s::
+apply``. The table names have their home here (:mod:`dim.state` defines its tables by
+them), so that this module stays free of SQLAlchemy::
 
     >>> observed = read_observed(Path("/var/lib/dim"))
     >>> observed.macs[("node01", "boot")]
@@ -15,6 +16,14 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from dim.paths import StatePaths
+
+MACS_TABLE = "interface_macs"
+NODE_IMAGES_TABLE = "node_images"
+STALE_LEASES_TABLE = "stale_leases"
+EVENTS_TABLE = "events"
+BOOTS_TABLE = "boots"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +75,7 @@ class BootTarget:
 
 
 def _connect(state_dir: Path) -> sqlite3.Connection | None:
-    path = Path(state_dir) / "state.db"
+    path = StatePaths(state_dir).db
     if not path.exists():
         return None
     # read-only, and never waiting on a writer: WAL lets readers see the last commit
@@ -89,18 +98,18 @@ def _rows(state_dir: Path, query: str) -> list[tuple]:
 
 def read_observed(state_dir: Path) -> Observed:
     """MACs per (node, network) and image overrides per node; empty without a DB."""
-    macs = {(n, net): mac for n, net, mac in _rows(state_dir, "SELECT node, network, mac FROM "
-                                                   "interface_macs")}
-    images = dict(_rows(state_dir, "SELECT node, image FROM node_images"))
+    rows = _rows(state_dir, f"SELECT node, network, mac FROM {MACS_TABLE}")
+    macs = {(node, network): mac for node, network, mac in rows}
+    images = dict(_rows(state_dir, f"SELECT node, image FROM {NODE_IMAGES_TABLE}"))
     return Observed(macs, images)
 
 
 def read_last_boots(state_dir: Path) -> dict[str, Boot]:
-    rows = _rows(state_dir, "SELECT node, image, version, client, at FROM boots")
+    rows = _rows(state_dir, f"SELECT node, image, version, client, at FROM {BOOTS_TABLE}")
     return {r[0]: Boot(*r) for r in rows}
 
 
 def read_stale_leases(state_dir: Path) -> list[StaleLease]:
-    rows = _rows(state_dir, "SELECT node, network, mac, at FROM stale_leases "
-                 "ORDER BY at, node, network")
+    query = f"SELECT node, network, mac, at FROM {STALE_LEASES_TABLE} ORDER BY at, node, network"
+    rows = _rows(state_dir, query)
     return [StaleLease(*r) for r in rows]

@@ -27,12 +27,24 @@ from sqlalchemy.exc import SQLAlchemyError
 from dim.errors import StateError
 from dim.layout.model import Cluster, Inventory
 from dim.names import normalize_mac
-from dim.records import Boot, BootTarget, Event, Observed, StaleLease  # noqa: F401
+from dim.paths import StatePaths
+from dim.records import (  # noqa: F401
+    BOOTS_TABLE,
+    EVENTS_TABLE,
+    MACS_TABLE,
+    NODE_IMAGES_TABLE,
+    STALE_LEASES_TABLE,
+    Boot,
+    BootTarget,
+    Event,
+    Observed,
+    StaleLease,
+)
 
 metadata = sa.MetaData()
 
 macs_table = sa.Table(
-    "interface_macs",
+    MACS_TABLE,
     metadata,
     sa.Column("node", sa.String, primary_key=True),
     sa.Column("network", sa.String, primary_key=True),
@@ -40,7 +52,7 @@ macs_table = sa.Table(
 )
 
 images_table = sa.Table(
-    "node_images",
+    NODE_IMAGES_TABLE,
     metadata,
     sa.Column("node", sa.String, primary_key=True),
     sa.Column("image", sa.String, nullable=False),
@@ -49,7 +61,7 @@ images_table = sa.Table(
 # A MAC replaced on an interface: the DHCP server may still hold a lease for it on the node's
 # reserved address, which keeps that address from the new MAC until the lease is released.
 stale_leases_table = sa.Table(
-    "stale_leases",
+    STALE_LEASES_TABLE,
     metadata,
     sa.Column("node", sa.String, primary_key=True),
     sa.Column("network", sa.String, primary_key=True),
@@ -58,7 +70,7 @@ stale_leases_table = sa.Table(
 )
 
 events_table = sa.Table(
-    "events",
+    EVENTS_TABLE,
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", sa.Float, nullable=False),
@@ -70,7 +82,7 @@ events_table = sa.Table(
 # The last boot script each node fetched: one row per node, replaced at every boot, so that
 # `dim node list` reads one small table instead of searching the event log.
 boots_table = sa.Table(
-    "boots",
+    BOOTS_TABLE,
     metadata,
     sa.Column("node", sa.String, primary_key=True),
     sa.Column("at", sa.Float, nullable=False),
@@ -94,7 +106,7 @@ class StateDB:
 
     @classmethod
     def open(cls, state_dir: Path, *, create: bool = True) -> StateDB:
-        path = Path(state_dir) / "state.db"
+        path = StatePaths(state_dir).db
         if create:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +138,7 @@ class StateDB:
                 macs = {(r.node, r.network): r.mac for r in conn.execute(sa.select(macs_table))}
                 images = {r.node: r.image for r in conn.execute(sa.select(images_table))}
         except SQLAlchemyError:
-            if not sa.inspect(self.engine).has_table("interface_macs"):
+            if not sa.inspect(self.engine).has_table(MACS_TABLE):
                 return Observed({}, {})
             raise
         return Observed(macs, images)
@@ -144,7 +156,7 @@ class StateDB:
             with self.engine.connect() as conn:
                 return [StaleLease(r.node, r.network, r.mac, r.at) for r in conn.execute(query)]
         except SQLAlchemyError:
-            if not sa.inspect(self.engine).has_table("stale_leases"):
+            if not sa.inspect(self.engine).has_table(STALE_LEASES_TABLE):
                 return []
             raise
 
@@ -167,7 +179,7 @@ class StateDB:
             with self._reading() as conn:
                 rows = conn.execute(sa.select(boots_table)).all()
         except SQLAlchemyError:
-            if not sa.inspect(self.engine).has_table("boots"):
+            if not sa.inspect(self.engine).has_table(BOOTS_TABLE):
                 return {}
             raise
         return {r.node: Boot(r.node, r.image, r.version, r.client, r.at) for r in rows}

@@ -74,18 +74,18 @@ def assert_complete(dim, image="alpha", nodes=("n1", "n2")):
     """Live is the latest version, every replica is at it, no temporaries anywhere visible."""
     store = dim.store
     latest = store.latest(image)
-    version = store.version_path(image, latest)
-    live = store.live(image)
+    version = store.paths.version(image, latest)
+    live = store.paths.live(image)
     assert store.live_version(image) == latest
     assert snapshot(live) == snapshot(version)
     for path, entry in snapshot(version).items():
         if not entry[0].startswith("d"):
             assert inode(live / path) == inode(version / path), path
     assert temporaries(live) == []
-    assert not list(store.image_dir(image).glob(".staging-*"))
-    assert not list(store.image_dir(image).glob(".exec-*"))
+    assert not list(store.paths.image(image).glob(".staging-*"))
+    assert not list(store.paths.image(image).glob(".exec-*"))
     for node in nodes:
-        replica = store.replica(node, image)
+        replica = store.paths.replica(node, image)
         assert store.replica_version(node, image) == latest, node
         assert temporaries(replica) == [], node
         expected = {
@@ -115,10 +115,10 @@ def test_sync_killed_at_a_crash_point_is_completed_by_the_next_command(dim, src,
     assert store.versions("alpha") == [1, 2]  # the version was complete before the crash
     if point.startswith("mid-live"):
         assert store.live_version("alpha") == 1
-        assert len(temporaries(store.live("alpha"))) == 1  # the crash hit where we meant
+        assert len(temporaries(store.paths.live("alpha"))) == 1  # the crash hit where we meant
     if point.startswith("mid-replicas"):
         assert store.live_version("alpha") == 2
-        assert sum(len(temporaries(store.replica(n, "alpha"))) for n in ("n1", "n2")) == 1
+        assert sum(len(temporaries(store.paths.replica(n, "alpha"))) for n in ("n1", "n2")) == 1
     if finish == "check":
         out = dim.ok("image", "check", "alpha")
         assert out.startswith("alpha: consistent\n  repaired: ")
@@ -126,7 +126,8 @@ def test_sync_killed_at_a_crash_point_is_completed_by_the_next_command(dim, src,
         out = dim.ok("image", "sync", "alpha", "--from", str(src))
         assert out == "alpha: nothing changed, no version recorded\n"
     assert_complete(dim)
-    assert (store.replica("n2", "alpha") / "etc/motd").read_text() == "version 2 of etc/motd\n"
+    replica = store.paths.replica("n2", "alpha")
+    assert (replica / "etc/motd").read_text() == "version 2 of etc/motd\n"
     assert dim.ok("image", "check", "alpha") == "alpha: consistent\n"
 
 
@@ -138,7 +139,7 @@ def test_rollback_killed_at_a_crash_point_is_completed(dim, src, point):
     assert dim.store.versions("alpha") == [1, 2, 3]
     dim.ok("image", "check", "alpha")
     assert_complete(dim)
-    assert snapshot(dim.store.live("alpha")) == snapshot(dim.store.version_path("alpha", 1))
+    assert snapshot(dim.store.paths.live("alpha")) == snapshot(dim.store.paths.version("alpha", 1))
 
 
 def test_sync_killed_while_rsync_fills_the_staging_folder_leaves_no_version(dim, src):
@@ -166,11 +167,11 @@ def test_sync_killed_while_rsync_fills_the_staging_folder_leaves_no_version(dim,
     assert out.startswith("alpha: version 2: ")
     assert not staging.exists()
     assert_complete(dim)
-    assert snapshot(dim.store.version_path("alpha", 2)) == snapshot(src)
+    assert snapshot(dim.store.paths.version("alpha", 2)) == snapshot(src)
 
 
 def _staged(dim, minimum):
-    for staging in dim.store.image_dir("alpha").glob(".staging-*"):
+    for staging in dim.store.paths.image("alpha").glob(".staging-*"):
         if sum(1 for _ in staging.rglob("*")) >= minimum:
             return staging
     return None
@@ -194,7 +195,7 @@ def test_switch_killed_while_it_copies_a_new_replica_is_completed(dim, src, fini
     os.chmod(src / "etc/app", 0o750)
     touch_tree(src)
     dim.ok("image", "import", "alpha", "--from", str(src))
-    replica = dim.store.replica("n1", "alpha")
+    replica = dim.store.paths.replica("n1", "alpha")
     process = subprocess.Popen(
         dim.argv("node", "switch", "n1", "alpha"),
         start_new_session=True,
@@ -232,20 +233,20 @@ def test_exec_killed_while_its_command_runs_leaves_no_version_and_no_mount(dim, 
     )
     try:
         _wait_for(
-            lambda: list(dim.store.image_dir("alpha").glob(".exec-*/upper/etc/started")), process
+            lambda: list(dim.store.paths.image("alpha").glob(".exec-*/upper/etc/started")), process
         )
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # dim, unshare, the chroot'ed shell and sleep
         process.wait()
     assert dim.store.versions("alpha") == [1]
-    assert not (dim.store.live("alpha") / "etc/started").exists()
+    assert not (dim.store.paths.live("alpha") / "etc/started").exists()
     out = dim.ok("image", "check", "alpha")
     assert "removed the unfinished .exec-" in out
     assert_complete(dim, nodes=("n1",))
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(dim.state) not in mounts
     dim.ok("image", "exec", "alpha", "--", "sh", "-c", "echo y > /etc/done")
-    assert (dim.store.live("alpha") / "etc/done").read_text() == "y\n"
+    assert (dim.store.paths.live("alpha") / "etc/done").read_text() == "y\n"
 
 
 @pytest.mark.parametrize("point", ["after-record", "mid-live:2", "mid-replicas:1"])
@@ -268,4 +269,4 @@ def test_exec_killed_at_a_crash_point_is_completed(dim, tmp_path, point):
     assert dim.store.versions("alpha") == [1, 2]
     dim.ok("image", "check", "alpha")
     assert_complete(dim)
-    assert (dim.store.replica("n1", "alpha") / "var/state").read_text() == "2\n"
+    assert (dim.store.paths.replica("n1", "alpha") / "var/state").read_text() == "2\n"

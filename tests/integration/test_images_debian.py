@@ -71,7 +71,7 @@ def test_apt_get_install_in_exec_makes_a_small_version_with_the_package(dim, min
     out = dim.ok("image", "import", "debian", "--from", str(minbase))
     assert out.startswith("debian: version 1: ")
     dim.ok("node", "switch", "d[1-2]", "debian")
-    v1 = dim.store.version_path("debian", 1)
+    v1 = dim.store.paths.version("debian", 1)
     assert not (v1 / f"usr/bin/{PACKAGE}").exists()
 
     command = ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE]
@@ -79,7 +79,7 @@ def test_apt_get_install_in_exec_makes_a_small_version_with_the_package(dim, min
     assert run.status == 0, run.err
     assert run.out.startswith("debian: version 2: ")
     assert "2 replicas updated; 0 conflicts" in run.out
-    live, v2 = dim.store.live("debian"), dim.store.version_path("debian", 2)
+    live, v2 = dim.store.paths.live("debian"), dim.store.paths.version("debian", 2)
     program = live / f"usr/bin/{PACKAGE}"
     assert program.is_file() and os.access(program, os.X_OK)
     said = subprocess.run(["chroot", str(live), f"/usr/bin/{PACKAGE}"], capture_output=True)
@@ -118,7 +118,7 @@ def test_apt_get_install_in_exec_makes_a_small_version_with_the_package(dim, min
 
     # the nodes' replicas know the package is installed; the program itself stays shared
     for node in ("d1", "d2"):
-        replica = dim.store.replica(node, "debian")
+        replica = dim.store.paths.replica(node, "debian")
         status = (replica / "var/lib/dpkg/status").read_text()
         assert f"Package: {PACKAGE}\nStatus: install ok installed" in status
         assert not (replica / "usr").exists()

@@ -57,28 +57,28 @@ def test_an_import_bigger_than_the_disk_fails_cleanly_and_runs_again_with_room(
     assert line.startswith(f"dim: error: cannot read directory:{src}: ")
     assert "No space left on device" in line
     assert dim.store.versions("alpha") == []
-    assert not list(dim.store.image_dir("alpha").glob(".staging-*"))
+    assert not list(dim.store.paths.image("alpha").glob(".staging-*"))
     assert dim.ok("image", "versions", "alpha").splitlines()[1:] == []
     _grow(dim, "20m")
     dim.ok("image", "import", "alpha", "--from", str(src))
-    assert snapshot(dim.store.live("alpha")) == snapshot(src)
+    assert snapshot(dim.store.paths.live("alpha")) == snapshot(src)
 
 
 def test_a_sync_that_fills_the_disk_leaves_version_and_live_as_they_were(small_state, tmp_path):
     dim = small_state
     src = base_tree(tmp_path / "src")
     dim.ok("image", "import", "alpha", "--from", str(src))
-    before = snapshot(dim.store.live("alpha"))
+    before = snapshot(dim.store.paths.live("alpha"))
     write(src, "usr/lib/huge.so", os.urandom(3 * 1024 * 1024), mtime=T1)
     touch_tree(src)
     run = dim("image", "sync", "alpha", "--from", str(src))
     assert run.status == 1
     assert "No space left on device" in _one_error_line(run.err)
     assert dim.store.versions("alpha") == [1]
-    assert snapshot(dim.store.live("alpha")) == before
+    assert snapshot(dim.store.paths.live("alpha")) == before
     _grow(dim, "20m")
     dim.ok("image", "sync", "alpha", "--from", str(src))
-    assert snapshot(dim.store.live("alpha")) == snapshot(src)
+    assert snapshot(dim.store.paths.live("alpha")) == snapshot(src)
 
 
 def test_a_replica_copy_that_fills_the_disk_fails_cleanly_and_check_completes_it(
@@ -104,7 +104,7 @@ def test_a_replica_copy_that_fills_the_disk_fails_cleanly_and_check_completes_it
     out = dim.ok("image", "check", "alpha")
     assert "repaired: brought the replica of n2 to version 2" in out
     for node in ("n1", "n2"):
-        replica = dim.store.replica(node, "alpha")
+        replica = dim.store.paths.replica(node, "alpha")
         assert dim.store.replica_version(node, "alpha") == 2
         assert temporaries(replica) == [], node
         large = (replica / "etc/large.conf").read_bytes()

@@ -146,11 +146,11 @@ mkdir -p /var/lib/deep/er && echo deep > /var/lib/deep/er/file
 
 
 def test_the_new_version_is_exactly_what_the_command_left(dim, image):
-    v1 = dim.store.version_path("alpha", 1)
+    v1 = dim.store.paths.version("alpha", 1)
     shared_before = inode(v1 / "usr/lib/libbig.so")
     seen, out = _merged_snapshot(dim, SCRIPT)
     assert "alpha: version 2: " in out
-    v2, live = dim.store.version_path("alpha", 2), dim.store.live("alpha")
+    v2, live = dim.store.paths.version("alpha", 2), dim.store.paths.live("alpha")
     made = _without_runtime(snapshot(v2))
     assert made == seen
     assert snapshot(live) == snapshot(v2)
@@ -177,7 +177,7 @@ def test_the_new_version_is_exactly_what_the_command_left(dim, image):
     assert "- /etc/gone" in diff and "- /etc/x/old1" in diff and "+ /etc/x/new" in diff
     assert "~ /usr/x" in diff and "~ /var/state" in diff and "+ /var/lib/deep/er/file" in diff
     # the replica of n1 got the persistent part
-    replica = dim.store.replica("n1", "alpha")
+    replica = dim.store.paths.replica("n1", "alpha")
     assert (replica / "etc/added").read_text() == "added\n"
     assert sorted(os.listdir(replica / "etc/x")) == ["new"]
     assert os.getxattr(replica / "var/state", "trusted.dim.new") == b"fresh"
@@ -191,7 +191,7 @@ def test_a_command_that_changes_nothing_records_no_version(dim, image):
 
 
 def test_a_failing_command_records_nothing_and_leaves_live_alone(dim, image):
-    live = dim.store.live("alpha")
+    live = dim.store.paths.live("alpha")
     before = snapshot(live)
     run = dim("image", "exec", "alpha", "--", "sh", "-c", "echo half > /etc/motd; exit 3")
     assert run.status == 1
@@ -201,8 +201,8 @@ def test_a_failing_command_records_nothing_and_leaves_live_alone(dim, image):
     )
     assert dim.store.versions("alpha") == [1]
     assert snapshot(live) == before
-    assert (dim.store.replica("n1", "alpha") / "etc/motd").read_text() == "1\n"
-    leftovers = [p.name for p in dim.store.image_dir("alpha").iterdir() if p.name.startswith(".")]
+    assert (dim.store.paths.replica("n1", "alpha") / "etc/motd").read_text() == "1\n"
+    leftovers = [p.name for p in dim.store.paths.image("alpha").iterdir() if p.name.startswith(".")]
     assert leftovers == []
     assert str(dim.state) not in Path("/proc/self/mountinfo").read_text()
 
@@ -231,7 +231,7 @@ def test_two_execs_at_once_run_one_after_the_other(dim, image):
     )
     try:
         deadline = time.monotonic() + 20
-        while not list(dim.store.image_dir("alpha").glob(".exec-*/upper/etc/seq")):
+        while not list(dim.store.paths.image("alpha").glob(".exec-*/upper/etc/seq")):
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
         started = time.monotonic()
@@ -270,7 +270,7 @@ def test_exec_sees_the_latest_version_after_a_sync(dim, image, tmp_path):
     touch_tree(image)
     dim.ok("image", "sync", "alpha", "--from", str(image))
     dim.ok("image", "exec", "alpha", "--", "sh", "-c", "cat /etc/motd > /etc/copy")
-    assert (dim.store.live("alpha") / "etc/copy").read_text() == "from the master\n"
+    assert (dim.store.paths.live("alpha") / "etc/copy").read_text() == "from the master\n"
 
 
 def test_a_command_dies_with_dim_and_leaves_no_version(dim, image):

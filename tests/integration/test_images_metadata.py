@@ -191,11 +191,11 @@ def test_every_kind_added_changed_and_removed_reaches_versions_live_and_replicas
     src = full_tree(tmp_path / "src")
     dim.ok("image", "import", "alpha", "--from", str(src))
     dim.ok("node", "switch", "n1", "alpha")
-    v1 = dim.store.version_path("alpha", 1)
+    v1 = dim.store.paths.version("alpha", 1)
     assert snapshot(v1) == snapshot(src)
     assert os.lstat(v1 / "etc/owned").st_uid == OWNER
     assert os.getxattr(v1 / "etc/secure", "trusted.dim.label") == b"v1"
-    replica = dim.store.replica("n1", "alpha")
+    replica = dim.store.paths.replica("n1", "alpha")
     # the first copy keeps everything, hard links within the replica included
     assert _replica_snapshot(replica) == _persistent(snapshot(v1, dir_times=False))
     first = snapshot(src)
@@ -208,7 +208,7 @@ def test_every_kind_added_changed_and_removed_reaches_versions_live_and_replicas
     assert {ln[3:] for ln in lines if ln[0] == "+"} == ADDED
     assert {ln[3:] for ln in lines if ln[0] == "~"} == CHANGED
     assert {ln[3:] for ln in lines if ln[0] == "-"} == REMOVED
-    v2, live = dim.store.version_path("alpha", 2), dim.store.live("alpha")
+    v2, live = dim.store.paths.version("alpha", 2), dim.store.paths.live("alpha")
     assert snapshot(v2) == snapshot(src)
     assert snapshot(live) == snapshot(v2)
     assert snapshot(v1) == first  # versions are immutable
@@ -241,7 +241,7 @@ def test_a_replica_update_keeps_hard_links_between_names_of_one_file(dim, tmp_pa
     src = full_tree(tmp_path / "src")
     dim.ok("image", "import", "alpha", "--from", str(src))
     dim.ok("node", "switch", "n1", "alpha")
-    replica = dim.store.replica("n1", "alpha")
+    replica = dim.store.paths.replica("n1", "alpha")
     assert inode(replica / "etc/pair/one") == inode(replica / "etc/pair/two")
     change_tree(src)
     dim.ok("image", "sync", "alpha", "--from", str(src))
@@ -264,7 +264,7 @@ def test_a_changed_device_or_fifo_keeps_its_trusted_attributes(dim, tmp_path):
     _renumber(src / "dev/null", (1, 5))
     os.chmod(src / "dev/initctl", 0o644)
     dim.ok("image", "sync", "alpha", "--from", str(src))
-    assert snapshot(dim.store.version_path("alpha", 2)) == snapshot(src)
+    assert snapshot(dim.store.paths.version("alpha", 2)) == snapshot(src)
 
 
 @pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
@@ -276,11 +276,11 @@ def test_a_tarball_keeps_owners_devices_and_trusted_attributes(dim, tmp_path, su
     expected = snapshot(src)
     for path in [p for p, e in expected.items() if e[0].startswith("s")]:
         del expected[path]  # tar has no sockets
-    assert snapshot(dim.store.version_path("alpha", 1)) == expected
+    assert snapshot(dim.store.paths.version("alpha", 1)) == expected
     change_tree(src)
     _tar(tarball, src)
     dim.ok("image", "sync", "alpha", "--from", str(tarball))
-    v1, v2 = dim.store.version_path("alpha", 1), dim.store.version_path("alpha", 2)
+    v1, v2 = dim.store.paths.version("alpha", 1), dim.store.paths.version("alpha", 2)
     expected = snapshot(src)
     for path in [p for p, e in expected.items() if e[0].startswith("s")]:
         del expected[path]

@@ -149,7 +149,7 @@ def test_import_from_a_master_over_ssh_leaves_runtime_contents_and_keep_outs_out
     master = master_tree(tmp_path / "master")
     out = dim.ok("image", "import", "alpha", "--from", _url(sshd, master))
     assert out.startswith("alpha: version 1: ")
-    version = dim.store.version_path("alpha", 1)
+    version = dim.store.paths.version("alpha", 1)
     assert snapshot(version) == _expected(master)
     for folder in RUNTIME:  # the mount points are there, empty
         assert (version / folder).is_dir() and os.listdir(version / folder) == [], folder
@@ -173,13 +173,14 @@ def test_sync_over_ssh_gives_new_inodes_only_to_what_changed(dim, sshd, tmp_path
     touch_tree(master)
     out = dim.ok("image", "sync", "alpha", "--from", url)
     assert "version 2: 0 added, 1 changed, 0 removed" in out
-    v1, v2 = dim.store.version_path("alpha", 1), dim.store.version_path("alpha", 2)
+    v1, v2 = dim.store.paths.version("alpha", 1), dim.store.paths.version("alpha", 2)
     changed = [
         p for p, e in snapshot(v2).items() if e[0][0] != "d" and inode(v1 / p) != inode(v2 / p)
     ]
     assert changed == ["etc/motd"]
     assert snapshot(v2) == _expected(master)
-    assert (dim.store.replica("n1", "alpha") / "etc/motd").read_text() == "changed on the master\n"
+    replica = dim.store.paths.replica("n1", "alpha")
+    assert (replica / "etc/motd").read_text() == "changed on the master\n"
     assert dim.ok("image", "sync", "alpha", "--from", url).endswith("no version recorded\n")
 
 
@@ -200,7 +201,7 @@ def test_a_closed_port_fails_at_once_with_one_line_and_the_ssh_hint(dim, tmp_pat
         "(DIM_SSH_COMMAND sets the ssh command)"
     ]
     assert dim.store.versions("alpha") == []
-    assert not list(dim.store.image_dir("alpha").glob(".staging-*"))
+    assert not list(dim.store.paths.image("alpha").glob(".staging-*"))
 
 
 def test_a_master_that_never_answers_fails_within_a_bounded_time(dim, tmp_path, monkeypatch):

@@ -63,8 +63,7 @@ class BootArtifacts:
 
 def boot_folder(store: Store, image: str, version: int) -> Path:
     """``<state>/boot/<image>/<version>``."""
-    store.image_dir(image)  # refuses a name that is not one folder name
-    return store.root / "boot" / image / str(version)
+    return store.paths.boot_build(image, version)
 
 
 def build(
@@ -82,7 +81,7 @@ def build(
             f"image {image.name} has no version yet",
             hint=f"dim image import {image.name} --from SOURCE",
         )
-    root = store.version_path(image.name, version)
+    root = store.paths.version(image.name, version)
     kernel_file = kernel if kernel is not None else find_kernel(root, image.name, version)
     kernel_version = read_kernel_version(kernel_file)
     modules_dir = find_modules(root, kernel_version, image.name, version)

@@ -79,7 +79,7 @@ def exec_in_image(
                 f"image {image.name} has no version yet",
                 hint=f"dim image import {image.name} --from SOURCE",
             )
-        work = store.image_dir(image.name) / f".exec-{os.getpid()}"
+        work = store.paths.exec_work(image.name, os.getpid())
         try:
             sources.run_in_image(latest, change.staging, work, command)
         finally:
@@ -117,13 +117,13 @@ def remove(store: Store, inventory: Inventory, image: str) -> list[str]:
             f"image {image} is used by {fold(using)}",
             hint="switch them to another image first: dim node switch NODES IMAGE",
         )
-    if not store.image_dir(image).exists():
+    if not store.paths.image(image).exists():
         raise UsageError(f"image {image} is not in the store")
     with store.locked(image):
         removed = store.replicas(image)
         for node in removed:
             replicas.remove(store, image, node)
-        remove_tree(store.image_dir(image))
+        remove_tree(store.paths.image(image))
     return removed
 
 
@@ -174,13 +174,13 @@ def gc(
             result.bytes_freed = _bytes_only_in(
                 store, image.name, result.removed_versions, result.kept_versions
             )
-        asides = sorted((store.root / "nodes").glob(f"*/.{image.name}.reset-*"))
+        asides = store.paths.reset_asides(image.name)
         result.removed_asides = [str(p.relative_to(store.root)) for p in asides]
         if dry_run:
             return result
         for number in result.removed_versions:
-            remove_tree(store.version_path(image.name, number))
-            (store.image_dir(image.name) / "meta" / f"{number}.json").unlink(missing_ok=True)
+            remove_tree(store.paths.version(image.name, number))
+            store.paths.meta_file(image.name, number).unlink(missing_ok=True)
         for aside in asides:
             remove_tree(aside)
     return result
@@ -189,10 +189,11 @@ def gc(
 def _bytes_only_in(store: Store, image: str, removed: list[int], kept: list[int]) -> int:
     kept_inodes = set()
     for number in kept:
-        kept_inodes.update((e.dev, e.ino) for e in scan(store.version_path(image, number)).values())
+        entries = scan(store.paths.version(image, number)).values()
+        kept_inodes.update((e.dev, e.ino) for e in entries)
     freed: dict[tuple[int, int], int] = {}
     for number in removed:
-        for e in scan(store.version_path(image, number)).values():
+        for e in scan(store.paths.version(image, number)).values():
             if e.kind == "f" and (e.dev, e.ino) not in kept_inodes:
                 freed[(e.dev, e.ino)] = e.size
     return sum(freed.values())
@@ -213,7 +214,7 @@ def check(store: Store, image: Image) -> CheckResult:
         latest = store.latest(image.name)
         if latest is not None:
             delta = compare(
-                scan(store.live(image.name)), scan(store.version_path(image.name, latest))
+                scan(store.paths.live(image.name)), scan(store.paths.version(image.name, latest))
             )
             if not delta.empty:
                 store.sync_live(image.name, latest, delta)
@@ -223,7 +224,7 @@ def check(store: Store, image: Image) -> CheckResult:
                     "paths: brought back"
                 )
             for number in store.versions(image.name):
-                if not (store.image_dir(image.name) / "meta" / f"{number}.json").exists():
+                if not store.paths.meta_file(image.name, number).exists():
                     problems.append(f"version {number} has no meta/{number}.json")
         return CheckResult(image.name, repaired, problems)
 
@@ -292,7 +293,7 @@ def report(store: Store, inventory: Inventory, name: str, *, sizes: bool = True)
     for node in store.replicas(name):
         info: dict = {"version": store.replica_version(node, name)}
         if sizes:
-            info["bytes"] = replicas.disk_usage(store.replica(node, name))
+            info["bytes"] = replicas.disk_usage(store.paths.replica(node, name))
         replicas_info[node] = info
     return ImageReport(
         name=name,

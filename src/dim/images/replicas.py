@@ -118,13 +118,13 @@ def sync(
     ``part``, when given, is the persistent part of the delta from the replica's current
     version to ``number`` (computed once for every replica); otherwise it is computed here.
     """
-    replica = str(store.replica(node, image.name))
-    target = store.version_path(image.name, number)
+    replica = str(store.paths.replica(node, image.name))
+    target = store.paths.version(image.name, number)
     if part is None:
         current = store.replica_version(node, image.name)
         old = {}
-        if current is not None and store.version_path(image.name, current).is_dir():
-            old = _persistent_scan(store.version_path(image.name, current), image)
+        if current is not None and store.paths.version(image.name, current).is_dir():
+            old = _persistent_scan(store.paths.version(image.name, current), image)
         part = compare(old, _persistent_scan(target, image)).only(image.persistent, image.keepout)
     outcome = SyncOutcome(node)
     cache = cache if cache is not None else {}
@@ -133,7 +133,7 @@ def sync(
         _three_way(replica, base, path, part.old.get(path), None, force, outcome, cache)
     for path in (*part.added, *part.changed):
         _three_way(replica, base, path, part.old.get(path), part.new[path], force, outcome, cache)
-    write_number(store.replica_marker(node, image.name), number)
+    write_number(store.paths.replica_marker(node, image.name), number)
     return outcome
 
 
@@ -279,7 +279,7 @@ def discard_temporaries(replica: Path) -> list[str]:
 
 def create(store: Store, image: Image, node: str) -> bool:
     """Give ``node`` a replica of ``image`` if it has none; False if it had one already."""
-    replica = store.replica(node, image.name)
+    replica = store.paths.replica(node, image.name)
     if store.replica_version(node, image.name) is not None and replica.is_dir():
         return False
     number = store.latest(image.name)
@@ -289,8 +289,8 @@ def create(store: Store, image: Image, node: str) -> bool:
             hint=f"dim image import {image.name} --from SOURCE",
         )
     replica.mkdir(parents=True, exist_ok=True)
-    _fill(store.version_path(image.name, number), replica, image)
-    write_number(store.replica_marker(node, image.name), number)
+    _fill(store.paths.version(image.name, number), replica, image)
+    write_number(store.paths.replica_marker(node, image.name), number)
     return True
 
 
@@ -321,17 +321,17 @@ def _all_paths(root: Path) -> list[str]:
 
 def reset(store: Store, image: Image, node: str) -> Path:
     """A fresh replica for ``node``; the old content is kept aside until gc. Returns where."""
-    replica = store.replica(node, image.name)
+    replica = store.paths.replica(node, image.name)
     replica.parent.mkdir(parents=True, exist_ok=True)
     # unique: a second reset within the same second must not collide with the first
-    prefix = f".{image.name}.reset-{int(time.time())}-"
+    prefix = f"{store.paths.reset_prefix(image.name)}{int(time.time())}-"
     aside = Path(tempfile.mkdtemp(prefix=prefix, dir=replica.parent))
     if replica.is_dir():
         # the replica's root directory stays: it is an NFS export root, and recreating it
         # would give the node stale file handles
         for child in os.listdir(replica):
             os.rename(replica / child, aside / child)
-    store.replica_marker(node, image.name).unlink(missing_ok=True)
+    store.paths.replica_marker(node, image.name).unlink(missing_ok=True)
     create(store, image, node)
     return aside
 
@@ -341,8 +341,8 @@ def differences(store: Store, image: Image, node: str) -> Delta:
     number = store.replica_version(node, image.name)
     if number is None:
         raise ImageError(f"node {node} has no replica of image {image.name}")
-    version = _persistent_scan(store.version_path(image.name, number), image)
-    replica = store.replica(node, image.name)
+    version = _persistent_scan(store.paths.version(image.name, number), image)
+    replica = store.paths.replica(node, image.name)
     mine: dict[str, Entry] = {}
     for folder in image.persistent:
         relative = folder.strip("/")
@@ -366,8 +366,8 @@ def disk_usage(path: Path) -> int:
 
 
 def remove(store: Store, image: str, node: str) -> None:
-    remove_tree(store.replica(node, image))
-    store.replica_marker(node, image).unlink(missing_ok=True)
+    remove_tree(store.paths.replica(node, image))
+    store.paths.replica_marker(node, image).unlink(missing_ok=True)
 
 
 __all__ = ["create", "differences", "disk_usage", "install", "remove", "reset", "sync", "under"]

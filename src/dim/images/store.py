@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dim.errors import ImageBusy, ImageError, UsageError
+from dim.errors import ImageBusy, ImageError
 from dim.files import (
     fsync_folder,
     read_number,
@@ -47,7 +47,7 @@ from dim.files import (
 from dim.images.delta import Delta, compare
 from dim.images.tree import Entry, scan
 from dim.layout.model import Image
-from dim.names import check_name
+from dim.paths import StatePaths
 
 LOCK_TIMEOUT = 600.0
 _VERSION = re.compile(r"[0-9]+")
@@ -75,23 +75,7 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-
-    # -- paths -------------------------------------------------------------------------------
-
-    def image_dir(self, image: str) -> Path:
-        return self.root / "images" / _checked("image", image)
-
-    def live(self, image: str) -> Path:
-        return self.image_dir(image) / "live"
-
-    def version_path(self, image: str, number: int) -> Path:
-        return self.image_dir(image) / "versions" / str(number)
-
-    def replica(self, node: str, image: str) -> Path:
-        return self.root / "nodes" / _checked("node", node) / _checked("image", image)
-
-    def replica_marker(self, node: str, image: str) -> Path:
-        return self.root / "nodes" / _checked("node", node) / f"{_checked('image', image)}.version"
+        self.paths = StatePaths(self.root)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -99,7 +83,7 @@ class Store:
         return bool(self.versions(image))
 
     def versions(self, image: str) -> list[int]:
-        folder = self.image_dir(image) / "versions"
+        folder = self.paths.versions(image)
         try:
             names = os.listdir(folder)
         except FileNotFoundError:
@@ -111,27 +95,27 @@ class Store:
         return versions[-1] if versions else None
 
     def version(self, image: str, number: int) -> Version:
-        path = self.version_path(image, number)
+        path = self.paths.version(image, number)
         if not path.is_dir():
             raise ImageError(
                 f"image {image} has no version {number}",
                 hint=f"`dim image versions {image}` lists them",
             )
         try:
-            meta = json.loads((self.image_dir(image) / "meta" / f"{number}.json").read_text())
+            meta = json.loads(self.paths.meta_file(image, number).read_text())
         except (FileNotFoundError, ValueError):
             meta = {}
         return Version(number, path, meta)
 
     def live_version(self, image: str) -> int | None:
-        return read_number(self.image_dir(image) / "live.version")
+        return read_number(self.paths.live_marker(image))
 
     def replica_version(self, node: str, image: str) -> int | None:
-        return read_number(self.replica_marker(node, image))
+        return read_number(self.paths.replica_marker(node, image))
 
     def replicas(self, image: str) -> list[str]:
         """Nodes that have a replica of ``image``."""
-        nodes = self.root / "nodes"
+        nodes = self.paths.nodes
         try:
             names = sorted(os.listdir(nodes))
         except FileNotFoundError:
@@ -140,7 +124,7 @@ class Store:
 
     def images(self) -> list[str]:
         try:
-            return sorted(os.listdir(self.root / "images"))
+            return sorted(os.listdir(self.paths.images))
         except FileNotFoundError:
             return []
 
@@ -155,9 +139,9 @@ class Store:
         waiting: Callable[[str], None] | None = None,
     ) -> Iterator[None]:
         """Hold ``image``'s lock: a second command waits (up to ``wait`` s) or fails clearly."""
-        folder = self.root / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"{_checked('image', image)}.lock", "a+") as handle:
+        lock = self.paths.lock(image)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -182,7 +166,7 @@ class Store:
         """Lock, complete any interrupted work, and hand out a fresh staging folder."""
         with self.locked(image.name, **lock):
             self.recover(image)
-            staging = self.image_dir(image.name) / f".staging-{os.getpid()}"
+            staging = self.paths.staging(image.name, os.getpid())
             staging.parent.mkdir(parents=True, exist_ok=True)
             change = Change(self, image, staging)
             try:
@@ -201,13 +185,10 @@ class Store:
     def recover(self, image: Image) -> list[str]:
         """Finish what an interrupted command left; return what was done, for people."""
         done = []
-        folder = self.image_dir(image.name)
-        for leftover in sorted(folder.glob(".staging-*")) + sorted(folder.glob(".exec-*")):
+        folder = self.paths.image(image.name)
+        for leftover in self.paths.unfinished(image.name):
             remove_tree(leftover)
-            done.append(f"removed the unfinished {leftover.name}")
-        for leftover in sorted((folder / "versions").glob(".*")):
-            remove_tree(leftover)
-            done.append(f"removed the unfinished versions/{leftover.name}")
+            done.append(f"removed the unfinished {leftover.relative_to(folder)}")
         latest = self.latest(image.name)
         if latest is None:
             return done
@@ -224,16 +205,16 @@ class Store:
                 replicas.create(self, image, node)
                 done.append(f"finished the replica of {node} at version {latest}")
             elif current != latest:
-                replicas.discard_temporaries(self.replica(node, image.name))
+                replicas.discard_temporaries(self.paths.replica(node, image.name))
                 replicas.sync(self, image, node, latest)
                 done.append(f"brought the replica of {node} to version {latest}")
         return done
 
     def sync_live(self, image: str, number: int, delta: Delta | None = None) -> Delta:
         """Make live equal to version ``number``; by a known delta when live is at its start."""
-        live = self.live(image)
+        live = self.paths.live(image)
         live.mkdir(parents=True, exist_ok=True)
-        version = self.version_path(image, number)
+        version = self.paths.version(image, number)
         if delta is None:
             delta = compare(scan(live), scan(version))
             apply_links(live, version, delta)
@@ -242,17 +223,15 @@ class Store:
             _copy_dir_times(live, delta.new)
         else:
             apply_links(live, version, delta)
-        write_number(self.image_dir(image) / "live.version", number)
+        write_number(self.paths.live_marker(image), number)
         return delta
 
     def record(self, image: str, staging: Path, meta: dict) -> int:
         """Turn a filled staging folder into the next version (steps 2 of the order above)."""
         number = (self.latest(image) or 0) + 1
         meta = {"version": number, "created": time.time(), **meta}
-        meta_dir = self.image_dir(image) / "meta"
-        meta_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(meta_dir / f"{number}.json", json.dumps(meta, indent=1).encode())
-        versions = self.image_dir(image) / "versions"
+        write_atomically(self.paths.meta_file(image, number), json.dumps(meta, indent=1).encode())
+        versions = self.paths.versions(image)
         versions.mkdir(parents=True, exist_ok=True)
         os.rename(staging, versions / str(number))
         fsync_folder(versions)
@@ -274,7 +253,7 @@ class Change:
     @property
     def latest_path(self) -> Path | None:
         latest = self.latest
-        return self.store.version_path(self.image.name, latest) if latest else None
+        return self.store.paths.version(self.image.name, latest) if latest else None
 
     def commit(
         self, source: str, *, force: bool = False, progress: Callable[[str], None] | None = None
@@ -385,14 +364,6 @@ def _link_over(source: str, where: str) -> None:
 
 
 # -- small helpers ---------------------------------------------------------------------------
-
-
-def _checked(kind: str, name: str) -> str:
-    """``name`` if it is safe as one folder name: ``../nodes`` must never reach a path."""
-    try:
-        return check_name(kind, name)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
 
 
 _passes: dict[str, int] = {}

@@ -193,7 +193,7 @@ def test_a_usr_merged_image_is_read_through_its_own_links(
     dim.ok("image", "import", "tiny", "--from", str(tree))
     artifacts = build(dim.store, TINY, busybox=busybox)
     assert len(artifacts.modules) == len(MODULES)
-    root = dim.store.version_path("tiny", 1)
+    root = dim.store.paths.version("tiny", 1)
     assert inside(root, "/lib/modules") == root / "usr" / "lib" / "modules"
 
 

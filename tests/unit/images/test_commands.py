@@ -42,7 +42,7 @@ def test_rm_works_once_the_nodes_switched_away_and_takes_their_replicas(dim, src
     dim.ok("node", "switch", "n[1-2]", "beta")
     out = dim.ok("image", "rm", "alpha", "--yes")
     assert out == "alpha: removed, with the replicas of n[1-2]\n"
-    assert not dim.store.image_dir("alpha").exists()
+    assert not dim.store.paths.image("alpha").exists()
     assert not (dim.state / "nodes/n1/alpha").exists()
     assert not (dim.state / "nodes/n1/alpha.version").exists()
     assert (dim.state / "nodes/n1/beta/etc/motd").exists()
@@ -59,7 +59,7 @@ def test_rm_of_an_image_not_in_the_store_is_refused(dim):
 
 def test_gc_removes_old_versions_and_never_the_latest(dim, src):
     _three_versions(dim, src)
-    v1 = dim.store.version_path("alpha", 1)
+    v1 = dim.store.paths.version("alpha", 1)
     shared = inode(v1 / "usr/lib/libbig.so")
     out = dim.ok("image", "gc", "alpha", "--dry-run")
     assert out.startswith("alpha: would remove versions [1-2] (")
@@ -67,8 +67,8 @@ def test_gc_removes_old_versions_and_never_the_latest(dim, src):
     out = dim.ok("image", "gc", "alpha")
     assert out == "alpha: removed versions [1-2] (18 B) and 0 reset replicas; kept 3\n"
     assert dim.store.versions("alpha") == [3]
-    assert not (dim.store.image_dir("alpha") / "meta/1.json").exists()
-    live = dim.store.live("alpha")
+    assert not (dim.store.paths.image("alpha") / "meta/1.json").exists()
+    live = dim.store.paths.live("alpha")
     assert inode(live / "usr/lib/libbig.so") == shared  # shared files live on
     assert (live / "etc/motd").read_text() == "version 3\n"
     out = dim.ok("image", "gc", "alpha")
@@ -162,7 +162,7 @@ def test_a_source_that_does_not_exist_is_refused(dim, tmp_path):
         f"dim: error: source '{tmp_path / 'nowhere'}' does not exist\n"
         "hint: give a directory, a tarball or ssh://HOST[/PATH]\n"
     )
-    assert not dim.store.image_dir("alpha").exists() or dim.store.versions("alpha") == []
+    assert not dim.store.paths.image("alpha").exists() or dim.store.versions("alpha") == []
 
 
 def test_a_tarball_that_is_not_one_fails_cleanly(dim, tmp_path, src):
@@ -172,7 +172,7 @@ def test_a_tarball_that_is_not_one_fails_cleanly(dim, tmp_path, src):
     assert run.status == 1
     assert run.err.startswith(f"dim: error: cannot unpack {bogus}: ")
     assert dim.store.versions("alpha") == []
-    assert [p.name for p in dim.store.image_dir("alpha").iterdir()] == []
+    assert [p.name for p in dim.store.paths.image("alpha").iterdir()] == []
     dim.ok("image", "import", "alpha", "--from", str(src))  # the store is usable
 
 

@@ -13,7 +13,7 @@ from tests.image_trees import T1, digest, inode, snapshot, touch_tree, write
 
 
 def _replica(dim, node="n1", image="alpha"):
-    return dim.store.replica(node, image)
+    return dim.store.paths.replica(node, image)
 
 
 def _imported(dim, src, *nodes):
@@ -26,7 +26,7 @@ def test_switch_makes_real_copies_of_the_persistent_paths_without_keep_outs(dim,
     _imported(dim, src)
     out = dim.ok("node", "switch", "n[1-2]", "alpha")
     assert "new replicas for n[1-2]" in out
-    version = dim.store.version_path("alpha", 1)
+    version = dim.store.paths.version("alpha", 1)
     replica = _replica(dim)
     assert sorted(os.listdir(replica)) == ["etc", "var"]  # /usr, /proc… are shared from live
     assert (dim.state / "nodes/n1/alpha.version").read_text() == "1\n"
@@ -48,7 +48,7 @@ def test_switch_makes_real_copies_of_the_persistent_paths_without_keep_outs(dim,
     assert not list((replica / "etc/ssh").glob("ssh_host_*"))
     for path in (p for p, e in expected.items() if not e[0].startswith("d")):
         assert inode(replica / path) != inode(version / path), f"{path} is a hard link"
-        assert inode(replica / path) != inode(dim.store.live("alpha") / path), path
+        assert inode(replica / path) != inode(dim.store.paths.live("alpha") / path), path
     # within the replica, the hard-link structure of the image is kept… (none under /etc here)
     assert inode(_replica(dim, "n2") / "etc/motd") != inode(replica / "etc/motd")
 
@@ -78,7 +78,7 @@ def test_an_unchanged_replica_file_follows_the_image_and_a_changed_one_is_a_conf
         assert (replica.parent / "alpha.version").read_text() == "2\n"
     assert (n2 / "etc/motd").read_text() == "new welcome\n"
     assert (n2 / "etc/app/keep.conf").read_text() == "changed too\n"
-    version = dim.store.version_path("alpha", 2)
+    version = dim.store.paths.version("alpha", 2)
     assert snapshot(n2 / "etc/app", dir_times=False) == snapshot(
         version / "etc/app", dir_times=False
     )
@@ -114,7 +114,7 @@ def test_keep_outs_are_never_replicated(dim, src):
     assert not (replica / "etc/hostname").exists()
     assert not (replica / "var/log").exists()
     assert not (replica / "etc/ssh/ssh_host_rsa_key").exists()
-    assert (dim.store.live("alpha") / "etc/ssh/ssh_host_rsa_key").exists()
+    assert (dim.store.paths.live("alpha") / "etc/ssh/ssh_host_rsa_key").exists()
 
 
 def test_a_replica_is_kept_when_its_node_switches_away_and_found_again(dim, src):

@@ -32,7 +32,7 @@ def test_import_from_a_directory_makes_live_and_version_1_equal_to_the_source(di
 
 def test_live_holds_the_inodes_of_the_latest_version(dim, src):
     dim.ok("image", "import", "alpha", "--from", str(src))
-    live, v1 = dim.store.live("alpha"), dim.store.version_path("alpha", 1)
+    live, v1 = dim.store.paths.live("alpha"), dim.store.paths.version("alpha", 1)
     for path in ("etc/motd", "usr/lib/libbig.so", "usr/bin/alias", "var/lib/app/fifo"):
         assert inode(live / path) == inode(v1 / path), path
     # the hard-linked pair of the source stays one inode, shared by version and live
@@ -50,9 +50,9 @@ def test_sync_gives_new_inodes_only_to_what_changed(dim, src):
     out = dim.ok("image", "sync", "alpha", "--from", str(src))
     assert "version 2: 1 added, 1 changed, 1 removed" in out
     v1, v2, live = (
-        dim.store.version_path("alpha", 1),
-        dim.store.version_path("alpha", 2),
-        dim.store.live("alpha"),
+        dim.store.paths.version("alpha", 1),
+        dim.store.paths.version("alpha", 2),
+        dim.store.paths.live("alpha"),
     )
     unchanged = [p for p, e in snapshot(v2).items() if e[0][0] != "d"]
     unchanged = [p for p in unchanged if p not in ("etc/app/app.conf", "etc/app/new.conf")]
@@ -79,7 +79,7 @@ def test_a_change_within_the_same_second_is_still_seen(dim, src):
     where = write(src, "etc/motd", "WELCOME\n")  # same size
     os.utime(where, ns=(T0 + 1, T0 + 1))  # one nanosecond later
     dim.ok("image", "sync", "alpha", "--from", str(src))
-    assert (dim.store.live("alpha") / "etc/motd").read_text() == "WELCOME\n"
+    assert (dim.store.paths.live("alpha") / "etc/motd").read_text() == "WELCOME\n"
 
 
 def test_sync_without_any_change_records_no_version(dim, src):
@@ -107,14 +107,14 @@ def test_metadata_only_changes_are_versions_too(dim, src):
         "~ /usr/bin/tool",
         "~ /var/lib/app/fifo",
     ]
-    assert digest(dim.store.live("alpha")) == digest(src)
+    assert digest(dim.store.paths.live("alpha")) == digest(src)
 
 
 def test_a_process_holding_a_replaced_file_keeps_reading_the_old_content(dim, src):
     write(src, "usr/lib/libc.so", b"old library " * 1000)
     touch_tree(src)
     dim.ok("image", "import", "alpha", "--from", str(src))
-    live = dim.store.live("alpha")
+    live = dim.store.paths.live("alpha")
     with open(live / "usr/lib/libc.so", "rb") as running:
         first = running.read(12)
         write(src, "usr/lib/libc.so", b"NEW LIBRARY! " * 1000, mtime=T1)
@@ -125,7 +125,7 @@ def test_a_process_holding_a_replaced_file_keeps_reading_the_old_content(dim, sr
         assert os.fstat(running.fileno()).st_nlink == 1  # kept alive by versions/1 alone
     assert first + rest == b"old library " * 1000
     assert inode(live / "usr/lib/libc.so") == inode(
-        dim.store.version_path("alpha", 2) / "usr/lib/libc.so"
+        dim.store.paths.version("alpha", 2) / "usr/lib/libc.so"
     )
 
 
@@ -144,9 +144,9 @@ def test_import_from_a_tarball(dim, src, tmp_path, suffix, mode):
     assert "version 1" in out
     expected = snapshot(src)
     del expected["var/lib/app/socket"]  # tar leaves sockets out ("socket ignored")
-    assert snapshot(dim.store.version_path("alpha", 1)) == expected
-    assert digest(dim.store.live("alpha")) == digest(dim.store.version_path("alpha", 1))
-    assert not list(dim.store.image_dir("alpha").glob(".staging-*"))
+    assert snapshot(dim.store.paths.version("alpha", 1)) == expected
+    assert digest(dim.store.paths.live("alpha")) == digest(dim.store.paths.version("alpha", 1))
+    assert not list(dim.store.paths.image("alpha").glob(".staging-*"))
 
 
 def test_rollback_makes_live_exactly_version_k_again(dim, src):
@@ -163,12 +163,12 @@ def test_rollback_makes_live_exactly_version_k_again(dim, src):
         digests[n] = digest(src)
     out = dim.ok("image", "rollback", "alpha", "1")
     assert out.startswith("alpha: version 4: ")
-    live = dim.store.live("alpha")
-    assert snapshot(live) == snapshot(dim.store.version_path("alpha", 1))
-    assert digest(live) == digests[1] == digest(dim.store.version_path("alpha", 4))
+    live = dim.store.paths.live("alpha")
+    assert snapshot(live) == snapshot(dim.store.paths.version("alpha", 1))
+    assert digest(live) == digests[1] == digest(dim.store.paths.version("alpha", 4))
     # the rolled-back version is made of version 1's inodes, not copies
     assert inode(live / "usr/bin/tool") == inode(
-        dim.store.version_path("alpha", 1) / "usr/bin/tool"
+        dim.store.paths.version("alpha", 1) / "usr/bin/tool"
     )
     dim.ok("image", "rollback", "alpha", "3")
     assert digest(live) == digests[3]
