@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dim.images import operations, replicas, sources
+from dim.images.commit import changing
 from dim.images.store import Store
 from dim.images.tree import scan
 from dim.layout.model import Image
@@ -105,16 +106,16 @@ def propagation(where: str, count: int, etc_files: int, sample: int) -> dict:
         replicas.create(store, IMAGE, "template")
         template = store.paths.replica("template", IMAGE.name)
         started = time.monotonic()
-        nodes_dir = store.root / "nodes"
+        nodes_dir = store.paths.nodes
         made = copy_replicas(template, nodes_dir, count)
         for replica in made:
-            (replica.parent / f"{IMAGE.name}.version").write_text("1\n")
+            store.paths.replica_marker(replica.parent.name, IMAGE.name).write_text("1\n")
         baseline = copy_replicas(template, root / "baseline", min(count, sample))
         setup = time.monotonic() - started
         os.sync()
         for i in range(20):
             (source / "etc" / f"file{i:03}.conf").write_bytes(os.urandom(2048).hex().encode())
-        with store.changing(IMAGE) as change:
+        with changing(store, IMAGE) as change:
             sources.fill(sources.parse_source(str(source)), change.staging, change.latest_path)
             started = time.monotonic()
             result = change.commit("bench")

@@ -10,8 +10,9 @@ import click
 from dim.cli import Settings, cli, emit_json, node_group, pass_settings, table
 from dim.errors import UsageError
 from dim.images import operations
+from dim.images.commit import CommitResult
 from dim.images.delta import Delta
-from dim.images.store import CommitResult, Store
+from dim.images.store import Store
 from dim.inventory import fold, select
 
 

@@ -1,7 +1,7 @@
 """SIGKILL at any point of a change leaves a store that the next command completes.
 
 dim runs as a child process and is killed at named points of a commit by its own test hook
-(``DIM_TEST_CRASH_AT``, see :func:`dim.images.store.crash_point`): after the version is
+(``DIM_TEST_CRASH_AT``, see :func:`dim.images.crash.crash_point`): after the version is
 recorded, in the middle of updating live (a file linked to its temporary name, not yet renamed)
 and in the middle of updating the node replicas; or from outside, by its process group, while
 rsync fills the staging folder or while an ``exec`` command runs. After each crash:

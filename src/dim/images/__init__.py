@@ -15,6 +15,18 @@
 
 Every source (a directory, a tarball, a master node over ssh, ``image exec``) fills a staging
 folder with the complete new tree, sharing inodes with the latest version wherever nothing
-changed; :meth:`dim.images.store.Store.commit` turns it into the next version, updates live and
-replicates the persistent part of the change into every node replica.
+changed; :meth:`dim.images.commit.ImageChange.commit` turns it into the next version, updates
+live and replicates the persistent part of the change into every node replica.
+
+The modules, each importing only those above it in this list (:class:`dim.paths.StatePaths`
+says where everything lies):
+
+- :mod:`~dim.images.tree` (scanning a tree), :mod:`~dim.images.delta` (comparing two),
+  :mod:`~dim.images.crash` (the crash tests' stopping points);
+- :mod:`~dim.images.store`: what versions, live trees and replicas exist; the image lock;
+- :mod:`~dim.images.links`: applying a delta to live as hard links into a version;
+- :mod:`~dim.images.replicas`: each node's real copy of the persistent paths;
+- :mod:`~dim.images.commit`: a change under the lock, its crash-safe order, and recovery;
+- :mod:`~dim.images.sources`: what fills a staging folder (rsync, tar, ssh, exec);
+- :mod:`~dim.images.operations`: one function per ``dim image`` command.
 """

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from dim.errors import ImageError, UsageError
 from dim.files import remove_tree
 from dim.images import replicas, sources
+from dim.images.commit import CommitResult, changing, recover, sync_live
 from dim.images.delta import Delta, compare
-from dim.images.store import CommitResult, Store
+from dim.images.store import Store
 from dim.images.tree import scan
 from dim.layout.model import Cluster, Image, Inventory
 
@@ -54,7 +55,7 @@ def import_image(
             hint=f"dim image import {image.name} --from {origin}",
         )
     excludes = image.keepout if source.kind == "ssh" else ()
-    with store.changing(image, waiting=progress) as change:
+    with changing(store, image, waiting=progress) as change:
         if progress:
             progress(f"reading {source}")
         sources.fill(source, change.staging, change.latest_path, excludes=excludes)
@@ -72,7 +73,7 @@ def exec_in_image(
     """Run ``command`` in a chroot over the latest version; its change is the next version."""
     if not command:
         raise UsageError("no command given: dim image exec IMAGE -- COMMAND…")
-    with store.changing(image, waiting=progress) as change:
+    with changing(store, image, waiting=progress) as change:
         latest = change.latest_path
         if latest is None:
             raise ImageError(
@@ -91,7 +92,7 @@ def rollback(
     store: Store, image: Image, number: int, *, force: bool = False, progress: Progress = None
 ) -> CommitResult:
     """A new version whose tree is version ``number``'s: history stays linear."""
-    with store.changing(image, waiting=progress) as change:
+    with changing(store, image, waiting=progress) as change:
         old = store.version(image.name, number)
         sources.link_farm(old.path, change.staging)
         return change.commit(f"rollback to {number}", force=force, progress=progress)
@@ -156,7 +157,7 @@ def gc(
     running node booted from (``in_use``); and replicas kept aside by ``node reset``."""
     result = GcResult(image.name)
     with store.locked(image.name):
-        store.recover(image)
+        recover(store, image)
         keep = set(in_use)
         keep.update(v for v in (store.latest(image.name), store.live_version(image.name)) if v)
         keep.update(
@@ -209,7 +210,7 @@ class CheckResult:
 def check(store: Store, image: Image) -> CheckResult:
     """Finish interrupted work, then verify that live is exactly the latest version."""
     with store.locked(image.name):
-        repaired = store.recover(image)
+        repaired = recover(store, image)
         problems = []
         latest = store.latest(image.name)
         if latest is not None:
@@ -217,7 +218,7 @@ def check(store: Store, image: Image) -> CheckResult:
                 scan(store.paths.live(image.name)), scan(store.paths.version(image.name, latest))
             )
             if not delta.empty:
-                store.sync_live(image.name, latest, delta)
+                sync_live(store, image.name, latest, delta)
                 repaired.append(
                     f"live differed from version {latest} in "
                     f"{len(delta.added) + len(delta.changed) + len(delta.removed)} "
@@ -238,7 +239,7 @@ def switch(
     """Give each node a replica of ``image`` (kept if it has one); return those created."""
     created = []
     with store.locked(image.name):
-        store.recover(image)
+        recover(store, image)
         for position, node in enumerate(nodes, start=1):
             if replicas.create(store, image, node):
                 created.append(node)
@@ -272,7 +273,7 @@ def ensure_replicas(
 def reset(store: Store, image: Image, nodes: list[str]) -> list[str]:
     """Fresh replicas; the old contents are kept aside until gc. Returns where they went."""
     with store.locked(image.name):
-        store.recover(image)
+        recover(store, image)
         return [str(replicas.reset(store, image, n).relative_to(store.root)) for n in nodes]
 
 

@@ -28,8 +28,10 @@ from pathlib import Path
 
 from dim.errors import ImageError
 from dim.files import is_temporary, remove_path, remove_tree, temporary_name, write_number
+from dim.images.crash import crash_point
 from dim.images.delta import Delta, compare, kept_out
-from dim.images.store import Store, crash_point, set_metadata
+from dim.images.links import set_metadata
+from dim.images.store import Store
 from dim.images.tree import Entry, entry, scan, under
 from dim.layout.model import Image
 

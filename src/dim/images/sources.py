@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dim.errors import ImageError, UsageError
 from dim.files import remove_path, remove_tree
-from dim.images.store import set_metadata
+from dim.images.links import set_metadata
 from dim.images.tree import entry, scan
 
 # What a running master node has that is not part of its image: the mount points stay.

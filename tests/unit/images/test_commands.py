@@ -10,7 +10,7 @@ import pytest
 
 from dim.errors import ImageBusy
 from dim.images import operations
-from dim.images.store import Store
+from dim.images.commit import changing
 from tests.image_trees import T1, inode, touch_tree, write
 
 
@@ -102,7 +102,7 @@ def test_gc_keeps_the_versions_of_live_and_of_every_replica(dim, src, monkeypatc
     dim.ok("image", "sync", "alpha", "--from", str(src))
     (dim.state / "images/alpha/live.version").write_text("2\n")
     (dim.state / "nodes/n1/alpha.version").write_text("1\n")
-    monkeypatch.setattr(Store, "recover", lambda self, image: [])
+    monkeypatch.setattr(operations, "recover", lambda store, image: [])
     result = operations.gc(dim.store, _alpha(dim))
     assert (result.removed_versions, result.kept_versions) == ([3], [1, 2, 4])
 
@@ -234,7 +234,7 @@ def test_with_a_wait_timeout_a_busy_image_fails_clearly(dim, src):
         started = time.monotonic()
         with (
             pytest.raises(ImageBusy) as caught,
-            dim.store.changing(_alpha(dim), wait=0.3) as _change,
+            changing(dim.store, _alpha(dim), wait=0.3) as _change,
         ):
             pass
         assert time.monotonic() - started < 2
