@@ -9,8 +9,10 @@
 - :mod:`dim.boot.modules` reads an image's ``modules.dep`` and resolves the modules a network
   boot needs (NIC drivers, NFS, af_packet…) in load order;
 - :mod:`dim.boot.initramfs` writes a deterministic newc cpio, gzip-compressed;
+- :mod:`dim.boot.builds` is the model of a build: its folder, whether it is complete and
+  intact, which build of an image is the current one;
 - :mod:`dim.boot.build` puts them together per image version, reusing a build whose inputs did
-  not change;
+  not change (``dim boot build``); :mod:`dim.boot.serve` serves them (``dim serve``);
 - ``init.sh`` and ``udhcpc.sh`` are the initramfs's ``/init`` and DHCP script, package data;
   :mod:`dim.boot.arguments` lists the ``dim.*`` kernel arguments that ``/init`` reads.
 """

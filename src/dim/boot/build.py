@@ -2,8 +2,8 @@
 
 ::
 
-    >>> artifacts = build(Store(Path("/var/lib/dim")), cluster.images["tiny"])
-    >>> artifacts.kernel
+    >>> result = build(Store(Path("/var/lib/dim")), cluster.images["tiny"])
+    >>> result.kernel
     PosixPath('/var/lib/dim/boot/tiny/3/vmlinuz')
 
 The kernel is the newest ``/boot/vmlinuz-*`` of the image's latest version (or a given file);
@@ -16,12 +16,12 @@ into the host.
 module carried, the load order, dim's own builder code) and the outputs. A build whose
 recorded inputs equal the current ones, and whose outputs are intact, is reused as it is: same
 files, nothing written.
-Outputs are written to temporary names and renamed into place, ``build.json`` last.
+Outputs are written to temporary names and renamed into place, ``build.json`` last. Where a
+build lies and when it is complete or intact is :mod:`dim.boot.builds`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from dim.boot import initramfs
+from dim.boot.builds import INITRD, KERNEL, BootBuild, build_of, digest
 from dim.boot.modules import ModuleIndex, Selection, load_index, select
 from dim.errors import BootError
 from dim.files import write_atomically
@@ -38,37 +39,48 @@ from dim.images.store import Store
 from dim.layout.model import Image
 
 BUSYBOX = Path("/bin/busybox")
-KERNEL = "vmlinuz"
-INITRD = "initrd.img"
-MANIFEST = "build.json"
 
 
 @dataclass(frozen=True, slots=True)
-class BootArtifacts:
-    """What a network boot of one image version needs, and how it was obtained."""
+class BuildResult:
+    """A boot build of one image version, and how it was obtained."""
 
-    image: str
-    version: int
+    build: BootBuild
     kernel_version: str
-    folder: Path
-    kernel: Path
-    initrd: Path
-    manifest: Path
     modules: tuple[str, ...]  # module names, in load order
     warnings: tuple[str, ...]
     reused: bool
     initrd_bytes: int
     seconds: float
 
+    @property
+    def image(self) -> str:
+        return self.build.image
 
-def boot_folder(store: Store, image: str, version: int) -> Path:
-    """``<state>/boot/<image>/<version>``."""
-    return store.paths.boot_build(image, version)
+    @property
+    def version(self) -> int:
+        return self.build.version
+
+    @property
+    def folder(self) -> Path:
+        return self.build.folder
+
+    @property
+    def kernel(self) -> Path:
+        return self.build.kernel
+
+    @property
+    def initrd(self) -> Path:
+        return self.build.initrd
+
+    @property
+    def manifest(self) -> Path:
+        return self.build.manifest
 
 
 def build(
     store: Store, image: Image, *, kernel: Path | None = None, busybox: Path | None = None
-) -> BootArtifacts:
+) -> BuildResult:
     """Kernel and initramfs of ``image``'s latest version: reused if its inputs are unchanged.
 
     ``busybox`` is the static busybox the initramfs carries (default: the host's /bin/busybox).
@@ -90,20 +102,15 @@ def build(
     if not busybox.is_file():
         raise BootError(f"{busybox} is missing", hint="apt-get install busybox-static")
     inputs, sources = _inputs(kernel_file, busybox, modules_dir, selection, kernel_version)
-    folder = boot_folder(store, image.name, version)
-    manifest = _read_manifest(folder / MANIFEST)
-    reused = manifest is not None and manifest.get("inputs") == inputs and _intact(folder, manifest)
+    found = build_of(store.paths, image.name, version)
+    manifest = found.read_manifest()
+    reused = manifest is not None and manifest.get("inputs") == inputs and found.intact(manifest)
     if manifest is None or not reused:
         initrd = _initrd(busybox, kernel_version, modules_dir, selection, index)
-        manifest = _write(folder, kernel_file.read_bytes(), initrd, inputs, sources)
-    return BootArtifacts(
-        image=image.name,
-        version=version,
+        manifest = _write(found, kernel_file.read_bytes(), initrd, inputs, sources)
+    return BuildResult(
+        build=found,
         kernel_version=kernel_version,
-        folder=folder,
-        kernel=folder / KERNEL,
-        initrd=folder / INITRD,
-        manifest=folder / MANIFEST,
         modules=tuple(m.name for m in selection.modules),
         warnings=selection.warnings,
         reused=reused,
@@ -129,24 +136,20 @@ def _initrd(
     return archive.gzip()
 
 
-def latest_build(store: Store, image: str) -> BootArtifacts | None:
-    """The build of ``image``'s latest version if there is an intact one (for the boot
-    service, which serves it without rebuilding); None otherwise."""
+def latest_build(store: Store, image: str) -> BuildResult | None:
+    """The build of ``image``'s latest version if there is an intact one, as ``build`` would
+    reuse it; None otherwise. (``dim serve`` serves builds by :func:`dim.boot.builds.find_build`,
+    which does not read them whole.)"""
     version = store.latest(image)
     if version is None:
         return None
-    folder = boot_folder(store, image, version)
-    manifest = _read_manifest(folder / MANIFEST)
-    if manifest is None or not _intact(folder, manifest):
+    found = build_of(store.paths, image, version)
+    manifest = found.read_manifest()
+    if manifest is None or not found.intact(manifest):
         return None
-    return BootArtifacts(
-        image=image,
-        version=version,
+    return BuildResult(
+        build=found,
         kernel_version=manifest["kernel_version"],
-        folder=folder,
-        kernel=folder / KERNEL,
-        initrd=folder / INITRD,
-        manifest=folder / MANIFEST,
         modules=tuple(manifest["modules"]),
         warnings=tuple(manifest.get("warnings", ())),
         reused=True,
@@ -259,12 +262,12 @@ def _inputs(
     inputs = {
         "builder": _builder_digest(),
         "kernel_version": kernel_version,
-        "kernel": _digest(kernel.read_bytes()),
-        "busybox": _digest(busybox.read_bytes()),
-        "init.sh": _digest(initramfs.package_file(initramfs.INIT)),
-        "udhcpc.sh": _digest(initramfs.package_file(initramfs.DHCP_SCRIPT)),
+        "kernel": digest(kernel.read_bytes()),
+        "busybox": digest(busybox.read_bytes()),
+        "init.sh": digest(initramfs.package_file(initramfs.INIT)),
+        "udhcpc.sh": digest(initramfs.package_file(initramfs.DHCP_SCRIPT)),
         "modules": {
-            m.path: _digest((modules_dir / m.path).read_bytes()) for m in selection.modules
+            m.path: digest((modules_dir / m.path).read_bytes()) for m in selection.modules
         },
         "load_order": [
             f"{'required' if m.required else 'optional'} {m.name}" for m in selection.modules
@@ -274,10 +277,10 @@ def _inputs(
     return inputs, sources
 
 
-def _write(folder: Path, kernel: bytes, initrd: bytes, inputs: dict, sources: dict) -> dict:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomically(folder / KERNEL, kernel)
-    write_atomically(folder / INITRD, initrd)
+def _write(found: BootBuild, kernel: bytes, initrd: bytes, inputs: dict, sources: dict) -> dict:
+    found.folder.mkdir(parents=True, exist_ok=True)
+    write_atomically(found.kernel, kernel)
+    write_atomically(found.initrd, initrd)
     manifest = {
         "built": time.time(),
         "kernel_version": inputs["kernel_version"],
@@ -285,44 +288,18 @@ def _write(folder: Path, kernel: bytes, initrd: bytes, inputs: dict, sources: di
         "inputs": inputs,
         "sources": sources,
         "outputs": {
-            KERNEL: {"bytes": len(kernel), "sha256": _digest(kernel)},
-            INITRD: {"bytes": len(initrd), "sha256": _digest(initrd)},
+            KERNEL: {"bytes": len(kernel), "sha256": digest(kernel)},
+            INITRD: {"bytes": len(initrd), "sha256": digest(initrd)},
         },
     }
-    write_atomically(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_atomically(found.manifest, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 
 
 def _builder_digest() -> str:
     """dim's own code that shapes the initramfs: a new dim rebuilds, an unchanged one reuses."""
     package = resources.files("dim.boot")
-    return _digest(b"".join(package.joinpath(n).read_bytes() for n in _BUILDER))
+    return digest(b"".join(package.joinpath(n).read_bytes() for n in _BUILDER))
 
 
 _BUILDER = ("build.py", "initramfs.py", "modules.py")
-
-
-def _read_manifest(path: Path) -> dict | None:
-    try:
-        manifest = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and "outputs" in manifest else None
-
-
-def _intact(folder: Path, manifest: dict) -> bool:
-    """Whether the outputs are still those build.json recorded (size, then digest)."""
-    for name, recorded in manifest["outputs"].items():
-        path = folder / name
-        try:
-            if path.stat().st_size != recorded["bytes"]:
-                return False
-        except FileNotFoundError:
-            return False
-        if _digest(path.read_bytes()) != recorded["sha256"]:
-            return False
-    return True
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

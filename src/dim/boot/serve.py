@@ -40,66 +40,25 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from dim.boot.builds import FILES as BOOT_FILES
+from dim.boot.builds import BootBuild, find_build
 from dim.boot.sendfile import SentFile
 from dim.errors import DimError
-from dim.images.store import Store
 from dim.inventory import server_name as choose_server
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Image, Inventory, Node, Server
 from dim.names import check_name, normalize_mac
+from dim.paths import StatePaths
 from dim.services.boot import BootImage, kernel_args
 from dim.services.render import RenderContext
 from dim.state import Boot, StateDB
 
 log = logging.getLogger("dim.serve")
 
-BOOT_FILES = ("vmlinuz", "initrd.img")
 BINARY = "application/octet-stream"
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 RETRY = "echo dim: retrying in 30 seconds\nsleep 30\nreboot\n"
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
-
-
-# -- boot builds -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BootBuild:
-    """A kernel and initrd built for one version of an image (see :mod:`dim.boot`)."""
-
-    image: str
-    version: str
-    folder: Path
-
-    def file(self, name: str) -> Path:
-        return self.folder / name
-
-
-def find_build(state_dir: Path, image: str, version: str | None = None) -> BootBuild | None:
-    """The boot build of ``image`` at ``version``; without a version, the current one.
-
-    The current build is the one for the image's live version when there is one, else the
-    newest: ``<state>/boot/<image>/<version>/`` holding both vmlinuz and initrd.img.
-    """
-    folder = state_dir / "boot" / image
-    if version is not None:
-        build = BootBuild(image, version, folder / version)
-        return build if _complete(build.folder) else None
-    live = Store(state_dir).live_version(image)
-    if live is not None and _complete(folder / str(live)):
-        return BootBuild(image, str(live), folder / str(live))
-    try:
-        names = [n for n in os.listdir(folder) if n.isdigit() and _complete(folder / n)]
-    except OSError:
-        return None
-    if not names:
-        return None
-    newest = max(names, key=int)
-    return BootBuild(image, newest, folder / newest)
-
-
-def _complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in BOOT_FILES)
 
 
 # -- the service -----------------------------------------------------------------------------
@@ -134,6 +93,7 @@ class BootService:
     ) -> None:
         self.config = Path(config)
         self.state_dir = Path(state_dir)
+        self.paths = StatePaths(self.state_dir)
         self.template_dir = template_dir
         self.root = Path(root)
         self._stamp: tuple[int, int, int] | None = None
@@ -203,7 +163,8 @@ class BootService:
             args=f"{kernel_args(context, image)} dim.node={node.name} dim.mac={mac}",
         )
         script = context.render("image.ipxe.j2", image=boot_image, boot_url=boot_url).decode()
-        return Answer(200, script, Boot(node.name, image.name, build.version, client, time.time()))
+        boot = Boot(node.name, image.name, str(build.version), client, time.time())
+        return Answer(200, script, boot)
 
     def _booting(self, cluster: Cluster, name: str) -> tuple[Node, Image, str] | Answer:
         """The node of this server whose boot MAC ``<mac>.ipxe`` names, its image, the MAC."""
@@ -229,23 +190,26 @@ class BootService:
         return node, image, mac
 
     def current_build(self, image: str) -> BootBuild | None:
-        """:func:`find_build`, remembered for :attr:`BUILD_TTL` seconds: a node script costs
-        one DB query, not also a folder listing and a file read."""
+        """:func:`~dim.boot.builds.find_build`, remembered for :attr:`BUILD_TTL` seconds: a node
+        script costs one DB query, not also a folder listing and a file read."""
         now = time.monotonic()
         cached = self._builds.get(image)
         if cached is None or now - cached[0] > self.BUILD_TTL:
-            cached = (now, find_build(self.state_dir, image))
+            cached = (now, find_build(self.paths, image))
             self._builds[image] = cached
         return cached[1]
 
     def boot_file(self, image: str, name: str, version: str | None = None) -> Path | Answer:
         if name not in BOOT_FILES or not _safe_name(image):
             return Answer(404, "not found\n")
-        if version is not None and not _safe_name(version):
+        if version is not None and not _version_number(version):
             return Answer(404, "not found\n")
         if image not in self.cluster().images:
             return Answer(404, f"dim: no image {image} in {self.config}\n")
-        build = find_build(self.state_dir, image, version) if version else self.current_build(image)
+        if version is not None:
+            build = find_build(self.paths, image, int(version))
+        else:
+            build = self.current_build(image)
         if build is None:
             which = f"version {version} of image {image}" if version else f"image {image}"
             return Answer(404, f"dim: {which} has no boot build: run `dim boot build {image}`\n")
@@ -281,10 +245,15 @@ def _refusal(status: int, message: str) -> Answer:
 
 def _safe_name(name: str) -> bool:
     try:
-        check_name("file", name)
+        check_name("image", name)
     except ValueError:
         return False
     return True
+
+
+def _version_number(text: str) -> bool:
+    """Whether ``text`` names a version as its folder does: ``12``, not ``012`` or ``1e3``."""
+    return text.isdigit() and text.isascii() and str(int(text)) == text
 
 
 # -- boot records ----------------------------------------------------------------------------

@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from dim.boot.builds import find_build
 from dim.boot.serve import (
     RECORDER,
     BootRecorder,
     BootService,
-    find_build,
     make_app,
     runner_options,
 )
 from dim.cli import main
+from dim.paths import StatePaths
 from dim.state import Boot, StateDB
 from tests.unit.conftest import SMALL
 
@@ -273,16 +274,17 @@ def test_a_missing_build_names_the_command_that_makes_it(http):
 
 def test_current_build_is_the_live_version_if_built_else_the_newest(site):
     state = site / "state"
-    assert find_build(state, "alpha").version == "2"
+    paths = StatePaths(state)
+    assert find_build(paths, "alpha").version == 2
     (state / "images" / "alpha").mkdir(parents=True)
     (state / "images" / "alpha" / "live.version").write_text("1\n")
-    assert find_build(state, "alpha").version == "1"
+    assert find_build(paths, "alpha").version == 1
     (state / "images" / "alpha" / "live.version").write_text("5\n")
-    assert find_build(state, "alpha").version == "2"
+    assert find_build(paths, "alpha").version == 2
     (state / "boot" / "alpha" / "9").mkdir()  # incomplete: being built
     (state / "boot" / "alpha" / "9" / "vmlinuz").write_bytes(b"k")
-    assert find_build(state, "alpha").version == "2"
-    assert find_build(state, "beta") is None
+    assert find_build(paths, "alpha").version == 2
+    assert find_build(paths, "beta") is None
 
 
 # -- http-root -------------------------------------------------------------------------------
