@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,8 @@ class Dim:
 
     def argv(self, *args: str) -> list[str]:
         """The command line that runs the same in a child process (crash and lock tests)."""
-        program = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "dim"
+        # the dim of the interpreter that runs the tests: a worktree may have no .venv of its own
+        program = Path(sys.executable).parent / "dim"
         return [str(program), "--config", str(self.config), "--state", str(self.state), *args]
 
 
