@@ -158,7 +158,8 @@ def inmemory_worker(config: str, csv: str) -> dict:
     started = time.perf_counter()
     from dim.layout.model import Inventory
     from dim.layout.parser import load
-    from dim.services.render import RenderContext, render_all
+    from dim.services.render import render_all
+    from dim.services.rendering import RenderContext
 
     imports = time.perf_counter() - started
     rss_imports = _maxrss_mb()

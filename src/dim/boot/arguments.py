@@ -1,6 +1,6 @@
 """The kernel arguments that the initramfs's /init reads: its contract with the boot loaders.
 
-Per image, :func:`dim.services.boot.kernel_args` renders ``dim.server``, ``dim.image``,
+Per image, :func:`dim.services.loaders.kernel_args` renders ``dim.server``, ``dim.image``,
 ``dim.root=SERVER:LIVE``, ``dim.rw=SERVER:<state>/nodes``, ``dim.nfsopts``, ``dim.persist``
 and ``dim.volatile``. Per node, the boot service adds :func:`node_arguments`::
 

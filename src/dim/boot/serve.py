@@ -49,8 +49,8 @@ from dim.layout import parser as layout
 from dim.layout.model import Cluster, Image, Inventory, Node, Server
 from dim.names import check_name, normalize_mac
 from dim.paths import StatePaths
-from dim.services.boot import BootImage, kernel_args
-from dim.services.render import RenderContext
+from dim.services.loaders import BootImage, kernel_args
+from dim.services.rendering import RenderContext
 from dim.state import Boot, StateDB
 
 log = logging.getLogger("dim.serve")

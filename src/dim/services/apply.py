@@ -31,7 +31,7 @@ from dim.errors import ApplyError, ValidationError
 from dim.files import fsync_folder, temporary_name, write_atomically
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
-from dim.services.render import RenderedFile
+from dim.services.rendering import RenderedFile
 
 DEFAULT_RELOAD = {
     "dnsmasq": "systemctl restart dnsmasq",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dim.services.render import RenderContext, RenderedFile
+from dim.services.rendering import RenderContext, RenderedFile
 
 DNSMASQ_CONF = "/etc/dnsmasq.d/dim.conf"
 DNSMASQ_HOSTS = "/etc/dim/dnsmasq.hosts"

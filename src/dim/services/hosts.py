@@ -6,7 +6,7 @@ dnsmasq serves it as DNS (``addn-hosts``); other sites include it in their own r
 from __future__ import annotations
 
 from dim.names import ip_to_int
-from dim.services.render import RenderContext, RenderedFile
+from dim.services.rendering import RenderContext, RenderedFile
 
 HOSTS_FILE = "/etc/dim/hosts"
 

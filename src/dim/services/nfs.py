@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, summarize_address_range
 
 from dim.errors import RenderError
 from dim.names import ip_to_int
-from dim.services.render import RenderContext, RenderedFile
+from dim.services.rendering import RenderContext, RenderedFile
 
 KERNEL_EXPORTS = "/etc/exports.d/dim.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"

@@ -9,7 +9,8 @@ from dim.errors import ApplyError, ValidationError
 from dim.layout.model import Inventory
 from dim.services import apply as applier
 from dim.services.manifest import Manifest
-from dim.services.render import RenderContext, render_all
+from dim.services.render import render_all
+from dim.services.rendering import RenderContext
 from tests.conftest import require_binary
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from dim.layout.model import Inventory
 from dim.layout.parser import parse
-from dim.services.render import RenderContext, render_all
+from dim.services.render import render_all
+from dim.services.rendering import RenderContext
 
 STATE = Path("/var/lib/dim")
 LAYOUT = """<?xml version="1.0"?>

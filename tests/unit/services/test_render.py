@@ -15,7 +15,8 @@ import pytest
 from dim.errors import RenderError
 from dim.layout.model import Inventory
 from dim.layout.parser import parse
-from dim.services.render import HEADER, RenderContext, render_all
+from dim.services.render import render_all
+from dim.services.rendering import HEADER, RenderContext
 from tests.unit.conftest import SMALL
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dim.layout.model import Image
-from dim.services.render import RenderContext, RenderedFile
+from dim.services.rendering import RenderContext, RenderedFile
 
 
 @dataclass(frozen=True, slots=True)
