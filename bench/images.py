@@ -7,7 +7,7 @@ Run by hand, as root, never as a test::
 
 1. **Propagation.** An image whose /etc holds ``--etc-files`` files (default 60, 4 kB each),
    ``R`` node replicas of it, and a new version with 20 of those files changed. Measured: the
-   time of ``Change.commit`` (new version, live, and every replica by the three-way rule), and,
+   time of ``ImageChange.commit`` (new version, live, and every replica by the three-way rule), and,
    on a second set of ``R`` replicas of the same image in the same folder, a loop of
    ``rsync -a NEW/etc/ REPLICA/etc/`` (the baseline; run on at most ``--rsync-sample``
    replicas and extrapolated linearly, as said in the output). On tmpfs (a fresh mount) and on

@@ -44,7 +44,9 @@ VALIDATION_TIMEOUT = 120
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class FileChange:
+    """A file (or link) of the target system to create, update or remove."""
+
     path: str
     action: str  # create | update | remove
     file: RenderedFile | None
@@ -57,7 +59,7 @@ class Change:
 
 @dataclass(slots=True)
 class ApplyResult:
-    changes: list[Change]
+    changes: list[FileChange]
     unchanged: int
     validated: list[str] = field(default_factory=list)
     not_validated: list[str] = field(default_factory=list)
@@ -84,7 +86,7 @@ def target(root: Path, path: str) -> str:
 
 def plan(
     files: list[RenderedFile], root: Path, manifest: Manifest | None = None
-) -> tuple[list[Change], int]:
+) -> tuple[list[FileChange], int]:
     """The changes that would make ``root`` match ``files``, and the count of unchanged files.
 
     Each folder is listed once. A link that is still a link and whose target the manifest
@@ -92,7 +94,7 @@ def plan(
     spares 300,000 system calls.
     """
     manifest = manifest if manifest is not None else Manifest.read(target(root, MANIFEST))
-    changes: list[Change] = []
+    changes: list[FileChange] = []
     rendered = set()
     listings: dict[str, dict[str, bool]] = {}
     for file in files:
@@ -105,7 +107,7 @@ def plan(
                 listing = listings[folder] = _listing(folder)
             is_link = listing.get(name)
             if is_link is None:
-                changes.append(Change(file.path, "create", file))
+                changes.append(FileChange(file.path, "create", file))
                 continue
             if is_link and manifest.link_target(file.path) == file.link:
                 continue
@@ -115,7 +117,7 @@ def plan(
     for path in sorted(manifest.paths() - rendered):
         where = target(root, path)
         if os.path.lexists(where):
-            changes.append(Change(path, "remove", None, _read(where)))
+            changes.append(FileChange(path, "remove", None, _read(where)))
     return changes, len(files) - sum(1 for c in changes if c.action != "remove")
 
 
@@ -128,26 +130,26 @@ def _listing(folder: str) -> dict[str, bool]:
         return {}
 
 
-def _compare(file: RenderedFile, where: str) -> Change | None:
+def _compare(file: RenderedFile, where: str) -> FileChange | None:
     if file.link is not None:
         try:
             if os.readlink(where) == file.link:
                 return None
-            return Change(file.path, "update", file)
+            return FileChange(file.path, "update", file)
         except FileNotFoundError:
-            return Change(file.path, "create", file)
+            return FileChange(file.path, "create", file)
         except OSError:  # a regular file where the link belongs
-            return Change(file.path, "update", file, _read(where))
+            return FileChange(file.path, "update", file, _read(where))
     try:
         with open(where, "rb") as handle:
             old = handle.read()
             mode = os.fstat(handle.fileno()).st_mode & 0o7777
     except FileNotFoundError:
-        return Change(file.path, "create", file)
+        return FileChange(file.path, "create", file)
     except IsADirectoryError:
         raise ApplyError(f"{where} is a directory; dim wants to install a file there") from None
     if os.path.islink(where) or old != file.content or mode != file.mode:
-        return Change(file.path, "update", file, old)
+        return FileChange(file.path, "update", file, old)
     return None
 
 
@@ -297,13 +299,13 @@ def _explain(output: str) -> str:
 # -- 3. write --------------------------------------------------------------------------------
 
 
-def write(changes: list[Change], root: Path, manifest: Manifest | None = None) -> None:
+def write(changes: list[FileChange], root: Path, manifest: Manifest | None = None) -> None:
     """Install every change atomically, and journal what dim installed."""
     manifest = manifest if manifest is not None else Manifest.read(target(root, MANIFEST))
     # Noted first, a file that a killed run created is removed by a later run if unrendered.
     manifest.intend(c.path for c in changes if c.action == "create")
     folders: set[str] = set()
-    done: list[Change] = []
+    done: list[FileChange] = []
     try:
         for change in changes:
             where = target(root, change.path)
@@ -405,7 +407,7 @@ def apply(
     return result
 
 
-def diff(change: Change) -> str:
+def diff(change: FileChange) -> str:
     """A unified diff of one change, for people."""
     if change.file is not None and change.file.link is not None:
         return f"--- {change.path}\n+++ {change.path}\n+-> {change.file.link}\n"
