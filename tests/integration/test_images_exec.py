@@ -251,8 +251,8 @@ def test_two_execs_at_once_run_one_after_the_other(dim, image):
     assert waited > 1.0
     versions = dim.store
     assert versions.versions("alpha") == [1, 2, 3]
-    assert (versions.version_path("alpha", 2) / "etc/seq").read_text() == "a1\na2\n"
-    assert (versions.version_path("alpha", 3) / "etc/seq").read_text() == "a1\na2\nb\n"
+    assert (versions.paths.version("alpha", 2) / "etc/seq").read_text() == "a1\na2\n"
+    assert (versions.paths.version("alpha", 3) / "etc/seq").read_text() == "a1\na2\nb\n"
     assert (versions.live("alpha") / "etc/seq").read_text() == "a1\na2\nb\n"
 
 
