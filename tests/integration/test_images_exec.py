@@ -253,7 +253,7 @@ def test_two_execs_at_once_run_one_after_the_other(dim, image):
     assert versions.versions("alpha") == [1, 2, 3]
     assert (versions.paths.version("alpha", 2) / "etc/seq").read_text() == "a1\na2\n"
     assert (versions.paths.version("alpha", 3) / "etc/seq").read_text() == "a1\na2\nb\n"
-    assert (versions.live("alpha") / "etc/seq").read_text() == "a1\na2\nb\n"
+    assert (versions.paths.live("alpha") / "etc/seq").read_text() == "a1\na2\nb\n"
 
 
 def test_exec_on_an_image_without_version_is_refused(dim, image):
