@@ -40,6 +40,7 @@ import pytest
 
 from dim.lab import cluster
 from dim.lab.cluster import MARKER, OVMF
+from dim.paths import StatePaths
 from tests.conftest import require, require_binary, require_root
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -174,10 +175,10 @@ class Lab:
         return (self.folder / "logs" / f"{daemon}.log").read_text(errors="replace")
 
     def replica(self, node: str, image: str) -> Path:
-        return self.state / "nodes" / node / image
+        return StatePaths(self.state).replica(node, image)
 
     def live(self, image: str) -> Path:
-        return self.state / "images" / image / "live"
+        return StatePaths(self.state).live(image)
 
 
 @dataclass(frozen=True, slots=True)
