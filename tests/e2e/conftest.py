@@ -16,7 +16,7 @@ those boots. Who uses which node, so that tests do not disturb each other:
     node01  persistence and reboot (b), isolation (c), NFS server restart (faults)
     node02  isolation (c), live image changes (e)
     node03  switch to tiny2 and back (d)
-    node04  UEFI (f)
+    node04  UEFI (f), dim lab run (read-only commands)
     node05  the Debian image with systemd (g)
     node06  powered on and off through its simulated IPMI BMC (issue 5)
 

@@ -29,11 +29,10 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from dim.lab import console, images, network
-from dim.lab.daemons import restart_daemon, start_daemons
+from dim.lab.daemons import Say, restart_daemon, start_daemons
 from dim.lab.dimcalls import dim, import_tree
 from dim.lab.images import MARKER
 from dim.lab.netns import LabError
@@ -41,8 +40,6 @@ from dim.lab.network import NAMESPACE
 from dim.lab.processes import Process, alive, spawn, stop
 from dim.lab.qemu import node_macs, qemu_command
 from dim.lab.state import LabState
-
-Say = Callable[[str], None]
 
 
 def layout_text(flavour: str, nodes: int, examples: Path) -> str:
