@@ -44,7 +44,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dim.lab import cluster
+from dim.lab import cluster, console
+from dim.lab.images import MARKER
+from dim.lab.qemu import node_macs
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STAGES = ("dhcp", "loader", "kernel", "initramfs", "switch_root", "marker")
@@ -139,7 +141,7 @@ def run_once(
         cluster.boot(folder, [name], uefi=uefi, say=lambda _: None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(cluster.MARKER in cluster.console(folder, n) for n in names):
+        if all(MARKER in console.read(folder, n) for n in names):
             break
         time.sleep(0.1)
     time.sleep(0.1)
@@ -147,7 +149,7 @@ def run_once(
     cluster.power_off(folder, names)
     if show:
         print(trace(follower, started[names[0]], [consoles[names[0]], logs / "serve.log"]))
-    macs = cluster.node_macs(99)
+    macs = node_macs(99)
     results = []
     for name in names:
         t0, mac, console = started[name], macs[name], consoles[name]
@@ -163,7 +165,7 @@ def run_once(
             "kernel": follower.first(console, r"Linux version"),
             "initramfs": follower.first(console, r"^dim: step 1/9"),
             "switch_root": follower.first(console, r"^dim: step 9/9"),
-            "marker": follower.first(console, rf"^{cluster.MARKER} "),
+            "marker": follower.first(console, rf"^{MARKER} "),
         }
         row = {k: (v - t0 if v is not None else None) for k, v in found.items()}
         for step, (start, end) in STEPS.items():

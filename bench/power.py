@@ -5,7 +5,7 @@ Run by hand, as root, never as a test (it binds 10,000 loopback addresses)::
     .venv/bin/python bench/power.py [--counts 1000,10000] [--dead 0.05] [--timeout 2]
                                     [--concurrency 200] [--latency 0] [--markdown]
 
-1. **Redfish.** One fleet process (:mod:`dim.lab.redfish_fleet`) answers for the largest
+1. **Redfish.** One fleet process (tests/doubles/redfish_fleet.py) answers for the largest
    count of BMCs, each on its own 127.120.x.y address, ``--dead`` of them dead (half accept
    connections and never answer, half refuse them). ``dim power status`` as a library call
    (the CLI's fan-out, without printing) on the first N of them, with session login (POST,
@@ -43,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.doubles.redfish_fleet import address, plan  # noqa: E402
 from tests.integration.power_sims import (  # noqa: E402
     PASSWORD,
     USER,
@@ -51,7 +52,6 @@ from tests.integration.power_sims import (  # noqa: E402
     redfish_fleet,
 )
 
-from dim.lab.redfish_fleet import address, plan  # noqa: E402
 from dim.power import fanout  # noqa: E402
 from dim.power.credentials import Credential, Secret  # noqa: E402
 from dim.power.fanout import FanoutOptions  # noqa: E402

@@ -1,8 +1,9 @@
-"""``dim lab up|boot|status|down``: the virtual cluster on this machine."""
+"""``dim lab up|boot|status|run|reload|down``: the virtual cluster on this machine."""
 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import click
@@ -40,6 +41,7 @@ def lab_group() -> None:
     dim lab up              network, image, configuration, daemons
     dim lab boot --watch    power on the nodes and follow them to their marker
     dim lab status          what runs
+    dim lab run NODE -- CMD run CMD on NODE through its serial console
     dim lab reload          dim apply, then the daemons take it (after dim node switch)
     dim lab down            stop everything the lab started
     """
@@ -137,6 +139,28 @@ def lab_status(folder: str, as_json: bool) -> None:
     for name, n in report["nodes"].items():
         state = "up" if n["up"] else ("booting" if n["running"] else "off")
         click.echo(f"  {name:<8} {state:<8} {n['console']}")
+
+
+@lab_group.command("run", context_settings={"ignore_unknown_options": True})
+@lab_dir
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for COMMAND.")
+@click.argument("node")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def lab_run(folder: str, timeout: float, node: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND on NODE through its serial console; print its output, exit with its status.
+
+    \b
+    dim lab run node01 -- cat /etc/hostname
+    dim lab run node01 -- sh -c 'echo hi; exit 3'     # prints hi, exits 3
+    """
+    from dim.lab import cluster
+
+    _root()
+    status, output = cluster.run(_folder(folder), node, shlex.join(command), timeout=timeout)
+    click.echo(output, nl=False)
+    if status:
+        # SystemExit, as `lab boot` does: dim.cli.main drops the code of click's Exit
+        raise SystemExit(status)
 
 
 @lab_group.command("reload")

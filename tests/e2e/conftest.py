@@ -16,7 +16,7 @@ those boots. Who uses which node, so that tests do not disturb each other:
     node01  persistence and reboot (b), isolation (c), NFS server restart (faults)
     node02  isolation (c), live image changes (e)
     node03  switch to tiny2 and back (d)
-    node04  UEFI (f)
+    node04  UEFI (f), dim lab run (read-only commands)
     node05  the Debian image with systemd (g)
     node06  powered on and off through its simulated IPMI BMC (issue 5)
 
@@ -38,8 +38,13 @@ from pathlib import Path
 
 import pytest
 
-from dim.lab import cluster
-from dim.lab.cluster import MARKER, OVMF
+from dim.lab import cluster, console
+from dim.lab.daemons import HTTP_PORT
+from dim.lab.dimcalls import dim_argv
+from dim.lab.images import MARKER
+from dim.lab.netns import LabError
+from dim.lab.network import SERVER
+from dim.lab.qemu import OVMF
 from dim.paths import StatePaths
 from tests.conftest import require, require_binary, require_root
 
@@ -107,7 +112,7 @@ class Lab:
 
     def console(self, name: str) -> str:
         """The node's serial console since its last power-on, carriage returns dropped."""
-        return cluster.console(self.folder, name).replace("\r", "")
+        return console.read(self.folder, name).replace("\r", "")
 
     def tail(self, name: str, lines: int = 40) -> str:
         return "\n".join(self.console(name).splitlines()[-lines:])
@@ -119,7 +124,7 @@ class Lab:
 
     def run(self, name: str, command: str, *, timeout: float = 30.0) -> tuple[int, str]:
         """A shell command on the node's serial console: (exit status, output)."""
-        return cluster.console_run(self.folder, name, command, timeout=timeout)
+        return console.console_run(self.folder, name, command, timeout=timeout)
 
     def ok(self, name: str, command: str, *, timeout: float = 30.0) -> str:
         """``run``, asserting exit status 0; the output."""
@@ -134,7 +139,7 @@ class Lab:
             try:
                 if self.run(name, "true", timeout=3.0)[0] == 0:
                     return
-            except cluster.LabError:
+            except LabError:
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"{name}: no shell on the console after {timeout} s\n{self.tail(name)}")
@@ -144,7 +149,7 @@ class Lab:
     def dim(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """A dim command on the lab's layout and state, in a child process."""
         result = subprocess.run(
-            [*cluster.dim_argv(self.folder), *args],
+            [*dim_argv(self.folder), *args],
             capture_output=True,
             text=True,
             timeout=600,
@@ -160,7 +165,7 @@ class Lab:
 
     def http(self, path: str) -> tuple[int, str]:
         """GET a path of dim serve from inside the lab's namespace: (status, body)."""
-        url = f"http://{cluster.SERVER}:{cluster.HTTP_PORT}{path}"
+        url = f"http://{SERVER}:{HTTP_PORT}{path}"
         result = subprocess.run(
             ["ip", "netns", "exec", self.namespace, "curl", "-s", "-w", "\n%{http_code}", url],
             capture_output=True,

@@ -30,6 +30,9 @@ from pathlib import Path
 import pytest
 
 from dim.lab import cluster
+from dim.lab.dimcalls import dim_argv
+from dim.lab.processes import alive, sleep_until
+from dim.lab.state import LabState
 from tests.e2e.conftest import Fleet, Lab
 
 pytestmark = pytest.mark.e2e
@@ -44,9 +47,9 @@ def test_an_unknown_mac_gets_no_address_and_dim_serve_answers_404_with_a_log_lin
     cluster.boot(lab.folder, ["node99"], say=lab.say)
     try:
         pattern = rf"DHCPDISCOVER\(br0\) {UNKNOWN} no address available"
-        assert cluster.sleep_until(lambda: re.search(pattern, lab.log("dnsmasq")), 60), lab.log(
-            "dnsmasq"
-        )[-2000:]
+        assert sleep_until(lambda: re.search(pattern, lab.log("dnsmasq")), 60), lab.log("dnsmasq")[
+            -2000:
+        ]
     finally:
         lab.power_off(["node99"])
     assert f"GET /dim/nodes/{UNKNOWN.replace(':', '-')}" not in lab.log("serve")
@@ -70,13 +73,13 @@ def test_an_unknown_mac_gets_no_address_and_dim_serve_answers_404_with_a_log_lin
 def test_a_node_carries_on_when_the_nfs_server_restarts_under_it(lab: Lab, fleet: Fleet) -> None:
     node = "node01"
     lab.ok(node, "echo before > /etc/dim-e2e-before && sync")
-    old = next(d.pid for d in cluster.LabState.load(lab.folder).daemons if d.name == "ganesha")
+    old = next(d.pid for d in LabState.load(lab.folder).daemons if d.name == "ganesha")
     outage = threading.Thread(
         target=cluster.restart, args=(lab.folder, "ganesha"), kwargs={"down_for": 5.0}
     )
     outage.start()
     try:
-        assert cluster.sleep_until(lambda: not cluster.alive(old), 15)
+        assert sleep_until(lambda: not alive(old), 15)
         # typed while ganesha is down: a write and reads of the root must wait, then work
         started = time.monotonic()
         status, output = lab.run(
@@ -91,8 +94,8 @@ def test_a_node_carries_on_when_the_nfs_server_restarts_under_it(lab: Lab, fleet
     assert status == 0, output
     assert output.splitlines()[0] == "before" and int(output.splitlines()[1]) > 50
     assert waited >= 2.0, f"the command did not wait for the server ({waited:.1f} s)"
-    new = next(d.pid for d in cluster.LabState.load(lab.folder).daemons if d.name == "ganesha")
-    assert new != old and cluster.alive(new)
+    new = next(d.pid for d in LabState.load(lab.folder).daemons if d.name == "ganesha")
+    assert new != old and alive(new)
     replica = lab.replica(node, "tiny")
     assert (replica / "etc/dim-e2e-before").read_text() == "before\n"
     assert (replica / "etc/dim-e2e-after").read_text() == "after\n"
@@ -111,7 +114,7 @@ LAYOUT = """<?xml version="1.0"?>
 def dim(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     argv = ["--config", str(folder / "cluster.xml"), "--state", str(folder / "state"), *args]
     return subprocess.run(
-        [*cluster.dim_argv(folder)[:3], *argv], capture_output=True, text=True, check=False
+        [*dim_argv(folder)[:3], *argv], capture_output=True, text=True, check=False
     )
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from dim.lab import cluster
+from dim.lab.bmcs import start_bmcs
+from dim.lab.processes import sleep_until
 from tests.e2e.conftest import Lab
 
 pytestmark = pytest.mark.e2e
@@ -17,7 +18,7 @@ NODE = "node06"
 def test_power_on_through_the_bmc_pxe_boots_the_node_and_off_stops_it(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    credentials = cluster.start_bmcs(lab.folder, [NODE], say=lab.say)
+    credentials = start_bmcs(lab.folder, [NODE], say=lab.say)
     monkeypatch.setenv("DIM_CREDENTIALS", str(credentials))
     assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["off", NODE]
     lab.dim("power", "on", NODE)
@@ -27,7 +28,7 @@ def test_power_on_through_the_bmc_pxe_boots_the_node_and_off_stops_it(
     assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["on", NODE]
     lab.dim("power", "off", NODE, "--yes")
     assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["off", NODE]
-    assert not cluster.sleep_until(lambda: _qemu_runs("52:54:00:77:00:06"), 3)
+    assert not sleep_until(lambda: _qemu_runs("52:54:00:77:00:06"), 3)
 
 
 def _qemu_runs(mac: str) -> bool:

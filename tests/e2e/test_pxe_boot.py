@@ -18,7 +18,7 @@ import re
 
 import pytest
 
-from dim.lab.cluster import node_macs
+from dim.lab.qemu import node_macs
 from tests.e2e.conftest import Fleet, Lab
 
 pytestmark = pytest.mark.e2e

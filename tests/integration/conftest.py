@@ -19,9 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from dim.lab.dhcp import DHCP_PROGRAMS
 from dim.lab.netns import Segment, segment
 from tests.conftest import require_binary, require_root
+from tests.doubles.dhcp import DHCP_PROGRAMS
 
 PACKAGES = {"dnsmasq": "dnsmasq", "kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
 

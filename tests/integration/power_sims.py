@@ -27,6 +27,9 @@ import pytest
 
 from tests.conftest import require, require_binary
 
+# run as a script: it needs nothing but the standard library (and uvloop where installed)
+FLEET = Path(__file__).resolve().parents[1] / "doubles" / "redfish_fleet.py"
+
 VENV_BIN = Path(sys.executable).parent
 SNMPSIM_VENV = Path("/var/cache/dim-tests/snmpsim-venv")
 USER, PASSWORD = "admin", "sim-secret-4711"
@@ -260,7 +263,7 @@ def redfish_fleet(folder: Path, count: int, *extra: str, first: int = 101) -> It
     """The fleet on 127.<first>.x.y; yields its port."""
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "dim.lab.redfish_fleet", "--count", str(count)]
+    argv = [sys.executable, str(FLEET), "--count", str(count)]
     argv += ["--port", str(port), "--first", str(first), "--user", USER, "--password", PASSWORD]
     argv += list(extra)
     log = folder / "fleet.log"

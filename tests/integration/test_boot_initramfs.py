@@ -34,11 +34,11 @@ import pytest
 
 from dim.boot.arguments import node_arguments
 from dim.cli import main
-from dim.lab.dhcp import start_dhcp_server
 from dim.lab.images import MARKER, fetch_kernel, tiny_tree
 from dim.lab.netns import Daemon, Segment, ip, segment
 from dim.services.nfs import GANESHA_CONF
 from tests.conftest import require, require_binary
+from tests.doubles.dhcp import start_dhcp_server
 from tests.integration.conftest import require_dhcp_server, require_lab
 from tests.integration.test_dhcp_daemons import runnable_config
 from tests.integration.test_nfs_ganesha import VFS_FSAL, privately, wait_for_nfs

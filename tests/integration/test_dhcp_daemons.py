@@ -36,9 +36,9 @@ from string import Template
 
 import pytest
 
-from dim.lab.dhcp import DhcpLease, NoLeaseError, dhcp_request, start_dhcp_server
 from dim.lab.netns import Daemon, Segment, run, segment
 from tests.conftest import require_binary
+from tests.doubles.dhcp import DhcpLease, NoLeaseError, dhcp_request, start_dhcp_server
 from tests.integration.conftest import require_dhcp_server, require_lab
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 These configs are the reference for dim's templates: each expression that tells iPXE, UEFI and
 BIOS clients apart is proven here against the real daemon, with the client sending what real
-firmware sends (see dim.lab.dhcp).
+firmware sends (see tests/doubles/dhcp.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from string import Template
 
 import pytest
 
-from dim.lab.dhcp import NoLeaseError, dhcp_request, start_dhcp_server
 from dim.lab.netns import Segment, segment
+from tests.doubles.dhcp import NoLeaseError, dhcp_request, start_dhcp_server
 from tests.integration.conftest import require_dhcp_server, require_lab
 
 pytestmark = pytest.mark.integration

@@ -144,7 +144,7 @@ def fleet(tmp_path_factory):
 
 
 def fleet_lab(lab: Lab, port: int, count: int = 8) -> Lab:
-    from dim.lab.redfish_fleet import address
+    from tests.doubles.redfish_fleet import address
 
     lab.layout(
         {f"f{i}": ("redfish", f"http://{address(i, 101)}:{port}", "rf") for i in range(count)}
@@ -208,11 +208,11 @@ def test_a_missing_credentials_entry_or_unsafe_file_is_reported(fleet, lab):
 
 
 def test_forked_workers_give_the_same_results_in_the_same_order(fleet):
-    from dim.lab.redfish_fleet import address
     from dim.power import fanout
     from dim.power.credentials import Credential, Secret
     from dim.power.fanout import FanoutOptions
     from dim.power.interface import Target
+    from tests.doubles.redfish_fleet import address
     from tests.integration.power_sims import USER
 
     credential = Credential("rf", USER, Secret(PASSWORD))

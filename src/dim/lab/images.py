@@ -45,6 +45,7 @@ from pathlib import Path
 
 from dim.boot import initramfs
 from dim.boot.modules import WANTED, load_index, load_order, select
+from dim.lab import dimcalls
 from dim.lab.netns import LabError
 
 CACHE = Path("/var/cache/dim-lab")
@@ -294,17 +295,16 @@ def _recipe_digest(kernel: LabKernel) -> str:
 
 def _build_debian(cached: Path, kernel: LabKernel, minbase: Path, progress: Progress) -> None:
     """Minbase plus systemd and udev (installed by ``dim image exec``), the kernel, the units."""
-    from dim.cli import main
-
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".debian-", dir=cached.parent) as work:
         config, state = Path(work) / "cluster.xml", Path(work) / "state"
         config.write_text(_SCRATCH_LAYOUT)
 
-        def dim(*args: str) -> None:
-            status = main(["--config", str(config), "--state", str(state), *args])
-            if status != 0:
-                raise LabError(f"building the Debian image: dim {' '.join(args[:3])} failed")
+        def dim(*args: str) -> None:  # on a scratch layout and state, not the lab's
+            try:
+                dimcalls.call(config, state, *args)
+            except LabError as exc:
+                raise LabError(f"building the Debian image: {exc.message}") from None
 
         if progress:
             progress(f"debian: {minbase.name} plus {', '.join(DEBIAN_PACKAGES)} (apt-get)")

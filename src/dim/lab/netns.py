@@ -15,7 +15,19 @@ leaves these namespaces::
 Names hold the process id, a counter and a random part (``dim4242-0a1b2-srv``,
 ``dim4242-0a1b2-c0``), so parallel runs never collide. On leaving the block every daemon started
 through the segment is stopped by its process id (SIGTERM, then SIGKILL) and every namespace the
-segment created is deleted, also when the block raised. `dim.lab.dhcp` asks for leases on it.
+segment created is deleted, also when the block raised. tests/doubles/dhcp.py asks for leases
+on it.
+
+The lab (`dim.lab.network`) builds its namespace with the same `add_bridged_namespace` that
+`Segment.build` uses: the mechanism is one, the lifetimes differ. A segment's namespaces live as
+long as the ``with`` block of the process that made them; the lab's namespace has a fixed name,
+outlives ``dim lab up`` and is deleted by ``dim lab down`` (`delete_namespace`), which finds it
+by name in ``lab.json``. In both cases a namespace is a file under /run/netns: it stays until
+someone deletes it, whoever made it::
+
+    add_bridged_namespace("dimlab", "br0", "10.77.0.1/24")   # namespace, bridge, veth keeper
+    attach("dimlab", "br0", "tap0")                          # a port into the bridge, up
+    delete_namespace("dimlab")
 """
 
 from __future__ import annotations
@@ -124,14 +136,8 @@ class Segment:
 
     def build(self, clients: int) -> None:
         """Create the server namespace, the bridge and ``clients`` client namespaces."""
-        self._add_namespace(self.server)
-        ip("-n", self.server, "link", "add", self.bridge, "type", "bridge")
-        ip("-n", self.server, "addr", "add", str(self.address), "dev", self.bridge)
-        ip("-n", self.server, "link", "set", self.bridge, "up")
-        # The keeper: a veth pair with one end on the bridge gives the bridge carrier.
-        ip("-n", self.server, "link", "add", "keep0", "type", "veth", "peer", "name", "keep1")
-        ip("-n", self.server, "link", "set", "keep1", "up")
-        self._attach("keep0")
+        add_bridged_namespace(self.server, self.bridge, self.address)
+        self.namespaces.append(self.server)
         for _ in range(clients):
             self.add_client()
 
@@ -143,7 +149,7 @@ class Segment:
         port = f"port{index}"
         peer = f"peer name {client.iface} netns {client.namespace}"
         ip("-n", self.server, "link", "add", port, "type", "veth", *peer.split())
-        self._attach(port)
+        attach(self.server, self.bridge, port)
         ip("-n", client.namespace, "link", "set", client.iface, "up")
         self.clients.append(client)
         return client
@@ -171,21 +177,17 @@ class Segment:
                 failures.append(f"stopping {daemon.argv[0]} (pid {daemon.pid}): {exc}")
         self.daemons.clear()
         for name in reversed(self.namespaces):
-            result = _ip_result("netns", "delete", name)
-            if result.returncode != 0:
-                failures.append(f"deleting namespace {name}: {result.stderr.strip()}")
+            try:
+                delete_namespace(name)
+            except LabError as exc:
+                failures.append(exc.message)
         self.namespaces.clear()
         if failures:
             raise LabError("the lab was not fully torn down: " + "; ".join(failures))
 
     def _add_namespace(self, name: str) -> None:
-        ip("netns", "add", name)
+        add_namespace(name)
         self.namespaces.append(name)
-        ip("-n", name, "link", "set", "lo", "up")
-
-    def _attach(self, port: str) -> None:
-        ip("-n", self.server, "link", "set", port, "master", self.bridge)
-        ip("-n", self.server, "link", "set", port, "up")
 
 
 @contextmanager
@@ -200,6 +202,54 @@ def segment(
         yield seg
     finally:
         seg.close()
+
+
+def add_namespace(name: str) -> None:
+    """Create the network namespace ``name`` with its loopback up."""
+    ip("netns", "add", name)
+    try:
+        ip("-n", name, "link", "set", "lo", "up")
+    except LabError:
+        _ip_result("netns", "delete", name)
+        raise
+
+
+def add_bridged_namespace(name: str, bridge: str, address: IPv4Interface | str) -> None:
+    """Create ``name`` holding ``bridge`` with ``address``, kept up by a veth pair.
+
+    The keeper: Kea and ISC dhcpd refuse a bridge without carrier, and a bridge has carrier
+    only while one of its ports does; ``keep0`` is on the bridge, its peer ``keep1`` up beside
+    it. All or nothing: if a step fails, the namespace is deleted again and `LabError` raised.
+    """
+    add_namespace(name)
+    try:
+        ip("-n", name, "link", "add", bridge, "type", "bridge")
+        ip("-n", name, "addr", "add", str(address), "dev", bridge)
+        ip("-n", name, "link", "set", bridge, "up")
+        ip("-n", name, "link", "add", "keep0", "type", "veth", "peer", "name", "keep1")
+        ip("-n", name, "link", "set", "keep1", "up")
+        attach(name, bridge, "keep0")
+    except LabError:
+        _ip_result("netns", "delete", name)
+        raise
+
+
+def attach(namespace: str, bridge: str, port: str) -> None:
+    """Make the link ``port`` a port of ``bridge`` and bring it up."""
+    ip("-n", namespace, "link", "set", port, "master", bridge)
+    ip("-n", namespace, "link", "set", port, "up")
+
+
+def namespace_exists(name: str) -> bool:
+    """Whether the named network namespace exists (``ip netns add`` made /run/netns/NAME)."""
+    return Path(f"/run/netns/{name}").exists()
+
+
+def delete_namespace(name: str) -> None:
+    """Delete a named namespace; its links go with it. Processes in it must be stopped first."""
+    result = _ip_result("netns", "delete", name)
+    if result.returncode != 0:
+        raise LabError(f"deleting namespace {name}: {result.stderr.strip()}")
 
 
 def ip(*args: str) -> None:
@@ -267,6 +317,13 @@ def udp_listening(namespace: str, port: int) -> bool:
     """Whether a socket in the namespace is bound to UDP ``port`` (read from /proc/net/udp)."""
     table = run(namespace, ["cat", "/proc/net/udp"], timeout=5.0).stdout.splitlines()[1:]
     return any(int(row.split()[1].rsplit(":", 1)[1], 16) == port for row in table if row.strip())
+
+
+def tcp_listening(namespace: str, port: int) -> bool:
+    """Whether a socket listens on TCP ``port`` (IPv4, or IPv6 as ganesha binds v4 too)."""
+    text = run(namespace, ["cat", "/proc/net/tcp", "/proc/net/tcp6"], timeout=5.0).stdout
+    rows = [r.split() for r in text.splitlines() if r.strip() and not r.lstrip().startswith("sl")]
+    return any(r[1].endswith(f":{port:04X}") and r[3] == "0A" for r in rows)
 
 
 def set_mac(namespace: str, iface: str, mac: str) -> None:

@@ -1,4 +1,8 @@
-"""DHCP in the lab: run the servers dim renders for, and ask them for leases as firmware does.
+"""DHCP in the tests: run the servers dim renders for, and ask them for leases as firmware does.
+
+A test double for boot firmware (its DHCP client), and the way integration tests start the
+real servers on a `dim.lab.netns.Segment`; ``dim lab`` itself runs its DHCP server from
+`dim.lab.daemons`.
 
 ::
 

@@ -4,7 +4,7 @@ For benchmarks and tests of dim's fan-out at scale: thousands of BMCs answering 
 systems, ComputerSystem.Reset, boot override and EthernetInterfaces, with a latency and a
 share of dead ones::
 
-    python -m dim.lab.redfish_fleet --count 10000 --dead 0.05 --latency 0.01 --port 8000
+    python tests/doubles/redfish_fleet.py --count 10000 --dead 0.05 --latency 0.01 --port 8000
     # ready 10000 127.100.0.1-127.100.39.94   (one line on stdout once every BMC listens)
 
 BMC *i* listens on :func:`address` (``127.100.0.1`` upwards, never a .0 or .255 host byte):

@@ -1,0 +1,71 @@
+"""The lab's network: one named namespace whose bridge holds the image server's addresses.
+
+Built with `dim.lab.netns.add_bridged_namespace`, the mechanism the tests' `Segment` uses
+(namespace, bridge, veth keeper), with two additions: an IPv6 address on the bridge, from
+which dnsmasq sends router advertisements (without them iPXE waits 16 s for IPv6
+autoconfiguration), and a tap device per QEMU node. Unlike a segment, the namespace has a
+fixed name (``dimlab`` by default) and outlives the command that made it; ``dim lab down``
+deletes it by the name ``lab.json`` recorded::
+
+    make("dimlab")               # br0 = 10.77.0.1/24 and fd77::1/64, kept up
+    tap = add_tap("dimlab")      # "tap0": the first free tapN, a port of br0
+    remove_tap("dimlab", tap)
+    delete("dimlab")
+
+Traffic never leaves the namespace: the bridge has no uplink.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dim.lab.netns import (
+    add_bridged_namespace,
+    attach,
+    delete_namespace,
+    ip,
+    namespace_exists,
+    run,
+)
+
+NAMESPACE = "dimlab"
+BRIDGE = "br0"
+SERVER = "10.77.0.1"
+SERVER_V6 = "fd77::1/64"
+
+
+def make(namespace: str) -> None:
+    """The namespace with its bridge, the server's IPv4 and IPv6 addresses, and the keeper."""
+    add_bridged_namespace(namespace, BRIDGE, f"{SERVER}/24")
+    try:
+        # nodad: the address is usable at once, before dnsmasq starts advertising it
+        ip("-n", namespace, "-6", "addr", "add", SERVER_V6, "dev", BRIDGE, "nodad")
+    except BaseException:
+        delete_namespace(namespace)
+        raise
+
+
+def exists(namespace: str) -> bool:
+    """Whether the lab's namespace exists (a lab is up, or was not brought down)."""
+    return namespace_exists(namespace)
+
+
+def delete(namespace: str) -> None:
+    """Delete the namespace if it exists; the processes in it must be stopped first."""
+    if namespace_exists(namespace):
+        delete_namespace(namespace)
+
+
+def add_tap(namespace: str) -> str:
+    """A new tap device on the bridge, up, named after the first free ``tapN``."""
+    links = run(namespace, ["ip", "-o", "link"]).stdout
+    used = set(re.findall(r"\d+: (tap\d+)", links))
+    tap = next(f"tap{i}" for i in range(4096) if f"tap{i}" not in used)
+    ip("-n", namespace, "tuntap", "add", "dev", tap, "mode", "tap")
+    attach(namespace, BRIDGE, tap)
+    return tap
+
+
+def remove_tap(namespace: str, tap: str) -> None:
+    """Delete a node's tap device; one already gone is no error."""
+    run(namespace, ["ip", "link", "del", tap], check=False)

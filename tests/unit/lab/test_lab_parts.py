@@ -1,0 +1,81 @@
+"""The lab's pure parts: lab.json records, the daemon table, console stages, `dim lab run`'s
+command line. What they drive (namespaces, daemons, QEMU) is proven in tests/e2e."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dim.cli import main
+from dim.lab import cluster
+from dim.lab.console import progress
+from dim.lab.daemons import daemon_specs
+from dim.lab.processes import Process
+from dim.lab.state import LabState
+
+
+def test_lab_state_round_trips_through_lab_json_and_changes_make_new_records(
+    tmp_path: Path,
+) -> None:
+    state = LabState(str(tmp_path), "dimtest", "kea")
+    first = state.with_daemon(Process("ganesha", 11, "g.log"))
+    second = first.with_daemon(Process("serve", 12, "s.log")).with_node(
+        "node01", Process("node01", 13, "q.log", "tap0")
+    )
+    second.with_daemon(Process("ganesha", 14, "g.log")).save()
+    loaded = LabState.load(tmp_path)
+    assert loaded is not None
+    assert [(d.name, d.pid) for d in loaded.daemons] == [("ganesha", 14), ("serve", 12)]
+    assert loaded.nodes["node01"].tap == "tap0"
+    assert state.daemons == () and first.nodes == {}
+    assert loaded.without_node("node01").nodes == {}
+    assert LabState.load(tmp_path / "none") is None
+
+
+def test_the_daemon_table_names_the_flavours_dhcp_server_first_and_its_ports() -> None:
+    for flavour, program in (("dnsmasq", "dnsmasq"), ("kea", "kea-dhcp4"), ("isc", "dhcpd")):
+        specs = daemon_specs(Path("/lab"), flavour)
+        assert [s.name for s in specs][1:] == ["ra", "ganesha", "serve"]
+        assert program in specs[0].command and (specs[0].port, specs[0].udp) == (67, True)
+        assert specs[2].binds["/etc/ganesha"] == Path("/lab/root/etc/ganesha")
+
+
+def test_console_progress_names_each_stage_and_step_once() -> None:
+    seen: set[str] = set()
+    text = "Linux version 6.1\ndim: step 1/9 modules\n"
+    labels = ["kernel started", "initramfs running", "  dim: step 1/9 modules"]
+    assert progress(text, seen) == labels
+    assert progress(text + "dim: step 2/9 net\n", seen) == ["  dim: step 2/9 net"]
+
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="dim lab refuses to run without root")
+
+
+@ROOT_ONLY
+def test_lab_run_joins_the_command_prints_its_output_and_exits_with_its_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = []
+
+    def run(folder: Path, name: str, command: str, *, timeout: float) -> tuple[int, str]:
+        calls.append((folder, name, command, timeout))
+        return 3, "hi\n"
+
+    monkeypatch.setattr(cluster, "run", run)
+    argv = ["lab", "run", "--dir", str(tmp_path), "node01", "--", "sh", "-c", "echo hi; exit 3"]
+    with pytest.raises(SystemExit) as exited:  # the command's status, as the script's
+        main(argv)
+    assert exited.value.code == 3
+    assert capsys.readouterr().out == "hi\n"
+    assert calls == [(tmp_path, "node01", "sh -c 'echo hi; exit 3'", 30.0)]
+
+
+@ROOT_ONLY
+def test_lab_run_without_a_lab_says_so_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lab", "run", "--dir", str(tmp_path), "node01", "--", "true"]) == 1
+    err = capsys.readouterr().err
+    assert f"no lab is up in {tmp_path}" in err and "hint: dim lab up" in err
