@@ -81,7 +81,7 @@ def imports() -> dict[str, list[tuple[str, tuple[str, ...], int]]]:
                 base = node.module or ""
                 if node.level:
                     package = name.split(".")
-                    if not path.name == "__init__.py":
+                    if path.name != "__init__.py":
                         package.pop()
                     package = package[: len(package) - node.level + 1]
                     base = ".".join([*package, base] if base else package)
@@ -142,7 +142,8 @@ def circles() -> list[list[str]]:
 
 
 def test_no_import_circle_anywhere_in_src() -> None:
-    assert circles() == []
+    found = circles()
+    assert not found, "\n".join(" <-> ".join(c) for c in found)
 
 
 def test_imports_run_down_the_floors_never_up() -> None:
@@ -153,7 +154,7 @@ def test_imports_run_down_the_floors_never_up() -> None:
         for target, _, line in edges
         if floor(target) > floor(source)
     ]
-    assert upward == []
+    assert not upward, "\n".join(upward)
 
 
 def test_nothing_outside_the_cli_imports_the_cli() -> None:
@@ -164,7 +165,7 @@ def test_nothing_outside_the_cli_imports_the_cli() -> None:
         for target, _, line in edges
         if target == "dim.cli" or target.startswith("dim.cli.")
     ]
-    assert outside == []
+    assert not outside, "\n".join(outside)
 
 
 def test_no_module_takes_another_modules_private_names() -> None:
@@ -175,7 +176,7 @@ def test_no_module_takes_another_modules_private_names() -> None:
         for name in names
         if target != source and name.startswith("_") and not name.startswith("__")
     ]
-    assert private == []
+    assert not private, "\n".join(private)
 
 
 # Conventions that have one home: the pattern may appear in that module only.
@@ -195,7 +196,7 @@ def test_each_convention_is_spelled_in_one_module() -> None:
             where = path.relative_to(SOURCE).as_posix()
             if where != home and re.search(pattern, path.read_text()):
                 strays.append(f"{where}: {what} (its home is {home})")
-    assert strays == []
+    assert not strays, "\n".join(strays)
 
 
 def test_the_architecture_test_sees_real_edges() -> None:

@@ -47,6 +47,7 @@ from dim.boot import initramfs
 from dim.boot.modules import WANTED, load_index, load_order, select
 from dim.lab import dimcalls
 from dim.lab.netns import LabError
+from dim.paths import StatePaths
 
 CACHE = Path("/var/cache/dim-lab")
 META_PACKAGE = "linux-image-amd64"
@@ -313,7 +314,7 @@ def _build_debian(cached: Path, kernel: LabKernel, minbase: Path, progress: Prog
         dim("image", "exec", "debian", "--", "env", "DEBIAN_FRONTEND=noninteractive", *install)
         dim("image", "exec", "debian", "--", "apt-get", "clean")
         tree = Path(work) / "tree"
-        _run(["cp", "-a", str(state / "images" / "debian" / "live"), str(tree)], "cp -a")
+        _run(["cp", "-a", str(StatePaths(state).live("debian")), str(tree)], "cp -a")
         _finish_debian(tree, kernel)
         partial = Path(work) / "debian.tar"
         _tar_create(tree, partial)

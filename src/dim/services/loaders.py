@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dim.layout.model import Image
+from dim.paths import StatePaths
 from dim.services.rendering import RenderContext, RenderedFile
 
 
@@ -41,7 +42,7 @@ def kernel_args(context: RenderContext, image: Image) -> str:
         f"dim.server={address}",
         f"dim.image={image.name}",
         f"dim.root={address}:{context.live_path(image.name)}",
-        f"dim.rw={address}:{context.state_dir / 'nodes'}",
+        f"dim.rw={address}:{StatePaths(context.state_dir).nodes}",
         f"dim.nfsopts={image.nfs_options}",
     ]
     if image.persistent:
