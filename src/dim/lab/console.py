@@ -26,7 +26,7 @@ from dim.lab.netns import LabError
 STAGES = (
     ("Linux version", "kernel started"),
     ("dim: step", "initramfs running"),
-    ("dim: switching root", "switching to the image"),
+    ("switch_root to", "switching to the image"),
     (MARKER, "up"),
 )
 

@@ -114,7 +114,8 @@ MARKER_SCRIPT = """\
 # dim lab image: the marker line, as the tiny image prints it.
 image=$(sed -n 's/.*dim\\.image=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
 if touch /.dim-probe 2>/dev/null; then rm -f /.dim-probe; root=rw; else root=ro; fi
-echo "MARKER $(hostname) ${image:-debian} root=$root" >/dev/ttyS0
+# a line of its own: the autologin prompt may be on the console without its newline yet
+printf '\\nMARKER %s %s root=%s\\n' "$(hostname)" "${image:-debian}" "$root" >/dev/ttyS0
 """.replace("MARKER", MARKER)
 
 # A root shell on the serial console, as the tiny image has, for `dim lab` and the tests.
