@@ -24,6 +24,7 @@ from dim.images import operations, replicas
 from dim.images.delta import Delta
 from dim.images.operations import Progress
 from dim.inventory import node_record, select
+from dim.layout.model import Cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class Switch:
 class ResetPlan:
     """The nodes to reset, by image: checked, nothing done yet (for a confirmation)."""
 
+    cluster: Cluster  # the layout they were checked against
     by_image: Mapping[str, tuple[str, ...]]
 
     @property
@@ -153,15 +155,16 @@ def reset_plan(ctx: Context, nodeset: str) -> ResetPlan:
         if image is None:
             raise UsageError(f"node {node.name} has no image")
         by_image[image].append(node.name)
-    return ResetPlan({image: tuple(names) for image, names in by_image.items()})
+    frozen = {image: tuple(names) for image, names in by_image.items()}
+    return ResetPlan(inventory.cluster, frozen)
 
 
 def reset(ctx: Context, plan: ResetPlan) -> list[Reset]:
     """Fresh replicas for the planned nodes; the old ones are kept aside until ``image gc``."""
-    cluster, store = ctx.cluster(), ctx.store()
+    store = ctx.store()
     done = []
     for image, names in plan.by_image.items():
-        aside = operations.reset(store, operations.declared(cluster, image), list(names))
+        aside = operations.reset(store, operations.declared(plan.cluster, image), list(names))
         done.append(Reset(image, names, tuple(aside)))
     return done
 
