@@ -23,18 +23,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from dim.errors import DimError, PowerError
-from dim.power.interface import Driver, Nic, PowerResult, Target
+from dim.power.interface import Driver, FanoutOptions, Nic, PowerResult, Target
 
 DRIVERS = ("ipmi", "redfish", "snmp")
 RETRY_PAUSE = 0.2  # seconds before the first retry; doubled each time
-
-
-@dataclass(frozen=True, slots=True)
-class FanoutOptions:
-    concurrency: int = 100
-    timeout: float = 10.0
-    retries: int = 1
-    workers: int = 0  # processes; 0: one per core from PROCESS_THRESHOLD targets on
 
 
 @dataclass(frozen=True, slots=True)

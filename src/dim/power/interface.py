@@ -16,6 +16,7 @@ between nodes (an HTTP connection pool, an SNMP engine) and release it in ``clos
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -82,6 +83,17 @@ class PowerResult:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class FanoutOptions:
+    """How a fan-out runs. Here rather than in :mod:`fanout` (which offers it too) so that a
+    caller can choose them without importing asyncio and the fan-out."""
+
+    concurrency: int = 100
+    timeout: float = 10.0
+    retries: int = 1
+    workers: int = 0  # processes; 0: one per core from PROCESS_THRESHOLD targets on
+
+
 class Driver(Protocol):
     name: str
 
@@ -105,7 +117,7 @@ class Summary:
     total: int = 0
 
 
-def summarize(results: list[PowerResult]) -> Summary:
+def summarize(results: Sequence[PowerResult]) -> Summary:
     summary = Summary(total=len(results))
     for result in results:
         summary.groups.setdefault((result.outcome, result.message), []).append(result.node)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from dim.cli import cli, emit_json
+from dim.cli.output import emit_json
 from dim.errors import UsageError
 from dim.inventory import fold
 
@@ -33,7 +33,7 @@ lab_dir = click.option(
 )
 
 
-@cli.group("lab")
+@click.group("lab")
 def lab_group() -> None:
     """A virtual cluster on this machine: a namespace, real daemons, QEMU nodes that PXE-boot.
 
@@ -69,7 +69,7 @@ def lab_up(folder: str, nodes: int, dhcp: str, debian: bool, namespace: str) -> 
     from dim.lab import cluster
 
     _root()
-    examples = Path(__file__).resolve().parents[2] / "examples"
+    examples = Path(__file__).resolve().parents[3] / "examples"
     cluster.up(
         _folder(folder),
         flavour=dhcp,

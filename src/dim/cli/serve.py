@@ -1,4 +1,9 @@
-"""``dim serve``: run the HTTP boot service (see :mod:`dim.boot.serve`) in the foreground."""
+"""``dim serve``: run the HTTP boot service (see :mod:`dim.boot.serve`) in the foreground.
+
+::
+
+    dim serve --root /tmp/staging --port 8080 --workers 1
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,10 @@ from pathlib import Path
 
 import click
 
-from dim.cli import Settings, cli, pass_settings
+from dim.cli.context import Context, pass_context
 
 
-@cli.command("serve")
+@click.command("serve")
 @click.option("--listen", metavar="ADDR", help="Address to listen on (default: the server's).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: its http-port).")
 @click.option("--server", help="Image server to serve for (default: the only one).")
@@ -29,9 +34,9 @@ from dim.cli import Settings, cli, pass_settings
     default=0,
     help="Processes sharing the port (default 0: one per core, at most 8).",
 )
-@pass_settings
-def serve_command(
-    settings: Settings,
+@pass_context
+def command(
+    ctx: Context,
     listen: str | None,
     port: int | None,
     server: str | None,
@@ -57,7 +62,7 @@ def serve_command(
     from dim.boot import serve as boot_serve  # aiohttp: imported by this command only
 
     service = boot_serve.BootService(
-        settings.config, settings.state, server, template_dir=settings.template_dir, root=root
+        ctx.config, ctx.state, server, template_dir=ctx.template_dir, root=root
     )
     srv = service.server()
     workers = workers or min(os.cpu_count() or 1, 8)

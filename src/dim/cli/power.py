@@ -1,23 +1,28 @@
 """``dim power …``, ``dim bootdev`` and ``dim discover``: parse, call one fan-out, print.
 
 Results are grouped for people (one folded node set per outcome), one object per node with
-``--json``; the exit status is 1 when any node failed.
+``--json``; the exit status is 1 when any node failed::
+
+    dim power cycle @rack1 --yes --timeout 5
+    dim discover @rack1 --save
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from dim.cli import Settings, cli, emit_json, pass_settings, table
-from dim.errors import DimError, UsageError
-from dim.inventory import fold, select
+from dim.actions import power as remote
+from dim.actions.power import PowerRun, Selection
+from dim.cli.context import Context, pass_context
+from dim.cli.output import emit_json, node_counter, table
+from dim.errors import UsageError
+from dim.inventory import fold
 from dim.power import credentials
-from dim.power.interface import ACTIONS, DEVICES, PowerResult, summarize
+from dim.power.interface import ACTIONS, DEVICES, FanoutOptions, summarize
 
 DEFAULT_CONFIRM_ABOVE = 10
 DISRUPTIVE = ("off", "reset", "cycle", "soft")
@@ -68,33 +73,14 @@ def _fanout_options(function: Callable) -> Callable:
     return function
 
 
-def _run(
-    settings: Settings,
-    nodeset: str,
-    exclude: str | None,
-    operation: tuple,
-    opts: dict,
-    *,
-    action: str | None = None,
-    yes: bool = False,
-    confirm_above: int = DEFAULT_CONFIRM_ABOVE,
-) -> tuple[list[PowerResult], float]:
-    cluster = settings.cluster()
-    nodes = select(cluster, nodeset, exclude)
-    store = credentials.load(credentials.resolve_path(opts["credentials_file"]))
-    if action is not None and not yes and needs_confirmation(action, len(nodes), confirm_above):
-        _confirm(action, [n.name for n in nodes])
-    # The fan-out (asyncio, the drivers) is imported here, not when dim starts.
-    from dim.power import control, fanout
+def _select(ctx: Context, nodeset: str, exclude: str | None, opts: dict) -> Selection:
+    return remote.select_nodes(ctx, nodeset, exclude, credentials_file=opts["credentials_file"])
 
-    name, *arguments = operation
-    chosen = getattr(fanout, name)(*arguments) if arguments else getattr(fanout, name)
-    options = fanout.FanoutOptions(
+
+def _options(opts: dict) -> FanoutOptions:
+    return FanoutOptions(
         concurrency=opts["concurrency"], timeout=opts["timeout"], retries=opts["retries"]
     )
-    start = time.monotonic()
-    results = control.run(nodes, store, chosen, options, _progress(len(nodes)))
-    return results, time.monotonic() - start
 
 
 def _confirm(action: str, names: list[str]) -> None:
@@ -109,28 +95,10 @@ def _confirm(action: str, names: list[str]) -> None:
         raise click.exceptions.Abort()
 
 
-def _progress(total: int) -> Callable[[int, int], None] | None:
-    """A counter on stderr, for runs long enough to need one, on a terminal only."""
-    if total < 50 or not sys.stderr.isatty():
-        return None
-    last = [0.0]
-
-    def show(done: int, of: int) -> None:
-        now = time.monotonic()
-        if done == of or now - last[0] >= 0.2:
-            last[0] = now
-            end = "\n" if done == of else ""
-            click.echo(f"\r  … {done}/{of} nodes", err=True, nl=False)
-            if end:
-                click.echo("", err=True)
-
-    return show
-
-
-def _report(results: list[PowerResult], seconds: float, as_json: bool) -> None:
-    summary = summarize(results)
+def _report(run: PowerRun, as_json: bool) -> None:
+    summary = summarize(run.results)
     if as_json:
-        emit_json([r.record() for r in results])
+        emit_json([r.record() for r in run.results])
     else:
         rows = []
         for (outcome, message), nodes in summary.groups.items():
@@ -139,38 +107,32 @@ def _report(results: list[PowerResult], seconds: float, as_json: bool) -> None:
             click.echo(f"{row[0]:<{max(len(r[0]) for r in rows)}}  {row[1]}")
         ok = summary.total - summary.failed
         click.echo(
-            f"{summary.total} nodes: {ok} ok, {summary.failed} failed ({seconds:.1f} s)",
+            f"{summary.total} nodes: {ok} ok, {summary.failed} failed ({run.seconds:.1f} s)",
             err=True,
         )
-    _fail(results)
-
-
-def _fail(results: list[PowerResult]) -> None:
-    failed = sum(1 for r in results if not r.ok)
-    if failed:
-        raise DimError(f"{failed} of {len(results)} nodes failed")
+    run.raise_for_failures()
 
 
 # -- dim power --------------------------------------------------------------------------------
 
 
-@cli.group("power")
-def power_group() -> None:
+@click.group("power")
+def group() -> None:
     """Power status and control through the nodes' BMCs (IPMI, Redfish, SNMP)."""
 
 
-@power_group.command("status")
+@group.command("status")
 @click.argument("nodeset")
 @_fanout_options
-@pass_settings
-def power_status(settings: Settings, nodeset: str, exclude: str | None, as_json: bool, **opts):
+@pass_context
+def power_status(ctx: Context, nodeset: str, exclude: str | None, as_json: bool, **opts) -> None:
     """Show the power state of NODESET, grouped by state."""
-    results, seconds = _run(settings, nodeset, exclude, ("status",), opts)
-    _report(results, seconds, as_json)
+    chosen = _select(ctx, nodeset, exclude, opts)
+    _report(remote.status(chosen, _options(opts), node_counter(len(chosen.nodes))), as_json)
 
 
 def _power_command(action: str, text: str) -> None:
-    @power_group.command(action, help=text)
+    @group.command(action, help=text)
     @click.argument("nodeset")
     @_fanout_options
     @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -182,9 +144,9 @@ def _power_command(action: str, text: str) -> None:
         show_default=True,
         help="Ask before acting on more nodes than this [env: DIM_CONFIRM_ABOVE].",
     )
-    @pass_settings
+    @pass_context
     def command(
-        settings: Settings,
+        ctx: Context,
         nodeset: str,
         exclude: str | None,
         as_json: bool,
@@ -192,17 +154,11 @@ def _power_command(action: str, text: str) -> None:
         confirm_above: int,
         **opts,
     ) -> None:
-        results, seconds = _run(
-            settings,
-            nodeset,
-            exclude,
-            ("power", action),
-            opts,
-            action=action,
-            yes=yes,
-            confirm_above=confirm_above,
-        )
-        _report(results, seconds, as_json)
+        chosen = _select(ctx, nodeset, exclude, opts)
+        if not yes and needs_confirmation(action, len(chosen.nodes), confirm_above):
+            _confirm(action, chosen.names)
+        progress = node_counter(len(chosen.nodes))
+        _report(remote.power(chosen, action, _options(opts), progress), as_json)
 
 
 for _action, _text in zip(
@@ -224,14 +180,14 @@ for _action, _text in zip(
 # -- dim bootdev ------------------------------------------------------------------------------
 
 
-@cli.command("bootdev")
+@click.command("bootdev")
 @click.argument("nodeset")
 @click.argument("device", type=click.Choice(DEVICES))
 @click.option("--persistent", is_flag=True, help="For every boot, not only the next one.")
 @_fanout_options
-@pass_settings
-def bootdev_command(
-    settings: Settings,
+@pass_context
+def bootdev(
+    ctx: Context,
     nodeset: str,
     device: str,
     persistent: bool,
@@ -240,14 +196,21 @@ def bootdev_command(
     **opts,
 ) -> None:
     """Set the boot device of NODESET: pxe (network) or disk, for the next boot or always."""
-    results, seconds = _run(settings, nodeset, exclude, ("bootdev", device, persistent), opts)
-    _report(results, seconds, as_json)
+    chosen = _select(ctx, nodeset, exclude, opts)
+    run = remote.bootdev(
+        chosen,
+        device,
+        persistent=persistent,
+        options=_options(opts),
+        progress=node_counter(len(chosen.nodes)),
+    )
+    _report(run, as_json)
 
 
 # -- dim discover -----------------------------------------------------------------------------
 
 
-@cli.command("discover")
+@click.command("discover")
 @click.argument("nodeset")
 @click.option("--save", is_flag=True, help="Record the MACs as the boot interfaces' MACs.")
 @click.option(
@@ -258,9 +221,9 @@ def bootdev_command(
     help="Which of the NICs a BMC reports is the boot NIC (1 = the first listed).",
 )
 @_fanout_options
-@pass_settings
-def discover_command(
-    settings: Settings,
+@pass_context
+def discover(
+    ctx: Context,
     nodeset: str,
     save: bool,
     nic: int,
@@ -274,23 +237,23 @@ def discover_command(
     MAC becomes the MAC of each node's boot interface in the state DB (a replaced MAC's lease
     is released by the next dim apply).
     """
-    results, seconds = _run(settings, nodeset, exclude, ("discover",), opts)
-    changes: dict[tuple[str, str], str] = {}
-    changed = 0
-    if save:
-        cluster = settings.cluster()
-        from dim.power.control import boot_macs
-
-        changes = boot_macs(cluster, results, nic)
-        if changes:
-            changed = settings.db().set_macs(cluster, changes, source="discover")
+    chosen = _select(ctx, nodeset, exclude, opts)
+    found = remote.discover(
+        ctx,
+        chosen,
+        nic=nic,
+        save=save,
+        options=_options(opts),
+        progress=node_counter(len(chosen.nodes)),
+    )
+    results = found.run.results
     if as_json:
-        saved = {node: mac for (node, _network), mac in changes.items()}
+        saved = {node: mac for (node, _network), mac in found.saved.items()}
         records = [
             r.record() | ({"saved": saved[r.node]} if r.node in saved else {}) for r in results
         ]
         emit_json(records)
-        _fail(results)
+        found.run.raise_for_failures()
         return
     rows = [
         [r.node, n.name, n.mac, "*" if i == nic - 1 else ""]
@@ -300,7 +263,7 @@ def discover_command(
     if rows:
         table(rows, ["NODE", "NIC", "MAC", "BOOT"])
     if save:
-        click.echo(f"saved {len(changes)} boot-interface MACs ({changed} changed)")
+        click.echo(f"saved {len(found.saved)} boot-interface MACs ({found.changed} changed)")
     elif rows:
         click.echo("nothing saved: review the list, then run again with --save", err=True)
-    _report(results, seconds, as_json)
+    _report(found.run, as_json)

@@ -1,22 +1,31 @@
-"""``dim boot build``: parse, call :func:`dim.boot.build.build`, print."""
+"""``dim boot build``: parse, call :func:`dim.actions.images.boot_build`, print.
+
+::
+
+    dim boot build rhel9 --json
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from dim.cli import Settings, cli, emit_json, pass_settings
-from dim.images.operations import declared
-from dim.images.store import Store
+from dim.actions import images
+from dim.cli.context import Context, pass_context
+from dim.cli.output import emit_json
+
+if TYPE_CHECKING:
+    from dim.boot.build import BuildResult
 
 
-@cli.group("boot")
-def boot_group() -> None:
+@click.group("boot")
+def group() -> None:
     """Network-boot images: the kernel and initramfs of each image."""
 
 
-@boot_group.command("build")
+@group.command("build")
 @click.argument("image")
 @click.option(
     "--kernel",
@@ -24,17 +33,15 @@ def boot_group() -> None:
     help="Use this kernel instead of the newest /boot/vmlinuz-* of the image.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_settings
-def boot_build(settings: Settings, image: str, kernel: Path | None, as_json: bool) -> None:
+@pass_context
+def boot_build(ctx: Context, image: str, kernel: Path | None, as_json: bool) -> None:
     """Build (or reuse) the kernel and initramfs of IMAGE's latest version.
 
     The initramfs holds busybox, the image's own modules for NICs and NFS, and an /init that
     mounts the image's live tree read-only over NFS as the root. Nothing is rebuilt while the
     image version, the kernel, busybox and dim's /init are unchanged.
     """
-    from dim.boot.build import build
-
-    artifacts = build(Store(settings.state), declared(settings.cluster(), image), kernel=kernel)
+    artifacts = images.boot_build(ctx, image, kernel)
     if as_json:
         emit_json(_record(artifacts))
         return
@@ -49,7 +56,7 @@ def boot_build(settings: Settings, image: str, kernel: Path | None, as_json: boo
     click.echo(f"  {artifacts.initrd}")
 
 
-def _record(artifacts) -> dict:
+def _record(artifacts: BuildResult) -> dict:
     return {
         "image": artifacts.image,
         "version": artifacts.version,

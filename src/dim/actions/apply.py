@@ -1,0 +1,118 @@
+"""``dim apply`` as a use case: replicas, render, validate, install, reload, settle leases.
+
+The steps, in their order (each one's own crash-safety is documented where it lives):
+
+1. replicas for the server's nodes whose image has a version and who have none yet
+   (:func:`dim.images.operations.ensure_replicas`): the exports name them;
+2. every service's files rendered (:func:`dim.services.render.render_all`);
+3. validated by the daemons' test modes, written atomically, reloaded
+   (:func:`dim.services.apply.apply`);
+4. the DHCP leases still held by replaced MACs released when the daemons were reloaded, or
+   listed as pending otherwise (:mod:`dim.services.leases`).
+
+::
+
+    report = apply(ctx, root=lab / "root", do_reload=False)
+    print(report.result.counts(), report.replicas_created, report.waiting)
+    report.raise_for_unreleased()   # ApplyError if a stale lease could not be released
+
+A lease that could not be released is not an exception here: it is in the report, which the
+caller shows first, then turns into an error with :meth:`ApplyReport.raise_for_unreleased`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dim.actions.context import Context
+from dim.errors import ApplyError
+from dim.images.operations import ensure_replicas
+from dim.inventory import server_name
+from dim.layout.model import Cluster, Server
+from dim.records import StaleLease, read_stale_leases
+from dim.services import apply as applier
+from dim.services import leases
+from dim.services.apply import ApplyResult
+from dim.services.render import render_all
+from dim.services.rendering import RenderContext
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyReport:
+    """Everything one apply did or would do."""
+
+    server: str
+    root: Path
+    dry_run: bool
+    result: ApplyResult
+    replicas_created: tuple[str, ...]
+    released: tuple[leases.ReleaseResult, ...] = ()  # settled or failed, after a reload
+    waiting: tuple[StaleLease, ...] = ()  # stale leases left for an apply that reloads
+
+    @property
+    def unreleased(self) -> int:
+        """How many stale leases a release was tried on and failed."""
+        return sum(1 for r in self.released if not r.ok)
+
+    def raise_for_unreleased(self) -> None:
+        """Raise :class:`ApplyError` if a stale lease was not released (they stay recorded)."""
+        if self.unreleased:
+            many = "s" if self.unreleased > 1 else ""
+            raise ApplyError(
+                f"{self.unreleased} stale DHCP lease{many} not released",
+                hint="they stay recorded: the next dim apply that reloads tries again",
+            )
+
+
+def apply(
+    ctx: Context,
+    *,
+    root: Path = Path("/"),
+    server: str | None = None,
+    dry_run: bool = False,
+    do_reload: bool | None = None,
+    validation: bool = True,
+) -> ApplyReport:
+    """Bring ``server``'s services (default: the only server) in line with the layout.
+
+    ``root`` is where the files go (``/`` on a real server); ``do_reload`` defaults to whether
+    that is ``/``. ``dry_run`` validates and plans, writes nothing and releases nothing.
+    """
+    inventory = ctx.inventory()
+    name = server_name(inventory.cluster, server)
+    context = RenderContext(inventory, name, ctx.state, ctx.template_dir)
+    created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
+    srv = inventory.cluster.servers[name]
+    do_reload = (root.resolve() == Path("/")) if do_reload is None else do_reload
+    result = applier.apply(
+        render_all(context),
+        root,
+        reload_command=srv.reload_command,
+        dry_run=dry_run,
+        do_reload=do_reload,
+        validation=validation,
+    )
+    released, waiting = _settle_leases(ctx, srv, inventory.cluster, now=do_reload and not dry_run)
+    return ApplyReport(
+        server=name,
+        root=root,
+        dry_run=dry_run,
+        result=result,
+        replicas_created=tuple(created),
+        released=tuple(released),
+        waiting=tuple(waiting),
+    )
+
+
+def _settle_leases(
+    ctx: Context, server: Server, cluster: Cluster, *, now: bool
+) -> tuple[list[leases.ReleaseResult], list[StaleLease]]:
+    """Release the stale leases if the daemons were just reloaded, else list those waiting."""
+    stale = read_stale_leases(ctx.state)
+    if not stale:
+        return [], []
+    if now:
+        # the state DB is opened for writing only to forget the leases released
+        return leases.settle(ctx.db(create=False), server, cluster), []
+    return [], leases.pending(stale, server, cluster)

@@ -1,0 +1,179 @@
+"""What is done to nodes: record MACs, assign and switch images, reset and diff replicas.
+
+::
+
+    set_mac(ctx, "node01", "52:54:00:00:00:01")          # MacChange(node='node01', …)
+    import_macs(ctx, Path("macs.csv"), dry_run=True)    # MacImport(macs=120, changed=3, …)
+    switch(ctx, "@rack1", "rhel9")                       # Switch(created=(…), found=(…))
+    reset(ctx, reset_plan(ctx, "node01"))                # fresh replicas, old ones kept aside
+
+Node sets are ClusterShell patterns (``c[01-04]``, ``@compute``); an unknown node, a malformed
+MAC or a duplicate one is a :class:`dim.errors.UsageError` and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dim.actions.context import Context
+from dim.errors import UsageError
+from dim.images import operations, replicas
+from dim.images.delta import Delta
+from dim.images.operations import Progress
+from dim.inventory import node_record, select
+from dim.layout.model import Cluster
+from dim.names import normalize_mac
+
+
+@dataclass(frozen=True, slots=True)
+class MacChange:
+    """One interface's MAC, as recorded."""
+
+    node: str
+    network: str
+    mac: str  # normalised: lower case, colons
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImageAssignment:
+    nodes: tuple[str, ...]
+    image: str
+    changed: int  # nodes whose image was another one
+
+
+@dataclass(frozen=True, slots=True)
+class MacImport:
+    source: Path
+    macs: int  # lines read
+    changed: int  # MACs that differ from those recorded (or would, in a dry run)
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    nodes: tuple[str, ...]
+    image: str
+    switched: int  # nodes whose image was another one
+    created: tuple[str, ...]  # nodes given a new replica
+    found: tuple[str, ...]  # nodes whose replica of the image was kept from before
+
+
+@dataclass(frozen=True, slots=True)
+class ResetPlan:
+    """The nodes to reset, by image: checked, nothing done yet (for a confirmation)."""
+
+    cluster: Cluster  # the layout they were checked against
+    by_image: Mapping[str, tuple[str, ...]]
+
+    @property
+    def nodes(self) -> list[str]:
+        return [n for names in self.by_image.values() for n in names]
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    image: str
+    nodes: tuple[str, ...]
+    kept_aside: tuple[str, ...]  # where the old replicas went, relative to the state folder
+
+
+def records(ctx: Context, nodeset: str | None = None, exclude: str | None = None) -> list[dict]:
+    """What is declared and observed of each node (all, or ``nodeset`` but ``exclude``), with
+    its last network boot: :func:`dim.inventory.node_record`'s dicts, ready for JSON."""
+    inventory = ctx.inventory()
+    boots = ctx.last_boots()
+    return [
+        node_record(inventory, node, boots.get(node.name))
+        for node in select(inventory.cluster, nodeset, exclude)
+    ]
+
+
+def set_mac(ctx: Context, nodeset: str, mac: str, network: str | None = None) -> MacChange:
+    """Record the MAC of one node's interface on ``network`` (default: its boot network)."""
+    cluster = ctx.cluster()
+    nodes = select(cluster, nodeset)
+    if len(nodes) != 1:
+        raise UsageError(f"--mac names one node, and {nodeset!r} names {len(nodes)}")
+    node = nodes[0]
+    net = network or node.boot.network
+    try:
+        value = normalize_mac(mac)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    changed = ctx.db().set_macs(cluster, {(node.name, net): value})
+    return MacChange(node.name, net, value, bool(changed))
+
+
+def set_image(ctx: Context, nodeset: str, image: str) -> ImageAssignment:
+    """Assign ``image`` to every node of ``nodeset`` (replicas come with the next apply)."""
+    cluster = ctx.cluster()
+    names = tuple(n.name for n in select(cluster, nodeset))
+    return ImageAssignment(names, image, ctx.db().set_images(cluster, names, image))
+
+
+def import_macs(ctx: Context, csv_file: Path, *, dry_run: bool = False) -> MacImport:
+    """Record the MACs of ``csv_file`` (lines of node,mac[,network]), all or none.
+
+    The whole file is checked first; with ``dry_run`` nothing is recorded, and the count of
+    changes is against the MACs recorded now.
+    """
+    from dim.state import parse_mac_csv
+
+    cluster = ctx.cluster()
+    changes = parse_mac_csv(csv_file.read_text(), str(csv_file), cluster)
+    if dry_run:
+        current = ctx.inventory().macs
+        changed = sum(1 for key, mac in changes.items() if current.get(key) != mac)
+    else:
+        changed = ctx.db().set_macs(cluster, changes, source=f"import {csv_file.name}")
+    return MacImport(csv_file, len(changes), changed, dry_run)
+
+
+def switch(ctx: Context, nodeset: str, image: str, progress: Progress = None) -> Switch:
+    """Assign ``image`` to ``nodeset``, each node getting its replica (its old one if kept)."""
+    cluster = ctx.cluster()
+    declared = operations.declared(cluster, image)
+    nodes = [n.name for n in select(cluster, nodeset)]
+    created = operations.switch(ctx.store(), cluster, nodes, declared, progress=progress)
+    switched = ctx.db().set_images(cluster, nodes, image)
+    found = [n for n in nodes if n not in created]
+    return Switch(tuple(nodes), image, switched, tuple(created), tuple(found))
+
+
+def reset_plan(ctx: Context, nodeset: str) -> ResetPlan:
+    """The nodes of ``nodeset`` by image; a node without an image is refused."""
+    inventory = ctx.inventory()
+    by_image: dict[str, list[str]] = defaultdict(list)
+    for node in select(inventory.cluster, nodeset):
+        image = inventory.image(node)
+        if image is None:
+            raise UsageError(f"node {node.name} has no image")
+        by_image[image].append(node.name)
+    frozen = {image: tuple(names) for image, names in by_image.items()}
+    return ResetPlan(inventory.cluster, frozen)
+
+
+def reset(ctx: Context, plan: ResetPlan) -> list[Reset]:
+    """Fresh replicas for the planned nodes; the old ones are kept aside until ``image gc``."""
+    store = ctx.store()
+    done = []
+    for image, names in plan.by_image.items():
+        aside = operations.reset(store, operations.declared(plan.cluster, image), list(names))
+        done.append(Reset(image, names, tuple(aside)))
+    return done
+
+
+def diff(ctx: Context, node: str) -> Delta:
+    """What ``node`` changed in its persistent paths, against its image."""
+    inventory = ctx.inventory()
+    targets = select(inventory.cluster, node)
+    if len(targets) != 1:
+        raise UsageError(f"node diff takes one node, not {node!r} ({len(targets)} nodes)")
+    image = inventory.image(targets[0])
+    if image is None:
+        raise UsageError(f"node {node} has no image")
+    return replicas.differences(ctx.store(), operations.declared(inventory.cluster, image), node)

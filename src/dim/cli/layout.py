@@ -1,0 +1,83 @@
+"""``dim layout check|show``: is cluster.xml valid, and what does it say about some nodes.
+
+::
+
+    dim layout check --json
+    dim layout show @compute -x c01
+"""
+
+from __future__ import annotations
+
+import click
+
+from dim.actions import nodes
+from dim.cli.context import Context, pass_context
+from dim.cli.output import emit_json
+from dim.inventory import summary
+
+
+@click.group("layout")
+def group() -> None:
+    """Check and show the cluster layout (cluster.xml)."""
+
+
+@group.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def layout_check(ctx: Context, as_json: bool) -> None:
+    """Validate cluster.xml against its schema and checks; summarise it.
+
+    Exit status 2 and a one-line error naming file, line and value if anything is wrong.
+    """
+    report = summary(ctx.inventory())
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"{report['source']}: cluster {report['cluster']} is valid")
+    click.echo(f"  nodes     {report['nodes']}")
+    for name, count in report["groups"].items():
+        click.echo(f"  group     {name}: {count} nodes")
+    for name, subnet in report["networks"].items():
+        click.echo(f"  network   {name}: {subnet}")
+    for name, server in report["servers"].items():
+        click.echo(
+            f"  server    {name}: {server['address']} dhcp={server['dhcp']} nfs={server['nfs']}"
+        )
+    for name, count in report["images"].items():
+        click.echo(f"  image     {name}: {count} nodes")
+    if report["nodes_without_mac"]:
+        click.echo(f"  warning: no MAC recorded for {report['nodes_without_mac']}")
+    if report["macs_of_unknown_nodes"]:
+        click.echo(
+            f"  warning: MACs recorded for nodes not in the layout: "
+            f"{report['macs_of_unknown_nodes']}"
+        )
+
+
+@group.command("show")
+@click.argument("nodeset")
+@click.option("-x", "--exclude", metavar="NODESET", help="Leave these nodes out.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def layout_show(ctx: Context, nodeset: str, exclude: str | None, as_json: bool) -> None:
+    """Show everything declared and observed for NODESET."""
+    records = nodes.records(ctx, nodeset, exclude)
+    if as_json:
+        emit_json(records)
+        return
+    for record in records:
+        click.echo(
+            f"{record['name']}  (group {record['group']}, server {record['server']}, "
+            f"image {record['image'] or '-'})"
+        )
+        for iface in record["interfaces"]:
+            click.echo(
+                f"  {iface['network']:<8} {iface['ip']:<15} {iface['hostname']:<20} "
+                f"{iface['mac'] or '-'}"
+            )
+        if record["bmc"]:
+            bmc = record["bmc"]
+            click.echo(
+                f"  bmc      {bmc['address']:<15} {bmc['driver']}"
+                f" (credentials {bmc['credentials'] or '-'})"
+            )

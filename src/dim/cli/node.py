@@ -1,0 +1,129 @@
+"""``dim node …``: list nodes, record MACs, assign, switch and reset images, diff replicas.
+
+::
+
+    dim node set node01 --mac 52:54:00:00:00:01
+    dim node import-macs macs.csv --dry-run
+    dim node switch @rack1 rhel9
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dim.actions import nodes
+from dim.cli.context import Context, pass_context
+from dim.cli.output import delta, emit_json, progress, table
+from dim.errors import UsageError
+from dim.inventory import fold
+
+
+@click.group("node")
+def group() -> None:
+    """Nodes: list them, record their MAC addresses, assign images."""
+
+
+@group.command("list")
+@click.argument("nodeset", required=False)
+@click.option("-x", "--exclude", metavar="NODESET", help="Leave these nodes out.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def node_list(ctx: Context, nodeset: str | None, exclude: str | None, as_json: bool) -> None:
+    """List nodes (all, or NODESET): group, addresses, MACs, image, server, BMC, last boot.
+
+    LAST BOOT is the local time at which the node last fetched its boot script from
+    `dim serve`; `--json` adds the image, boot build version and client address.
+    """
+    records = nodes.records(ctx, nodeset, exclude)
+    if as_json:
+        emit_json(records)
+        return
+    rows = []
+    for r in records:
+        ips = ",".join(i["ip"] for i in r["interfaces"])
+        macs = ",".join(i["mac"] or "-" for i in r["interfaces"])
+        bmc = r["bmc"]["address"] if r["bmc"] else "-"
+        boot = r["last_boot"]["at"][:19].replace("T", " ") if r["last_boot"] else "-"
+        rows.append([r["name"], r["group"], ips, macs, r["image"] or "-", r["server"], bmc, boot])
+    table(rows, ["NODE", "GROUP", "IP", "MAC", "IMAGE", "SERVER", "BMC", "LAST BOOT"])
+
+
+@group.command("set")
+@click.argument("nodeset")
+@click.option("--mac", help="MAC address of the node's interface (one node only).")
+@click.option("--network", help="Network of that interface (default: the boot interface's).")
+@click.option("--image", help="Assign this image to every node of NODESET.")
+@pass_context
+def node_set(
+    ctx: Context, nodeset: str, mac: str | None, network: str | None, image: str | None
+) -> None:
+    """Record a node's MAC address, or assign an image to nodes.
+
+    \b
+    dim node set node01 --mac 52:54:00:00:00:01
+    dim node set @blades --image sles15
+    """
+    if mac is None and image is None:
+        raise UsageError("nothing to set: give --mac and/or --image")
+    if mac is not None:
+        m = nodes.set_mac(ctx, nodeset, mac, network)
+        click.echo(f"{m.node} ({m.network}): MAC {m.mac}" + ("" if m.changed else " (unchanged)"))
+    if image is not None:
+        a = nodes.set_image(ctx, nodeset, image)
+        click.echo(f"{fold(list(a.nodes))}: image {a.image} ({a.changed} changed)")
+
+
+@group.command("import-macs")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check the file and say what would change.")
+@pass_context
+def node_import_macs(ctx: Context, csv_file: Path, dry_run: bool) -> None:
+    """Record MAC addresses from CSV_FILE: lines of node,mac[,network].
+
+    The whole file is checked first (unknown nodes, malformed or duplicate MACs); on any error
+    nothing is recorded.
+    """
+    r = nodes.import_macs(ctx, csv_file, dry_run=dry_run)
+    if dry_run:
+        click.echo(f"{r.source}: {r.macs} MACs, {r.changed} would change (dry run)")
+    else:
+        click.echo(f"{r.source}: {r.macs} MACs, {r.changed} changed")
+
+
+@group.command("switch")
+@click.argument("nodeset")
+@click.argument("image_name", metavar="IMAGE")
+@pass_context
+def node_switch(ctx: Context, nodeset: str, image_name: str) -> None:
+    """Assign IMAGE to NODESET: each node gets its replica of IMAGE (its old one if it had
+    one). `dim apply` then points exports and boot configuration at it; reset the node."""
+    s = nodes.switch(ctx, nodeset, image_name, progress=progress)
+    click.echo(
+        f"{fold(list(s.nodes))}: image {s.image} ({s.switched} switched); new replicas for "
+        f"{fold(list(s.created)) or 'no node'}, kept replicas found for "
+        f"{fold(list(s.found)) or 'no node'}"
+    )
+
+
+@group.command("reset")
+@click.argument("nodeset")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def node_reset(ctx: Context, nodeset: str, yes: bool) -> None:
+    """Give NODESET fresh replicas of their image; the old ones are kept until `image gc`."""
+    plan = nodes.reset_plan(ctx, nodeset)
+    if not yes and not click.confirm(f"discard the persistent state of {fold(plan.nodes)}?"):
+        raise click.exceptions.Abort()
+    for r in nodes.reset(ctx, plan):
+        click.echo(f"{fold(list(r.nodes))}: fresh replicas of {r.image}; old ones kept until gc")
+
+
+@group.command("diff")
+@click.argument("node")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def node_diff(ctx: Context, node: str, as_json: bool) -> None:
+    """What NODE changed in its persistent paths, against its image."""
+    delta(nodes.diff(ctx, node), as_json)
