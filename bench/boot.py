@@ -48,7 +48,6 @@ from dim.lab import cluster, console
 from dim.lab.images import MARKER
 from dim.lab.qemu import node_macs
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STAGES = ("dhcp", "loader", "kernel", "initramfs", "switch_root", "marker")
 STEPS = {  # /init's profile: from one step line to the next
     "modules": ("dim: step 3/9", "dim: step 4/9"),
@@ -239,7 +238,6 @@ def main() -> int:
             cluster.up(
                 folder,
                 nodes=max(counts),
-                examples=EXAMPLES,
                 say=lambda m: print(f"  lab: {m}"),
                 namespace=args.namespace,
             )

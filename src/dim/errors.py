@@ -13,8 +13,10 @@
     ├── ApplyError            rendering, validation or reload of service files failed
     │   ├── RenderError       a template failed or a config cannot be expressed
     │   └── ValidationError   a daemon's own test mode refused a rendered file
-    └── PowerError            one node's BMC failed (timeout, refused login, garbage): carries
-                              node, driver and kind; a fan-out reports it as that node's result
+    ├── PowerError            one node's BMC failed (timeout, refused login, garbage): carries
+    │                         node, driver and kind; a fan-out reports it as that node's result
+    └── LabError              the virtual cluster (`dim lab`) could not build a namespace,
+                              start a daemon or reach a state it expects
 
 Bad credentials files are a :class:`UsageError` (exit status 2) of their own,
 :class:`CredentialsError`.
@@ -139,3 +141,7 @@ class PowerError(DimError):
         self.node = node
         self.driver = driver
         self.retryable = retryable
+
+
+class LabError(DimError):
+    """The lab could not build a namespace, start a daemon or reach a state it expects."""

@@ -59,7 +59,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dim.lab.netns import PATH, Daemon, LabError, Segment, run, set_mac
+from dim.errors import LabError
+from dim.lab.netns import PATH, Daemon, Segment, run, set_mac
 
 #: The DHCP flavours dim renders, and the program each one runs.
 DHCP_PROGRAMS = {"dnsmasq": "dnsmasq", "kea": "kea-dhcp4", "isc": "dhcpd"}

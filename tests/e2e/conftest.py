@@ -38,17 +38,15 @@ from pathlib import Path
 
 import pytest
 
+from dim.errors import LabError
 from dim.lab import cluster, console
-from dim.lab.daemons import HTTP_PORT
-from dim.lab.dimcalls import dim_argv
+from dim.lab.daemons import HTTP_PORT, dim_argv
 from dim.lab.images import MARKER
-from dim.lab.netns import LabError
 from dim.lab.network import SERVER
 from dim.lab.qemu import OVMF
 from dim.paths import StatePaths
 from tests.conftest import require, require_binary, require_root
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NODES = 6
 BOOT_TIMEOUT = 240.0  # TCG on 2 cores: 15 to 25 s for one node, up to a minute for four
 IPXE_ROM = Path("/usr/lib/ipxe/qemu/pxe-virtio.rom")
@@ -205,7 +203,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             folder,
             nodes=NODES,
             debian=True,
-            examples=EXAMPLES,
             say=handle.say,
             namespace=handle.namespace,
         )

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from dim.lab import cluster
-from dim.lab.dimcalls import dim_argv
+from dim.lab.daemons import dim_argv
 from dim.lab.processes import alive, sleep_until
 from dim.lab.state import LabState
 from tests.e2e.conftest import Fleet, Lab

@@ -27,7 +27,7 @@ FLOORS = (
     ("domain", ("dim.boot", "dim.services", "dim.images", "dim.power")),
     ("actions", ("dim.actions",)),
     ("lab", ("dim.lab",)),
-    ("cli", ("dim.cli",)),
+    ("cli", ("dim.cli", "dim.__main__")),
 )
 
 
@@ -158,14 +158,34 @@ def test_imports_run_down_the_floors_never_up() -> None:
 
 
 def test_nothing_outside_the_cli_imports_the_cli() -> None:
+    """``python -m dim`` (dim/__main__.py) is the CLI's second door, on its floor."""
     outside = [
         f"{source}:{line}"
         for source, edges in imports().items()
-        if not (source == "dim.cli" or source.startswith("dim.cli."))
+        if FLOORS[floor(source)][0] != "cli"
         for target, _, line in edges
         if target == "dim.cli" or target.startswith("dim.cli.")
     ]
     assert not outside, "\n".join(outside)
+
+
+def test_the_use_cases_import_no_user_interface() -> None:
+    """dim.actions serves the CLI, the lab and a future API alike: no click, no printing."""
+    found = []
+    for name, path in modules().items():
+        if not (name == "dim.actions" or name.startswith("dim.actions.")):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                roots = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                    node.module or ""
+                ]
+                clicks = [r for r in roots if r == "click" or r.startswith("click.")]
+                found += [f"{name}:{node.lineno} imports {r}" for r in clicks]
+            elif isinstance(node, ast.Call) and ast.unparse(node.func) == "print":
+                found.append(f"{name}:{node.lineno} prints")
+    assert not found, "\n".join(found)
 
 
 def test_no_module_takes_another_modules_private_names() -> None:

@@ -69,13 +69,11 @@ def lab_up(folder: str, nodes: int, dhcp: str, debian: bool, namespace: str) -> 
     from dim.lab import cluster
 
     _root()
-    examples = Path(__file__).resolve().parents[3] / "examples"
     cluster.up(
         _folder(folder),
         flavour=dhcp,
         nodes=nodes,
         debian=debian,
-        examples=examples,
         say=_say,
         namespace=namespace,
     )

@@ -1,13 +1,13 @@
 """A virtual cluster on one machine: a network namespace, the real daemons, QEMU nodes.
 
-One module per concern; imports go down this list, never up::
+One module per concern; imports go down this list, never up. The lab configures and changes
+dim through the same use cases as the ``dim`` command (`dim.actions`)::
 
     cluster     the lifecycle: up, boot, watch, run, status, restart, reload, down
     bmcs        simulated IPMI BMCs for the nodes (each a `bmcsim` process)
     daemons     the daemons as declared `DaemonSpec`s; start them, restart one
     console     a node's serial console: its log, boot stages, commands typed in
     images      the tiny and Debian images the lab boots
-    dimcalls    every call of dim itself, in one place
     state       lab.json: what runs, by process id
     qemu        a node's QEMU command line, firmware and MAC
     network     the lab's named namespace, its bridge and taps

@@ -21,8 +21,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from dim.errors import LabError
 from dim.lab.console import console_path
-from dim.lab.netns import LabError
 from dim.lab.network import add_tap, remove_tap
 from dim.lab.processes import Process, sleep_until, stop
 from dim.lab.qemu import node_macs, qemu_command

@@ -2,12 +2,14 @@
 
 One network namespace (``dimlab`` unless ``up`` is given another name) holds a bridge with
 the image server's address (`dim.lab.network`), the real DHCP server and nfs-ganesha on dim's
-rendered configuration, and ``dim serve`` (`dim.lab.daemons`); QEMU nodes (`dim.lab.qemu`) on
+rendered configuration, and ``dim serve`` (`dim.lab.daemons`), all configured through the same
+use cases the ``dim`` command calls (`dim.actions`); QEMU nodes (`dim.lab.qemu`) on
 tap devices in the bridge PXE-boot from it through iPXE, and are followed and driven through
 their serial consoles (`dim.lab.console`). Everything the lab starts is recorded in
 ``<lab>/lab.json`` by process id (`dim.lab.state`), so that ``down`` stops exactly that::
 
-    <lab>/cluster.xml   examples/lab.xml with the chosen DHCP flavour
+    <lab>/cluster.xml   the lab's layout (package data, dim/lab/lab.xml; examples/lab.xml in a
+                        checkout) with the chosen DHCP flavour and node count
     <lab>/state/        dim's state: DB, images, replicas, boot builds
     <lab>/root/         what `dim apply --root` installed (configs, boot files)
     <lab>/logs/         daemon logs and one serial console per node
@@ -15,7 +17,7 @@ their serial consoles (`dim.lab.console`). Everything the lab starts is recorded
 
 In Python, as the e2e tests do::
 
-    up(folder, examples=Path("examples"), say=print, namespace="dimtest")
+    up(folder, say=print, namespace="dimtest")
     boot(folder, ["node01"], say=print)
     watch(folder, ["node01"], timeout=180, say=print)     # {"node01": 14.2}
     run(folder, "node01", "cat /etc/hostname")            # (0, "node01\\n")
@@ -29,22 +31,26 @@ import re
 import shutil
 import signal
 import time
+from importlib import resources
 from pathlib import Path
 
+from dim.actions import apply as applying
+from dim.actions import images as image_actions
+from dim.actions import nodes as node_actions
+from dim.actions.context import Context
+from dim.errors import LabError
 from dim.lab import console, images, network
 from dim.lab.daemons import Say, restart_daemon, start_daemons
-from dim.lab.dimcalls import dim, import_tree
 from dim.lab.images import MARKER
-from dim.lab.netns import LabError
 from dim.lab.network import NAMESPACE
 from dim.lab.processes import Process, alive, spawn, stop
 from dim.lab.qemu import node_macs, qemu_command
 from dim.lab.state import LabState
 
 
-def layout_text(flavour: str, nodes: int, examples: Path) -> str:
-    """examples/lab.xml with the DHCP flavour and node count asked for."""
-    text = (examples / "lab.xml").read_text()
+def layout_text(flavour: str, nodes: int) -> str:
+    """The lab's layout (package data) with the DHCP flavour and node count asked for."""
+    text = resources.files("dim.lab").joinpath("lab.xml").read_text()
     text = re.sub(r'dhcp="\w+"', f'dhcp="{flavour}"', text, count=1)
     return re.sub(r'nodes="node\[01-\d+\]"', f'nodes="node[01-{nodes:02}]"', text, count=1)
 
@@ -55,7 +61,6 @@ def up(
     flavour: str = "dnsmasq",
     nodes: int = 2,
     debian: bool = False,
-    examples: Path,
     say: Say,
     namespace: str = NAMESPACE,
 ) -> LabState:
@@ -73,7 +78,7 @@ def up(
         )
     for sub in ("logs", "state", "root"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    (folder / "cluster.xml").write_text(layout_text(flavour, nodes, examples))
+    (folder / "cluster.xml").write_text(layout_text(flavour, nodes))
     macs = folder / "macs.csv"
     macs.write_text("".join(f"{n},{m}\n" for n, m in node_macs(nodes).items()))
     if network.exists(namespace):
@@ -86,8 +91,8 @@ def up(
     state.save()
     try:
         _build_images(folder, debian=debian, say=say)
-        dim(folder, "node", "import-macs", str(macs))
-        dim(folder, "apply", "--root", str(folder / "root"), "--no-reload")
+        node_actions.import_macs(context(folder), macs)
+        _apply(folder)
         state = start_daemons(state, say)
     except BaseException:
         down(folder)
@@ -101,17 +106,34 @@ def _build_images(folder: Path, *, debian: bool, say: Say) -> None:
     kernel = images.fetch_kernel()
     shutil.rmtree(folder / "trees" / "tiny", ignore_errors=True)
     tree = images.tiny_tree(folder / "trees" / "tiny", kernel)
-    import_tree(folder, "tiny", tree)
-    import_tree(folder, "tiny2", tree)
+    _import(folder, "tiny", tree)
+    _import(folder, "tiny2", tree)
     built = ["tiny", "tiny2"]
     if debian:
         say("image: debian (minbase with systemd)")
         shutil.rmtree(folder / "trees" / "debian", ignore_errors=True)
         tree = images.debian_tree(folder / "trees" / "debian", kernel, progress=say)
-        import_tree(folder, "debian", tree)
+        _import(folder, "debian", tree)
         built.append("debian")
     for image in built:
-        dim(folder, "boot", "build", image)
+        image_actions.boot_build(context(folder), image)
+
+
+def context(folder: Path) -> Context:
+    """The lab's layout and state, for dim's use cases (``dim --config … --state …``)."""
+    return Context(config=folder / "cluster.xml", state=folder / "state")
+
+
+def _import(folder: Path, image: str, tree: Path) -> None:
+    """``dim image import``, or ``sync`` once the store has the image."""
+    ctx = context(folder)
+    incremental = ctx.store().exists(image)
+    image_actions.import_image(ctx, image, str(tree), incremental=incremental)
+
+
+def _apply(folder: Path) -> None:
+    """``dim apply --root <lab>/root --no-reload``: the daemons take the files themselves."""
+    applying.apply(context(folder), root=folder / "root", do_reload=False)
 
 
 def boot(
@@ -243,7 +265,7 @@ def reload(folder: Path, *, say: Say | None = None) -> None:
     hosts files on SIGHUP.
     """
     state = LabState.running(folder)
-    dim(folder, "apply", "--root", str(folder / "root"), "--no-reload")
+    _apply(folder)
     dnsmasq = state.daemon("dnsmasq")
     if dnsmasq is not None and alive(dnsmasq.pid):
         os.kill(dnsmasq.pid, signal.SIGHUP)

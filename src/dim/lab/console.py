@@ -19,8 +19,8 @@ import socket
 import time
 from pathlib import Path
 
+from dim.errors import LabError
 from dim.lab.images import MARKER
-from dim.lab.netns import LabError
 
 #: What a console line shows, and the boot stage it means, in boot order.
 STAGES = (

@@ -15,13 +15,13 @@ files, ganesha's recovery folder) goes under the lab's ``run/`` folder.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dim.lab.dimcalls import dim_argv
-from dim.lab.netns import LabError
+from dim.errors import LabError
 from dim.lab.network import BRIDGE, SERVER
 from dim.lab.processes import Process, spawn, stop, wait_listening
 from dim.lab.state import LabState
@@ -31,6 +31,12 @@ BOUND = ("/etc/dim", "/etc/dnsmasq.d", "/etc/kea", "/etc/dhcp", "/etc/ganesha", 
 RUN_FOLDERS = ("kea", "nfs-lib", "nfs-run")
 
 Say = Callable[[str], None]
+
+
+def dim_argv(folder: Path) -> list[str]:
+    """This very dim (``python -m dim`` of this interpreter), on the lab's layout and state."""
+    config, state = folder / "cluster.xml", folder / "state"
+    return [sys.executable, "-m", "dim", "--config", str(config), "--state", str(state)]
 
 
 @dataclass(frozen=True, slots=True)

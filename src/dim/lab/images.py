@@ -43,10 +43,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from dim.actions import images as image_actions
+from dim.actions.context import Context
 from dim.boot import initramfs
 from dim.boot.modules import WANTED, load_index, load_order, select
-from dim.lab import dimcalls
-from dim.lab.netns import LabError
+from dim.errors import DimError, LabError
 from dim.paths import StatePaths
 
 CACHE = Path("/var/cache/dim-lab")
@@ -302,18 +303,18 @@ def _build_debian(cached: Path, kernel: LabKernel, minbase: Path, progress: Prog
         config, state = Path(work) / "cluster.xml", Path(work) / "state"
         config.write_text(_SCRATCH_LAYOUT)
 
-        def dim(*args: str) -> None:  # on a scratch layout and state, not the lab's
-            try:
-                dimcalls.call(config, state, *args)
-            except LabError as exc:
-                raise LabError(f"building the Debian image: {exc.message}") from None
-
+        ctx = Context(config=config, state=state)  # a scratch layout and state, not the lab's
         if progress:
             progress(f"debian: {minbase.name} plus {', '.join(DEBIAN_PACKAGES)} (apt-get)")
-        dim("image", "import", "debian", "--from", str(minbase))
         install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *DEBIAN_PACKAGES]
-        dim("image", "exec", "debian", "--", "env", "DEBIAN_FRONTEND=noninteractive", *install)
-        dim("image", "exec", "debian", "--", "apt-get", "clean")
+        try:
+            image_actions.import_image(ctx, "debian", str(minbase))
+            image_actions.exec_in_image(
+                ctx, "debian", ["env", "DEBIAN_FRONTEND=noninteractive", *install]
+            )
+            image_actions.exec_in_image(ctx, "debian", ["apt-get", "clean"])
+        except DimError as exc:
+            raise LabError(f"building the Debian image: {exc.message}", hint=exc.hint) from None
         tree = Path(work) / "tree"
         _run(["cp", "-a", str(StatePaths(state).live("debian")), str(tree)], "cp -a")
         _finish_debian(tree, kernel)

@@ -44,14 +44,10 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from dim.errors import DimError
+from dim.errors import LabError
 
 _counter = itertools.count()
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class LabError(DimError):
-    """The lab could not build a namespace, start a daemon or reach a state it expects."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dim.lab.netns import LabError, start, tcp_listening, udp_listening
+from dim.errors import LabError
+from dim.lab.netns import start, tcp_listening, udp_listening
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dim.errors import LabError
 from dim.lab import network
-from dim.lab.netns import LabError
 from dim.lab.network import NAMESPACE
 from dim.lab.processes import Process
 
