@@ -233,3 +233,20 @@ def test_apply_gives_replicas_to_nodes_whose_image_exists(dim, tmp_path):
     assert (tmp_path / "state/nodes/c02/alpha/etc/motd").read_text() == "hello\n"
     status, out, _ = dim("apply", "--root", str(tmp_path / "root"))
     assert "created replicas" not in out
+
+
+def test_a_command_that_exits_with_a_status_makes_it_mains_status():
+    """`dim lab run` exits with its remote command's status through ctx.exit(N)."""
+    import click
+
+    from dim.cli import cli
+
+    @cli.command("exits-with-seven", hidden=True)
+    def exits_with_seven() -> None:
+        click.get_current_context().exit(7)
+
+    try:
+        assert main(["exits-with-seven"]) == 7
+        assert main(["--version"]) == 0
+    finally:
+        cli.commands.pop("exits-with-seven")

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run dim; return the exit status (also used by the tests, in-process)."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="dim", standalone_mode=False)
+        # without standalone mode, click returns the code of ctx.exit(N) instead of exiting
+        returned = cli.main(args=argv, prog_name="dim", standalone_mode=False)
     except DimError as exc:
         if debug:
             raise
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    return 0
+    return returned if isinstance(returned, int) else 0
 
 
 def entry_point() -> None:

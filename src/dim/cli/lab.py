@@ -156,9 +156,7 @@ def lab_run(folder: str, timeout: float, node: str, command: tuple[str, ...]) ->
     _root()
     status, output = cluster.run(_folder(folder), node, shlex.join(command), timeout=timeout)
     click.echo(output, nl=False)
-    if status:
-        # SystemExit, as `lab boot` does: dim.cli.main drops the code of click's Exit
-        raise SystemExit(status)
+    click.get_current_context().exit(status)
 
 
 @lab_group.command("reload")
