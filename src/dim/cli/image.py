@@ -294,4 +294,4 @@ def image_check(ctx: Context, name: str | None, as_json: bool) -> None:
             for line in r.problems:
                 click.echo(f"  problem: {line}")
     if any(r.problems for r in results):
-        raise SystemExit(1)
+        click.get_current_context().exit(1)

@@ -108,7 +108,7 @@ def lab_boot(folder: str, nodeset: str | None, uefi: bool, watch: bool, timeout:
     late = [n for n, t in done.items() if t is None or t < 0]
     click.echo(f"up: {fold(up) or 'none'}" + (f"; not up: {fold(late)}" if late else ""))
     if late:
-        raise SystemExit(1)
+        click.get_current_context().exit(1)
 
 
 def _all_nodes(folder: Path) -> list[str]:
