@@ -3,7 +3,6 @@ command line. What they drive (namespaces, daemons, QEMU) is proven in tests/e2e
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from dim.lab.console import progress
 from dim.lab.daemons import daemon_specs
 from dim.lab.processes import Process
 from dim.lab.state import LabState
+from tests.conftest import require_root
 
 
 def test_lab_state_round_trips_through_lab_json_and_changes_make_new_records(
@@ -50,13 +50,10 @@ def test_console_progress_names_each_stage_and_step_once() -> None:
     assert progress(text + "dim: step 2/9 net\n", seen) == ["  dim: step 2/9 net"]
 
 
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="dim lab refuses to run without root")
-
-
-@ROOT_ONLY
 def test_lab_run_joins_the_command_prints_its_output_and_exits_with_its_status(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    require_root()  # dim lab refuses to run without root
     calls = []
 
     def run(folder: Path, name: str, command: str, *, timeout: float) -> tuple[int, str]:
@@ -70,10 +67,10 @@ def test_lab_run_joins_the_command_prints_its_output_and_exits_with_its_status(
     assert calls == [(tmp_path, "node01", "sh -c 'echo hi; exit 3'", 30.0)]
 
 
-@ROOT_ONLY
 def test_lab_run_without_a_lab_says_so_with_a_hint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    require_root()  # dim lab refuses to run without root
     assert main(["lab", "run", "--dir", str(tmp_path), "node01", "--", "true"]) == 1
     err = capsys.readouterr().err
     assert f"no lab is up in {tmp_path}" in err and "hint: dim lab up" in err
