@@ -248,8 +248,13 @@ def test_a_replica_update_keeps_hard_links_between_names_of_one_file(dim, tmp_pa
     assert inode(replica / "etc/pair/one") == inode(replica / "etc/pair/five")
 
 
+class TrustedAttributesLost(AssertionError):
+    """The one known failure below: a version lost the trusted attributes of a special file."""
+
+
 @pytest.mark.xfail(
     strict=True,
+    raises=TrustedAttributesLost,
     reason="rsync --link-dest recreates a changed device or fifo without the extended "
     "attributes it has in common with the link-dest copy (seen with rsync 3.5.0)",
 )
@@ -264,7 +269,17 @@ def test_a_changed_device_or_fifo_keeps_its_trusted_attributes(dim, tmp_path):
     _renumber(src / "dev/null", (1, 5))
     os.chmod(src / "dev/initctl", 0o644)
     dim.ok("image", "sync", "alpha", "--from", str(src))
-    assert snapshot(dim.store.paths.version("alpha", 2)) == snapshot(src)
+    got, want = snapshot(dim.store.paths.version("alpha", 2)), snapshot(src)
+    # everything but the extended attributes must match: any other difference is a real failure
+    assert _without_xattrs(got) == _without_xattrs(want)
+    lost = {p: want[p][7] for p in want if got[p][7] != want[p][7]}
+    if lost:
+        raise TrustedAttributesLost(f"version 2 lost these attributes: {lost}")
+
+
+def _without_xattrs(tree: dict[str, tuple]) -> dict[str, tuple]:
+    """A snapshot without its extended attributes (field 7 of image_trees.snapshot's tuple)."""
+    return {path: entry[:7] + entry[8:] for path, entry in tree.items()}
 
 
 @pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
