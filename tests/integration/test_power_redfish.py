@@ -89,7 +89,8 @@ def test_discover_shows_the_macs_and_saves_only_with_save(emulator, lab):
     assert "00:5c:52:31:3a:9c" in out and "00:5c:52:31:3a:ae" in out
     assert "nothing saved" in err
     status, out, _ = lab.dim("node", "list", "--json")
-    assert all(i["mac"] is None for n in json.loads(out) for i in n["interfaces"])
+    macs = {(n["name"], i["network"]): i["mac"] for n in json.loads(out) for i in n["interfaces"]}
+    assert macs == {("s1", "boot"): None, ("s2", "boot"): None}  # nothing saved
     status, out, err = lab.dim("discover", "s[1-2]", "--save", "--nic", "2")
     assert status == 0, err
     assert "saved 1 boot-interface MACs (1 changed)" in out  # s1 has one NIC only
@@ -111,7 +112,10 @@ def test_a_wrong_password_is_refused_per_node_and_never_printed(tmp_path, lab):
         assert status == 1
         assert "error (auth)  s2: login refused (HTTP 401)" in out
         assert out.splitlines()[0].split()[1] == "s1"
+        for text in (out, err):  # the text people read, on stdout and stderr
+            assert PASSWORD not in text and "wrong-password-123" not in text
         status, out, err = lab.dim("power", "status", "s[1-2]", "--json")
+        assert status == 1 and '"error": "auth"' in out
         for text in (out, err):
             assert PASSWORD not in text and "wrong-password-123" not in text
 
@@ -168,6 +172,12 @@ def test_every_bad_bmc_is_one_clear_line_and_costs_at_most_the_timeout(fleet, la
     assert "f6: GET /redfish/v1/Systems: the answer is not JSON" in out
     assert "Traceback" not in out + err
     assert seconds < 3.5  # one timeout, not a sum of them
+    # each node, measured by the fan-out itself, within the budget (the margin: a busy loop)
+    status, out, err = lab.dim("power", "status", "f[0-7]", "--timeout", "1.5", "--json")
+    costs = {r["node"]: r["seconds"] for r in json.loads(out)}
+    assert sorted(costs) == [f"f{i}" for i in range(8)]
+    assert max(costs.values()) <= 1.5 * 1.5, costs
+    assert costs["f2"] >= 1.5, costs  # the silent one waited for its whole budget
 
 
 def test_sessions_reset_types_from_action_info_or_inline_and_logout(fleet, lab):
@@ -204,7 +214,7 @@ def test_a_missing_credentials_entry_or_unsafe_file_is_reported(fleet, lab):
     assert "error (config)  f[0-1]: credentials entry 'rf' is not in" in out
     lab.credentials(entry("rf"), mode=0o644)
     status, out, err = lab.dim("power", "status", "f[0-1]")
-    assert status == 2 and "readable by others" in err and PASSWORD not in err
+    assert status == 2 and "readable by others" in err and PASSWORD not in out + err
 
 
 def test_forked_workers_give_the_same_results_in_the_same_order(fleet):
