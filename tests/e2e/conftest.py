@@ -1,6 +1,6 @@
 """End-to-end fixtures: one `dim lab` for the whole session, its QEMU nodes booted by PXE.
 
-The lab is the one ``dim lab up --debian`` builds (examples/lab.xml with five nodes), in a
+The lab is the one ``dim lab up --debian`` builds (examples/lab.xml with seven nodes), in a
 network namespace of its own (``dime2e<pid>``), so that a lab someone runs by hand in
 ``dimlab`` is left alone. Nodes PXE-boot for real: QEMU's iPXE ROM, dnsmasq on dim's rendered
 configuration, ``dim serve``'s per-MAC script, kernel and initrd over HTTP, the root over NFS
@@ -19,6 +19,7 @@ those boots. Who uses which node, so that tests do not disturb each other:
     node04  UEFI (f), dim lab run (read-only commands)
     node05  the Debian image with systemd (g)
     node06  powered on and off through its simulated IPMI BMC (issue 5)
+    node07  never booted: node04 takes its address and mounts its export (security)
 
 Everything the lab starts is stopped by its process id and the namespace deleted at the end
 of the session, failed or not. Needs root, QEMU, dnsmasq, nfs-ganesha, OVMF, busybox-static,
@@ -47,7 +48,7 @@ from dim.lab.qemu import OVMF
 from dim.paths import StatePaths
 from tests.conftest import require, require_binary, require_root
 
-NODES = 6
+NODES = 7
 BOOT_TIMEOUT = 240.0  # TCG on 2 cores: 15 to 25 s for one node, up to a minute for four
 IPXE_ROM = Path("/usr/lib/ipxe/qemu/pxe-virtio.rom")
 GANESHA_VFS = Path("/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so")
