@@ -67,7 +67,9 @@ def test_an_unknown_mac_gets_no_address_and_dim_serve_answers_404_with_a_log_lin
     assert re.search(rf"GET /dim/nodes/{UNKNOWN.replace(':', '-')}\.ipxe 404", log)
     # nothing recorded as a boot for it; the known nodes' boots are still there
     nodes = json.loads(lab.dim("node", "list", "--json").stdout)
-    assert all(n["last_boot"] for n in nodes if n["name"] in fleet.seconds)
+    booted = {n["name"]: n["last_boot"] for n in nodes if n["name"] in fleet.seconds}
+    assert sorted(booted) == sorted(fleet.seconds)
+    assert all(booted.values()), booted
 
 
 def test_a_node_carries_on_when_the_nfs_server_restarts_under_it(lab: Lab, fleet: Fleet) -> None:
