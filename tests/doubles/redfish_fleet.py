@@ -85,6 +85,10 @@ class Fleet:
         if path.startswith(SESSIONS + "/") and method == "DELETE":
             self.tokens.pop(headers.get("x-auth-token", ""), None)
             return 204, None, {}
+        if path == SESSIONS and method == "GET":  # the sessions open on this BMC
+            ids = [token.split("-", 1)[1] for token, at in self.tokens.items() if at == index]
+            members = [{"@odata.id": f"{SESSIONS}/{n}"} for n in ids]
+            return 200, {"Members": members, "Members@odata.count": len(members)}, {}
         if self.modes[index] == "notjson":
             return 200, "<html>not redfish</html>", {}
         return self._system(index, method, path, body)

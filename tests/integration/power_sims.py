@@ -12,6 +12,7 @@ simulator's log, never a hang: every wait has a deadline.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -365,6 +366,14 @@ class Lab:
         )
         out, err = self.capsys.readouterr()
         return status, out, err
+
+
+def fanout_seconds(err: str) -> float:
+    """The seconds the fan-out itself took, from ``dim power``'s summary line on stderr
+    (``8 nodes: 3 ok, 5 failed (1.6 s)``): the run without dim's start and imports."""
+    found = re.search(r"^\d+ nodes: \d+ ok, \d+ failed \((\d+\.\d) s\)$", err, re.M)
+    assert found, err
+    return float(found.group(1))
 
 
 def entry(name: str, password: str = PASSWORD, **extra: str) -> str:
