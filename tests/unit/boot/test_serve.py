@@ -403,8 +403,9 @@ def test_the_recorder_survives_a_database_error(tmp_path, caplog):
 def test_every_request_is_one_log_line(http, caplog):
     with caplog.at_level(logging.INFO, "dim.serve"):
         http.get("/dim/images/alpha/vmlinuz")
-    line = next(r.getMessage() for r in caplog.records if "vmlinuz" in r.getMessage())
-    client, method, path, status, size, ms = line.split()
+    lines = [r.getMessage() for r in caplog.records if "vmlinuz" in r.getMessage()]
+    assert len(lines) == 1, lines
+    client, method, path, status, size, ms = lines[0].split()
     assert (client, method, path, status) == (
         "127.0.0.1",
         "GET",
