@@ -14,22 +14,32 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import Lab
+from dim.lab.processes import sleep_until
+from tests.e2e.conftest import BOOT_TIMEOUT, Lab
 
 pytestmark = pytest.mark.e2e
 
 NODE = "node05"
 
 
+# The slowest test of the suite: on a loaded 2-core machine the lab's start (the first test
+# pays for it), two systemd boots under TCG and their waits can pass the 600 s default.
+@pytest.mark.timeout(1200)
 def test_debian_with_systemd_reaches_multi_user_and_keeps_var_across_a_reboot(lab: Lab) -> None:
     lab.dim("node", "switch", NODE, "debian")
     lab.reload()
     try:
         seconds = lab.boot([NODE])[NODE]
         assert lab.marker(NODE).groups() == (NODE, "debian", "ro")
-        console = lab.console(NODE)
-        assert re.search(r"Reached target .*multi-user\.target", console), console[-3000:]
-        lab.shell(NODE)
+        # the marker's unit may finish before multi-user.target does (on a loaded machine a
+        # job such as e2scrub_reap still runs then): wait for the target, within a boot's time
+        reached = r"Reached target .*multi-user\.target"
+        assert sleep_until(lambda: re.search(reached, lab.console(NODE)), BOOT_TIMEOUT), lab.tail(
+            NODE
+        )
+        lab.shell(NODE, timeout=BOOT_TIMEOUT)
+        target = lab.ok(NODE, "systemctl is-active multi-user.target").strip()
+        assert target.splitlines()[-1] == "active", f"{target}\n{lab.tail(NODE)}"
         state = lab.ok(NODE, "systemctl is-system-running || true").strip()
         assert state.splitlines()[-1] in ("running", "degraded"), state
         assert lab.ok(NODE, "cat /proc/1/comm").strip() == "systemd"
@@ -43,7 +53,7 @@ def test_debian_with_systemd_reaches_multi_user_and_keeps_var_across_a_reboot(la
 
         lab.boot([NODE])
         lab.marker(NODE)
-        lab.shell(NODE)
+        lab.shell(NODE, timeout=BOOT_TIMEOUT)
         assert lab.ok(NODE, "cat /var/lib/dim-e2e") == "kept\n"
         print(f"{NODE}: debian with systemd at its marker {seconds:.1f} s after power-on")
     finally:
