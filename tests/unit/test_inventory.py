@@ -17,7 +17,8 @@ def names(nodes):
         ("@compute!c02", None, ["c01", "c03", "c04"]),
         ("@all", "@compute", ["g1", "g2"]),
         ("c[01-02],g2", None, ["c01", "c02", "g2"]),
-        ("@compute&c[03-09]", None, ["c03", "c04"]),
+        ("@compute&c[02-04]!c02", None, ["c03", "c04"]),
+        ("@compute^c[03-04],g1", None, ["c01", "c02", "g1"]),
         (None, "g[1-2]", ["c01", "c02", "c03", "c04"]),
     ],
 )

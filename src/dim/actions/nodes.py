@@ -83,12 +83,13 @@ class Reset:
 
 def records(ctx: Context, nodeset: str | None = None, exclude: str | None = None) -> list[dict]:
     """What is declared and observed of each node (all, or ``nodeset`` but ``exclude``), with
-    its last network boot: :func:`dim.inventory.node_record`'s dicts, ready for JSON."""
+    its last network boot: :func:`dim.inventory.node_record`'s dicts, ready for JSON. A set
+    that names no node (``@rack1!@rack1``) is an empty list here, an error where nodes act."""
     inventory = ctx.inventory()
     boots = ctx.last_boots()
     return [
         node_record(inventory, node, boots.get(node.name))
-        for node in select(inventory.cluster, nodeset, exclude)
+        for node in select(inventory.cluster, nodeset, exclude, empty_ok=True)
     ]
 
 
