@@ -125,7 +125,11 @@ def import_macs(ctx: Context, csv_file: Path, *, dry_run: bool = False) -> MacIm
     from dim.state import parse_mac_csv
 
     cluster = ctx.cluster()
-    changes = parse_mac_csv(csv_file.read_text(), str(csv_file), cluster)
+    try:
+        data = csv_file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {csv_file}: {exc.strerror}") from None
+    changes = parse_mac_csv(data, str(csv_file), cluster)
     if dry_run:
         current = ctx.inventory().macs
         changed = sum(1 for key, mac in changes.items() if current.get(key) != mac)
