@@ -11,7 +11,7 @@ make, counted from the ranges themselves::
     [(',', '@rack1', 1), ('!', 'n[01-10]', 10), ('&', 'n[1-3]b[1-2]', 6)]
     >>> scan("n[1-100000000]")
     Traceback (most recent call last):
-    NodeSetError: n[1-100000000] names 100000000 nodes, more than the limit of 4000000 (…)
+    NodeSetError: n[1-100000000] names 100000000 nodes, more than the limit of 2000000 (…)
 
 Only then does :func:`expand` let ClusterShell (without any group resolver) expand one
 operand. What an operand means in a cluster (which groups and nodes exist) is for the caller:
@@ -28,7 +28,7 @@ from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet, NodeSetException
 from ClusterShell.RangeSet import RangeSetException
 
 ALL_GROUP = "all"  # @all: every node of the layout
-DEFAULT_LIMIT = 4_000_000  # names in one node set; <cluster nodeset-limit="…"> changes it
+DEFAULT_LIMIT = 2_000_000  # names in one node set; <cluster nodeset-limit="…"> changes it
 MAX_DIGITS = 18  # digits in one number of a node name: beyond, no cluster has that many nodes
 MAX_MASKS = 1000  # wildcard masks in one operand (each is matched against every node)
 OPERATORS = ",!&^"
@@ -67,7 +67,12 @@ def scan(text: str, limit: int = DEFAULT_LIMIT) -> tuple[Term, ...]:
     _check_ascii(text)
     if not text.strip():
         raise NodeSetError("an empty node set names no node")
-    terms = tuple(_term(op, operand) for op, operand in _split(text))
+    parts = _split(text)
+    for index, (op, operand) in enumerate(parts):
+        if not operand.strip():
+            where = f"before {parts[1][0]!r}" if index == 0 else f"after {op!r}"
+            raise NodeSetError(f"missing operand {where} in {_short(text)}")
+    terms = tuple(_term(op, operand) for op, operand in parts)
     total = sum(t.size for t in terms)
     if total > limit:
         raise NodeSetError(
@@ -128,8 +133,6 @@ def _split(text: str) -> list[tuple[str, str]]:
 
 def _term(op: str, operand: str) -> Term:
     text = operand.strip()
-    if not text:
-        raise NodeSetError(f"missing operand {'before' if op == ',' else 'after'} {op!r}")
     size = 1
     outside = re.sub(r"\[[^\]]*\]", "[]", text)
     for number in _DIGITS.findall(outside):
