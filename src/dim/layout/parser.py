@@ -83,7 +83,8 @@ class _Parser:
             root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
         except etree.XMLSyntaxError as exc:
             line = exc.lineno if exc.lineno else None
-            message = re.sub(r", line \d+, column \d+$", "", exc.msg)
+            message = re.sub(r"\s*, line \d+, column \d+$", "", exc.msg.strip())
+            message = " ".join(message.split())  # libxml2's own may hold a newline: one line
             raise LayoutError(f"malformed XML: {message}", file=self.source, line=line) from exc
         schema = _schema()
         if not schema.validate(root):
