@@ -79,6 +79,12 @@ def _term_names(cluster: Cluster, term: nodesets.Term, text: str) -> set[str]:
         if not names:
             raise UsageError(f"{term.text} (in {text!r}) matches no node of {cluster.source}")
         return names
+    if term.least > len(cluster.by_name):  # not all in the layout: no need to make them
+        raise UsageError(
+            f"unknown nodes: {term.text} (in {text!r}) names {term.least} nodes, and "
+            f"{cluster.source} has {len(cluster.by_name)}",
+            hint="`dim node list` shows the nodes the layout declares",
+        )
     names = set(nodesets.expand(term))
     unknown = [name for name in names if name not in cluster.by_name]
     if unknown:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from dim.errors import DimError
 from dim.inventory import select
 from dim.layout.expressions import ExpressionError, compile_template
+from dim.layout.nodesets import NodeSetError, expand, scan
 from dim.layout.parser import parse
 from dim.state import parse_mac_csv
 from tests.unit.conftest import SMALL
@@ -175,3 +176,32 @@ def test_any_mac_file_is_read_or_is_a_usage_error(data):
         parse_mac_csv(data, "fuzz.csv", CLUSTER)
     except DimError as exc:
         assert_refused_as_usage(exc)
+
+
+ranges = st.lists(
+    st.tuples(st.integers(0, 30), st.integers(0, 12), st.sampled_from(["", "0", "00"])).map(
+        lambda r: f"{r[2]}{r[0]}" + (f"-{r[2]}{r[0] + r[1]}" if r[1] else "")
+    ),
+    min_size=1,
+    max_size=4,
+).map(lambda items: "[" + ",".join(items) + "]")
+patterns = st.lists(
+    st.tuples(st.sampled_from(["", "0", "1", "12", "-", "a", "b0", "1c"]), ranges),
+    min_size=1,
+    max_size=3,
+).map(lambda parts: "n" + "".join(sep + rng for sep, rng in parts) + "x")
+
+
+@FUZZ
+@given(pattern=patterns)
+@example(pattern="n[1-10]0[1-3]x")
+@example(pattern="n[1-10][0-10]x")
+def test_the_names_a_pattern_makes_for_certain_are_never_overcounted(pattern):
+    """inventory.select refuses a pattern without expanding it when ``least`` exceeds the
+    layout's nodes: ``least`` must never be more than the distinct names ClusterShell makes."""
+    try:
+        (term,) = scan(pattern)
+        names = expand(term)
+    except NodeSetError:
+        return
+    assert term.least <= len(set(names)) <= term.size

@@ -105,3 +105,10 @@ def test_a_node_set_beyond_the_layouts_limit_is_refused_before_expansion(small_x
     with pytest.raises(UsageError, match=r"names 100000000 nodes"):
         select(cluster, "@all", "n[1-100000000]")
     assert time.perf_counter() - start < 0.5
+
+
+def test_a_pattern_larger_than_the_layout_is_refused_without_expanding_it(small_cluster):
+    start = time.perf_counter()
+    with pytest.raises(UsageError, match=r"unknown nodes: c\[1-1000000\] .* names 1000000 nodes"):
+        select(small_cluster, "@compute", "c[1-1000000]")
+    assert time.perf_counter() - start < 0.5

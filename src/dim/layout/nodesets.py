@@ -20,6 +20,7 @@ operand. What an operand means in a cluster (which groups and nodes exist) is fo
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class Term:
     op: str  # "," union, "!" difference, "&" intersection, "^" symmetric difference
     text: str  # stripped: "n[01-10]", "@rack1", "s01*"
     size: int  # names its ranges make: nodes, groups (for "@…") or wildcard masks
+    least: int = 1  # distinct names it makes for certain (size counts overlaps twice)
 
     @property
     def is_group(self) -> bool:
@@ -133,18 +135,34 @@ def _split(text: str) -> list[tuple[str, str]]:
 
 def _term(op: str, operand: str) -> Term:
     text = operand.strip()
-    size = 1
-    outside = re.sub(r"\[[^\]]*\]", "[]", text)
-    for number in _DIGITS.findall(outside):
+    pieces = re.split(r"\[([^\]]*)\]", text)  # text, ranges, text, ranges, …, text
+    for number in _DIGITS.findall("[]".join(pieces[::2])):
         _check_digits(number)
-    for ranges in re.findall(r"\[([^\]]*)\]", text):
-        size *= _count(ranges)
-    return Term(op, text, size)
+    counts = []
+    for index in range(1, len(pieces), 2):
+        # ClusterShell joins digits just before a bracket to each bound: n1[0-10] is n[10-110].
+        # Digits right after a bracket join the bracket before (n[1-2]0 is n[10-20/10]).
+        lead = re.search(r"[0-9]+$", pieces[index - 1])
+        joined = lead is not None and (index == 1 or not pieces[index - 1].isdigit())
+        counts.append(_count(pieces[index], lead.group() if joined else ""))
+    size = math.prod(total for total, _ in counts)
+    # One range of a bracket makes distinct numbers; with the others fixed, distinct names.
+    # All brackets' longest ranges together make distinct names when a non-digit separates
+    # each bracket from the next (n[1-10]-[1-3]); n[1-10]0[1-3] could make one name twice.
+    least = max((longest for _, longest in counts), default=1)
+    separators = pieces[2:-1:2]
+    if all(sep and _DIGITS.fullmatch(sep) is None for sep in separators):
+        least = math.prod(longest for _, longest in counts)
+    return Term(op, text, size, least)
 
 
-def _count(ranges: str) -> int:
-    """``"01-10,20-30/5,40"`` -> 14, without making any of them."""
-    total = 0
+def _count(ranges: str, lead: str = "") -> tuple[int, int]:
+    """``"01-10,20-30/5,40"`` -> (14, 10): numbers in all (at most), and in the longest
+    single range (at least). With ``lead`` digits joined to every bound, the numbers lie
+    between the smallest and the largest joined bound: that span is the count (times the
+    widths they may be written in, when zero-padded)."""
+    total = longest = 0
+    bounds: list[int] = []
     for item in ranges.split(","):
         match = _RANGE.fullmatch(item.strip())
         if match is None:
@@ -152,14 +170,23 @@ def _count(ranges: str) -> int:
         first, last, step = match.groups()
         for number in (first, last or "", step or ""):
             _check_digits(number)
-        if last is None:
-            total += 1
-            continue
-        low, high, stride = int(first), int(last), int(step or 1)
-        if high < low or stride == 0:
-            raise NodeSetError(f"invalid range {item.strip()!r}: it names no number")
-        total += (high - low) // stride + 1
-    return total
+        bounds += [lead + first, lead + (last or first)]
+        count = 1
+        if last is not None:
+            low, high, stride = int(first), int(last), int(step or 1)
+            if high < low or stride == 0:
+                raise NodeSetError(f"invalid range {item.strip()!r}: it names no number")
+            count = (high - low) // stride + 1
+        total += count
+        longest = max(longest, count)
+    if lead:
+        numbers = [int(bound) for bound in bounds]
+        span = max(numbers) - min(numbers) + 1
+        if any(len(bound) > 1 and bound[0] == "0" for bound in bounds):
+            # zero-padded: a number may come in each width between the bounds' (0 and 00)
+            span *= max(map(len, bounds)) - min(map(len, bounds)) + 1
+        return span, 1
+    return total, longest
 
 
 def _check_digits(number: str) -> None:

@@ -11,10 +11,10 @@ from dim.layout.nodesets import DEFAULT_LIMIT, MAX_DIGITS, NodeSetError, Term, e
 
 def test_operands_are_split_at_operators_outside_brackets_only():
     assert scan("@rack1!n[01-10,12]&n[1-3]b[1-2]^x") == (
-        Term(",", "@rack1", 1),
-        Term("!", "n[01-10,12]", 11),
-        Term("&", "n[1-3]b[1-2]", 6),
-        Term("^", "x", 1),
+        Term(",", "@rack1", 1, 1),
+        Term("!", "n[01-10,12]", 11, 10),
+        Term("&", "n[1-3]b[1-2]", 6, 6),
+        Term("^", "x", 1, 1),
     )
 
 
@@ -85,3 +85,24 @@ def test_expand_reports_what_clustershell_refuses_as_a_node_set_error():
     (term,) = scan("n[1-2][3-4]")
     with pytest.raises(NodeSetError, match=r"n\[1-2\]\[3-4\]"):
         expand(term)
+
+
+@pytest.mark.parametrize(
+    ("text", "size", "least"),
+    [
+        ("n[1-10]-[1-3]", 30, 30),  # a non-digit between brackets: every pair is a name
+        ("n[1-3,2-4]", 6, 3),  # overlapping ranges: counted twice in size, once in least
+        ("n1[0-10]", 101, 1),  # ClusterShell joins the digit before a bracket: n[10-110]
+        ("n1[0-9,10-19]", 110, 1),
+        ("n0[0,00]", 2, 1),  # zero-padded: 00 and 000 are two names of the number 0
+        ("n[0-10]1", 11, 11),  # digits after a bracket: n[01-101/10], as many numbers
+    ],
+)
+def test_a_pattern_counts_at_most_and_at_least_the_names_clustershell_makes(text, size, least):
+    (term,) = scan(text)
+    assert (term.size, term.least) == (size, least)
+
+
+def test_leading_digits_cannot_slip_a_large_set_under_the_limit():
+    with pytest.raises(NodeSetError, match=r"names 10999991 nodes, more than the limit"):
+        scan("n1[0-1000000]")
