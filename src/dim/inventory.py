@@ -96,6 +96,11 @@ def _term_names(cluster: Cluster, term: nodesets.Term, text: str) -> set[str]:
 
 
 def _group_members(cluster: Cluster, term: nodesets.Term, text: str) -> set[str]:
+    if term.least > len(cluster.groups) + 1:  # @g[1-1000000] on a layout of three groups
+        raise UsageError(
+            f"unknown groups: {term.text} (in {text!r}) names {term.least} groups, and "
+            f"{cluster.source} has {len(cluster.groups)} and @all"
+        )
     groups = [nodesets.ALL_GROUP] if term.text == "@*" else nodesets.expand(term)
     unknown = [g for g in groups if g not in cluster.groups and g != nodesets.ALL_GROUP]
     if unknown:

@@ -112,3 +112,10 @@ def test_a_pattern_larger_than_the_layout_is_refused_without_expanding_it(small_
     with pytest.raises(UsageError, match=r"unknown nodes: c\[1-1000000\] .* names 1000000 nodes"):
         select(small_cluster, "@compute", "c[1-1000000]")
     assert time.perf_counter() - start < 0.5
+
+
+def test_a_group_pattern_naming_more_groups_than_the_layout_has_is_refused_at_once(small_cluster):
+    start = time.perf_counter()
+    with pytest.raises(UsageError, match=r"unknown groups: @g\[1-1000000\] .* has 2 and @all"):
+        select(small_cluster, "@g[1-1000000]")
+    assert time.perf_counter() - start < 0.5
