@@ -5,7 +5,8 @@ per request whose cost (waking a thread, passing the GIL back) was a tenth of ``
 time when 200 nodes fetched kernels at once (bench/serve.py). Opening and statting a local file
 takes microseconds, so :class:`SentFile` does both on the loop; the bytes go by
 ``loop.sendfile`` (the kernel copies page cache to socket), and ``Range: bytes=…`` requests get
-a 206, or a 416 when the range is outside the file::
+a 206, a 416 when the range is outside the file, and the whole file when the header is
+invalid or asks for several ranges (RFC 9110 lets a server ignore it)::
 
     async def handler(request):
         return SentFile(Path("/var/lib/dim/boot/alpha/3/vmlinuz"))
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import os
+import re
 from pathlib import Path
 
 from aiohttp import hdrs, web
@@ -69,17 +71,43 @@ class SentFile(web.StreamResponse):
     @staticmethod
     def _span(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
         """(start, end) to send: the whole file, or the range asked for; None: unsatisfiable."""
-        if hdrs.RANGE not in request.headers:
-            return 0, size
-        try:
-            wanted = request.http_range
-        except ValueError:
-            return None
-        start, stop = wanted.start, wanted.stop
-        if start is None and stop is None:
-            return 0, size
-        if start is not None and start < 0:  # "bytes=-N": the last N bytes
-            start = max(size + start, 0)
-        start = start or 0
-        stop = size if stop is None else min(stop, size)
-        return (start, stop) if start < stop or (start == 0 and size == 0) else None
+        return byte_range(request.headers.get(hdrs.RANGE), size)
+
+
+_RANGE = re.compile(r"[ \t]*([0-9]*)-([0-9]*)[ \t]*", re.ASCII)
+_HUGE = 1 << 63  # a position of more digits than any file has bytes
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The bytes ``[start, end)`` of a file of ``size`` bytes that a ``Range`` header asks for,
+    by RFC 9110 (section 14): None when the range is unsatisfiable (answer 416), the whole file
+    when there is no header or one to ignore (answer 200)::
+
+        bytes=256-511   (256, 512)       bytes=-40   the last 40 bytes
+        bytes=10000-    (10000, size)    bytes=-0    None: no byte is the last zero bytes
+        bytes=0-1,5-6   the whole file   several ranges are not worth a multipart answer
+        bytes=5-3, items=0-1, bytes=x    the whole file: invalid, so ignored
+    """
+    whole = (0, size)
+    if header is None:
+        return whole
+    unit, equals, ranges = header.partition("=")
+    found = _RANGE.fullmatch(ranges)
+    if not equals or unit.strip().lower() != "bytes" or found is None:
+        return whole
+    first, last = (_position(digits) for digits in found.groups())
+    if first is None:
+        if last is None:  # "bytes=-"
+            return whole
+        return (max(size - last, 0), size) if last > 0 else None
+    if last is not None and last < first:
+        return whole
+    if first >= size:
+        return None
+    return first, size if last is None else min(last + 1, size)
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    return int(digits) if len(digits) < 19 else _HUGE

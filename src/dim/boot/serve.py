@@ -219,11 +219,16 @@ class BootService:
         """The file of http_root that ``tail`` (the decoded URL path) names, never one outside.
 
         Refused: ``..`` or ``.`` segments, absolute paths, NUL and backslashes (however they
-        were encoded: ``tail`` is decoded), and symbolic links that resolve outside the root.
+        were encoded: ``tail`` is decoded), and symbolic links that resolve outside the root
+        (403). Dot-files are not served (404): a name starting with ``.`` anywhere below the
+        root, asked for or reached through a symbolic link (``.git/``, ``.htpasswd``, an
+        editor's ``.swp``, the temporary name of a file being written).
         """
         parts = tail.split("/")
         if tail.startswith("/") or "\0" in tail or "\\" in tail or {".", ".."} & set(parts):
             return Answer(403, "forbidden\n")
+        if any(part.startswith(".") for part in parts):
+            return Answer(404, "not found\n")
         root = self.http_root.resolve()
         try:
             path = root.joinpath(*[p for p in parts if p]).resolve(strict=True)
@@ -231,6 +236,8 @@ class BootService:
             return Answer(404, "not found\n")
         if not path.is_relative_to(root):
             return Answer(403, "forbidden\n")
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            return Answer(404, "not found\n")
         return path if path.is_file() else Answer(404, "not found\n")
 
     def _context(self, cluster: Cluster | None = None) -> RenderContext:

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from dim.boot.builds import find_build
+from dim.boot.sendfile import byte_range
 from dim.boot.serve import (
     RECORDER,
     BootRecorder,
@@ -240,10 +241,58 @@ def test_a_range_of_the_kernel(http, asked, start, stop):
     assert reply.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{len(KERNEL)}"
 
 
-def test_a_range_outside_the_kernel_is_416(http):
-    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": "bytes=20000-"})
+@pytest.mark.parametrize("asked", ["bytes=20000-", "bytes=10240-", "bytes=-0", "BYTES=-0"])
+def test_an_unsatisfiable_range_of_the_kernel_is_416(http, asked):
+    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": asked})
     assert reply.status == 416
     assert reply.headers["Content-Range"] == f"bytes */{len(KERNEL)}"
+    assert reply.body == b""
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "bytes=0-1,5-6",  # several ranges: allowed to be ignored (RFC 9110, 14.2)
+        "bytes=-1,-2",
+        "bytes=5-3",  # last before first: invalid
+        "bytes=x-5",
+        "bytes=-",
+        "bytes 0-5",
+        "items=0-5",
+        "bytes=0x10-",
+        "bytes=--5",
+        "",
+    ],
+)
+def test_an_invalid_or_multiple_range_is_ignored_and_the_whole_kernel_sent(http, asked):
+    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": asked})
+    assert reply.status == 200
+    assert reply.body == KERNEL
+    assert "Content-Range" not in reply.headers
+
+
+@pytest.mark.parametrize(
+    "header, size, span",
+    [
+        (None, 10, (0, 10)),
+        ("bytes=2-4", 10, (2, 5)),
+        ("bytes=2-400", 10, (2, 10)),
+        ("Bytes = 2-4", 10, (2, 5)),
+        ("bytes=9-", 10, (9, 10)),
+        ("bytes=10-", 10, None),
+        ("bytes=-3", 10, (7, 10)),
+        ("bytes=-30", 10, (0, 10)),
+        ("bytes=-0", 10, None),
+        ("bytes=0-", 0, None),  # an empty file: only a suffix is satisfiable
+        ("bytes=-5", 0, (0, 0)),
+        ("bytes=" + "9" * 40 + "-", 10, None),
+        ("bytes=0-" + "9" * 40, 10, (0, 10)),
+        ("bytes=1-2, 4-5", 10, (0, 10)),
+        ("bytes=4-2", 10, (0, 10)),
+    ],
+)
+def test_byte_range_follows_rfc_9110(header, size, span):
+    assert byte_range(header, size) == span
 
 
 def test_head_of_the_kernel_has_its_length_and_no_body(http):
@@ -319,6 +368,26 @@ def test_traversal_out_of_http_root_is_refused(http, target):
     reply = http.raw(target)
     assert reply.status == 403
     assert b"SECRET" not in reply.body and b"root:" not in reply.body
+
+
+@pytest.mark.parametrize(
+    "path", ["/.htpasswd", "/.git/config", "/sub/.hello.txt.swp", "/.git/", "/sub/%2egit/config"]
+)
+def test_dot_files_below_http_root_are_not_served(http, site, path):
+    (site / "http" / ".htpasswd").write_text("SECRET\n")
+    (site / "http" / ".git").mkdir()
+    (site / "http" / ".git" / "config").write_text("SECRET\n")
+    (site / "http" / "sub" / ".hello.txt.swp").write_text("SECRET\n")
+    (site / "http" / "sub" / ".git").mkdir()
+    (site / "http" / "sub" / ".git" / "config").write_text("SECRET\n")
+    reply = http.raw(path)
+    assert reply.status == 404 and b"SECRET" not in reply.body
+
+
+def test_a_symbolic_link_to_a_dot_file_is_not_followed(http, site):
+    (site / "http" / ".htpasswd").write_text("SECRET\n")
+    (site / "http" / "passwords").symlink_to(".htpasswd")
+    assert http.raw("/passwords").status == 404
 
 
 def test_a_symbolic_link_out_of_http_root_is_refused_and_one_inside_is_followed(http, site):
