@@ -119,8 +119,11 @@ class GuardedHandler(RequestHandler):
         super().connection_made(transport)
         timeout = self._connections.limits.header_timeout
         self._head_timer = self._loop.call_later(timeout, self._head_late)
-        # aiohttp (3.10 on) also starts its keep-alive timer here: let the head's own rule
-        self._next_keepalive_close_time = self._loop.time() + timeout
+        # aiohttp (3.10 on) starts its keep-alive timer here too: the first head has its own
+        # rule; aiohttp's timer starts again after the first answer, for the idle time
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+            self._keepalive_handle = None
 
     def data_received(self, data: bytes) -> None:
         if self._head_timer is not None:
@@ -140,7 +143,7 @@ class GuardedHandler(RequestHandler):
 
     def _head_late(self) -> None:
         self._head_timer = None
-        if self._request_count or self.transport is None:
+        if self._request_count or self._force_close:
             return
         if self._head_bytes:  # a silent connection (a port probe, a pre-connect) is no news
             log.info(
