@@ -169,14 +169,16 @@ def test_a_worker_that_dies_stops_dim_serve_for_its_supervisor_to_restart(site):
     command = [DIM, "serve", "--listen", "127.0.0.1", "--port", str(port), "--workers", "2"]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_port(port, process)
-        workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        wait_for_port(port, process)  # the socket listens before the workers are forked
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        deadline = time.monotonic() + 10
+        while len(workers := children.read_text().split()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(workers) == 2
         os.kill(int(workers[0]), signal.SIGKILL)
         assert process.wait(timeout=10) == 1
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
+        stop(process)
         _, err = process.communicate(timeout=10)
     assert f"worker {workers[0]} ended" in err
     assert "dim: error: a worker of dim serve ended unexpectedly" in err

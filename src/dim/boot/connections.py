@@ -10,6 +10,7 @@ logs each malformed request with a multi-line traceback. Here, per worker proces
     answer sent ──keepalive_timeout──> next complete head       else closed (aiohttp's timer)
     head read ──body_timeout──> rest of a body nobody asked for else closed (aiohttp's
                                                                 lingering time)
+    file sent ──send_timeout──> each 4 MiB taken by the client   else cut (dim.boot.sendfile)
     open connections ≥ max_connections ──> a new one gets 503 and is closed at once
 
 A malformed request (bad HTTP version, NUL in the target, negative Content-Length, both
@@ -24,6 +25,7 @@ status) and closes the connection; the request log line carries why (``refused: 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import resource
 import socket
@@ -58,6 +60,7 @@ class Limits:
     body_timeout: float = 10.0
     keepalive_timeout: float = 15.0
     max_connections: int = 2048
+    send_timeout: float = 20.0  # for each 4 MiB of a file (dim.boot.sendfile.SentFile.PIECE)
 
     def handler_options(self) -> dict[str, Any]:
         """What aiohttp's request handler takes of these (the rest is :class:`Connections`')."""
@@ -82,9 +85,7 @@ def raise_file_limit(limits: Limits) -> Limits:
             fitting,
             limits.max_connections,
         )
-        limits = Limits(
-            limits.header_timeout, limits.body_timeout, limits.keepalive_timeout, fitting
-        )
+        limits = dataclasses.replace(limits, max_connections=fitting)
         wanted = limits.file_descriptors()
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))

@@ -18,7 +18,10 @@ import asyncio
 import mimetypes
 import os
 import re
+import socket
+import struct
 from pathlib import Path
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
@@ -27,10 +30,15 @@ from aiohttp.abc import AbstractStreamWriter
 class SentFile(web.StreamResponse):
     """The whole file, or the range the request asks for; HEAD gets the headers only."""
 
-    def __init__(self, path: Path, content_type: str | None = None) -> None:
+    PIECE = 4 << 20  # bytes that a client must take within send_timeout
+
+    def __init__(
+        self, path: Path, content_type: str | None = None, *, send_timeout: float | None = None
+    ) -> None:
         super().__init__()
         self.path = path
         self.kind = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        self.send_timeout = send_timeout
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         try:
@@ -63,10 +71,27 @@ class SentFile(web.StreamResponse):
             return writer
 
     async def _send(self, request: web.BaseRequest, handle, offset: int, count: int) -> None:
+        """Send by pieces of :attr:`PIECE` bytes, each within ``send_timeout``: a client that
+        stops reading (a zero TCP window holds a socket open forever) is cut, not waited for."""
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("connection lost")
-        await asyncio.get_running_loop().sendfile(transport, handle, offset, count)
+        loop = asyncio.get_running_loop()
+        if self.send_timeout is None:
+            await loop.sendfile(transport, handle, offset, count)
+            return
+        end = offset + count
+        while offset < end:
+            piece = min(self.PIECE, end - offset)
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await loop.sendfile(transport, handle, offset, piece)
+            except TimeoutError:
+                _reset(transport)
+                why = f"took more than {self.send_timeout:g} s to receive {piece >> 10} KiB"
+                request[SEND_CUT] = why
+                raise ConnectionResetError(why) from None
+            offset += piece
 
     @staticmethod
     def _span(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
@@ -74,6 +99,16 @@ class SentFile(web.StreamResponse):
         return byte_range(request.headers.get(hdrs.RANGE), size)
 
 
+def _reset(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP reset: a plain close would leave the unsent bytes to the kernel, which
+    keeps probing a client's zero window for minutes."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+SEND_CUT: Any = web.RequestKey("cut", str) if hasattr(web, "RequestKey") else "dim.cut"
 _RANGE = re.compile(r"[ \t]*([0-9]*)-([0-9]*)[ \t]*", re.ASCII)
 _HUGE = 1 << 63  # a position of more digits than any file has bytes
 

@@ -43,7 +43,7 @@ from aiohttp.abc import AbstractAccessLogger
 from dim.boot.builds import FILES as BOOT_FILES
 from dim.boot.builds import BootBuild, find_build
 from dim.boot.connections import REFUSED, GuardedSite, Limits, raise_file_limit
-from dim.boot.sendfile import SentFile
+from dim.boot.sendfile import SEND_CUT, SentFile
 from dim.errors import DimError
 from dim.inventory import server_name as choose_server
 from dim.layout import parser as layout
@@ -330,12 +330,14 @@ class BootRecorder:
 
 SERVICE = web.AppKey("service", BootService)
 RECORDER = web.AppKey("recorder", BootRecorder)
+LIMITS = web.AppKey("limits", Limits)
 
 
-def make_app(service: BootService) -> web.Application:
+def make_app(service: BootService, limits: Limits = DEFAULT_LIMITS) -> web.Application:
     """The aiohttp application; its startup starts the boot recorder, its cleanup flushes it."""
     app = web.Application(middlewares=[_dim_errors])
     app[SERVICE] = service
+    app[LIMITS] = limits
     app[RECORDER] = BootRecorder(service.db)
     app.on_startup.append(_start_recorder)
     app.on_cleanup.append(_stop_recorder)
@@ -397,7 +399,9 @@ async def _node(request: web.Request) -> web.StreamResponse:
 async def _boot_file(request: web.Request) -> web.StreamResponse:
     info = request.match_info
     found = request.app[SERVICE].boot_file(info["image"], info["file"], info.get("version"))
-    return _reply(found) if isinstance(found, Answer) else SentFile(found, BINARY)
+    if isinstance(found, Answer):
+        return _reply(found)
+    return SentFile(found, BINARY, send_timeout=request.app[LIMITS].send_timeout)
 
 
 async def _static(request: web.Request) -> web.StreamResponse:
@@ -406,7 +410,7 @@ async def _static(request: web.Request) -> web.StreamResponse:
         if found.status == 403:
             log.warning("refused: %s asked for %s", request.remote, request.raw_path[:200])
         return _reply(found)
-    return SentFile(found)
+    return SentFile(found, send_timeout=request.app[LIMITS].send_timeout)
 
 
 class RequestLog(AbstractAccessLogger):
@@ -418,6 +422,7 @@ class RequestLog(AbstractAccessLogger):
         size = 0 if request.method == "HEAD" else (response.content_length or 0)
         refused = request.get(REFUSED)
         parsed = refused is None or refused[1]
+        cut = request.get(SEND_CUT)
         self.logger.info(
             "%s %s %s %d %d %.1fms%s",
             request.remote,
@@ -426,7 +431,7 @@ class RequestLog(AbstractAccessLogger):
             response.status,
             size,
             time * 1000,
-            f" refused: {refused[0]}" if refused else "",
+            f" refused: {refused[0]}" if refused else f" cut: {cut}" if cut else "",
         )
 
 
@@ -450,7 +455,7 @@ async def start(
     if sock is None:
         sock = listen(host, port)
     options = runner_options(limits)
-    runner = web.AppRunner(make_app(service), **options)
+    runner = web.AppRunner(make_app(service, limits), **options)
     await runner.setup()
     await GuardedSite(runner, sock, limits, options).start()
     return runner

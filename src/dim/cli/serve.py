@@ -56,6 +56,13 @@ from dim.cli.context import Context, pass_context
     help="Seconds a kept-alive connection may wait for its next complete request head.",
 )
 @click.option(
+    "--send-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=20.0,
+    show_default=True,
+    help="Seconds a client may take to receive each 4 MiB of a file before it is cut.",
+)
+@click.option(
     "--max-connections",
     type=click.IntRange(1, 1_000_000),
     default=2048,
@@ -73,6 +80,7 @@ def command(
     header_timeout: float,
     body_timeout: float,
     keepalive_timeout: float,
+    send_timeout: float,
     max_connections: int,
 ) -> None:
     """Serve iPXE boot scripts, kernels, initrds and http-root over HTTP until stopped.
@@ -95,7 +103,13 @@ def command(
     from dim.boot import serve as boot_serve  # aiohttp: imported by this command only
     from dim.boot.connections import Limits
 
-    limits = Limits(header_timeout, body_timeout, keepalive_timeout, max_connections)
+    limits = Limits(
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keepalive_timeout=keepalive_timeout,
+        max_connections=max_connections,
+        send_timeout=send_timeout,
+    )
 
     service = boot_serve.BootService(
         ctx.config, ctx.state, server, template_dir=ctx.template_dir, root=root

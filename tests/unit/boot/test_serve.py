@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -629,3 +630,38 @@ def test_one_line_keeps_a_parser_message_on_one_printable_line():
     assert one_line(message) == "Bad status line: Invalid HTTP version: b'GET / HTTP/9.9'"
     assert one_line("a\x00b\x1b[31m\r\nc") == "a\\x00b\\x1b[31m\\x0d c"
     assert len(one_line("x" * 1000)) == 200
+
+
+def test_a_client_that_stops_reading_a_file_is_cut_after_the_send_timeout(service, site, caplog):
+    with open(site / "http" / "big.img", "wb") as big:
+        big.truncate(64 << 20)  # sparse: 64 MiB, more than loopback's buffers hold
+    http = Http(service, Limits(send_timeout=0.5))
+
+    async def stall() -> float:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await http.loop.sock_connect(sock, (http.host, http.port))
+        await http.loop.sock_sendall(sock, b"GET /big.img HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        await asyncio.sleep(0.2)
+        while True:  # the server must end the connection; the client reads nothing until then
+            state = await http.loop.run_in_executor(None, tcp_state, sock)
+            if state != 1 or time.monotonic() - started > 15:  # 1: TCP_ESTABLISHED
+                sock.close()
+                return time.monotonic() - started
+            await asyncio.sleep(0.1)
+
+    try:
+        with caplog.at_level(logging.INFO, "dim.serve"):
+            after = http.loop.run_until_complete(stall())
+    finally:
+        http.close()
+    assert after < 10
+    assert "GET /big.img 200 67108864 " in caplog.text
+    assert "cut: took more than 0.5 s to receive 4096 KiB" in caplog.text
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The socket's TCP state (Linux's struct tcp_info begins with it)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
