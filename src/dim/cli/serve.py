@@ -99,7 +99,7 @@ def command(
     handler.setFormatter(logging.Formatter("dim serve: %(message)s"))
     logger = logging.getLogger("dim.serve")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG if ctx.debug else logging.INFO)  # debug: tracebacks of 500s
     from dim.boot import serve as boot_serve  # aiohttp: imported by this command only
     from dim.boot.connections import Limits
 
