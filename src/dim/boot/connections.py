@@ -39,7 +39,7 @@ from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger("dim.serve")
 
-# On a request: why it was refused, and whether its head was parsed (a key by name before 3.12)
+# On a request: why it was refused, and whether its head was parsed (a str key in old aiohttp)
 REFUSED: Any = web.RequestKey("refused", tuple) if hasattr(web, "RequestKey") else "dim.refused"
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
