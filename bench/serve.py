@@ -6,6 +6,7 @@ Run by hand, as root, never as a test::
     .venv/bin/python bench/serve.py [--clients 200] [--seconds 10] [--repeat 3] [--nodes 200]
                                     [--kernel-mb 8] [--initrd-mb 4] [--servers busybox httpd,nginx]
                                     [--nginx-workers auto] [--client wrk|aiohttp] [--pin]
+                                    [--baseline SRC]
 
 One boot build (``vmlinuz`` of ``--kernel-mb``, ``initrd.img`` of ``--initrd-mb``, random
 bytes) is made in a temporary state folder and hard-linked under a temporary http-root at the
@@ -20,6 +21,7 @@ same paths, so that every server answers the same URLs with the same files. Two 
 Servers, each on a free port of 127.0.0.1, one at a time:
 
 - ``dim serve`` with its default workers (one per core), its request log to a file;
+- with ``--baseline SRC``, the same from the dim source tree in SRC (before/after a change);
 - ``busybox httpd -f`` (a process per connection);
 - nginx (``apt-get install nginx-light``; a temporary config, ``sendfile on``, access log to a
   file, ``worker_processes`` = ``--nginx-workers``, default ``auto``: one per core).
@@ -57,6 +59,7 @@ from dim.state import StateDB
 
 BOOT_FILES = ["/dim/images/bench/1/vmlinuz", "/dim/images/bench/1/initrd.img"]
 OTHERS = {"busybox httpd": "busybox", "nginx": "nginx"}
+BASELINE = "dim serve (baseline)"
 LAYOUT = """<?xml version="1.0"?>
 <cluster name="bench">
   <network name="boot" subnet="127.0.0.0/8"/>
@@ -329,6 +332,9 @@ def measure(name: str, args, work: Path, load, paths: list[str]) -> Run:
     port = free_port()
     if name == "dim serve":
         command, env = dim_command(work, port)
+    elif name == BASELINE:
+        command, env = dim_command(work, port)
+        env["PYTHONPATH"] = str(args.baseline / "src")
     elif name == "busybox httpd":
         command, env = busybox_command(work, port), None
     else:
@@ -415,6 +421,13 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--client", choices=("wrk", "aiohttp"), default=None)
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SRC",
+        help="Also run the dim serve of another source tree (e.g. `git archive` of an older "
+        "commit unpacked in SRC: SRC/src/dim), in the same rounds: a before/after comparison.",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="Server on CPU 0, load generator on CPU 1 (nginx then gets one worker).",
@@ -434,6 +447,8 @@ def main() -> None:
     load = wrk_load if args.client == "wrk" else aiohttp_load
     wanted = [name.strip() for name in args.servers.split(",") if name.strip()]
     servers = ["dim serve"] + [n for n in wanted if shutil.which(OTHERS[n]) is not None]
+    if args.baseline:
+        servers.insert(1, BASELINE)
     left_out = sorted(set(wanted) - set(servers))
     if left_out:
         print(f"bench: not installed, left out: {', '.join(left_out)}", file=sys.stderr)

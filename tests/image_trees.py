@@ -22,6 +22,7 @@ import os
 import shutil
 import stat
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,3 +240,47 @@ def inode(where: Path) -> int:
 def temporaries(root: Path) -> list[str]:
     """dim's temporary names (``.NAME.dim-PID``) anywhere under ``root``."""
     return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if ".dim-" in p.name)
+
+
+# -- processes: what a killed dim left running -----------------------------------------------
+
+
+def descendants(pid: int) -> set[int]:
+    """The children of ``pid``, theirs, and so on, as /proc shows them now."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                text = Path(f"/proc/{parent}/task/{task}/children").read_text()
+            except FileNotFoundError:
+                continue
+            for child in map(int, text.split()):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def survivors(pids: set[int], within: float) -> set[int]:
+    """Those of ``pids`` still running after ``within`` seconds (checked as they go)."""
+    deadline = time.monotonic() + within
+    while True:
+        left = {p for p in pids if alive(p)}
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.005)

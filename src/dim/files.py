@@ -20,6 +20,7 @@ import contextlib
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 _TEMPORARY = re.compile(r"\..+\.dim-[0-9]+")
@@ -71,14 +72,34 @@ def fsync_folder(folder: str | Path) -> None:
 
 
 def remove_tree(path: str | Path) -> None:
-    """Remove a directory and everything below it, read-only directories included."""
-    shutil.rmtree(path, ignore_errors=True)
-    if os.path.lexists(path):  # a read-only directory inside: make it writable and try again
+    """Remove a directory and everything below it, read-only directories included.
+
+    What vanishes meanwhile is fine, and what appears meanwhile is removed by another pass: a
+    killed command's child may still be renaming its temporaries while the next command
+    clears its folder: passes a little apart outlast it. Nothing at ``path`` is fine too.
+    """
+    for attempt in range(REMOVE_PASSES):
+        if attempt:
+            time.sleep(0.01 * 2**attempt)  # 0.02 s, 0.04 s… 0.64 s in all
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+        # a read-only directory inside (or entries that appeared): make every one writable
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
         for folder, dirs, _files in os.walk(path):
             for d in dirs:
                 with contextlib.suppress(OSError):
                     os.chmod(os.path.join(folder, d), 0o700)
-        shutil.rmtree(path)
+    shutil.rmtree(path, onerror=_vanished_is_fine)  # the last pass says why it cannot
+
+
+REMOVE_PASSES = 6
+
+
+def _vanished_is_fine(function, path, exc_info) -> None:
+    if not issubclass(exc_info[0], FileNotFoundError):
+        raise exc_info[1]
 
 
 def remove_path(path: str | Path) -> None:

@@ -5,49 +5,114 @@ operators ``,`` (union), ``!`` (difference), ``&`` (intersection) and ``^`` (xor
 
     >>> [n.name for n in select(cluster, "@nodes!node02")]
     ['node01', 'node03', 'node04']
+
+A name the layout does not declare, anywhere in an expression (``@nodes!node99``), is an
+error, not an empty operand; so is a set that would name more than the layout's
+``nodeset-limit`` (counted before expanding, by :mod:`dim.layout.nodesets`).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from datetime import datetime
 
-from ClusterShell.NodeSet import NodeSet, NodeSetException
-from ClusterShell.NodeUtils import GroupResolver, GroupSource
+from ClusterShell.NodeSet import NodeSet
 
 from dim.errors import UsageError
+from dim.layout import nodesets
 from dim.layout.model import Cluster, Inventory, Node
 from dim.records import Boot
 
 
-def _resolver(cluster: Cluster) -> GroupResolver:
-    groups = {name: group.nodeset for name, group in cluster.groups.items()}
-    # The groups' own node-set texts, not a fold of 100,000 names: folding costs seconds.
-    everything = ",".join(groups.values())
-    groups["all"] = everything
-    return GroupResolver(GroupSource("dim", groups, everything))
+def select(
+    cluster: Cluster, pattern: str | None, exclude: str | None = None, *, empty_ok: bool = False
+) -> list[Node]:
+    """The nodes named by ``pattern`` (every node when None) but ``exclude``, in layout order.
 
-
-def select(cluster: Cluster, pattern: str | None, exclude: str | None = None) -> list[Node]:
-    """The nodes named by ``pattern`` (every node when None), in layout order."""
+    Every node and group named anywhere in either expression must be in the layout, and an
+    empty result is refused unless ``empty_ok`` (for listing): a typo never widens or empties
+    the set a command acts on. Both are :class:`UsageError`s, raised before anything is done.
+    """
     if pattern is None and exclude is None:
         return list(cluster.nodes)
     if exclude is None and pattern in cluster.by_name:
         return [cluster.by_name[pattern]]
-    resolver = _resolver(cluster)
+    wanted = _names(cluster, "@all" if pattern is None else pattern)
+    if exclude is not None:
+        wanted -= _names(cluster, exclude)
+    if not wanted and not empty_ok:
+        asked = repr(pattern or "@all") + (f" without {exclude!r}" if exclude is not None else "")
+        raise UsageError(f"the node set {asked} names no node", hint="nothing was done")
+    if len(wanted) == len(cluster.nodes):
+        return list(cluster.nodes)
+    return [n for n in cluster.nodes if n.name in wanted]
+
+
+def _names(cluster: Cluster, text: str) -> set[str]:
+    """The names ``text`` makes, operators applied left to right as ClusterShell does."""
     try:
-        wanted = NodeSet(pattern if pattern is not None else "@all", resolver=resolver)
-        if exclude:
-            wanted.difference_update(NodeSet(exclude, resolver=resolver))
-    except NodeSetException as exc:
-        raise UsageError(f"invalid node set {pattern!r}: {exc}") from None
-    names = set(wanted)
-    unknown = [n for n in names if n not in cluster.by_name]
-    if unknown:
+        terms = nodesets.scan(text, cluster.nodeset_limit)
+        result: set[str] = set()
+        for term in terms:
+            names = _term_names(cluster, term, text)
+            if term.op == ",":
+                result |= names
+            elif term.op == "!":
+                result -= names
+            elif term.op == "&":
+                result &= names
+            else:
+                result ^= names
+    except nodesets.NodeSetError as exc:
+        raise UsageError(f"invalid node set {text!r}: {exc}") from None
+    return result
+
+
+def _term_names(cluster: Cluster, term: nodesets.Term, text: str) -> set[str]:
+    if term.is_group:
+        return _group_members(cluster, term, text)
+    if term.is_wildcard:
+        masks = [fnmatch.translate(mask) for mask in nodesets.expand(term)]
+        matches = re.compile("|".join(masks)).match
+        names = {name for name in cluster.by_name if matches(name)}
+        if not names:
+            raise UsageError(f"{term.text} (in {text!r}) matches no node of {cluster.source}")
+        return names
+    if term.least > len(cluster.by_name):  # not all in the layout: no need to make them
         raise UsageError(
-            f"unknown node(s) {NodeSet.fromlist(unknown)}: not in {cluster.source}",
+            f"unknown nodes: {term.text} (in {text!r}) names {term.least} nodes, and "
+            f"{cluster.source} has {len(cluster.by_name)}",
             hint="`dim node list` shows the nodes the layout declares",
         )
-    return [n for n in cluster.nodes if n.name in names]
+    names = set(nodesets.expand(term))
+    unknown = [name for name in names if name not in cluster.by_name]
+    if unknown:
+        raise UsageError(
+            f"unknown node(s) {fold(sorted(unknown))} in {text!r}: not in {cluster.source}",
+            hint="`dim node list` shows the nodes the layout declares",
+        )
+    return names
+
+
+def _group_members(cluster: Cluster, term: nodesets.Term, text: str) -> set[str]:
+    if term.least > len(cluster.groups) + 1:  # @g[1-1000000] on a layout of three groups
+        raise UsageError(
+            f"unknown groups: {term.text} (in {text!r}) names {term.least} groups, and "
+            f"{cluster.source} has {len(cluster.groups)} and @all"
+        )
+    groups = [nodesets.ALL_GROUP] if term.text == "@*" else nodesets.expand(term)
+    unknown = [g for g in groups if g not in cluster.groups and g != nodesets.ALL_GROUP]
+    if unknown:
+        raise UsageError(
+            f"unknown group(s) {', '.join('@' + g for g in unknown)} in {text!r}: "
+            f"not in {cluster.source}",
+            hint=f"groups: @all, {', '.join('@' + g for g in cluster.groups)}",
+        )
+    if nodesets.ALL_GROUP in groups:
+        return set(cluster.by_name)
+    wanted = set(groups)
+    return {node.name for node in cluster.nodes if node.group in wanted}
 
 
 FOLD_LIMIT = 5000

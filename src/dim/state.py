@@ -98,6 +98,7 @@ _BOOT_TARGET = (
     .where(macs_table.c.mac == sa.bindparam("mac"))
 )
 
+
 class StateDB:
     """Access to the state DB. Open it with :meth:`open` (a folder) or :meth:`connect` (a URL)."""
 
@@ -395,14 +396,20 @@ def _sqlite_immediate_transactions(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def parse_mac_csv(text: str, source: str, cluster: Cluster) -> dict[tuple[str, str], str]:
+CSV_FIELD_LIMIT = 256  # characters in one field of a MAC file: a node, a MAC, a network
+
+
+def parse_mac_csv(data: bytes | str, source: str, cluster: Cluster) -> dict[tuple[str, str], str]:
     """Rows ``node,mac[,network]`` (a header line is allowed) -> changes for :meth:`set_macs`.
 
-    Errors name the file and line; a node or MAC given twice in one file is refused.
+    ``data`` is the file as read: UTF-8, with or without the byte-order mark that spreadsheets
+    write. Errors name the file and the line where the record starts (a quoted field may span
+    lines): bytes that are not UTF-8, an overlong field, a malformed row, an unknown node; a
+    node or MAC given twice in one file is refused.
     """
     changes: dict[tuple[str, str], str] = {}
     seen_macs: dict[str, int] = {}
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for number, row in _csv_records(_csv_text(data, source), source):
         fields = [f.strip() for f in row]
         if not fields or not any(fields) or fields[0].startswith("#"):
             continue
@@ -428,3 +435,37 @@ def parse_mac_csv(text: str, source: str, cluster: Cluster) -> dict[tuple[str, s
         seen_macs[mac] = number
         changes[(name, network)] = mac
     return changes
+
+
+def _csv_text(data: bytes | str, source: str) -> str:
+    if isinstance(data, str):
+        return data.removeprefix("\ufeff")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise StateError(
+            f"{source}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8 text",
+            hint='save the file as UTF-8 ("CSV UTF-8" in a spreadsheet)',
+        ) from None
+
+
+def _csv_records(text: str, source: str) -> Iterable[tuple[int, list[str]]]:
+    """(line where the record starts, its fields) for each record of ``text``."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise StateError(f"{source}:{start}: malformed CSV: {exc}") from None
+        longest = max(map(len, row), default=0)
+        if longest > CSV_FIELD_LIMIT:
+            raise StateError(
+                f"{source}:{start}: a field of {longest} characters, more than the "
+                f"{CSV_FIELD_LIMIT} a node, a MAC or a network name may have"
+            )
+        yield start, row
+        start = reader.line_num + 1

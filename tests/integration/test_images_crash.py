@@ -15,6 +15,7 @@ rsync fills the staging folder or while an ``exec`` command runs. After each cra
 from __future__ import annotations
 
 import os
+import random
 import signal
 import stat
 import subprocess
@@ -27,10 +28,13 @@ from tests.conftest import require_binary, require_root
 from tests.image_trees import (
     T1,
     Dim,
+    alive,
     base_tree,
     busybox_tree,
+    descendants,
     inode,
     snapshot,
+    survivors,
     temporaries,
     touch_tree,
     write,
@@ -168,6 +172,87 @@ def test_sync_killed_while_rsync_fills_the_staging_folder_leaves_no_version(dim,
     assert not staging.exists()
     assert_complete(dim)
     assert snapshot(dim.store.paths.version("alpha", 2)) == snapshot(src)
+
+
+KILLS = 20  # SIGKILLs of dim image sync at random points
+KILL_BUDGET = 100.0  # seconds for all of them; at least half must have run
+
+
+def test_sync_killed_at_random_points_leaves_no_child_running_and_the_next_command_works(dim, src):
+    """SIGKILL of dim alone (not its group): what it started must die with it."""
+    _prepared(dim, src)
+    for n in range(2000):  # rsync takes a while: it links or copies each of these
+        write(src, f"usr/share/many/{n // 100}/{n}", os.urandom(8192), mtime=T1)
+    touch_tree(src)
+    started = time.monotonic()
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    whole = time.monotonic() - started  # kills land anywhere in a sync: rsync, live, replicas
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    kills, seen = 0, set()
+    try:
+        while kills < KILLS and time.monotonic() - started < KILL_BUDGET:
+            kills += 1
+            _change_some(src, rng, kills)
+            where = f"kill {kills} (seed {seed})"
+            children = _killed_at_random(dim, src, rng.uniform(0.05, whole))
+            seen |= children
+            assert not survivors(children, within=2.0), f"{where}: children outlived dim"
+            _next_command_works(dim, src, "check" if kills % 2 else "sync", where)
+    finally:
+        for pid in seen:  # only if the test failed: what we saw dim start, by pid
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    print(f"{kills} kills, {len(seen)} children seen, a whole sync {whole:.2f} s")
+    assert kills >= KILLS // 2, f"only {kills} kills within {KILL_BUDGET} s"
+    assert seen, "dim was never caught with a child running"
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    assert dim.ok("image", "check", "alpha") == "alpha: consistent\n"
+    assert_complete(dim)
+    latest = dim.store.latest("alpha")
+    assert snapshot(dim.store.paths.version("alpha", latest)) == snapshot(src)
+
+
+def _change_some(src: Path, rng: random.Random, round: int) -> None:
+    """A few hundred files changed, one of them persistent: each sync has work everywhere."""
+    for n in rng.sample(range(2000), 200):
+        write(src, f"usr/share/many/{n // 100}/{n}", os.urandom(8192), mtime=T1 + round)
+    write(src, "etc/motd", f"round {round}\n", mtime=T1 + round)
+    touch_tree(src)
+
+
+def _killed_at_random(dim, src: Path, delay: float) -> set[int]:
+    """Start a sync, SIGKILL dim (only dim) after ``delay`` s; return the children seen."""
+    process = subprocess.Popen(
+        dim.argv("image", "sync", "alpha", "--from", str(src)),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children: set[int] = set()
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline and process.poll() is None:
+        children |= descendants(process.pid)
+        time.sleep(0.002)
+    children |= descendants(process.pid)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return children
+
+
+def _next_command_works(dim, src: Path, command: str, where: str) -> None:
+    """Started at once: exit 0, or a one-line error; never a traceback."""
+    argv = (
+        ("image", "check", "alpha")
+        if command == "check"
+        else ("image", "sync", "alpha", "--from", str(src))
+    )
+    run = subprocess.run(dim.argv(*argv), capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in run.stderr, f"{where}: dim {command} crashed:\n{run.stderr}"
+    if run.returncode != 0:  # allowed, if it says why in one line; the end state is checked
+        errors = [ln for ln in run.stderr.splitlines() if ln.startswith("dim: error: ")]
+        assert len(errors) == 1 and run.returncode in (1, 2), f"{where}: {run}"
 
 
 def _staged(dim, minimum):

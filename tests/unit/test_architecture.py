@@ -5,7 +5,7 @@ removing it); only imports under ``if TYPE_CHECKING:`` are left out, since they 
 The floors, top to bottom, as docs/architecture.md draws them::
 
     cli -> lab -> actions -> {boot, services, images, power} -> {inventory, state}
-        -> layout -> common (errors, files, names, paths, allocation)
+        -> layout -> common (errors, files, names, paths, processes, allocation)
 
 A module may import its own floor (no circle) or any floor below it, never one above.
 """
@@ -21,7 +21,11 @@ SOURCE = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SOURCE / "dim"
 
 FLOORS = (
-    ("common", ("dim", "dim.errors", "dim.files", "dim.names", "dim.paths", "dim.allocation")),
+    (
+        "common",
+        ("dim", "dim.errors", "dim.files", "dim.names", "dim.paths", "dim.processes",
+         "dim.allocation"),
+    ),
     ("layout", ("dim.layout",)),
     ("inventory and state", ("dim.inventory", "dim.state", "dim.records")),
     ("domain", ("dim.boot", "dim.services", "dim.images", "dim.power")),

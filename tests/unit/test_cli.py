@@ -251,3 +251,27 @@ def test_a_command_that_exits_with_a_status_makes_it_mains_status():
         assert main(["--version"]) == 0
     finally:
         cli.commands.pop("exits-with-seven")
+
+
+def test_a_relative_state_folder_renders_absolute_exports_and_kernel_arguments(
+    tmp_path, layout_file, capsys, monkeypatch
+):
+    """--state relative/path: NFS daemons and nodes get paths that mean something to them."""
+    require_binary("rsync", "rsync")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tree/etc").mkdir(parents=True)
+    (tmp_path / "tree/etc/motd").write_text("hello\n")
+    relative = ["--config", "cluster.xml", "--state", "relative/state"]
+    assert main([*relative, "image", "import", "alpha", "--from", "tree"]) == 0
+    assert main([*relative, "node", "set", "c01", "--mac", "52:54:00:00:00:01"]) == 0
+    root = tmp_path / "root"
+    status = main([*relative, "apply", "--root", "root", "--skip-validation", "--no-reload"])
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    state = tmp_path / "relative/state"
+    text = "".join(p.read_text() for p in sorted(root.rglob("*")) if p.is_file())
+    assert text.count("relative/state") == text.count(f"{state}/") > 0  # every one absolute
+    assert f'Path = "{state}/images/alpha/live"' in text  # ganesha's export
+    assert f'Path = "{state}/nodes/c01/alpha"' in text
+    assert f"dim.root=10.10.0.2:{state}/images/alpha/live" in text  # the kernel's arguments
+    assert f"dim.rw=10.10.0.2:{state}/nodes" in text

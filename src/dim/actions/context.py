@@ -10,6 +10,7 @@ tests build their own, pointing into a temporary folder::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,11 +27,22 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Where the layout and the state live; each accessor reads them afresh."""
+    """Where the layout and the state live; each accessor reads them afresh.
+
+    Both paths are made absolute here, once, against the folder the command started in:
+    renderers write them into NFS exports and kernel arguments, where ``state/images/…``
+    would mean nothing to a daemon or a node.
+    """
 
     config: Path
     state: Path
     debug: bool = False
+
+    def __post_init__(self) -> None:
+        # abspath, not resolve(): a state folder reached through a symbolic link keeps the
+        # name the administrator gave it, as the exports name it
+        object.__setattr__(self, "config", Path(os.path.abspath(self.config)))
+        object.__setattr__(self, "state", Path(os.path.abspath(self.state)))
 
     def cluster(self) -> Cluster:
         return layout.load(self.config)

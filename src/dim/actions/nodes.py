@@ -83,12 +83,13 @@ class Reset:
 
 def records(ctx: Context, nodeset: str | None = None, exclude: str | None = None) -> list[dict]:
     """What is declared and observed of each node (all, or ``nodeset`` but ``exclude``), with
-    its last network boot: :func:`dim.inventory.node_record`'s dicts, ready for JSON."""
+    its last network boot: :func:`dim.inventory.node_record`'s dicts, ready for JSON. A set
+    that names no node (``@rack1!@rack1``) is an empty list here, an error where nodes act."""
     inventory = ctx.inventory()
     boots = ctx.last_boots()
     return [
         node_record(inventory, node, boots.get(node.name))
-        for node in select(inventory.cluster, nodeset, exclude)
+        for node in select(inventory.cluster, nodeset, exclude, empty_ok=True)
     ]
 
 
@@ -124,7 +125,11 @@ def import_macs(ctx: Context, csv_file: Path, *, dry_run: bool = False) -> MacIm
     from dim.state import parse_mac_csv
 
     cluster = ctx.cluster()
-    changes = parse_mac_csv(csv_file.read_text(), str(csv_file), cluster)
+    try:
+        data = csv_file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {csv_file}: {exc.strerror}") from None
+    changes = parse_mac_csv(data, str(csv_file), cluster)
     if dry_run:
         current = ctx.inventory().macs
         changed = sum(1 for key, mac in changes.items() if current.get(key) != mac)

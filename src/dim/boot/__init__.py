@@ -12,7 +12,8 @@
 - :mod:`dim.boot.builds` is the model of a build: its folder, whether it is complete and
   intact, which build of an image is the current one;
 - :mod:`dim.boot.build` puts them together per image version, reusing a build whose inputs did
-  not change (``dim boot build``); :mod:`dim.boot.serve` serves them (``dim serve``);
+  not change (``dim boot build``); :mod:`dim.boot.serve` serves them (``dim serve``), within
+  the timeouts and limits of :mod:`dim.boot.connections`, by :mod:`dim.boot.sendfile`;
 - ``init.sh`` and ``udhcpc.sh`` are the initramfs's ``/init`` and DHCP script, package data;
   :mod:`dim.boot.arguments` lists the ``dim.*`` kernel arguments that ``/init`` reads.
 """

@@ -42,7 +42,8 @@ from aiohttp.abc import AbstractAccessLogger
 
 from dim.boot.builds import FILES as BOOT_FILES
 from dim.boot.builds import BootBuild, find_build
-from dim.boot.sendfile import SentFile
+from dim.boot.connections import REFUSED, GuardedSite, Limits, raise_file_limit
+from dim.boot.sendfile import SEND_CUT, SentFile
 from dim.errors import DimError
 from dim.inventory import server_name as choose_server
 from dim.layout import parser as layout
@@ -58,6 +59,7 @@ log = logging.getLogger("dim.serve")
 BINARY = "application/octet-stream"
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 RETRY = "echo dim: retrying in 30 seconds\nsleep 30\nreboot\n"
+DEFAULT_LIMITS = Limits()
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
@@ -219,11 +221,16 @@ class BootService:
         """The file of http_root that ``tail`` (the decoded URL path) names, never one outside.
 
         Refused: ``..`` or ``.`` segments, absolute paths, NUL and backslashes (however they
-        were encoded: ``tail`` is decoded), and symbolic links that resolve outside the root.
+        were encoded: ``tail`` is decoded), and symbolic links that resolve outside the root
+        (403). Dot-files are not served (404): a name starting with ``.`` anywhere below the
+        root, asked for or reached through a symbolic link (``.git/``, ``.htpasswd``, an
+        editor's ``.swp``, the temporary name of a file being written).
         """
         parts = tail.split("/")
         if tail.startswith("/") or "\0" in tail or "\\" in tail or {".", ".."} & set(parts):
             return Answer(403, "forbidden\n")
+        if any(part.startswith(".") for part in parts):
+            return Answer(404, "not found\n")
         root = self.http_root.resolve()
         try:
             path = root.joinpath(*[p for p in parts if p]).resolve(strict=True)
@@ -231,6 +238,8 @@ class BootService:
             return Answer(404, "not found\n")
         if not path.is_relative_to(root):
             return Answer(403, "forbidden\n")
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            return Answer(404, "not found\n")
         return path if path.is_file() else Answer(404, "not found\n")
 
     def _context(self, cluster: Cluster | None = None) -> RenderContext:
@@ -321,12 +330,14 @@ class BootRecorder:
 
 SERVICE = web.AppKey("service", BootService)
 RECORDER = web.AppKey("recorder", BootRecorder)
+LIMITS = web.AppKey("limits", Limits)
 
 
-def make_app(service: BootService) -> web.Application:
+def make_app(service: BootService, limits: Limits = DEFAULT_LIMITS) -> web.Application:
     """The aiohttp application; its startup starts the boot recorder, its cleanup flushes it."""
     app = web.Application(middlewares=[_dim_errors])
     app[SERVICE] = service
+    app[LIMITS] = limits
     app[RECORDER] = BootRecorder(service.db)
     app.on_startup.append(_start_recorder)
     app.on_cleanup.append(_stop_recorder)
@@ -388,7 +399,9 @@ async def _node(request: web.Request) -> web.StreamResponse:
 async def _boot_file(request: web.Request) -> web.StreamResponse:
     info = request.match_info
     found = request.app[SERVICE].boot_file(info["image"], info["file"], info.get("version"))
-    return _reply(found) if isinstance(found, Answer) else SentFile(found, BINARY)
+    if isinstance(found, Answer):
+        return _reply(found)
+    return SentFile(found, BINARY, send_timeout=request.app[LIMITS].send_timeout)
 
 
 async def _static(request: web.Request) -> web.StreamResponse:
@@ -397,41 +410,54 @@ async def _static(request: web.Request) -> web.StreamResponse:
         if found.status == 403:
             log.warning("refused: %s asked for %s", request.remote, request.raw_path[:200])
         return _reply(found)
-    return SentFile(found)
+    return SentFile(found, send_timeout=request.app[LIMITS].send_timeout)
 
 
 class RequestLog(AbstractAccessLogger):
-    """One line per request: client, method and path, status, body bytes, milliseconds."""
+    """One line per request: client, method and path, status, body bytes, milliseconds; for a
+    refused request, why: ``10.0.0.9 - - 400 16 0.2ms refused: Invalid HTTP version``."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         # body_length misses what sendfile(2) sent: the body's declared length is the count
         size = 0 if request.method == "HEAD" else (response.content_length or 0)
+        refused = request.get(REFUSED)
+        parsed = refused is None or refused[1]
+        cut = request.get(SEND_CUT)
         self.logger.info(
-            "%s %s %s %d %d %.1fms",
+            "%s %s %s %d %d %.1fms%s",
             request.remote,
-            request.method,
-            request.raw_path[:200],
+            request.method if parsed else "-",
+            request.raw_path[:200] if parsed else "-",
             response.status,
             size,
             time * 1000,
+            f" refused: {refused[0]}" if refused else f" cut: {cut}" if cut else "",
         )
 
 
-def runner_options() -> dict:
-    """How an aiohttp runner of this app logs requests: :class:`RequestLog` to ``dim.serve``."""
-    return {"access_log_class": RequestLog, "access_log": log}
+def runner_options(limits: Limits = DEFAULT_LIMITS) -> dict:
+    """How an aiohttp runner of this app logs requests (:class:`RequestLog` to ``dim.serve``)
+    and how long it waits for idle connections and for bodies."""
+    return {"access_log_class": RequestLog, "access_log": log, **limits.handler_options()}
 
 
 async def start(
-    service: BootService, host: str = "", port: int = 0, *, sock: socket.socket | None = None
+    service: BootService,
+    host: str = "",
+    port: int = 0,
+    *,
+    sock: socket.socket | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> web.AppRunner:
     """Serve in the running event loop (a lab, a test) on ``host:port``, or on ``sock`` (see
-    :func:`listen`); ``await runner.cleanup()`` stops it and writes the boots still queued."""
+    :func:`listen`), within ``limits``; ``await runner.cleanup()`` stops it and writes the
+    boots still queued."""
     if sock is None:
         sock = listen(host, port)
-    runner = web.AppRunner(make_app(service), **runner_options())
+    options = runner_options(limits)
+    runner = web.AppRunner(make_app(service, limits), **options)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await GuardedSite(runner, sock, limits, options).start()
     return runner
 
 
@@ -454,43 +480,48 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(service: BootService, host: str, port: int, workers: int = 1) -> None:
+def run(
+    service: BootService, host: str, port: int, workers: int = 1, limits: Limits = DEFAULT_LIMITS
+) -> None:
     """Serve until SIGTERM or SIGINT with ``workers`` processes sharing one listening socket
-    (as nginx's workers do: the kernel's work of sending files spreads over the cores); boots
-    still queued are written before returning."""
+    (as nginx's workers do: the kernel's work of sending files spreads over the cores), each
+    within ``limits``; boots still queued are written before returning."""
     sock = listen(host, port)
+    limits = raise_file_limit(limits)
     log.info(
-        "serving boot scripts, kernels and %s for server %s on http://%s:%d (%d worker%s)",
+        "serving boot scripts, kernels and %s for server %s on http://%s:%d (%d worker%s, "
+        "at most %d connections each)",
         service.http_root,
         service.server_name,
         host,
         port,
         workers,
         "s" if workers > 1 else "",
+        limits.max_connections,
     )
     if workers <= 1:
-        asyncio.run(_serve(service, sock))
+        asyncio.run(_serve(service, sock, limits))
     else:
         # a SIGTERM between two forks waits until every worker is known to the supervisor
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        _supervise([_fork_worker(service, sock) for _ in range(workers)])
+        _supervise([_fork_worker(service, sock, limits) for _ in range(workers)])
     log.info("stopped")
 
 
-async def _serve(service: BootService, sock: socket.socket) -> None:
+async def _serve(service: BootService, sock: socket.socket, limits: Limits) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in STOP_SIGNALS:
         loop.add_signal_handler(number, stop.set)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    runner = await start(service, sock=sock)
+    runner = await start(service, sock=sock, limits=limits)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
 
 
-def _fork_worker(service: BootService, sock: socket.socket) -> int:
+def _fork_worker(service: BootService, sock: socket.socket, limits: Limits) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -498,7 +529,7 @@ def _fork_worker(service: BootService, sock: socket.socket) -> int:
     try:
         # the DB connection that opening the state left in the pool is the parent's
         service.db.engine.dispose(close=False)
-        asyncio.run(_serve(service, sock))
+        asyncio.run(_serve(service, sock, limits))
     except BaseException as exc:  # a worker never returns into the caller's code
         log.error("worker %d: %s", os.getpid(), exc)
         status = 1

@@ -93,13 +93,11 @@ def lab_up(folder: str, nodes: int, dhcp: str, debian: bool, namespace: str) -> 
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to watch.")
 def lab_boot(folder: str, nodeset: str | None, uefi: bool, watch: bool, timeout: float) -> None:
     """Power on NODESET (default: every lab node) and follow each one booting."""
-    from ClusterShell.NodeSet import NodeSet
-
     from dim.lab import cluster
 
     _root()
     path = _folder(folder)
-    names = list(NodeSet(nodeset)) if nodeset else _all_nodes(path)
+    names = _lab_nodes(path, nodeset)
     cluster.boot(path, names, uefi=uefi, say=_say)
     if not watch:
         return
@@ -111,10 +109,12 @@ def lab_boot(folder: str, nodeset: str | None, uefi: bool, watch: bool, timeout:
         click.get_current_context().exit(1)
 
 
-def _all_nodes(folder: Path) -> list[str]:
+def _lab_nodes(folder: Path, nodeset: str | None) -> list[str]:
+    """The lab's nodes that ``nodeset`` names (all if None), checked as every node set is."""
+    from dim.inventory import select
     from dim.layout.parser import load
 
-    return [n.name for n in load(folder / "cluster.xml").nodes]
+    return [n.name for n in select(load(folder / "cluster.xml"), nodeset)]
 
 
 @lab_group.command("status")

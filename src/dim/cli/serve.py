@@ -34,6 +34,41 @@ from dim.cli.context import Context, pass_context
     default=0,
     help="Processes sharing the port (default 0: one per core, at most 8).",
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds a new connection has to send a complete request head.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds a request body (which dim serve never needs) may take to arrive.",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=15.0,
+    show_default=True,
+    help="Seconds a kept-alive connection may wait for its next complete request head.",
+)
+@click.option(
+    "--send-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=20.0,
+    show_default=True,
+    help="Seconds a client may take to receive each 4 MiB of a file before it is cut.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 1_000_000),
+    default=2048,
+    show_default=True,
+    help="Open connections per worker; beyond it a new one gets 503 and is closed.",
+)
 @pass_context
 def command(
     ctx: Context,
@@ -42,6 +77,11 @@ def command(
     server: str | None,
     root: Path,
     workers: int,
+    header_timeout: float,
+    body_timeout: float,
+    keepalive_timeout: float,
+    send_timeout: float,
+    max_connections: int,
 ) -> None:
     """Serve iPXE boot scripts, kernels, initrds and http-root over HTTP until stopped.
 
@@ -51,19 +91,29 @@ def command(
     /dim/images/<image>/vmlinuz       the current boot build (also initrd.img)
     anything else                     a file below http-root, never outside it
 
-    One line per request on stderr: client, method and path, status, bytes, milliseconds.
+    One line per request on stderr: client, method and path, status, bytes, milliseconds;
+    a refused request adds why (`refused: …`), never a traceback.
     Each node script served is recorded as the node's last boot (`dim node list`).
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("dim serve: %(message)s"))
     logger = logging.getLogger("dim.serve")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG if ctx.debug else logging.INFO)  # debug: tracebacks of 500s
     from dim.boot import serve as boot_serve  # aiohttp: imported by this command only
+    from dim.boot.connections import Limits
+
+    limits = Limits(
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keepalive_timeout=keepalive_timeout,
+        max_connections=max_connections,
+        send_timeout=send_timeout,
+    )
 
     service = boot_serve.BootService(
         ctx.config, ctx.state, server, template_dir=ctx.template_dir, root=root
     )
     srv = service.server()
     workers = workers or min(os.cpu_count() or 1, 8)
-    boot_serve.run(service, listen or str(srv.address), port or srv.http_port, workers)
+    boot_serve.run(service, listen or str(srv.address), port or srv.http_port, workers, limits)

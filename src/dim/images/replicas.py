@@ -19,13 +19,13 @@ import contextlib
 import multiprocessing
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dim import processes
 from dim.errors import ImageError
 from dim.files import is_temporary, remove_path, remove_tree, temporary_name, write_number
 from dim.images.crash import crash_point
@@ -73,7 +73,11 @@ def sync_all(
     try:
         if workers > 1 and len(at_before) > CHUNK:
             # the job is inherited by fork, not pickled: it holds whole tree scans
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            # a worker dies with dim: it writes replicas, which only the lock's holder may
+            pool = multiprocessing.get_context("fork").Pool(
+                workers, initializer=processes.die_with_parent, initargs=(os.getpid(),)
+            )
+            with pool:
                 outcomes = pool.imap_unordered(_sync_chunk, chunks)
                 for count, changed, found in outcomes:
                     updated, conflicts, done = updated + changed, conflicts + found, done + count
@@ -271,7 +275,8 @@ def discard_temporaries(replica: Path) -> list[str]:
         for name in dirs + files:  # dirs: a temporary symbolic link to a directory
             where = os.path.join(folder, name)
             if is_temporary(name) and (name in files or os.path.islink(where)):
-                os.unlink(where)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(where)
                 found.append(where)
     return found
 
@@ -306,13 +311,9 @@ def _fill(version: Path, replica: Path, image: Image) -> None:
         destination = replica / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         # cp is the fastest faithful copy at hand: owners, modes, times, xattrs, links
-        run = subprocess.run(
-            ["cp", "-a", "--no-target-directory", str(source), str(destination)],
-            capture_output=True,
-            text=True,
-        )
-        if run.returncode != 0:
-            raise ImageError(f"cannot copy {source} into {destination}: {run.stderr.strip()}")
+        copy = processes.run(["cp", "-a", "--no-target-directory", str(source), str(destination)])
+        if copy.returncode != 0:
+            raise ImageError(f"cannot copy {source} into {destination}: {copy.stderr.strip()}")
     for path in [p for p in _all_paths(replica) if kept_out(p, image.keepout)]:
         remove_path(replica / path)
 

@@ -15,12 +15,11 @@ import contextlib
 import os
 import re
 import shlex
-import signal
 import stat
-import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dim import processes
 from dim.errors import ImageError, UsageError
 from dim.files import remove_path, remove_tree
 from dim.images.links import set_metadata
@@ -127,7 +126,7 @@ def _rsync(
         command.append(f"--link-dest={Path(latest).resolve()}")
     command += [f"--exclude={pattern}" for pattern in excludes]
     command += [origin, f"{staging}/"]
-    run = subprocess.run(command, capture_output=True, text=True)
+    run = processes.run(command)
     # 24: files vanished on the source while it was read (a running master node): normal
     if run.returncode not in (0, 24):
         raise ImageError(
@@ -168,7 +167,7 @@ def _untar(tarball: Path, folder: Path) -> None:
         "-C",
         str(folder),
     ]
-    run = subprocess.run(command, capture_output=True, text=True)
+    run = processes.run(command)
     if run.returncode != 0:
         raise ImageError(
             f"cannot unpack {tarball}: {_last_error(run.stderr)}",
@@ -252,7 +251,7 @@ def run_in_image(lower: Path, staging: Path, work: Path, command: list[str]) -> 
         *command,
     ]
     try:
-        status = subprocess.run(argv, preexec_fn=_die_with_parent).returncode
+        status = processes.run(argv, capture=False).returncode
     except FileNotFoundError as exc:
         raise ImageError(f"cannot run {exc.filename}: not installed") from None
     if status != 0:
@@ -262,14 +261,6 @@ def run_in_image(lower: Path, staging: Path, work: Path, command: list[str]) -> 
         )
     link_farm(lower, staging)
     apply_upper(upper, staging)
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when dim dies, so a command never runs on without the lock."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def apply_upper(upper: Path, target: Path) -> None:

@@ -10,7 +10,9 @@ Where each thing lies is :class:`dim.paths.StatePaths`'s (``store.paths``). Read
 lock: a version is complete or absent, ``live.version`` and a replica's ``.version`` marker are
 written last (see :mod:`dim.images.commit` for the order of a change). Changing an image takes
 its lock, a ``flock`` on ``locks/<image>.lock`` holding the holder's pid: a second command
-waits for it or fails with :class:`~dim.errors.ImageBusy`, never interleaves.
+waits for it or fails with :class:`~dim.errors.ImageBusy`, never interleaves. The programs dim
+starts meanwhile (rsync, cp, tar…) hold the lock with it, and die with it
+(:mod:`dim.processes`): a killed command's rsync never writes on beside the next command.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dim import processes
 from dim.errors import ImageBusy, ImageError
 from dim.files import read_number
 from dim.paths import StatePaths
@@ -129,7 +132,10 @@ class Store:
             handle.truncate()
             handle.write(f"{os.getpid()}\n")
             handle.flush()
-            yield
+            # every child started meanwhile holds the lock too: if dim is killed, the next
+            # command waits for the last of them to be gone (see dim.processes)
+            with processes.inheriting(handle.fileno()):
+                yield
 
 
 def _lock_holder(handle) -> str:

@@ -13,7 +13,14 @@ numbers in a node's name (``n1``, ``n2``…, left to right), its index in its gr
     'node007'
 
 Expressions are parsed with :mod:`ast` and turned into small closures after checking every
-syntax node against a short allow-list: nothing is ever passed to ``eval``.
+syntax node against a short allow-list: nothing is ever passed to ``eval``. They are bounded
+before and while parsing, so that no input ends in a RecursionError or MemoryError: at most
+:data:`MAX_LENGTH` characters of ASCII, :data:`MAX_DEPTH` levels of nesting and integers of
+:data:`MAX_DIGITS` digits::
+
+    >>> compile_expression("-" * 100_000 + "1")
+    Traceback (most recent call last):
+    ExpressionError: expression of 100001 characters: at most 256
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
 
+MAX_LENGTH = 256  # characters in one expression: an address needs a few dozen
+MAX_DEPTH = 64  # nested operations and parentheses (a chain of 64 additions is 64 deep)
+MAX_DIGITS = 18  # digits of an integer in an expression (below 2**63)
 Numbers = tuple[int, ...]
 Evaluator = Callable[[Numbers, int], int]
 
@@ -47,26 +57,46 @@ _FIELD = re.compile(r"\{([^{}]*)\}")
 
 def compile_expression(text: str) -> Evaluator:
     """Compile an integer expression into a function of (numbers, index)."""
+    return _build(_parse(text), text)
+
+
+def _parse(text: str) -> ast.AST:
+    """The syntax tree of ``text``, after checking its length, characters and depth."""
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"expression of {len(text)} characters: at most {MAX_LENGTH}")
+    if not text.isascii() or not text.isprintable():
+        raise ExpressionError(f"only printable ASCII is allowed in expressions: {text!r}")
+    depth = deepest = 0
+    for char in text:  # parentheses first: ast.parse itself recurses on them
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise ExpressionError(f"parentheses nested {deepest} deep in {text!r}: at most {MAX_DEPTH}")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
+        return ast.parse(text.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise ExpressionError(f"invalid expression {text!r}") from exc
-    return _build(tree.body, text)
 
 
-def _build(node: ast.AST, text: str) -> Evaluator:
+def _build(node: ast.AST, text: str, depth: int = 0) -> Evaluator:
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"expression nested more than {MAX_DEPTH} deep: {text!r}")
+    depth += 1
     if isinstance(node, ast.Constant) and type(node.value) is int:
         value = node.value
+        if abs(value) >= 10**MAX_DIGITS:
+            raise ExpressionError(f"integer of more than {MAX_DIGITS} digits in {text!r}")
         return lambda nums, i: value
     if isinstance(node, ast.Name):
         return _variable(node.id, text)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        operand = _build(node.operand, text)
+        operand = _build(node.operand, text, depth)
         if isinstance(node.op, ast.UAdd):
             return operand
         return lambda nums, i: -operand(nums, i)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _binary(_BINARY[type(node.op)], _build(node.left, text), _build(node.right, text))
+        left, right = _build(node.left, text, depth), _build(node.right, text, depth)
+        return _binary(_BINARY[type(node.op)], left, right)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
         raise ExpressionError(f"use // for integer division in {text!r}")
     raise ExpressionError(
@@ -162,9 +192,7 @@ def _field(body: str, text: str) -> Field:
 
 def _variables(expr: str) -> tuple[tuple[int, ...], bool]:
     """Positions of the n-numbers an expression reads, and whether it reads i."""
-    names = {
-        n.id for n in ast.walk(ast.parse(expr.strip(), mode="eval")) if isinstance(n, ast.Name)
-    }
+    names = {n.id for n in ast.walk(_parse(expr)) if isinstance(n, ast.Name)}
     positions = sorted(int(n[1:]) - 1 for n in names if _NUMBER_NAME.fullmatch(n))
     return tuple(positions), "i" in names
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from dim.layout.nodesets import DEFAULT_LIMIT
+
 
 @dataclass(frozen=True, slots=True)
 class Network:
@@ -113,6 +115,7 @@ class Cluster:
     groups: dict[str, Group]
     nodes: tuple[Node, ...]
     source: str = "<memory>"
+    nodeset_limit: int = DEFAULT_LIMIT  # names one node set may make, before it is expanded
     by_name: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

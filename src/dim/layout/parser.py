@@ -16,11 +16,12 @@ from importlib import resources
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from pathlib import Path
 
-from ClusterShell.NodeSet import NodeSet, NodeSetException
+from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet, NodeSetException
 from lxml import etree
 
 from dim.allocation import bulk_allocation
 from dim.errors import LayoutError
+from dim.layout import nodesets
 from dim.layout.expressions import ExpressionError, Template, compile_template
 from dim.layout.model import Bmc, Cluster, Group, Image, Interface, Network, Node, Server
 from dim.names import SAFE_NAME, check_name, ip_to_int
@@ -69,6 +70,7 @@ def parse(data: bytes, source: str = "<memory>") -> Cluster:
 class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
+        self.nodeset_limit = nodesets.DEFAULT_LIMIT
 
     def error(self, message: str, element: etree._Element | None, value: str | None = None):
         line = element.sourceline if element is not None else None
@@ -81,7 +83,8 @@ class _Parser:
             root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
         except etree.XMLSyntaxError as exc:
             line = exc.lineno if exc.lineno else None
-            message = re.sub(r", line \d+, column \d+$", "", exc.msg)
+            message = re.sub(r"\s*, line \d+, column \d+$", "", exc.msg.strip())
+            message = " ".join(message.split())  # libxml2's own may hold a newline: one line
             raise LayoutError(f"malformed XML: {message}", file=self.source, line=line) from exc
         schema = _schema()
         if not schema.validate(root):
@@ -94,6 +97,7 @@ class _Parser:
                 line=entry.line,
                 value=_offending_value(root, entry),
             )
+        self.nodeset_limit = self._nodeset_limit(root)
         networks = self._networks(root)
         servers = self._servers(root, networks)
         images = self._images(root)
@@ -108,6 +112,7 @@ class _Parser:
             groups=groups,
             nodes=tuple(nodes),
             source=self.source,
+            nodeset_limit=self.nodeset_limit,
         )
 
     def _address(self, element, attribute: str) -> IPv4Address:
@@ -216,14 +221,29 @@ class _Parser:
             raise self.error(str(exc), element) from None
 
     def _nodeset(self, element, attribute: str) -> NodeSet:
+        """A node set of the layout: plain names and ranges, checked and counted first."""
         text = element.get(attribute)
         try:
-            nodeset = NodeSet(text)
+            terms = nodesets.scan(text, self.nodeset_limit)
+        except nodesets.NodeSetError as exc:
+            raise self.error(f"invalid node set ({exc})", element, text) from None
+        if any(term.is_group for term in terms):
+            raise self.error("group references are not allowed here", element, text)
+        if any(term.is_wildcard for term in terms):
+            raise self.error("wildcards are not allowed here", element, text)
+        try:
+            nodeset = NodeSet(text, resolver=NOGROUP_RESOLVER)
         except NodeSetException as exc:
             raise self.error(f"invalid node set ({exc})", element, text) from None
-        if "@" in text:
-            raise self.error("group references are not allowed here", element, text)
         return nodeset
+
+    def _nodeset_limit(self, root) -> int:
+        text = root.get("nodeset-limit")
+        if text is None:
+            return nodesets.DEFAULT_LIMIT
+        if not re.fullmatch(r"[1-9][0-9]{0,17}", text.strip()):
+            raise self.error("nodeset-limit is not a positive number of nodes", root, text)
+        return int(text)
 
     def _template(self, element, attribute: str, default: str | None = None) -> Template:
         text = element.get(attribute, default)

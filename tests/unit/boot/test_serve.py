@@ -8,20 +8,18 @@ import asyncio
 import json
 import logging
 import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import ClientSession
 
 from dim.boot.builds import find_build
-from dim.boot.serve import (
-    RECORDER,
-    BootRecorder,
-    BootService,
-    make_app,
-    runner_options,
-)
+from dim.boot.connections import Limits, one_line
+from dim.boot.sendfile import byte_range
+from dim.boot.serve import RECORDER, BootRecorder, BootService, start
 from dim.cli import main
 from dim.paths import StatePaths
 from dim.state import Boot, StateDB
@@ -44,19 +42,19 @@ class Reply:
 
 
 class Http:
-    """A real aiohttp server on 127.0.0.1 and a client, driven from synchronous tests."""
+    """A real ``dim serve`` (:func:`start`, in this process) on 127.0.0.1 and an aiohttp client,
+    driven from synchronous tests."""
 
-    def __init__(self, service: BootService) -> None:
+    def __init__(self, service: BootService, limits: Limits | None = None) -> None:
         self.loop = asyncio.new_event_loop()
-        self.app = make_app(service)
-        self.client = self.loop.run_until_complete(self._start())
+        serving = start(service, "127.0.0.1", 0, limits=limits or Limits())
+        self.runner = self.loop.run_until_complete(serving)
+        self.app = self.runner.app
+        self.host, self.port = self.runner.addresses[0][:2]
+        self.client = self.loop.run_until_complete(self._client())
 
-    async def _start(self) -> TestClient:
-        server = TestServer(self.app)
-        await server.start_server(**runner_options())
-        client = TestClient(server)
-        await client.start_server()
-        return client
+    async def _client(self) -> ClientSession:
+        return ClientSession(f"http://{self.host}:{self.port}")
 
     def get(self, path: str, method: str = "GET", **kwargs) -> Reply:
         async def fetch() -> Reply:
@@ -79,8 +77,7 @@ class Http:
         """A request line sent as is: no client library normalizes ``..`` or ``%2e`` away."""
 
         async def send() -> bytes:
-            server = self.client.server
-            reader, writer = await asyncio.open_connection(server.host, server.port)
+            reader, writer = await asyncio.open_connection(self.host, self.port)
             writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             data = await reader.read()
             writer.close()
@@ -94,6 +91,7 @@ class Http:
 
     def close(self) -> None:
         self.loop.run_until_complete(self.client.close())
+        self.loop.run_until_complete(self.runner.cleanup())
         self.loop.close()
 
 
@@ -241,10 +239,58 @@ def test_a_range_of_the_kernel(http, asked, start, stop):
     assert reply.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{len(KERNEL)}"
 
 
-def test_a_range_outside_the_kernel_is_416(http):
-    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": "bytes=20000-"})
+@pytest.mark.parametrize("asked", ["bytes=20000-", "bytes=10240-", "bytes=-0", "BYTES=-0"])
+def test_an_unsatisfiable_range_of_the_kernel_is_416(http, asked):
+    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": asked})
     assert reply.status == 416
     assert reply.headers["Content-Range"] == f"bytes */{len(KERNEL)}"
+    assert reply.body == b""
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "bytes=0-1,5-6",  # several ranges: allowed to be ignored (RFC 9110, 14.2)
+        "bytes=-1,-2",
+        "bytes=5-3",  # last before first: invalid
+        "bytes=x-5",
+        "bytes=-",
+        "bytes 0-5",
+        "items=0-5",
+        "bytes=0x10-",
+        "bytes=--5",
+        "",
+    ],
+)
+def test_an_invalid_or_multiple_range_is_ignored_and_the_whole_kernel_sent(http, asked):
+    reply = http.get("/dim/images/alpha/vmlinuz", headers={"Range": asked})
+    assert reply.status == 200
+    assert reply.body == KERNEL
+    assert "Content-Range" not in reply.headers
+
+
+@pytest.mark.parametrize(
+    "header, size, span",
+    [
+        (None, 10, (0, 10)),
+        ("bytes=2-4", 10, (2, 5)),
+        ("bytes=2-400", 10, (2, 10)),
+        ("Bytes = 2-4", 10, (2, 5)),
+        ("bytes=9-", 10, (9, 10)),
+        ("bytes=10-", 10, None),
+        ("bytes=-3", 10, (7, 10)),
+        ("bytes=-30", 10, (0, 10)),
+        ("bytes=-0", 10, None),
+        ("bytes=0-", 0, None),  # an empty file: only a suffix is satisfiable
+        ("bytes=-5", 0, (0, 0)),
+        ("bytes=" + "9" * 40 + "-", 10, None),
+        ("bytes=0-" + "9" * 40, 10, (0, 10)),
+        ("bytes=1-2, 4-5", 10, (0, 10)),
+        ("bytes=4-2", 10, (0, 10)),
+    ],
+)
+def test_byte_range_follows_rfc_9110(header, size, span):
+    assert byte_range(header, size) == span
 
 
 def test_head_of_the_kernel_has_its_length_and_no_body(http):
@@ -320,6 +366,26 @@ def test_traversal_out_of_http_root_is_refused(http, target):
     reply = http.raw(target)
     assert reply.status == 403
     assert b"SECRET" not in reply.body and b"root:" not in reply.body
+
+
+@pytest.mark.parametrize(
+    "path", ["/.htpasswd", "/.git/config", "/sub/.hello.txt.swp", "/.git/", "/sub/%2egit/config"]
+)
+def test_dot_files_below_http_root_are_not_served(http, site, path):
+    (site / "http" / ".htpasswd").write_text("SECRET\n")
+    (site / "http" / ".git").mkdir()
+    (site / "http" / ".git" / "config").write_text("SECRET\n")
+    (site / "http" / "sub" / ".hello.txt.swp").write_text("SECRET\n")
+    (site / "http" / "sub" / ".git").mkdir()
+    (site / "http" / "sub" / ".git" / "config").write_text("SECRET\n")
+    reply = http.raw(path)
+    assert reply.status == 404 and b"SECRET" not in reply.body
+
+
+def test_a_symbolic_link_to_a_dot_file_is_not_followed(http, site):
+    (site / "http" / ".htpasswd").write_text("SECRET\n")
+    (site / "http" / "passwords").symlink_to(".htpasswd")
+    assert http.raw("/passwords").status == 404
 
 
 def test_a_symbolic_link_out_of_http_root_is_refused_and_one_inside_is_followed(http, site):
@@ -430,3 +496,174 @@ def test_a_node_of_another_server_is_not_booted_here(site):
     finally:
         http.close()
     assert reply.status == 404 and "g1 (52:54:00:00:01:01) boots from server srv2" in reply.text
+
+
+# -- connections: timeouts, limit, refusals ----------------------------------------------------
+
+MALFORMED = {
+    "bad HTTP version": b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+    "NUL in the URL": b"GET /a\x00b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "negative Content-Length": b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    "Content-Length and Transfer-Encoding": (
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ),
+    "oversized header": b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+    "oversized request line": b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
+    "not HTTP at all": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 40,
+}
+
+
+def exchange(http: Http, data: bytes, *, wait: float = 10.0) -> tuple[bytes, float]:
+    """Send ``data`` on a new connection; what came back until the server closed it, and after
+    how many seconds (``wait`` at most: a test must not hang on a server that never closes)."""
+
+    async def talk() -> tuple[bytes, float]:
+        reader, writer = await asyncio.open_connection(http.host, http.port)
+        started = time.monotonic()
+        writer.write(data)
+        try:
+            received = await asyncio.wait_for(reader.read(), wait)
+        finally:
+            writer.close()
+        return received, time.monotonic() - started
+
+    return http.loop.run_until_complete(talk())
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+def test_a_malformed_request_is_refused_with_one_log_line_and_no_traceback(http, caplog, kind):
+    with caplog.at_level(logging.DEBUG):
+        received, _ = exchange(http, MALFORMED[kind])
+    assert received.startswith(b"HTTP/1.0 400 ") or received.startswith(b"HTTP/1.1 400 ")
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.name for r in lines] == ["dim.serve"]
+    assert lines[0].exc_info is None
+    text = lines[0].getMessage()
+    client, method, path, status, _, _, refused = text.split(" ", 6)
+    assert (client, method, path, status) == ("127.0.0.1", "-", "-", "400")
+    assert refused.startswith("refused: ") and "\n" not in text and len(text) < 300
+
+
+def test_a_failing_handler_is_a_500_and_one_line_that_names_the_error(http, service, caplog):
+    def broken(boot_url: str):
+        raise KeyError("boom")
+
+    service.entry_script = broken
+    with caplog.at_level(logging.INFO):
+        reply = http.get("/boot.ipxe")
+    assert reply.status == 500 and b"boom" not in reply.body
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert lines[0].getMessage().startswith("127.0.0.1 GET /boot.ipxe 500 ")
+    assert lines[0].getMessage().endswith("refused: internal error: KeyError: 'boom'")
+
+
+def test_a_half_sent_request_head_is_closed_after_the_header_timeout(service, caplog):
+    http = Http(service, Limits(header_timeout=0.5, keepalive_timeout=30))
+    try:
+        with caplog.at_level(logging.INFO, "dim.serve"):
+            silent, silent_after = exchange(http, b"")
+            half, half_after = exchange(http, b"GET /boot.ipxe HTTP/1.1\r\nHost: x\r\nUser-Ag")
+    finally:
+        http.close()
+    assert silent == half == b""
+    assert 0.4 < silent_after < 5 and 0.4 < half_after < 5
+    closed = [r.getMessage() for r in caplog.records if "closed:" in r.getMessage()]
+    assert closed == ["127.0.0.1 closed: no complete request head within 0.5 s (41 bytes received)"]
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout(service):
+    http = Http(service, Limits(header_timeout=30, keepalive_timeout=0.5))
+    try:
+        request = b"GET /sub/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+        received, after = exchange(http, request)
+    finally:
+        http.close()
+    assert received.startswith(b"HTTP/1.1 200 OK") and received.endswith(b"\r\n\r\nhello\n")
+    assert 0.4 < after < 5
+
+
+def test_a_slow_request_body_is_cut_after_the_body_timeout(service):
+    http = Http(service, Limits(body_timeout=0.5))
+    try:
+        request = b"GET /sub/hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab"
+        received, after = exchange(http, request)
+    finally:
+        http.close()
+    assert received.startswith(b"HTTP/1.1 200 OK")
+    assert 0.4 < after < 5
+
+
+def test_connections_beyond_the_limit_get_503_at_once_until_one_closes(service, caplog):
+    http = Http(service, Limits(max_connections=3))
+
+    async def scenario() -> tuple[bytes, bytes]:
+        held = [await asyncio.open_connection(http.host, http.port) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        over = await asyncio.wait_for(exchange_on(b"GET /sub/hello.txt HTTP/1.0\r\n\r\n"), 5)
+        held[0][1].close()
+        await asyncio.sleep(0.2)
+        again = await asyncio.wait_for(exchange_on(b"GET /sub/hello.txt HTTP/1.0\r\n\r\n"), 5)
+        for _, writer in held:
+            writer.close()
+        return over, again
+
+    async def exchange_on(data: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(http.host, http.port)
+        writer.write(data)
+        try:
+            return await reader.read()
+        finally:
+            writer.close()
+
+    try:
+        with caplog.at_level(logging.INFO, "dim.serve"):
+            over, again = http.loop.run_until_complete(scenario())
+    finally:
+        http.close()
+    assert over.startswith(b"HTTP/1.1 503 Service Unavailable") and b"Retry-After: 5" in over
+    assert again.startswith(b"HTTP/1.0 200 OK") and again.endswith(b"hello\n")
+    assert "3 connections open, the limit (--max-connections): refusing new ones" in caplog.text
+    assert "accepting connections again: 1 were refused meanwhile" in caplog.text
+
+
+def test_one_line_keeps_a_parser_message_on_one_printable_line():
+    message = "Bad status line: Invalid HTTP version:\n\n  b'GET / HTTP/9.9'\n      ^"
+    assert one_line(message) == "Bad status line: Invalid HTTP version: b'GET / HTTP/9.9'"
+    assert one_line("a\x00b\x1b[31m\r\nc") == "a\\x00b\\x1b[31m\\x0d c"
+    assert len(one_line("x" * 1000)) == 200
+
+
+def test_a_client_that_stops_reading_a_file_is_cut_after_the_send_timeout(service, site, caplog):
+    with open(site / "http" / "big.img", "wb") as big:
+        big.truncate(64 << 20)  # sparse: 64 MiB, more than loopback's buffers hold
+    http = Http(service, Limits(send_timeout=0.5))
+
+    async def stall() -> float:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await http.loop.sock_connect(sock, (http.host, http.port))
+        await http.loop.sock_sendall(sock, b"GET /big.img HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        await asyncio.sleep(0.2)
+        while True:  # the server must end the connection; the client reads nothing until then
+            state = await http.loop.run_in_executor(None, tcp_state, sock)
+            if state != 1 or time.monotonic() - started > 15:  # 1: TCP_ESTABLISHED
+                sock.close()
+                return time.monotonic() - started
+            await asyncio.sleep(0.1)
+
+    try:
+        with caplog.at_level(logging.INFO, "dim.serve"):
+            after = http.loop.run_until_complete(stall())
+    finally:
+        http.close()
+    assert after < 10
+    assert "GET /big.img 200 67108864 " in caplog.text
+    assert "cut: took more than 0.5 s to receive 4096 KiB" in caplog.text
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The socket's TCP state (Linux's struct tcp_info begins with it)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
