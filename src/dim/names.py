@@ -63,7 +63,8 @@ MAX_COMMAND = 4096
 def shown(value: str, limit: int = 60) -> str:
     """``repr(value)``, cut to about ``limit`` characters: an error message stays one line."""
     text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
+    tail = limit // 3  # the end often tells: '…-bmc', '…/evil.ipxe'
+    return text if len(text) <= limit else f"{text[: limit - tail - 3]}...{text[-tail:]}"
 
 
 def _invalid(kind: str, value: str, reason: str) -> ValueError:
