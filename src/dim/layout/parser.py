@@ -419,8 +419,8 @@ class _Parser:
 
     def _bad_hostname(self, element, node: str, kind: str, value: str, room: int):
         """Raise the error that says why the node name or host name ``value`` is refused."""
-        if kind == "node name":
-            self._name("node", element, value)
+        if kind == "node name" and len(value) > MAX_NAME:
+            raise self.error(f"node name longer than {MAX_NAME} characters", element, value)
         try:
             check_hostname(kind, value)
         except ValueError as exc:
