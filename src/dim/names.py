@@ -56,7 +56,7 @@ _NFS_OPTION = r"[A-Za-z0-9_-]+(?:=[A-Za-z0-9_.:+-]+)?"
 _NFS_OPTIONS = re.compile(rf"(?:{_NFS_OPTION}(?:,{_NFS_OPTION})*)?")
 MAX_NFS_OPTIONS = 512
 _INTERFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}")  # IFNAMSIZ is 16 with the NUL
-_BMC_ADDRESS = re.compile(r"[A-Za-z0-9_.:/\[\]@%+~=-]{1,255}")
+BMC_ADDRESS = re.compile(r"[A-Za-z0-9_.:/\[\]@%+~=-]{1,255}")
 MAX_COMMAND = 4096
 
 
@@ -206,7 +206,7 @@ def check_nfs_options(kind: str, value: str) -> str:
 def check_bmc_address(kind: str, value: str) -> str:
     """A BMC address as the power drivers take it: ``10.1.0.5``, ``bmc1:623``,
     ``https://bmc1/abc``, ``apc-pdu://10.1.0.5/12``; one word, no spaces or quotes."""
-    if not _BMC_ADDRESS.fullmatch(value):
+    if not BMC_ADDRESS.fullmatch(value):
         raise _invalid(
             kind, value, "one word of letters, digits and _ . : / [ ] @ % + ~ = -, 255 at most"
         )

@@ -25,6 +25,7 @@ from dim.errors import LayoutError
 from dim.layout.expressions import ExpressionError, Template, compile_template
 from dim.layout.model import Bmc, Cluster, Group, Image, Interface, Network, Node, Server
 from dim.names import (
+    BMC_ADDRESS,
     HOST_NAME,
     MAX_HOST_NAME,
     MAX_NAME,
@@ -373,13 +374,15 @@ class _Parser:
         bmc_template = self._template(bmc_el, "address") if bmc_el is not None else None
         checks = [(i[0], i[1].name, *self._bounds(i[1]), i[2], i[3]) for i in interfaces]
         room = self._hostname_room(el)
+        name_room = min(room, MAX_NAME)
+        bmc_room = min(room, 63) - 4  # the hosts file's <node>-bmc: the last label grows by 4
         line = el.sourceline
         element = el
         # The loop below runs once per node (100,000 and more): locals and few calls.
         try:
             for index, name in enumerate(nodeset):
                 element = el
-                if len(name) > MAX_NAME or len(name) > room or not HOST_NAME.fullmatch(name):
+                if len(name) > name_room or not HOST_NAME.fullmatch(name):
                     self._bad_hostname(el, name, "node name", name, room)
                 nums = tuple(map(int, _NUMBERS.findall(name)))
                 node_image, node_server = overrides.get(name, (image, server))
@@ -402,8 +405,9 @@ class _Parser:
                 if bmc_el is not None:
                     element = bmc_el
                     address = bmc_template.render(nums, index, name)
-                    check_bmc_address("BMC address", address)
-                    if len(name) + 4 > min(63, room):  # the hosts file's <name>-bmc
+                    if not BMC_ADDRESS.fullmatch(address):
+                        check_bmc_address("BMC address", address)
+                    if len(name) > bmc_room:
                         self._bmc_hostname(bmc_el, name, address, room)
                     bmc = Bmc(bmc_el.get("driver"), address, bmc_el.get("credentials"))
                 yield Node(name, group, index, tuple(built), node_image, node_server, bmc, line)
@@ -419,15 +423,16 @@ class _Parser:
 
     def _bad_hostname(self, element, node: str, kind: str, value: str, room: int):
         """Raise the error that says why the node name or host name ``value`` is refused."""
+        # The node's name goes in front only once it is known to be a plain name.
+        where = "" if kind == "node name" else f"node {node}: "
         if kind == "node name" and len(value) > MAX_NAME:
             raise self.error(f"node name longer than {MAX_NAME} characters", element, value)
         try:
             check_hostname(kind, value)
         except ValueError as exc:
-            raise self.error(f"node {node}: {exc}", element) from None
+            raise self.error(f"{where}{exc}", element) from None
         raise self.error(
-            f"node {node}: {kind} is longer than {room} characters, the room the domain "
-            f"leaves in 253",
+            f"{where}{kind} is longer than {room} characters, the room the domain leaves in 253",
             element,
             value,
         )

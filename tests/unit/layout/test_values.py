@@ -135,7 +135,7 @@ def test_paths_are_absolute_plain_and_normalised():
     [
         ('domain="t.example"', 'domain="t_x.example"', "invalid domain 't_x.example'"),
         ('name="srv"', 'name="srv_1"', "invalid server name 'srv_1'"),
-        ('nodes="g[1-2]"', 'nodes="g_[1-2]"', "node g_1: invalid node name 'g_1'"),
+        ('nodes="g[1-2]"', 'nodes="g_[1-2]"', "cluster.xml:13: invalid node name 'g_1'"),
         (
             'ip="10.10.0.{100+i}"/>',
             'ip="10.10.0.{100+i}" hostname="{name} x"/>',
