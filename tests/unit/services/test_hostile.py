@@ -255,12 +255,12 @@ def test_a_host_name_with_a_newline_is_refused_by_the_cli(tmp_path, capsys):
     assert not (tmp_path / "root").exists() or not any((tmp_path / "root").rglob("*"))
 
 
-@pytest.mark.parametrize("bad", ["\n", "\r", "\x00", "\t", "\u2028", "\x85"])
+@pytest.mark.parametrize("bad", ["\n", "\r", "\x00", "\x1b", "\u2028", "\x85"])
 def test_a_value_that_slipped_past_the_parser_is_refused_by_the_templates(small_inventory, bad):
     """The second line: values from the state DB or a future field, never checked by the
     parser, still cannot add a line to any file."""
     mac = dataclasses.replace(small_inventory, macs={("c01", "boot"): f"52:54:00:00:00:01{bad}x"})
-    with pytest.raises(RenderError, match="which is not printable"):
+    with pytest.raises(RenderError, match="dnsmasq.hosts.j2: a value holds"):
         render_all(RenderContext(mac, "srv", Path("/var/lib/dim")))
     cluster = small_inventory.cluster
     image = dataclasses.replace(cluster.images["alpha"], kernel_args=f"quiet{bad}chain http://e")
@@ -274,6 +274,6 @@ def test_a_template_override_that_joins_with_newlines_is_told_how_to_loop(
     small_inventory, tmp_path
 ):
     (tmp_path / "hosts.j2").write_text('{{ entries | map("join", " ") | join("\\n") }}\n')
-    with pytest.raises(RenderError, match="template hosts.j2: a value holds '\\\\n'") as info:
+    with pytest.raises(RenderError, match="template hosts.j2: a value holds a newline") as info:
         render_all(RenderContext(small_inventory, "srv", Path("/var/lib/dim"), tmp_path))
     assert "one {{ value }} per line" in info.value.hint
