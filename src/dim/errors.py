@@ -27,6 +27,8 @@ Errors carry data and an optional ``hint``; the CLI prints ``dim: error: <messag
 
 from __future__ import annotations
 
+from dim.names import shown
+
 
 class DimError(Exception):
     """Base of every error dim reports to a user."""
@@ -66,7 +68,7 @@ class LayoutError(UsageError):
         where = ""
         if file is not None:
             where = f"{file}:{line}: " if line is not None else f"{file}: "
-        detail = f": {value!r}" if value is not None else ""
+        detail = f": {shown(value, 100)}" if value is not None else ""
         super().__init__(f"{where}{message}{detail}", hint=hint)
 
 

@@ -11,6 +11,7 @@ names the file, the line and the offending value.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
@@ -24,7 +25,24 @@ from dim.errors import LayoutError
 from dim.layout import nodesets
 from dim.layout.expressions import ExpressionError, Template, compile_template
 from dim.layout.model import Bmc, Cluster, Group, Image, Interface, Network, Node, Server
-from dim.names import SAFE_NAME, check_name, ip_to_int
+from dim.names import (
+    BMC_ADDRESS,
+    HOST_NAME,
+    MAX_HOST_NAME,
+    MAX_NAME,
+    check_bmc_address,
+    check_boot_file,
+    check_command,
+    check_hostname,
+    check_interface,
+    check_keepout,
+    check_kernel_args,
+    check_name,
+    check_nfs_options,
+    check_path,
+    check_socket_path,
+    ip_to_int,
+)
 
 _NUMBERS = re.compile(r"[0-9]+")
 RESERVED_GROUPS = {"all"}
@@ -38,7 +56,56 @@ SERVER_TEXT = (
     "kea-hooks",
     "kea-socket",
 )
-SERVER_PATHS = ("tftp-root", "http-root", "kea-hooks", "kea-socket")
+Check = Callable[[str, str], str]
+# Every attribute of cluster.xml and how its text is checked. (kind, check): a check of
+# dim.names, run on the text as written before anything reads it, the kind naming it in the
+# error. A string: the value is checked where it is read, for the reason given. The schema has
+# no attribute outside this table (tests/unit/layout/test_values.py).
+ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
+    ("cluster", "name"): ("cluster", check_name),
+    ("cluster", "domain"): ("domain", check_hostname),
+    ("cluster", "nodeset-limit"): "a positive number of nodes, 18 digits at most",
+    ("network", "name"): ("network", check_name),
+    ("network", "subnet"): "an IPv4 network in CIDR form",
+    ("network", "gateway"): "an IPv4 address in the subnet",
+    ("network", "dns"): "IPv4 addresses",
+    ("network", "ntp"): "IPv4 addresses",
+    ("network", "domain"): ("domain", check_hostname),
+    # A server's name is in the hosts file and in dnsmasq's dhcp-boot: a host name.
+    ("server", "name"): ("server name", check_hostname),
+    ("server", "address"): "an IPv4 address in a declared network",
+    ("server", "dhcp"): "one of the schema's values",
+    ("server", "nfs"): "one of the schema's values",
+    ("server", "http-port"): "a port number, 1 to 65535",
+    ("server", "interface"): ("interface", check_interface),
+    ("server", "tftp-root"): ("tftp-root", check_path),
+    ("server", "http-root"): ("http-root", check_path),
+    ("server", "bios-loader"): ("bios-loader", check_boot_file),
+    ("server", "uefi-loader"): ("uefi-loader", check_boot_file),
+    ("server", "kea-hooks"): ("kea-hooks", check_path),
+    ("server", "kea-socket"): ("kea-socket", check_socket_path),
+    ("reload", "service"): "one of the schema's values",
+    ("reload", "command"): ("reload command", check_command),
+    ("image", "name"): ("image", check_name),
+    ("image", "nfs-options"): ("nfs-options", check_nfs_options),
+    ("image", "kernel-args"): ("kernel-args", check_kernel_args),
+    ("persist", "path"): ("persist path", check_path),
+    ("volatile", "path"): ("volatile path", check_path),
+    ("keepout", "path"): ("keepout path", check_keepout),
+    ("group", "name"): ("group", check_name),
+    ("group", "nodes"): "a node set; each node name is a host name",
+    ("group", "image"): ("image", check_name),
+    ("group", "server"): ("server name", check_hostname),
+    ("interface", "network"): ("network", check_name),
+    ("interface", "ip"): "a template; each node's address is an IPv4 address in the network",
+    ("interface", "hostname"): "a template; each node's value is a host name",
+    ("bmc", "driver"): "one of the schema's values",
+    ("bmc", "address"): "a template; each node's value is a BMC address",
+    ("bmc", "credentials"): ("credentials", check_name),
+    ("node", "name"): "a node set of the group's nodes",
+    ("node", "image"): ("image", check_name),
+    ("node", "server"): ("server name", check_hostname),
+}
 
 
 @cache
@@ -97,6 +164,7 @@ class _Parser:
                 line=entry.line,
                 value=_offending_value(root, entry),
             )
+        self._check_values(root)
         self.nodeset_limit = self._nodeset_limit(root)
         networks = self._networks(root)
         servers = self._servers(root, networks)
@@ -114,6 +182,18 @@ class _Parser:
             source=self.source,
             nodeset_limit=self.nodeset_limit,
         )
+
+    def _check_values(self, root) -> None:
+        """Every attribute with a check in :data:`ATTRIBUTES`, before anything reads it."""
+        for element in root.iter(tuple({tag for tag, _ in ATTRIBUTES})):
+            for attribute, value in element.attrib.items():
+                rule = ATTRIBUTES.get((element.tag, attribute))
+                if isinstance(rule, tuple):
+                    kind, check = rule
+                    try:
+                        check(kind, value)
+                    except ValueError as exc:
+                        raise self.error(str(exc), element) from None
 
     def _address(self, element, attribute: str) -> IPv4Address:
         text = element.get(attribute)
@@ -173,9 +253,8 @@ class _Parser:
             for attribute in SERVER_TEXT:
                 if el.get(attribute):
                     options[attribute.replace("-", "_")] = el.get(attribute)
-            for attribute in SERVER_PATHS:
-                if el.get(attribute) and not el.get(attribute).startswith("/"):
-                    raise self.error(f"{attribute} must be an absolute path", el, el.get(attribute))
+            if el.get("http-port") == "0":
+                raise self.error("http-port must be a port number, 1 to 65535", el, "0")
             servers[name] = Server(
                 name=name,
                 address=address,
@@ -315,14 +394,17 @@ class _Parser:
         bmc_el = el.find("bmc")
         bmc_template = self._template(bmc_el, "address") if bmc_el is not None else None
         checks = [(i[0], i[1].name, *self._bounds(i[1]), i[2], i[3]) for i in interfaces]
+        room = self._hostname_room(el)
+        name_room = min(room, MAX_NAME)
+        bmc_room = min(room, 63) - 4  # the hosts file's <node>-bmc: the last label grows by 4
         line = el.sourceline
         element = el
         # The loop below runs once per node (100,000 and more): locals and few calls.
         try:
             for index, name in enumerate(nodeset):
                 element = el
-                if not SAFE_NAME.fullmatch(name) or ".." in name:
-                    self._name("node", el, name)
+                if len(name) > name_room or not HOST_NAME.fullmatch(name):
+                    self._bad_hostname(el, name, "node name", name, room)
                 nums = tuple(map(int, _NUMBERS.findall(name)))
                 node_image, node_server = overrides.get(name, (image, server))
                 built = []
@@ -335,15 +417,56 @@ class _Parser:
                     if not first <= value <= last:
                         self._bad_ip(element, name, networks[network], ip_t, ip)
                     hostname = name if host_t.text == "{name}" else host_t.render(nums, index, name)
+                    if hostname is not name and (
+                        len(hostname) > room or not HOST_NAME.fullmatch(hostname)
+                    ):
+                        self._bad_hostname(element, name, "hostname", hostname, room)
                     built.append(Interface(network, ip, hostname))
                 bmc = None
                 if bmc_el is not None:
                     element = bmc_el
                     address = bmc_template.render(nums, index, name)
+                    if not BMC_ADDRESS.fullmatch(address):
+                        check_bmc_address("BMC address", address)
+                    if len(name) > bmc_room:
+                        self._bmc_hostname(bmc_el, name, address, room)
                     bmc = Bmc(bmc_el.get("driver"), address, bmc_el.get("credentials"))
                 yield Node(name, group, index, tuple(built), node_image, node_server, bmc, line)
         except ExpressionError as exc:
             raise self.error(f"node {name}: {exc}", element) from None
+        except ValueError as exc:  # from check_bmc_address
+            raise self.error(f"node {name}: {exc}", element) from None
+
+    def _hostname_room(self, element) -> int:
+        """How long a host name may be: 253 characters with the cluster's domain after it."""
+        domain = element.getparent().get("domain")
+        return MAX_HOST_NAME - len(domain) - 1 if domain else MAX_HOST_NAME
+
+    def _bad_hostname(self, element, node: str, kind: str, value: str, room: int):
+        """Raise the error that says why the node name or host name ``value`` is refused."""
+        # The node's name goes in front only once it is known to be a plain name.
+        where = "" if kind == "node name" else f"node {node}: "
+        if kind == "node name" and len(value) > MAX_NAME:
+            raise self.error(f"node name longer than {MAX_NAME} characters", element, value)
+        try:
+            check_hostname(kind, value)
+        except ValueError as exc:
+            raise self.error(f"{where}{exc}", element) from None
+        raise self.error(
+            f"{where}{kind} is longer than {room} characters, the room the domain leaves in 253",
+            element,
+            value,
+        )
+
+    def _bmc_hostname(self, element, node: str, address: str, room: int) -> None:
+        """A BMC with an IPv4 address is ``<node>-bmc`` in the hosts file: a host name too."""
+        try:
+            ip_to_int(address)
+        except OSError:
+            return
+        name = f"{node}-bmc"
+        if len(name) > room or not HOST_NAME.fullmatch(name):
+            self._bad_hostname(element, node, "BMC host name", name, room)
 
     @staticmethod
     def _bounds(network: Network) -> tuple[int, int]:
