@@ -43,6 +43,7 @@ def run(
     text: bool = True,
     input: str | bytes | None = None,
     timeout: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """:func:`subprocess.run` for a child that dies with dim and holds its locks.
 
@@ -55,6 +56,7 @@ def run(
         text=text,
         input=input,
         timeout=timeout,
+        env=env,
         preexec_fn=_child_setup(os.getpid()),
         pass_fds=tuple(_inherited),
     )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
+from dim import processes
 from dim.boot.modules import Module, ModuleIndex, modules_dep, uncompressed_path
 from dim.errors import BootError
 
@@ -129,14 +130,15 @@ def package_file(name: str) -> bytes:
 def busybox_applets(busybox: Path) -> list[str]:
     """Where each applet of ``busybox`` belongs (``bin/sh``, ``sbin/switch_root``…), sorted."""
     try:
-        result = subprocess.run(
-            [str(busybox), "--list-full"], capture_output=True, text=True, check=True, timeout=30
-        )
+        result = processes.run([str(busybox), "--list-full"], timeout=30)
+        failure = f"exit status {result.returncode}" if result.returncode else None
     except (OSError, subprocess.SubprocessError) as exc:
+        failure = str(exc)
+    if failure is not None:
         raise BootError(
-            f"cannot run {busybox} --list-full: {exc}",
+            f"cannot run {busybox} --list-full: {failure}",
             hint="install busybox-static (apt-get install busybox-static)",
-        ) from exc
+        )
     return sorted({line.strip().lstrip("/") for line in result.stdout.splitlines() if line.strip()})
 
 
@@ -161,7 +163,7 @@ def _unzstd(path: str, data: bytes) -> bytes:
             f"the module {path} is zstd-compressed and zstd is not installed",
             hint="apt-get install zstd",
         )
-    result = subprocess.run([program, "-dc"], input=data, capture_output=True, check=False)
+    result = processes.run([program, "-dc"], input=data, text=False)
     if result.returncode != 0:
         raise BootError(f"cannot decompress the module {path}: {result.stderr.decode().strip()}")
     return result.stdout

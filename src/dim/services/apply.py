@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dim import processes
 from dim.errors import ApplyError, ValidationError
 from dim.files import fsync_folder, temporary_name, write_atomically
 from dim.services.manifest import PATH as MANIFEST
@@ -278,9 +279,7 @@ def _check(service: str, command: list[str], path: str, tmp: str) -> None:
         KEA_LOGGER_DESTINATION=f"{tmp}/kea.log",
     )
     try:
-        run = subprocess.run(
-            command, capture_output=True, text=True, timeout=VALIDATION_TIMEOUT, env=env
-        )
+        run = processes.run(command, timeout=VALIDATION_TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
         raise ValidationError(service, path, f"{command[0]} timed out") from None
     if run.returncode != 0:
@@ -368,7 +367,8 @@ def reload(services: Iterable[str], command_for: Callable[[str], str | None]) ->
         command = command_for(service) or DEFAULT_RELOAD.get(service)
         if not command:
             continue
-        run = subprocess.run(command, shell=True, capture_output=True, text=True)
+        # the administrator's command line, run by the shell as written in cluster.xml
+        run = processes.run(["sh", "-c", command])
         if run.returncode != 0:
             raise ApplyError(
                 f"the new {service} configuration is installed, but reloading it failed "

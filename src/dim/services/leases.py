@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dim import processes
 from dim.layout.model import Cluster, Server
 from dim.records import StaleLease
 
@@ -89,7 +90,7 @@ class Transport:
 
     def run(self, argv: list[str]) -> tuple[int, str]:
         """Run a command to its end: its exit status and output."""
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        done = processes.run(argv, timeout=COMMAND_TIMEOUT)
         return done.returncode, done.stdout + done.stderr
 
     def kea(self, path: str, command: dict) -> dict:
