@@ -303,17 +303,22 @@ def create(store: Store, image: Image, node: str) -> bool:
 
 def _fill(version: Path, replica: Path, image: Image) -> None:
     """Copy the persistent paths of a version into an empty replica, keep-outs left out."""
+    # one cp per destination folder, not per path: each child costs a fork of dim (its
+    # parent-death signal is set between fork and exec), and /etc, /var, /root share one
+    by_folder: dict[Path, list[str]] = {}
     for folder in image.persistent:
         relative = folder.strip("/")
         source = version / relative
-        if not os.path.lexists(source):
-            continue
-        destination = replica / relative
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(source):
+            by_folder.setdefault((replica / relative).parent, []).append(str(source))
+    for destination, sources in by_folder.items():
+        destination.mkdir(parents=True, exist_ok=True)
         # cp is the fastest faithful copy at hand: owners, modes, times, xattrs, links
-        copy = processes.run(["cp", "-a", "--no-target-directory", str(source), str(destination)])
+        copy = processes.run(["cp", "-a", "--target-directory", str(destination), *sources])
         if copy.returncode != 0:
-            raise ImageError(f"cannot copy {source} into {destination}: {copy.stderr.strip()}")
+            raise ImageError(
+                f"cannot copy {', '.join(sources)} into {destination}: {copy.stderr.strip()}"
+            )
     for path in [p for p in _all_paths(replica) if kept_out(p, image.keepout)]:
         remove_path(replica / path)
 
