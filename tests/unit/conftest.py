@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dim.cli import main
 from dim.layout.model import Inventory
 from dim.layout.parser import parse
 
@@ -56,3 +57,16 @@ def layout_file(tmp_path) -> Path:
     path = tmp_path / "cluster.xml"
     path.write_bytes(SMALL)
     return path
+
+
+@pytest.fixture
+def dim(layout_file, tmp_path, capsys):
+    """The dim command in-process on ``layout_file``: (status, stdout, stderr) of a call."""
+    state = tmp_path / "state"
+
+    def run(*args):
+        status = main(["--config", str(layout_file), "--state", str(state), *args])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run

@@ -3,22 +3,8 @@
 import json
 import shutil
 
-import pytest
-
 from dim.cli import main
 from tests.conftest import require_binary
-
-
-@pytest.fixture
-def dim(layout_file, tmp_path, capsys):
-    state = tmp_path / "state"
-
-    def run(*args):
-        status = main(["--config", str(layout_file), "--state", str(state), *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 def test_layout_check_summarises_a_valid_layout(dim):

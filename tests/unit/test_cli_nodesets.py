@@ -7,20 +7,6 @@ import time
 
 import pytest
 
-from dim.cli import main
-
-
-@pytest.fixture
-def dim(layout_file, tmp_path, capsys):
-    state = tmp_path / "state"
-
-    def run(*args):
-        status = main(["--config", str(layout_file), "--state", str(state), *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
-
 
 @pytest.mark.parametrize(
     ("args", "named"),
