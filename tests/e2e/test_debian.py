@@ -43,6 +43,9 @@ def test_debian_with_systemd_reaches_multi_user_and_keeps_var_across_a_reboot(la
         state = lab.ok(NODE, "systemctl is-system-running || true").strip()
         assert state.splitlines()[-1] in ("running", "degraded"), state
         assert lab.ok(NODE, "cat /proc/1/comm").strip() == "systemd"
+        # the lab's nodes have a hardware random source (udev loaded virtio_rng for it)
+        rng = lab.ok(NODE, "cat /sys/class/misc/hw_random/rng_current").strip()
+        assert rng.splitlines()[-1].startswith("virtio_rng"), rng
         mounts = lab.ok(NODE, "grep -E ' (/|/var|/etc|/tmp) ' /proc/mounts")
         assert re.search(r"^\S+ / nfs4 ro,", mounts, re.M), mounts
         assert re.search(r"^\S+ /var nfs4 rw,", mounts, re.M), mounts

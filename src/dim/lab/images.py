@@ -55,7 +55,7 @@ META_PACKAGE = "linux-image-amd64"
 BUSYBOX = Path("/bin/busybox")
 MARKER = "DIM-NODE-UP"
 #: Besides what the initramfs needs: disks and the virtio console, for experiments.
-EXTRA_MODULES = ("virtio_blk", "virtio_console", "virtio_scsi", "sd_mod", "squashfs")
+EXTRA_MODULES = ("virtio_blk", "virtio_console", "virtio_scsi", "sd_mod", "squashfs", "virtio_rng")
 
 INITTAB = """\
 # dim lab image: busybox init.

@@ -1,9 +1,9 @@
 """A lab node is a QEMU guest: its command line, firmware and MAC address.
 
 TCG, not KVM (the nested /dev/kvm here hangs stock kernels). The node PXE-boots from its
-virtio NIC on a tap device of the lab's bridge; its serial console is a Unix socket (to type
-into: `dim.lab.console`) logged to a file; ``-no-reboot`` makes a reboot or power-off end the
-process, a clean signal for the lab::
+virtio NIC on a tap device of the lab's bridge; a virtio-rng device gives it a random source;
+its serial console is a Unix socket (to type into: `dim.lab.console`) logged to a file;
+``-no-reboot`` makes a reboot or power-off end the process, a clean signal for the lab::
 
     macs = node_macs(2)          # {"node01": "52:54:00:77:00:01", "node02": …}
     command = qemu_command(macs["node01"], "tap0", Path("logs/node01.console"),
@@ -48,6 +48,12 @@ def qemu_command(mac: str, tap: str, console: Path, *, uefi: bool, memory: int) 
         f"tap,id=n0,ifname={tap},script=no,downscript=no",
         "-device",
         f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1",
+        # a hardware random source, as servers have: without one a systemd image waits for
+        # entropy under TCG (Debian 13: crng ready 46 s after power-on)
+        "-object",
+        "rng-random,id=rng0,filename=/dev/urandom",
+        "-device",
+        "virtio-rng-pci,rng=rng0",
         "-boot",
         "n",
         "-no-reboot",
