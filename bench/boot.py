@@ -3,19 +3,26 @@
 Run by hand, as root, never as a test::
 
     .venv/bin/python bench/boot.py [--nodes 1,2,4] [--firmware bios,uefi] [--repeat 3]
+                                   [--images tiny,debian12,debian13] [--nfs-versions 4.1,4.2]
                                    [--dir /var/tmp/dim-bench-boot] [--namespace dimbench]
                                    [--markdown] [--keep]
 
-It brings up a `dim lab` (examples/lab.xml, the tiny busybox image) in a namespace of its own,
-then, for each firmware and node count, powers that many nodes on together, ``--repeat``
-times. A follower thread reads the lab's logs every 20 ms and stamps each new line with the
-time it appeared, so the stages need no clock on the node:
+It brings up a `dim lab` (examples/lab.xml, the tiny busybox image, and with ``--images`` the
+Debian 12 and 13 images with systemd and their own kernels) in a namespace of its own, then,
+for each image, NFS version, firmware and node count, powers that many nodes on together,
+``--repeat`` times. ``--nfs-versions`` adds ``vers=X`` to every image's nfs-options in the
+lab's cluster.xml (and reloads the lab) before that version's runs; without it each image
+mounts with dim's default. A follower thread reads the lab's logs every 20 ms and stamps each
+new line with the time it appeared, so the stages need no clock on the node:
 
     DHCP         dnsmasq's log: DHCPACK to the node's MAC (iPXE's, the first one)
     loader       dim serve's log: the node's own iPXE script fetched (GET /dim/nodes/<mac>.ipxe)
     kernel       the node's console: the kernel's first line ("Linux version")
     initramfs    the console: dim's /init, "dim: step 1/9"
     switch_root  the console: "dim: step 9/9 switch_root"
+    init         the console: the image's init says its first word (systemd's "systemd 2…"
+                 or "Welcome to"; the busybox image has none)
+    crng         the console: the kernel's "random: crng init done" (entropy ready)
     marker       the console: DIM-NODE-UP
 
 Each is given in seconds since that node's QEMU was started; the table shows medians over
@@ -44,11 +51,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dim.actions import nodes as node_actions
 from dim.lab import cluster, console
 from dim.lab.images import MARKER
 from dim.lab.qemu import node_macs
 
-STAGES = ("dhcp", "loader", "kernel", "initramfs", "switch_root", "marker")
+STAGES = ("dhcp", "loader", "kernel", "initramfs", "switch_root", "init", "crng", "marker")
 STEPS = {  # /init's profile: from one step line to the next
     "modules": ("dim: step 3/9", "dim: step 4/9"),
     "udhcpc": ("dim: step 4/9", "dim: step 5/9"),
@@ -110,6 +118,11 @@ class Follower:
         return None
 
 
+def _finished(text: str) -> bool:
+    """The node is at its marker, or will never be: a kernel panic or /init's rescue shell."""
+    return MARKER in text or "end Kernel panic" in text or "rescue shell on the console" in text
+
+
 def node_ip(name: str) -> str:
     return f"10.77.0.{10 + int(name.removeprefix('node'))}"
 
@@ -140,7 +153,7 @@ def run_once(
         cluster.boot(folder, [name], uefi=uefi, say=lambda _: None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(MARKER in console.read(folder, n) for n in names):
+        if all(_finished(console.read(folder, n)) for n in names):
             break
         time.sleep(0.1)
     time.sleep(0.1)
@@ -151,7 +164,7 @@ def run_once(
     macs = node_macs(99)
     results = []
     for name in names:
-        t0, mac, console = started[name], macs[name], consoles[name]
+        t0, mac, log = started[name], macs[name], consoles[name]
         found = {
             "dhcp": follower.first(
                 logs / "dnsmasq.log", rf"DHCPACK\(br0\) {node_ip(name)} {mac}", t0
@@ -161,18 +174,28 @@ def run_once(
                 rf"{node_ip(name)} GET /dim/nodes/{mac.replace(':', '-')}\.ipxe 200",
                 t0,
             ),
-            "kernel": follower.first(console, r"Linux version"),
-            "initramfs": follower.first(console, r"^dim: step 1/9"),
-            "switch_root": follower.first(console, r"^dim: step 9/9"),
-            "marker": follower.first(console, rf"^{MARKER} "),
+            "kernel": follower.first(log, r"Linux version"),
+            "initramfs": follower.first(log, r"^dim: step 1/9"),
+            "switch_root": follower.first(log, r"^dim: step 9/9"),
+            "init": follower.first(log, r"systemd\[1\]: systemd \d|Welcome to "),
+            "crng": follower.first(log, r"random: crng init done"),
+            "marker": follower.first(log, rf"^{MARKER} "),
         }
         row = {k: (v - t0 if v is not None else None) for k, v in found.items()}
         for step, (start, end) in STEPS.items():
-            a, b = follower.first(console, start), follower.first(console, end)
+            a, b = follower.first(log, start), follower.first(log, end)
             row[step] = b - a if a is not None and b is not None else None
         row["node"] = name
         results.append(row)
     return results
+
+
+def pin_nfs_version(folder: Path, layout: str, version: str) -> None:
+    """The lab's cluster.xml with ``vers=VERSION`` in every image's nfs-options ("": as made)."""
+    if version:
+        pinned = f'nfs-options="actimeo=1,vers={version}" kernel-args='
+        layout = re.sub(r'(?:nfs-options="[^"]*" )?kernel-args=', pinned, layout)
+    (folder / "cluster.xml").write_text(layout)
 
 
 def median(values: list[float | None]) -> float | None:
@@ -193,11 +216,12 @@ def summarize(runs: list[list[dict]]) -> dict:
     return summary
 
 
-def table(results: dict[tuple[str, int], dict], markdown: bool) -> str:
-    head = ["firmware", "nodes", *STAGES, "all up", *STEPS]
+def table(results: dict[tuple[str, str, str, int], dict], markdown: bool) -> str:
+    head = ["image", "nfs", "firmware", "nodes", *STAGES, "all up", *STEPS]
     lines = []
-    for (firmware, count), s in results.items():
-        cells = [firmware, str(count), *(fmt(s[k]) for k in STAGES), fmt(s["all_up"])]
+    for (image, version, firmware, count), s in results.items():
+        cells = [image, version, firmware, str(count)]
+        cells += [*(fmt(s[k]) for k in STAGES), fmt(s["all_up"])]
         cells += [fmt(s[k]) for k in STEPS]
         if s["failed"]:
             cells[-1] += f" ({s['failed']} not up)"
@@ -217,6 +241,10 @@ def main() -> int:
     parser.add_argument("--nodes", default="1,2,4")
     parser.add_argument("--firmware", default="bios,uefi")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--images", default="tiny", help="tiny, debian12, debian13")
+    parser.add_argument(
+        "--nfs-versions", default="", help="e.g. 4.1,4.2 (default: each image's own options)"
+    )
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--dir", default="/var/tmp/dim-bench-boot")
     parser.add_argument("--namespace", default="dimbench")
@@ -230,6 +258,9 @@ def main() -> int:
     if os.geteuid() != 0:
         parser.error("run as root (namespaces, QEMU taps, NFS server)")
     counts = [int(n) for n in args.nodes.split(",")]
+    wanted = args.images.split(",")
+    debian = tuple(i.removeprefix("debian") for i in wanted if i.startswith("debian"))
+    versions = args.nfs_versions.split(",") if args.nfs_versions else [""]
     folder = Path(args.dir)
     shutil.rmtree(folder, ignore_errors=True)
     said = io.StringIO()  # dim's own output while the lab comes up: shown if it fails
@@ -238,6 +269,7 @@ def main() -> int:
             cluster.up(
                 folder,
                 nodes=max(counts),
+                debian=debian,
                 say=lambda m: print(f"  lab: {m}"),
                 namespace=args.namespace,
             )
@@ -245,21 +277,32 @@ def main() -> int:
         print(said.getvalue())
         raise
     print(f"lab up in {folder} (namespace {args.namespace})", flush=True)
-    results: dict[tuple[str, int], dict] = {}
+    results: dict[tuple[str, str, str, int], dict] = {}
     every: dict[str, list] = {}
+    layout = (folder / "cluster.xml").read_text()
     try:
-        for firmware in args.firmware.split(","):
-            for count in counts:
-                names = [f"node{i:02}" for i in range(1, count + 1)]
-                runs = []
-                for repeat in range(args.repeat):
-                    uefi = firmware == "uefi"
-                    run = run_once(folder, names, uefi=uefi, timeout=args.timeout, show=args.trace)
-                    runs.append(run)
-                    markers = ", ".join(fmt(r["marker"]) for r in run)
-                    print(f"{firmware} x{count} #{repeat + 1}: marker at {markers} s", flush=True)
-                results[(firmware, count)] = summarize(runs)
-                every[f"{firmware}-{count}"] = runs
+        for version in versions:
+            pin_nfs_version(folder, layout, version)
+            for image in wanted:
+                everyone = f"node[01-{max(counts):02}]"
+                node_actions.switch(cluster.context(folder), everyone, image)
+                cluster.reload(folder)
+                for firmware in args.firmware.split(","):
+                    for count in counts:
+                        names = [f"node{i:02}" for i in range(1, count + 1)]
+                        runs = []
+                        for repeat in range(args.repeat):
+                            uefi = firmware == "uefi"
+                            run = run_once(
+                                folder, names, uefi=uefi, timeout=args.timeout, show=args.trace
+                            )
+                            runs.append(run)
+                            markers = ", ".join(fmt(r["marker"]) for r in run)
+                            what = f"{image} {version or 'default'} {firmware} x{count}"
+                            print(f"{what} #{repeat + 1}: marker at {markers} s", flush=True)
+                        key = (image, version or "default", firmware, count)
+                        results[key] = summarize(runs)
+                        every["-".join(map(str, key))] = runs
     finally:
         cluster.down(folder)
         if not args.keep:

@@ -143,15 +143,18 @@ def minbase(tarball: Path, repeat: int) -> dict:
     with disk() as root:
         tree = root / "tree"
         tree.mkdir()
-        subprocess.run(["tar", "--numeric-owner", "--xattrs", "-xpf", str(tarball), "-C",
-                        str(tree)], check=True)
+        subprocess.run(
+            ["tar", "--numeric-owner", "--xattrs", "-xpf", str(tarball), "-C", str(tree)],
+            check=True,
+        )
         store = Store(root / "state")
         image = Image("minbase", persistent=("/etc", "/var", "/root"))
         operations.import_image(store, image, str(tree), incremental=False)
         entries = scan(store.paths.version("minbase", 1))
         tree_bytes = sum(e.size for e in entries.values() if e.kind == "f")
-        targets = sorted(p for p, e in entries.items()
-                         if e.kind == "f" and p.startswith("usr/share/doc/"))[:20]
+        targets = sorted(
+            p for p, e in entries.items() if e.kind == "f" and p.startswith("usr/share/doc/")
+        )[:20]
         sync_times, exec_times, cp_times, added = [], [], [], []
         for run in range(repeat):
             for path in targets:
@@ -185,18 +188,31 @@ def package(tarball: Path, name: str) -> dict:
     with disk() as root:
         tree = root / "tree"
         tree.mkdir()
-        subprocess.run(["tar", "--numeric-owner", "--xattrs", "-xpf", str(tarball), "-C",
-                        str(tree)], check=True)
+        subprocess.run(
+            ["tar", "--numeric-owner", "--xattrs", "-xpf", str(tarball), "-C", str(tree)],
+            check=True,
+        )
         store = Store(root / "state")
         image = Image("minbase", persistent=("/etc", "/var", "/root"))
         operations.import_image(store, image, str(tree), incremental=False)
         started = time.monotonic()
-        operations.exec_in_image(store, image, ["sh", "-c", "apt-get update -q >/dev/null && "
-                                                f"apt-get install -y -q {name} >/dev/null"])
+        operations.exec_in_image(
+            store,
+            image,
+            [
+                "sh",
+                "-c",
+                f"apt-get update -q >/dev/null && apt-get install -y -q {name} >/dev/null",
+            ],
+        )
         seconds = time.monotonic() - started
         result = operations.diff(store, "minbase", 1, 2)
-        return {"package": name, "exec_s": seconds, "added": len(result.added),
-                "changed": len(result.changed)}
+        return {
+            "package": name,
+            "exec_s": seconds,
+            "added": len(result.added),
+            "changed": len(result.changed),
+        }
 
 
 def main() -> None:
@@ -205,8 +221,9 @@ def main() -> None:
     parser.add_argument("--where", default="tmpfs,disk")
     parser.add_argument("--etc-files", type=int, default=60)
     parser.add_argument("--rsync-sample", type=int, default=1000)
-    parser.add_argument("--minbase", type=Path,
-                        default=Path("/var/cache/dim-tests/minbase-bookworm.tar"))
+    parser.add_argument(
+        "--minbase", type=Path, default=Path("/var/cache/dim-tests/minbase-bookworm.tar")
+    )
     parser.add_argument("--package", default="hello")
     parser.add_argument("--no-network", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
@@ -220,27 +237,37 @@ def main() -> None:
         for count in (int(c) for c in args.replicas.split(",")):
             row = propagation(where, count, args.etc_files, args.rsync_sample)
             rows.append(row)
-            print(f"{where:5} {count:6} replicas: dim {row['dim_s']:.2f} s, rsync loop "
-                  f"{row['rsync_s']:.1f} s (sampled on {row['rsync_sampled']}), "
-                  f"ratio {row['ratio']:.1f}x  [setup {row['setup_s']:.0f} s]", flush=True)
+            print(
+                f"{where:5} {count:6} replicas: dim {row['dim_s']:.2f} s, rsync loop "
+                f"{row['rsync_s']:.1f} s (sampled on {row['rsync_sampled']}), "
+                f"ratio {row['ratio']:.1f}x  [setup {row['setup_s']:.0f} s]",
+                flush=True,
+            )
     if args.minbase.is_file():
         m = minbase(args.minbase, args.repeat)
-        print(f"# minbase ({m['files']} files, {m['tree_bytes'] / 1e6:.0f} MB): new version with "
-              f"20 files changed: sync {m['sync_s']:.2f} s, exec {m['exec_s']:.2f} s, cp -a "
-              f"{m['cp_s']:.2f} s; added {m['added_bytes']} bytes = "
-              f"{100 * m['added_bytes'] / m['tree_bytes']:.4f}% of the tree", flush=True)
+        print(
+            f"# minbase ({m['files']} files, {m['tree_bytes'] / 1e6:.0f} MB): new version with "
+            f"20 files changed: sync {m['sync_s']:.2f} s, exec {m['exec_s']:.2f} s, cp -a "
+            f"{m['cp_s']:.2f} s; added {m['added_bytes']} bytes = "
+            f"{100 * m['added_bytes'] / m['tree_bytes']:.4f}% of the tree",
+            flush=True,
+        )
         if not args.no_network:
             p = package(args.minbase, args.package)
-            print(f"# exec apt-get install {p['package']}: {p['exec_s']:.1f} s end to end "
-                  f"({p['added']} paths added, {p['changed']} changed)")
+            print(
+                f"# exec apt-get install {p['package']}: {p['exec_s']:.1f} s end to end "
+                f"({p['added']} paths added, {p['changed']} changed)"
+            )
     else:
         print(f"# {args.minbase} missing: run the image tests once to build it")
     if args.markdown:
         print("\n| where | replicas | dim | rsync loop | ratio |\n|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['where']} | {r['replicas']:,} | {r['dim_s']:.2f} s | "
-                  f"{r['rsync_s']:.1f} s (sampled on {r['rsync_sampled']:,}) | "
-                  f"{r['ratio']:.1f}× |")
+            print(
+                f"| {r['where']} | {r['replicas']:,} | {r['dim_s']:.2f} s | "
+                f"{r['rsync_s']:.1f} s (sampled on {r['rsync_sampled']:,}) | "
+                f"{r['ratio']:.1f}× |"
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """End-to-end fixtures: one `dim lab` for the whole session, its QEMU nodes booted by PXE.
 
-The lab is the one ``dim lab up --debian`` builds (examples/lab.xml with seven nodes), in a
+The lab is the one ``dim lab up --debian 12,13`` builds (examples/lab.xml with seven nodes), in a
 network namespace of its own (``dime2e<pid>``), so that a lab someone runs by hand in
 ``dimlab`` is left alone. Nodes PXE-boot for real: QEMU's iPXE ROM, dnsmasq on dim's rendered
 configuration, ``dim serve``'s per-MAC script, kernel and initrd over HTTP, the root over NFS
@@ -17,7 +17,7 @@ those boots. Who uses which node, so that tests do not disturb each other:
     node02  isolation (c), live image changes (e)
     node03  switch to tiny2 and back (d)
     node04  UEFI (f), dim lab run (read-only commands)
-    node05  the Debian image with systemd (g)
+    node05  the Debian 12 and 13 images with systemd (g), one after the other
     node06  powered on and off through its simulated IPMI BMC (issue 5)
     node07  never booted: node04 takes its address and mounts its export (security)
 
@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 
 from dim.errors import LabError
-from dim.lab import cluster, console
+from dim.lab import cluster, console, images
 from dim.lab.daemons import HTTP_PORT, dim_argv
 from dim.lab.images import MARKER
 from dim.lab.network import SERVER
@@ -97,6 +97,10 @@ class Lab:
         """Power on (or reset) ``names`` and wait for each one's marker: seconds to it."""
         cluster.boot(self.folder, names, uefi=uefi, say=self.say)
         return self.wait(names, timeout=timeout)
+
+    def power_on(self, names: list[str], *, uefi: bool = False) -> None:
+        """Power on (or reset) ``names`` without waiting: for boots that must not succeed."""
+        cluster.boot(self.folder, names, uefi=uefi, say=self.say)
 
     def wait(self, names: list[str], *, timeout: float = BOOT_TIMEOUT) -> dict[str, float]:
         done = cluster.watch(self.folder, names, timeout=timeout, say=self.say)
@@ -203,7 +207,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         cluster.up(
             folder,
             nodes=NODES,
-            debian=True,
+            debian=tuple(images.RELEASES),
             say=handle.say,
             namespace=handle.namespace,
         )

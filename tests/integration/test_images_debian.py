@@ -20,7 +20,7 @@ from tests.image_trees import Dim, inode
 
 pytestmark = pytest.mark.integration
 
-CACHE = images.MINBASE  # shared with the lab's Debian image
+CACHE = images.BOOKWORM.minbase  # shared with the lab's debian12 image
 PACKAGE = "hello"
 
 LAYOUT = """<?xml version="1.0"?>
@@ -47,8 +47,8 @@ def minbase() -> Path:
         return CACHE
     require_binary("debootstrap", "debootstrap")
     mirror = images.debian_mirror()
-    require(mirror is not None, "no bookworm mirror in /etc/apt/sources.list[.d]")
-    return images.minbase_tarball(CACHE, mirror=mirror)
+    require(mirror is not None, "no Debian mirror in /etc/apt/sources.list[.d]")
+    return images.minbase_tarball(images.BOOKWORM, CACHE, mirror=mirror)
 
 
 @pytest.fixture

@@ -23,8 +23,15 @@ PACKAGE = SOURCE / "dim"
 FLOORS = (
     (
         "common",
-        ("dim", "dim.errors", "dim.files", "dim.names", "dim.paths", "dim.processes",
-         "dim.allocation"),
+        (
+            "dim",
+            "dim.errors",
+            "dim.files",
+            "dim.names",
+            "dim.paths",
+            "dim.processes",
+            "dim.allocation",
+        ),
     ),
     ("layout", ("dim.layout",)),
     ("inventory and state", ("dim.inventory", "dim.state", "dim.records")),
@@ -182,9 +189,11 @@ def test_the_use_cases_import_no_user_interface() -> None:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
-                roots = [a.name for a in node.names] if isinstance(node, ast.Import) else [
-                    node.module or ""
-                ]
+                roots = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
                 clicks = [r for r in roots if r == "click" or r.startswith("click.")]
                 found += [f"{name}:{node.lineno} imports {r}" for r in clicks]
             elif isinstance(node, ast.Call) and ast.unparse(node.func) == "print":

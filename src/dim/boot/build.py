@@ -266,9 +266,7 @@ def _inputs(
         "busybox": digest(busybox.read_bytes()),
         "init.sh": digest(initramfs.package_file(initramfs.INIT)),
         "udhcpc.sh": digest(initramfs.package_file(initramfs.DHCP_SCRIPT)),
-        "modules": {
-            m.path: digest((modules_dir / m.path).read_bytes()) for m in selection.modules
-        },
+        "modules": {m.path: digest((modules_dir / m.path).read_bytes()) for m in selection.modules},
         "load_order": [
             f"{'required' if m.required else 'optional'} {m.name}" for m in selection.modules
         ],

@@ -57,14 +57,23 @@ def lab_group() -> None:
     show_default=True,
     help="DHCP server flavour.",
 )
-@click.option("--debian", is_flag=True, help="Also a Debian minbase image with systemd.")
+@click.option(
+    "--debian",
+    metavar="RELEASES",
+    is_flag=False,
+    flag_value="12,13",
+    default="",
+    callback=lambda ctx, param, value: _debian_releases(value),
+    help="Also Debian minbase images with systemd, debian12 and/or debian13 "
+    "(--debian alone: 12,13).",
+)
 @click.option(
     "--namespace",
     default="dimlab",
     show_default=True,
     help="The lab's network namespace (two labs at once need two names).",
 )
-def lab_up(folder: str, nodes: int, dhcp: str, debian: bool, namespace: str) -> None:
+def lab_up(folder: str, nodes: int, dhcp: str, debian: tuple[str, ...], namespace: str) -> None:
     """Build the lab and start its daemons (root needed)."""
     from dim.lab import cluster
 
@@ -78,6 +87,19 @@ def lab_up(folder: str, nodes: int, dhcp: str, debian: bool, namespace: str) -> 
         namespace=namespace,
     )
     click.echo(f"lab up in {folder}: dim lab boot --watch starts the nodes")
+
+
+def _debian_releases(value: str) -> tuple[str, ...]:
+    """``12,13`` as a tuple of the releases the lab knows; anything else is a usage error."""
+    from dim.lab.images import RELEASES
+
+    numbers = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in numbers if n not in RELEASES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown Debian release {', '.join(unknown)} (known: {', '.join(RELEASES)})"
+        )
+    return tuple(dict.fromkeys(numbers))
 
 
 @lab_group.command("boot")

@@ -60,7 +60,7 @@ def up(
     *,
     flavour: str = "dnsmasq",
     nodes: int = 2,
-    debian: bool = False,
+    debian: tuple[str, ...] = (),
     say: Say,
     namespace: str = NAMESPACE,
 ) -> LabState:
@@ -100,8 +100,8 @@ def up(
     return state
 
 
-def _build_images(folder: Path, *, debian: bool, say: Say) -> None:
-    """The tiny image (and tiny2, to switch to), the Debian one if asked, and their boot files."""
+def _build_images(folder: Path, *, debian: tuple[str, ...], say: Say) -> None:
+    """The tiny image (and tiny2, to switch to), the Debian releases asked, their boot files."""
     say("image: tiny (busybox and the Debian kernel)")
     kernel = images.fetch_kernel()
     shutil.rmtree(folder / "trees" / "tiny", ignore_errors=True)
@@ -109,12 +109,13 @@ def _build_images(folder: Path, *, debian: bool, say: Say) -> None:
     _import(folder, "tiny", tree)
     _import(folder, "tiny2", tree)
     built = ["tiny", "tiny2"]
-    if debian:
-        say("image: debian (minbase with systemd)")
-        shutil.rmtree(folder / "trees" / "debian", ignore_errors=True)
-        tree = images.debian_tree(folder / "trees" / "debian", kernel, progress=say)
-        _import(folder, "debian", tree)
-        built.append("debian")
+    for number in debian:
+        release = images.RELEASES[number]
+        say(f"image: {release.image} ({release.suite} minbase with systemd and its kernel)")
+        shutil.rmtree(folder / "trees" / release.image, ignore_errors=True)
+        tree = images.debian_tree(folder / "trees" / release.image, release, progress=say)
+        _import(folder, release.image, tree)
+        built.append(release.image)
     for image in built:
         image_actions.boot_build(context(folder), image)
 

@@ -19,16 +19,18 @@ later calls find it in the cache. :func:`tiny_tree` makes a root tree of a few m
   takes (:data:`dim.boot.modules.WANTED` and their dependencies) plus a few more, with their
   ``modules.dep``.
 
-:func:`debian_tree` makes a Debian bookworm minbase tree with systemd and udev that boots to
-multi-user the same way (``dim lab up --debian``)::
+:func:`debian_tree` makes a Debian minbase tree of a release (12 bookworm, 13 trixie) with
+systemd, udev and the release's own kernel (``linux-image-amd64``), that boots to multi-user
+the same way (``dim lab up --debian 12,13``)::
 
-    debian_tree(Path("/tmp/debian"), kernel)       # then: dim image import debian --from …
+    debian_tree(Path("/tmp/debian13"), RELEASES["13"])   # then: dim image import debian13 …
 
-It starts from :func:`minbase_tarball` (``debootstrap --variant=minbase``, cached), installs
-``systemd-sysv`` and ``udev`` with ``dim image exec`` in a scratch store, and adds the lab's
-kernel, a oneshot unit that prints ``DIM-NODE-UP <hostname> <image> root=ro|rw`` on ttyS0 once
-multi-user.target is reached, and a root shell on ttyS0 (autologin getty). The result is cached
-as a tarball keyed by the kernel and the recipe; later calls unpack it (a few seconds).
+It starts from :func:`minbase_tarball` (``debootstrap --variant=minbase``, cached per
+release), installs the packages with ``dim image exec`` in a scratch store, and adds only a
+oneshot unit that prints ``DIM-NODE-UP <hostname> <image> root=ro|rw`` on ttyS0 once
+multi-user.target is reached, and a root shell on ttyS0 (autologin getty): nothing of the
+lab's, so that it is the tree a site would make. The result is cached as a tarball keyed by the
+release and the recipe; later calls unpack it (a few seconds).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from pathlib import Path
 from dim.actions import images as image_actions
 from dim.actions.context import Context
 from dim.boot import initramfs
-from dim.boot.modules import WANTED, load_index, load_order, select
+from dim.boot.modules import load_index, load_order, select
 from dim.errors import DimError, LabError
 from dim.paths import StatePaths
 
@@ -86,10 +88,30 @@ echo "MARKER $(hostname) ${image:-unknown} root=$root"
 
 Progress = Callable[[str], None] | None
 
-#: debootstrap's minbase, shared with tests/integration/test_images_debian.py (same file).
-MINBASE = Path("/var/cache/dim-tests/minbase-bookworm.tar")
-SUITE = "bookworm"
-DEBIAN_PACKAGES = ("systemd-sysv", "udev", "kmod")  # kmod: modprobe, static device nodes
+
+@dataclass(frozen=True, slots=True)
+class DebianRelease:
+    """A Debian release the lab builds images of: ``13``, ``trixie``."""
+
+    number: str
+    suite: str
+
+    @property
+    def image(self) -> str:
+        """The lab's image of it: ``debian13``."""
+        return f"debian{self.number}"
+
+    @property
+    def minbase(self) -> Path:
+        """debootstrap's minbase, shared with tests/integration/test_images_debian.py."""
+        return MINBASE_CACHE / f"minbase-{self.suite}.tar"
+
+
+MINBASE_CACHE = Path("/var/cache/dim-tests")
+RELEASES = {r.number: r for r in (DebianRelease("12", "bookworm"), DebianRelease("13", "trixie"))}
+BOOKWORM = RELEASES["12"]
+#: kmod: modprobe and static device nodes; linux-image-amd64: the release's own kernel.
+DEBIAN_PACKAGES = ("systemd-sysv", "udev", "kmod", "linux-image-amd64")
 
 MARKER_UNIT = """\
 # dim lab image: say on the serial console that the node reached multi-user.
@@ -222,24 +244,29 @@ def build_tiny_image(dest: Path, *, cache: Path = CACHE, rc_local: str | None = 
 
 
 def minbase_tarball(
-    path: Path = MINBASE, *, mirror: str | None = None, progress: Progress = None
+    release: DebianRelease = BOOKWORM,
+    path: Path | None = None,
+    *,
+    mirror: str | None = None,
+    progress: Progress = None,
 ) -> Path:
-    """``debootstrap --variant=minbase bookworm`` as a tarball, made once (about 40 s)."""
+    """``debootstrap --variant=minbase SUITE`` as a tarball, made once (about 40 s)."""
+    path = path or release.minbase
     if path.exists():
         return path
     mirror = mirror or debian_mirror()
     if mirror is None:
-        raise LabError(
-            f"no {SUITE} mirror in /etc/apt/sources.list[.d]", hint="configure apt first"
-        )
+        raise LabError("no Debian mirror in /etc/apt/sources.list[.d]", hint="configure apt first")
     if progress:
-        progress(f"debootstrap --variant=minbase {SUITE} from {mirror} (once; kept in {path})")
+        progress(
+            f"debootstrap --variant=minbase {release.suite} from {mirror} (once; kept in {path})"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".minbase-", dir=path.parent) as work:
         root = Path(work) / "root"
         _run(
-            ["debootstrap", "--variant=minbase", SUITE, str(root), mirror],
-            "debootstrap",
+            ["debootstrap", "--variant=minbase", release.suite, str(root), mirror],
+            f"debootstrap {release.suite}",
             hint="apt-get install debootstrap; the Debian mirror must be reachable",
         )
         partial = Path(work) / "minbase.tar"
@@ -249,39 +276,52 @@ def minbase_tarball(
 
 
 def debian_mirror() -> str | None:
-    """The Debian mirror this machine's apt uses for bookworm (deb822 sources first)."""
+    """The Debian mirror this machine's apt uses (deb822 sources first); it serves every suite."""
     deb822 = Path("/etc/apt/sources.list.d/debian.sources")
     if deb822.exists():
         for stanza in deb822.read_text().split("\n\n"):
             uris = re.search(r"^URIs:\s*(\S+)", stanza, re.MULTILINE)
             suites = re.search(r"^Suites:\s*(.+)$", stanza, re.MULTILINE)
-            if uris and suites and SUITE in suites.group(1).split():
+            if uris and suites and any(_is_debian_suite(x) for x in suites.group(1).split()):
                 return uris.group(1)
     classic = Path("/etc/apt/sources.list")
     if classic.exists():
         for line in classic.read_text().splitlines():
-            match = re.match(rf"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{SUITE}\s", line)
-            if match:
+            match = re.match(r"deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)\s", line)
+            if match and _is_debian_suite(match.group(2)):
                 return match.group(1)
     return None
 
 
+def _is_debian_suite(suite: str) -> bool:
+    """``bookworm`` or ``trixie-updates``; not ``bookworm-security``, another archive."""
+    return "-security" not in suite and suite.split("-")[0] in {
+        "bookworm",
+        "trixie",
+        "forky",
+        "stable",
+        "testing",
+        "unstable",
+        "sid",
+    }
+
+
 def debian_tree(
     dest: Path,
-    kernel: LabKernel | None = None,
+    release: DebianRelease = BOOKWORM,
     *,
     cache: Path = CACHE,
     minbase: Path | None = None,
     progress: Progress = None,
 ) -> Path:
-    """Make a bootable Debian minbase tree with systemd in ``dest`` (absent or empty)."""
-    kernel = kernel or fetch_kernel(cache, progress=progress)
+    """Make a bootable Debian minbase tree of ``release`` in ``dest`` (absent or empty)."""
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise LabError(f"{dest} is not empty", hint="give a new folder for the image tree")
-    cached = cache / "debian" / f"{SUITE}-{kernel.release}-{_recipe_digest(kernel)}.tar"
+    cached = cache / "debian" / f"{release.suite}-{_recipe_digest(release)}.tar"
     if not cached.exists():
-        _build_debian(cached, kernel, minbase or minbase_tarball(progress=progress), progress)
+        minbase = minbase or minbase_tarball(release, progress=progress)
+        _build_debian(cached, release, minbase, progress)
     _run(
         ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", str(cached)]
         + ["-C", str(dest)],
@@ -290,14 +330,13 @@ def debian_tree(
     return dest
 
 
-def _recipe_digest(kernel: LabKernel) -> str:
-    recipe = [kernel.package, *DEBIAN_PACKAGES, MARKER_UNIT, MARKER_SCRIPT, AUTOLOGIN]
-    recipe += [ROOT_PROFILE, *EXTRA_MODULES, *(m for m, _ in WANTED)]
+def _recipe_digest(release: DebianRelease) -> str:
+    recipe = [release.suite, *DEBIAN_PACKAGES, MARKER_UNIT, MARKER_SCRIPT, AUTOLOGIN, ROOT_PROFILE]
     return hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:12]
 
 
-def _build_debian(cached: Path, kernel: LabKernel, minbase: Path, progress: Progress) -> None:
-    """Minbase plus systemd and udev (installed by ``dim image exec``), the kernel, the units."""
+def _build_debian(cached: Path, release: DebianRelease, minbase: Path, progress: Progress) -> None:
+    """Minbase plus systemd, udev and the kernel (installed by ``dim image exec``), the units."""
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".debian-", dir=cached.parent) as work:
         config, state = Path(work) / "cluster.xml", Path(work) / "state"
@@ -305,23 +344,25 @@ def _build_debian(cached: Path, kernel: LabKernel, minbase: Path, progress: Prog
 
         ctx = Context(config=config, state=state)  # a scratch layout and state, not the lab's
         if progress:
-            progress(f"debian: {minbase.name} plus {', '.join(DEBIAN_PACKAGES)} (apt-get)")
+            progress(f"{release.image}: {minbase.name} plus {', '.join(DEBIAN_PACKAGES)} (apt-get)")
         install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *DEBIAN_PACKAGES]
+        # INITRD=No: the kernel's hook makes no initramfs of its own; dim builds the node's.
+        environment = ["env", "DEBIAN_FRONTEND=noninteractive", "INITRD=No"]
         try:
             image_actions.import_image(ctx, "debian", str(minbase))
-            image_actions.exec_in_image(
-                ctx, "debian", ["env", "DEBIAN_FRONTEND=noninteractive", *install]
-            )
+            image_actions.exec_in_image(ctx, "debian", [*environment, *install])
             image_actions.exec_in_image(ctx, "debian", ["apt-get", "clean"])
         except DimError as exc:
-            raise LabError(f"building the Debian image: {exc.message}", hint=exc.hint) from None
+            raise LabError(
+                f"building the {release.image} image: {exc.message}", hint=exc.hint
+            ) from None
         tree = Path(work) / "tree"
         _run(["cp", "-a", str(StatePaths(state).live("debian")), str(tree)], "cp -a")
-        _finish_debian(tree, kernel)
+        _finish_debian(tree)
         partial = Path(work) / "debian.tar"
         _tar_create(tree, partial)
         os.rename(partial, cached)
-    for older in cached.parent.glob(f"{SUITE}-*.tar"):  # other kernels or recipes
+    for older in cached.parent.glob(f"{release.suite}-*.tar"):  # other recipes
         if older != cached:
             older.unlink()
 
@@ -336,11 +377,8 @@ _SCRATCH_LAYOUT = """<?xml version="1.0"?>
 """
 
 
-def _finish_debian(tree: Path, kernel: LabKernel) -> None:
-    """The kernel and its modules, the marker unit, the console shell."""
-    (tree / "boot").mkdir(exist_ok=True)
-    shutil.copy2(kernel.vmlinuz, tree / "boot" / kernel.vmlinuz.name)
-    _copy_modules(kernel, tree, EXTRA_MODULES)
+def _finish_debian(tree: Path) -> None:
+    """The marker unit and the console shell: all the lab adds to the release's tree."""
     units = tree / "etc/systemd/system"
     _write(units / "dim-node-up.service", MARKER_UNIT)
     _write(tree / "usr/local/sbin/dim-node-up", MARKER_SCRIPT, 0o755)

@@ -134,9 +134,7 @@ def served_by(lease: StaleLease, server: Server, cluster: Cluster) -> bool:
     return node is None or node.server == server.name
 
 
-def pending(
-    stale: Iterable[StaleLease], server: Server, cluster: Cluster
-) -> list[StaleLease]:
+def pending(stale: Iterable[StaleLease], server: Server, cluster: Cluster) -> list[StaleLease]:
     """Of the recorded stale leases, those that ``server`` is to release."""
     return [lease for lease in stale if served_by(lease, server, cluster)]
 

@@ -12,4 +12,3 @@ def test_relative_paths_are_made_absolute_against_the_working_folder(tmp_path, m
     assert ctx.state == tmp_path / "state"
     assert ctx.template_dir == tmp_path / "conf/templates"
     assert ctx.store().root == tmp_path / "state"
-
