@@ -152,11 +152,14 @@ dim_nfs_type() {
 # dim_nfs_options ro|rw SERVER CLIENT OPTS: the kernel's own text options. busybox's mount
 # hands them to mount(2) as they are, and the kernel then needs the server's address (addr=)
 # and, for NFSv4, the client's (clientaddr=); NFSv3 without rpc.statd needs nolock.
+# NFSv4.1 unless OPTS name a version: over 4.2, kernels with CONFIG_NFS_V4_2_READ_PLUS=y (6.x,
+# Debian 13's) read with READ_PLUS, which nfs-ganesha before 6.2 answers with no data (I/O
+# errors, empty files). An image whose server can take it may still ask vers=4.2.
 dim_nfs_options() {
     opts="addr=$2"
     case ",$4," in
     *,vers=* | *,nfsvers=*) ;;
-    *) opts="$opts,vers=4.2" ;;
+    *) opts="$opts,vers=4.1" ;;
     esac
     case ",$4," in
     *,proto=*) ;;

@@ -158,19 +158,19 @@ def test_an_absent_mac_picks_nothing(tmp_path: Path) -> None:
         (
             "ro",
             "actimeo=1",
-            "nfs4 addr=10.77.0.1,vers=4.2,proto=tcp,clientaddr=10.77.0.11,actimeo=1,ro",
+            "nfs4 addr=10.77.0.1,vers=4.1,proto=tcp,clientaddr=10.77.0.11,actimeo=1,ro",
         ),
-        ("rw", "", "nfs4 addr=10.77.0.1,vers=4.2,proto=tcp,clientaddr=10.77.0.11,rw"),
+        ("rw", "", "nfs4 addr=10.77.0.1,vers=4.1,proto=tcp,clientaddr=10.77.0.11,rw"),
         (
             "ro",
-            "vers=4.1,actimeo=3",
-            "nfs4 addr=10.77.0.1,proto=tcp,clientaddr=10.77.0.11,vers=4.1,actimeo=3,ro",
+            "vers=4.2,actimeo=3",
+            "nfs4 addr=10.77.0.1,proto=tcp,clientaddr=10.77.0.11,vers=4.2,actimeo=3,ro",
         ),
         ("ro", "vers=3", "nfs addr=10.77.0.1,proto=tcp,nolock,vers=3,ro"),
         ("rw", "nfsvers=3,lock,proto=udp", "nfs addr=10.77.0.1,nfsvers=3,lock,proto=udp,rw"),
     ],
 )
-def test_nfs_mount_options_are_the_kernel_text_options(
+def test_nfs_mount_options_are_the_kernel_text_options_version_4_1_unless_asked(
     mode: str, extra: str, expected: str
 ) -> None:
     script = (
