@@ -17,6 +17,11 @@
 # Each step prints one line on the console. When one fails, /init says which and why, and
 # starts a shell on the console instead of hanging:
 #   dim: step 5/9 mount root 10.77.0.1:/var/lib/dim/images/tiny/live failed: mount: ...
+# That holds for the image's init too: switch_root deletes the initramfs before it execs it,
+# so an init that cannot run would end pid 1 in a kernel panic. Step 9 first follows its links
+# inside the image, checks it is an executable file, reads it whole (and a script's
+# interpreter), and on a problem says so and starts the rescue shell:
+#   dim: step 9/9 switch_root to /sbin/init failed: reading /sbin/init (/usr/lib/systemd/systemd): Input/output error
 #
 # Sourced with $$ != 1 (the unit tests), it only defines its functions.
 
@@ -152,11 +157,14 @@ dim_nfs_type() {
 # dim_nfs_options ro|rw SERVER CLIENT OPTS: the kernel's own text options. busybox's mount
 # hands them to mount(2) as they are, and the kernel then needs the server's address (addr=)
 # and, for NFSv4, the client's (clientaddr=); NFSv3 without rpc.statd needs nolock.
+# NFSv4.1 unless OPTS name a version: over 4.2, kernels with CONFIG_NFS_V4_2_READ_PLUS=y (6.x,
+# Debian 13's) read with READ_PLUS, which nfs-ganesha before 6.2 answers with no data (I/O
+# errors, empty files). An image whose server can take it may still ask vers=4.2.
 dim_nfs_options() {
     opts="addr=$2"
     case ",$4," in
     *,vers=* | *,nfsvers=*) ;;
-    *) opts="$opts,vers=4.2" ;;
+    *) opts="$opts,vers=4.1" ;;
     esac
     case ",$4," in
     *,proto=*) ;;
@@ -183,6 +191,80 @@ dim_mount_nfs() {
         [ "$attempt" = 4 ] || sleep 1
     done
     fail "mount -t $dim_type -o $dim_opts: $(printf '%s' "$dim_out" | tail -n 2 | tr '\n' ' ')"
+}
+
+# dim_resolve_in ROOT PATH: PATH as a process chrooted in ROOT finds it, printed under ROOT.
+# Symbolic links are followed one component at a time: an absolute target from ROOT (the
+# image's /sbin/init -> /lib/systemd/systemd), a relative one from the link's folder (a
+# merged-usr /sbin -> usr/sbin). More than 40 links (the kernel's limit) is a loop: it says
+# so and fails. What does not exist is left as it is, for the caller to find missing.
+dim_resolve_in() {
+    local root="${1%/}" todo="$2" found="" part target links=0 last=""
+    while :; do
+        while [ "${todo#/}" != "$todo" ]; do todo=${todo#/}; done
+        [ -n "$todo" ] || break
+        part=${todo%%/*}
+        if [ "$part" = "$todo" ]; then todo=""; else todo=${todo#*/}; fi
+        case "$part" in
+        .) continue ;;
+        ..) found=${found%/*} && continue ;;
+        esac
+        if [ -L "$root$found/$part" ]; then
+            links=$((links + 1))
+            target=$(readlink "$root$found/$part")
+            # the loop is named by its last link to a file (init -> /sbin/init), not a folder
+            [ -n "$todo" ] || last="$found/$part -> $target"
+            if [ "$links" -gt 40 ]; then
+                echo "more than 40 symbolic links, a loop (${last:-$found/$part -> $target})"
+                return 1
+            fi
+            case "$target" in /*) found="" ;; esac
+            todo="$target${todo:+/$todo}"
+        else
+            found="$found/$part"
+        fi
+    done
+    echo "$root${found:-/}"
+}
+
+# dim_check_program ROOT PATH: whether ROOT's PATH is a program the kernel can start: a
+# regular executable file that reads whole (an NFS server can fail reads after lookups
+# passed: nfs-ganesha < 6.2 over NFSv4.2 READ_PLUS). Prints the file under ROOT; else one line
+# of why, naming PATH and, in brackets, where its links led.
+dim_check_program() {
+    local file shown size got err
+    file=$(dim_resolve_in "$1" "$2") || { echo "$2: $file" && return 1; }
+    shown=${file#"${1%/}"}
+    [ "$shown" = "$2" ] || shown="$2 ($shown)"
+    [ -e "$file" ] || { echo "$shown: no such file" && return 1; }
+    [ ! -d "$file" ] || { echo "$shown: a folder, not a program" && return 1; }
+    [ -f "$file" ] || { echo "$shown: not a regular file" && return 1; }
+    [ -x "$file" ] || { echo "$shown: not executable" && return 1; }
+    size=$(stat -c %s "$file")
+    if ! got=$(wc -c 2>"$dim_errors" <"$file"); then
+        read -r err <"$dim_errors"
+        err=${err#wc: standard input: }
+        echo "reading $shown: ${err:-wc -c failed}"
+        return 1
+    fi
+    [ "$got" = "$size" ] || { echo "reading $shown: read $got of $size bytes" && return 1; }
+    echo "$file"
+}
+
+# dim_check_init ROOT PATH: whether ROOT's PATH can be the init that switch_root execs (see
+# dim_check_program), and for a script, its interpreter too. Else one line of why.
+dim_check_init() {
+    local file shown line
+    file=$(dim_check_program "$1" "$2") || { echo "$file" && return 1; }
+    [ "$(head -c 2 "$file")" = "#!" ] || return 0
+    shown=${file#"${1%/}"}
+    [ "$shown" = "$2" ] || shown="$2 ($shown)"
+    read -r line <"$file"
+    set -f
+    set -- "$1" "$2" ${line#??}
+    set +f
+    [ -n "$3" ] || { echo "$shown: a script (#!) that names no interpreter" && return 1; }
+    line=$(dim_check_program "$1" "$3") || { echo "$shown: #!$3: $line" && return 1; }
 }
 
 # dim_writable_paths: "persist PATH" and "volatile PATH" lines, parents before children, so
@@ -316,7 +398,7 @@ main() {
     done </run/dim/paths
 
     step 9 "switch_root to $dim_init"
-    [ -e "/newroot$dim_init" ] || [ -L "/newroot$dim_init" ] || fail "$dim_init is not in the image"
+    problem=$(dim_check_init /newroot "$dim_init") || fail "$problem"
     cp /run/dim/lease /newroot/run/dim/lease 2>/dev/null
     for fs in dev proc sys; do
         if [ -d "/newroot/$fs" ]; then

@@ -158,19 +158,19 @@ def test_an_absent_mac_picks_nothing(tmp_path: Path) -> None:
         (
             "ro",
             "actimeo=1",
-            "nfs4 addr=10.77.0.1,vers=4.2,proto=tcp,clientaddr=10.77.0.11,actimeo=1,ro",
+            "nfs4 addr=10.77.0.1,vers=4.1,proto=tcp,clientaddr=10.77.0.11,actimeo=1,ro",
         ),
-        ("rw", "", "nfs4 addr=10.77.0.1,vers=4.2,proto=tcp,clientaddr=10.77.0.11,rw"),
+        ("rw", "", "nfs4 addr=10.77.0.1,vers=4.1,proto=tcp,clientaddr=10.77.0.11,rw"),
         (
             "ro",
-            "vers=4.1,actimeo=3",
-            "nfs4 addr=10.77.0.1,proto=tcp,clientaddr=10.77.0.11,vers=4.1,actimeo=3,ro",
+            "vers=4.2,actimeo=3",
+            "nfs4 addr=10.77.0.1,proto=tcp,clientaddr=10.77.0.11,vers=4.2,actimeo=3,ro",
         ),
         ("ro", "vers=3", "nfs addr=10.77.0.1,proto=tcp,nolock,vers=3,ro"),
         ("rw", "nfsvers=3,lock,proto=udp", "nfs addr=10.77.0.1,nfsvers=3,lock,proto=udp,rw"),
     ],
 )
-def test_nfs_mount_options_are_the_kernel_text_options(
+def test_nfs_mount_options_are_the_kernel_text_options_version_4_1_unless_asked(
     mode: str, extra: str, expected: str
 ) -> None:
     script = (
@@ -243,3 +243,138 @@ def test_modules_load_until_the_nic_of_the_boot_mac_is_there(tmp_path: Path) -> 
     # a NIC with another MAC than the boot one: every module is loaded
     other = load_modules(tmp_path / "other", "virtio_net", "52:54:00:00:00:99")
     assert other[-1] == "dim:   7 modules loaded"
+
+
+def test_init_sh_parses_in_busybox_sh() -> None:
+    busybox = require_binary("busybox", "busybox-static")
+    with resources.as_file(INIT) as init:
+        result = subprocess.run(
+            [busybox, "sh", "-n", str(init)], capture_output=True, text=True, check=False
+        )
+    assert result.returncode == 0, result.stderr
+
+
+def test_step_9_checks_the_init_before_it_gives_up_the_initramfs() -> None:
+    main = INIT.read_text().split("\nmain() {", 1)[1]
+    check = main.index('problem=$(dim_check_init /newroot "$dim_init") || fail "$problem"')
+    assert check < main.index("mount --move") < main.index("exec switch_root")
+
+
+SYSTEMD = b"\x7fELF\x02\x01\x01" + bytes(range(256)) * 8
+
+
+def image_root(tmp_path: Path) -> Path:
+    """A merged-usr image: /bin, /sbin and /lib link into usr/, /sbin/init to systemd."""
+    root = tmp_path / "newroot"
+    for folder in ("usr/bin", "usr/sbin", "usr/lib/systemd"):
+        (root / folder).mkdir(parents=True)
+    for name in ("bin", "sbin", "lib"):
+        (root / name).symlink_to(f"usr/{name}")
+    systemd = root / "usr/lib/systemd/systemd"
+    systemd.write_bytes(SYSTEMD)
+    systemd.chmod(0o755)
+    (root / "usr/sbin/init").symlink_to("/lib/systemd/systemd")
+    return root
+
+
+def check_init(root: Path, path: str = "/sbin/init", *, prelude: str = "") -> str:
+    """What dim_check_init says of ``path`` in ``root``, and FAILED if it fails."""
+    return sh(
+        f"dim_errors={root.parent}/errors\n{prelude}\ndim_check_init {root} {path} || echo FAILED"
+    )
+
+
+def script(root: Path, path: str, text: str) -> None:
+    (root / path).write_text(text)
+    (root / path).chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("path", "resolved"),
+    [
+        ("/sbin/init", "usr/lib/systemd/systemd"),  # /sbin -> usr/sbin, init -> /lib/..., /lib
+        ("/lib/../sbin/./init", "usr/lib/systemd/systemd"),  # .. after a link: from its target
+        ("/usr/sbin/relative", "usr/lib/systemd/systemd"),
+        ("/usr/sbin/host", "etc/hostname"),  # absolute: the new root's /etc, not the host's
+        ("/sbin/absent", "usr/sbin/absent"),
+        ("/", ""),
+    ],
+)
+def test_links_resolve_inside_the_new_root(tmp_path: Path, path: str, resolved: str) -> None:
+    root = image_root(tmp_path)
+    (root / "usr/sbin/relative").symlink_to("../lib/systemd/systemd")
+    (root / "usr/sbin/host").symlink_to("/etc/hostname")
+    assert sh(f"dim_resolve_in {root}/ {path}") == f"{root}/{resolved}\n"
+
+
+def test_a_good_init_through_merged_usr_links_passes(tmp_path: Path) -> None:
+    assert check_init(image_root(tmp_path)) == ""
+
+
+def test_a_script_init_whose_interpreter_is_there_passes(tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    script(root, "usr/bin/sh", "#!/bin/sh\n# a stand-in, read only\n")  # itself a script: fine
+    script(root, "usr/lib/dim-init", "#!/bin/sh -e\nexec /lib/systemd/systemd\n")
+    assert check_init(root, "/lib/dim-init") == ""
+
+
+def test_a_link_loop_fails_after_40_links(tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    (root / "usr/sbin/init").unlink()
+    (root / "usr/sbin/init").symlink_to("/sbin/init")
+    assert check_init(root) == (
+        "/sbin/init: more than 40 symbolic links, a loop (/usr/sbin/init -> /sbin/init)\nFAILED\n"
+    )
+    (root / "usr/lib/x").symlink_to("y")
+    (root / "usr/lib/y").symlink_to("x")
+    assert check_init(root, "/lib/x/init").startswith(
+        "/lib/x/init: more than 40 symbolic links, a loop (/usr/lib/"
+    )
+
+
+def test_a_missing_init_fails_naming_where_its_links_led(tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    (root / "usr/lib/systemd/systemd").unlink()
+    assert check_init(root) == "/sbin/init (/usr/lib/systemd/systemd): no such file\nFAILED\n"
+    assert check_init(root, "/init") == "/init: no such file\nFAILED\n"
+
+
+def test_a_folder_is_not_an_init(tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    assert check_init(root, "/lib/systemd") == (
+        "/lib/systemd (/usr/lib/systemd): a folder, not a program\nFAILED\n"
+    )
+
+
+def test_a_file_that_is_not_executable_is_not_an_init(tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    (root / "usr/lib/systemd/systemd").chmod(0o644)
+    assert check_init(root) == "/sbin/init (/usr/lib/systemd/systemd): not executable\nFAILED\n"
+
+
+def test_a_script_whose_interpreter_is_missing_fails_naming_it(tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    script(root, "usr/lib/dim-init", "#! /bin/bash -e\nexec /lib/systemd/systemd\n")
+    assert check_init(root, "/lib/dim-init") == (
+        "/lib/dim-init (/usr/lib/dim-init): #!/bin/bash: /bin/bash (/usr/bin/bash): no such file"
+        "\nFAILED\n"
+    )
+    script(root, "usr/lib/dim-init", "#!\nexit 0\n")
+    assert check_init(root, "/lib/dim-init") == (
+        "/lib/dim-init (/usr/lib/dim-init): a script (#!) that names no interpreter\nFAILED\n"
+    )
+
+
+def test_an_init_that_fails_to_read_is_named_with_the_error(tmp_path: Path) -> None:
+    # busybox wc when read(2) fails, as over NFSv4.2 READ_PLUS from nfs-ganesha < 6.2
+    wc = 'wc() { echo "wc: standard input: Input/output error" >&2; echo 0; return 1; }'
+    assert check_init(image_root(tmp_path), prelude=wc) == (
+        "reading /sbin/init (/usr/lib/systemd/systemd): Input/output error\nFAILED\n"
+    )
+
+
+def test_an_init_that_reads_short_is_named_with_the_bytes_read(tmp_path: Path) -> None:
+    wc = "wc() { cat >/dev/null; echo 0; }"  # the data READ_PLUS brought: none
+    assert check_init(image_root(tmp_path), prelude=wc) == (
+        f"reading /sbin/init (/usr/lib/systemd/systemd): read 0 of {len(SYSTEMD)} bytes\nFAILED\n"
+    )
