@@ -21,7 +21,7 @@ from ClusterShell.NodeSet import NodeSet
 
 from dim.errors import UsageError
 from dim.layout import nodesets
-from dim.layout.model import Cluster, Inventory, Node
+from dim.layout.model import Cluster, Inventory, Node, Server
 from dim.records import Boot
 
 
@@ -209,3 +209,12 @@ def server_name(cluster: Cluster, requested: str | None) -> str:
             hint=f"servers: {', '.join(cluster.servers)}",
         )
     return next(iter(cluster.servers))
+
+
+def image_servers(inventory: Inventory, image: str) -> list[Server]:
+    """The servers that export ``image``: those of the nodes whose current image it is, in
+    layout order; every server of the layout while no node boots it (any may, once a node is
+    switched to it)."""
+    cluster = inventory.cluster
+    names = {n.server for n in cluster.nodes if inventory.image(n) == image}
+    return [s for name, s in cluster.servers.items() if name in names or not names]

@@ -3,7 +3,9 @@ import time
 import pytest
 
 from dim.errors import UsageError
-from dim.inventory import fold, select, summary
+from dim.inventory import fold, image_servers, select, summary
+from dim.layout.model import Inventory
+from dim.layout.parser import parse
 
 
 def names(nodes):
@@ -119,3 +121,30 @@ def test_a_group_pattern_naming_more_groups_than_the_layout_has_is_refused_at_on
     with pytest.raises(UsageError, match=r"unknown groups: @g\[1-1000000\] .* has 2 and @all"):
         select(small_cluster, "@g[1-1000000]")
     assert time.perf_counter() - start < 0.5
+
+
+TWO_SERVERS = b"""<?xml version="1.0"?>
+<cluster name="t">
+  <network name="boot" subnet="10.10.0.0/24"/>
+  <server name="g" address="10.10.0.2" dhcp="none" nfs="ganesha"/>
+  <server name="k" address="10.10.0.3" dhcp="none" nfs="kernel"/>
+  <image name="alpha"/> <image name="beta"/> <image name="spare"/>
+  <group name="a" nodes="a[1-2]" image="alpha" server="g">
+    <interface network="boot" ip="10.10.0.{10+n1}"/>
+  </group>
+  <group name="b" nodes="b[1-2]" image="beta" server="k">
+    <interface network="boot" ip="10.10.0.{20+n1}"/>
+  </group>
+</cluster>
+"""
+
+
+def test_an_image_is_exported_by_the_servers_of_the_nodes_that_boot_it():
+    inventory = Inventory(parse(TWO_SERVERS, "two.xml"), {}, {"b1": "alpha"})
+    assert [s.name for s in image_servers(inventory, "alpha")] == ["g", "k"]  # b1 switched
+    assert [s.name for s in image_servers(inventory, "beta")] == ["k"]
+
+
+def test_an_image_no_node_boots_may_be_exported_by_any_server():
+    inventory = Inventory(parse(TWO_SERVERS, "two.xml"), {}, {})
+    assert [s.nfs for s in image_servers(inventory, "spare")] == ["ganesha", "kernel"]

@@ -130,8 +130,13 @@ def _chosen(cluster: Cluster, store: Store, name: str | None) -> list[str]:
 
 
 def boot_build(ctx: Context, name: str, kernel: Path | None = None) -> BuildResult:
-    """Build (or reuse) the kernel and initramfs of ``name``'s latest version."""
+    """Build (or reuse) the kernel and initramfs of ``name``'s latest version; its warnings
+    weigh the image's kernel against the NFS servers that export it."""
     # the initramfs builder is not needed by other commands: not imported when dim starts
     from dim.boot.build import build
+    from dim.inventory import image_servers
 
-    return build(ctx.store(), operations.declared(ctx.cluster(), name), kernel=kernel)
+    inventory = ctx.inventory()
+    image = operations.declared(inventory.cluster, name)
+    servers = {s.nfs for s in image_servers(inventory, name)}
+    return build(ctx.store(), image, kernel=kernel, nfs_servers=servers)

@@ -13,9 +13,13 @@ links in the image (a usr-merged ``/lib -> usr/lib``) are followed inside the im
 into the host.
 
 ``build.json`` records the inputs by digest (kernel, busybox, /init, the DHCP script, every
-module carried, the load order, dim's own builder code) and the outputs. A build whose
+module carried, the load order, dim's own builder code), the kernel's version, the outputs and
+the warnings: modules the image lacks, and what :mod:`dim.boot.compat` says of its kernel
+(read with the image's ``/boot/config-<version>``, if it has one) and its NFS options. The
+warnings are worked out again on every build, reused or not, since an image's nfs-options or
+servers can change without changing the build; ``build.json`` keeps the latest. A build whose
 recorded inputs equal the current ones, and whose outputs are intact, is reused as it is: same
-files, nothing written.
+files, nothing written (but ``build.json`` again when its warnings have changed).
 Outputs are written to temporary names and renamed into place, ``build.json`` last. Where a
 build lies and when it is complete or intact is :mod:`dim.boot.builds`'s.
 """
@@ -26,11 +30,12 @@ import json
 import os
 import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from dim.boot import initramfs
+from dim.boot import compat, initramfs
 from dim.boot.builds import INITRD, KERNEL, BootBuild, build_of, digest
 from dim.boot.modules import ModuleIndex, Selection, load_index, select
 from dim.errors import BootError
@@ -79,11 +84,18 @@ class BuildResult:
 
 
 def build(
-    store: Store, image: Image, *, kernel: Path | None = None, busybox: Path | None = None
+    store: Store,
+    image: Image,
+    *,
+    kernel: Path | None = None,
+    busybox: Path | None = None,
+    nfs_servers: Collection[str] = (),
 ) -> BuildResult:
     """Kernel and initramfs of ``image``'s latest version: reused if its inputs are unchanged.
 
     ``busybox`` is the static busybox the initramfs carries (default: the host's /bin/busybox).
+    ``nfs_servers`` are the flavours (``ganesha``, ``kernel``) of the NFS servers that export
+    the image, for the warnings of :mod:`dim.boot.compat`.
     """
     started = time.monotonic()
     busybox = busybox if busybox is not None else BUSYBOX
@@ -102,17 +114,26 @@ def build(
     if not busybox.is_file():
         raise BootError(f"{busybox} is missing", hint="apt-get install busybox-static")
     inputs, sources = _inputs(kernel_file, busybox, modules_dir, selection, kernel_version)
+    warnings = selection.warnings + compat.warnings(
+        image.name,
+        kernel_version,
+        image.nfs_options,
+        kernel_config(root, kernel_version),
+        ganesha="ganesha" in nfs_servers,
+    )
     found = build_of(store.paths, image.name, version)
     manifest = found.read_manifest()
     reused = manifest is not None and manifest.get("inputs") == inputs and found.intact(manifest)
     if manifest is None or not reused:
         initrd = _initrd(busybox, kernel_version, modules_dir, selection, index)
-        manifest = _write(found, kernel_file.read_bytes(), initrd, inputs, sources)
+        manifest = _write(found, kernel_file.read_bytes(), initrd, inputs, sources, warnings)
+    elif manifest.get("warnings") != list(warnings):
+        manifest = _rewrite(found, manifest, warnings)
     return BuildResult(
         build=found,
         kernel_version=kernel_version,
         modules=tuple(m.name for m in selection.modules),
-        warnings=selection.warnings,
+        warnings=warnings,
         reused=reused,
         initrd_bytes=manifest["outputs"][INITRD]["bytes"],
         seconds=time.monotonic() - started,
@@ -195,6 +216,15 @@ def find_modules(root: Path, kernel_version: str, image: str, version: int) -> P
     )
 
 
+def kernel_config(root: Path, kernel_version: str) -> str | None:
+    """The image's ``/boot/config-<kernel_version>``, None if it has none."""
+    config = inside(root, f"/boot/config-{kernel_version}")
+    try:
+        return config.read_text(errors="replace") if config.is_file() else None
+    except OSError:
+        return None
+
+
 def read_kernel_version(kernel: Path) -> str:
     """The release a bzImage names in its setup header (``6.1.0-56-amd64``).
 
@@ -275,7 +305,14 @@ def _inputs(
     return inputs, sources
 
 
-def _write(found: BootBuild, kernel: bytes, initrd: bytes, inputs: dict, sources: dict) -> dict:
+def _write(
+    found: BootBuild,
+    kernel: bytes,
+    initrd: bytes,
+    inputs: dict,
+    sources: dict,
+    warnings: tuple[str, ...],
+) -> dict:
     found.folder.mkdir(parents=True, exist_ok=True)
     write_atomically(found.kernel, kernel)
     write_atomically(found.initrd, initrd)
@@ -289,7 +326,15 @@ def _write(found: BootBuild, kernel: bytes, initrd: bytes, inputs: dict, sources
             KERNEL: {"bytes": len(kernel), "sha256": digest(kernel)},
             INITRD: {"bytes": len(initrd), "sha256": digest(initrd)},
         },
+        "warnings": list(warnings),
     }
+    write_atomically(found.manifest, (json.dumps(manifest, indent=1) + "\n").encode())
+    return manifest
+
+
+def _rewrite(found: BootBuild, manifest: dict, warnings: tuple[str, ...]) -> dict:
+    """A reused build's ``build.json`` with the warnings of now (the files stay as built)."""
+    manifest = {**manifest, "warnings": list(warnings)}
     write_atomically(found.manifest, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 

@@ -40,13 +40,17 @@ def boot_build(ctx: Context, image: str, kernel: Path | None, as_json: bool) -> 
     The initramfs holds busybox, the image's own modules for NICs and NFS, and an /init that
     mounts the image's live tree read-only over NFS as the root. Nothing is rebuilt while the
     image version, the kernel, busybox and dim's /init are unchanged.
+
+    Warnings go to stderr, on every build, reused or not: a module the image lacks, a kernel
+    newer than the series dim is tested with, or NFS options its kernel and nfs-ganesha do
+    not read the root with.
     """
     artifacts = images.boot_build(ctx, image, kernel)
+    for warning in artifacts.warnings:  # on stderr, with --json too: in the JSON as well
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         emit_json(_record(artifacts))
         return
-    for warning in artifacts.warnings:
-        click.echo(f"warning: {warning}", err=True)
     what = "reused" if artifacts.reused else f"built in {artifacts.seconds:.1f} s"
     click.echo(
         f"{artifacts.image}: version {artifacts.version}, kernel {artifacts.kernel_version}, "

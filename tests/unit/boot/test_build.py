@@ -11,7 +11,7 @@ import pytest
 from dim.boot.build import build, inside, latest_build, read_kernel_version
 from dim.errors import BootError
 from dim.layout.model import Image
-from tests.image_trees import Dim
+from tests.image_trees import Dim, write
 
 LAYOUT = """<?xml version="1.0"?>
 <cluster name="boottest" domain="boottest.dim">
@@ -43,10 +43,16 @@ def bzimage(release: str, size: int = 4096) -> bytes:
     return bytes(data)
 
 
-def image_tree(root: Path, *, modules: dict[str, list[str]] = MODULES, lib: str = "lib") -> Path:
+def image_tree(
+    root: Path,
+    *,
+    modules: dict[str, list[str]] = MODULES,
+    lib: str = "lib",
+    release: str = RELEASE,
+) -> Path:
     (root / "boot").mkdir(parents=True)
-    (root / "boot" / f"vmlinuz-{RELEASE}").write_bytes(bzimage(RELEASE))
-    folder = root / lib / "modules" / RELEASE
+    (root / "boot" / f"vmlinuz-{release}").write_bytes(bzimage(release))
+    folder = root / lib / "modules" / release
     for path in modules:
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_bytes(b"\x7fELF " + path.encode())
@@ -268,3 +274,107 @@ def test_an_image_without_a_version_cannot_be_built(dim: Dim) -> None:
     run = dim("boot", "build", "tiny")
     assert run.status == 2
     assert "image tiny has no version yet" in run.err
+
+
+# -- warnings about the image's kernel and its NFS root -----------------------------------------
+
+NEW = "7.3.4-amd64"  # newer than every series dim is tested with
+READ_PLUS_CONFIG = "CONFIG_NFS_V4_2=y\nCONFIG_NFS_V4_2_READ_PLUS=y\n"
+TINY_42 = Image("tiny", persistent=("/etc",), nfs_options="actimeo=1,vers=4.2")
+
+
+def new_kernel_tree(root: Path) -> Path:
+    """An image whose kernel is newer than tested and reads with READ_PLUS; its config, as
+    some distributions lay it out, is an absolute link to /usr/lib (inside the image)."""
+    tree = image_tree(root, release=NEW)
+    write(tree, f"usr/lib/linux/config-{NEW}", READ_PLUS_CONFIG)
+    (tree / "boot" / f"config-{NEW}").symlink_to(f"/usr/lib/linux/config-{NEW}")
+    return tree
+
+
+def kernel_warnings(warnings: tuple[str, ...] | list[str]) -> list[str]:
+    """The warnings about the kernel, without those about modules the fake image lacks."""
+    return [w for w in warnings if not w.startswith("image tiny has no ")]
+
+
+def test_a_kernel_newer_than_tested_with_read_plus_on_ganesha_is_warned_about_and_recorded(
+    dim: Dim, busybox: Path, tmp_path: Path
+) -> None:
+    dim.ok("image", "import", "tiny", "--from", str(new_kernel_tree(tmp_path / "src")))
+    built = build(dim.store, TINY_42, busybox=busybox, nfs_servers={"ganesha"})
+    assert built.kernel_version == NEW
+    newer, read_plus = kernel_warnings(built.warnings)
+    assert newer.startswith(f"image tiny: kernel {NEW} (series 7.3) is newer than the series")
+    assert 'nfs-options="actimeo=1,vers=4.1" is known to work' in newer
+    assert read_plus.startswith("image tiny: its nfs-options ask for vers=4.2 and kernel")
+    assert "READ_PLUS" in read_plus and "nfs-ganesha before 6.2" in read_plus
+    manifest = json.loads(built.manifest.read_text())
+    assert manifest["kernel_version"] == NEW
+    assert manifest["warnings"] == list(built.warnings)
+    assert manifest["warnings"][-2:] == [newer, read_plus]
+    again = build(dim.store, TINY_42, busybox=busybox, nfs_servers={"ganesha"})
+    assert again.reused and again.warnings == built.warnings
+    found = latest_build(dim.store, "tiny")
+    assert found is not None and found.warnings == built.warnings
+
+
+def test_read_plus_is_not_warned_about_when_the_kernel_nfs_server_exports_the_image(
+    dim: Dim, busybox: Path, tmp_path: Path
+) -> None:
+    dim.ok("image", "import", "tiny", "--from", str(new_kernel_tree(tmp_path / "src")))
+    built = build(dim.store, TINY_42, busybox=busybox, nfs_servers={"kernel"})
+    assert [w.split(": ", 1)[1].split()[0] for w in kernel_warnings(built.warnings)] == ["kernel"]
+
+
+def test_a_tested_kernel_gets_no_warning(imported: Dim, busybox: Path) -> None:
+    built = build(imported.store, TINY_42, busybox=busybox, nfs_servers={"ganesha"})
+    assert kernel_warnings(built.warnings) == []
+
+
+def test_warnings_follow_the_image_options_on_reuse_without_rebuilding(
+    dim: Dim, busybox: Path, tmp_path: Path
+) -> None:
+    dim.ok("image", "import", "tiny", "--from", str(new_kernel_tree(tmp_path / "src")))
+    first = build(dim.store, TINY_42, busybox=busybox, nfs_servers={"ganesha"})
+    initrd = os.stat(first.initrd)
+    tiny_41 = Image("tiny", persistent=("/etc",), nfs_options="actimeo=1,vers=4.1")
+    again = build(dim.store, tiny_41, busybox=busybox, nfs_servers={"ganesha"})
+    assert again.reused and len(kernel_warnings(again.warnings)) == 1  # the newer kernel's
+    assert json.loads(again.manifest.read_text())["warnings"] == list(again.warnings)
+    after = os.stat(again.initrd)
+    assert (after.st_ino, after.st_mtime_ns) == (initrd.st_ino, initrd.st_mtime_ns)
+
+
+def test_dim_boot_build_prints_its_warnings_on_stderr_and_in_json_built_or_reused(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, busybox: Path
+) -> None:
+    layout = LAYOUT.replace('<image name="tiny">', '<image name="tiny" nfs-options="vers=4.2">')
+    dim = Dim(tmp_path, capsys, layout=layout)
+    dim.ok("image", "import", "tiny", "--from", str(new_kernel_tree(tmp_path / "src")))
+    monkeypatch.setattr("dim.boot.build.BUSYBOX", busybox)
+    for args in ((), (), ("--json",)):
+        run = dim("boot", "build", "tiny", *args)
+        assert run.status == 0, run.err
+        lines = run.err.splitlines()
+        assert all(line.startswith("warning: image tiny") for line in lines), lines
+        newer, read_plus = kernel_warnings([line.removeprefix("warning: ") for line in lines])
+        assert f"kernel {NEW} (series 7.3) is newer" in newer
+        assert "READ_PLUS" in read_plus
+    record = json.loads(run.out)
+    assert record["reused"] is True and record["kernel_version"] == NEW
+    assert [f"warning: {w}" for w in record["warnings"]] == lines
+
+
+def test_dim_boot_build_says_nothing_of_read_plus_when_the_kernel_nfs_server_exports_it(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, busybox: Path
+) -> None:
+    layout = LAYOUT.replace('nfs="ganesha"', 'nfs="kernel"').replace(
+        '<image name="tiny">', '<image name="tiny" nfs-options="vers=4.2">'
+    )
+    dim = Dim(tmp_path, capsys, layout=layout)
+    dim.ok("image", "import", "tiny", "--from", str(new_kernel_tree(tmp_path / "src")))
+    monkeypatch.setattr("dim.boot.build.BUSYBOX", busybox)
+    run = dim("boot", "build", "tiny")
+    assert run.status == 0, run.err
+    assert "is newer than the series dim is tested with" in run.err
+    assert "READ_PLUS" not in run.err
