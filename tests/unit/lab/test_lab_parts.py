@@ -74,3 +74,24 @@ def test_lab_run_without_a_lab_says_so_with_a_hint(
     assert main(["lab", "run", "--dir", str(tmp_path), "node01", "--", "true"]) == 1
     err = capsys.readouterr().err
     assert f"no lab is up in {tmp_path}" in err and "hint: dim lab up" in err
+
+
+@pytest.mark.parametrize("flavour", ["dnsmasq", "kea", "isc"])
+def test_the_lab_layout_parses_and_declares_an_image_per_debian_release(
+    flavour: str, tmp_path: Path
+) -> None:
+    from dim.lab.images import RELEASES
+    from dim.layout import parser
+
+    layout = parser.parse(cluster.layout_text(flavour, 7), "lab.xml")
+    assert {r.image for r in RELEASES.values()} <= set(layout.images)
+    assert len(layout.nodes) == 7
+    for release in RELEASES.values():
+        image = layout.images[release.image]
+        assert "vers=" not in image.nfs_options  # dim's default version, the one tested
+
+
+def test_lab_up_refuses_an_unknown_debian_release_before_doing_anything(tmp_path: Path) -> None:
+    code = main(["lab", "up", "--dir", str(tmp_path / "lab"), "--debian", "12,14"])
+    assert code == 2
+    assert not (tmp_path / "lab").exists()
