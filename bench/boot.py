@@ -277,41 +277,46 @@ def main() -> int:
         print(said.getvalue())
         raise
     print(f"lab up in {folder} (namespace {args.namespace})", flush=True)
-    results: dict[tuple[str, str, str, int], dict] = {}
-    every: dict[str, list] = {}
     layout = (folder / "cluster.xml").read_text()
+    everyone = f"node[01-{max(counts):02}]"
+    cases = [
+        (image, version, firmware, count)
+        for image in wanted
+        for version in versions
+        for firmware in args.firmware.split(",")
+        for count in counts
+    ]
+    runs: dict[tuple[str, str, str, int], list[list[dict]]] = {case: [] for case in cases}
     try:
-        for version in versions:
-            pin_nfs_version(folder, layout, version)
-            for image in wanted:
-                everyone = f"node[01-{max(counts):02}]"
+        # Repeats outermost: the cases alternate, so that a machine getting busier or quieter
+        # during the bench weighs on each alike. Every run starts from a restarted ganesha.
+        for repeat in range(args.repeat):
+            for image, version, firmware, count in cases:
+                pin_nfs_version(folder, layout, version)
                 node_actions.switch(cluster.context(folder), everyone, image)
                 cluster.reload(folder)
-                for firmware in args.firmware.split(","):
-                    for count in counts:
-                        names = [f"node{i:02}" for i in range(1, count + 1)]
-                        runs = []
-                        for repeat in range(args.repeat):
-                            uefi = firmware == "uefi"
-                            run = run_once(
-                                folder, names, uefi=uefi, timeout=args.timeout, show=args.trace
-                            )
-                            runs.append(run)
-                            markers = ", ".join(fmt(r["marker"]) for r in run)
-                            what = f"{image} {version or 'default'} {firmware} x{count}"
-                            print(f"{what} #{repeat + 1}: marker at {markers} s", flush=True)
-                        key = (image, version or "default", firmware, count)
-                        results[key] = summarize(runs)
-                        every["-".join(map(str, key))] = runs
+                names = [f"node{i:02}" for i in range(1, count + 1)]
+                run = run_once(
+                    folder, names, uefi=firmware == "uefi", timeout=args.timeout, show=args.trace
+                )
+                runs[(image, version, firmware, count)].append(run)
+                markers = ", ".join(fmt(r["marker"]) for r in run)
+                what = f"{image} {version or 'default'} {firmware} x{count}"
+                print(f"{what} #{repeat + 1}: marker at {markers} s", flush=True)
     finally:
         cluster.down(folder)
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
+    results = {
+        (image, version or "default", firmware, count): summarize(done)
+        for (image, version, firmware, count), done in runs.items()
+    }
     print(f"\nseconds since QEMU start, medians of {args.repeat} runs (profile: durations)")
     print(table(results, args.markdown))
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json:
+        every = {"-".join(map(str, key)): done for key, done in runs.items()}
         Path(args.json).write_text(json.dumps(every, indent=1))
     return 0
 
