@@ -251,14 +251,48 @@ dim_check_program() {
     echo "$file"
 }
 
+# dim_elf_interp FILE: the program interpreter a 64-bit little-endian ELF file names in its
+# PT_INTERP header (/lib64/ld-linux-x86-64.so.2), empty for a static one; fails for anything
+# that is not such an ELF file. busybox's od reads the headers' numbers.
+dim_elf_interp() {
+    local phoff size count i at
+    [ "$(dd if="$1" bs=1 skip=1 count=3 2>/dev/null)" = ELF ] || return 1
+    [ "$(od -An -tu1 -j4 -N1 "$1" | tr -d ' ')" = 2 ] || return 1
+    [ "$(od -An -tu1 -j5 -N1 "$1" | tr -d ' ')" = 1 ] || return 1
+    phoff=$(od -An -tu8 -j32 -N8 "$1" | tr -d ' ')
+    size=$(od -An -tu2 -j54 -N2 "$1" | tr -d ' ')
+    count=$(od -An -tu2 -j56 -N2 "$1" | tr -d ' ')
+    # headers that do not fit in the file: not an ELF program the kernel would run
+    [ "${size:-0}" -ge 56 ] && [ "${count:-0}" -le 256 ] || return 1
+    [ $((phoff + size * count)) -le "$(stat -c %s "$1")" ] || return 1
+    i=0
+    while [ "$i" -lt "${count:-0}" ]; do
+        at=$((phoff + i * size))
+        if [ "$(od -An -tu4 -j"$at" -N4 "$1" | tr -d ' ')" = 3 ]; then
+            dd if="$1" bs=1 skip="$(od -An -tu8 -j$((at + 8)) -N8 "$1" | tr -d ' ')" \
+                count=$(($(od -An -tu8 -j$((at + 32)) -N8 "$1" | tr -d ' ') - 1)) 2>/dev/null
+            return 0
+        fi
+        i=$((i + 1))
+    done
+}
+
 # dim_check_init ROOT PATH: whether ROOT's PATH can be the init that switch_root execs (see
 # dim_check_program), and for a script, its interpreter too. Else one line of why.
 dim_check_init() {
     local file shown line
     file=$(dim_check_program "$1" "$2") || { echo "$file" && return 1; }
-    [ "$(head -c 2 "$file")" = "#!" ] || return 0
     shown=${file#"${1%/}"}
     [ "$shown" = "$2" ] || shown="$2 ($shown)"
+    if [ "$(head -c 2 "$file")" != "#!" ]; then
+        # a dynamic ELF program needs its interpreter (ld.so) too, before its first instruction
+        line=$(dim_elf_interp "$file") || return 0
+        [ -n "$line" ] || return 0
+        line=$(dim_check_program "$1" "$line") || {
+            echo "$shown: its ELF interpreter: $line" && return 1
+        }
+        return 0
+    fi
     read -r line <"$file"
     set -f
     set -- "$1" "$2" ${line#??}

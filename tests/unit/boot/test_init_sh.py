@@ -6,6 +6,7 @@ calls one function; nothing is mounted, nothing outside the test's folder is tou
 
 from __future__ import annotations
 
+import re
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -378,3 +379,38 @@ def test_an_init_that_reads_short_is_named_with_the_bytes_read(tmp_path: Path) -
     assert check_init(image_root(tmp_path), prelude=wc) == (
         f"reading /sbin/init (/usr/lib/systemd/systemd): read 0 of {len(SYSTEMD)} bytes\nFAILED\n"
     )
+
+
+def dynamic_program() -> tuple[Path, str]:
+    """A dynamic ELF program of the host and the interpreter its PT_INTERP names."""
+    program = Path("/usr/bin/env").resolve()
+    found = subprocess.run(
+        ["readelf", "-l", str(program)], capture_output=True, text=True, check=False
+    )
+    interp = re.search(r"Requesting program interpreter: (\S+)\]", found.stdout)
+    if interp is None:
+        pytest.skip("readelf (binutils) missing, or /usr/bin/env is not dynamic")
+    return program, interp.group(1)
+
+
+def test_the_elf_interpreter_is_read_from_the_program_header() -> None:
+    program, interp = dynamic_program()
+    assert sh(f"dim_elf_interp {program}") == interp
+    busybox = require_binary("busybox", "busybox-static")
+    assert sh(f"dim_elf_interp {busybox} && echo static") == "static\n"
+    assert sh("dim_elf_interp /etc/passwd || echo not-elf") == "not-elf\n"
+
+
+def test_a_dynamic_init_whose_elf_interpreter_is_missing_fails_naming_it(tmp_path: Path) -> None:
+    program, interp = dynamic_program()
+    root = image_root(tmp_path)
+    (root / "usr/lib/systemd/systemd").write_bytes(program.read_bytes())
+    assert check_init(root) == (
+        f"/sbin/init (/usr/lib/systemd/systemd): its ELF interpreter: {interp}: no such file\n"
+        "FAILED\n"
+    )
+    loader = root / interp.lstrip("/")
+    loader.parent.mkdir(parents=True, exist_ok=True)
+    loader.write_bytes(b"\x7fELF stand-in")
+    loader.chmod(0o755)
+    assert check_init(root) == ""
