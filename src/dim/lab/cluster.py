@@ -4,8 +4,9 @@ One network namespace (``dimlab`` unless ``up`` is given another name) holds a b
 the image server's address (`dim.lab.network`), the real DHCP server and nfs-ganesha on dim's
 rendered configuration, and ``dim serve`` (`dim.lab.daemons`), all configured through the same
 use cases the ``dim`` command calls (`dim.actions`); QEMU nodes (`dim.lab.qemu`) on
-tap devices in the bridge PXE-boot from it through iPXE, and are followed and driven through
-their serial consoles (`dim.lab.console`). Everything the lab starts is recorded in
+tap devices in the bridge network-boot from it (through iPXE, or OVMF's own PXE or HTTP boot:
+``boot(…, firmware=…)``), and are followed and driven through their serial consoles
+(`dim.lab.console`). Everything the lab starts is recorded in
 ``<lab>/lab.json`` by process id (`dim.lab.state`), so that ``down`` stops exactly that::
 
     <lab>/cluster.xml   the lab's layout (package data, dim/lab/lab.xml; examples/lab.xml in a
