@@ -10,10 +10,13 @@ Run by hand, as root, never as a test::
 It brings up a `dim lab` (examples/lab.xml, the tiny busybox image, and with ``--images`` the
 Debian 12 and 13 images with systemd and their own kernels) in a namespace of its own, then,
 for each image, NFS version, firmware and node count, powers that many nodes on together,
-``--repeat`` times. ``--nfs-versions`` adds ``vers=X`` to every image's nfs-options in the
-lab's cluster.xml (and reloads the lab) before that version's runs; without it each image
-mounts with dim's default. A follower thread reads the lab's logs every 20 ms and stamps each
-new line with the time it appeared, so the stages need no clock on the node:
+``--repeat`` times. ``--firmware`` takes `dim lab boot`'s kinds (bios-ipxe-rom,
+uefi-ipxe-rom, uefi-pxe, uefi-http, uefi-secureboot) or their short names (bios, uefi: the
+iPXE ROM ones); the table names each as it was given. ``--nfs-versions`` adds ``vers=X``
+to every image's nfs-options in the lab's cluster.xml (and reloads the lab) before that
+version's runs; without it each image mounts with dim's default. A follower thread reads
+the lab's logs every 20 ms and stamps each new line with the time it appeared, so the stages
+need no clock on the node:
 
     DHCP         dnsmasq's log: DHCPACK to the node's MAC (iPXE's, the first one)
     loader       dim serve's log: the node's own iPXE script fetched (GET /dim/nodes/<mac>.ipxe)
@@ -54,7 +57,7 @@ from pathlib import Path
 from dim.actions import nodes as node_actions
 from dim.lab import cluster, console
 from dim.lab.images import MARKER
-from dim.lab.qemu import node_macs
+from dim.lab.qemu import firmware_kind, node_macs
 
 STAGES = ("dhcp", "loader", "kernel", "initramfs", "switch_root", "init", "crng", "marker")
 STEPS = {  # /init's profile: from one step line to the next
@@ -137,7 +140,7 @@ def trace(follower: Follower, t0: float, paths: list[Path]) -> str:
 
 
 def run_once(
-    folder: Path, names: list[str], *, uefi: bool, timeout: float, show: bool = False
+    folder: Path, names: list[str], *, firmware: str, timeout: float, show: bool = False
 ) -> list[dict]:
     """Power ``names`` on together; each node's stage times (s since its QEMU start)."""
     logs = folder / "logs"
@@ -150,7 +153,7 @@ def run_once(
     started = {}
     for name in names:
         started[name] = time.monotonic()
-        cluster.boot(folder, [name], uefi=uefi, say=lambda _: None)
+        cluster.boot(folder, [name], firmware=firmware, say=lambda _: None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(_finished(console.read(folder, n)) for n in names):
@@ -258,6 +261,10 @@ def main() -> int:
     if os.geteuid() != 0:
         parser.error("run as root (namespaces, QEMU taps, NFS server)")
     counts = [int(n) for n in args.nodes.split(",")]
+    try:
+        firmwares = {f: firmware_kind(f) for f in args.firmware.split(",")}
+    except ValueError as error:
+        parser.error(str(error))
     wanted = args.images.split(",")
     debian = tuple(i.removeprefix("debian") for i in wanted if i.startswith("debian"))
     versions = args.nfs_versions.split(",") if args.nfs_versions else [""]
@@ -283,7 +290,7 @@ def main() -> int:
         (image, version, firmware, count)
         for image in wanted
         for version in versions
-        for firmware in args.firmware.split(",")
+        for firmware in firmwares
         for count in counts
     ]
     runs: dict[tuple[str, str, str, int], list[list[dict]]] = {case: [] for case in cases}
@@ -297,7 +304,11 @@ def main() -> int:
                 cluster.reload(folder)
                 names = [f"node{i:02}" for i in range(1, count + 1)]
                 run = run_once(
-                    folder, names, uefi=firmware == "uefi", timeout=args.timeout, show=args.trace
+                    folder,
+                    names,
+                    firmware=firmwares[firmware],
+                    timeout=args.timeout,
+                    show=args.trace,
                 )
                 runs[(image, version, firmware, count)].append(run)
                 markers = ", ".join(fmt(r["marker"]) for r in run)

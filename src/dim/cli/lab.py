@@ -105,7 +105,13 @@ def _debian_releases(value: str) -> tuple[str, ...]:
 @lab_group.command("boot")
 @lab_dir
 @click.argument("nodeset", required=False)
-@click.option("--uefi", is_flag=True, help="UEFI firmware (OVMF) instead of legacy BIOS.")
+@click.option(
+    "--firmware",
+    metavar="KIND",
+    help="What network-boots the node: bios-ipxe-rom (default), uefi-ipxe-rom, uefi-pxe, "
+    "uefi-http, uefi-secureboot (aliases: ipxe-rom, bios, uefi).",
+)
+@click.option("--uefi", is_flag=True, help="UEFI with iPXE's ROM: --firmware uefi-ipxe-rom.")
 @click.option(
     "--watch/--no-watch",
     default=True,
@@ -113,14 +119,26 @@ def _debian_releases(value: str) -> tuple[str, ...]:
     help="Follow the consoles until each node is up.",
 )
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to watch.")
-def lab_boot(folder: str, nodeset: str | None, uefi: bool, watch: bool, timeout: float) -> None:
+def lab_boot(
+    folder: str, nodeset: str | None, firmware: str | None, uefi: bool, watch: bool, timeout: float
+) -> None:
     """Power on NODESET (default: every lab node) and follow each one booting."""
     from dim.lab import cluster
+    from dim.lab.qemu import firmware_kind
 
+    if firmware is not None:
+        try:
+            kind = firmware_kind(firmware)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--firmware") from None
+        if uefi and kind != "uefi-ipxe-rom":
+            raise click.BadParameter(
+                f"--uefi means uefi-ipxe-rom, not {kind}", param_hint="--firmware"
+            )
     _root()
     path = _folder(folder)
     names = _lab_nodes(path, nodeset)
-    cluster.boot(path, names, uefi=uefi, say=_say)
+    cluster.boot(path, names, firmware=firmware, uefi=uefi, say=_say)
     if not watch:
         return
     done = cluster.watch(path, names, timeout=timeout, say=_say)

@@ -50,7 +50,7 @@ def start_bmcs(folder: Path, names: list[str], *, say: Callable[[str], None] | N
         tap = add_tap(state.namespace)
         console = console_path(folder, name)
         console.touch()
-        qemu = qemu_command(macs[name], tap, console, uefi=False, memory=384)
+        qemu = qemu_command(macs[name], tap, console, memory=384)
         log = folder / "logs" / f"bmc-{name}.log"
         pid = _start_bmc(name, ["ip", "netns", "exec", state.namespace, *qemu], password, log)
         state = state.with_daemon(Process(f"bmc-{name}", pid, str(log), tap))

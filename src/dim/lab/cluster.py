@@ -4,8 +4,9 @@ One network namespace (``dimlab`` unless ``up`` is given another name) holds a b
 the image server's address (`dim.lab.network`), the real DHCP server and nfs-ganesha on dim's
 rendered configuration, and ``dim serve`` (`dim.lab.daemons`), all configured through the same
 use cases the ``dim`` command calls (`dim.actions`); QEMU nodes (`dim.lab.qemu`) on
-tap devices in the bridge PXE-boot from it through iPXE, and are followed and driven through
-their serial consoles (`dim.lab.console`). Everything the lab starts is recorded in
+tap devices in the bridge network-boot from it (through iPXE, or OVMF's own PXE or HTTP boot:
+``boot(…, firmware=…)``), and are followed and driven through their serial consoles
+(`dim.lab.console`). Everything the lab starts is recorded in
 ``<lab>/lab.json`` by process id (`dim.lab.state`), so that ``down`` stops exactly that::
 
     <lab>/cluster.xml   the lab's layout (package data, dim/lab/lab.xml; examples/lab.xml in a
@@ -44,7 +45,13 @@ from dim.lab.daemons import Say, restart_daemon, start_daemons
 from dim.lab.images import MARKER
 from dim.lab.network import NAMESPACE
 from dim.lab.processes import Process, alive, spawn, stop
-from dim.lab.qemu import node_macs, qemu_command
+from dim.lab.qemu import (
+    DEFAULT_FIRMWARE,
+    firmware_kind,
+    node_macs,
+    nvram_template,
+    qemu_command,
+)
 from dim.lab.state import LabState
 
 
@@ -138,9 +145,22 @@ def _apply(folder: Path) -> None:
 
 
 def boot(
-    folder: Path, names: list[str], *, uefi: bool = False, memory: int = 384, say: Say
+    folder: Path,
+    names: list[str],
+    *,
+    firmware: str | None = None,
+    uefi: bool = False,
+    memory: int = 384,
+    say: Say,
 ) -> LabState:
-    """Start (or restart) QEMU nodes; each one PXE-boots through iPXE."""
+    """Start (or restart) QEMU nodes; each one network-boots through ``firmware``.
+
+    ``firmware`` is a kind of `dim.lab.qemu.FIRMWARES` (or an alias); by default
+    ``bios-ipxe-rom``, or ``uefi-ipxe-rom`` with ``uefi`` (the earlier switch). A kind with
+    NVRAM gets ``<lab>/nvram/<node>.<kind>.fd``, copied from OVMF's template on its first
+    boot and kept after, as a server keeps its boot entries.
+    """
+    kind = firmware_kind(firmware or ("uefi-ipxe-rom" if uefi else DEFAULT_FIRMWARE))
     state = LabState.running(folder)
     macs = node_macs(99)
     for name in names:
@@ -156,13 +176,28 @@ def boot(
             log.replace(log.with_suffix(".console.1"))
         log.touch()
         tap = network.add_tap(state.namespace)
-        command = qemu_command(macs[name], tap, log, uefi=uefi, memory=memory)
+        nvram = _nvram(folder, name, kind)
+        command = qemu_command(macs[name], tap, log, firmware=kind, memory=memory, nvram=nvram)
         qemu_log = folder / "logs" / f"{name}.qemu.log"
         process = spawn(state.namespace, name, command, qemu_log, tap=tap)
         state = state.with_node(name, process)
         state.save()
-        say(f"{name}: powered on ({'UEFI' if uefi else 'BIOS'}, pid {process.pid})")
+        say(f"{name}: powered on ({kind}, pid {process.pid})")
     return state
+
+
+def _nvram(folder: Path, name: str, kind: str) -> Path | None:
+    """The node's own OVMF variables for ``kind``, made from the template the first time."""
+    template = nvram_template(kind)
+    if template is None:
+        return None
+    if not template.exists():
+        raise LabError(f"no {template} for firmware {kind}", hint="apt-get install ovmf")
+    path = folder / "nvram" / f"{name}.{kind}.fd"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, path)
+    return path
 
 
 def power_off(folder: Path, names: list[str], *, say: Say | None = None) -> None:

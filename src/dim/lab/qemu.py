@@ -1,13 +1,33 @@
 """A lab node is a QEMU guest: its command line, firmware and MAC address.
 
-TCG, not KVM (the nested /dev/kvm here hangs stock kernels). The node PXE-boots from its
+TCG, not KVM (the nested /dev/kvm here hangs stock kernels). The node network-boots from its
 virtio NIC on a tap device of the lab's bridge; a virtio-rng device gives it a random source;
 its serial console is a Unix socket (to type into: `dim.lab.console`) logged to a file;
 ``-no-reboot`` makes a reboot or power-off end the process, a clean signal for the lab::
 
     macs = node_macs(2)          # {"node01": "52:54:00:77:00:01", "node02": …}
     command = qemu_command(macs["node01"], "tap0", Path("logs/node01.console"),
-                           uefi=False, memory=384)
+                           firmware="uefi-pxe", memory=384, nvram=Path("nvram/node01.fd"))
+
+The firmware kinds (`FIRMWARES`), by what does the network boot:
+
+``bios-ipxe-rom``   SeaBIOS with the NIC's option ROM, which is iPXE (Debian's ipxe-qemu):
+                    the lab's default, and what every lab boot used before the others
+``uefi-ipxe-rom``   OVMF (one flash image, ``-bios``) with the NIC's iPXE EFI ROM: iPXE
+                    again, inside UEFI (``--uefi``)
+``uefi-pxe``        OVMF with the NIC's ROM disabled: OVMF's own VirtioNetDxe, SNP and
+                    PXE (DHCP with option 93 = 7, then TFTP), as a server's UEFI does
+``uefi-http``       the same with OVMF's PXE switched off (fw_cfg), so that its HTTP boot
+                    is the only network boot option (DHCP with vendor class HTTPClient,
+                    option 93 = 16, then the loader over HTTP)
+``uefi-secureboot`` OVMF built with Secure Boot and SMM, Microsoft's keys enrolled, PXE:
+                    only Microsoft-signed loaders (shim) start
+
+The UEFI kinds but ``uefi-ipxe-rom`` run the 4 MB OVMF pair as real machines have it: the
+code read-only, the variables (NVRAM: boot entries, keys) a writable copy per node, which
+`nvram_template` names and the caller copies once and keeps, as a server keeps its NVRAM.
+There is no ``bios-pxe``: SeaBIOS has no network stack and every NIC ROM packaged for QEMU
+here is iPXE, so a BIOS node's PXE client is always iPXE (see docs/dim.md, ``lab boot``).
 """
 
 from __future__ import annotations
@@ -15,6 +35,35 @@ from __future__ import annotations
 from pathlib import Path
 
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
+OVMF_DIR = Path("/usr/share/OVMF")
+
+FIRMWARES = ("bios-ipxe-rom", "uefi-ipxe-rom", "uefi-pxe", "uefi-http", "uefi-secureboot")
+DEFAULT_FIRMWARE = "bios-ipxe-rom"
+# earlier names, still accepted: bench/boot.py's bios,uefi and the issue's ipxe-rom
+ALIASES = {"bios": "bios-ipxe-rom", "ipxe-rom": "bios-ipxe-rom", "uefi": "uefi-ipxe-rom"}
+
+# code (read-only) and the variables template per kind that boots OVMF from flash
+_FLASH = {
+    "uefi-pxe": ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
+    "uefi-http": ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
+    "uefi-secureboot": ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd"),
+}
+
+
+def firmware_kind(name: str) -> str:
+    """The firmware kind ``name`` means (an alias resolved); ValueError if none."""
+    kind = ALIASES.get(name, name)
+    if kind not in FIRMWARES:
+        known = ", ".join([*FIRMWARES, *ALIASES])
+        raise ValueError(f"unknown firmware {name!r} (known: {known})")
+    return kind
+
+
+def nvram_template(firmware: str) -> Path | None:
+    """The OVMF variables file a node of this kind starts its own NVRAM from; None if the
+    kind has no writable NVRAM (SeaBIOS, and OVMF as a single ``-bios`` image)."""
+    flash = _FLASH.get(firmware_kind(firmware))
+    return OVMF_DIR / flash[1] if flash else None
 
 
 def node_macs(count: int) -> dict[str, str]:
@@ -22,12 +71,31 @@ def node_macs(count: int) -> dict[str, str]:
     return {f"node{n:02}": f"52:54:00:77:00:{n:02x}" for n in range(1, count + 1)}
 
 
-def qemu_command(mac: str, tap: str, console: Path, *, uefi: bool, memory: int) -> list[str]:
-    """QEMU for one node: BIOS (SeaBIOS with iPXE's ROM) or UEFI (OVMF with iPXE EFI)."""
+def qemu_command(
+    mac: str,
+    tap: str,
+    console: Path,
+    *,
+    firmware: str = DEFAULT_FIRMWARE,
+    memory: int,
+    nvram: Path | None = None,
+) -> list[str]:
+    """QEMU for one node with the firmware kind asked (see the module's table).
+
+    ``nvram`` is the node's own copy of `nvram_template` (required for the kinds that have
+    one, ignored by the others).
+    """
+    kind = firmware_kind(firmware)
+    flash = _FLASH.get(kind)
+    if flash and nvram is None:
+        raise ValueError(f"firmware {kind} needs the node's NVRAM file (nvram=)")
+    # without its option ROM the NIC is left to the firmware's own driver and PXE
+    rom = ",romfile=" if flash else ""
     command = [
         "qemu-system-x86_64",
         "-accel",
         "tcg",
+        *_machine(kind),
         "-m",
         str(memory),
         "-smp",
@@ -47,7 +115,7 @@ def qemu_command(mac: str, tap: str, console: Path, *, uefi: bool, memory: int) 
         "-netdev",
         f"tap,id=n0,ifname={tap},script=no,downscript=no",
         "-device",
-        f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1",
+        f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1{rom}",
         # a hardware random source, as servers have: without one a systemd image waits for
         # entropy under TCG (Debian 13: crng ready 46 s after power-on)
         "-object",
@@ -58,6 +126,38 @@ def qemu_command(mac: str, tap: str, console: Path, *, uefi: bool, memory: int) 
         "n",
         "-no-reboot",
     ]
-    if uefi:
+    if kind == "uefi-ipxe-rom":
         command += ["-bios", str(OVMF)]
+    if flash:
+        code = OVMF_DIR / flash[0]
+        command += [
+            "-drive",
+            f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive",
+            f"if=pflash,format=raw,unit=1,file={nvram}",
+        ]
+    if kind == "uefi-http":
+        # OVMF's PXE off (edk2's OvmfPkg PxeBcPcdLib reads these at start): HTTP boot, which
+        # OVMF lists after PXE for the same NIC, is then the only network boot option left
+        command += [
+            "-fw_cfg",
+            "name=opt/org.tianocore/IPv4PXESupport,string=no",
+            "-fw_cfg",
+            "name=opt/org.tianocore/IPv6PXESupport,string=no",
+        ]
     return command
+
+
+def _machine(kind: str) -> list[str]:
+    """The flash-booted OVMF kinds run on q35 (PCIe, as servers are); Secure Boot's code
+    needs SMM and its flash writable only from SMM, or QEMU refuses or OVMF stops."""
+    if kind == "uefi-secureboot":
+        return [
+            "-machine",
+            "q35,smm=on",
+            "-global",
+            "driver=cfi.pflash01,property=secure,value=on",
+        ]
+    if kind in _FLASH:
+        return ["-machine", "q35"]
+    return []
