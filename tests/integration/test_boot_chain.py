@@ -78,7 +78,7 @@ class Site:
     def ask(self, mac: str, **client) -> DhcpLease:
         """DHCP as a client kind would, then take the address, as the loader does next."""
         c = self.seg.clients[0]
-        lease = dhcp_request(c.namespace, c.iface, mac, ask=[60], **client)
+        lease = dhcp_request(c.namespace, c.iface, mac, **client)  # option 60 not asked for
         run(c.namespace, ["ip", "address", "flush", "dev", c.iface])
         run(c.namespace, ["ip", "address", "add", f"{lease.ip}/24", "dev", c.iface])
         return lease

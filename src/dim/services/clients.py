@@ -5,11 +5,13 @@ Pure data and two small functions over it. The DHCP templates
 ``dim apply`` (:mod:`dim.actions.apply`) copies the files of :data:`SHIPPED` that a server's
 loaders need into its TFTP and HTTP roots::
 
-    >>> [(k.name, k.transport, k.default) for k in KINDS]
+    >>> [(k.name, k.transport, k.default) for k in KINDS]  # doctest: +NORMALIZE_WHITESPACE
     [('ipxe', 'http', 'boot.ipxe'), ('uefi-http', 'http', 'snponly.efi'),
      ('uefi-pxe', 'tftp', 'snponly.efi'), ('bios-pxe', 'tftp', 'undionly.kpxe')]
-    >>> loader_for(server, "bios-pxe")       # the server's bios-loader, else the default
+    >>> loader_for(server, "bios-pxe")  # the server's bios-loader, else the default
     'undionly.kpxe'
+    >>> [f.path for f in loader_files(server)]
+    ['/srv/dim/http/snponly.efi', '/srv/dim/tftp/snponly.efi', '/srv/dim/tftp/undionly.kpxe']
 
 Every client ends in iPXE by default: a PXE ROM loads iPXE over TFTP (``undionly.kpxe`` on
 BIOS, ``snponly.efi`` on UEFI), UEFI HTTP boot loads ``snponly.efi`` over HTTP from
@@ -115,14 +117,12 @@ def loader_files(server: Server) -> list[LoaderFile]:
         if kind.attribute is None:
             continue  # boot.ipxe is rendered, not copied
         root = server.tftp_root if kind.transport == "tftp" else server.http_root
-        name = loader_for(server, kind.name).lstrip("/")
-        folder = f"{root.rstrip('/')}/{name}".rpartition("/")[0]
-        shipped = SHIPPED.get(name.rpartition("/")[2])  # efi/snponly.efi is snponly.efi
+        path = f"{root.rstrip('/')}/{loader_for(server, kind.name).lstrip('/')}"
+        folder, _, name = path.rpartition("/")
+        shipped = SHIPPED.get(name)  # efi/snponly.efi is snponly.efi too
         if shipped is None:
-            path = f"{root.rstrip('/')}/{name}"
             files.setdefault(path, LoaderFile(path, None, kind.name))
             continue
-        for file, source in shipped:
-            path = f"{folder}/{file}" if file != shipped[0][0] else f"{root.rstrip('/')}/{name}"
-            files.setdefault(path, LoaderFile(path, source, kind.name))
+        for file, source in shipped:  # the loader first, then what it loads from its folder
+            files.setdefault(f"{folder}/{file}", LoaderFile(f"{folder}/{file}", source, kind.name))
     return list(files.values())
