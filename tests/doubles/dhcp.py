@@ -19,6 +19,8 @@ What it sends, as real boot firmware does:
 - PXE ROM, BIOS: option 60 ``PXEClient:Arch:00000:UNDI:002001`` and option 93 = 0x0000.
 - PXE ROM, UEFI x86-64: option 60 ``PXEClient:Arch:00007:UNDI:003016`` and option 93 = 0x0007
   (9 is also x86-64 UEFI: ``arch=9``).
+- UEFI HTTP boot, x86-64: option 60 ``HTTPClient:Arch:00016:UNDI:003001`` and option 93 = 16
+  (``arch=16, vendor_class=HTTP_CLIENT``); the answer must carry option 60 = ``HTTPClient``.
 - iPXE: the above plus option 77 user class = the four bytes ``iPXE``, *not* in RFC 3004 form
   (iPXE's dhcp.c sends ``DHCP_STRING('i','P','X','E')``), and option 175 with iPXE's feature
   indicators (175.19 HTTP = 1 …); it asks for option 175 in its parameter request list.
@@ -72,6 +74,9 @@ exit 0
 """
 _SCRIPT_NOISE = frozenset({"PATH", "PWD", "OLDPWD", "SHLVL", "_", "DIM_LEASE_FILE"})
 
+#: Option 60 of UEFI HTTP boot firmware (EDK2's HttpBootDxe) on x86-64.
+HTTP_CLIENT = "HTTPClient:Arch:00016:UNDI:003001"
+
 # iPXE 1.21.1's option 175: PXE extensions 2, HTTP, TFTP, DNS, bzImage, version 1.21.1.
 _IPXE_FEATURES = "100102130101150101170101180101eb03011501"
 
@@ -122,6 +127,11 @@ class DhcpLease:
             variables=variables,
         )
 
+    @property
+    def vendor_class(self) -> str | None:
+        """Option 60 of the answer (udhcpc names it ``vendor``): ``HTTPClient`` for HTTP boot."""
+        return self.variables.get("vendor")
+
     def option(self, code: int) -> bytes | None:
         """The raw value of an option udhcpc has no name for (it passes those in hex)."""
         value = self.variables.get(f"opt{code}")
@@ -146,6 +156,7 @@ def dhcp_request(
     ipxe: bool = False,
     arch: int | None = None,
     pxe: bool = True,
+    vendor_class: str | None = None,
     send: Mapping[int, bytes] | None = None,
     ask: Sequence[int] = (),
     timeout: float = 3.0,
@@ -154,7 +165,8 @@ def dhcp_request(
 
     By default the client looks like a BIOS PXE ROM (option 60 ``PXEClient:…``, option 93 = 0);
     ``uefi`` makes it x86-64 UEFI (option 93 = 7, or ``arch``); ``ipxe`` adds iPXE's user class
-    and option 175; ``pxe=False`` sends neither option 60 nor 93, like an initramfs. ``send``
+    and option 175; ``pxe=False`` sends neither option 60 nor 93, like an initramfs;
+    ``vendor_class`` replaces option 60 (`HTTP_CLIENT` with ``arch=16``: UEFI HTTP boot). ``send``
     adds raw options (``{175: bytes.fromhex("130101")}``). It asks for options 66 and 67 (and
     those in ``ask``) besides udhcpc's usual ones, discovers once a second for ``timeout``
     seconds, and raises `NoLeaseError` if no lease was bound by then.
@@ -167,7 +179,7 @@ def dhcp_request(
         script.chmod(0o755)
         argv = ["busybox", "udhcpc", "-i", iface, "-f", "-q", "-n", "-C", "-s", str(script)]
         argv += ["-t", str(tries), "-T", "1", "-O", "66", "-O", "67"]
-        argv += _client_options(uefi=uefi, ipxe=ipxe, arch=arch, pxe=pxe)
+        argv += _client_options(uefi=uefi, ipxe=ipxe, arch=arch, pxe=pxe, vendor=vendor_class)
         for code, value in (send or {}).items():
             argv += ["-x", f"0x{code:02x}:{value.hex()}"]
         for code in ask:
@@ -218,12 +230,15 @@ def start_dhcp_server(seg: Segment, flavour: str, config: Path, workdir: Path) -
     return daemon
 
 
-def _client_options(*, uefi: bool, ipxe: bool, arch: int | None, pxe: bool) -> list[str]:
+def _client_options(
+    *, uefi: bool, ipxe: bool, arch: int | None, pxe: bool, vendor: str | None = None
+) -> list[str]:
     options: list[str] = []
     if pxe:
         arch = arch if arch is not None else (7 if uefi else 0)
         undi = "003016" if arch else "002001"
-        options += ["-V", f"PXEClient:Arch:{arch:05d}:UNDI:{undi}", "-x", f"0x5d:{arch:04x}"]
+        vendor = vendor or f"PXEClient:Arch:{arch:05d}:UNDI:{undi}"
+        options += ["-V", vendor, "-x", f"0x5d:{arch:04x}"]
     if ipxe:
         options += ["-x", "0x4d:" + b"iPXE".hex(), "-x", f"0xaf:{_IPXE_FEATURES}", "-O", "175"]
     return options

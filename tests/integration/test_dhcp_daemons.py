@@ -213,7 +213,7 @@ def own_site(request: pytest.FixtureRequest, tmp_path: Path):
 def test_bios_client_gets_its_address_hostname_loader_and_next_server(site: Site):
     lease = site.ask(MACS["node01"])
     assert (lease.ip, lease.hostname) == ("10.77.0.11", "node01")
-    assert (lease.boot_file, lease.next_server) == ("pxelinux.0", SERVER)
+    assert (lease.boot_file, lease.next_server) == ("undionly.kpxe", SERVER)
     assert lease.router == SERVER
 
 
@@ -229,7 +229,7 @@ def test_every_recorded_node_gets_its_own_address(site: Site):
 @pytest.mark.parametrize("arch", [7, 9])
 def test_uefi_client_gets_the_uefi_loader(site: Site, arch: int):
     lease = site.ask(MACS["node01"], uefi=True, arch=arch)
-    assert (lease.ip, lease.boot_file, lease.next_server) == ("10.77.0.11", "grubx64.efi", SERVER)
+    assert (lease.ip, lease.boot_file, lease.next_server) == ("10.77.0.11", "snponly.efi", SERVER)
 
 
 @pytest.mark.parametrize("uefi", [False, True], ids=["bios", "uefi"])

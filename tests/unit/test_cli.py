@@ -4,6 +4,7 @@ import json
 import shutil
 
 from dim.cli import main
+from dim.services import clients
 from tests.conftest import require_binary
 
 
@@ -255,9 +256,38 @@ def test_a_relative_state_folder_renders_absolute_exports_and_kernel_arguments(
     out, err = capsys.readouterr()
     assert status == 0, out + err
     state = tmp_path / "relative/state"
-    text = "".join(p.read_text() for p in sorted(root.rglob("*")) if p.is_file())
+    text = "".join(
+        p.read_bytes().decode(errors="replace") for p in sorted(root.rglob("*")) if p.is_file()
+    )
     assert text.count("relative/state") == text.count(f"{state}/") > 0  # every one absolute
     assert f'Path = "{state}/images/alpha/live"' in text  # ganesha's export
     assert f'Path = "{state}/nodes/c01/alpha"' in text
     assert f"dim.root=10.10.0.2:{state}/images/alpha/live" in text  # the kernel's arguments
     assert f"dim.rw=10.10.0.2:{state}/nodes" in text
+
+
+def test_apply_without_a_loaders_package_is_one_error_line_and_writes_nothing(
+    dim, tmp_path, monkeypatch
+):
+    gone = clients.ShippedFile(str(tmp_path / "no/snponly.efi"), "ipxe")
+    monkeypatch.setitem(clients.SHIPPED, "snponly.efi", (("snponly.efi", gone),))
+    root = tmp_path / "root"
+    status, out, err = dim("apply", "--root", str(root), "--skip-validation")
+    assert status == 1 and out == ""
+    assert err.splitlines() == [
+        f"dim: error: {tmp_path}/no/snponly.efi is missing: it is the boot loader "
+        "/srv/dim/http/snponly.efi of uefi-http clients; nothing was installed",
+        "hint: apt-get install ipxe",
+    ]
+    assert not root.exists()
+
+
+def test_apply_warns_of_a_sites_own_loader_that_is_not_there(dim, tmp_path, layout_file):
+    layout_file.write_bytes(
+        layout_file.read_bytes().replace(
+            b'nfs="ganesha"/>', b'nfs="ganesha" uefi-loader="my.efi"/>'
+        )
+    )
+    status, _, err = dim("apply", "--root", str(tmp_path / "root"), "--skip-validation")
+    assert status == 0
+    assert "warning: /srv/dim/tftp/my.efi is missing: uefi-pxe clients are sent it" in err

@@ -4,7 +4,9 @@ The steps, in their order (each one's own crash-safety is documented where it li
 
 1. replicas for the server's nodes whose image has a version and who have none yet
    (:func:`dim.images.operations.ensure_replicas`): the exports name them;
-2. every service's files rendered (:func:`dim.services.render.render_all`);
+2. every service's files rendered (:func:`dim.services.render.render_all`), and the boot
+   loaders that the server's clients fetch read from their Debian packages
+   (:func:`loader_files`): a missing one stops here, nothing installed;
 3. validated by the daemons' test modes, written atomically, reloaded
    (:func:`dim.services.apply.apply`);
 4. the DHCP leases still held by replaced MACs released when the daemons were reloaded, or
@@ -22,6 +24,7 @@ caller shows first, then turns into an error with :meth:`ApplyReport.raise_for_u
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +36,10 @@ from dim.layout.model import Cluster, Server
 from dim.records import StaleLease, read_stale_leases
 from dim.services import apply as applier
 from dim.services import leases
-from dim.services.apply import ApplyResult
+from dim.services.apply import ApplyResult, target
+from dim.services.clients import loader_files as needed_loaders
 from dim.services.render import render_all
-from dim.services.rendering import RenderContext
+from dim.services.rendering import RenderContext, RenderedFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ class ApplyReport:
     replicas_created: tuple[str, ...]
     released: tuple[leases.ReleaseResult, ...] = ()  # settled or failed, after a reload
     waiting: tuple[StaleLease, ...] = ()  # stale leases left for an apply that reloads
+    warnings: tuple[str, ...] = ()  # e.g. a site's own loader missing from its root
 
     @property
     def unreleased(self) -> int:
@@ -85,8 +90,9 @@ def apply(
     created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
     srv = inventory.cluster.servers[name]
     do_reload = (root.resolve() == Path("/")) if do_reload is None else do_reload
+    loaders, warnings = loader_files(srv, root)
     result = applier.apply(
-        render_all(context),
+        render_all(context) + loaders,
         root,
         reload_command=srv.reload_command,
         dry_run=dry_run,
@@ -102,7 +108,40 @@ def apply(
         replicas_created=tuple(created),
         released=tuple(released),
         waiting=tuple(waiting),
+        warnings=tuple(warnings),
     )
+
+
+def loader_files(server: Server, root: Path) -> tuple[list[RenderedFile], list[str]]:
+    """The loader files dim ships for ``server``'s clients, read from their Debian packages,
+    and a warning for each of the site's own loaders that is not under ``root``.
+
+    Raises :class:`ApplyError` naming the file and the package to install when a shipped
+    loader's source is missing: nothing is installed then.
+    """
+    files, warnings = [], []
+    for loader in needed_loaders(server):
+        if loader.shipped is None:
+            if not os.path.exists(target(root, loader.path)):
+                warnings.append(
+                    f"{loader.path} is missing: {loader.kind} clients are sent it, and dim "
+                    "does not ship it (a site's own loader); put it there"
+                )
+            continue
+        source = loader.shipped.source
+        try:
+            with open(source, "rb") as handle:
+                content = handle.read()
+        except FileNotFoundError:
+            raise ApplyError(
+                f"{source} is missing: it is the boot loader {loader.path} of {loader.kind} "
+                f"clients; nothing was installed",
+                hint=f"apt-get install {loader.shipped.package}",
+            ) from None
+        except OSError as exc:
+            raise ApplyError(f"cannot read the boot loader {source}: {exc.strerror}") from exc
+        files.append(RenderedFile(loader.path, content))
+    return files, warnings
 
 
 def _settle_leases(

@@ -93,6 +93,7 @@ def _record(report: ApplyReport) -> dict:
         "not_validated": result.not_validated,
         "reloaded": result.reloaded,
         "replicas_created": fold(list(report.replicas_created)),
+        "warnings": list(report.warnings),
         **_release_records(report.released, report.waiting),
     }
 
@@ -113,6 +114,8 @@ def _print(report: ApplyReport, show_diff: bool) -> None:
         + (f"; validated: {', '.join(result.validated)}" if result.validated else "")
         + (f"; reloaded: {', '.join(result.reloaded)}" if result.reloaded else "")
     )
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if result.not_validated:
         click.echo(f"warning: not validated: {', '.join(result.not_validated)}", err=True)
     if report.replicas_created:

@@ -36,8 +36,10 @@ class Server:
     interface: str | None = None
     tftp_root: str = "/srv/dim/tftp"
     http_root: str = "/srv/dim/http"
-    bios_loader: str = "pxelinux.0"
-    uefi_loader: str = "grubx64.efi"
+    # boot files by client kind; None: the default of dim.services.clients.KINDS
+    bios_loader: str | None = None
+    uefi_loader: str | None = None
+    uefi_http_loader: str | None = None
     kea_hooks: str = "/usr/lib/x86_64-linux-gnu/kea/hooks"  # where libdhcp_lease_cmds.so is
     kea_socket: str = "/run/kea/kea4-ctrl-socket"  # Kea's control socket
     reload: tuple[tuple[str, str], ...] = ()  # (service, command) overrides

@@ -53,6 +53,7 @@ SERVER_TEXT = (
     "http-root",
     "bios-loader",
     "uefi-loader",
+    "uefi-http-loader",
     "kea-hooks",
     "kea-socket",
 )
@@ -82,6 +83,7 @@ ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
     ("server", "http-root"): ("http-root", check_path),
     ("server", "bios-loader"): ("bios-loader", check_boot_file),
     ("server", "uefi-loader"): ("uefi-loader", check_boot_file),
+    ("server", "uefi-http-loader"): ("uefi-http-loader", check_boot_file),
     ("server", "kea-hooks"): ("kea-hooks", check_path),
     ("server", "kea-socket"): ("kea-socket", check_socket_path),
     ("reload", "service"): "one of the schema's values",

@@ -415,6 +415,8 @@ def diff(change: FileChange) -> str:
     new = b""
     if change.file is not None and change.file.content is not None:
         new = change.file.content
+    if b"\0" in new or b"\0" in (change.old or b""):  # a boot loader's binary
+        return f"--- {change.path}\n+++ {change.path}\nbinary: {len(new)} bytes\n"
     lines = difflib.unified_diff(
         old, new.decode(errors="replace").splitlines(keepends=True), change.path, change.path
     )

@@ -1,11 +1,17 @@
 """DHCP host reservations and boot-file choice for dnsmasq, Kea and ISC dhcpd.
 
 Only the boot interface of each node that this server serves gets a reservation, and only when
-its MAC is known. Every flavour sends the same boot file by client type:
+its MAC is known. Every flavour sends the same boot file by client kind, the first that matches
+in :data:`dim.services.clients.KINDS`:
 
 - iPXE (user class ``iPXE`` or option 175 present): the HTTP script ``<boot url>/boot.ipxe``;
-- UEFI x86-64 (option 93 client architecture 7 or 9): the server's UEFI loader over TFTP;
-- anything else (legacy BIOS PXE): the server's BIOS loader over TFTP.
+- UEFI HTTP boot (option 60 starting with ``HTTPClient`` and option 93 = 16): the full URL of
+  the server's UEFI HTTP loader on ``dim serve`` (default ``snponly.efi``), with option 60 =
+  ``HTTPClient`` in the answer, without which the firmware ignores the offer;
+- UEFI x86-64 PXE (option 93 client architecture 7 or 9): the server's UEFI loader over TFTP
+  (default ``snponly.efi``);
+- anything else (legacy BIOS PXE): the server's BIOS loader over TFTP (default
+  ``undionly.kpxe``).
 
 iPXE is also sent the encapsulated option 175.176 (no-pxedhcp) = 1, so that it does not wait
 for a ProxyDHCP offer.
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dim.services import clients
+from dim.services.clients import loader_for
 from dim.services.rendering import RenderContext, RenderedFile
 
 DNSMASQ_CONF = "/etc/dnsmasq.d/dim.conf"
@@ -60,6 +68,10 @@ class DhcpContext:
     ipxe_url: str
     bios_loader: str
     uefi_loader: str
+    uefi_arch: tuple[int, ...]  # option 93 values of UEFI PXE clients
+    uefi_http_url: str
+    http_arch: tuple[int, ...]  # option 93 values of UEFI HTTP boot clients
+    http_vendor_class: str  # what their option 60 starts with, and what the answer's holds
     tftp_root: str
     hosts_file: str
     dnsmasq_hosts_file: str
@@ -109,8 +121,12 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         interface=server.interface,
         subnets=tuple(subnets),
         ipxe_url=f"{server.boot_url}/boot.ipxe",
-        bios_loader=server.bios_loader,
-        uefi_loader=server.uefi_loader,
+        bios_loader=loader_for(server, "bios-pxe"),
+        uefi_loader=loader_for(server, "uefi-pxe"),
+        uefi_arch=clients.BY_NAME["uefi-pxe"].arch,
+        uefi_http_url=f"{server.boot_url}/{loader_for(server, 'uefi-http').lstrip('/')}",
+        http_arch=clients.BY_NAME["uefi-http"].arch,
+        http_vendor_class=clients.BY_NAME["uefi-http"].vendor_class or "HTTPClient",
         tftp_root=server.tftp_root,
         hosts_file="/etc/dim/hosts",
         dnsmasq_hosts_file=DNSMASQ_HOSTS,

@@ -13,8 +13,11 @@ link per loader; the node's own identity comes from DHCP (host name and address)
     <tftp_root>/grub/dim-<image>.cfg
     <tftp_root>/grub/nodes/52:54:00:00:00:01.cfg -> ../dim-<image>.cfg
 
-Kernel and initrd of an image are at ``dim/images/<image>/vmlinuz`` and ``…/initrd.img`` under
-both roots.
+Kernel and initrd of an image are served by ``dim serve`` only, at
+``<boot url>/dim/images/<image>/vmlinuz`` and ``…/initrd.img``: every loader fetches them over
+HTTP. iPXE and PXELINUX (``lpxelinux.0``) name the URL; GRUB names the device
+``(http,SERVER:PORT)``. The loader programs themselves are not rendered: ``dim apply`` copies
+them from Debian's packages (:mod:`dim.services.clients`).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ def render(context: RenderContext) -> list[RenderedFile]:
         for image in inventory.cluster.images.values()
     ]
     http, tftp = server.http_root, server.tftp_root
+    http_device = f"(http,{server.address}:{server.http_port})"
     files = [
         RenderedFile(f"{http}/boot.ipxe", context.render("boot.ipxe.j2", boot_url=server.boot_url)),
         RenderedFile(f"{tftp}/pxelinux.cfg/default", context.render("pxelinux-default.j2")),
@@ -80,11 +84,11 @@ def render(context: RenderContext) -> list[RenderedFile]:
             ),
             RenderedFile(
                 f"{tftp}/pxelinux.cfg/dim-{image.name}",
-                context.render("pxelinux-image.j2", image=image),
+                context.render("pxelinux-image.j2", image=image, boot_url=server.boot_url),
             ),
             RenderedFile(
                 f"{tftp}/grub/dim-{image.name}.cfg",
-                context.render("grub-image.cfg.j2", image=image),
+                context.render("grub-image.cfg.j2", image=image, http_device=http_device),
             ),
         ]
     for node in context.nodes():

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dim.actions import nodes
 from dim.actions.apply import ApplyReport, apply
 from dim.errors import ApplyError
 from dim.records import StaleLease
-from dim.services import leases
+from dim.services import clients, leases
 from dim.services.apply import ApplyResult
+from dim.services.clients import ShippedFile
 
 
 def test_apply_into_a_root_installs_the_files_and_reports_them(ctx, tmp_path):
@@ -47,3 +50,54 @@ def test_an_unreleased_lease_is_in_the_report_and_raised_only_when_asked(tmp_pat
     with pytest.raises(ApplyError, match="1 stale DHCP lease not released") as error:
         report.raise_for_unreleased()
     assert "next dim apply that reloads" in error.value.hint
+
+
+def test_apply_installs_the_default_loaders_from_their_packages(ctx, tmp_path):
+    root = tmp_path / "root"
+    apply(ctx, root=root, do_reload=False, validation=False)
+    for path, source in (
+        ("srv/dim/tftp/undionly.kpxe", "/usr/lib/ipxe/undionly.kpxe"),
+        ("srv/dim/tftp/snponly.efi", "/usr/lib/ipxe/snponly.efi"),
+        ("srv/dim/http/snponly.efi", "/usr/lib/ipxe/snponly.efi"),
+    ):
+        assert (root / path).read_bytes() == Path(source).read_bytes()
+
+
+def test_a_missing_loader_names_its_package_and_nothing_is_installed(ctx, tmp_path, monkeypatch):
+    gone = ShippedFile(str(tmp_path / "absent/undionly.kpxe"), "ipxe")
+    monkeypatch.setitem(clients.SHIPPED, "undionly.kpxe", (("undionly.kpxe", gone),))
+    root = tmp_path / "root"
+    with pytest.raises(ApplyError) as error:
+        apply(ctx, root=root, do_reload=False, validation=False)
+    assert str(tmp_path / "absent/undionly.kpxe") in error.value.message
+    assert "\n" not in error.value.message
+    assert error.value.hint == "apt-get install ipxe"
+    assert not root.exists()
+
+
+def test_a_sites_own_loader_is_not_copied_and_warned_of_until_it_is_there(ctx, tmp_path):
+    layout = ctx.config.read_bytes().replace(
+        b'nfs="ganesha"/>', b'nfs="ganesha" bios-loader="site.kpxe"/>'
+    )
+    ctx.config.write_bytes(layout)
+    root = tmp_path / "root"
+    report = apply(ctx, root=root, do_reload=False, validation=False)
+    assert not (root / "srv/dim/tftp/site.kpxe").exists()
+    assert not (root / "srv/dim/tftp/undionly.kpxe").exists()
+    assert [w for w in report.warnings if "/srv/dim/tftp/site.kpxe is missing" in w]
+    (root / "srv/dim/tftp/site.kpxe").write_bytes(b"site")
+    assert apply(ctx, root=root, do_reload=False, validation=False).warnings == ()
+
+
+def test_a_loader_no_longer_named_is_removed_by_the_next_apply(ctx, tmp_path):
+    root = tmp_path / "root"
+    apply(ctx, root=root, do_reload=False, validation=False)
+    layout = ctx.config.read_bytes().replace(
+        b'nfs="ganesha"/>', b'nfs="ganesha" bios-loader="lpxelinux.0"/>'
+    )
+    ctx.config.write_bytes(layout)
+    apply(ctx, root=root, do_reload=False, validation=False)
+    assert not (root / "srv/dim/tftp/undionly.kpxe").exists()
+    assert (root / "srv/dim/tftp/lpxelinux.0").is_file() and (
+        root / "srv/dim/tftp/ldlinux.c32"
+    ).is_file()

@@ -1,0 +1,128 @@
+"""Which boot file each kind of network-boot client gets, and where dim's loaders come from.
+
+Pure data and two small functions over it. The DHCP templates
+(:mod:`dim.services.dhcp`) match clients by the values of :data:`KINDS`, first match wins;
+``dim apply`` (:mod:`dim.actions.apply`) copies the files of :data:`SHIPPED` that a server's
+loaders need into its TFTP and HTTP roots::
+
+    >>> [(k.name, k.transport, k.default) for k in KINDS]  # doctest: +NORMALIZE_WHITESPACE
+    [('ipxe', 'http', 'boot.ipxe'), ('uefi-http', 'http', 'snponly.efi'),
+     ('uefi-pxe', 'tftp', 'snponly.efi'), ('bios-pxe', 'tftp', 'undionly.kpxe')]
+    >>> loader_for(server, "bios-pxe")  # the server's bios-loader, else the default
+    'undionly.kpxe'
+    >>> [f.path for f in loader_files(server)]
+    ['/srv/dim/http/snponly.efi', '/srv/dim/tftp/snponly.efi', '/srv/dim/tftp/undionly.kpxe']
+
+Every client ends in iPXE by default: a PXE ROM loads iPXE over TFTP (``undionly.kpxe`` on
+BIOS, ``snponly.efi`` on UEFI), UEFI HTTP boot loads ``snponly.efi`` over HTTP from
+``dim serve``; iPXE then asks DHCP again, now as an iPXE client, and gets ``boot.ipxe``.
+A server's ``bios-loader``, ``uefi-loader`` and ``uefi-http-loader`` attributes replace the
+defaults: a name of :data:`SHIPPED` (``lpxelinux.0``, ``grubx64.efi``…) is copied from its
+Debian package like the defaults; any other name is the site's own loader, which must already
+be in the root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dim.layout.model import Server
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKind:
+    """One kind of boot client: how DHCP recognises it and what it is sent.
+
+    A client is of this kind when its option 93 (client architecture) is one of ``arch``
+    (any, if empty) and its option 60 (vendor class) starts with ``vendor_class`` (any, if
+    None); iPXE is recognised by its user class (option 77) or its option 175 instead.
+    """
+
+    name: str
+    arch: tuple[int, ...]
+    vendor_class: str | None
+    user_class: str | None
+    transport: str  # tftp | http
+    default: str  # the boot file, relative to the TFTP or HTTP root
+    attribute: str | None  # the <server> attribute that overrides the default
+
+
+#: First match wins; the last kind matches every client left.
+KINDS: tuple[ClientKind, ...] = (
+    ClientKind("ipxe", (), None, "iPXE", "http", "boot.ipxe", None),
+    ClientKind("uefi-http", (16,), "HTTPClient", None, "http", "snponly.efi", "uefi-http-loader"),
+    ClientKind("uefi-pxe", (7, 9), None, None, "tftp", "snponly.efi", "uefi-loader"),
+    ClientKind("bios-pxe", (), None, None, "tftp", "undionly.kpxe", "bios-loader"),
+)
+BY_NAME = {kind.name: kind for kind in KINDS}
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedFile:
+    """A file of a Debian package that dim installs as a loader or a loader's companion."""
+
+    source: str
+    package: str
+
+
+#: Loaders dim installs, by the name a server gives them, with the files each one needs next
+#: to it: lpxelinux.0 loads ldlinux.c32 from its own folder; GRUB is Debian's signed network
+#: image, whose prefix is ``/grub`` (where :mod:`dim.services.loaders` puts grub.cfg).
+SHIPPED: dict[str, tuple[tuple[str, ShippedFile], ...]] = {
+    "undionly.kpxe": (("undionly.kpxe", ShippedFile("/usr/lib/ipxe/undionly.kpxe", "ipxe")),),
+    "snponly.efi": (("snponly.efi", ShippedFile("/usr/lib/ipxe/snponly.efi", "ipxe")),),
+    "ipxe.efi": (("ipxe.efi", ShippedFile("/usr/lib/ipxe/ipxe.efi", "ipxe")),),
+    "lpxelinux.0": (
+        ("lpxelinux.0", ShippedFile("/usr/lib/PXELINUX/lpxelinux.0", "pxelinux")),
+        (
+            "ldlinux.c32",
+            ShippedFile("/usr/lib/syslinux/modules/bios/ldlinux.c32", "syslinux-common"),
+        ),
+    ),
+    "grubx64.efi": (
+        (
+            "grubx64.efi",
+            ShippedFile(
+                "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", "grub-efi-amd64-signed"
+            ),
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LoaderFile:
+    """One file a server's loaders need: where it goes, and where dim copies it from.
+
+    ``shipped`` is None for a site's own loader: dim does not copy it, it must be at ``path``.
+    """
+
+    path: str  # absolute path on the target system
+    shipped: ShippedFile | None
+    kind: str
+
+
+def loader_for(server: Server, kind: str) -> str:
+    """The boot file ``server`` sends to clients of ``kind``: its override, or the default."""
+    found = BY_NAME[kind]
+    if found.attribute is None:
+        return found.default
+    return getattr(server, found.attribute.replace("-", "_")) or found.default
+
+
+def loader_files(server: Server) -> list[LoaderFile]:
+    """Every loader file that the server's clients fetch, once each, in the table's order."""
+    files: dict[str, LoaderFile] = {}
+    for kind in KINDS:
+        if kind.attribute is None:
+            continue  # boot.ipxe is rendered, not copied
+        root = server.tftp_root if kind.transport == "tftp" else server.http_root
+        path = f"{root.rstrip('/')}/{loader_for(server, kind.name).lstrip('/')}"
+        folder, _, name = path.rpartition("/")
+        shipped = SHIPPED.get(name)  # efi/snponly.efi is snponly.efi too
+        if shipped is None:
+            files.setdefault(path, LoaderFile(path, None, kind.name))
+            continue
+        for file, source in shipped:  # the loader first, then what it loads from its folder
+            files.setdefault(f"{folder}/{file}", LoaderFile(f"{folder}/{file}", source, kind.name))
+    return list(files.values())

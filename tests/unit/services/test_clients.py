@@ -1,0 +1,133 @@
+"""services.clients: the table of client kinds, the server's overrides, the loader files, and
+the DHCP answers each flavour renders from them."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from dim.layout.parser import parse
+from dim.services import clients
+from dim.services.clients import KINDS, SHIPPED, loader_files, loader_for
+from dim.services.render import render_all
+from dim.services.rendering import RenderContext
+from tests.unit.conftest import SMALL
+
+SERVER = b'<server name="srv" address="10.10.0.2" dhcp="dnsmasq" nfs="ganesha"'
+
+
+def server_with(**attributes: str):
+    extra = "".join(f' {name}="{value}"' for name, value in attributes.items())
+    data = SMALL.replace(SERVER, SERVER + extra.encode())
+    return parse(data, "small.xml").servers["srv"]
+
+
+def test_every_client_kind_ends_in_ipxe_by_default():
+    assert [(k.name, k.transport, k.default) for k in KINDS] == [
+        ("ipxe", "http", "boot.ipxe"),
+        ("uefi-http", "http", "snponly.efi"),
+        ("uefi-pxe", "tftp", "snponly.efi"),
+        ("bios-pxe", "tftp", "undionly.kpxe"),
+    ]
+    assert clients.BY_NAME["uefi-http"].arch == (16,)
+    assert clients.BY_NAME["uefi-http"].vendor_class == "HTTPClient"
+    assert clients.BY_NAME["uefi-pxe"].arch == (7, 9)
+
+
+def test_every_default_loader_is_shipped_from_a_debian_package():
+    for kind in KINDS[1:]:
+        assert kind.default in SHIPPED
+    assert {f.package for files in SHIPPED.values() for _, f in files} == {
+        "ipxe",
+        "pxelinux",
+        "syslinux-common",
+        "grub-efi-amd64-signed",
+    }
+
+
+def test_defaults_go_to_the_tftp_root_and_the_http_loader_to_the_http_root():
+    files = loader_files(server_with())
+    assert [(f.path, f.shipped.source, f.kind) for f in files] == [
+        ("/srv/dim/http/snponly.efi", "/usr/lib/ipxe/snponly.efi", "uefi-http"),
+        ("/srv/dim/tftp/snponly.efi", "/usr/lib/ipxe/snponly.efi", "uefi-pxe"),
+        ("/srv/dim/tftp/undionly.kpxe", "/usr/lib/ipxe/undionly.kpxe", "bios-pxe"),
+    ]
+
+
+def test_pxelinux_brings_ldlinux_into_its_folder_and_grub_is_debians_network_image():
+    files = loader_files(
+        server_with(**{"bios-loader": "boot/lpxelinux.0"}, **{"uefi-loader": "grubx64.efi"})
+    )
+    shipped = {f.path: f.shipped.source for f in files}
+    assert shipped["/srv/dim/tftp/boot/lpxelinux.0"] == "/usr/lib/PXELINUX/lpxelinux.0"
+    assert shipped["/srv/dim/tftp/boot/ldlinux.c32"].endswith("/bios/ldlinux.c32")
+    assert shipped["/srv/dim/tftp/grubx64.efi"].endswith("grubnetx64.efi.signed")
+
+
+def test_a_sites_own_loader_is_named_but_not_shipped():
+    server = server_with(**{"uefi-http-loader": "site/my.efi", "bios-loader": "pxelinux.0"})
+    assert loader_for(server, "uefi-http") == "site/my.efi"
+    own = {f.path: f.kind for f in loader_files(server) if f.shipped is None}
+    assert own == {"/srv/dim/http/site/my.efi": "uefi-http", "/srv/dim/tftp/pxelinux.0": "bios-pxe"}
+
+
+def test_the_uefi_http_loader_attribute_is_checked_like_the_others():
+    with pytest.raises(Exception, match="uefi-http-loader"):
+        server_with(**{"uefi-http-loader": "../x.efi"})
+
+
+def dhcp_config(small_inventory, flavour: str, **attributes: str) -> str:
+    extra = "".join(f' {name}="{value}"' for name, value in attributes.items())
+    data = SMALL.replace(SERVER, SERVER + extra.encode()).replace(
+        b'dhcp="dnsmasq"', f'dhcp="{flavour}"'.encode()
+    )
+    inventory = dataclasses.replace(small_inventory, cluster=parse(data, "small.xml"))
+    files = render_all(RenderContext(inventory, "srv", Path("/var/lib/dim")))
+    (config,) = [f for f in files if f.service == flavour and f.path.endswith(("conf", ".conf"))][
+        :1
+    ]
+    return config.content.decode()
+
+
+@pytest.mark.parametrize("flavour", ["dnsmasq", "kea", "isc"])
+def test_each_flavour_answers_every_kind_with_the_tables_loader(small_inventory, flavour):
+    text = dhcp_config(small_inventory, flavour)
+    for wanted in (
+        "http://10.10.0.2:8080/boot.ipxe",
+        "http://10.10.0.2:8080/snponly.efi",
+        "snponly.efi",
+        "undionly.kpxe",
+        "HTTPClient",
+    ):
+        assert wanted in text
+    assert "pxelinux.0" not in text and "grubx64.efi" not in text
+
+
+@pytest.mark.parametrize("flavour", ["dnsmasq", "kea", "isc"])
+def test_overrides_reach_every_flavours_answers(small_inventory, flavour):
+    text = dhcp_config(
+        small_inventory,
+        flavour,
+        **{
+            "bios-loader": "lpxelinux.0",
+            "uefi-loader": "grubx64.efi",
+            "uefi-http-loader": "efi/ipxe.efi",
+        },
+    )
+    assert "lpxelinux.0" in text and "grubx64.efi" in text
+    assert "http://10.10.0.2:8080/efi/ipxe.efi" in text
+    assert "undionly.kpxe" not in text and "snponly.efi" not in text
+
+
+@pytest.mark.parametrize("flavour", ["dnsmasq", "kea", "isc"])
+def test_the_http_boot_answer_carries_option_60(small_inventory, flavour):
+    text = dhcp_config(small_inventory, flavour)
+    expected = {
+        "dnsmasq": r"dhcp-option-force=tag:!ipxe,tag:efihttp,option:vendor-class,HTTPClient",
+        "kea": r'"name": "vendor-class-identifier", "data": "HTTPClient", "always-send": true',
+        "isc": r'option vendor-class-identifier "HTTPClient";',
+    }[flavour]
+    assert re.search(re.escape(expected), text)
