@@ -17,7 +17,7 @@ those boots. Who uses which node, so that tests do not disturb each other:
     node02  isolation (c), live image changes (e)
     node03  switch to tiny2 and back (d)
     node04  UEFI (f), dim lab run (read-only commands)
-    node05  the Debian 12 and 13 images with systemd (g), one after the other
+    node05  the Debian 12 and 13 images with systemd (g); UEFI PXE and HTTP boot without ROM
     node06  powered on and off through its simulated IPMI BMC (issue 5)
     node07  never booted: node04 takes its address and mounts its export (security)
 
@@ -92,10 +92,15 @@ class Lab:
     # -- nodes -------------------------------------------------------------------------------
 
     def boot(
-        self, names: list[str], *, uefi: bool = False, timeout: float = BOOT_TIMEOUT
+        self,
+        names: list[str],
+        *,
+        uefi: bool = False,
+        firmware: str | None = None,
+        timeout: float = BOOT_TIMEOUT,
     ) -> dict[str, float]:
         """Power on (or reset) ``names`` and wait for each one's marker: seconds to it."""
-        cluster.boot(self.folder, names, uefi=uefi, say=self.say)
+        cluster.boot(self.folder, names, uefi=uefi, firmware=firmware, say=self.say)
         return self.wait(names, timeout=timeout)
 
     def power_on(self, names: list[str], *, uefi: bool = False) -> None:
