@@ -104,12 +104,14 @@ class Lab:
         timeout: float = BOOT_TIMEOUT,
     ) -> dict[str, float]:
         """Power on (or reset) ``names`` and wait for each one's marker: seconds to it."""
-        cluster.boot(self.folder, names, uefi=uefi, firmware=firmware, say=self.say)
+        self.power_on(names, uefi=uefi, firmware=firmware)
         return self.wait(names, timeout=timeout)
 
-    def power_on(self, names: list[str], *, uefi: bool = False) -> None:
+    def power_on(
+        self, names: list[str], *, uefi: bool = False, firmware: str | None = None
+    ) -> None:
         """Power on (or reset) ``names`` without waiting: for boots that must not succeed."""
-        cluster.boot(self.folder, names, uefi=uefi, say=self.say)
+        cluster.boot(self.folder, names, uefi=uefi, firmware=firmware, say=self.say)
 
     def wait(self, names: list[str], *, timeout: float = BOOT_TIMEOUT) -> dict[str, float]:
         done = cluster.watch(self.folder, names, timeout=timeout, say=self.say)

@@ -54,6 +54,17 @@ def _gone_within(pids: list[int], seconds: float) -> bool:
     return False
 
 
+def _kill_and_expect_children_gone(parent: subprocess.Popen, children: list[int]) -> None:
+    """SIGKILL ``parent`` (dim), then each of ``children`` must be gone within 5 s."""
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    try:
+        assert _gone_within(children, 5.0), f"{children} outlived their parent"
+    finally:
+        for pid in [p for p in children if _alive(p)]:  # only when the test failed
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_a_child_dies_when_dim_is_killed():
     parent = _python(
         """
@@ -62,13 +73,7 @@ def test_a_child_dies_when_dim_is_killed():
         """
     )
     children = _children(parent.pid)
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
-    try:
-        assert _gone_within(children, 5.0), f"{children} outlived their parent"
-    finally:
-        for pid in [p for p in children if _alive(p)]:  # only when the test failed
-            os.kill(pid, signal.SIGKILL)
+    _kill_and_expect_children_gone(parent, children)
 
 
 def test_a_child_whose_parent_is_gone_already_kills_itself():
@@ -124,10 +129,4 @@ def test_a_pool_worker_dies_when_dim_is_killed():
     children: list[int] = []
     while len(children) < 2 and time.monotonic() < deadline:
         children = _children(parent.pid)
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
-    try:
-        assert _gone_within(children, 5.0), f"{children} outlived their parent"
-    finally:
-        for pid in [p for p in children if _alive(p)]:
-            os.kill(pid, signal.SIGKILL)
+    _kill_and_expect_children_gone(parent, children)

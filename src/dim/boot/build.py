@@ -328,13 +328,15 @@ def _write(
         },
         "warnings": list(warnings),
     }
-    write_atomically(found.manifest, (json.dumps(manifest, indent=1) + "\n").encode())
-    return manifest
+    return _save_manifest(found, manifest)
 
 
 def _rewrite(found: BootBuild, manifest: dict, warnings: tuple[str, ...]) -> dict:
     """A reused build's ``build.json`` with the warnings of now (the files stay as built)."""
-    manifest = {**manifest, "warnings": list(warnings)}
+    return _save_manifest(found, {**manifest, "warnings": list(warnings)})
+
+
+def _save_manifest(found: BootBuild, manifest: dict) -> dict:
     write_atomically(found.manifest, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 
