@@ -8,8 +8,8 @@ through private bind mounts, as ``dim lab`` runs them. From a client namespace, 
 double asks as each firmware would (tests/doubles/dhcp.py), and every file of the chain is then
 fetched as the firmware and the loaders would: the loader over TFTP (``curl tftp://``) or HTTP,
 then, as the loader is iPXE, DHCP again as iPXE, ``boot.ipxe``, the node's own script, and the
-kernel and initrd it names. With PXELINUX and GRUB chosen instead, every path their
-configuration names is fetched the same way.
+kernel and initrd it names. With PXELINUX, GRUB or Secure Boot's shim and GRUB chosen instead,
+every path their configuration names is fetched the same way.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ SHIPPED = {
     "lpxelinux.0": "/usr/lib/PXELINUX/lpxelinux.0",
     "ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32",
     "grubx64.efi": "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+    "shimx64.efi": "/usr/lib/shim/shimx64.efi.signed",
+    "mmx64.efi": "/usr/lib/shim/mmx64.efi.signed",
 }
 
 
@@ -223,13 +225,31 @@ def test_grub_finds_every_file_its_configuration_names(site_with_pxelinux_and_gr
     lease = site.ask(mac, uefi=True)
     assert lease.boot_file == "grubx64.efi"
     assert site.tftp(lease, "grubx64.efi") == Path(SHIPPED["grubx64.efi"]).read_bytes()
-    # Debian's network GRUB has prefix /grub: it reads grub/grub.cfg, which sources the node's
+    grub_finds_kernel_and_initrd_over_tftp(site, lease, mac)
+
+
+def grub_finds_kernel_and_initrd_over_tftp(site: Site, lease: DhcpLease, mac: str) -> None:
+    """Debian's network GRUB has prefix /grub: it reads grub/grub.cfg, which sources the
+    node's file; that one names kernel and initrd in the TFTP root GRUB came from."""
     grub_cfg = site.tftp(lease, "grub/grub.cfg").decode()
-    assert '"$prefix/nodes/${net_default_mac}.cfg"' in grub_cfg
+    assert 'source "$prefix/nodes/${net_default_mac}.cfg"' in grub_cfg
     config = site.tftp(lease, f"grub/nodes/{mac}.cfg").decode()
-    device = f"(http,{SERVER}:8080)"
-    kernel = re.search(r"^\s*linux (\S+)", config, re.M).group(1)
-    initrd = re.search(r"^\s*initrd (\S+)", config, re.M).group(1)
-    assert kernel.startswith(device) and initrd.startswith(device)
-    assert site.fetch(kernel.replace(device, BOOT_URL)) == KERNEL
-    assert site.fetch(initrd.replace(device, BOOT_URL)) == INITRD
+    kernel = re.search(r"^\s*if linux (\S+)", config, re.M).group(1)
+    initrd = re.search(r"^\s*if initrd (\S+);", config, re.M).group(1)
+    assert site.tftp(lease, kernel) == KERNEL
+    assert site.tftp(lease, initrd) == INITRD
+
+
+@pytest.fixture
+def site_with_shim(lab: Segment, tmp_path: Path, flavour: str) -> Site:
+    return make_site(lab, tmp_path, flavour, ' uefi-loader="shimx64.efi"')
+
+
+def test_secure_boot_chain_shim_grub_kernel_is_complete(site_with_shim: Site):
+    """shim loads grubx64.efi (and, with keys pending, mmx64.efi) from its own folder."""
+    site, mac = site_with_shim, MACS["n1"]
+    lease = site.ask(mac, uefi=True)
+    assert lease.boot_file == "shimx64.efi"
+    for name in ("shimx64.efi", "grubx64.efi", "mmx64.efi"):
+        assert site.tftp(lease, name) == Path(SHIPPED[name]).read_bytes()
+    grub_finds_kernel_and_initrd_over_tftp(site, lease, mac)

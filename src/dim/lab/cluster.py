@@ -27,10 +27,8 @@ In Python, as the e2e tests do::
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import time
 from importlib import resources
 from pathlib import Path
@@ -296,15 +294,14 @@ def restart(folder: Path, name: str, *, down_for: float = 0.0, say: Say | None =
 def reload(folder: Path, *, say: Say | None = None) -> None:
     """``dim apply`` into the lab's root, then the daemons take it: after ``dim node switch``.
 
-    ganesha is restarted rather than sent SIGHUP: a switch changes the path of a node's
-    export under the same export id, which a reload does not apply. dnsmasq rereads its
-    hosts files on SIGHUP.
+    Both are restarted rather than signalled: a switch changes the path of a node's export
+    under the same export id, which ganesha's reload does not apply, and dnsmasq rereads only
+    its hosts files on SIGHUP, not the boot-file choice of its main file (Kea and dhcpd read
+    their configuration at start only).
     """
     state = LabState.running(folder)
     _apply(folder)
-    dnsmasq = state.daemon("dnsmasq")
-    if dnsmasq is not None and alive(dnsmasq.pid):
-        os.kill(dnsmasq.pid, signal.SIGHUP)
+    restart(folder, state.flavour, say=say)
     restart(folder, "ganesha", say=say)
 
 

@@ -65,6 +65,10 @@ class ShippedFile:
     package: str
 
 
+SIGNED_GRUB = ShippedFile(
+    "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", "grub-efi-amd64-signed"
+)
+
 #: Loaders dim installs, by the name a server gives them, with the files each one needs next
 #: to it: lpxelinux.0 loads ldlinux.c32 from its own folder; GRUB is Debian's signed network
 #: image, whose prefix is ``/grub`` (where :mod:`dim.services.loaders` puts grub.cfg).
@@ -79,13 +83,13 @@ SHIPPED: dict[str, tuple[tuple[str, ShippedFile], ...]] = {
             ShippedFile("/usr/lib/syslinux/modules/bios/ldlinux.c32", "syslinux-common"),
         ),
     ),
-    "grubx64.efi": (
-        (
-            "grubx64.efi",
-            ShippedFile(
-                "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", "grub-efi-amd64-signed"
-            ),
-        ),
+    "grubx64.efi": (("grubx64.efi", SIGNED_GRUB),),
+    # Secure Boot: Microsoft-signed shim loads grubx64.efi from its own folder and checks
+    # Debian's signature on it; mmx64.efi (MokManager) is what shim starts if keys are pending.
+    "shimx64.efi": (
+        ("shimx64.efi", ShippedFile("/usr/lib/shim/shimx64.efi.signed", "shim-signed")),
+        ("grubx64.efi", SIGNED_GRUB),
+        ("mmx64.efi", ShippedFile("/usr/lib/shim/mmx64.efi.signed", "shim-signed")),
     ),
 }
 

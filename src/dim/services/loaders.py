@@ -12,18 +12,23 @@ link per loader; the node's own identity comes from DHCP (host name and address)
     <tftp_root>/grub/grub.cfg                    GRUB for UEFI, sources grub/nodes/<mac>.cfg
     <tftp_root>/grub/dim-<image>.cfg
     <tftp_root>/grub/nodes/52:54:00:00:00:01.cfg -> ../dim-<image>.cfg
+    <tftp_root>/dim/images/<image>/vmlinuz       -> <state>/boot/<image>/<N>/vmlinuz
+    <tftp_root>/dim/images/<image>/initrd.img    -> <state>/boot/<image>/<N>/initrd.img
 
-Kernel and initrd of an image are served by ``dim serve`` only, at
-``<boot url>/dim/images/<image>/vmlinuz`` and ``…/initrd.img``: every loader fetches them over
-HTTP. iPXE and PXELINUX (``lpxelinux.0``) name the URL; GRUB names the device
-``(http,SERVER:PORT)``. The loader programs themselves are not rendered: ``dim apply`` copies
-them from Debian's packages (:mod:`dim.services.clients`).
+iPXE and PXELINUX (``lpxelinux.0``) fetch kernel and initrd from ``dim serve`` over HTTP, at
+``<boot url>/dim/images/<image>/vmlinuz`` and ``…/initrd.img``. GRUB fetches them over TFTP
+from the root it was loaded from: Debian's signed network GRUB, the one Secure Boot accepts,
+has no HTTP module built in and may load no other, and GRUB 2.06 names no HTTP port. So the
+TFTP root holds a link to each image's current boot build (as of this ``dim apply``; none
+while the image has no build). The loader programs themselves are not rendered: ``dim apply``
+copies them from Debian's packages (:mod:`dim.services.clients`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dim.boot.builds import find_build
 from dim.layout.model import Image
 from dim.paths import StatePaths
 from dim.services.rendering import RenderContext, RenderedFile
@@ -70,7 +75,7 @@ def render(context: RenderContext) -> list[RenderedFile]:
         for image in inventory.cluster.images.values()
     ]
     http, tftp = server.http_root, server.tftp_root
-    http_device = f"(http,{server.address}:{server.http_port})"
+    paths = StatePaths(context.state_dir)
     files = [
         RenderedFile(f"{http}/boot.ipxe", context.render("boot.ipxe.j2", boot_url=server.boot_url)),
         RenderedFile(f"{tftp}/pxelinux.cfg/default", context.render("pxelinux-default.j2")),
@@ -88,9 +93,15 @@ def render(context: RenderContext) -> list[RenderedFile]:
             ),
             RenderedFile(
                 f"{tftp}/grub/dim-{image.name}.cfg",
-                context.render("grub-image.cfg.j2", image=image, http_device=http_device),
+                context.render("grub-image.cfg.j2", image=image),
             ),
         ]
+        build = find_build(paths, image.name)
+        if build is not None:  # GRUB's kernel and initrd, over TFTP
+            files += [
+                RenderedFile(f"{tftp}/{image.kernel}", link=str(build.kernel)),
+                RenderedFile(f"{tftp}/{image.initrd}", link=str(build.initrd)),
+            ]
     for node in context.nodes():
         mac = inventory.macs.get((node.name, node.boot.network))
         image = inventory.images.get(node.name, node.image)

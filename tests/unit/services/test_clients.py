@@ -45,6 +45,7 @@ def test_every_default_loader_is_shipped_from_a_debian_package():
         "pxelinux",
         "syslinux-common",
         "grub-efi-amd64-signed",
+        "shim-signed",
     }
 
 

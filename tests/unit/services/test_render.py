@@ -94,6 +94,21 @@ def test_loader_links_follow_each_nodes_current_image(small_inventory):
     assert len(links) == 12
 
 
+def test_tftp_root_links_each_images_current_boot_build_for_grub(small_inventory, tmp_path):
+    build = tmp_path / "boot" / "alpha" / "3"
+    build.mkdir(parents=True)
+    (build / "vmlinuz").write_bytes(b"kernel")
+    (build / "initrd.img").write_bytes(b"initrd")
+    (tmp_path / "boot" / "alpha" / "2").mkdir()  # incomplete: never named
+    files = {f.path: f for f in render_all(RenderContext(small_inventory, "srv", tmp_path))}
+    assert files["/srv/dim/tftp/dim/images/alpha/vmlinuz"].link == str(build / "vmlinuz")
+    assert files["/srv/dim/tftp/dim/images/alpha/initrd.img"].link == str(build / "initrd.img")
+    assert not any(p.startswith("/srv/dim/tftp/dim/images/beta/") for p in files)  # no build
+    grub = files["/srv/dim/tftp/grub/dim-alpha.cfg"].content.decode()
+    assert "if linux /dim/images/alpha/vmlinuz dim.server=" in grub
+    assert "if initrd /dim/images/alpha/initrd.img; then" in grub
+
+
 def test_image_kernel_arguments_carry_paths_and_options(small_inventory):
     text = render(small_inventory)["/srv/dim/http/dim/images/alpha.ipxe"].content.decode()
     assert "dim.root=10.10.0.2:/var/lib/dim/images/alpha/live" in text
