@@ -12,7 +12,10 @@ Debian 12 and 13 images with systemd and their own kernels) in a namespace of it
 for each image, NFS version, firmware and node count, powers that many nodes on together,
 ``--repeat`` times. ``--firmware`` takes `dim lab boot`'s kinds (bios-ipxe-rom,
 uefi-ipxe-rom, uefi-pxe, uefi-http, uefi-secureboot) or their short names (bios, uefi: the
-iPXE ROM ones); the table names each as it was given. ``--nfs-versions`` adds ``vers=X``
+iPXE ROM ones); ``KIND+shim`` (``uefi-pxe+shim``) boots that firmware with the server's
+``uefi-loader="shimx64.efi"`` (shim, GRUB, kernel and initrd over TFTP), which
+``uefi-secureboot`` always does; the table names each as it was given. The loader stage is
+iPXE's, so it is empty for GRUB. ``--nfs-versions`` adds ``vers=X``
 to every image's nfs-options in the lab's cluster.xml (and reloads the lab) before that
 version's runs; without it each image mounts with dim's default. A follower thread reads
 the lab's logs every 20 ms and stamps each new line with the time it appeared, so the stages
@@ -193,12 +196,25 @@ def run_once(
     return results
 
 
-def pin_nfs_version(folder: Path, layout: str, version: str) -> None:
-    """The lab's cluster.xml with ``vers=VERSION`` in every image's nfs-options ("": as made)."""
+def write_layout(folder: Path, layout: str, version: str, uefi_loader: str | None) -> None:
+    """The lab's cluster.xml with ``vers=VERSION`` in every image's nfs-options ("": as made)
+    and the server's ``uefi-loader`` (None: dim's default)."""
     if version:
         pinned = f'nfs-options="actimeo=1,vers={version}" kernel-args='
         layout = re.sub(r'(?:nfs-options="[^"]*" )?kernel-args=', pinned, layout)
+    if uefi_loader:
+        layout = layout.replace('interface="br0"', f'interface="br0" uefi-loader="{uefi_loader}"')
     (folder / "cluster.xml").write_text(layout)
+
+
+def firmware_and_loader(name: str) -> tuple[str, str | None]:
+    """``uefi-pxe+shim``: the firmware kind, and the server's UEFI loader for it (shim for
+    ``+shim`` and always for Secure Boot, which starts nothing else)."""
+    kind, plus, loader = name.partition("+")
+    if plus and loader != "shim":
+        raise ValueError(f"unknown loader {loader!r} in {name!r} (known: +shim)")
+    kind = firmware_kind(kind)
+    return kind, "shimx64.efi" if plus or kind == "uefi-secureboot" else None
 
 
 def median(values: list[float | None]) -> float | None:
@@ -262,7 +278,7 @@ def main() -> int:
         parser.error("run as root (namespaces, QEMU taps, NFS server)")
     counts = [int(n) for n in args.nodes.split(",")]
     try:
-        firmwares = {f: firmware_kind(f) for f in args.firmware.split(",")}
+        firmwares = {f: firmware_and_loader(f) for f in args.firmware.split(",")}
     except ValueError as error:
         parser.error(str(error))
     wanted = args.images.split(",")
@@ -299,14 +315,15 @@ def main() -> int:
         # during the bench weighs on each alike. Every run starts from a restarted ganesha.
         for repeat in range(args.repeat):
             for image, version, firmware, count in cases:
-                pin_nfs_version(folder, layout, version)
+                kind, loader = firmwares[firmware]
+                write_layout(folder, layout, version, loader)
                 node_actions.switch(cluster.context(folder), everyone, image)
                 cluster.reload(folder)
                 names = [f"node{i:02}" for i in range(1, count + 1)]
                 run = run_once(
                     folder,
                     names,
-                    firmware=firmwares[firmware],
+                    firmware=kind,
                     timeout=args.timeout,
                     show=args.trace,
                 )

@@ -53,6 +53,12 @@ _FLASH = {
 def firmware_kind(name: str) -> str:
     """The firmware kind ``name`` means (an alias resolved); ValueError if none."""
     kind = ALIASES.get(name, name)
+    if kind == "bios-pxe":
+        raise ValueError(
+            "no bios-pxe in the lab: SeaBIOS has no network stack of its own and every NIC ROM "
+            "packaged for QEMU is iPXE (bios-ipxe-rom); the BIOS PXE chain (undionly.kpxe over "
+            "TFTP) is proven by tests/integration/test_boot_chain.py"
+        )
     if kind not in FIRMWARES:
         known = ", ".join([*FIRMWARES, *ALIASES])
         raise ValueError(f"unknown firmware {name!r} (known: {known})")

@@ -106,7 +106,9 @@ def test_secure_boot_has_smm_and_flash_writable_from_smm_only() -> None:
 def test_a_flash_kind_without_the_nodes_nvram_and_an_unknown_kind_are_errors() -> None:
     with pytest.raises(ValueError, match="NVRAM"):
         qemu_command(MAC, "tap3", CONSOLE, firmware="uefi-pxe", memory=384)
-    with pytest.raises(ValueError, match="unknown firmware 'bios-pxe'"):
+    with pytest.raises(ValueError, match="unknown firmware 'pxe'"):
+        firmware_kind("pxe")
+    with pytest.raises(ValueError, match="no bios-pxe in the lab: SeaBIOS has no network stack"):
         firmware_kind("bios-pxe")
     assert nvram_template("bios-ipxe-rom") is None and nvram_template("uefi") is None
 
@@ -128,7 +130,9 @@ def test_lab_boot_passes_the_firmware_and_refuses_unknown_or_contradictory_ones(
         given = calls.pop()
         assert (given["firmware"], given["uefi"]) == (firmware, uefi) and not calls
     assert main(["lab", "boot", "--dir", str(tmp_path), "--firmware", "bios-pxe"]) == 2
-    assert "unknown firmware 'bios-pxe'" in capsys.readouterr().err
+    assert "no bios-pxe in the lab" in capsys.readouterr().err
+    assert main(["lab", "boot", "--dir", str(tmp_path), "--firmware", "pxe"]) == 2
+    assert "unknown firmware 'pxe'" in capsys.readouterr().err
     assert main(["lab", "boot", "--dir", str(tmp_path), "--uefi", "--firmware", "uefi-pxe"]) == 2
     assert not calls
 
