@@ -1,9 +1,10 @@
 """A Secure Boot node boots a Debian image through Debian's signed chain (issue 11).
 
 OVMF built with Secure Boot, Microsoft's keys enrolled (``--firmware uefi-secureboot``), no NIC
-option ROM: only a loader signed by Microsoft starts. The server declares
-``uefi-loader="shimx64.efi"``: ``dim apply`` installs Debian's Microsoft-signed shim, with
-Debian's signed network GRUB as ``grubx64.efi`` beside it, in the TFTP root; shim checks GRUB
+option ROM: only a loader signed by Microsoft starts. The layout declares the node
+``secure-boot="yes"``: DHCP sends it ``shimx64.efi`` by its MAC, and ``dim apply`` installs
+Debian's Microsoft-signed shim, with Debian's signed network GRUB as ``grubx64.efi`` and
+MokManager beside it, in the TFTP root; shim checks GRUB
 against Debian's certificate, GRUB checks the kernel through shim (the image's own Debian
 kernel, signed) and loads dim's initramfs, which nothing checks. Then the kernel's own rules:
 locked down (integrity), modules only with a valid signature: a Debian module loads, the same
@@ -57,7 +58,7 @@ def test_secure_boot_node_boots_debian_through_shim_grub_and_its_signed_kernel_l
 ) -> None:
     config = lab.folder / "cluster.xml"
     layout = config.read_text()
-    secure = layout.replace('interface="br0"', 'interface="br0" uefi-loader="shimx64.efi"', 1)
+    secure = layout.replace("</group>", f'  <node name="{NODE}" secure-boot="yes"/>\n  </group>', 1)
     assert secure != layout
     lab.dim("node", "switch", NODE, IMAGE)
     config.write_text(secure)

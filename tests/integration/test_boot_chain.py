@@ -1,15 +1,15 @@
 """Every boot chain dim sets up is complete: each kind of client, each DHCP flavour, for real.
 
-dim's own configuration (a layout with one server and three nodes with MACs, ``dim apply``
-into a root, validated by the real daemons) runs in a network namespace: the real DHCP server,
-a TFTP server (dnsmasq's own for dnsmasq; for Kea and ISC dhcpd, which have none, dnsmasq in
-TFTP-only mode) and a real ``dim serve``, each seeing the root's files at their usual paths
-through private bind mounts, as ``dim lab`` runs them. From a client namespace, the DHCP client
-double asks as each firmware would (tests/doubles/dhcp.py), and every file of the chain is then
-fetched as the firmware and the loaders would: the loader over TFTP (``curl tftp://``) or HTTP,
-then, as the loader is iPXE, DHCP again as iPXE, ``boot.ipxe``, the node's own script, and the
-kernel and initrd it names. With PXELINUX, GRUB or Secure Boot's shim and GRUB chosen instead,
-every path their configuration names is fetched the same way.
+dim's own configuration (a layout with one server and three nodes with MACs, ``dim apply`` into
+a root, validated by the real daemons) runs in a network namespace: the real DHCP server, a TFTP
+server (dnsmasq's own for dnsmasq; for Kea and ISC dhcpd, which have none, dnsmasq with the
+TFTP-only file dim renders beside them) and a real ``dim serve``, each seeing the root's files
+at their usual paths through private bind mounts, as ``dim lab`` runs them. From a client
+namespace, the DHCP client double asks as each firmware would (tests/doubles/dhcp.py), and every
+file of the chain is then fetched as the firmware and the loaders would: the loader over TFTP
+(``curl tftp://``) or HTTP, then, as the loader is iPXE, DHCP again as iPXE, ``boot.ipxe``, the
+node's own script, and the kernel and initrd it names. With PXELINUX, GRUB or Secure Boot's shim
+and GRUB chosen instead, every path their configuration names is fetched the same way.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ pytestmark = pytest.mark.integration
 
 SERVER = "10.77.0.1"
 BOOT_URL = f"http://{SERVER}:8080"
-MACS = {"n1": "52:54:00:77:00:11", "n2": "52:54:00:77:00:12", "n3": "52:54:00:77:00:13"}
+MACS = {
+    "n1": "52:54:00:77:00:11",
+    "n2": "52:54:00:77:00:12",
+    "n3": "52:54:00:77:00:13",
+    "n4": "52:54:00:77:00:14",  # declared secure-boot="yes"
+}
 KERNEL = os.urandom(2 * 1024 * 1024 + 3)
 INITRD = os.urandom(512 * 1024 + 7)
 
@@ -47,8 +52,9 @@ LAYOUT = """<?xml version="1.0"?>
   <network name="boot" subnet="10.77.0.0/24" gateway="10.77.0.1"/>
   <server name="srv" address="{server}" dhcp="{flavour}" nfs="ganesha" interface="br0"{extra}/>
   <image name="tiny"><volatile path="/tmp"/></image>
-  <group name="nodes" nodes="n[1-3]" image="tiny">
+  <group name="nodes" nodes="n[1-4]" image="tiny">
     <interface network="boot" ip="10.77.0.{{10+n1}}"/>
+    <node name="n4" secure-boot="yes"/>
   </group>
 </cluster>
 """
@@ -141,10 +147,10 @@ def start_daemons(seg: Segment, folder: Path, flavour: str, ctx: Context) -> Non
     argv, env = dhcp_server_command(flavour, Path(paths[flavour]), folder, seg.bridge)
     daemon = seg.start(bound(argv, folder), log=folder / f"{flavour}.log", env=env)
     daemon.wait_udp(67)
-    if flavour != "dnsmasq":  # Kea and dhcpd have no TFTP server: dnsmasq serves TFTP only
-        tftp = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0"]
-        tftp += ["--enable-tftp", "--tftp-root=/srv/dim/tftp", "--user=root", "--pid-file="]
-        tftp += [f"--interface={seg.bridge}", "--bind-interfaces", "--log-facility=-"]
+    if flavour != "dnsmasq":  # Kea and dhcpd have no TFTP server: dim's TFTP-only dnsmasq
+        conf = "--conf-file=/etc/dnsmasq.d/dim-tftp.conf"
+        tftp = ["dnsmasq", "--keep-in-foreground", conf, "--user=root", "--pid-file="]
+        tftp += ["--log-facility=-"]
         seg.start(bound(tftp, folder), log=folder / "tftp.log", env=env).wait_udp(69)
     else:
         daemon.wait_udp(69)
@@ -240,16 +246,14 @@ def grub_finds_kernel_and_initrd_over_tftp(site: Site, lease: DhcpLease, mac: st
     assert site.tftp(lease, initrd) == INITRD
 
 
-@pytest.fixture
-def site_with_shim(lab: Segment, tmp_path: Path, flavour: str) -> Site:
-    return make_site(lab, tmp_path, flavour, ' uefi-loader="shimx64.efi"')
-
-
-def test_secure_boot_chain_shim_grub_kernel_is_complete(site_with_shim: Site):
-    """shim loads grubx64.efi (and, with keys pending, mmx64.efi) from its own folder."""
-    site, mac = site_with_shim, MACS["n1"]
-    lease = site.ask(mac, uefi=True)
-    assert lease.boot_file == "shimx64.efi"
+def test_a_secure_boot_node_gets_shim_and_its_chain_is_complete(site: Site):
+    """n4 is declared secure-boot: shim over TFTP whatever it asks as, then shim loads
+    grubx64.efi (and, with keys pending, mmx64.efi) from its own folder, GRUB the rest."""
+    mac = MACS["n4"]
+    for client in ({"uefi": True}, {"arch": 16, "vendor_class": HTTP_CLIENT}, {"ipxe": True}):
+        lease = site.ask(mac, **client)
+        assert lease.boot_file == "shimx64.efi", client  # (not a URL: HTTP boot moves on)
     for name in ("shimx64.efi", "grubx64.efi", "mmx64.efi"):
         assert site.tftp(lease, name) == Path(SHIPPED[name]).read_bytes()
     grub_finds_kernel_and_initrd_over_tftp(site, lease, mac)
+    assert site.ask(MACS["n1"], uefi=True).boot_file == "snponly.efi"  # the others: iPXE

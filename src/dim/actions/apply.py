@@ -90,7 +90,8 @@ def apply(
     created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
     srv = inventory.cluster.servers[name]
     do_reload = (root.resolve() == Path("/")) if do_reload is None else do_reload
-    loaders, warnings = loader_files(srv, root)
+    secure_boot = any(node.secure_boot for node in context.nodes())
+    loaders, warnings = loader_files(srv, root, secure_boot=secure_boot)
     result = applier.apply(
         render_all(context) + loaders,
         root,
@@ -112,7 +113,9 @@ def apply(
     )
 
 
-def loader_files(server: Server, root: Path) -> tuple[list[RenderedFile], list[str]]:
+def loader_files(
+    server: Server, root: Path, *, secure_boot: bool = False
+) -> tuple[list[RenderedFile], list[str]]:
     """The loader files dim ships for ``server``'s clients, read from their Debian packages,
     and a warning for each of the site's own loaders that is not under ``root``.
 
@@ -120,7 +123,7 @@ def loader_files(server: Server, root: Path) -> tuple[list[RenderedFile], list[s
     loader's source is missing: nothing is installed then.
     """
     files, warnings = [], []
-    for loader in needed_loaders(server):
+    for loader in needed_loaders(server, secure_boot=secure_boot):
         if loader.shipped is None:
             if not os.path.exists(target(root, loader.path)):
                 warnings.append(

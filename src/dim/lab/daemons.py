@@ -54,8 +54,24 @@ def daemon_specs(folder: Path, flavour: str) -> list[DaemonSpec]:
     """Every daemon of a lab in ``folder`` with DHCP ``flavour``, in the order to start them."""
     root, run_dir = folder / "root", folder / "run"
     binds = {path: root / path.lstrip("/") for path in BOUND}
+    # Kea and dhcpd serve no TFTP: dnsmasq does, from the TFTP-only file dim apply renders
+    tftp = DaemonSpec(
+        "tftp",
+        (
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/etc/dnsmasq.d/dim-tftp.conf",
+            "--pid-file=",
+            "--user=root",
+            "--log-facility=-",
+        ),
+        binds,
+        69,
+        True,
+    )
     return [
         _dhcp_spec(flavour, binds, run_dir),
+        *([tftp] if flavour != "dnsmasq" else []),
         # router advertisements: without them iPXE waits 16 s for IPv6 autoconfiguration
         DaemonSpec(
             "ra",

@@ -32,6 +32,9 @@ class Server:
     network: str
     dhcp: str  # dnsmasq | kea | isc | none
     nfs: str  # ganesha | kernel | none
+    # TFTP beside Kea or ISC dhcpd, which have none: dnsmasq in TFTP-only mode, rendered by dim,
+    # or none (the site runs its own). A dnsmasq server serves TFTP itself either way.
+    tftp: str = "dnsmasq"
     http_port: int = 8080
     interface: str | None = None
     tftp_root: str = "/srv/dim/tftp"
@@ -40,6 +43,7 @@ class Server:
     bios_loader: str | None = None
     uefi_loader: str | None = None
     uefi_http_loader: str | None = None
+    secure_boot_loader: str | None = None
     kea_hooks: str = "/usr/lib/x86_64-linux-gnu/kea/hooks"  # where libdhcp_lease_cmds.so is
     kea_socket: str = "/run/kea/kea4-ctrl-socket"  # Kea's control socket
     reload: tuple[tuple[str, str], ...] = ()  # (service, command) overrides
@@ -90,6 +94,8 @@ class Node:
     server: str
     bmc: Bmc | None = None
     line: int = 0  # where in cluster.xml the node was declared
+    # UEFI Secure Boot on: DHCP sends the server's secure-boot-loader (shim), not iPXE
+    secure_boot: bool = False
 
     @property
     def boot(self) -> Interface:

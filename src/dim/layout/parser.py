@@ -54,6 +54,7 @@ SERVER_TEXT = (
     "bios-loader",
     "uefi-loader",
     "uefi-http-loader",
+    "secure-boot-loader",
     "kea-hooks",
     "kea-socket",
 )
@@ -77,6 +78,7 @@ ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
     ("server", "address"): "an IPv4 address in a declared network",
     ("server", "dhcp"): "one of the schema's values",
     ("server", "nfs"): "one of the schema's values",
+    ("server", "tftp"): "one of the schema's values",
     ("server", "http-port"): "a port number, 1 to 65535",
     ("server", "interface"): ("interface", check_interface),
     ("server", "tftp-root"): ("tftp-root", check_path),
@@ -84,6 +86,7 @@ ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
     ("server", "bios-loader"): ("bios-loader", check_boot_file),
     ("server", "uefi-loader"): ("uefi-loader", check_boot_file),
     ("server", "uefi-http-loader"): ("uefi-http-loader", check_boot_file),
+    ("server", "secure-boot-loader"): ("secure-boot-loader", check_boot_file),
     ("server", "kea-hooks"): ("kea-hooks", check_path),
     ("server", "kea-socket"): ("kea-socket", check_socket_path),
     ("reload", "service"): "one of the schema's values",
@@ -98,6 +101,7 @@ ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
     ("group", "nodes"): "a node set; each node name is a host name",
     ("group", "image"): ("image", check_name),
     ("group", "server"): ("server name", check_hostname),
+    ("group", "secure-boot"): "one of the schema's values",
     ("interface", "network"): ("network", check_name),
     ("interface", "ip"): "a template; each node's address is an IPv4 address in the network",
     ("interface", "hostname"): "a template; each node's value is a host name",
@@ -107,6 +111,7 @@ ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
     ("node", "name"): "a node set of the group's nodes",
     ("node", "image"): ("image", check_name),
     ("node", "server"): ("server name", check_hostname),
+    ("node", "secure-boot"): "one of the schema's values",
 }
 
 
@@ -263,6 +268,7 @@ class _Parser:
                 network=network.name,
                 dhcp=el.get("dhcp", "dnsmasq"),
                 nfs=el.get("nfs", "ganesha"),
+                tftp=el.get("tftp", "dnsmasq"),
                 http_port=int(el.get("http-port", "8080")),
                 reload=tuple((r.get("service"), r.get("command")) for r in el.iterfind("reload")),
                 **options,
@@ -378,6 +384,7 @@ class _Parser:
         nodeset = self._nodeset(el, "nodes")
         image = self._reference(el, "image", images, "image")
         server = self._default_server(el, servers)
+        secure_boot = el.get("secure-boot") == "yes"
         overrides = self._overrides(el, nodeset, servers, images)
         interfaces = []
         for position, iface in enumerate(el.iterfind("interface")):
@@ -408,7 +415,9 @@ class _Parser:
                 if len(name) > name_room or not HOST_NAME.fullmatch(name):
                     self._bad_hostname(el, name, "node name", name, room)
                 nums = tuple(map(int, _NUMBERS.findall(name)))
-                node_image, node_server = overrides.get(name, (image, server))
+                node_image, node_server, node_secure = overrides.get(
+                    name, (image, server, secure_boot)
+                )
                 built = []
                 for element, network, first, last, ip_t, host_t in checks:
                     ip = ip_t.render(nums, index, name)
@@ -433,7 +442,17 @@ class _Parser:
                     if len(name) > bmc_room:
                         self._bmc_hostname(bmc_el, name, address, room)
                     bmc = Bmc(bmc_el.get("driver"), address, bmc_el.get("credentials"))
-                yield Node(name, group, index, tuple(built), node_image, node_server, bmc, line)
+                yield Node(
+                    name,
+                    group,
+                    index,
+                    tuple(built),
+                    node_image,
+                    node_server,
+                    bmc,
+                    line,
+                    node_secure,
+                )
         except ExpressionError as exc:
             raise self.error(f"node {name}: {exc}", element) from None
         except ValueError as exc:  # from check_bmc_address
@@ -477,10 +496,11 @@ class _Parser:
         first, last = int(subnet.network_address), int(subnet.broadcast_address)
         return (first, last) if subnet.prefixlen >= 31 else (first + 1, last - 1)
 
-    def _overrides(self, el, nodeset, servers, images) -> dict[str, tuple[str | None, str]]:
-        overrides: dict[str, tuple[str | None, str]] = {}
+    def _overrides(self, el, nodeset, servers, images) -> dict[str, tuple[str | None, str, bool]]:
+        overrides: dict[str, tuple[str | None, str, bool]] = {}
         group_image = el.get("image")
         group_server = self._default_server(el, servers)
+        group_secure = el.get("secure-boot", "no")
         for node_el in el.iterfind("node"):
             members = self._nodeset(node_el, "name")
             outside = members - nodeset
@@ -490,8 +510,9 @@ class _Parser:
                 )
             image = self._reference(node_el, "image", images, "image") or group_image
             server = self._reference(node_el, "server", servers, "server") or group_server
+            secure = node_el.get("secure-boot", group_secure) == "yes"
             for name in members:
-                overrides[name] = (image, server)
+                overrides[name] = (image, server, secure)
         return overrides
 
     def _bad_ip(self, element, node: str, network: Network, template: Template, text: str):

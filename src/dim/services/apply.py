@@ -38,6 +38,7 @@ DEFAULT_RELOAD = {
     "dnsmasq": "systemctl restart dnsmasq",
     "kea": "systemctl reload kea-dhcp4-server",
     "isc": "systemctl restart isc-dhcp-server",
+    "tftp": "systemctl restart dnsmasq",
     "ganesha": "systemctl restart nfs-ganesha",
     "kernel": "exportfs -ra",
 }
@@ -215,6 +216,16 @@ def _validate_single(command: list[str], suffix: str):
     return validate
 
 
+def _validate_tftp(files: dict[str, bytes], folder: Path, root: Path) -> list[Check]:
+    """dnsmasq's test mode on the TFTP-only file, without its tftp-root (which dnsmasq wants
+    to exist, and which this same apply may be about to create, as for dnsmasq's own file)."""
+    ((path, content),) = files.items()
+    lines = [line for line in content.decode().splitlines() if not line.startswith("tftp-root=")]
+    copy = folder / "dnsmasq-tftp.conf"
+    copy.write_text("\n".join(lines) + "\n")
+    return [(["dnsmasq", "--test", f"--conf-file={copy}"], path)]
+
+
 _KEA_INTERFACES = re.compile(rb'("interfaces"\s*:\s*)\[[^\]]*\]')
 
 
@@ -235,8 +246,14 @@ VALIDATORS: dict[str, Callable[[dict[str, bytes], Path, Path], list[Check]]] = {
     "dnsmasq": _validate_dnsmasq,
     "kea": _validate_kea,
     "isc": _validate_single(["dhcpd", "-4", "-t", "-cf", "{}"], ".conf"),
+    "tftp": _validate_tftp,
 }
-PACKAGES = {"dnsmasq": "dnsmasq", "kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
+PACKAGES = {
+    "dnsmasq": "dnsmasq",
+    "kea": "kea-dhcp4-server",
+    "isc": "isc-dhcp-server",
+    "tftp": "dnsmasq",
+}
 
 
 def validate(

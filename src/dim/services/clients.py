@@ -16,10 +16,11 @@ loaders need into its TFTP and HTTP roots::
 Every client ends in iPXE by default: a PXE ROM loads iPXE over TFTP (``undionly.kpxe`` on
 BIOS, ``snponly.efi`` on UEFI), UEFI HTTP boot loads ``snponly.efi`` over HTTP from
 ``dim serve``; iPXE then asks DHCP again, now as an iPXE client, and gets ``boot.ipxe``.
-A server's ``bios-loader``, ``uefi-loader`` and ``uefi-http-loader`` attributes replace the
-defaults: a name of :data:`SHIPPED` (``lpxelinux.0``, ``grubx64.efi``…) is copied from its
-Debian package like the defaults; any other name is the site's own loader, which must already
-be in the root.
+Nodes declared ``secure-boot="yes"`` are sent ``shimx64.efi`` (:data:`SECURE_BOOT`), by MAC.
+A server's ``bios-loader``, ``uefi-loader``, ``uefi-http-loader`` and ``secure-boot-loader``
+attributes replace the defaults: a name of :data:`SHIPPED` (``lpxelinux.0``, ``grubx64.efi``…)
+is copied from its Debian package like the defaults; any other name is the site's own loader,
+which must already be in the root.
 """
 
 from __future__ import annotations
@@ -54,7 +55,13 @@ KINDS: tuple[ClientKind, ...] = (
     ClientKind("uefi-pxe", (7, 9), None, None, "tftp", "snponly.efi", "uefi-loader"),
     ClientKind("bios-pxe", (), None, None, "tftp", "undionly.kpxe", "bios-loader"),
 )
-BY_NAME = {kind.name: kind for kind in KINDS}
+#: A Secure Boot client asks DHCP exactly as a UEFI PXE one: nothing in the request tells them
+#: apart. Nodes declared ``secure-boot="yes"`` get this kind's loader instead, by their MAC:
+#: Microsoft-signed shim, which runs with Secure Boot on (iPXE is refused) and off alike.
+SECURE_BOOT = ClientKind(
+    "uefi-secureboot", (7, 9), None, None, "tftp", "shimx64.efi", "secure-boot-loader"
+)
+BY_NAME = {kind.name: kind for kind in (*KINDS, SECURE_BOOT)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +121,11 @@ def loader_for(server: Server, kind: str) -> str:
     return getattr(server, found.attribute.replace("-", "_")) or found.default
 
 
-def loader_files(server: Server) -> list[LoaderFile]:
-    """Every loader file that the server's clients fetch, once each, in the table's order."""
+def loader_files(server: Server, *, secure_boot: bool = False) -> list[LoaderFile]:
+    """Every loader file that the server's clients fetch, once each, in the table's order;
+    with ``secure_boot`` (the server boots nodes declared so) the Secure Boot loader's too."""
     files: dict[str, LoaderFile] = {}
-    for kind in KINDS:
+    for kind in (*KINDS, SECURE_BOOT) if secure_boot else KINDS:
         if kind.attribute is None:
             continue  # boot.ipxe is rendered, not copied
         root = server.tftp_root if kind.transport == "tftp" else server.http_root

@@ -13,6 +13,11 @@ in :data:`dim.services.clients.KINDS`:
 - anything else (legacy BIOS PXE): the server's BIOS loader over TFTP (default
   ``undionly.kpxe``).
 
+A node declared ``secure-boot="yes"`` is sent the server's Secure Boot loader over TFTP
+(default ``shimx64.efi``) whatever it asks as, by its MAC: nothing in a request tells a Secure
+Boot client from a UEFI PXE one, and it can run nothing else (dnsmasq: a tag on its host line;
+Kea: its reservation's boot-file-name; ISC: its host's filename).
+
 iPXE is also sent the encapsulated option 175.176 (no-pxedhcp) = 1, so that it does not wait
 for a ProxyDHCP offer.
 
@@ -29,6 +34,7 @@ from dim.services.clients import loader_for
 from dim.services.rendering import RenderContext, RenderedFile
 
 DNSMASQ_CONF = "/etc/dnsmasq.d/dim.conf"
+TFTP_CONF = "/etc/dnsmasq.d/dim-tftp.conf"  # beside Kea or ISC dhcpd: TFTP only
 DNSMASQ_HOSTS = "/etc/dim/dnsmasq.hosts"
 KEA_CONF = "/etc/kea/kea-dhcp4.conf"
 KEA_LEASES = "/var/lib/kea/kea-leases4.csv"
@@ -42,6 +48,7 @@ class DhcpHost:
     mac: str
     ip: str
     hostname: str
+    secure_boot: bool = False  # sent the Secure Boot loader, whatever it asks as
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,7 @@ class DhcpContext:
     ipxe_url: str
     bios_loader: str
     uefi_loader: str
+    secure_boot_loader: str
     uefi_arch: tuple[int, ...]  # option 93 values of UEFI PXE clients
     uefi_http_url: str
     http_arch: tuple[int, ...]  # option 93 values of UEFI HTTP boot clients
@@ -91,7 +99,7 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         if mac is None:
             continue
         by_network.setdefault(boot.network, []).append(
-            DhcpHost(node.name, mac, boot.ip, boot.hostname)
+            DhcpHost(node.name, mac, boot.ip, boot.hostname, node.secure_boot)
         )
     # The server's own network is always declared, even before any MAC is known.
     by_network.setdefault(server.network, [])
@@ -123,6 +131,7 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         ipxe_url=f"{server.boot_url}/boot.ipxe",
         bios_loader=loader_for(server, "bios-pxe"),
         uefi_loader=loader_for(server, "uefi-pxe"),
+        secure_boot_loader=loader_for(server, "uefi-secureboot"),
         uefi_arch=clients.BY_NAME["uefi-pxe"].arch,
         uefi_http_url=f"{server.boot_url}/{loader_for(server, 'uefi-http').lstrip('/')}",
         http_arch=clients.BY_NAME["uefi-http"].arch,
@@ -151,7 +160,15 @@ def render(context: RenderContext) -> list[RenderedFile]:
             ),
         ]
     if flavour == "kea":
-        return [
+        files = [
             RenderedFile(KEA_CONF, context.render("kea-dhcp4.conf.j2", dhcp=dhcp), service="kea")
         ]
-    return [RenderedFile(ISC_CONF, context.render("dhcpd.conf.j2", dhcp=dhcp), service="isc")]
+    else:
+        files = [RenderedFile(ISC_CONF, context.render("dhcpd.conf.j2", dhcp=dhcp), service="isc")]
+    if context.server.tftp == "dnsmasq":  # Kea and dhcpd serve no TFTP: dnsmasq does
+        files.append(
+            RenderedFile(
+                TFTP_CONF, context.render("dnsmasq-tftp.conf.j2", dhcp=dhcp), service="tftp"
+            )
+        )
+    return files

@@ -37,9 +37,14 @@ def test_lab_state_round_trips_through_lab_json_and_changes_make_new_records(
 def test_the_daemon_table_names_the_flavours_dhcp_server_first_and_its_ports() -> None:
     for flavour, program in (("dnsmasq", "dnsmasq"), ("kea", "kea-dhcp4"), ("isc", "dhcpd")):
         specs = daemon_specs(Path("/lab"), flavour)
-        assert [s.name for s in specs][1:] == ["ra", "ganesha", "serve"]
+        tftp = [] if flavour == "dnsmasq" else ["tftp"]  # dnsmasq, TFTP only, beside Kea/dhcpd
+        assert [s.name for s in specs][1:] == [*tftp, "ra", "ganesha", "serve"]
         assert program in specs[0].command and (specs[0].port, specs[0].udp) == (67, True)
-        assert specs[2].binds["/etc/ganesha"] == Path("/lab/root/etc/ganesha")
+        by_name = {s.name: s for s in specs}
+        assert by_name["ganesha"].binds["/etc/ganesha"] == Path("/lab/root/etc/ganesha")
+        if tftp:
+            assert "--conf-file=/etc/dnsmasq.d/dim-tftp.conf" in by_name["tftp"].command
+            assert (by_name["tftp"].port, by_name["tftp"].udp) == (69, True)
 
 
 def test_console_progress_names_each_stage_and_step_once() -> None:

@@ -172,5 +172,8 @@ def test_kea_validation_does_not_need_the_servers_interface_here(tmp_path):
     inventory = Inventory(cluster, {("n1", "boot"): "52:54:00:00:09:01"}, {})
     files = render_all(RenderContext(inventory, "s", Path("/var/lib/dim")))
     result = applier.apply(files, tmp_path, reload_command=lambda s: None, do_reload=False)
-    assert result.validated == ["kea"]
+    assert result.validated == ["kea", "tftp"]  # Kea, and dnsmasq for its TFTP
     assert b'"interfaces": [ "nosuch0" ]' in (tmp_path / "etc/kea/kea-dhcp4.conf").read_bytes()
+    tftp = (tmp_path / "etc/dnsmasq.d/dim-tftp.conf").read_text()
+    assert "\nport=0\n" in tftp and "\ninterface=nosuch0\n" in tftp
+    assert "\nenable-tftp\ntftp-root=/srv/dim/tftp\n" in tftp

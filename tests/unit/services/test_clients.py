@@ -127,8 +127,67 @@ def test_overrides_reach_every_flavours_answers(small_inventory, flavour):
 def test_the_http_boot_answer_carries_option_60(small_inventory, flavour):
     text = dhcp_config(small_inventory, flavour)
     expected = {
-        "dnsmasq": r"dhcp-option-force=tag:!ipxe,tag:efihttp,option:vendor-class,HTTPClient",
+        "dnsmasq": "dhcp-option-force=tag:!ipxe,tag:!secureboot,tag:efihttp,"
+        "option:vendor-class,HTTPClient",
         "kea": r'"name": "vendor-class-identifier", "data": "HTTPClient", "always-send": true',
         "isc": r'option vendor-class-identifier "HTTPClient";',
     }[flavour]
     assert re.search(re.escape(expected), text)
+
+
+SECURE = (
+    SMALL.replace(
+        b'<group name="gpu" nodes="g[1-2]" image="beta">',
+        b'<group name="gpu" nodes="g[1-2]" image="beta" secure-boot="yes">',
+    )
+    .replace(
+        b'<node name="c04" image="beta"/>', b'<node name="c04" image="beta" secure-boot="yes"/>'
+    )
+    .replace(
+        b'<interface network="boot" ip="10.10.0.{100+i}"/>',
+        b'<interface network="boot" ip="10.10.0.{100+i}"/><node name="g1" secure-boot="no"/>',
+    )
+)
+
+
+def test_secure_boot_is_declared_per_group_and_per_node():
+    cluster = parse(SECURE, "s.xml")
+    declared = {n.name for n in cluster.nodes if n.secure_boot}
+    assert declared == {"c04", "g2"}
+    assert cluster.node("c04").image == "beta"  # the node's other overrides stay
+
+
+def secure_config(small_inventory, flavour: str) -> str:
+    data = SECURE.replace(b'dhcp="dnsmasq"', f'dhcp="{flavour}"'.encode())
+    inventory = dataclasses.replace(small_inventory, cluster=parse(data, "s.xml"))
+    files = render_all(RenderContext(inventory, "srv", Path("/var/lib/dim")))
+    return "\n".join(f.content.decode() for f in files if f.service == flavour)
+
+
+@pytest.mark.parametrize("flavour", ["dnsmasq", "kea", "isc"])
+def test_a_secure_boot_node_is_sent_shim_by_its_mac_and_the_others_are_not(
+    small_inventory, flavour
+):
+    text = secure_config(small_inventory, flavour)
+    c04, c01 = "52:54:00:00:00:04", "52:54:00:00:00:01"  # MACs of small_inventory
+    line = next(line for line in text.splitlines() if c04 in line)
+    other = next(line for line in text.splitlines() if c01 in line)
+    wanted = {
+        "dnsmasq": "52:54:00:00:00:04,set:secureboot,10.10.0.14,c04",
+        "kea": '"next-server": "10.10.0.2", "boot-file-name": "shimx64.efi"',
+        "isc": 'filename "shimx64.efi";',
+    }[flavour]
+    assert wanted in line and "shimx64.efi" not in other and "secureboot" not in other
+    if flavour == "dnsmasq":
+        assert "dhcp-boot=tag:secureboot,shimx64.efi,srv,10.10.0.2" in text
+
+
+def test_shim_is_shipped_only_to_a_server_with_secure_boot_nodes():
+    server = server_with()
+    assert not any("shim" in f.path for f in loader_files(server))
+    shipped = {f.path: f.shipped for f in loader_files(server, secure_boot=True)}
+    assert shipped["/srv/dim/tftp/shimx64.efi"].package == "shim-signed"
+    assert shipped["/srv/dim/tftp/grubx64.efi"].source.endswith("grubnetx64.efi.signed")
+    assert shipped["/srv/dim/tftp/mmx64.efi"].source == "/usr/lib/shim/mmx64.efi.signed"
+    own = server_with(**{"secure-boot-loader": "site/shim.efi"})
+    assert loader_for(own, "uefi-secureboot") == "site/shim.efi"

@@ -40,6 +40,7 @@ CASES = {
     "dnsmasq.hosts": ("dnsmasq", "ganesha", "/etc/dim/dnsmasq.hosts"),
     "kea-dhcp4.conf": ("kea", "ganesha", "/etc/kea/kea-dhcp4.conf"),
     "dhcpd.conf": ("isc", "ganesha", "/etc/dhcp/dhcpd.conf"),
+    "dim-tftp.conf": ("kea", "ganesha", "/etc/dnsmasq.d/dim-tftp.conf"),
     "ganesha.conf": ("dnsmasq", "ganesha", "/etc/ganesha/ganesha.conf"),
     "dim.exports": ("dnsmasq", "kernel", "/etc/exports.d/dim.exports"),
     "hosts": ("dnsmasq", "ganesha", "/etc/dim/hosts"),
@@ -107,6 +108,16 @@ def test_tftp_root_links_each_images_current_boot_build_for_grub(small_inventory
     grub = files["/srv/dim/tftp/grub/dim-alpha.cfg"].content.decode()
     assert "if linux /dim/images/alpha/vmlinuz dim.server=" in grub
     assert "if initrd /dim/images/alpha/initrd.img; then" in grub
+
+
+def test_tftp_only_dnsmasq_beside_kea_and_isc_unless_the_site_runs_its_own(small_inventory):
+    tftp = "/etc/dnsmasq.d/dim-tftp.conf"
+    for dhcp in ("kea", "isc"):
+        assert render(flavoured(small_inventory, dhcp=dhcp))[tftp].service == "tftp"
+    assert tftp not in render(small_inventory)  # dnsmasq serves TFTP in its own file
+    data = SMALL.replace(b'dhcp="dnsmasq"', b'dhcp="kea" tftp="none"')
+    own = dataclasses.replace(small_inventory, cluster=parse(data, "small.xml"))
+    assert tftp not in render(own)
 
 
 def test_image_kernel_arguments_carry_paths_and_options(small_inventory):
