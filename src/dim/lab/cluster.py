@@ -125,6 +125,28 @@ def _build_images(folder: Path, *, debian: tuple[str, ...], say: Say) -> None:
         image_actions.boot_build(context(folder), image)
 
 
+def _secure_boot_mismatches(folder: Path, names: list[str], kind: str) -> list[str]:
+    """What will not boot because the firmware and the layout's secure-boot disagree: DHCP
+    sends a node declared secure-boot shim, whatever it asks as, and the others iPXE, which
+    Secure Boot refuses."""
+    cluster = context(folder).cluster()
+    declared = {n.name for n in cluster.nodes if n.name in names and n.secure_boot}
+    if kind == "uefi-secureboot":
+        return [
+            f'{name} is not declared secure-boot="yes" in {folder}/cluster.xml: it is sent '
+            "iPXE, which Secure Boot refuses (dim lab reload after declaring it)"
+            for name in names
+            if name not in declared
+        ]
+    if kind in ("bios-ipxe-rom", "uefi-ipxe-rom"):
+        return [
+            f'{name} is declared secure-boot="yes": it is sent shim, a UEFI loader, over '
+            f"TFTP; boot it with --firmware uefi-secureboot or uefi-pxe"
+            for name in sorted(declared)
+        ]
+    return []
+
+
 def context(folder: Path) -> Context:
     """The lab's layout and state, for dim's use cases (``dim --config … --state …``)."""
     return Context(config=folder / "cluster.xml", state=folder / "state")
@@ -161,6 +183,8 @@ def boot(
     kind = firmware_kind(firmware or ("uefi-ipxe-rom" if uefi else DEFAULT_FIRMWARE))
     state = LabState.running(folder)
     macs = node_macs(99)
+    for warning in _secure_boot_mismatches(folder, names, kind):
+        say(f"warning: {warning}")
     for name in names:
         if name not in macs:
             raise LabError(f"unknown lab node {name!r}")

@@ -100,3 +100,16 @@ def test_lab_up_refuses_an_unknown_debian_release_before_doing_anything(tmp_path
     code = main(["lab", "up", "--dir", str(tmp_path / "lab"), "--debian", "12,14"])
     assert code == 2
     assert not (tmp_path / "lab").exists()
+
+
+def test_lab_boot_warns_when_firmware_and_secure_boot_declaration_disagree(tmp_path: Path) -> None:
+    layout = cluster.layout_text("dnsmasq", 3).replace(
+        "</group>", '  <node name="node02" secure-boot="yes"/>\n  </group>', 1
+    )
+    (tmp_path / "cluster.xml").write_text(layout)
+    mismatches = cluster._secure_boot_mismatches
+    (refused,) = mismatches(tmp_path, ["node01", "node02"], "uefi-secureboot")
+    assert refused.startswith('node01 is not declared secure-boot="yes"')
+    (wrong,) = mismatches(tmp_path, ["node01", "node02"], "bios-ipxe-rom")
+    assert wrong.startswith('node02 is declared secure-boot="yes": it is sent shim')
+    assert mismatches(tmp_path, ["node01", "node02"], "uefi-pxe") == []
