@@ -12,8 +12,8 @@ Debian 12 and 13 images with systemd and their own kernels) in a namespace of it
 for each image, NFS version, firmware and node count, powers that many nodes on together,
 ``--repeat`` times. ``--firmware`` takes `dim lab boot`'s kinds (bios-ipxe-rom,
 uefi-ipxe-rom, uefi-pxe, uefi-http, uefi-secureboot) or their short names (bios, uefi: the
-iPXE ROM ones); ``KIND+shim`` (``uefi-pxe+shim``) boots that firmware with the server's
-``uefi-loader="shimx64.efi"`` (shim, GRUB, kernel and initrd over TFTP), which
+iPXE ROM ones); ``KIND+shim`` (``uefi-pxe+shim``) boots that firmware with the nodes
+declared ``secure-boot="yes"`` (shim, GRUB, kernel and initrd over TFTP), which
 ``uefi-secureboot`` always does; the table names each as it was given. The loader stage is
 iPXE's, so it is empty for GRUB. ``--nfs-versions`` adds ``vers=X``
 to every image's nfs-options in the lab's cluster.xml (and reloads the lab) before that
@@ -196,25 +196,25 @@ def run_once(
     return results
 
 
-def write_layout(folder: Path, layout: str, version: str, uefi_loader: str | None) -> None:
+def write_layout(folder: Path, layout: str, version: str, secure_boot: bool) -> None:
     """The lab's cluster.xml with ``vers=VERSION`` in every image's nfs-options ("": as made)
-    and the server's ``uefi-loader`` (None: dim's default)."""
+    and, with ``secure_boot``, every node declared ``secure-boot="yes"`` (sent shim)."""
     if version:
         pinned = f'nfs-options="actimeo=1,vers={version}" kernel-args='
         layout = re.sub(r'(?:nfs-options="[^"]*" )?kernel-args=', pinned, layout)
-    if uefi_loader:
-        layout = layout.replace('interface="br0"', f'interface="br0" uefi-loader="{uefi_loader}"')
+    if secure_boot:
+        layout = layout.replace('<group name="nodes"', '<group name="nodes" secure-boot="yes"')
     (folder / "cluster.xml").write_text(layout)
 
 
-def firmware_and_loader(name: str) -> tuple[str, str | None]:
-    """``uefi-pxe+shim``: the firmware kind, and the server's UEFI loader for it (shim for
-    ``+shim`` and always for Secure Boot, which starts nothing else)."""
+def firmware_and_loader(name: str) -> tuple[str, bool]:
+    """``uefi-pxe+shim``: the firmware kind, and whether the nodes are declared secure-boot
+    (sent shim): for ``+shim``, and always for Secure Boot, which starts nothing else."""
     kind, plus, loader = name.partition("+")
     if plus and loader != "shim":
         raise ValueError(f"unknown loader {loader!r} in {name!r} (known: +shim)")
     kind = firmware_kind(kind)
-    return kind, "shimx64.efi" if plus or kind == "uefi-secureboot" else None
+    return kind, bool(plus) or kind == "uefi-secureboot"
 
 
 def median(values: list[float | None]) -> float | None:
