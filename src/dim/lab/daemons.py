@@ -148,8 +148,9 @@ def _dhcp_spec(flavour: str, binds: dict[str, Path], run_dir: Path) -> DaemonSpe
         "/etc/dhcp/dhcpd.conf",
         "-lf",
         f"{run_dir}/dhcpd.leases",
-        "-pf",
-        f"{run_dir}/dhcpd.pid",
+        # no pid file: a restarted dhcpd read its predecessor's and refused to start ("There's
+        # already a DHCP server running"); the lab knows its daemons by the pid it spawned
+        "--no-pid",
         BRIDGE,
     )
     return DaemonSpec("isc", command, binds, 67, True)
