@@ -183,7 +183,7 @@ def run_once(
             "kernel": follower.first(log, r"Linux version"),
             "initramfs": follower.first(log, r"^dim: step 1/9"),
             "switch_root": follower.first(log, r"^dim: step 9/9"),
-            "init": follower.first(log, r"systemd\[1\]: systemd \d|Welcome to "),
+            "init": follower.first(log, r"systemd\[1\]: systemd \d|Welcome to (?!GRUB)"),
             "crng": follower.first(log, r"random: crng init done"),
             "marker": follower.first(log, rf"^{MARKER} "),
         }
