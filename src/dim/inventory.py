@@ -140,6 +140,7 @@ def node_record(inventory: Inventory, node: Node, last_boot: Boot | None = None)
         "group": node.group,
         "image": inventory.image(node),
         "server": node.server,
+        "secure_boot": node.secure_boot,
         "interfaces": [
             {
                 "network": iface.network,

@@ -291,3 +291,17 @@ def test_apply_warns_of_a_sites_own_loader_that_is_not_there(dim, tmp_path, layo
     status, _, err = dim("apply", "--root", str(tmp_path / "root"), "--skip-validation")
     assert status == 0
     assert "warning: /srv/dim/tftp/my.efi is missing: uefi-pxe clients are sent it" in err
+
+
+def test_layout_show_says_which_nodes_boot_with_secure_boot(dim, layout_file):
+    layout_file.write_bytes(
+        layout_file.read_bytes().replace(
+            b'<node name="c04" image="beta"/>', b'<node name="c04" image="beta" secure-boot="yes"/>'
+        )
+    )
+    status, out, _ = dim("layout", "show", "c[03-04]")
+    assert status == 0
+    assert "c04  (group compute, server srv, image beta, Secure Boot)" in out
+    assert "c03  (group compute, server srv, image alpha)" in out
+    status, out, _ = dim("layout", "show", "c[03-04]", "--json")
+    assert [r["secure_boot"] for r in json.loads(out)] == [False, True]

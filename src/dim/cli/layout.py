@@ -66,9 +66,10 @@ def layout_show(ctx: Context, nodeset: str, exclude: str | None, as_json: bool) 
         emit_json(records)
         return
     for record in records:
+        secure = ", Secure Boot" if record["secure_boot"] else ""
         click.echo(
             f"{record['name']}  (group {record['group']}, server {record['server']}, "
-            f"image {record['image'] or '-'})"
+            f"image {record['image'] or '-'}{secure})"
         )
         for iface in record["interfaces"]:
             click.echo(
