@@ -33,8 +33,10 @@ def group() -> None:
 def node_list(ctx: Context, nodeset: str | None, exclude: str | None, as_json: bool) -> None:
     """List nodes (all, or NODESET): group, addresses, MACs, image, server, BMC, last boot.
 
-    LAST BOOT is the local time at which the node last fetched its boot script from
-    `dim serve`; `--json` adds the image, boot build version and client address.
+    IMAGE is the image the node boots next; BOOTED the image and boot build version it last
+    booted (IMAGE/VERSION), and LAST BOOT when: the local time at which it last fetched its
+    boot script from `dim serve`. A node switched and not yet reset shows its new image under
+    IMAGE and its old one under BOOTED. `--json` adds the client address of the last boot.
     """
     records = nodes.records(ctx, nodeset, exclude)
     if as_json:
@@ -45,9 +47,12 @@ def node_list(ctx: Context, nodeset: str | None, exclude: str | None, as_json: b
         ips = ",".join(i["ip"] for i in r["interfaces"])
         macs = ",".join(i["mac"] or "-" for i in r["interfaces"])
         bmc = r["bmc"]["address"] if r["bmc"] else "-"
-        boot = r["last_boot"]["at"][:19].replace("T", " ") if r["last_boot"] else "-"
-        rows.append([r["name"], r["group"], ips, macs, r["image"] or "-", r["server"], bmc, boot])
-    table(rows, ["NODE", "GROUP", "IP", "MAC", "IMAGE", "SERVER", "BMC", "LAST BOOT"])
+        last = r["last_boot"]
+        booted = f"{last['image']}/{last['version']}" if last else "-"
+        boot = last["at"][:19].replace("T", " ") if last else "-"
+        image = r["image"] or "-"
+        rows.append([r["name"], r["group"], ips, macs, image, r["server"], bmc, booted, boot])
+    table(rows, ["NODE", "GROUP", "IP", "MAC", "IMAGE", "SERVER", "BMC", "BOOTED", "LAST BOOT"])
 
 
 @group.command("set")

@@ -414,9 +414,15 @@ def test_a_boot_is_an_event_and_dim_node_list_shows_it(http, site, capsys):
     assert records[1]["last_boot"] is None
     assert dim(site, "node", "list", "c0[1-2]") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].endswith("LAST BOOT")
-    assert lines[1].split()[-2] == records[0]["last_boot"]["at"][:10]
-    assert lines[2].endswith(" -")
+    assert lines[0].split()[-3:] == ["BOOTED", "LAST", "BOOT"]
+    assert lines[1].split()[-3:-1] == ["alpha/2", records[0]["last_boot"]["at"][:10]]
+    assert lines[2].split()[-2:] == ["-", "-"]
+    # given another image, not yet reset: the next image beside the one it booted
+    assert dim(site, "node", "set", "c01", "--image", "beta") == 0
+    capsys.readouterr()
+    assert dim(site, "node", "list", "c01") == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[4] == "beta" and row[-3] == "alpha/2"
 
 
 def test_head_and_refused_requests_record_no_boot(http, site):
