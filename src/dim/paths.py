@@ -144,6 +144,16 @@ def live_folder(state: str | Path, image: str) -> str:
     return f"{state}/{IMAGES}/{image}/{LIVE}"
 
 
+def images_folder(state: str | Path) -> str:
+    """``<state>/images``, the image store."""
+    return f"{state}/{IMAGES}"
+
+
+def node_folder(state: str | Path, node: str) -> str:
+    """``<state>/nodes/<node>``, the node's replicas, for a name checked already."""
+    return f"{state}/{NODES}/{node}"
+
+
 def replica_folder(state: str | Path, node: str, image: str) -> str:
     """``str(StatePaths(state).replica(node, image))`` for names checked already."""
     return f"{state}/{NODES}/{node}/{image}"

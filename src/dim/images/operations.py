@@ -253,9 +253,18 @@ def ensure_replicas(
 ) -> list[str]:
     """Replicas for the nodes of ``server`` whose image has a version but who have none yet.
 
-    ``dim apply`` calls this first: the exports it renders name every node's replica, and a
-    node assigned its image by cluster.xml or ``dim node set --image`` gets one here.
+    ``dim apply`` calls this first: the exports it renders name the image store and every
+    node's folder of replicas, which must exist (nfs-ganesha skips an export whose path does
+    not), and a node assigned its image by cluster.xml or ``dim node set --image`` gets its
+    replica here.
     """
+    if not dry_run:
+        store.paths.images.mkdir(parents=True, exist_ok=True)
+        store.paths.nodes.mkdir(parents=True, exist_ok=True)
+        present = set(os.listdir(store.paths.nodes))  # one listing, not a mkdir per node
+        for node in inventory.cluster.nodes:
+            if node.server == server and node.name not in present:
+                (store.paths.nodes / node.name).mkdir(exist_ok=True)
     missing: dict[str, list[str]] = {}
     stored = {name: store.exists(name) for name in inventory.cluster.images}
     for node in inventory.cluster.nodes:

@@ -1,9 +1,17 @@
 """NFS exports for the kernel server (``/etc/exports.d/dim.exports``) and nfs-ganesha.
 
-Each image's live tree is exported read-only to exactly the nodes that boot it (their addresses
-folded into as few CIDR blocks as possible); each node's replica of its current image is
-exported read-write to that node's address alone, root not squashed. With ganesha, ``Pseudo``
-equals ``Path`` so that NFSv3 and NFSv4 clients mount the same path.
+The exports do not depend on which image a node boots, so that ``dim node switch`` and a reset
+are all a switch takes, with no change to the NFS server:
+
+- the image store (``<state>/images``, every image's live tree below it) is one export,
+  read-only to every node of the server (their addresses folded into as few CIDR blocks as
+  possible): any node may be switched to any image, and an image imported after the last
+  ``dim apply`` is exported already; the initramfs mounts ``<image>/live`` below it;
+- each node's folder of replicas (``<state>/nodes/<node>``, one replica per image it has
+  booted) is exported read-write to that node's address alone, root not squashed; the
+  initramfs mounts ``<node>/<image>`` below it.
+
+With ganesha, ``Pseudo`` equals ``Path`` so that NFSv3 and NFSv4 clients mount the same path.
 """
 
 from __future__ import annotations
@@ -24,8 +32,7 @@ FIRST_NODE_EXPORT_ID = 1000
 @dataclass(frozen=True, slots=True)
 class ImageExport:
     id: int
-    image: str
-    path: str
+    path: str  # the image store
     clients: tuple[str, ...]  # CIDR blocks
 
 
@@ -33,8 +40,7 @@ class ImageExport:
 class ReplicaExport:
     id: int
     node: str
-    image: str
-    path: str
+    path: str  # the node's folder of replicas
     client: str
 
 
@@ -49,32 +55,18 @@ class NfsContext:
 
 def nfs_context(context: RenderContext) -> NfsContext:
     inventory = context.inventory
-    users: dict[str, list[str]] = {}
-    replicas = []
-    for node in context.nodes():
-        image = inventory.images.get(node.name, node.image)
-        if image is None:
-            continue
-        users.setdefault(image, []).append(node.boot.ip)
-        replicas.append(
-            ReplicaExport(
-                id=FIRST_NODE_EXPORT_ID + len(replicas),
-                node=node.name,
-                image=image,
-                path=context.replica_path(node.name, image),
-                client=node.boot.ip,
-            )
+    nodes = context.nodes()
+    replicas = tuple(
+        ReplicaExport(
+            id=FIRST_NODE_EXPORT_ID + number,
+            node=node.name,
+            path=context.node_path(node.name),
+            client=node.boot.ip,
         )
-    images = tuple(
-        ImageExport(
-            id=number,
-            image=name,
-            path=context.live_path(name),
-            clients=cidr_blocks(users[name]),
-        )
-        for number, name in enumerate(inventory.cluster.images, start=1)
-        if name in users
+        for number, node in enumerate(nodes)
     )
+    clients = cidr_blocks([node.boot.ip for node in nodes])
+    images = (ImageExport(1, context.images_path(), clients),) if clients else ()
     server = context.server
     return NfsContext(
         inventory.cluster.name, server.name, str(server.address), images, tuple(replicas)

@@ -1,8 +1,10 @@
 """NFS exports as rendered, read back as access rules: who may mount what, and how.
 
 The golden files in tests/unit/services pin the text; these tests pin the rules, whatever the
-layout of the text: for both flavours, each image's live tree goes read-only to exactly the
-nodes that boot it, and each node's replica read-write to that node alone, root not squashed.
+layout of the text: for both flavours, the image store goes read-only to every node of the
+server (any may be switched to any image, with no change here), and each node's folder of
+replicas read-write to that node alone, root not squashed. Which image a node boots changes
+nothing in the exports.
 tests/integration/test_nfs_ganesha.py checks the same rules against a running nfs-ganesha.
 """
 
@@ -42,35 +44,29 @@ LAYOUT = """<?xml version="1.0"?>
   </group>
 </cluster>
 """
-# r01-r05 are 10.20.0.8-12; r05 was switched to beta after the layout was written. b1 has no
-# image, f1 and f2 belong to the other server: none of those three gets anything here.
+# r01-r05 are 10.20.0.8-12; r05 was switched to beta after the layout was written; b1 has no
+# image yet. f1 and f2 belong to the other server: they get nothing here.
 SWITCHED = {"r05": "beta"}
-USERS = {
-    "alpha": {"10.20.0.8", "10.20.0.9", "10.20.0.10", "10.20.0.11"},
-    "beta": {"10.20.0.12", "10.20.0.200"},
+NODES = {
+    "r01": "10.20.0.8",
+    "r02": "10.20.0.9",
+    "r03": "10.20.0.10",
+    "r04": "10.20.0.11",
+    "r05": "10.20.0.12",
+    "x1": "10.20.0.200",
+    "b1": "10.20.0.210",
 }
-REPLICAS = {
-    "r01": ("alpha", "10.20.0.8"),
-    "r02": ("alpha", "10.20.0.9"),
-    "r03": ("alpha", "10.20.0.10"),
-    "r04": ("alpha", "10.20.0.11"),
-    "r05": ("beta", "10.20.0.12"),
-    "x1": ("beta", "10.20.0.200"),
-}
+IMAGES = str(STATE / "images")
 
 
-def rendered(nfs: str, path: str) -> str:
-    inventory = Inventory(parse(LAYOUT.format(nfs=nfs).encode(), "u.xml"), {}, SWITCHED)
+def rendered(nfs: str, path: str, switched: dict[str, str] = SWITCHED) -> str:
+    inventory = Inventory(parse(LAYOUT.format(nfs=nfs).encode(), "u.xml"), {}, switched)
     files = {f.path: f for f in render_all(RenderContext(inventory, "srv", STATE))}
     return files[path].content.decode()
 
 
-def live(image: str) -> str:
-    return str(STATE / "images" / image / "live")
-
-
-def replica(node: str, image: str) -> str:
-    return str(STATE / "nodes" / node / image)
+def folder(node: str) -> str:
+    return str(STATE / "nodes" / node)
 
 
 def hosts(blocks: list[str]) -> set[str]:
@@ -96,29 +92,34 @@ def exports() -> dict[str, list[tuple[str, set[str]]]]:
     return table
 
 
-def test_kernel_exports_exactly_the_live_trees_in_use_and_one_replica_per_node() -> None:
-    expected = {live(i) for i in USERS} | {replica(n, i) for n, (i, _) in REPLICAS.items()}
-    assert set(exports()) == expected  # not "unused", nothing for b1, f1 or f2
+def test_kernel_exports_exactly_the_image_store_and_one_folder_per_node() -> None:
+    assert set(exports()) == {IMAGES} | {folder(n) for n in NODES}  # nothing for f1 or f2
 
 
-@pytest.mark.parametrize("image", USERS)
-def test_kernel_live_tree_is_read_only_to_the_cidr_blocks_of_its_nodes(image: str) -> None:
-    clients = exports()[live(image)]
-    assert hosts([who for who, _ in clients]) == USERS[image]
+def test_kernel_image_store_is_read_only_to_the_cidr_blocks_of_the_servers_nodes() -> None:
+    clients = exports()[IMAGES]
+    assert hosts([who for who, _ in clients]) == set(NODES.values())
     for _, options in clients:
         assert {"ro", "no_root_squash"} <= options and "rw" not in options
 
 
 def test_kernel_folds_neighbouring_addresses_into_one_block() -> None:
-    assert [who for who, _ in exports()[live("alpha")]] == ["10.20.0.8/30"]
+    blocks = [who for who, _ in exports()[IMAGES]]
+    assert blocks == ["10.20.0.8/30", "10.20.0.12/32", "10.20.0.200/32", "10.20.0.210/32"]
 
 
-@pytest.mark.parametrize("node", REPLICAS)
-def test_kernel_replica_is_read_write_to_its_node_alone(node: str) -> None:
-    image, address = REPLICAS[node]
-    ((who, options),) = exports()[replica(node, image)]
-    assert who == address
+@pytest.mark.parametrize("node", NODES)
+def test_kernel_node_folder_is_read_write_to_its_node_alone(node: str) -> None:
+    ((who, options),) = exports()[folder(node)]
+    assert who == NODES[node]
     assert {"rw", "no_root_squash"} <= options and "ro" not in options
+
+
+@pytest.mark.parametrize("nfs", ["kernel", "ganesha"])
+def test_switching_a_node_to_another_image_changes_nothing_in_the_exports(nfs: str) -> None:
+    path = {"kernel": "/etc/exports.d/dim.exports", "ganesha": "/etc/ganesha/ganesha.conf"}[nfs]
+    before = rendered(nfs, path)
+    assert rendered(nfs, path, {"r05": "beta", "r01": "unused", "b1": "alpha"}) == before
 
 
 # -- ganesha: /etc/ganesha/ganesha.conf ----------------------------------------------------------
@@ -168,13 +169,12 @@ def exports_by_path() -> dict[str, Block]:
 
 def test_ganesha_export_ids_are_unique_and_in_its_range() -> None:
     ids = [int(value(e, "export_id")) for e in ganesha()["export"]]
-    assert len(ids) == len(set(ids)) == len(USERS) + len(REPLICAS)
+    assert len(ids) == len(set(ids)) == 1 + len(NODES)
     assert all(1 <= i <= 65535 for i in ids)  # 0 is ganesha's own pseudo root
 
 
-def test_ganesha_exports_exactly_the_live_trees_in_use_and_one_replica_per_node() -> None:
-    expected = {live(i) for i in USERS} | {replica(n, i) for n, (i, _) in REPLICAS.items()}
-    assert set(exports_by_path()) == expected
+def test_ganesha_exports_exactly_the_image_store_and_one_folder_per_node() -> None:
+    assert set(exports_by_path()) == {IMAGES} | {folder(n) for n in NODES}
 
 
 def test_ganesha_denies_by_default_and_never_squashes_root() -> None:
@@ -188,18 +188,16 @@ def test_ganesha_denies_by_default_and_never_squashes_root() -> None:
         assert "squash" not in export
 
 
-@pytest.mark.parametrize("image", USERS)
-def test_ganesha_live_tree_is_read_only_to_its_nodes(image: str) -> None:
-    (client,) = exports_by_path()[live(image)]["client"]
+def test_ganesha_image_store_is_read_only_to_the_servers_nodes() -> None:
+    (client,) = exports_by_path()[IMAGES]["client"]
     assert value(client, "access_type") == "RO"
-    assert hosts(client["clients"]) == USERS[image]
+    assert hosts(client["clients"]) == set(NODES.values())
 
 
-@pytest.mark.parametrize("node", REPLICAS)
-def test_ganesha_replica_is_read_write_to_its_node_alone(node: str) -> None:
-    image, address = REPLICAS[node]
-    (client,) = exports_by_path()[replica(node, image)]["client"]
-    assert client["clients"] == [address]
+@pytest.mark.parametrize("node", NODES)
+def test_ganesha_node_folder_is_read_write_to_its_node_alone(node: str) -> None:
+    (client,) = exports_by_path()[folder(node)]["client"]
+    assert client["clients"] == [NODES[node]]
     assert value(client, "access_type") == "RW"
 
 
