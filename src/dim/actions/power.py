@@ -77,13 +77,14 @@ def select_nodes(
     *,
     credentials_file: Path | None = None,
 ) -> Selection:
-    """The nodes of ``nodeset`` but ``exclude``, and the credentials file (default path if None).
+    """The nodes of ``nodeset`` but ``exclude``, and the credentials (by default the file
+    ``credentials`` beside the layout, see :func:`dim.power.credentials.resolve_path`).
 
     A missing or group-readable credentials file is refused here, before anything is asked.
     """
     cluster = ctx.cluster()
     nodes = tuple(select(cluster, nodeset, exclude))
-    store = credentials.load(credentials.resolve_path(credentials_file))
+    store = credentials.load(credentials.resolve_path(credentials_file, ctx.config))
     return Selection(cluster, nodes, store)
 
 

@@ -63,8 +63,8 @@ def _fanout_options(function: Callable) -> Callable:
             "credentials_file",
             type=click.Path(dir_okay=False, path_type=Path),
             envvar="DIM_CREDENTIALS",
-            help=f"BMC credentials file, mode 0600 [env: DIM_CREDENTIALS; "
-            f"default: {credentials.DEFAULT_PATH}].",
+            help="BMC credentials file, mode 0600 [env: DIM_CREDENTIALS; default: the file "
+            f"credentials beside the layout, {credentials.DEFAULT_PATH} for the default layout].",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON, one object per node."),
     ]

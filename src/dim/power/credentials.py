@@ -92,12 +92,16 @@ class CredentialStore:
         return self.entries.get(name or DEFAULT_ENTRY)
 
 
-def resolve_path(option: str | Path | None) -> Path:
-    """The file to read: the option, else ``$DIM_CREDENTIALS``, else /etc/dim/credentials."""
+def resolve_path(option: str | Path | None, layout: Path | None = None) -> Path:
+    """The file to read: the option, else ``$DIM_CREDENTIALS``, else the file ``credentials``
+    beside the layout (``/etc/dim/credentials`` for ``/etc/dim/cluster.xml``; a lab's own for a
+    lab's layout), else /etc/dim/credentials."""
     if option:
         return Path(option)
     env = os.environ.get("DIM_CREDENTIALS")
-    return Path(env) if env else DEFAULT_PATH
+    if env:
+        return Path(env)
+    return layout.parent / DEFAULT_PATH.name if layout is not None else DEFAULT_PATH
 
 
 def load(path: Path, *, required: bool = True) -> CredentialStore:

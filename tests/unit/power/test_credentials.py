@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from pathlib import Path
 
 import pytest
 
@@ -99,6 +100,17 @@ def test_the_path_comes_from_the_option_then_the_environment_then_etc(monkeypatc
     monkeypatch.setenv("DIM_CREDENTIALS", str(tmp_path / "env"))
     assert credentials.resolve_path(None) == tmp_path / "env"
     assert credentials.resolve_path(tmp_path / "opt") == tmp_path / "opt"
+
+
+def test_without_option_or_environment_the_file_beside_the_layout_is_read(tmp_path, monkeypatch):
+    monkeypatch.delenv("DIM_CREDENTIALS", raising=False)
+    lab = tmp_path / "lab" / "cluster.xml"
+    assert credentials.resolve_path(None, lab) == tmp_path / "lab" / "credentials"
+    assert credentials.resolve_path(None, Path("/etc/dim/cluster.xml")) == Path(
+        "/etc/dim/credentials"
+    )
+    monkeypatch.setenv("DIM_CREDENTIALS", str(tmp_path / "env"))
+    assert credentials.resolve_path(None, lab) == tmp_path / "env"
 
 
 # -- who may have written the file -------------------------------------------------------------
