@@ -45,6 +45,7 @@ from dim.lab.daemons import HTTP_PORT, dim_argv
 from dim.lab.images import MARKER
 from dim.lab.network import SERVER
 from dim.lab.qemu import OVMF
+from dim.lab.state import LabState
 from dim.paths import StatePaths
 from tests.conftest import require, require_binary, require_root
 
@@ -194,6 +195,12 @@ class Lab:
         )
         body, _, status = result.stdout.rpartition("\n")
         return int(status), body
+
+    def daemon_pid(self, name: str) -> int:
+        """The process id of the lab's daemon ``name`` now."""
+        found = LabState.running(self.folder).daemon(name)
+        assert found is not None, f"the lab runs no {name}"
+        return found.pid
 
     def log(self, daemon: str) -> str:
         return (self.folder / "logs" / f"{daemon}.log").read_text(errors="replace")

@@ -1,9 +1,10 @@
-"""Switching a node's image and back, by two commands and a reset (item d).
+"""Switching a booted node's image and back takes two commands: switch, then reset (issue 12).
 
-``dim node switch`` records the node's new image and gives it a replica of it; ``dim apply``
-(``dim lab reload`` in the lab: apply, then ganesha takes the new exports) points the node's
-read-write export at that replica; a reset makes the node PXE-boot again, and ``dim serve``
-answers its MAC with the new image's kernel and root: no boot file is rewritten by hand.
+``dim node switch`` records the node's new image and gives it a replica of it; ``dim power
+reset``, through the node's simulated IPMI BMC (``dim lab up`` starts one per node), makes it
+PXE-boot again, and ``dim serve`` answers its MAC with the new image's kernel and root. Nothing
+else: no ``dim apply``, no daemon reloaded, since the NFS exports do not depend on which image
+a node boots (the image store to every node, each node's folder of replicas to that node).
 Switching back finds the replica the node had, with what it wrote there.
 
     CI=true .venv/bin/pytest tests/e2e/test_switch.py
@@ -26,10 +27,17 @@ def test_a_switch_and_a_reset_boot_the_other_image_and_switching_back_finds_the_
     lab.ok(node, "echo from-tiny > /etc/dim-e2e-state && sync")
     assert (lab.replica(node, "tiny") / "etc/dim-e2e-state").read_text() == "from-tiny\n"
 
-    lab.dim("node", "switch", node, "tiny2")
-    lab.reload()
-    lab.boot([node])
-    assert lab.marker(node).groups() == (node, "tiny2", "ro")
+    exports = lab.state.parent / "root/etc/ganesha/ganesha.conf"
+    before = exports.read_text()
+    ganesha = lab.daemon_pid("ganesha")
+
+    said = lab.dim("node", "switch", node, "tiny2").stdout
+    listed = lab.dim("node", "list", node).stdout.splitlines()[1].split()
+    assert listed[4] == "tiny2" and listed[-3].startswith("tiny/")  # next, and booted
+    lab.dim("power", "reset", node)
+    lab.wait([node])
+    assert lab.marker(node).groups() == (node, "tiny2", "ro"), said
+    assert exports.read_text() == before and lab.daemon_pid("ganesha") == ganesha
     assert "dim.image=tiny2 " in lab.console(node)
     assert f"/state/nodes/{node}/tiny2" in lab.ok(node, "grep ' /etc ' /proc/mounts")
     status, _ = lab.run(node, "cat /etc/dim-e2e-state")
@@ -39,8 +47,8 @@ def test_a_switch_and_a_reset_boot_the_other_image_and_switching_back_finds_the_
     assert (lab.replica(node, "tiny") / "etc/dim-e2e-state").is_file()  # kept aside
 
     lab.dim("node", "switch", node, "tiny")
-    lab.reload()
-    lab.boot([node])
+    lab.dim("power", "reset", node)
+    lab.wait([node])
     assert lab.marker(node).groups() == (node, "tiny", "ro")
     assert lab.ok(node, "cat /etc/dim-e2e-state") == "from-tiny\n"
     assert lab.run(node, "cat /etc/dim-e2e-state2")[0] != 0

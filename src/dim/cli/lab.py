@@ -40,6 +40,8 @@ def lab_group() -> None:
     \b
     dim lab up              network, image, configuration, daemons
     dim lab boot --watch    power on the nodes and follow them to their marker
+    dim lab watch NODE      follow a node to its marker (after dim power reset NODE)
+    dim lab env             the exports that point dim's commands at the lab
     dim lab status          what runs
     dim lab run NODE -- CMD run CMD on NODE through its serial console
     dim lab reload          dim apply, then the daemons take it (after dim node switch)
@@ -73,7 +75,16 @@ def lab_group() -> None:
     show_default=True,
     help="The lab's network namespace (two labs at once need two names).",
 )
-def lab_up(folder: str, nodes: int, dhcp: str, debian: tuple[str, ...], namespace: str) -> None:
+@click.option(
+    "--bmcs/--no-bmcs",
+    default=True,
+    show_default=True,
+    help="Simulated IPMI BMCs for the nodes, for dim power (on the host's loopback: one lab "
+    "at a time can have them).",
+)
+def lab_up(
+    folder: str, nodes: int, dhcp: str, debian: tuple[str, ...], namespace: str, bmcs: bool
+) -> None:
     """Build the lab and start its daemons (root needed)."""
     from dim.lab import cluster
 
@@ -85,8 +96,26 @@ def lab_up(folder: str, nodes: int, dhcp: str, debian: tuple[str, ...], namespac
         debian=debian,
         say=_say,
         namespace=namespace,
+        bmcs=bmcs,
     )
     click.echo(f"lab up in {folder}: dim lab boot --watch starts the nodes")
+    click.echo(f'dim commands on the lab: eval "$(dim lab env --dir {folder})"')
+
+
+@lab_group.command("env")
+@lab_dir
+def lab_env(folder: str) -> None:
+    """Print the shell exports that point dim's commands at the lab.
+
+    \b
+    eval "$(dim lab env)"
+    dim node list; dim power status @all; dim node switch node01 tiny2
+    """
+    from shlex import quote
+
+    lab = _folder(folder)
+    click.echo(f"export DIM_CONFIG={quote(str(lab / 'cluster.xml'))}")
+    click.echo(f"export DIM_STATE={quote(str(lab / 'state'))}")
 
 
 def _debian_releases(value: str) -> tuple[str, ...]:
@@ -139,8 +168,24 @@ def lab_boot(
     path = _folder(folder)
     names = _lab_nodes(path, nodeset)
     cluster.boot(path, names, firmware=firmware, uefi=uefi, say=_say)
-    if not watch:
-        return
+    if watch:
+        _watch(path, names, timeout)
+
+
+@lab_group.command("watch")
+@lab_dir
+@click.argument("nodeset", required=False)
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to watch.")
+def lab_watch(folder: str, nodeset: str | None, timeout: float) -> None:
+    """Follow NODESET's consoles (default: every lab node) until each node is up, without
+    powering anything: after `dim power on|reset`, which goes through the nodes' BMCs."""
+    path = _folder(folder)
+    _watch(path, _lab_nodes(path, nodeset), timeout)
+
+
+def _watch(path: Path, names: list[str], timeout: float) -> None:
+    from dim.lab import cluster
+
     done = cluster.watch(path, names, timeout=timeout, say=_say)
     up = [n for n, t in done.items() if t is not None and t >= 0]
     late = [n for n, t in done.items() if t is None or t < 0]

@@ -100,16 +100,36 @@ def node_import_macs(ctx: Context, csv_file: Path, dry_run: bool) -> None:
 @group.command("switch")
 @click.argument("nodeset")
 @click.argument("image_name", metavar="IMAGE")
+@click.option(
+    "--reset", is_flag=True, help="Then hard-reset the nodes through their BMCs (dim power reset)."
+)
+@click.option("-y", "--yes", is_flag=True, help="With --reset: do not ask for confirmation.")
 @pass_context
-def node_switch(ctx: Context, nodeset: str, image_name: str) -> None:
-    """Assign IMAGE to NODESET: each node gets its replica of IMAGE (its old one if it had
-    one). `dim apply` then points exports and boot configuration at it; reset the node."""
+def node_switch(ctx: Context, nodeset: str, image_name: str, reset: bool, yes: bool) -> None:
+    """Assign IMAGE to NODESET, in one transaction: each node gets its replica of IMAGE (its
+    old one if it had one). Running nodes keep their image until reset; then they boot IMAGE,
+    nothing else needed for iPXE nodes (GRUB and PXELINUX nodes: `dim apply` first).
+
+    \b
+    dim node switch @rack1 sles15          # then: dim power reset @rack1
+    dim node switch node01 rhel9 --reset   # both at once
+    """
+    from dim.actions import power as remote
+    from dim.cli.power import act, confirm
+
+    chosen = None
+    if reset:  # credentials read and the question asked before anything changes
+        chosen = remote.select_nodes(ctx, nodeset)
+        if not yes:
+            confirm("reset", chosen.names)
     s = nodes.switch(ctx, nodeset, image_name, progress=progress)
     click.echo(
         f"{fold(list(s.nodes))}: image {s.image} ({s.switched} switched); new replicas for "
         f"{fold(list(s.created)) or 'no node'}, kept replicas found for "
         f"{fold(list(s.found)) or 'no node'}"
     )
+    if chosen is not None:
+        act(chosen, "reset", remote.DEFAULT_OPTIONS, yes=True)
 
 
 @group.command("reset")

@@ -83,6 +83,29 @@ def _options(opts: dict) -> FanoutOptions:
     )
 
 
+def act(
+    chosen: Selection,
+    action: str,
+    options: FanoutOptions,
+    *,
+    yes: bool,
+    confirm_above: int = DEFAULT_CONFIRM_ABOVE,
+    as_json: bool = False,
+) -> None:
+    """``action`` on the chosen nodes, asking first when it is disruptive and they are many;
+    the per-node report (exit 1 if a node failed). ``dim node switch --reset`` calls it too."""
+    if not yes:
+        confirm(action, chosen.names, confirm_above)
+    progress = node_counter(len(chosen.nodes))
+    _report(remote.power(chosen, action, options, progress), as_json)
+
+
+def confirm(action: str, names: list[str], confirm_above: int = DEFAULT_CONFIRM_ABOVE) -> None:
+    """Ask before a disruptive ``action`` on more than ``confirm_above`` nodes."""
+    if needs_confirmation(action, len(names), confirm_above):
+        _confirm(action, names)
+
+
 def _confirm(action: str, names: list[str]) -> None:
     question = f"{action} {len(names)} nodes ({fold(names)})?"
     if not sys.stdin.isatty():
@@ -155,10 +178,7 @@ def _power_command(action: str, text: str) -> None:
         **opts,
     ) -> None:
         chosen = _select(ctx, nodeset, exclude, opts)
-        if not yes and needs_confirmation(action, len(chosen.nodes), confirm_above):
-            _confirm(action, chosen.names)
-        progress = node_counter(len(chosen.nodes))
-        _report(remote.power(chosen, action, _options(opts), progress), as_json)
+        act(chosen, action, _options(opts), yes=yes, confirm_above=confirm_above, as_json=as_json)
 
 
 for _action, _text in zip(

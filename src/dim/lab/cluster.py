@@ -39,6 +39,7 @@ from dim.actions import nodes as node_actions
 from dim.actions.context import Context
 from dim.errors import LabError
 from dim.lab import console, images, network
+from dim.lab.bmcs import start_bmcs
 from dim.lab.daemons import Say, restart_daemon, start_daemons
 from dim.lab.images import MARKER
 from dim.lab.network import NAMESPACE
@@ -50,7 +51,7 @@ from dim.lab.qemu import (
     nvram_template,
     qemu_command,
 )
-from dim.lab.state import LabState
+from dim.lab.state import LabState, locked
 
 
 def layout_text(flavour: str, nodes: int) -> str:
@@ -68,12 +69,14 @@ def up(
     debian: tuple[str, ...] = (),
     say: Say,
     namespace: str = NAMESPACE,
+    bmcs: bool = True,
 ) -> LabState:
     """Build the lab's network, image and configuration, and start its daemons.
 
     ``namespace`` names the lab's network namespace: two labs (a hand-run one and a test's)
-    can be up at once when their namespaces differ. If a step fails, everything started so
-    far is stopped again (`down`) and the error raised.
+    can be up at once when their namespaces differ, though only one with ``bmcs`` (a simulated
+    IPMI BMC per node, `dim.lab.bmcs`, on the host's loopback). If a step fails, everything
+    started so far is stopped again (`down`) and the error raised.
     """
     existing = LabState.load(folder)
     if existing is not None and network.exists(existing.namespace):
@@ -99,6 +102,9 @@ def up(
         node_actions.import_macs(context(folder), macs)
         _apply(folder)
         state = start_daemons(state, say)
+        if bmcs:
+            start_bmcs(folder, list(node_macs(nodes)), say=say)
+            state = LabState.running(folder)
     except BaseException:
         down(folder)
         raise
@@ -181,10 +187,23 @@ def boot(
     boot and kept after, as a server keeps its boot entries.
     """
     kind = firmware_kind(firmware or ("uefi-ipxe-rom" if uefi else DEFAULT_FIRMWARE))
-    state = LabState.running(folder)
-    macs = node_macs(99)
     for warning in _secure_boot_mismatches(folder, names, kind):
         say(f"warning: {warning}")
+    with locked(folder):
+        return _boot(folder, names, kind, memory, say)
+
+
+def last_firmware(folder: Path, name: str) -> str:
+    """The firmware the node was last powered on with (a BMC's power on uses it again)."""
+    try:
+        return firmware_kind((folder / "run" / f"{name}.firmware").read_text().strip())
+    except (OSError, ValueError):
+        return DEFAULT_FIRMWARE
+
+
+def _boot(folder: Path, names: list[str], kind: str, memory: int, say: Say) -> LabState:
+    state = LabState.running(folder)
+    macs = node_macs(99)
     for name in names:
         if name not in macs:
             raise LabError(f"unknown lab node {name!r}")
@@ -204,6 +223,8 @@ def boot(
         process = spawn(state.namespace, name, command, qemu_log, tap=tap)
         state = state.with_node(name, process)
         state.save()
+        (folder / "run").mkdir(exist_ok=True)
+        (folder / "run" / f"{name}.firmware").write_text(f"{kind}\n")
         say(f"{name}: powered on ({kind}, pid {process.pid})")
     return state
 
@@ -224,17 +245,18 @@ def _nvram(folder: Path, name: str, kind: str) -> Path | None:
 
 def power_off(folder: Path, names: list[str], *, say: Say | None = None) -> None:
     """Stop the QEMU of each node by its process id (a pulled plug) and remove its tap."""
-    state = LabState.running(folder)
-    for name in names:
-        process = state.nodes.get(name)
-        if process is None:
-            continue
-        stop(process.pid)
-        network.remove_tap(state.namespace, process.tap)
-        state = state.without_node(name)
-        state.save()
-        if say:
-            say(f"{name}: powered off")
+    with locked(folder):
+        state = LabState.running(folder)
+        for name in names:
+            process = state.nodes.get(name)
+            if process is None:
+                continue
+            stop(process.pid)
+            network.remove_tap(state.namespace, process.tap)
+            state = state.without_node(name)
+            state.save()
+            if say:
+                say(f"{name}: powered off")
 
 
 def watch(

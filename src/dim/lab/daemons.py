@@ -24,7 +24,7 @@ from pathlib import Path
 from dim.errors import LabError
 from dim.lab.network import BRIDGE, SERVER
 from dim.lab.processes import Process, spawn, stop, wait_listening
-from dim.lab.state import LabState
+from dim.lab.state import LabState, locked
 
 HTTP_PORT = 8080
 BOUND = ("/etc/dim", "/etc/dnsmasq.d", "/etc/kea", "/etc/dhcp", "/etc/ganesha", "/srv/dim")
@@ -190,8 +190,9 @@ def restart_daemon(
     time.sleep(down_for)
     spec = specs[name]
     process = spawn(state.namespace, name, spec.command, Path(old.log), spec.binds)
-    state = state.with_daemon(process)
-    state.save()
+    with locked(state.folder):  # the state as saved now: a BMC may have powered a node since
+        state = (LabState.load(state.folder) or state).with_daemon(process)
+        state.save()
     if spec.port:
         wait_listening(state.namespace, process, spec.port, udp=spec.udp)
     if say:

@@ -289,15 +289,21 @@ def run(
 
 
 def start(
-    namespace: str, argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None
+    namespace: str,
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: dict[str, str] | None = None,
+    append: bool = False,
 ) -> Daemon:
-    """Start a long-running command in a namespace, its output going to ``log``.
+    """Start a long-running command in a namespace, its output going to ``log`` (after what
+    it holds with ``append``: a restarted daemon keeps its earlier lines).
 
     ``ip netns exec`` execs the command itself, so the process id is the daemon's own and the
     caller must `Daemon.stop` it: a namespace is not gone while a process still runs in it.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
+    with log.open("ab" if append else "wb") as out:
         process = subprocess.Popen(
             ["ip", "netns", "exec", namespace, *argv],
             stdin=subprocess.DEVNULL,

@@ -80,9 +80,9 @@ def spawn(
         for t, s in (binds or {}).items()
     ]
     script = " && ".join([*lines, f"exec {shlex.join(command)}"])
-    daemon = start(
-        namespace, ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], log=log
-    )
+    # appended: a daemon restarted by the lab (lab reload, an outage) keeps its earlier lines
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    daemon = start(namespace, argv, log=log, append=True)
     return Process(name, daemon.pid, str(log), tap)
 
 

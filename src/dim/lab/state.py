@@ -13,9 +13,11 @@ process started so far, even when the command that started them fails half-way::
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -93,3 +95,16 @@ class LabState:
         if state is None or not network.exists(state.namespace):
             raise LabError(f"no lab is up in {folder}", hint="dim lab up starts one")
         return state
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the lab's lock while reading, changing and saving ``lab.json``.
+
+    The lab's simulated BMCs power nodes on and off from processes of their own, as many at
+    once as ``dim power reset @all`` asks: without the lock, two of them would each save a
+    state without the other's node. Not re-entrant: take it once per change.
+    """
+    with open(folder / "lab.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

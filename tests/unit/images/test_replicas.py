@@ -224,3 +224,20 @@ def test_rollback_reaches_replicas_by_the_three_way_rule(dim, src):
     assert "1 conflicts" in out and "/etc/app/app.conf changed by n1" in out
     assert digest(_replica(dim, "n2") / "etc/app", dir_times=False) == replica_v1
     assert (_replica(dim, "n1") / "etc/app/app.conf").read_text() == "n1's own\n"
+
+
+def test_switch_with_reset_resets_the_switched_nodes_through_their_bmcs(dim, src, monkeypatch):
+    from dim.actions import power as remote
+    from dim.cli import power as cli_power
+
+    _imported(dim, src)
+    picked, done = [], []
+    monkeypatch.setattr(
+        remote, "select_nodes", lambda ctx, nodeset: picked.append(nodeset) or nodeset
+    )
+    monkeypatch.setattr(
+        cli_power, "act", lambda chosen, action, options, yes: done.append((chosen, action, yes))
+    )
+    out = dim.ok("node", "switch", "n[1-2]", "alpha", "--reset", "--yes")
+    assert "image alpha (2 switched)" in out
+    assert picked == ["n[1-2]"] and done == [("n[1-2]", "reset", True)]

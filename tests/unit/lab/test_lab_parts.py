@@ -113,3 +113,33 @@ def test_lab_boot_warns_when_firmware_and_secure_boot_declaration_disagree(tmp_p
     (wrong,) = mismatches(tmp_path, ["node01", "node02"], "bios-ipxe-rom")
     assert wrong.startswith('node02 is declared secure-boot="yes": it is sent shim')
     assert mismatches(tmp_path, ["node01", "node02"], "uefi-pxe") == []
+
+
+def test_lab_env_points_dim_at_the_labs_layout_and_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lab", "env", "--dir", str(tmp_path / "my lab")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"export DIM_CONFIG='{tmp_path}/my lab/cluster.xml'",
+        f"export DIM_STATE='{tmp_path}/my lab/state'",
+    ]
+
+
+def test_a_lab_bmc_powers_its_node_as_lab_boot_does_with_its_last_firmware(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dim.lab.bmcpower import LabPower
+
+    calls = []
+    monkeypatch.setattr(cluster, "boot", lambda folder, names, **kw: calls.append((names, kw)))
+    monkeypatch.setattr(cluster, "power_off", lambda folder, names, **kw: calls.append(names))
+    power = LabPower(tmp_path, "node03")
+    power.start()  # never booted: the lab's default firmware
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "node03.firmware").write_text("uefi-pxe\n")
+    power.start()
+    power.stop()
+    assert [c[1]["firmware"] for c in calls[:2]] == ["bios-ipxe-rom", "uefi-pxe"]
+    assert calls[2] == ["node03"]
+    assert not power.running()  # no lab.json: nothing runs
