@@ -34,6 +34,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,8 +181,23 @@ class Lab:
         return result
 
     def reload(self) -> None:
-        """``dim apply`` into the lab and the daemons take it (after a switch)."""
+        """``dim apply`` into the lab and the daemons take it (after a layout change)."""
         cluster.reload(self.folder, say=self.say)
+
+    @contextmanager
+    def layout_changed(self, old: str, new: str) -> Iterator[None]:
+        """The lab's cluster.xml with ``old`` replaced by ``new`` (once) and reloaded; as it
+        was, reloaded again, afterwards."""
+        config = self.folder / "cluster.xml"
+        layout = config.read_text()
+        assert old in layout, f"{old!r} not in the lab's layout"
+        config.write_text(layout.replace(old, new, 1))
+        try:
+            self.reload()
+            yield
+        finally:
+            config.write_text(layout)
+            self.reload()
 
     def http(self, path: str) -> tuple[int, str]:
         """GET a path of dim serve from inside the lab's namespace: (status, body)."""

@@ -113,33 +113,26 @@ def ganesha_version() -> tuple[int, int]:
 def test_nfs_4_2_from_ganesha_before_6_2_stops_debian13_in_the_rescue_shell_naming_init(
     lab: Lab,
 ) -> None:
-    config = lab.folder / "cluster.xml"
-    layout = config.read_text()
-    asked = layout.replace(
-        '<image name="debian13" kernel-args=',
-        '<image name="debian13" nfs-options="actimeo=1,vers=4.2" kernel-args=',
-    )
-    assert asked != layout
     lab.dim("node", "switch", NODE, "debian13")
-    config.write_text(asked)
-    try:
-        lab.reload()
-        if ganesha_version() >= (6, 2):  # READ_PLUS answered right: the node boots
-            lab.boot([NODE])
-            assert lab.marker(NODE).groups() == (NODE, "debian13", "ro")
-            return
-        lab.power_on([NODE])
-        rescue = "rescue shell on the console"
-        assert sleep_until(lambda: rescue in lab.console(NODE), BOOT_TIMEOUT), lab.tail(NODE)
-        text = lab.console(NODE)
-        failed = re.search(r"^dim: step 9/9 switch_root to /sbin/init failed: (.*)$", text, re.M)
-        assert failed, lab.tail(NODE)
-        assert "/sbin/init" in failed.group(1) and "Input/output error" in failed.group(1)
-        assert "Kernel panic" not in text
-        # the rescue shell answers, and the root is the NFSv4.2 mount that failed
-        lab.shell(NODE, timeout=60)
-        assert "vers=4.2" in lab.ok(NODE, "grep ' /newroot ' /proc/mounts")
-    finally:
-        config.write_text(layout)
-        lab.reload()
-        lab.power_off([NODE])
+    old = '<image name="debian13" kernel-args='
+    new = '<image name="debian13" nfs-options="actimeo=1,vers=4.2" kernel-args='
+    with lab.layout_changed(old, new):
+        try:
+            if ganesha_version() >= (6, 2):  # READ_PLUS answered right: the node boots
+                lab.boot([NODE])
+                assert lab.marker(NODE).groups() == (NODE, "debian13", "ro")
+                return
+            lab.power_on([NODE])
+            rescue = "rescue shell on the console"
+            assert sleep_until(lambda: rescue in lab.console(NODE), BOOT_TIMEOUT), lab.tail(NODE)
+            text = lab.console(NODE)
+            step9 = r"^dim: step 9/9 switch_root to /sbin/init failed: (.*)$"
+            failed = re.search(step9, text, re.M)
+            assert failed, lab.tail(NODE)
+            assert "/sbin/init" in failed.group(1) and "Input/output error" in failed.group(1)
+            assert "Kernel panic" not in text
+            # the rescue shell answers, and the root is the NFSv4.2 mount that failed
+            lab.shell(NODE, timeout=60)
+            assert "vers=4.2" in lab.ok(NODE, "grep ' /newroot ' /proc/mounts")
+        finally:
+            lab.power_off([NODE])

@@ -56,46 +56,40 @@ def module_file(tree: Path, release: str, name: str) -> bytes:
 def test_secure_boot_node_boots_debian_through_shim_grub_and_its_signed_kernel_locked_down(
     lab: Lab,
 ) -> None:
-    config = lab.folder / "cluster.xml"
-    layout = config.read_text()
-    secure = layout.replace("</group>", f'  <node name="{NODE}" secure-boot="yes"/>\n  </group>', 1)
-    assert secure != layout
     lab.dim("node", "switch", NODE, IMAGE)
-    config.write_text(secure)
-    try:
-        lab.reload()
-        seconds = lab.boot([NODE], firmware="uefi-secureboot")[NODE]
-        console = lab.console(NODE)
-        assert re.search(r"NBP filename is shimx64\.efi", console), lab.tail(NODE)
-        assert "Fetching Netboot Image grubx64.efi" in console  # shim, checking GRUB
-        assert "EFI stub: UEFI Secure Boot is enabled." in console  # the kernel GRUB let in
-        assert "Kernel is locked down from EFI Secure Boot" in console
-        assert lab.marker(NODE).groups() == (NODE, IMAGE, "ro")
-        lab.shell(NODE)
+    declared = f'  <node name="{NODE}" secure-boot="yes"/>\n  </group>'
+    with lab.layout_changed("</group>", declared):
+        try:
+            seconds = lab.boot([NODE], firmware="uefi-secureboot")[NODE]
+            console = lab.console(NODE)
+            assert re.search(r"NBP filename is shimx64\.efi", console), lab.tail(NODE)
+            assert "Fetching Netboot Image grubx64.efi" in console  # shim, checking GRUB
+            assert "EFI stub: UEFI Secure Boot is enabled." in console  # the kernel GRUB let in
+            assert "Kernel is locked down from EFI Secure Boot" in console
+            assert lab.marker(NODE).groups() == (NODE, IMAGE, "ro")
+            lab.shell(NODE)
 
-        assert lab.ok(NODE, f"od -An -tu1 {SECURE_BOOT_VAR}").split()[-1] == "1"
-        lockdown = lab.ok(NODE, "cat /sys/kernel/security/lockdown").strip()
-        assert lockdown == "none [integrity] confidentiality"
+            assert lab.ok(NODE, f"od -An -tu1 {SECURE_BOOT_VAR}").split()[-1] == "1"
+            lockdown = lab.ok(NODE, "cat /sys/kernel/security/lockdown").strip()
+            assert lockdown == "none [integrity] confidentiality"
 
-        # a Debian module of the running kernel loads; the same bytes unsigned do not
-        release = lab.ok(NODE, "uname -r").strip()
-        signed = module_file(lab.live(IMAGE), release, "dummy")
-        (lab.replica(NODE, IMAGE) / UNSIGNED.lstrip("/")).write_bytes(without_signature(signed))
-        status, said = lab.run(NODE, f"insmod {UNSIGNED}")
-        assert status != 0 and "Key was rejected by service" in said, said
-        refused = lab.ok(NODE, "dmesg | grep -c 'Loading of unsigned module is rejected'")
-        assert int(refused) >= 1  # (the kernel's own lines are left out of a command's output)
-        lab.ok(NODE, "modprobe dummy")
-        assert re.search(r"^dummy\s", lab.ok(NODE, "cat /proc/modules"), re.M)
+            # a Debian module of the running kernel loads; the same bytes unsigned do not
+            release = lab.ok(NODE, "uname -r").strip()
+            signed = module_file(lab.live(IMAGE), release, "dummy")
+            (lab.replica(NODE, IMAGE) / UNSIGNED.lstrip("/")).write_bytes(without_signature(signed))
+            status, said = lab.run(NODE, f"insmod {UNSIGNED}")
+            assert status != 0 and "Key was rejected by service" in said, said
+            refused = lab.ok(NODE, "dmesg | grep -c 'Loading of unsigned module is rejected'")
+            assert int(refused) >= 1  # (the kernel's own lines are left out of a command's output)
+            lab.ok(NODE, "modprobe dummy")
+            assert re.search(r"^dummy\s", lab.ok(NODE, "cat /proc/modules"), re.M)
 
-        lab.ok(NODE, f"echo {NODE} > {FILE} && sync")
-        again = lab.boot([NODE], firmware="uefi-secureboot")[NODE]  # a reboot the same way
-        assert "Kernel is locked down from EFI Secure Boot" in lab.console(NODE)
-        lab.shell(NODE)
-        assert lab.ok(NODE, f"cat {FILE}") == f"{NODE}\n"
-        print(f"{NODE}: {IMAGE} by Secure Boot, marker {seconds:.1f} s, again {again:.1f} s")
-    finally:
-        lab.run(NODE, f"rm -f {FILE} {UNSIGNED}")
-        config.write_text(layout)
-        lab.reload()
-        lab.power_off([NODE])
+            lab.ok(NODE, f"echo {NODE} > {FILE} && sync")
+            again = lab.boot([NODE], firmware="uefi-secureboot")[NODE]  # a reboot the same way
+            assert "Kernel is locked down from EFI Secure Boot" in lab.console(NODE)
+            lab.shell(NODE)
+            assert lab.ok(NODE, f"cat {FILE}") == f"{NODE}\n"
+            print(f"{NODE}: {IMAGE} by Secure Boot, marker {seconds:.1f} s, again {again:.1f} s")
+        finally:
+            lab.run(NODE, f"rm -f {FILE} {UNSIGNED}")
+            lab.power_off([NODE])
