@@ -295,6 +295,7 @@ def main() -> int:
                 debian=debian,
                 say=lambda m: print(f"  lab: {m}"),
                 namespace=args.namespace,
+                bmcs=False,  # the bench powers nodes itself; a hand lab may hold the BMC ports
             )
     except BaseException:
         print(said.getvalue())
