@@ -168,13 +168,15 @@ class Lab:
     # -- the server --------------------------------------------------------------------------
 
     def dim(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """A dim command on the lab's layout and state, in a child process."""
+        """A dim command on the lab's layout, state and root (``dim lab env``), in a child
+        process."""
         result = subprocess.run(
             [*dim_argv(self.folder), *args],
             capture_output=True,
             text=True,
             timeout=600,
             check=False,
+            env={**os.environ, "DIM_ROOT": str(self.folder / "root")},
         )
         if check:
             assert result.returncode == 0, f"dim {' '.join(args)}: {result.stderr}"

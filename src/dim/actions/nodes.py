@@ -13,6 +13,7 @@ MAC or a duplicate one is a :class:`dim.errors.UsageError` and nothing is record
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from dim.images import operations, replicas
 from dim.images.delta import Delta
 from dim.images.operations import Progress
 from dim.inventory import node_record, select
-from dim.layout.model import Cluster
+from dim.layout.model import Cluster, Node
 from dim.names import normalize_mac
 
 
@@ -60,6 +61,7 @@ class Switch:
     switched: int  # nodes whose image was another one
     created: tuple[str, ...]  # nodes given a new replica
     found: tuple[str, ...]  # nodes whose replica of the image was kept from before
+    links: int = 0  # per-node loader files pointed at the image (PXELINUX, GRUB, iPXE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +140,47 @@ def import_macs(ctx: Context, csv_file: Path, *, dry_run: bool = False) -> MacIm
     return MacImport(csv_file, len(changes), changed, dry_run)
 
 
-def switch(ctx: Context, nodeset: str, image: str, progress: Progress = None) -> Switch:
-    """Assign ``image`` to ``nodeset``, each node getting its replica (its old one if kept)."""
+def switch(
+    ctx: Context, nodeset: str, image: str, progress: Progress = None, *, root: Path = Path("/")
+) -> Switch:
+    """Assign ``image`` to ``nodeset``, each node getting its replica (its old one if kept).
+
+    The NFS exports do not depend on it and iPXE nodes ask ``dim serve``, which reads the
+    state; the nodes' own loader files that ``dim apply`` installed under ``root`` (PXELINUX
+    and GRUB read them over TFTP) are pointed at the image, each replaced atomically.
+    """
     cluster = ctx.cluster()
     declared = operations.declared(cluster, image)
-    nodes = [n.name for n in select(cluster, nodeset)]
+    chosen = select(cluster, nodeset)
+    nodes = [n.name for n in chosen]
     created = operations.switch(ctx.store(), cluster, nodes, declared, progress=progress)
     switched = ctx.db().set_images(cluster, nodes, image)
     found = [n for n in nodes if n not in created]
-    return Switch(tuple(nodes), image, switched, tuple(created), tuple(found))
+    links = _point_node_links(ctx, chosen, image, root)
+    return Switch(tuple(nodes), image, switched, tuple(created), tuple(found), links)
+
+
+def _point_node_links(ctx: Context, chosen: list[Node], image: str, root: Path) -> int:
+    """Retarget the installed per-node loader links of ``chosen`` to ``image``; how many.
+
+    Only links that are there: a node never applied gets its files at the next ``dim apply``.
+    """
+    from dim.services.apply import install_link, target
+    from dim.services.loaders import node_links
+
+    macs = ctx.inventory().macs
+    servers = ctx.cluster().servers
+    count = 0
+    for node in chosen:
+        mac = macs.get((node.name, node.boot.network))
+        if mac is None:
+            continue
+        for file in node_links(servers[node.server], mac, image):
+            where = target(root, file.path)
+            if os.path.islink(where) and os.readlink(where) != file.link:
+                install_link(where, file.link or "")
+                count += 1
+    return count
 
 
 def reset_plan(ctx: Context, nodeset: str) -> ResetPlan:

@@ -29,8 +29,9 @@ SHOWN = 50  # changed files listed without --diff; beyond, a count
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("/"),
+    envvar="DIM_ROOT",
     show_default=True,
-    help="Install under this folder instead of / (staging, tests).",
+    help="Install under this folder instead of / (staging, tests, a lab) [env: DIM_ROOT].",
 )
 @click.option("--server", help="Image server to configure (default: the only one).")
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change; write nothing.")

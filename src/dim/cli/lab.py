@@ -105,7 +105,8 @@ def lab_up(
 @lab_group.command("env")
 @lab_dir
 def lab_env(folder: str) -> None:
-    """Print the shell exports that point dim's commands at the lab.
+    """Print the shell exports that point dim's commands at the lab: its layout, its state,
+    and the root its daemons' files are installed under.
 
     \b
     eval "$(dim lab env)"
@@ -116,6 +117,7 @@ def lab_env(folder: str) -> None:
     lab = _folder(folder)
     click.echo(f"export DIM_CONFIG={quote(str(lab / 'cluster.xml'))}")
     click.echo(f"export DIM_STATE={quote(str(lab / 'state'))}")
+    click.echo(f"export DIM_ROOT={quote(str(lab / 'root'))}")
 
 
 def _debian_releases(value: str) -> tuple[str, ...]:

@@ -104,11 +104,22 @@ def node_import_macs(ctx: Context, csv_file: Path, dry_run: bool) -> None:
     "--reset", is_flag=True, help="Then hard-reset the nodes through their BMCs (dim power reset)."
 )
 @click.option("-y", "--yes", is_flag=True, help="With --reset: do not ask for confirmation.")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    envvar="DIM_ROOT",
+    show_default=True,
+    help="Where dim apply installed the nodes' loader files [env: DIM_ROOT].",
+)
 @pass_context
-def node_switch(ctx: Context, nodeset: str, image_name: str, reset: bool, yes: bool) -> None:
+def node_switch(
+    ctx: Context, nodeset: str, image_name: str, reset: bool, yes: bool, root: Path
+) -> None:
     """Assign IMAGE to NODESET, in one transaction: each node gets its replica of IMAGE (its
-    old one if it had one). Running nodes keep their image until reset; then they boot IMAGE,
-    nothing else needed for iPXE nodes (GRUB and PXELINUX nodes: `dim apply` first).
+    old one if it had one), and its own PXELINUX and GRUB file under --root points at IMAGE.
+    Running nodes keep their image until reset; then they boot IMAGE, nothing else needed:
+    the NFS exports do not depend on it, and iPXE nodes ask dim serve.
 
     \b
     dim node switch @rack1 sles15          # then: dim power reset @rack1
@@ -122,11 +133,12 @@ def node_switch(ctx: Context, nodeset: str, image_name: str, reset: bool, yes: b
         chosen = remote.select_nodes(ctx, nodeset)
         if not yes:
             confirm("reset", chosen.names)
-    s = nodes.switch(ctx, nodeset, image_name, progress=progress)
+    s = nodes.switch(ctx, nodeset, image_name, progress=progress, root=root)
     click.echo(
         f"{fold(list(s.nodes))}: image {s.image} ({s.switched} switched); new replicas for "
         f"{fold(list(s.created)) or 'no node'}, kept replicas found for "
         f"{fold(list(s.found)) or 'no node'}"
+        + (f"; {s.links} loader files pointed at {s.image}" if s.links else "")
     )
     if chosen is not None:
         act(chosen, "reset", remote.DEFAULT_OPTIONS, yes=True)

@@ -333,7 +333,7 @@ def write(changes: list[FileChange], root: Path, manifest: Manifest | None = Non
             if change.action == "remove":
                 _unlink(where)
             elif change.file.link is not None:
-                _install_link(where, change.file.link, new=change.action == "create")
+                install_link(where, change.file.link, new=change.action == "create")
             else:
                 write_atomically(where, change.file.content, change.file.mode)
             done.append(change)
@@ -356,7 +356,8 @@ def _unlink(where: str) -> None:
         os.unlink(where)
 
 
-def _install_link(where: str, link: str, *, new: bool = False) -> None:
+def install_link(where: str, link: str, *, new: bool = False) -> None:
+    """``where`` becomes a symbolic link to ``link``, in one rename (``new``: created)."""
     if new:
         # creating a link is atomic by itself: no temporary name needed
         with contextlib.suppress(FileExistsError):

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dim.boot.builds import find_build
-from dim.layout.model import Image
+from dim.layout.model import Image, Server
 from dim.paths import StatePaths
 from dim.services.rendering import RenderContext, RenderedFile
 
@@ -107,10 +107,20 @@ def render(context: RenderContext) -> list[RenderedFile]:
         image = inventory.images.get(node.name, node.image)
         if mac is None or image is None:
             continue
-        hyphens = mac.replace(":", "-")
-        files += [
-            RenderedFile(f"{http}/dim/nodes/{hyphens}.ipxe", link=f"../images/{image}.ipxe"),
-            RenderedFile(f"{tftp}/pxelinux.cfg/01-{hyphens}", link=f"dim-{image}"),
-            RenderedFile(f"{tftp}/grub/nodes/{mac}.cfg", link=f"../dim-{image}.cfg"),
-        ]
+        files += node_links(server, mac, image)
     return files
+
+
+def node_links(server: Server, mac: str, image: str) -> list[RenderedFile]:
+    """The node's own file for each loader, by its MAC: a link to its image's configuration.
+
+    ``dim node switch`` points the ones already installed at the new image (PXELINUX and GRUB
+    read them over TFTP; iPXE nodes ask ``dim serve``, which reads the state).
+    """
+    hyphens = mac.replace(":", "-")
+    http, tftp = server.http_root, server.tftp_root
+    return [
+        RenderedFile(f"{http}/dim/nodes/{hyphens}.ipxe", link=f"../images/{image}.ipxe"),
+        RenderedFile(f"{tftp}/pxelinux.cfg/01-{hyphens}", link=f"dim-{image}"),
+        RenderedFile(f"{tftp}/grub/nodes/{mac}.cfg", link=f"../dim-{image}.cfg"),
+    ]

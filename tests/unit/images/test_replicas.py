@@ -241,3 +241,25 @@ def test_switch_with_reset_resets_the_switched_nodes_through_their_bmcs(dim, src
     out = dim.ok("node", "switch", "n[1-2]", "alpha", "--reset", "--yes")
     assert "image alpha (2 switched)" in out
     assert picked == ["n[1-2]"] and done == [("n[1-2]", "reset", True)]
+
+
+def test_switch_points_each_nodes_installed_loader_files_at_the_new_image(dim, src, tmp_path):
+    """PXELINUX and GRUB read the node's own file over TFTP: a switch retargets it, so that
+    a reset is all a switch takes; a root where nothing was applied is left alone."""
+    dim.ok("image", "import", "beta", "--from", str(src))
+    _imported(dim, src, "n1")
+    dim.ok("node", "set", "n1", "--mac", "52:54:00:78:00:01")
+    root = tmp_path / "root"
+    dim.ok("apply", "--root", str(root), "--skip-validation")
+    grub = root / "srv/dim/tftp/grub/nodes/52:54:00:78:00:01.cfg"
+    pxelinux = root / "srv/dim/tftp/pxelinux.cfg/01-52-54-00-78-00-01"
+    assert os.readlink(grub) == "../dim-alpha.cfg" and os.readlink(pxelinux) == "dim-alpha"
+    inode_before = os.lstat(grub).st_ino
+    out = dim.ok("node", "switch", "n1", "beta", "--root", str(root))
+    assert os.readlink(grub) == "../dim-beta.cfg" and os.readlink(pxelinux) == "dim-beta"
+    assert os.lstat(grub).st_ino != inode_before  # replaced by a rename, never missing
+    assert "3 loader files" in out
+    # what apply would render now is what the switch wrote: nothing left for it to do
+    assert ": 0 files changed" in dim.ok("apply", "--root", str(root), "--skip-validation")
+    dim.ok("node", "switch", "n1", "alpha", "--root", str(tmp_path / "elsewhere"))
+    assert os.readlink(grub) == "../dim-beta.cfg"  # another root: not touched

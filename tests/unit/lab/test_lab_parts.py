@@ -123,6 +123,7 @@ def test_lab_env_points_dim_at_the_labs_layout_and_state(
     assert lines == [
         f"export DIM_CONFIG='{tmp_path}/my lab/cluster.xml'",
         f"export DIM_STATE='{tmp_path}/my lab/state'",
+        f"export DIM_ROOT='{tmp_path}/my lab/root'",
     ]
 
 

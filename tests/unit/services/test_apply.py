@@ -109,7 +109,7 @@ def test_missing_validator_is_an_error_unless_skipped(small_inventory, tmp_path,
 def test_interrupted_write_leaves_whole_files_and_a_rerun_completes(
     small_inventory, tmp_path, monkeypatch
 ):
-    real = applier._install_link
+    real = applier.install_link
     calls = []
 
     def failing(where, link, **options):
@@ -118,11 +118,11 @@ def test_interrupted_write_leaves_whole_files_and_a_rerun_completes(
             raise OSError(28, "No space left on device")
         real(where, link, **options)
 
-    monkeypatch.setattr(applier, "_install_link", failing)
+    monkeypatch.setattr(applier, "install_link", failing)
     with pytest.raises(ApplyError, match="No space left on device"):
         install(small_inventory, tmp_path)
     assert not list(tmp_path.rglob(".*.dim-*"))
-    monkeypatch.setattr(applier, "_install_link", real)
+    monkeypatch.setattr(applier, "install_link", real)
     install(small_inventory, tmp_path)
     assert install(small_inventory, tmp_path).changes == []
 
