@@ -289,12 +289,12 @@ def watch(
 def run(folder: Path, name: str, command: str, *, timeout: float = 30.0) -> tuple[int, str]:
     """Run a shell command on a running lab node through its serial console: (status, output).
 
-    The node is running when the lab started its QEMU (``boot``) or its simulated BMC
-    (`dim.lab.bmcs`), which has powered it on.
+    The node is running when its QEMU runs, started by ``boot`` or through its simulated BMC
+    (`dim.lab.bmcpower`), which powers it the same way.
     """
     state = LabState.running(folder)
-    node, bmc = state.nodes.get(name), state.daemon(f"bmc-{name}")
-    if not any(p is not None and alive(p.pid) for p in (node, bmc)):
+    node = state.nodes.get(name)
+    if node is None or not alive(node.pid):
         raise LabError(
             f"{name} is not running in the lab in {folder}",
             hint=f"dim lab boot --dir {folder} {name} powers it on",
