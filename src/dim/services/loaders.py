@@ -18,10 +18,11 @@ link per loader; the node's own identity comes from DHCP (host name and address)
 iPXE and PXELINUX (``lpxelinux.0``) fetch kernel and initrd from ``dim serve`` over HTTP, at
 ``<boot url>/dim/images/<image>/vmlinuz`` and ``…/initrd.img``. GRUB fetches them over TFTP
 from the root it was loaded from: Debian's signed network GRUB, the one Secure Boot accepts,
-has no HTTP module built in and may load no other, and GRUB 2.06 names no HTTP port. So the
-TFTP root holds a link to each image's current boot build (as of this ``dim apply``; none
-while the image has no build). The loader programs themselves are not rendered: ``dim apply``
-copies them from Debian's packages (:mod:`dim.services.clients`).
+has no HTTP module built in and may load no other (``(http,SERVER:PORT)/…`` is "disk not
+found" there, measured in the lab). So the TFTP root holds a link to each image's current
+boot build (as of this ``dim apply``; none while the image has no build). The loader programs
+themselves are not rendered: ``dim apply`` copies them from Debian's packages
+(:mod:`dim.services.clients`).
 """
 
 from __future__ import annotations
