@@ -23,9 +23,9 @@
     dim.errors.UsageError: invalid node name '../etc': ...
 
 A name that becomes a folder is checked (:func:`dim.names.check_name`), so that ``../nodes``
-never reaches a path. :func:`live_folder` and :func:`replica_folder` are the same paths as
-plain strings, unchecked, for names the layout parser checked already: the renderers ask for
-them once per node.
+never reaches a path. :func:`live_folder`, :func:`images_folder` and :func:`node_folder` are
+the same paths as plain strings, unchecked, for names the layout parser checked already: the
+renderers ask for them once per node.
 """
 
 from __future__ import annotations
@@ -152,11 +152,6 @@ def images_folder(state: str | Path) -> str:
 def node_folder(state: str | Path, node: str) -> str:
     """``<state>/nodes/<node>``, the node's replicas, for a name checked already."""
     return f"{state}/{NODES}/{node}"
-
-
-def replica_folder(state: str | Path, node: str, image: str) -> str:
-    """``str(StatePaths(state).replica(node, image))`` for names checked already."""
-    return f"{state}/{NODES}/{node}/{image}"
 
 
 def _checked(kind: str, name: str) -> str:

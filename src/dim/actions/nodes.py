@@ -27,6 +27,7 @@ from dim.images.operations import Progress
 from dim.inventory import node_record, select
 from dim.layout.model import Cluster, Node
 from dim.names import normalize_mac
+from dim.records import read_observed
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +157,13 @@ def switch(
     created = operations.switch(ctx.store(), cluster, nodes, declared, progress=progress)
     switched = ctx.db().set_images(cluster, nodes, image)
     found = [n for n in nodes if n not in created]
-    links = _point_node_links(ctx, chosen, image, root)
+    links = _point_node_links(ctx, cluster, chosen, image, root)
     return Switch(tuple(nodes), image, switched, tuple(created), tuple(found), links)
 
 
-def _point_node_links(ctx: Context, chosen: list[Node], image: str, root: Path) -> int:
+def _point_node_links(
+    ctx: Context, cluster: Cluster, chosen: list[Node], image: str, root: Path
+) -> int:
     """Retarget the installed per-node loader links of ``chosen`` to ``image``; how many.
 
     Only links that are there: a node never applied gets its files at the next ``dim apply``.
@@ -168,14 +171,13 @@ def _point_node_links(ctx: Context, chosen: list[Node], image: str, root: Path) 
     from dim.services.apply import install_link, target
     from dim.services.loaders import node_links
 
-    macs = ctx.inventory().macs
-    servers = ctx.cluster().servers
+    macs = read_observed(ctx.state).macs  # the layout is parsed already: not again
     count = 0
     for node in chosen:
         mac = macs.get((node.name, node.boot.network))
         if mac is None:
             continue
-        for file in node_links(servers[node.server], mac, image):
+        for file in node_links(cluster.servers[node.server], mac, image):
             where = target(root, file.path)
             if os.path.islink(where) and os.readlink(where) != file.link:
                 install_link(where, file.link or "")

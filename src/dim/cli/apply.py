@@ -14,7 +14,7 @@ import click
 
 from dim.actions import apply as action
 from dim.actions.apply import ApplyReport
-from dim.cli.context import Context, pass_context
+from dim.cli.context import Context, pass_context, root_option
 from dim.cli.output import emit_json
 from dim.inventory import fold
 from dim.records import StaleLease
@@ -25,14 +25,7 @@ SHOWN = 50  # changed files listed without --diff; beyond, a count
 
 
 @click.command("apply")
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("/"),
-    envvar="DIM_ROOT",
-    show_default=True,
-    help="Install under this folder instead of / (staging, tests, a lab) [env: DIM_ROOT].",
-)
+@root_option("Install under this folder instead of / (staging, tests, a lab)")
 @click.option("--server", help="Image server to configure (default: the only one).")
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change; write nothing.")
 @click.option("--diff", "show_diff", is_flag=True, help="Show a unified diff of each change.")

@@ -44,7 +44,7 @@ def lab_group() -> None:
     dim lab env             the exports that point dim's commands at the lab
     dim lab status          what runs
     dim lab run NODE -- CMD run CMD on NODE through its serial console
-    dim lab reload          dim apply, then the daemons take it (after dim node switch)
+    dim lab reload          dim apply, then the daemons take it (after editing cluster.xml)
     dim lab down            stop everything the lab started
     """
 
@@ -249,7 +249,8 @@ def lab_run(folder: str, timeout: float, node: str, command: tuple[str, ...]) ->
 @lab_group.command("reload")
 @lab_dir
 def lab_reload(folder: str) -> None:
-    """dim apply into the lab, then its daemons take the new files (after dim node switch)."""
+    """dim apply into the lab, then its daemons take the new files (after a change to the
+    lab's cluster.xml; a switch needs none)."""
     from dim.lab import cluster
 
     _root()

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from dim.actions import nodes
-from dim.cli.context import Context, pass_context
+from dim.cli.context import Context, pass_context, root_option
 from dim.cli.output import delta, emit_json, progress, table
 from dim.errors import UsageError
 from dim.inventory import fold
@@ -104,14 +104,7 @@ def node_import_macs(ctx: Context, csv_file: Path, dry_run: bool) -> None:
     "--reset", is_flag=True, help="Then hard-reset the nodes through their BMCs (dim power reset)."
 )
 @click.option("-y", "--yes", is_flag=True, help="With --reset: do not ask for confirmation.")
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("/"),
-    envvar="DIM_ROOT",
-    show_default=True,
-    help="Where dim apply installed the nodes' loader files [env: DIM_ROOT].",
-)
+@root_option("Where dim apply installed the nodes' loader files")
 @pass_context
 def node_switch(
     ctx: Context, nodeset: str, image_name: str, reset: bool, yes: bool, root: Path

@@ -338,9 +338,10 @@ def restart(folder: Path, name: str, *, down_for: float = 0.0, say: Say | None =
 
 
 def reload(folder: Path, *, say: Say | None = None) -> None:
-    """``dim apply`` into the lab's root, then the daemons take it: after ``dim node switch``.
+    """``dim apply`` into the lab's root, then the daemons take it: after a change to the
+    lab's cluster.xml (a switch needs no reload).
 
-    Both are restarted rather than signalled: a switch changes the path of a node's export
+    Both are restarted rather than signalled: a changed layout can change an export's path
     under the same export id, which ganesha's reload does not apply, and dnsmasq rereads only
     its hosts files on SIGHUP, not the boot-file choice of its main file (Kea and dhcpd read
     their configuration at start only).
