@@ -169,7 +169,7 @@ def _point_node_links(
     Only links that are there: a node never applied gets its files at the next ``dim apply``.
     """
     from dim.services.apply import install_link, target
-    from dim.services.loaders import node_links
+    from dim.services.loaders import config_stem, node_links
 
     macs = read_observed(ctx.state).macs  # the layout is parsed already: not again
     count = 0
@@ -177,7 +177,8 @@ def _point_node_links(
         mac = macs.get((node.name, node.boot.network))
         if mac is None:
             continue
-        for file in node_links(cluster.servers[node.server], mac, image):
+        stem = config_stem(cluster, node.server, image)
+        for file in node_links(cluster.servers[node.server], mac, stem):
             where = target(root, file.path)
             if os.path.islink(where) and os.readlink(where) != file.link:
                 install_link(where, file.link or "")

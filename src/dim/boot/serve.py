@@ -162,7 +162,8 @@ class BootService:
             name=image.name,
             kernel=f"{folder}/vmlinuz",
             initrd=f"{folder}/initrd.img",
-            args=f"{kernel_args(context, image)} dim.node={node.name} dim.mac={mac}",
+            args=f"{kernel_args(context, image, cluster.servers[node.server])} "
+            f"dim.node={node.name} dim.mac={mac}",
         )
         script = context.render("image.ipxe.j2", image=boot_image, boot_url=boot_url).decode()
         boot = Boot(node.name, image.name, str(build.version), client, time.time())
@@ -184,7 +185,7 @@ class BootService:
             return _refusal(
                 404, f"MAC {mac} is {node.name}'s on {target.network}, not its boot NIC"
             )
-        if node.server != self.server_name:
+        if node.server not in cluster.peers(self.server_name):
             return _refusal(404, f"{node.name} ({mac}) boots from server {node.server}")
         image = cluster.images.get(target.image or node.image or "")
         if image is None:
@@ -342,6 +343,7 @@ def make_app(service: BootService, limits: Limits = DEFAULT_LIMITS) -> web.Appli
     app.on_startup.append(_start_recorder)
     app.on_cleanup.append(_stop_recorder)
     app.router.add_get("/boot.ipxe", _entry)
+    app.router.add_get("/dim/health", _health)
     app.router.add_get("/dim/nodes/{name}", _node)
     app.router.add_get("/dim/images/{image}/{file}", _boot_file)
     app.router.add_get("/dim/images/{image}/{version}/{file}", _boot_file)
@@ -377,6 +379,11 @@ def _boot_url(request: web.BaseRequest, server: Server) -> str:
 
 def _reply(answer: Answer) -> web.Response:
     return web.Response(status=answer.status, text=answer.body, content_type="text/plain")
+
+
+async def _health(request: web.Request) -> web.StreamResponse:
+    """For keepalived's check of a failover set: the event loop answers."""
+    return web.Response(text="ok\n", content_type="text/plain")
 
 
 async def _entry(request: web.Request) -> web.StreamResponse:

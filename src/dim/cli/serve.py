@@ -18,7 +18,11 @@ from dim.cli.context import Context, pass_context
 
 
 @click.command("serve")
-@click.option("--listen", metavar="ADDR", help="Address to listen on (default: the server's).")
+@click.option(
+    "--listen",
+    metavar="ADDR",
+    help="Address to listen on (default: the server's; in a failover set, all).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: its http-port).")
 @click.option("--server", help="Image server to serve for (default: the only one).")
 @click.option(
@@ -116,4 +120,6 @@ def command(
     )
     srv = service.server()
     workers = workers or min(os.cpu_count() or 1, 8)
-    boot_serve.run(service, listen or str(srv.address), port or srv.http_port, workers, limits)
+    # a failover set's server also answers on its peers' addresses, when they move here
+    default = "0.0.0.0" if srv.failover else str(srv.address)
+    boot_serve.run(service, listen or default, port or srv.http_port, workers, limits)

@@ -47,6 +47,12 @@ class Server:
     kea_hooks: str = "/usr/lib/x86_64-linux-gnu/kea/hooks"  # where libdhcp_lease_cmds.so is
     kea_socket: str = "/run/kea/kea4-ctrl-socket"  # Kea's control socket
     reload: tuple[tuple[str, str], ...] = ()  # (service, command) overrides
+    # In a failover set: the server's fixed address, beside ``address``, the service address
+    # that nodes are given and that floats (VRRP) to a peer when this server dies.
+    own_address: IPv4Address | None = None
+    failover: str | None = None  # the failover set the server belongs to
+    # health checks of the failover set's VRRP: (service, command) overrides of the defaults
+    checks: tuple[tuple[str, str], ...] = ()
 
     @property
     def boot_url(self) -> str:
@@ -54,6 +60,21 @@ class Server:
 
     def reload_command(self, service: str) -> str | None:
         return dict(self.reload).get(service)
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverSet:
+    """Image servers that back each other up. Each one's service address floats by VRRP to
+    a peer when it dies; each one serves the nodes of all (DHCP, boot files, NFS exports), so
+    that a peer holding a dead server's address answers its nodes as it would have."""
+
+    name: str
+    servers: tuple[str, ...]
+    # A server that comes back takes its address back from the peer (a second interruption
+    # for its nodes), after ``preempt_delay`` seconds; by default it does not.
+    preempt: bool = False
+    preempt_delay: int = 0
+    line: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +145,7 @@ class Cluster:
     nodes: tuple[Node, ...]
     source: str = "<memory>"
     nodeset_limit: int = DEFAULT_LIMIT  # names one node set may make, before it is expanded
+    failover: dict[str, FailoverSet] = field(default_factory=dict)
     by_name: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +154,11 @@ class Cluster:
 
     def node(self, name: str) -> Node | None:
         return self.by_name.get(name)
+
+    def peers(self, server: str) -> tuple[str, ...]:
+        """The servers that serve ``server``'s nodes: its failover set, or itself alone."""
+        name = self.servers[server].failover
+        return self.failover[name].servers if name else (server,)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
@@ -24,7 +25,17 @@ from dim.allocation import bulk_allocation
 from dim.errors import LayoutError
 from dim.layout import nodesets
 from dim.layout.expressions import ExpressionError, Template, compile_template
-from dim.layout.model import Bmc, Cluster, Group, Image, Interface, Network, Node, Server
+from dim.layout.model import (
+    Bmc,
+    Cluster,
+    FailoverSet,
+    Group,
+    Image,
+    Interface,
+    Network,
+    Node,
+    Server,
+)
 from dim.names import (
     BMC_ADDRESS,
     HOST_NAME,
@@ -89,6 +100,13 @@ ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
     ("server", "secure-boot-loader"): ("secure-boot-loader", check_boot_file),
     ("server", "kea-hooks"): ("kea-hooks", check_path),
     ("server", "kea-socket"): ("kea-socket", check_socket_path),
+    ("server", "own-address"): "an IPv4 address in the network of the server's address",
+    ("check", "service"): "one of the schema's values",
+    ("check", "command"): ("check command", check_command),
+    ("failover", "name"): ("failover set", check_name),
+    ("failover", "servers"): "a node set of declared server names",
+    ("failover", "preempt"): "one of the schema's values",
+    ("failover", "preempt-delay"): "seconds, 0 to 3600",
     ("reload", "service"): "one of the schema's values",
     ("reload", "command"): ("reload command", check_command),
     ("image", "name"): ("image", check_name),
@@ -175,6 +193,7 @@ class _Parser:
         self.nodeset_limit = self._nodeset_limit(root)
         networks = self._networks(root)
         servers = self._servers(root, networks)
+        failover = self._failover(root, networks, servers)
         images = self._images(root)
         groups, nodes = self._groups(root, networks, servers, images)
         _check_unique_addresses(self, nodes, root)
@@ -188,6 +207,7 @@ class _Parser:
             nodes=tuple(nodes),
             source=self.source,
             nodeset_limit=self.nodeset_limit,
+            failover=failover,
         )
 
     def _check_values(self, root) -> None:
@@ -271,9 +291,104 @@ class _Parser:
                 tftp=el.get("tftp", "dnsmasq"),
                 http_port=int(el.get("http-port", "8080")),
                 reload=tuple((r.get("service"), r.get("command")) for r in el.iterfind("reload")),
+                checks=tuple((c.get("service"), c.get("command")) for c in el.iterfind("check")),
+                own_address=self._address(el, "own-address") if el.get("own-address") else None,
                 **options,
             )
+            own = servers[name].own_address
+            if own is not None and own not in network.subnet:
+                raise self.error(
+                    f"own-address is outside network {network.name} ({network.subnet}) of the "
+                    "server's address",
+                    el,
+                    str(own),
+                )
         return servers
+
+    def _failover(self, root, networks, servers: dict[str, Server]) -> dict[str, FailoverSet]:
+        """The failover sets; each server of one is told which (``Server.failover``)."""
+        sets: dict[str, FailoverSet] = {}
+        elements = {s.get("name"): s for s in root.iterfind("server")}
+        for el in root.iterfind("failover"):
+            name = el.get("name")
+            if name in sets:
+                raise self.error("duplicate failover set name", el, name)
+            try:
+                members = list(NodeSet(el.get("servers"), resolver=NOGROUP_RESOLVER))
+            except NodeSetException as exc:
+                raise self.error(
+                    f"servers is not a node set: {exc}", el, el.get("servers")
+                ) from None
+            unknown = [m for m in members if m not in servers]
+            if unknown:
+                raise self.error(
+                    f"failover set {name}: no server {unknown[0]} in the layout", el, unknown[0]
+                )
+            # layout order, not the node set's: the same on every server, as exports must be
+            members = [m for m in servers if m in members]
+            if len(members) < 2:
+                raise self.error(
+                    f"failover set {name} has one server: a failover set needs a peer to fail "
+                    "over to",
+                    el,
+                    el.get("servers"),
+                )
+            for member in members:
+                server = servers[member]
+                where = elements[member]
+                if server.failover is not None:
+                    raise self.error(
+                        f"server {member} is in failover sets {server.failover} and {name}: "
+                        "a server backs up one set",
+                        el,
+                        member,
+                    )
+                if server.own_address is None:
+                    raise self.error(
+                        f"server {member} is in failover set {name} but has no own-address: "
+                        "the address floats, the server needs a fixed one of its own",
+                        where,
+                        member,
+                    )
+                if server.network != servers[members[0]].network:
+                    raise self.error(
+                        f"failover set {name}: server {member} is on network {server.network}, "
+                        f"{members[0]} on {servers[members[0]].network}: VRRP moves an address "
+                        "within one network",
+                        where,
+                        str(server.address),
+                    )
+                if server.nfs == "kernel":
+                    raise self.error(
+                        f'failover set {name}: server {member} has nfs="kernel"; takeover '
+                        "is built on nfs-ganesha (the kernel server's state recovery is not)",
+                        where,
+                        "kernel",
+                    )
+                if not server.interface:
+                    raise self.error(
+                        f"failover set {name}: server {member} needs interface= (the one "
+                        "keepalived moves its address on)",
+                        where,
+                        member,
+                    )
+                servers[member] = replace(server, failover=name)
+            delay = el.get("preempt-delay", "0")
+            if not delay.isdigit() or int(delay) > 3600:
+                raise self.error("preempt-delay must be seconds, 0 to 3600", el, delay)
+            sets[name] = FailoverSet(
+                name=name,
+                servers=tuple(members),
+                preempt=el.get("preempt", "no") == "yes",
+                preempt_delay=int(delay),
+                line=el.sourceline or 0,
+            )
+        in_sets = [s for s in servers.values() if s.failover]
+        if len(in_sets) > 255:
+            raise self.error(
+                f"{len(in_sets)} servers in failover sets: VRRP numbers 255 at most", None
+            )
+        return sets
 
     def _images(self, root) -> dict[str, Image]:
         images: dict[str, Image] = {}
@@ -542,7 +657,17 @@ def _check_unique_addresses(parser: _Parser, nodes: list[Node], root) -> None:
     """Every IP (interfaces, BMCs, servers) and every host name appears once."""
     owners: dict[str, str] = {}
     for server in root.iterfind("server"):
-        owners[str(IPv4Address(server.get("address")))] = f"server {server.get('name')}"
+        for attribute in ("address", "own-address"):
+            if server.get(attribute) is None:
+                continue
+            ip = str(IPv4Address(server.get(attribute)))
+            owner = owners.setdefault(ip, f"server {server.get('name')}")
+            if owner != f"server {server.get('name')}" or (
+                attribute == "own-address" and ip == str(IPv4Address(server.get("address")))
+            ):
+                raise parser.error(
+                    f"duplicate IP address: server {server.get('name')} and {owner}", server, ip
+                )
     hostnames: dict[str, str] = {}
     group_lines = {g.get("name"): g for g in root.iterfind("group")}
     for node in nodes:

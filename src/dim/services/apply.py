@@ -41,6 +41,7 @@ DEFAULT_RELOAD = {
     "tftp": "systemctl restart dnsmasq",
     "ganesha": "systemctl restart nfs-ganesha",
     "kernel": "exportfs -ra",
+    "keepalived": "systemctl reload keepalived",
 }
 VALIDATION_TIMEOUT = 120
 
@@ -242,7 +243,41 @@ def _validate_kea(files: dict[str, bytes], folder: Path, root: Path) -> list[Che
     return [(["kea-dhcp4", "-t", str(copy)], path)]
 
 
+_CLEAN_UP: list[Path] = []  # folders of validation copies made outside the temporary one
+_KEEPALIVED_INTERFACE = re.compile(r"^(\s*interface\s+|.*\sdev\s+)(\S+)", re.M)
+
+
+def _validate_keepalived(files: dict[str, bytes], folder: Path, root: Path) -> list[Check]:
+    """``keepalived --config-test`` on a copy that runs the new check scripts.
+
+    keepalived refuses a check script it cannot find, and (``enable_script_security``) one in
+    a folder that others may write, as /tmp is: the copies go to a folder of their own below
+    /run when it can be made. It refuses an interface this machine does not have, which would
+    make staging for another server impossible: the copy names one it has.
+    """
+    conf_path = next(p for p in files if p.endswith(".conf"))
+    text = files[conf_path].decode()
+    with contextlib.suppress(OSError):
+        folder = Path(tempfile.mkdtemp(prefix="dim-keepalived-", dir="/run"))
+        _CLEAN_UP.append(folder)
+    for path, content in files.items():
+        if path != conf_path:
+            copy = folder / Path(path).name
+            copy.write_bytes(content)
+            copy.chmod(0o755)
+            text = text.replace(f'"{path}"', f'"{copy}"')
+    local = sorted(n for n in os.listdir("/sys/class/net") if n != "lo")
+    if local:
+        text = _KEEPALIVED_INTERFACE.sub(
+            lambda m: m.group(1) + (m.group(2) if m.group(2) in local else local[0]), text
+        )
+    copy = folder / "keepalived.conf"
+    copy.write_text(text)
+    return [(["keepalived", "--config-test", "-f", str(copy)], conf_path)]
+
+
 VALIDATORS: dict[str, Callable[[dict[str, bytes], Path, Path], list[Check]]] = {
+    "keepalived": _validate_keepalived,
     "dnsmasq": _validate_dnsmasq,
     "kea": _validate_kea,
     "isc": _validate_single(["dhcpd", "-4", "-t", "-cf", "{}"], ".conf"),
@@ -253,6 +288,7 @@ PACKAGES = {
     "kea": "kea-dhcp4-server",
     "isc": "isc-dhcp-server",
     "tftp": "dnsmasq",
+    "keepalived": "keepalived",
 }
 
 
@@ -282,8 +318,12 @@ def validate(
                     )
                 skipped.append(service)
                 continue
-            for command, path in checks:
-                _check(service, command, path, tmp)
+            try:
+                for command, path in checks:
+                    _check(service, command, path, tmp)
+            finally:
+                while _CLEAN_UP:
+                    shutil.rmtree(_CLEAN_UP.pop(), ignore_errors=True)
         validated.append(service)
     return validated, skipped
 

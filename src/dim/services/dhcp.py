@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dim.errors import RenderError
+from dim.layout.model import Server
 from dim.services import clients
 from dim.services.clients import loader_for
 from dim.services.rendering import RenderContext, RenderedFile
@@ -49,6 +51,26 @@ class DhcpHost:
     ip: str
     hostname: str
     secure_boot: bool = False  # sent the Secure Boot loader, whatever it asks as
+    tag: str = ""  # its server's tag, in a failover set's configuration (BootServer.tag)
+
+
+@dataclass(frozen=True, slots=True)
+class BootServer:
+    """Where a node's boot goes: its own server's service address, loaders and URLs.
+
+    A failover set's configuration names every server of the set, each with a ``tag`` that
+    its nodes carry: the peer that holds a dead server's address answers its nodes exactly as
+    that server would have. A lone server's one BootServer has no tag.
+    """
+
+    name: str
+    tag: str
+    address: str
+    ipxe_url: str
+    uefi_http_url: str
+    bios_loader: str
+    uefi_loader: str
+    secure_boot_loader: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +108,31 @@ class DhcpContext:
     kea_leases: str
     kea_lease_cmds: str
     kea_socket: str
+    boot_servers: tuple[BootServer, ...] = ()
+    # A failover set's dnsmasq listens on addresses that arrive later (its peers' service
+    # addresses, for TFTP): bind-dynamic, not bind-interfaces.
+    dynamic_bind: bool = False
+
+
+def boot_server(server: Server, tag: str = "") -> BootServer:
+    return BootServer(
+        name=server.name,
+        tag=tag,
+        address=str(server.address),
+        ipxe_url=f"{server.boot_url}/boot.ipxe",
+        uefi_http_url=f"{server.boot_url}/{loader_for(server, 'uefi-http').lstrip('/')}",
+        bios_loader=loader_for(server, "bios-pxe"),
+        uefi_loader=loader_for(server, "uefi-pxe"),
+        secure_boot_loader=loader_for(server, "uefi-secureboot"),
+    )
 
 
 def dhcp_context(context: RenderContext) -> DhcpContext:
     inventory = context.inventory
     cluster = inventory.cluster
     server = context.server
+    peers = cluster.peers(server.name)
+    tags = {name: f"dim-{name}" if len(peers) > 1 else "" for name in peers}
     by_network: dict[str, list[DhcpHost]] = {}
     for node in context.nodes():
         boot = node.boot
@@ -99,7 +140,7 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         if mac is None:
             continue
         by_network.setdefault(boot.network, []).append(
-            DhcpHost(node.name, mac, boot.ip, boot.hostname, node.secure_boot)
+            DhcpHost(node.name, mac, boot.ip, boot.hostname, node.secure_boot, tags[node.server])
         )
     # The server's own network is always declared, even before any MAC is known.
     by_network.setdefault(server.network, [])
@@ -142,6 +183,8 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         kea_leases=KEA_LEASES,
         kea_lease_cmds=f"{server.kea_hooks.rstrip('/')}/{KEA_LEASE_CMDS}",
         kea_socket=server.kea_socket,
+        boot_servers=tuple(boot_server(cluster.servers[n], tags[n]) for n in peers),
+        dynamic_bind=len(peers) > 1,
     )
 
 
@@ -160,6 +203,12 @@ def render(context: RenderContext) -> list[RenderedFile]:
             ),
         ]
     if flavour == "kea":
+        if len(dhcp.boot_servers) > 1:
+            raise RenderError(
+                f"server {dhcp.server_name}: Kea in a failover set is not rendered yet (each "
+                "node's boot URL must name its own server's address)",
+                hint='use dhcp="dnsmasq" or dhcp="isc" for the servers of a failover set',
+            )
         files = [
             RenderedFile(KEA_CONF, context.render("kea-dhcp4.conf.j2", dhcp=dhcp), service="kea")
         ]

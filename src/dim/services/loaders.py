@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dim.boot.builds import find_build
-from dim.layout.model import Image, Server
+from dim.layout.model import Cluster, Image, Server
 from dim.paths import StatePaths
 from dim.services.rendering import RenderContext, RenderedFile
 
@@ -43,10 +43,13 @@ class BootImage:
     args: str
 
 
-def kernel_args(context: RenderContext, image: Image) -> str:
-    """The ``dim.*`` arguments that the initramfs's /init reads, then the image's own."""
-    server = context.server
-    address = server.address
+def kernel_args(context: RenderContext, image: Image, server: Server | None = None) -> str:
+    """The ``dim.*`` arguments that the initramfs's /init reads, then the image's own.
+
+    ``server`` is the node's own (default: the one rendered for): in a failover set, a peer
+    boots a dead server's nodes from that server's service address, which it now holds.
+    """
+    address = (server or context.server).address
     args = [
         f"dim.server={address}",
         f"dim.image={image.name}",
@@ -63,18 +66,17 @@ def kernel_args(context: RenderContext, image: Image) -> str:
     return " ".join(args)
 
 
+def config_stem(cluster: Cluster, server: str, image: str) -> str:
+    """The name of ``image``'s loader configurations for the nodes of ``server``: the image's
+    own, or in a failover set ``<image>@<server>``, one per server of the set (each names its
+    server's service address), so that every server of the set holds the same files."""
+    return image if len(cluster.peers(server)) == 1 else f"{image}@{server}"
+
+
 def render(context: RenderContext) -> list[RenderedFile]:
     server = context.server
     inventory = context.inventory
-    images = [
-        BootImage(
-            name=image.name,
-            kernel=f"dim/images/{image.name}/vmlinuz",
-            initrd=f"dim/images/{image.name}/initrd.img",
-            args=kernel_args(context, image),
-        )
-        for image in inventory.cluster.images.values()
-    ]
+    cluster = inventory.cluster
     http, tftp = server.http_root, server.tftp_root
     paths = StatePaths(context.state_dir)
     files = [
@@ -82,38 +84,48 @@ def render(context: RenderContext) -> list[RenderedFile]:
         RenderedFile(f"{tftp}/pxelinux.cfg/default", context.render("pxelinux-default.j2")),
         RenderedFile(f"{tftp}/grub/grub.cfg", context.render("grub.cfg.j2")),
     ]
-    for image in images:
-        files += [
-            RenderedFile(
-                f"{http}/dim/images/{image.name}.ipxe",
-                context.render("image.ipxe.j2", image=image, boot_url=server.boot_url),
-            ),
-            RenderedFile(
-                f"{tftp}/pxelinux.cfg/dim-{image.name}",
-                context.render("pxelinux-image.j2", image=image, boot_url=server.boot_url),
-            ),
-            RenderedFile(
-                f"{tftp}/grub/dim-{image.name}.cfg",
-                context.render("grub-image.cfg.j2", image=image),
-            ),
-        ]
+    for image in cluster.images.values():
+        for name in cluster.peers(server.name):
+            owner = cluster.servers[name]
+            stem = config_stem(cluster, name, image.name)
+            boot = BootImage(
+                name=image.name,
+                kernel=f"dim/images/{image.name}/vmlinuz",
+                initrd=f"dim/images/{image.name}/initrd.img",
+                args=kernel_args(context, image, owner),
+            )
+            files += [
+                RenderedFile(
+                    f"{http}/dim/images/{stem}.ipxe",
+                    context.render("image.ipxe.j2", image=boot, boot_url=owner.boot_url),
+                ),
+                RenderedFile(
+                    f"{tftp}/pxelinux.cfg/dim-{stem}",
+                    context.render("pxelinux-image.j2", image=boot, boot_url=owner.boot_url),
+                ),
+                RenderedFile(
+                    f"{tftp}/grub/dim-{stem}.cfg",
+                    context.render("grub-image.cfg.j2", image=boot),
+                ),
+            ]
         build = find_build(paths, image.name)
         if build is not None:  # GRUB's kernel and initrd, over TFTP
             files += [
-                RenderedFile(f"{tftp}/{image.kernel}", link=str(build.kernel)),
-                RenderedFile(f"{tftp}/{image.initrd}", link=str(build.initrd)),
+                RenderedFile(f"{tftp}/dim/images/{image.name}/vmlinuz", link=str(build.kernel)),
+                RenderedFile(f"{tftp}/dim/images/{image.name}/initrd.img", link=str(build.initrd)),
             ]
     for node in context.nodes():
         mac = inventory.macs.get((node.name, node.boot.network))
         image = inventory.images.get(node.name, node.image)
         if mac is None or image is None:
             continue
-        files += node_links(server, mac, image)
+        files += node_links(server, mac, config_stem(cluster, node.server, image))
     return files
 
 
 def node_links(server: Server, mac: str, image: str) -> list[RenderedFile]:
-    """The node's own file for each loader, by its MAC: a link to its image's configuration.
+    """The node's own file for each loader, by its MAC: a link to its image's configuration
+    (``image`` is its `config_stem`) in ``server``'s roots.
 
     ``dim node switch`` points the ones already installed at the new image (PXELINUX and GRUB
     read them over TFTP; iPXE nodes ask ``dim serve``, which reads the state).

@@ -51,6 +51,10 @@ class NfsContext:
     server_address: str
     images: tuple[ImageExport, ...]
     replicas: tuple[ReplicaExport, ...]
+    # A failover set's server: every address (its peers' arrive when they die) and the set's
+    # one NFSv4 identity, which a client compares before it reclaims its state on a peer.
+    bind_address: str = ""
+    identity: str | None = None
 
 
 def nfs_context(context: RenderContext) -> NfsContext:
@@ -68,8 +72,15 @@ def nfs_context(context: RenderContext) -> NfsContext:
     clients = cidr_blocks([node.boot.ip for node in nodes])
     images = (ImageExport(1, context.images_path(), clients),) if clients else ()
     server = context.server
+    in_set = server.failover is not None
     return NfsContext(
-        inventory.cluster.name, server.name, str(server.address), images, tuple(replicas)
+        inventory.cluster.name,
+        server.name,
+        str(server.address),
+        images,
+        tuple(replicas),
+        bind_address="0.0.0.0" if in_set else str(server.address),
+        identity=f"dim.{inventory.cluster.name}.{server.failover}" if in_set else None,
     )
 
 

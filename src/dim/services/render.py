@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dim.allocation import bulk_allocation
 from dim.errors import RenderError
-from dim.services import dhcp, hosts, loaders, nfs
+from dim.services import dhcp, hosts, loaders, nfs, vrrp
 from dim.services.rendering import RenderContext, RenderedFile
 
 
@@ -25,6 +25,6 @@ def render_all(context: RenderContext) -> list[RenderedFile]:
         raise RenderError(f"unknown server {context.server_name!r}")
     files: list[RenderedFile] = []
     with bulk_allocation():
-        for renderer in (dhcp.render, nfs.render, hosts.render, loaders.render):
+        for renderer in (dhcp.render, nfs.render, hosts.render, loaders.render, vrrp.render):
             files.extend(renderer(context))
     return files

@@ -72,8 +72,14 @@ class RenderContext:
         return self.inventory.cluster.servers[self.server_name]
 
     def nodes(self) -> list[Node]:
-        """The nodes this server boots and serves."""
-        return [n for n in self.inventory.cluster.nodes if n.server == self.server_name]
+        """The nodes this server boots and serves: its own, and in a failover set those of
+        its peers too, in layout order (the same files, the same export ids, on every server
+        of the set)."""
+        cluster = self.inventory.cluster
+        peers = cluster.peers(self.server_name)
+        if len(peers) == 1:
+            return [n for n in cluster.nodes if n.server == self.server_name]
+        return [n for n in cluster.nodes if n.server in peers]
 
     def live_path(self, image: str) -> str:
         return live_folder(self.state_dir, image)

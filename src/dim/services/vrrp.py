@@ -1,0 +1,126 @@
+"""keepalived (VRRP) for a failover set: each server's service address floats to a peer.
+
+One VRRP instance per server of the set, on every server of the set: the server that owns the
+address has the highest priority, its peers lower ones in set order after it, so which peer
+takes a dead server's address is known in advance. Every instance tracks the server's own
+health checks: a server whose ganesha, DHCP daemon or ``dim serve`` stops answering goes into
+FAULT and gives up every address it holds, as a dead host would::
+
+    /etc/keepalived/keepalived.conf     global_defs, the checks, one vrrp_instance per server
+    /etc/keepalived/dim-check-nfs       TCP connect to ganesha on the server's own address
+    /etc/keepalived/dim-check-http      GET /dim/health from dim serve on its own address
+    /etc/keepalived/dim-check-dhcp      the DHCP daemon's pid file names a running process
+
+A ``<check service="…" command="…"/>`` of the server replaces a default check. The peers talk
+unicast between their own (fixed) addresses: no multicast to get through switches, and what
+one nftables rule cuts in the split-brain test.
+
+By default a server that comes back does not take its address back (``nopreempt``): its
+nodes were moved once, a second move is a second interruption. ``preempt="yes"`` on the set
+moves them back, ``preempt-delay`` seconds after the server's keepalived starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dim.layout.model import Cluster, Server
+from dim.services.rendering import RenderContext, RenderedFile
+
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+CHECKS = "/etc/keepalived"
+OWNER_PRIORITY = 200
+# Debian's pid files of each DHCP daemon, as its systemd unit starts it
+DHCP_PID_FILES = {
+    "dnsmasq": "/run/dnsmasq/dnsmasq.pid",
+    "kea": "/run/kea/kea-dhcp4.kea-dhcp4.pid",
+    "isc": "/run/dhcp-server/dhcpd.pid",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    name: str  # the server whose address this is
+    vrid: int
+    priority: int
+    address: str
+    prefix: int
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpContext:
+    server: str
+    interface: str
+    own_address: str
+    peers: tuple[str, ...]  # the other servers' own addresses
+    instances: tuple[Instance, ...]
+    checks: tuple[tuple[str, str], ...]  # (service, script path)
+    preempt: bool
+    preempt_delay: int
+
+
+def vrid(cluster: Cluster, server: str) -> int:
+    """The VRRP router id of ``server``'s address: its rank among the servers of failover
+    sets, in layout order (the parser allows 255 of them)."""
+    return [s for s in cluster.servers.values() if s.failover].index(cluster.servers[server]) + 1
+
+
+def default_checks(server: Server) -> dict[str, str]:
+    """The shell text of each health check, by service, before the layout's overrides."""
+    own = server.own_address
+    checks = {}
+    if server.nfs == "ganesha":
+        checks["nfs"] = f"exec 3<>/dev/tcp/{own}/2049"
+    checks["http"] = (
+        f"exec 3<>/dev/tcp/{own}/{server.http_port} || exit 1\n"
+        f"printf 'GET /dim/health HTTP/1.0\\r\\nHost: {own}\\r\\n\\r\\n' >&3\n"
+        "IFS= read -r -t 2 status <&3 || exit 1\n"
+        '[[ $status == "HTTP/1."?" 200"* ]]'
+    )
+    if server.dhcp in DHCP_PID_FILES:
+        checks["dhcp"] = f'pid=$(cat {DHCP_PID_FILES[server.dhcp]}) && kill -0 "$pid"'
+    return checks
+
+
+def render(context: RenderContext) -> list[RenderedFile]:
+    server = context.server
+    if server.failover is None:
+        return []
+    cluster = context.inventory.cluster
+    members = cluster.failover[server.failover].servers
+    rank = members.index(server.name)
+    instances = []
+    for name in members:
+        owner = cluster.servers[name]
+        network = cluster.networks[owner.network]
+        # the owner first, then the peers in set order after it: a known successor
+        behind = (rank - members.index(name)) % len(members)
+        priority = OWNER_PRIORITY if behind == 0 else OWNER_PRIORITY - 10 * behind
+        prefix = network.subnet.prefixlen
+        instances.append(Instance(name, vrid(cluster, name), priority, str(owner.address), prefix))
+    checks = default_checks(server) | dict(server.checks)
+    files = [
+        RenderedFile(
+            f"{CHECKS}/dim-check-{service}",
+            context.render("keepalived-check.j2", service=service, lines=command.splitlines()),
+            mode=0o755,
+            service="keepalived",
+        )
+        for service, command in sorted(checks.items())
+    ]
+    vrrp = VrrpContext(
+        server=server.name,
+        interface=server.interface or "",
+        own_address=str(server.own_address),
+        peers=tuple(str(cluster.servers[n].own_address) for n in members if n != server.name),
+        instances=tuple(instances),
+        checks=tuple((s, f"{CHECKS}/dim-check-{s}") for s in sorted(checks)),
+        preempt=cluster.failover[server.failover].preempt,
+        preempt_delay=cluster.failover[server.failover].preempt_delay,
+    )
+    files.append(
+        RenderedFile(
+            KEEPALIVED_CONF, context.render("keepalived.conf.j2", vrrp=vrrp), service="keepalived"
+        )
+    )
+    return files
