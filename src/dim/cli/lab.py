@@ -45,6 +45,8 @@ def lab_group() -> None:
     dim lab status          what runs
     dim lab run NODE -- CMD run CMD on NODE through its serial console
     dim lab reload          dim apply, then the daemons take it (after editing cluster.xml)
+    dim lab fail SERVER     power loss of one server of a lab with --servers 2 or more
+    dim lab restore SERVER  that server back
     dim lab down            stop everything the lab started
     """
 
@@ -82,8 +84,22 @@ def lab_group() -> None:
     help="Simulated IPMI BMCs for the nodes, for dim power (on the host's loopback: one lab "
     "at a time can have them).",
 )
+@click.option(
+    "--servers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 9),
+    help="Image servers; 2 or more: one failover set, each server in a namespace of its own "
+    "with its own host name, daemons and keepalived, over one shared state folder.",
+)
 def lab_up(
-    folder: str, nodes: int, dhcp: str, debian: tuple[str, ...], namespace: str, bmcs: bool
+    folder: str,
+    nodes: int,
+    dhcp: str,
+    debian: tuple[str, ...],
+    namespace: str,
+    bmcs: bool,
+    servers: int,
 ) -> None:
     """Build the lab and start its daemons (root needed)."""
     from dim.lab import cluster
@@ -97,6 +113,7 @@ def lab_up(
         say=_say,
         namespace=namespace,
         bmcs=bmcs,
+        servers=servers,
     )
     click.echo(f"lab up in {folder}: dim lab boot --watch starts the nodes")
     click.echo(f'dim commands on the lab: eval "$(dim lab env --dir {folder})"')
@@ -219,8 +236,10 @@ def lab_status(folder: str, as_json: bool) -> None:
         click.echo(f"no lab is up in {folder}")
         return
     click.echo(f"lab in {report['folder']} ({report['flavour']})")
+    for name, server in report.get("servers", {}).items():
+        click.echo(f"  {name:<8} holds {', '.join(server['addresses']) or 'no address'}")
     for name, d in report["daemons"].items():
-        click.echo(f"  {name:<8} {'running' if d['running'] else 'STOPPED'}  pid {d['pid']}")
+        click.echo(f"  {name:<16} {'running' if d['running'] else 'STOPPED'}  pid {d['pid']}")
     for name, n in report["nodes"].items():
         state = "up" if n["up"] else ("booting" if n["running"] else "off")
         click.echo(f"  {name:<8} {state:<8} {n['console']}")
@@ -256,6 +275,33 @@ def lab_reload(folder: str) -> None:
     _root()
     cluster.reload(_folder(folder), say=_say)
     click.echo("lab reloaded: reset the switched nodes (dim lab boot NODESET) to boot their image")
+
+
+@lab_group.command("fail")
+@lab_dir
+@click.argument("server")
+def lab_fail(folder: str, server: str) -> None:
+    """Fail SERVER as a power loss would: SIGKILL every daemon of it, its link down.
+
+    
+    dim lab fail srv1; dim lab status     # srv2 holds 10.77.0.1 too
+    dim lab restore srv1
+    """
+    from dim.lab import cluster
+
+    _root()
+    cluster.fail(_folder(folder), server, say=_say)
+
+
+@lab_group.command("restore")
+@lab_dir
+@click.argument("server")
+def lab_restore(folder: str, server: str) -> None:
+    """Bring a failed SERVER back: its link up, its daemons started again."""
+    from dim.lab import cluster
+
+    _root()
+    cluster.restore(_folder(folder), server, say=_say)
 
 
 @lab_group.command("down")

@@ -27,8 +27,11 @@ In Python, as the e2e tests do::
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import signal
 import time
 from importlib import resources
 from pathlib import Path
@@ -43,7 +46,7 @@ from dim.lab.bmcs import start_bmcs
 from dim.lab.daemons import Say, restart_daemon, start_daemons
 from dim.lab.images import MARKER
 from dim.lab.network import NAMESPACE
-from dim.lab.processes import Process, alive, spawn, stop
+from dim.lab.processes import Process, alive, sleep_until, spawn, stop
 from dim.lab.qemu import (
     DEFAULT_FIRMWARE,
     firmware_kind,
@@ -54,11 +57,36 @@ from dim.lab.qemu import (
 from dim.lab.state import LabState, locked
 
 
-def layout_text(flavour: str, nodes: int) -> str:
-    """The lab's layout (package data) with the DHCP flavour and node count asked for."""
+def layout_text(flavour: str, nodes: int, servers: int = 1) -> str:
+    """The lab's layout (package data) with the DHCP flavour and node count asked for.
+
+    With several ``servers``: ``srv1``… in one failover set, service addresses 10.77.0.K
+    (nodes are given those), own addresses 10.77.0.(100+K) on their namespace's ``eth0``; the
+    nodes dealt out in turn, node01 to srv1, node02 to srv2…
+    """
     text = resources.files("dim.lab").joinpath("lab.xml").read_text()
     text = re.sub(r'dhcp="\w+"', f'dhcp="{flavour}"', text, count=1)
-    return re.sub(r'nodes="node\[01-\d+\]"', f'nodes="node[01-{nodes:02}]"', text, count=1)
+    text = re.sub(r'nodes="node\[01-\d+\]"', f'nodes="node[01-{nodes:02}]"', text, count=1)
+    if servers < 2:
+        return text
+    line = re.search(r"  <server [^>]*/>\n", text)
+    assert line is not None
+    declared = "".join(
+        line.group()
+        .replace('name="labsrv"', f'name="srv{k}"')
+        .replace('address="10.77.0.1"', f'address="10.77.0.{k}" own-address="10.77.0.{100 + k}"')
+        .replace('interface="br0"', f'interface="{network.SERVER_IFACE}"')
+        for k in range(1, servers + 1)
+    )
+    declared += f'  <failover name="lab" servers="srv[1-{servers}]"/>\n'
+    text = text.replace(line.group(), declared)
+    deal = "".join(
+        f'    <node name="{name}" server="srv{k}"/>\n'
+        for k in range(2, servers + 1)
+        if (name := ",".join(f"node{n:02}" for n in range(k, nodes + 1, servers)))
+    )
+    text = text.replace('image="tiny">', 'image="tiny" server="srv1">', 1)
+    return text.replace("  </group>", deal + "  </group>", 1)
 
 
 def up(
@@ -70,6 +98,7 @@ def up(
     say: Say,
     namespace: str = NAMESPACE,
     bmcs: bool = True,
+    servers: int = 1,
 ) -> LabState:
     """Build the lab's network, image and configuration, and start its daemons.
 
@@ -86,7 +115,7 @@ def up(
         )
     for sub in ("logs", "state", "root"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    (folder / "cluster.xml").write_text(layout_text(flavour, nodes))
+    (folder / "cluster.xml").write_text(layout_text(flavour, nodes, servers))
     macs = folder / "macs.csv"
     macs.write_text("".join(f"{n},{m}\n" for n, m in node_macs(nodes).items()))
     if network.exists(namespace):
@@ -94,14 +123,19 @@ def up(
             f"the network namespace {namespace} exists already (another lab?)",
             hint="dim lab down --dir FOLDER stops the lab that made it; or pick another name",
         )
-    state = LabState(str(folder), namespace, flavour)
-    network.make(namespace)
+    names = tuple(f"srv{k}" for k in range(1, servers + 1)) if servers > 1 else ()
+    state = LabState(str(folder), namespace, flavour, servers=names)
+    network.make(namespace, servers=bool(names))
     state.save()
     try:
+        for number, name in enumerate(names, start=1):
+            network.add_server(namespace, name, f"10.77.0.{100 + number}")
         _build_images(folder, debian=debian, say=say)
         node_actions.import_macs(context(folder), macs)
-        _apply(folder)
+        _apply(folder, names)
         state = start_daemons(state, say)
+        if names:
+            _wait_own_addresses(state, say)
         if bmcs:
             start_bmcs(folder, list(node_macs(nodes)), say=say)
             state = LabState.running(folder)
@@ -109,6 +143,32 @@ def up(
         down(folder)
         raise
     return state
+
+
+def _wait_own_addresses(state: LabState, say: Say, timeout: float = 15.0) -> None:
+    """Until each server holds its own service address (keepalived's first election), so
+    that every test starts with each node on its own server."""
+    cluster = context(state.folder).cluster()
+    wanted = {name: str(cluster.servers[name].address) for name in state.servers}
+
+    def settled() -> bool:
+        return all(
+            network.addresses(network.server_namespace(state.namespace, name))[1:] == [address]
+            for name, address in wanted.items()
+        )
+
+    if not sleep_until(settled, timeout):
+        held = {
+            name: network.addresses(network.server_namespace(state.namespace, name))[1:]
+            for name in state.servers
+        }
+        raise LabError(
+            f"keepalived did not give each server its own address within {timeout:.0f} s: "
+            + ", ".join(f"{name} holds {', '.join(a) or 'none'}" for name, a in held.items()),
+            hint=f"keepalived's logs: {state.folder}/servers/*/logs/keepalived.log",
+        )
+    for name, address in wanted.items():
+        say(f"{name}: holds {address}")
 
 
 def _build_images(folder: Path, *, debian: tuple[str, ...], say: Say) -> None:
@@ -165,9 +225,14 @@ def _import(folder: Path, image: str, tree: Path) -> None:
     image_actions.import_image(ctx, image, str(tree), incremental=incremental)
 
 
-def _apply(folder: Path) -> None:
-    """``dim apply --root <lab>/root --no-reload``: the daemons take the files themselves."""
-    applying.apply(context(folder), root=folder / "root", do_reload=False)
+def _apply(folder: Path, servers: tuple[str, ...] = ()) -> None:
+    """``dim apply --root <lab>/root --no-reload``: the daemons take the files themselves.
+    With several servers, each its own: ``--server S --root <lab>/servers/S/root``."""
+    if not servers:
+        applying.apply(context(folder), root=folder / "root", do_reload=False)
+    for server in servers:
+        root = folder / "servers" / server / "root"
+        applying.apply(context(folder), root=root, server=server, do_reload=False)
 
 
 def boot(
@@ -317,10 +382,16 @@ def status(folder: Path) -> dict:
             "up": MARKER in text,
             "console": last[-100:],
         }
+    servers = {}
+    for server in state.servers:
+        namespace = network.server_namespace(state.namespace, server)
+        held = network.addresses(namespace) if network.exists(namespace) else []
+        servers[server] = {"addresses": held}
     return {
         "up": network.exists(state.namespace),
         "folder": str(folder),
         "flavour": state.flavour,
+        **({"servers": servers} if servers else {}),
         "daemons": {
             d.name: {"pid": d.pid, "running": alive(d.pid), "log": d.log} for d in state.daemons
         },
@@ -347,9 +418,46 @@ def reload(folder: Path, *, say: Say | None = None) -> None:
     their configuration at start only).
     """
     state = LabState.running(folder)
-    _apply(folder)
-    restart(folder, state.flavour, say=say)
-    restart(folder, "ganesha", say=say)
+    _apply(folder, state.servers)
+    for server in state.servers or ("",):
+        prefix = f"{server}/" if server else ""
+        restart(folder, f"{prefix}{state.flavour}", say=say)
+        restart(folder, f"{prefix}ganesha", say=say)
+
+
+def fail(folder: Path, server: str, *, say: Say | None = None) -> list[str]:
+    """A power loss of one lab server: SIGKILL to every daemon of it at once (no clean stop,
+    no goodbye from keepalived), and its link to the bridge down. Its namespace stays, so
+    that `restore` brings it back; which daemons were killed."""
+    state = LabState.running(folder)
+    if server not in state.servers:
+        raise LabError(
+            f"the lab has no server {server!r}",
+            hint=f"its servers: {', '.join(state.servers)}"
+            if state.servers
+            else "this lab has one server: dim lab up --servers 2",
+        )
+    killed = [d for d in state.daemons if d.name.startswith(f"{server}/")]
+    for process in killed:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    network.set_server_link(state.namespace, server, up=False)
+    # what a power loss also loses: the addresses keepalived had added (SIGKILL leaves them)
+    network.forget_service_addresses(state.namespace, server)
+    if say:
+        say(f"{server}: failed ({len(killed)} daemons killed, link down)")
+    return [d.name for d in killed]
+
+
+def restore(folder: Path, server: str, *, say: Say) -> LabState:
+    """The failed ``server`` back: link up, its daemons started again as ``up`` did."""
+    state = LabState.running(folder)
+    if server not in state.servers:
+        raise LabError(f"the lab has no server {server!r}")
+    network.set_server_link(state.namespace, server, up=True)
+    for name in [d.name for d in state.daemons if d.name.startswith(f"{server}/")]:
+        state, _ = restart_daemon(state, name, say=say)
+    return state
 
 
 def down(folder: Path) -> list[str]:
@@ -364,5 +472,7 @@ def down(folder: Path) -> list[str]:
     for process in [*state.nodes.values(), *reversed(state.daemons)]:
         stop(process.pid)
     state.without_processes().save()
+    for server in state.servers:
+        network.delete(network.server_namespace(state.namespace, server))
     network.delete(state.namespace)
     return [p.name for p in [*state.nodes.values(), *state.daemons]]

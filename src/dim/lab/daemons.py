@@ -18,11 +18,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dim.errors import LabError
-from dim.lab.network import BRIDGE, SERVER
+from dim.lab.network import BRIDGE, SERVER, SERVER_IFACE, server_namespace
 from dim.lab.processes import Process, spawn, stop, wait_listening
 from dim.lab.state import LabState, locked
 
@@ -48,6 +48,9 @@ class DaemonSpec:
     binds: Mapping[str, Path]  # target path in the daemon's mount namespace: lab folder
     port: int
     udp: bool
+    namespace: str = ""  # a lab server's own namespace; "" for the lab's (the bridge's)
+    hostname: str = ""  # the server's, in a UTS namespace of the daemon's own
+    address: str = ""  # where ``port`` listens, when not on every address
 
 
 def daemon_specs(folder: Path, flavour: str) -> list[DaemonSpec]:
@@ -55,41 +58,11 @@ def daemon_specs(folder: Path, flavour: str) -> list[DaemonSpec]:
     root, run_dir = folder / "root", folder / "run"
     binds = {path: root / path.lstrip("/") for path in BOUND}
     # Kea and dhcpd serve no TFTP: dnsmasq does, from the TFTP-only file dim apply renders
-    tftp = DaemonSpec(
-        "tftp",
-        (
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/etc/dnsmasq.d/dim-tftp.conf",
-            "--pid-file=",
-            "--user=root",
-            "--log-facility=-",
-        ),
-        binds,
-        69,
-        True,
-    )
+    tftp = _tftp_spec(binds)
     return [
         _dhcp_spec(flavour, binds, run_dir),
         *([tftp] if flavour != "dnsmasq" else []),
-        # router advertisements: without them iPXE waits 16 s for IPv6 autoconfiguration
-        DaemonSpec(
-            "ra",
-            (
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--port=0",
-                "--pid-file=",
-                "--enable-ra",
-                f"--dhcp-range=::,constructor:{BRIDGE},ra-only",
-                "--user=root",
-                "--log-facility=-",
-            ),
-            {},
-            0,
-            True,
-        ),
+        _ra_spec(),
         DaemonSpec(
             "ganesha",
             (
@@ -116,13 +89,142 @@ def daemon_specs(folder: Path, flavour: str) -> list[DaemonSpec]:
     ]
 
 
-def _dhcp_spec(flavour: str, binds: dict[str, Path], run_dir: Path) -> DaemonSpec:
+# Where Debian's units put each DHCP daemon's pid file, which keepalived's check reads
+# (dim.services.vrrp): bound to the server's run folder in its daemons' mount namespaces.
+SERVER_RUN = ("/run/dnsmasq", "/run/kea", "/run/dhcp-server", "/run/keepalived")
+
+
+def server_daemon_specs(
+    folder: Path, flavour: str, namespace: str, server: str
+) -> list[DaemonSpec]:
+    """The daemons of one image server of a lab with several, named ``<server>/<daemon>``,
+    each in the server's namespace under its host name, on its own root and run folders
+    (``<lab>/servers/<server>/``); keepalived last, once what it checks answers."""
+    base = folder / "servers" / server
+    root, run_dir = base / "root", base / "run"
+    binds = {path: root / path.lstrip("/") for path in (*BOUND, "/etc/keepalived")}
+    binds |= {path: run_dir / path.rsplit("/", 1)[1] for path in SERVER_RUN}
+    dhcp = _dhcp_spec(flavour, binds, run_dir, iface=SERVER_IFACE, pid_files=True)
+    specs = [dhcp]
+    if flavour != "dnsmasq":
+        specs.append(_tftp_spec(binds))
+    specs += [
+        DaemonSpec(
+            "ganesha",
+            (
+                "ganesha.nfsd",
+                "-F",
+                "-f",
+                "/etc/ganesha/ganesha.conf",
+                "-L",
+                str(base / "logs" / "ganesha.log"),
+                "-p",
+                f"{run_dir}/ganesha.pid",
+            ),
+            binds | {"/var/lib/nfs": run_dir / "nfs-lib", "/run": run_dir / "nfs-run"},
+            2049,
+            False,
+        ),
+        DaemonSpec(
+            "serve",
+            (*dim_argv(folder), "serve", "--server", server, "--port", str(HTTP_PORT)),
+            binds,
+            HTTP_PORT,
+            False,
+        ),
+        DaemonSpec(
+            "keepalived",
+            (
+                "keepalived",
+                "--dont-fork",
+                "--log-console",
+                "--log-detail",
+                "-f",
+                "/etc/keepalived/keepalived.conf",
+                "-p",
+                "/run/keepalived/keepalived.pid",
+                "-r",
+                "/run/keepalived/vrrp.pid",
+                "-c",
+                "/run/keepalived/checkers.pid",
+            ),
+            binds,
+            0,
+            False,
+        ),
+    ]
+    return [
+        replace(spec, name=f"{server}/{spec.name}", namespace=namespace, hostname=server)
+        for spec in specs
+    ]
+
+
+def _ra_spec() -> DaemonSpec:
+    """Router advertisements on the bridge: without them iPXE waits 16 s for IPv6
+    autoconfiguration."""
+    return DaemonSpec(
+        "ra",
+        (
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--pid-file=",
+            "--enable-ra",
+            f"--dhcp-range=::,constructor:{BRIDGE},ra-only",
+            "--user=root",
+            "--log-facility=-",
+        ),
+        {},
+        0,
+        True,
+    )
+
+
+def lab_specs(state: LabState) -> list[DaemonSpec]:
+    """Every daemon of the lab in start order: the one server's, or with several servers the
+    bridge's router advertisements, each server's daemons, then every server's keepalived at
+    once (so that each takes its own address: a peer's lower priority waits longer)."""
+    if not state.servers:
+        return daemon_specs(state.folder, state.flavour)
+    specs = [_ra_spec()]
+    for server in state.servers:
+        namespace = server_namespace(state.namespace, server)
+        specs += server_daemon_specs(state.folder, state.flavour, namespace, server)
+    return sorted(specs, key=lambda spec: spec.name.endswith("/keepalived"))
+
+
+def _tftp_spec(binds: Mapping[str, Path]) -> DaemonSpec:
+    return DaemonSpec(
+        "tftp",
+        (
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/etc/dnsmasq.d/dim-tftp.conf",
+            "--pid-file=",
+            "--user=root",
+            "--log-facility=-",
+        ),
+        binds,
+        69,
+        True,
+    )
+
+
+def _dhcp_spec(
+    flavour: str,
+    binds: Mapping[str, Path],
+    run_dir: Path,
+    *,
+    iface: str = BRIDGE,
+    pid_files: bool = False,
+) -> DaemonSpec:
     if flavour == "dnsmasq":
         command = (
             "dnsmasq",
             "--keep-in-foreground",
             "--conf-file=/etc/dnsmasq.d/dim.conf",
-            "--pid-file=",
+            "--pid-file=/run/dnsmasq/dnsmasq.pid" if pid_files else "--pid-file=",
             f"--dhcp-leasefile={run_dir}/dnsmasq.leases",
             "--user=root",
             "--log-facility=-",
@@ -132,7 +234,7 @@ def _dhcp_spec(flavour: str, binds: dict[str, Path], run_dir: Path) -> DaemonSpe
     if flavour == "kea":
         command = (
             "env",
-            f"KEA_PIDFILE_DIR={run_dir}",
+            f"KEA_PIDFILE_DIR={'/run/kea' if pid_files else run_dir}",
             f"KEA_LOCKFILE_DIR={run_dir}",
             "kea-dhcp4",
             "-c",
@@ -149,26 +251,49 @@ def _dhcp_spec(flavour: str, binds: dict[str, Path], run_dir: Path) -> DaemonSpe
         "-lf",
         f"{run_dir}/dhcpd.leases",
         # no pid file: a restarted dhcpd read its predecessor's and refused to start ("There's
-        # already a DHCP server running"); the lab knows its daemons by the pid it spawned
-        "--no-pid",
-        BRIDGE,
+        # already a DHCP server running"); the lab knows its daemons by the pid it spawned.
+        # A failover server's keepalived checks it by its pid file: removed before a start.
+        *(["-pf", "/run/dhcp-server/dhcpd.pid"] if pid_files else ["--no-pid"]),
+        iface,
     )
     return DaemonSpec("isc", command, binds, 67, True)
 
 
+def _prepare_run(folder: Path, servers: tuple[str, ...]) -> None:
+    for run_dir in [folder / "run", *(folder / "servers" / s / "run" for s in servers)]:
+        for sub in (*RUN_FOLDERS, *(p.rsplit("/", 1)[1] for p in SERVER_RUN)):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        (run_dir / "dhcpd.leases").touch()  # dhcpd refuses to start without it
+        (run_dir.parent / "logs").mkdir(exist_ok=True)
+
+
+def _start(state: LabState, spec: DaemonSpec, log: Path) -> Process:
+    """Spawn ``spec``; a stale pid file of the server's dhcpd removed first (see _dhcp_spec)."""
+    if spec.hostname:
+        (state.folder / "servers" / spec.hostname / "run" / "dhcp-server" / "dhcpd.pid").unlink(
+            missing_ok=True
+        )
+    namespace = spec.namespace or state.namespace
+    return spawn(namespace, spec.name, spec.command, log, spec.binds, hostname=spec.hostname)
+
+
+def log_path(folder: Path, name: str) -> Path:
+    """``<lab>/logs/<daemon>.log``; a server's daemon: ``<lab>/servers/<server>/logs/…``."""
+    server, _, daemon = name.rpartition("/")
+    base = folder / "servers" / server if server else folder
+    return base / "logs" / f"{daemon}.log"
+
+
 def start_daemons(state: LabState, say: Say) -> LabState:
     """Start every daemon of the lab, saving the state after each (``down`` must see it)."""
-    run_dir = state.folder / "run"
-    for sub in RUN_FOLDERS:
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    (run_dir / "dhcpd.leases").touch()  # dhcpd refuses to start without it
-    for spec in daemon_specs(state.folder, state.flavour):
-        log = state.folder / "logs" / f"{spec.name}.log"
-        process = spawn(state.namespace, spec.name, spec.command, log, spec.binds)
+    _prepare_run(state.folder, state.servers)
+    for spec in lab_specs(state):
+        process = _start(state, spec, log_path(state.folder, spec.name))
         state = state.with_daemon(process)
         state.save()
         if spec.port:
-            wait_listening(state.namespace, process, spec.port, udp=spec.udp)
+            namespace = spec.namespace or state.namespace
+            wait_listening(namespace, process, spec.port, udp=spec.udp)
         say(f"{spec.name}: running (pid {process.pid})")
     return state
 
@@ -181,7 +306,7 @@ def restart_daemon(
     Saves the new process id before waiting for its port, as `start_daemons` does.
     """
     old = state.daemon(name)
-    specs = {s.name: s for s in daemon_specs(state.folder, state.flavour)}
+    specs = {s.name: s for s in lab_specs(state)}
     if old is None or name not in specs:
         raise LabError(f"the lab runs no daemon {name!r}", hint="dim lab status lists them")
     stop(old.pid)
@@ -189,12 +314,12 @@ def restart_daemon(
         say(f"{name}: stopped (pid {old.pid})")
     time.sleep(down_for)
     spec = specs[name]
-    process = spawn(state.namespace, name, spec.command, Path(old.log), spec.binds)
+    process = _start(state, spec, Path(old.log))
     with locked(state.folder):  # the state as saved now: a BMC may have powered a node since
         state = (LabState.load(state.folder) or state).with_daemon(process)
         state.save()
     if spec.port:
-        wait_listening(state.namespace, process, spec.port, udp=spec.udp)
+        wait_listening(spec.namespace or state.namespace, process, spec.port, udp=spec.udp)
     if say:
         say(f"{name}: restarted (pid {process.pid})")
     return state, process

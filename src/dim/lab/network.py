@@ -21,6 +21,7 @@ import re
 
 from dim.lab.netns import (
     add_bridged_namespace,
+    add_namespace,
     attach,
     delete_namespace,
     ip,
@@ -32,17 +33,76 @@ NAMESPACE = "dimlab"
 BRIDGE = "br0"
 SERVER = "10.77.0.1"
 SERVER_V6 = "fd77::1/64"
+# With several servers, each in a namespace of its own, the bridge's namespace holds only the
+# nodes; its bridge keeps an address that no server has, for the tests to reach the segment.
+SWITCH = "10.77.0.254"
+SERVER_IFACE = "eth0"
 
 
-def make(namespace: str) -> None:
-    """The namespace with its bridge, the server's IPv4 and IPv6 addresses, and the keeper."""
-    add_bridged_namespace(namespace, BRIDGE, f"{SERVER}/24")
+def make(namespace: str, *, servers: bool = False) -> None:
+    """The namespace with its bridge, the server's IPv4 and IPv6 addresses, and the keeper
+    (``servers``: the bridge without the server's IPv4 address, which `add_server` places)."""
+    add_bridged_namespace(namespace, BRIDGE, f"{SWITCH if servers else SERVER}/24")
     try:
         # nodad: the address is usable at once, before dnsmasq starts advertising it
         ip("-n", namespace, "-6", "addr", "add", SERVER_V6, "dev", BRIDGE, "nodad")
     except BaseException:
         delete_namespace(namespace)
         raise
+
+
+def server_namespace(namespace: str, server: str) -> str:
+    return f"{namespace}-{server}"
+
+
+def add_server(namespace: str, server: str, own_address: str) -> str:
+    """A namespace for one image server of the lab: ``eth0`` with the server's own address,
+    its peer (``v<server>``) a port of the bridge. Its service address is keepalived's to add.
+    """
+    name = server_namespace(namespace, server)
+    add_namespace(name)
+    port = f"v{server}"[:15]
+    try:
+        ip(
+            "-n",
+            namespace,
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            SERVER_IFACE,
+            "netns",
+            name,
+        )
+        attach(namespace, BRIDGE, port)
+        ip("-n", name, "addr", "add", f"{own_address}/24", "dev", SERVER_IFACE)
+        ip("-n", name, "link", "set", SERVER_IFACE, "up")
+    except BaseException:
+        delete_namespace(name)
+        raise
+    return name
+
+
+def set_server_link(namespace: str, server: str, up: bool) -> None:
+    """Take a server's link to the bridge down (a dead server: nothing in, nothing out) or up."""
+    ip("-n", namespace, "link", "set", f"v{server}"[:15], "up" if up else "down")
+
+
+def forget_service_addresses(namespace: str, server: str) -> None:
+    """Remove from a server's ``eth0`` every IPv4 address but its own (the first), as a
+    rebooted machine comes up without the addresses keepalived had given it."""
+    name = server_namespace(namespace, server)
+    for address in addresses(name)[1:]:
+        ip("-n", name, "addr", "del", f"{address}/24", "dev", SERVER_IFACE)
+
+
+def addresses(namespace: str) -> list[str]:
+    """The IPv4 addresses of a server namespace's ``eth0`` (its own, and those it holds)."""
+    text = run(namespace, ["ip", "-4", "-o", "addr", "show", "dev", SERVER_IFACE]).stdout
+    return re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", text)
 
 
 def exists(namespace: str) -> bool:

@@ -71,17 +71,23 @@ def spawn(
     binds: Mapping[str, Path] | None = None,
     *,
     tap: str = "",
+    hostname: str = "",
 ) -> Process:
-    """Start ``command`` detached in the namespace, with private bind mounts (target: source)."""
+    """Start ``command`` detached in the namespace, with private bind mounts (target: source),
+    and with ``hostname`` in a UTS namespace of its own (a lab server is a machine of its own:
+    ganesha and keepalived take their default identities from the host name)."""
     for source in (binds or {}).values():
         source.mkdir(parents=True, exist_ok=True)
     lines = [
         f"mkdir -p {shlex.quote(t)} && mount --bind {shlex.quote(str(s))} {shlex.quote(t)}"
         for t, s in (binds or {}).items()
     ]
+    if hostname:
+        lines.append(f"hostname {shlex.quote(hostname)}")
     script = " && ".join([*lines, f"exec {shlex.join(command)}"])
     # appended: a daemon restarted by the lab (lab reload, an outage) keeps its earlier lines
-    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    uts = ["--uts"] if hostname else []
+    argv = ["unshare", "--mount", *uts, "--propagation", "private", "sh", "-c", script]
     daemon = start(namespace, argv, log=log, append=True)
     return Process(name, daemon.pid, str(log), tap)
 

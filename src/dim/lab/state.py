@@ -40,6 +40,7 @@ class LabState:
     flavour: str = "dnsmasq"
     daemons: tuple[Process, ...] = ()
     nodes: Mapping[str, Process] = field(default_factory=dict)
+    servers: tuple[str, ...] = ()  # with several servers: their names (one namespace each)
 
     @property
     def folder(self) -> Path:
@@ -86,6 +87,7 @@ class LabState:
             data["flavour"],
             tuple(Process(**d) for d in data["daemons"]),
             {k: Process(**v) for k, v in data["nodes"].items()},
+            tuple(data.get("servers", ())),
         )
 
     @classmethod

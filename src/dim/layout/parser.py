@@ -57,6 +57,7 @@ from dim.names import (
 
 _NUMBERS = re.compile(r"[0-9]+")
 RESERVED_GROUPS = {"all"}
+MAX_FAILOVER_SET = 16  # VRRP priorities step down from the owner's (dim.services.vrrp)
 # <server> attributes taken as text, and those of them that must be absolute paths.
 SERVER_TEXT = (
     "interface",
@@ -330,6 +331,12 @@ class _Parser:
                 raise self.error(
                     f"failover set {name} has one server: a failover set needs a peer to fail "
                     "over to",
+                    el,
+                    el.get("servers"),
+                )
+            if len(members) > MAX_FAILOVER_SET:
+                raise self.error(
+                    f"failover set {name} has {len(members)} servers, {MAX_FAILOVER_SET} at most",
                     el,
                     el.get("servers"),
                 )

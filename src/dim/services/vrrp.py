@@ -29,7 +29,11 @@ from dim.services.rendering import RenderContext, RenderedFile
 
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 CHECKS = "/etc/keepalived"
-OWNER_PRIORITY = 200
+# Far apart: keepalived's instances start in BACKUP, and the first whose wait for an advert
+# (3 adverts + (256 - priority)/256 s) ends becomes master. 250 against 100 gives the owner a
+# lead of 0.6 s at a cold start of the whole set; with nopreempt whoever is master stays it.
+OWNER_PRIORITY = 250
+PEER_PRIORITY = 100  # the owner's successor; the next ones 5 less each (16 servers at most)
 # Debian's pid files of each DHCP daemon, as its systemd unit starts it
 DHCP_PID_FILES = {
     "dnsmasq": "/run/dnsmasq/dnsmasq.pid",
@@ -95,7 +99,7 @@ def render(context: RenderContext) -> list[RenderedFile]:
         network = cluster.networks[owner.network]
         # the owner first, then the peers in set order after it: a known successor
         behind = (rank - members.index(name)) % len(members)
-        priority = OWNER_PRIORITY if behind == 0 else OWNER_PRIORITY - 10 * behind
+        priority = OWNER_PRIORITY if behind == 0 else PEER_PRIORITY - 5 * (behind - 1)
         prefix = network.subnet.prefixlen
         instances.append(Instance(name, vrid(cluster, name), priority, str(owner.address), prefix))
     checks = default_checks(server) | dict(server.checks)
