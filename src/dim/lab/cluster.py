@@ -425,6 +425,19 @@ def reload(folder: Path, *, say: Say | None = None) -> None:
         restart(folder, f"{prefix}ganesha", say=say)
 
 
+def reload_vrrp(folder: Path, *, say: Say | None = None) -> None:
+    """``dim apply`` into each server's root, then SIGHUP to each running keepalived, which
+    rereads its configuration: after a change to the failover set (preempt) that must not
+    restart ganesha or DHCP under the running nodes."""
+    state = LabState.running(folder)
+    _apply(folder, state.servers)
+    for process in state.daemons:
+        if process.name.endswith("/keepalived") and alive(process.pid):
+            os.kill(process.pid, signal.SIGHUP)
+            if say:
+                say(f"{process.name}: reloaded")
+
+
 def fail(folder: Path, server: str, *, say: Say | None = None) -> list[str]:
     """A power loss of one lab server: SIGKILL to every daemon of it at once (no clean stop,
     no goodbye from keepalived), and its link to the bridge down. Its namespace stays, so

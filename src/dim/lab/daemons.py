@@ -251,11 +251,15 @@ def _dhcp_spec(
         "-lf",
         f"{run_dir}/dhcpd.leases",
         # no pid file: a restarted dhcpd read its predecessor's and refused to start ("There's
-        # already a DHCP server running"); the lab knows its daemons by the pid it spawned.
-        # A failover server's keepalived checks it by its pid file: removed before a start.
-        *(["-pf", "/run/dhcp-server/dhcpd.pid"] if pid_files else ["--no-pid"]),
+        # already a DHCP server running"); the lab knows its daemons by the pid it spawned
+        "--no-pid",
         iface,
     )
+    if pid_files:
+        # a failover server's keepalived checks dhcpd by Debian's pid file, which dhcpd -f
+        # does not write: the shell that becomes dhcpd (exec: the same pid) writes it
+        pid_file = "/run/dhcp-server/dhcpd.pid"
+        command = ("sh", "-c", f'echo $$ > {pid_file} && exec "$@"', "dhcpd", *command)
     return DaemonSpec("isc", command, binds, 67, True)
 
 
@@ -268,11 +272,7 @@ def _prepare_run(folder: Path, servers: tuple[str, ...]) -> None:
 
 
 def _start(state: LabState, spec: DaemonSpec, log: Path) -> Process:
-    """Spawn ``spec``; a stale pid file of the server's dhcpd removed first (see _dhcp_spec)."""
-    if spec.hostname:
-        (state.folder / "servers" / spec.hostname / "run" / "dhcp-server" / "dhcpd.pid").unlink(
-            missing_ok=True
-        )
+    """Spawn ``spec`` in its namespace, under its server's host name."""
     namespace = spec.namespace or state.namespace
     return spawn(namespace, spec.name, spec.command, log, spec.binds, hostname=spec.hostname)
 

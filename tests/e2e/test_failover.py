@@ -1,0 +1,208 @@
+"""Two image servers in a failover set; one loses power under its running node (issue 13).
+
+A lab of its own (``dim lab up --servers 2``, namespace ``dimha<pid>``): srv1 and srv2 in
+network and UTS namespaces of their own on the lab's bridge, each with its DHCP daemon,
+nfs-ganesha, ``dim serve`` and keepalived, over one state folder (the shared store). node01
+boots from srv1 (10.77.0.1), node02 from srv2 (10.77.0.2). Both run the workload of
+tests/e2e/failover.py; then, in order:
+
+a. srv1 loses power (``dim lab fail``: SIGKILL to its daemons, link down): node01 carries on
+   through srv2, which took 10.77.0.1: no error, every line there once, the gap bounded;
+e. node02, whose server lives, notices nothing (its longest gap stays under a second);
+b. ``dim image exec`` changes the image while srv1 is down: node01 sees it within 10 s;
+c. node01 reboots while srv1 is down and comes up from srv2 with its persistent state;
+d. srv1 comes back and takes nothing back; with preemption turned on it takes 10.77.0.1 back,
+   and node01 survives that second move as it did the first;
+f. split brain: VRRP between the servers cut (nftables in srv2's namespace), so that both
+   claim both addresses; node01's lines stay whole, and healed, one server holds each address.
+
+The DHCP flavour is the test's parameter: dnsmasq and ISC dhcpd (Kea: see the module's skip).
+
+    CI=true .venv/bin/pytest tests/e2e/test_failover.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dim.lab import cluster, network
+from dim.lab.processes import sleep_until
+from tests.conftest import require_binary
+from tests.e2e.conftest import Lab, require_e2e
+from tests.e2e.failover import ERRORS, LOOP, START, Trace
+
+pytestmark = pytest.mark.e2e
+
+GAP_LIMIT = 15.0  # the issue's bound for one failover under TCG; the median target is 5 s
+SURVIVOR_LIMIT = 1.0
+SERVICE = {"srv1": "10.77.0.1", "srv2": "10.77.0.2"}
+
+
+@pytest.fixture(scope="module", params=["dnsmasq", "isc"])
+def ha(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    require_e2e()
+    require_binary("keepalived", "keepalived")
+    require_binary("nft", "nftables")
+    if request.param == "isc":
+        require_binary("dhcpd", "isc-dhcp-server")
+    folder = tmp_path_factory.mktemp(f"ha-{request.param}")
+    lab = Lab(folder, f"dimha{os.getpid()}")
+    try:
+        cluster.up(
+            folder,
+            flavour=request.param,
+            nodes=2,
+            servers=2,
+            bmcs=False,
+            say=lab.say,
+            namespace=lab.namespace,
+        )
+        lab.boot(["node01", "node02"])
+        for node in ("node01", "node02"):
+            replica = lab.replica(node, "tiny")
+            (replica / "root" / "loop.sh").write_text(LOOP)
+            # the node's attribute cache may hide the new file for a second
+            assert sleep_until(lambda n=node: lab.run(n, "test -f /root/loop.sh")[0] == 0, 10)
+            lab.ok(node, START)
+        yield lab
+    finally:
+        cluster.down(folder)
+
+
+def trace(lab: Lab, node: str) -> Trace:
+    path = lab.replica(node, "tiny") / "root" / "lines"
+    return Trace.parse(path.read_text() if path.exists() else "")
+
+
+def uptime(lab: Lab, node: str) -> float:
+    return float(lab.ok(node, "cat /proc/uptime").split()[0])
+
+
+def held(lab: Lab) -> dict[str, list[str]]:
+    """The service addresses each server holds now."""
+    return {
+        server: network.addresses(network.server_namespace(lab.namespace, server))[1:]
+        for server in SERVICE
+    }
+
+
+def lines_after(lab: Lab, node: str, seconds: float) -> None:
+    """Wait until the node has written ``seconds`` worth of new lines (at least 4)."""
+    count = len(trace(lab, node).numbers)
+    assert sleep_until(lambda: len(trace(lab, node).numbers) >= count + 4, seconds + 30), (
+        f"{node} stopped writing lines:\n{lab.tail(node)}"
+    )
+    time.sleep(seconds)
+
+
+def assert_no_errors(lab: Lab, node: str) -> None:
+    assert lab.ok(node, ERRORS).strip() == "", f"{node} saw errors"
+
+
+def test_a_node_keeps_running_when_its_server_loses_power(ha: Lab) -> None:
+    lines_after(ha, "node01", 3)
+    before = {node: uptime(ha, node) for node in ("node01", "node02")}
+    cluster.fail(ha.folder, "srv1", say=ha.say)
+    assert sleep_until(lambda: SERVICE["srv1"] in held(ha)["srv2"], 15), held(ha)
+    lines_after(ha, "node01", 10)
+
+    moved = trace(ha, "node01")
+    assert moved.numbers_ok, f"node01 lost or doubled a line: {moved.numbers}"
+    assert moved.since(before["node01"]).longest_gap <= GAP_LIMIT
+    assert_no_errors(ha, "node01")
+    # e. the other server's node noticed nothing
+    stayed = trace(ha, "node02")
+    assert stayed.numbers_ok
+    assert stayed.since(before["node02"]).longest_gap < SURVIVOR_LIMIT
+    assert_no_errors(ha, "node02")
+    ha.say(
+        f"failover gap node01 {moved.since(before['node01']).longest_gap} s, "
+        f"node02 {stayed.since(before['node02']).longest_gap} s"
+    )
+
+
+def test_b_a_change_made_during_the_outage_reaches_the_node(ha: Lab) -> None:
+    assert SERVICE["srv1"] in held(ha)["srv2"], "srv1 should be down (test a)"
+    ha.dim("image", "exec", "tiny", "--", "sh", "-c", "echo during-outage > /bin/dim-outage")
+    started = time.monotonic()
+    seen = sleep_until(
+        lambda: ha.run("node01", "cat /bin/dim-outage")[1].strip() == "during-outage", 10
+    )
+    assert seen, f"node01 did not see the change within 10 s:\n{ha.tail('node01')}"
+    ha.say(f"change seen during the outage after {time.monotonic() - started:.1f} s")
+
+
+def test_c_a_node_rebooted_during_the_outage_boots_from_the_peer_with_its_state(
+    ha: Lab,
+) -> None:
+    assert SERVICE["srv1"] in held(ha)["srv2"], "srv1 should be down (test a)"
+    lines = len(trace(ha, "node01").numbers)
+    seconds = ha.boot(["node01"])
+    assert f"{SERVICE['srv1']}:{ha.live('tiny')} on / type nfs4" in ha.ok("node01", "mount")
+    assert len(trace(ha, "node01").numbers) >= lines
+    ha.ok("node01", START)  # the workload again, numbering on from the last line
+    lines_after(ha, "node01", 2)
+    assert trace(ha, "node01").numbers_ok
+    ha.say(f"node01 rebooted during the outage in {seconds['node01']:.1f} s")
+
+
+def test_d_a_restored_server_takes_nothing_back_unless_preempt_and_that_move_is_survived(
+    ha: Lab,
+) -> None:
+    cluster.restore(ha.folder, "srv1", say=ha.say)
+    time.sleep(8)  # several VRRP adverts: srv1 hears srv2 and stays its backup
+    assert held(ha) == {"srv1": [], "srv2": [SERVICE["srv2"], SERVICE["srv1"]]} or held(ha) == {
+        "srv1": [],
+        "srv2": [SERVICE["srv1"], SERVICE["srv2"]],
+    }, held(ha)
+
+    before = uptime(ha, "node01")
+    config = ha.folder / "cluster.xml"
+    layout = config.read_text()
+    config.write_text(layout.replace('<failover name="lab"', '<failover name="lab" preempt="yes"'))
+    cluster.reload_vrrp(ha.folder, say=ha.say)
+    assert sleep_until(lambda: held(ha)["srv1"] == [SERVICE["srv1"]], 20), held(ha)
+    lines_after(ha, "node01", 8)
+    moved = trace(ha, "node01")
+    assert moved.numbers_ok
+    assert moved.since(before).longest_gap <= GAP_LIMIT
+    assert_no_errors(ha, "node01")
+    ha.say(f"second move (preempt): gap {moved.since(before).longest_gap} s")
+
+
+def test_f_split_brain_loses_no_line_and_heals(ha: Lab) -> None:
+    srv2 = network.server_namespace(ha.namespace, "srv2")
+    rules = (
+        "add table inet dimsplit; "
+        "add chain inet dimsplit cut { type filter hook input priority 0; }; "
+        "add rule inet dimsplit cut ip protocol vrrp drop"
+    )
+    before = uptime(ha, "node01")
+    subprocess.run(["ip", "netns", "exec", srv2, "nft", rules], check=True)
+    try:
+        # srv2 hears no adverts from srv1 and claims 10.77.0.1 too: two servers answer for it
+        assert sleep_until(lambda: SERVICE["srv1"] in held(ha)["srv2"], 15), held(ha)
+        assert SERVICE["srv1"] in held(ha)["srv1"]
+        lines_after(ha, "node01", 10)
+    finally:
+        subprocess.run(
+            ["ip", "netns", "exec", srv2, "nft", "delete table inet dimsplit"], check=True
+        )
+    assert sleep_until(
+        lambda: sorted(sum(held(ha).values(), [])) == sorted(SERVICE.values()), 20
+    ), held(ha)
+    lines_after(ha, "node01", 5)
+    split = trace(ha, "node01")
+    assert split.numbers_ok, f"node01's lines during the split: {split.numbers}"
+    ha.say(f"split brain: node01's longest gap {split.since(before).longest_gap} s, {held(ha)}")
+
+
+def test_lab_servers_have_host_names_of_their_own(ha: Lab) -> None:
+    log = Path(ha.folder / "servers" / "srv2" / "logs" / "ganesha.log").read_text()
+    assert " : srv2 : " in log
