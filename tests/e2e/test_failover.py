@@ -33,9 +33,9 @@ import pytest
 
 from dim.lab import cluster, network
 from dim.lab.processes import sleep_until
+from dim.lab.workload import ERRORS, LOOP, START, Trace
 from tests.conftest import require_binary
 from tests.e2e.conftest import Lab, require_e2e
-from tests.e2e.failover import ERRORS, LOOP, START, Trace
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""What the failover tests and bench/failover.py run on a node, and how they read its traces.
+"""A workload for lab nodes that fail over, run by tests/e2e/test_failover.py and bench/failover.py.
 
 `LOOP` is the node's workload: every half second it starts programs from the read-only root,
 reads files there and in its persistent part, reads one more byte of a file it holds open on

@@ -1,0 +1,195 @@
+"""Benchmark: how long a node's work stops when its image server loses power (issue 13).
+
+Run by hand, as root, never as a test (about 10 minutes)::
+
+    .venv/bin/python bench/failover.py [--dhcp dnsmasq] [--rounds 10] [--preempt-rounds 5]
+                                       [--boots 3] [--dir /var/tmp/dim-bench-failover]
+
+A lab with two servers in a failover set (``dim lab up --servers 2``), node01 on srv1 and
+node02 on srv2, each running the workload of `dim.lab.workload` (a numbered line with fsync
+every half second, programs started from the NFS root, files held open). Then:
+
+- ``failover``: ``--rounds`` times, the server that holds node01's address (10.77.0.1) loses
+  power (``dim lab fail``: SIGKILL to its daemons, link down); once the peer holds the address
+  and node01 wrote 10 s of lines, the longest gap between two of node01's lines around the
+  failure; the failed server is restored (no preemption: nothing moves back) before the next
+  round, so each round moves node01 to the other server;
+- ``takeback``: with ``preempt="yes"``, ``--preempt-rounds`` times: fail node01's server,
+  restore it, and measure the gap of the second move, when the restored server takes its
+  address back (the cost that the default, no preemption, spares);
+- ``boot``: node01 rebooted ``--boots`` times with both servers up, and as many times while
+  its server is down, alternated: seconds to the marker.
+
+Every line of node01 must be there once: a lost or doubled line fails the bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from dim.lab import cluster, network  # noqa: E402
+from dim.lab.processes import sleep_until  # noqa: E402
+from dim.lab.workload import ERRORS, LOOP, START, Trace  # noqa: E402
+from dim.paths import StatePaths  # noqa: E402
+
+NAMESPACE = "dimbenchha"
+ADDRESS = "10.77.0.1"  # node01's server's service address
+
+
+def say(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def trace(self, node: str = "node01") -> Trace:
+        path = StatePaths(self.folder / "state").replica(node, "tiny") / "root" / "lines"
+        return Trace.parse(path.read_text() if path.exists() else "")
+
+    def uptime(self, node: str = "node01") -> float:
+        return float(cluster.run(self.folder, node, "cat /proc/uptime")[1].split()[0])
+
+    def holder(self, address: str = ADDRESS) -> str | None:
+        for server in ("srv1", "srv2"):
+            held = network.addresses(network.server_namespace(NAMESPACE, server))[1:]
+            if address in held:
+                return server
+        return None
+
+    def start(self, node: str) -> None:
+        replica = StatePaths(self.folder / "state").replica(node, "tiny")
+        (replica / "root" / "loop.sh").write_text(LOOP)
+        time.sleep(1.5)  # the node's attribute cache
+        cluster.run(self.folder, node, START)
+
+    def lines_for(self, seconds: float, node: str = "node01") -> None:
+        count = len(self.trace(node).numbers)
+        if not sleep_until(lambda: len(self.trace(node).numbers) >= count + 4, seconds + 60):
+            raise SystemExit(f"{node} stopped writing lines")
+        time.sleep(seconds)
+
+    def check(self) -> None:
+        trace = self.trace()
+        if not trace.numbers_ok:
+            raise SystemExit(f"node01 lost or doubled a line: {trace.numbers}")
+        errors = cluster.run(self.folder, "node01", ERRORS)[1].strip()
+        if errors:
+            raise SystemExit(f"node01 saw errors: {errors}")
+
+    def move(self, preempt: bool) -> float:
+        """Fail node01's server; with ``preempt``, restore it and time the move back."""
+        holder = self.holder()
+        assert holder is not None
+        peer = "srv2" if holder == "srv1" else "srv1"
+        self.lines_for(2)
+        before = self.uptime()
+        cluster.fail(self.folder, holder)
+        if not sleep_until(lambda: self.holder() == peer, 20):
+            raise SystemExit(f"{peer} did not take {ADDRESS}")
+        self.lines_for(10)
+        gap = self.trace().since(before).longest_gap
+        if not preempt:
+            cluster.restore(self.folder, holder, say=lambda _: None)
+            time.sleep(6)
+            return gap
+        before = self.uptime()
+        cluster.restore(self.folder, holder, say=lambda _: None)
+        if not sleep_until(lambda: self.holder() == holder, 30):
+            raise SystemExit(f"{holder} did not take {ADDRESS} back")
+        self.lines_for(10)
+        return self.trace().since(before).longest_gap
+
+    def boot(self) -> float:
+        cluster.boot(self.folder, ["node01"], say=lambda _: None)
+        seconds = cluster.watch(self.folder, ["node01"], timeout=240, say=lambda _: None)["node01"]
+        if seconds is None or seconds < 0:
+            raise SystemExit("node01 did not boot")
+        cluster.run(self.folder, "node01", START)
+        return seconds
+
+
+def summary(values: list[float]) -> dict:
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 2),
+        "max": round(max(values), 2),
+        "min": round(min(values), 2),
+        "all": [round(v, 2) for v in values],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dhcp", default="dnsmasq", choices=["dnsmasq", "isc", "kea"])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--preempt-rounds", type=int, default=5)
+    parser.add_argument("--boots", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=Path("/var/tmp/dim-bench-failover"))
+    args = parser.parse_args()
+    shutil.rmtree(args.dir, ignore_errors=True)
+    args.dir.mkdir(parents=True)
+    bench = Bench(args.dir)
+    results: dict = {"dhcp": args.dhcp}
+    cluster.up(
+        args.dir, flavour=args.dhcp, nodes=2, servers=2, bmcs=False, say=say, namespace=NAMESPACE
+    )
+    try:
+        cluster.boot(args.dir, ["node01", "node02"], say=say)
+        cluster.watch(args.dir, ["node01", "node02"], timeout=240, say=lambda _: None)
+        for node in ("node01", "node02"):
+            bench.start(node)
+
+        say("boots: all servers up, then node01's server down, alternated")
+        up, down = [], []
+        for _ in range(args.boots):
+            up.append(bench.boot())
+            holder = bench.holder()
+            cluster.fail(args.dir, holder)
+            sleep_until(lambda h=holder: bench.holder() not in (None, h), 20)
+            down.append(bench.boot())
+            cluster.restore(args.dir, holder, say=lambda _: None)
+            time.sleep(6)
+            say(f"boot up {up[-1]:.1f} s, during the outage {down[-1]:.1f} s")
+        results["boot_all_up"] = summary(up)
+        results["boot_server_down"] = summary(down)
+
+        gaps = []
+        for number in range(args.rounds):
+            gaps.append(bench.move(preempt=False))
+            bench.check()
+            say(f"failover {number + 1}: node01's longest gap {gaps[-1]:.2f} s")
+        results["failover_gap"] = summary(gaps)
+
+        if args.preempt_rounds:
+            config = args.dir / "cluster.xml"
+            text = config.read_text().replace(
+                '<failover name="lab"', '<failover name="lab" preempt="yes"'
+            )
+            config.write_text(text)
+            cluster.reload_vrrp(args.dir)
+            time.sleep(8)
+            takebacks = []
+            for number in range(args.preempt_rounds):
+                takebacks.append(bench.move(preempt=True))
+                bench.check()
+                say(f"takeback {number + 1}: node01's longest gap {takebacks[-1]:.2f} s")
+            results["takeback_gap"] = summary(takebacks)
+        results["lines"] = len(bench.trace().numbers)
+        results["lines_ok"] = bench.trace().numbers_ok
+    finally:
+        cluster.down(args.dir)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
