@@ -33,7 +33,7 @@ from dim.errors import ApplyError
 from dim.images.operations import ensure_replicas
 from dim.inventory import server_name
 from dim.layout.model import Cluster, Server
-from dim.records import StaleLease, read_stale_leases
+from dim.records import StaleLease
 from dim.services import apply as applier
 from dim.services import leases
 from dim.services.apply import ApplyResult, target
@@ -151,7 +151,7 @@ def _settle_leases(
     ctx: Context, server: Server, cluster: Cluster, *, now: bool
 ) -> tuple[list[leases.ReleaseResult], list[StaleLease]]:
     """Release the stale leases if the daemons were just reloaded, else list those waiting."""
-    stale = read_stale_leases(ctx.state)
+    stale = ctx.stale_leases()
     if not stale:
         return [], []
     if now:
