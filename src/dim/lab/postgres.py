@@ -9,6 +9,8 @@ started again as it was::
     server.url                                    # postgresql://dim:…@127.0.0.1:PORT/dim
     stop(server)                                  # fast shutdown, by process id
     server = start(Path("/var/tmp/dim-pg"))       # the same data, port, role and password
+    running(Path("/var/tmp/dim-pg"))              # the server of that folder if it runs
+    remove(server)                                # stopped, and its folder deleted
 
 initdb and the server refuse to run as root: as root they run as the ``postgres`` user
 (``setpriv``, which execs, so the process id is the server's own), in a folder that user owns;
@@ -117,10 +119,27 @@ def start(
     return server
 
 
+def running(folder: Path) -> Server | None:
+    """The server of ``folder`` if it runs: its process id from its own ``postmaster.pid``,
+    and only if that process is a server of this folder's data (ids are reused)."""
+    saved = _load(Path(folder).absolute())
+    try:
+        pid = int((Path(folder) / "data" / "postmaster.pid").read_text().split()[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    data = str(Path(folder).absolute() / "data").encode()
+    if saved is None or not alive(pid) or data not in command:
+        return None
+    return Server(**{**asdict(saved), "pid": pid})
+
+
 def stop(server: Server, timeout: float = 10.0) -> None:
     """Stop ``server`` by its process id: SIGINT is PostgreSQL's fast shutdown (as ``pg_ctl
     stop -m fast``: clients disconnected, a clean checkpoint); SIGKILL to its process group
     after ``timeout``. Nothing else is signalled: another server may run the same program."""
+    if server.pid <= 0:  # 0 or -1 would signal this process group, or every process
+        raise ValueError(f"no process id for the PostgreSQL server of {server.folder}")
     with contextlib.suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGINT)
     if not _wait_gone(server.pid, timeout):
@@ -132,8 +151,11 @@ def stop(server: Server, timeout: float = 10.0) -> None:
 
 
 def remove(server: Server) -> None:
-    """Stop ``server`` and delete its folder."""
-    stop(server)
+    """Stop the server of ``server``'s folder if it runs (it may have been started again
+    since ``server``), and delete the folder."""
+    current = running(Path(server.folder))
+    if current is not None:
+        stop(current)
     shutil.rmtree(server.folder, ignore_errors=True)
 
 
