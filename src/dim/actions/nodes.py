@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dim.actions.context import Context
+from dim.boot import targets
 from dim.errors import UsageError
 from dim.images import operations, replicas
 from dim.images.delta import Delta
@@ -27,6 +28,7 @@ from dim.images.operations import Progress
 from dim.inventory import node_record, select
 from dim.layout.model import Cluster, Node
 from dim.names import normalize_mac
+from dim.paths import StatePaths
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,8 @@ def switch(
     found = [n for n in nodes if n not in created]
     observed = ctx.observed()  # the layout is parsed already: not again
     links = _point_node_links(cluster, observed.macs, chosen, image, root)
+    # dim serve answers from these while the state DB is unreachable: the switch holds there too
+    targets.write(StatePaths(ctx.state), observed.macs, observed.images)
     return Switch(tuple(nodes), image, switched, tuple(created), tuple(found), links)
 
 
