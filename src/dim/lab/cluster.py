@@ -51,7 +51,7 @@ from dim.lab.qemu import (
     nvram_template,
     qemu_command,
 )
-from dim.lab.state import LabState, locked
+from dim.lab.state import LabState, database, locked
 
 
 def layout_text(flavour: str, nodes: int) -> str:
@@ -154,8 +154,9 @@ def _secure_boot_mismatches(folder: Path, names: list[str], kind: str) -> list[s
 
 
 def context(folder: Path) -> Context:
-    """The lab's layout and state, for dim's use cases (``dim --config … --state …``)."""
-    return Context(config=folder / "cluster.xml", state=folder / "state")
+    """The lab's layout and state, for dim's use cases (``dim --config … --state …``, and
+    ``--database`` when the lab has a database server)."""
+    return Context(config=folder / "cluster.xml", state=folder / "state", database=database(folder))
 
 
 def _import(folder: Path, image: str, tree: Path) -> None:
