@@ -66,7 +66,7 @@ def require_postgres() -> None:
     """PostgreSQL 15's server and the psycopg driver, which the state DB tests need."""
     from dim.lab import postgres
 
-    require(postgres.available(), "PostgreSQL 15 is not installed (apt-get install postgresql)")
+    require(postgres.available(), "PostgreSQL 15 is not installed (apt-get install postgresql-15)")
     found = importlib.util.find_spec("psycopg") is not None
     require(found, "psycopg is not installed (pip install -e '.[test]')")
 

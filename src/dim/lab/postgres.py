@@ -80,7 +80,7 @@ class Server:
 
 
 def available() -> bool:
-    """Whether Debian's PostgreSQL 15 server is installed (``apt-get install postgresql``)."""
+    """Whether Debian's PostgreSQL 15 server is installed (``apt-get install postgresql-15``)."""
     return all((BIN / name).is_file() for name in ("initdb", "postgres", "psql"))
 
 
