@@ -128,7 +128,7 @@ class StateDB:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.shown = engine.url.render_as_string(hide_password=True)
+        self.shown = engine.url.render_as_string(hide_password=True)  # for errors and logs
 
     @classmethod
     def open(cls, state_dir: Path, *, url: str | None = None, create: bool = True) -> StateDB:
@@ -152,8 +152,13 @@ class StateDB:
 
     @classmethod
     def connect(cls, url: str, *, create: bool = True) -> StateDB:
+        """The DB at ``url`` (see :func:`database_url`), its schema brought up to date."""
         db = cls(_engine(database_url(url)))
-        db._migrate(create)
+        try:
+            db._migrate(create)
+        except BaseException:
+            db.engine.dispose()  # dim serve tries again and again while the DB is down
+            raise
         return db
 
     def _migrate(self, create: bool) -> None:
@@ -249,12 +254,13 @@ class StateDB:
                 return read(conn)
         except SQLAlchemyError as exc:
             failure = exc
-        try:
-            with self._reading() as conn:
-                if not _has_table(conn, table):
-                    return empty
-        except SQLAlchemyError:
-            pass
+        if not _unreachable(failure):  # an unreachable DB is not asked twice
+            try:
+                with self._reading() as conn:
+                    if not _has_table(conn, table):
+                        return empty
+            except SQLAlchemyError:
+                pass
         raise self._failure("read", failure) from failure
 
     # -- changing --------------------------------------------------------------------------

@@ -13,8 +13,10 @@ them all.
 
 To change a table: change it in :mod:`dim.state`, write the next revision in ``versions/``
 (``revision``, ``down_revision``, ``upgrade()`` with Alembic's ``op``; copy 0001's form) and
-set :data:`HEAD` to it. tests/unit/test_migrations.py fails until the migrations build what
-:mod:`dim.state` declares, and prints the difference Alembic finds::
+set :data:`HEAD` to it; on SQLite, change a table through ``op.batch_alter_table`` (SQLite's
+ALTER TABLE cannot do most changes in place). tests/unit/test_migrations.py fails until the
+migrations build what :mod:`dim.state` declares on both backends, and prints the difference
+Alembic finds::
 
     with engine.begin() as conn:
         upgrade(conn)          # conn's DB is now at HEAD
@@ -29,12 +31,13 @@ from dim.errors import StateError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+    from alembic.config import Config
 
 HEAD = "0001"
 FOLDER = Path(__file__).resolve().parent
 
 
-def config(connection: sa.Connection | None = None):
+def config(connection: sa.Connection | None = None) -> Config:
     """Alembic's configuration for these migrations, without an alembic.ini: the scripts are
     this package's, the connection the caller's (env.py runs on it)."""
     from alembic.config import Config
