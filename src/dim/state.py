@@ -501,7 +501,10 @@ def _unreachable(exc: SQLAlchemyError) -> bool:
     opposed to a statement it refused."""
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+    if isinstance(exc, sa.exc.OperationalError):
+        # SQLite reports a missing table so too: a DB that an older dim made, not an outage
+        return "no such table" not in str(exc.orig)
+    return isinstance(exc, sa.exc.InterfaceError)
 
 
 def _revision(conn: sa.Connection) -> str | None:
