@@ -1,4 +1,5 @@
-"""Shared test policy: a test may skip on a laptop without root or a daemon, never under CI.
+"""Shared test policy: a test may skip on a laptop without root or a daemon, never under CI;
+and the state DB on each backend (:func:`database`), with a real PostgreSQL server.
 
 Call :func:`require` at the start of a test (or fixture) that needs something of the machine::
 
@@ -19,12 +20,19 @@ raises in the test, so session fixtures (the e2e lab) still stop what they start
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import os
 import shutil
-from collections.abc import Generator
+import tempfile
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from dim.lab.postgres import Server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -52,6 +60,51 @@ def require_binary(name: str, package: str) -> str:
     path = shutil.which(name)
     require(path is not None, f"{name} is not installed (apt-get install {package})")
     return path
+
+
+def require_postgres() -> None:
+    """PostgreSQL 15's server and the psycopg driver, which the state DB tests need."""
+    from dim.lab import postgres
+
+    require(postgres.available(), "PostgreSQL 15 is not installed (apt-get install postgresql-15)")
+    found = importlib.util.find_spec("psycopg") is not None
+    require(found, "psycopg is not installed (pip install -e '.[test]')")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Server]:
+    """One throwaway PostgreSQL server for the session, started when a test first asks for it
+    (1.5 s), stopped by its process id and deleted at the end."""
+    from dim.lab import postgres
+
+    require_postgres()
+    # not below pytest's tmp_path: /tmp/pytest-of-root is 0700, and the server runs as postgres
+    server = postgres.start(Path(tempfile.mkdtemp(prefix="dim-test-pg-")))
+    try:
+        yield server
+    finally:
+        postgres.remove(server)
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The ``--database`` of a test, once per backend: None (SQLite, ``state.db`` in the state
+    folder, the default) or the URL of a new, empty PostgreSQL database, dropped after it."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from dim.lab import postgres
+
+    server = request.getfixturevalue("postgres_server")
+    name = f"test_{next(_databases)}"
+    url = postgres.create_database(server, name)
+    try:
+        yield url
+    finally:
+        postgres.drop_database(server, name)
 
 
 def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:

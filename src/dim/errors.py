@@ -6,6 +6,9 @@
     ├── UsageError            bad input from the command line or a file: exit status 2
     │   ├── LayoutError       cluster.xml: carries file, line and the offending value
     │   └── StateError        a change the state DB refuses (duplicate MAC, unknown node)
+    │       └── StateUnavailable   the state DB cannot be reached (server down, refused
+    │                              connection): exit status 1, and dim serve answers from
+    │                              the boot targets dim apply wrote
     ├── ImageError            an image operation failed; the store is left consistent
     │   └── ImageBusy         another dim command is changing the same image
     ├── BootError             an image lacks what a network boot needs (kernel, modules):
@@ -74,6 +77,12 @@ class LayoutError(UsageError):
 
 class StateError(UsageError):
     """A change the state database refuses."""
+
+
+class StateUnavailable(StateError):
+    """The state database cannot be reached: not the input's fault, so exit status 1."""
+
+    exit_status = 1
 
 
 class ImageError(DimError):

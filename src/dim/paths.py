@@ -2,7 +2,9 @@
 
 ::
 
-    <state>/state.db                            the state DB (SQLite)
+    <state>/state.db                            the state DB (SQLite, unless --database)
+    <state>/boot-targets.json                   MAC -> node, network, image: dim serve's answers
+                                                while the state DB is unreachable
     <state>/images/<image>/live/                the tree nodes mount read-only as their root
     <state>/images/<image>/live.version         which version live matches (written last)
     <state>/images/<image>/versions/<N>/        immutable snapshots
@@ -37,6 +39,8 @@ from dim.errors import UsageError
 from dim.names import check_name
 
 DB = "state.db"
+# not below boot/: an image may be named targets.json, and boot/<image>/ is its boot builds
+BOOT_TARGETS = "boot-targets.json"
 IMAGES = "images"
 LIVE = "live"
 VERSIONS = "versions"
@@ -61,6 +65,10 @@ class StatePaths:
     @property
     def db(self) -> Path:
         return self.root / DB
+
+    @property
+    def boot_targets(self) -> Path:
+        return self.root / BOOT_TARGETS
 
     # -- images ------------------------------------------------------------------------------
 

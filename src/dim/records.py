@@ -3,11 +3,13 @@
 The records are shared by :mod:`dim.state` (which writes them through SQLAlchemy) and by the
 commands that only read: those read an SQLite state DB with the standard library's ``sqlite3``,
 because importing SQLAlchemy alone costs about 0.2 s, more than the rest of a small ``dim
-apply``. The table names have their home here (:mod:`dim.state` defines its tables by
-them), so that this module stays free of SQLAlchemy::
+apply``. A state DB of another kind (PostgreSQL) is read through :class:`dim.state.StateDB`
+instead: :func:`sqlite_file` tells which (:class:`dim.actions.context.Context` chooses). The
+table names have their home here (:mod:`dim.state` defines its tables by them), so that this
+module stays free of SQLAlchemy::
 
-    >>> observed = read_observed(Path("/var/lib/dim"))
-    >>> observed.macs[("node01", "boot")]
+    >>> path = sqlite_file(Path("/var/lib/dim"), None)     # no --database: the default
+    >>> read_observed(path).macs[("node01", "boot")]
     '52:54:00:00:00:01'
 """
 
@@ -74,16 +76,32 @@ class BootTarget:
     image: str | None
 
 
-def _connect(state_dir: Path) -> sqlite3.Connection | None:
-    path = StatePaths(state_dir).db
+def sqlite_file(state_dir: Path, database: str | None) -> Path | None:
+    """The file of the state DB if it is SQLite, None if ``database`` is another kind.
+
+    ``database`` is the ``--database`` URL, None for the default (``state.db`` in the state
+    folder). SQLAlchemy's forms: ``sqlite:///relative/file``, ``sqlite:////absolute/file``,
+    with a driver (``sqlite+pysqlite``) and a query string; an in-memory DB (``sqlite://``)
+    has no file, and is read through SQLAlchemy like any other.
+    """
+    if database is None:
+        return StatePaths(state_dir).db
+    scheme, _, rest = database.partition("://")
+    if scheme.split("+", 1)[0] != "sqlite":
+        return None
+    path = rest.removeprefix("/").split("?", 1)[0]
+    return Path(path) if path else None
+
+
+def _connect(path: Path) -> sqlite3.Connection | None:
     if not path.exists():
         return None
     # read-only, and never waiting on a writer: WAL lets readers see the last commit
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
 
 
-def _rows(state_dir: Path, query: str) -> list[tuple]:
-    connection = _connect(state_dir)
+def _rows(path: Path, query: str) -> list[tuple]:
+    connection = _connect(path)
     if connection is None:
         return []
     try:
@@ -96,20 +114,21 @@ def _rows(state_dir: Path, query: str) -> list[tuple]:
         connection.close()
 
 
-def read_observed(state_dir: Path) -> Observed:
-    """MACs per (node, network) and image overrides per node; empty without a DB."""
-    rows = _rows(state_dir, f"SELECT node, network, mac FROM {MACS_TABLE}")
+def read_observed(path: Path) -> Observed:
+    """MACs per (node, network) and image overrides per node in the SQLite DB ``path``;
+    empty without a DB."""
+    rows = _rows(path, f"SELECT node, network, mac FROM {MACS_TABLE}")
     macs = {(node, network): mac for node, network, mac in rows}
-    images = dict(_rows(state_dir, f"SELECT node, image FROM {NODE_IMAGES_TABLE}"))
+    images = dict(_rows(path, f"SELECT node, image FROM {NODE_IMAGES_TABLE}"))
     return Observed(macs, images)
 
 
-def read_last_boots(state_dir: Path) -> dict[str, Boot]:
-    rows = _rows(state_dir, f"SELECT node, image, version, client, at FROM {BOOTS_TABLE}")
+def read_last_boots(path: Path) -> dict[str, Boot]:
+    rows = _rows(path, f"SELECT node, image, version, client, at FROM {BOOTS_TABLE}")
     return {r[0]: Boot(*r) for r in rows}
 
 
-def read_stale_leases(state_dir: Path) -> list[StaleLease]:
+def read_stale_leases(path: Path) -> list[StaleLease]:
     query = f"SELECT node, network, mac, at FROM {STALE_LEASES_TABLE} ORDER BY at, node, network"
-    rows = _rows(state_dir, query)
+    rows = _rows(path, query)
     return [StaleLease(*r) for r in rows]

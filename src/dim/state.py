@@ -2,12 +2,24 @@
 
 MAC addresses per node interface, image assignments that differ from the layout, the stale
 leases that a MAC change left on the DHCP server (see :mod:`dim.services.leases`), each node's
-last network boot (see :mod:`dim.boot.serve`), and an event log. SQLite in WAL mode by default,
-through SQLAlchemy Core so that a PostgreSQL URL works too. Every change is one transaction
-that starts with a write lock (``BEGIN IMMEDIATE`` on SQLite), so two commands never lose each
-other's update; reads that must not wait for it (the boot service's) begin deferred::
+last network boot (see :mod:`dim.boot.serve`), and an event log. Through SQLAlchemy Core, on
+either of two kinds of database, chosen by a URL (``--database``, ``$DIM_DATABASE``):
 
-    >>> db = StateDB.open(Path("/tmp/state"))
+- SQLite in WAL mode, ``state.db`` in the state folder: the default, nothing to start;
+- PostgreSQL (``postgresql://user:password@host/db``, psycopg 3), which several image servers
+  share.
+
+Every change is one transaction that starts with the one write lock, so two commands never
+lose each other's update: ``BEGIN IMMEDIATE`` on SQLite, the transaction-scoped advisory lock
+:data:`WRITE_LOCK` on PostgreSQL. Reads take no lock: those that must not wait for a writer
+(the boot service's) begin deferred on SQLite, and PostgreSQL never makes a reader wait.
+
+Opening a DB brings its schema to the newest revision of :mod:`dim.migrations` (Alembic): one
+query finds the DB at :data:`dim.migrations.HEAD`, as it nearly always is; otherwise the
+migrations run under the write lock, which creates a new DB and upgrades one that an older dim
+made. Errors never show the URL's password::
+
+    >>> db = StateDB.open(Path("/tmp/state"))        # or url="postgresql://dim:…@db1/dim"
     >>> db.set_macs(cluster, {("node01", "boot"): "52:54:00:00:00:01"})
     >>> db.observed().macs[("node01", "boot")]
     '52:54:00:00:00:01'
@@ -18,13 +30,15 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from dim.errors import StateError
+from dim import migrations
+from dim.errors import StateError, StateUnavailable
 from dim.layout.model import Cluster, Inventory
 from dim.names import normalize_mac
 from dim.paths import StatePaths
@@ -40,6 +54,16 @@ from dim.records import (  # noqa: F401
     Observed,
     StaleLease,
 )
+
+# The key of PostgreSQL's advisory lock that each write transaction takes first ("dim" in
+# ASCII): any other program that shares the database server must not use it.
+WRITE_LOCK = 0x64696D
+# Seconds to wait for a PostgreSQL server to answer a connection (libpq waits forever by
+# default): a boot served from the snapshot after 5 s beats one that never is.
+CONNECT_TIMEOUT = 5
+VERSION_TABLE = "alembic_version"  # Alembic's: the revision the DB's schema is at
+
+T = TypeVar("T")
 
 metadata = sa.MetaData()
 
@@ -104,9 +128,17 @@ class StateDB:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.shown = engine.url.render_as_string(hide_password=True)  # for errors and logs
 
     @classmethod
-    def open(cls, state_dir: Path, *, create: bool = True) -> StateDB:
+    def open(cls, state_dir: Path, *, url: str | None = None, create: bool = True) -> StateDB:
+        """The DB at ``url``, or without one the SQLite file of ``state_dir`` (made if need be).
+
+        ``create`` False: a DB without dim's tables is left so (a reading command does not
+        create one); a DB an older dim made is still upgraded.
+        """
+        if url is not None:
+            return cls.connect(url, create=create)
         path = StatePaths(state_dir).db
         if create:
             try:
@@ -120,29 +152,51 @@ class StateDB:
 
     @classmethod
     def connect(cls, url: str, *, create: bool = True) -> StateDB:
-        engine = sa.create_engine(url)
-        if engine.dialect.name == "sqlite":
-            _sqlite_immediate_transactions(engine)
-        db = cls(engine)
-        if create:
-            try:
-                metadata.create_all(engine)
-            except SQLAlchemyError as exc:
-                raise StateError(f"cannot open the state DB {url}: {exc.orig or exc}") from exc
+        """The DB at ``url`` (see :func:`database_url`), its schema brought up to date."""
+        db = cls(_engine(database_url(url)))
+        try:
+            db._migrate(create)
+        except BaseException:
+            db.engine.dispose()  # dim serve tries again and again while the DB is down
+            raise
         return db
+
+    def _migrate(self, create: bool) -> None:
+        """Bring the schema to :data:`dim.migrations.HEAD`; one query when it is there."""
+        try:
+            with self._reading() as conn:
+                revision = _revision(conn)
+                if revision == migrations.HEAD:
+                    return
+                if revision is None and not create and not _has_table(conn, MACS_TABLE):
+                    return
+        except SQLAlchemyError as exc:
+            raise self._failure("open", exc) from exc
+        with self._transaction() as conn:
+            # again under the write lock: another command may have migrated meanwhile
+            if _revision(conn) != migrations.HEAD:
+                migrations.upgrade(conn)
+
+    def _failure(self, doing: str, exc: SQLAlchemyError) -> StateError:
+        """``exc`` as dim's error: :class:`StateUnavailable` when the DB cannot be reached."""
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())  # one line
+        if _unreachable(exc):
+            return StateUnavailable(
+                f"cannot {doing} the state DB {self.shown}: {detail}",
+                hint="is the database server up, and are the URL's host, port, user and "
+                "password right?",
+            )
+        return StateError(f"cannot {doing} the state DB {self.shown}: {detail}")
 
     # -- reading ---------------------------------------------------------------------------
 
     def observed(self) -> Observed:
-        try:
-            with self.engine.connect() as conn:
-                macs = {(r.node, r.network): r.mac for r in conn.execute(sa.select(macs_table))}
-                images = {r.node: r.image for r in conn.execute(sa.select(images_table))}
-        except SQLAlchemyError:
-            if not sa.inspect(self.engine).has_table(MACS_TABLE):
-                return Observed({}, {})
-            raise
-        return Observed(macs, images)
+        def read(conn: sa.Connection) -> Observed:
+            macs = {(r.node, r.network): r.mac for r in conn.execute(sa.select(macs_table))}
+            images = {r.node: r.image for r in conn.execute(sa.select(images_table))}
+            return Observed(macs, images)
+
+        return self._read(read, MACS_TABLE, Observed({}, {}))
 
     def inventory(self, cluster: Cluster) -> Inventory:
         observed = self.observed()
@@ -153,44 +207,61 @@ class StateDB:
         query = sa.select(stale_leases_table).order_by(
             stale_leases_table.c.at, stale_leases_table.c.node, stale_leases_table.c.network
         )
-        try:
-            with self.engine.connect() as conn:
-                return [StaleLease(r.node, r.network, r.mac, r.at) for r in conn.execute(query)]
-        except SQLAlchemyError:
-            if not sa.inspect(self.engine).has_table(STALE_LEASES_TABLE):
-                return []
-            raise
+
+        def read(conn: sa.Connection) -> list[StaleLease]:
+            return [StaleLease(r.node, r.network, r.mac, r.at) for r in conn.execute(query)]
+
+        return self._read(read, STALE_LEASES_TABLE, [])
 
     def boot_target(self, mac: str) -> BootTarget | None:
         """The interface that has ``mac`` (normalized), with its node's image override.
 
         One indexed query in a read transaction that takes no write lock: a boot server asks
-        this for every node that boots, while other commands write.
+        this for every node that boots, while other commands write. Raises
+        :class:`StateUnavailable` when the DB cannot be reached.
         """
         try:
             with self._reading() as conn:
                 row = conn.execute(_BOOT_TARGET, {"mac": mac}).first()
         except SQLAlchemyError as exc:
-            raise StateError(f"cannot read the state DB: {exc.orig or exc}") from exc
+            raise self._failure("read", exc) from exc
         return BootTarget(row.node, row.network, row.image) if row else None
 
     def last_boots(self) -> dict[str, Boot]:
         """node -> its last boot, for the nodes that booted from dim's boot service."""
-        try:
-            with self._reading() as conn:
-                rows = conn.execute(sa.select(boots_table)).all()
-        except SQLAlchemyError:
-            if not sa.inspect(self.engine).has_table(BOOTS_TABLE):
-                return {}
-            raise
-        return {r.node: Boot(r.node, r.image, r.version, r.client, r.at) for r in rows}
+
+        def read(conn: sa.Connection) -> dict[str, Boot]:
+            rows = conn.execute(sa.select(boots_table)).all()
+            return {r.node: Boot(r.node, r.image, r.version, r.client, r.at) for r in rows}
+
+        return self._read(read, BOOTS_TABLE, {})
 
     def events(self, node: str | None = None, limit: int = 100) -> list[Event]:
         query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
         if node is not None:
             query = query.where(events_table.c.node == node)
-        with self.engine.connect() as conn:
+
+        def read(conn: sa.Connection) -> list[Event]:
             return [Event(r.at, r.node, r.kind, r.detail) for r in conn.execute(query)]
+
+        return self._read(read, EVENTS_TABLE, [])
+
+    def _read(self, read: Callable[[sa.Connection], T], table: str, empty: T) -> T:
+        """``read`` in a read transaction; ``empty`` if ``table`` is missing (a DB opened
+        without ``create`` that no command wrote yet)."""
+        try:
+            with self._reading() as conn:
+                return read(conn)
+        except SQLAlchemyError as exc:
+            failure = exc
+        if not _unreachable(failure):  # an unreachable DB is not asked twice
+            try:
+                with self._reading() as conn:
+                    if not _has_table(conn, table):
+                        return empty
+            except SQLAlchemyError:
+                pass
+        raise self._failure("read", failure) from failure
 
     # -- changing --------------------------------------------------------------------------
 
@@ -334,12 +405,13 @@ class StateDB:
             [{"at": now, "node": n, "kind": k, "detail": d} for n, k, d in entries],
         )
 
-    def _transaction(self):
-        return _Transaction(self.engine)
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
 
     def _reading(self) -> sa.Connection:
         """A connection for reads only: on SQLite its transactions begin DEFERRED, so that
-        readers never wait for the write lock (WAL gives them a consistent snapshot)."""
+        readers never wait for the write lock (WAL gives them a consistent snapshot); on
+        PostgreSQL they take no advisory lock."""
         return self.engine.connect().execution_options(dim_read_only=True)
 
 
@@ -358,24 +430,102 @@ def _delete_stale(conn: sa.Connection, keys: list[tuple[str, str, str]]) -> None
 class _Transaction:
     """``with`` block around one write transaction; database errors become StateError."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
 
     def __enter__(self) -> sa.Connection:
         try:
-            self.context = self.engine.begin()
+            self.context = self.db.engine.begin()
             return self.context.__enter__()
         except SQLAlchemyError as exc:
-            raise StateError(f"cannot write the state DB: {exc.orig or exc}") from exc
+            raise self.db._failure("write", exc) from exc
 
     def __exit__(self, kind, value, traceback) -> bool:
         try:
             self.context.__exit__(kind, value, traceback)
         except SQLAlchemyError as exc:
-            raise StateError(f"cannot write the state DB: {exc.orig or exc}") from exc
+            raise self.db._failure("write", exc) from exc
         if isinstance(value, SQLAlchemyError):
-            raise StateError(f"cannot write the state DB: {value.orig or value}") from value
+            raise self.db._failure("write", value) from value
         return False
+
+
+def database_url(url: str) -> sa.URL:
+    """``url`` parsed, ``postgresql://`` meaning psycopg 3 (SQLAlchemy's default is psycopg2).
+
+    Only SQLite and PostgreSQL are accepted: the write lock is known for those two. A
+    malformed URL is refused without being repeated, since it may hold a password.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StateError(
+            "the state DB's URL is malformed",
+            hint="--database sqlite:////var/lib/dim/state.db or "
+            "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        shown = parsed.render_as_string(hide_password=True)
+        raise StateError(
+            f"unsupported state DB {shown}: dim keeps its state in SQLite or PostgreSQL"
+        )
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _engine(url: sa.URL) -> sa.Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url)
+        _sqlite_immediate_transactions(engine)
+        return engine
+    try:
+        # pre-ping: after a restart of the server, the pool's connections are dead ones
+        engine = sa.create_engine(
+            url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+        )
+    except ImportError as exc:
+        raise StateError(
+            f"cannot open the state DB {url.render_as_string(hide_password=True)}: "
+            f"its driver is not installed ({exc.name})",
+            hint="pip install 'dim[postgresql]' (psycopg 3)",
+        ) from None
+    _postgresql_write_lock(engine)
+    return engine
+
+
+def _unreachable(exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` means the DB could not be reached or answered no more (the server
+    down, a refused login, a lost connection, SQLite's file locked or unreadable), as
+    opposed to a statement it refused."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa.exc.OperationalError):
+        # SQLite reports a missing table so too: a DB that an older dim made, not an outage
+        return "no such table" not in str(exc.orig)
+    return isinstance(exc, sa.exc.InterfaceError)
+
+
+def _revision(conn: sa.Connection) -> str | None:
+    """The migration the DB's schema is at; None for a DB that Alembic never touched."""
+    if not _has_table(conn, VERSION_TABLE):
+        return None
+    return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
+def _has_table(conn: sa.Connection, name: str) -> bool:
+    return conn.dialect.has_table(conn, name)
+
+
+def _postgresql_write_lock(engine: sa.Engine) -> None:
+    """Each write transaction takes :data:`WRITE_LOCK` first; PostgreSQL releases it at its
+    end. Writers queue there, so a change reads what the previous one committed."""
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        if not conn.get_execution_options().get("dim_read_only", False):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
 
 
 def _sqlite_immediate_transactions(engine: sa.Engine) -> None:

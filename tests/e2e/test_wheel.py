@@ -31,6 +31,8 @@ PACKAGE_DATA = (
     "dim/templates/dnsmasq.conf.j2",
     "dim/templates/ganesha.conf.j2",
     "dim/power/snmp_profiles.toml",
+    "dim/migrations/env.py",
+    "dim/migrations/versions/0001_baseline.py",
 )
 
 

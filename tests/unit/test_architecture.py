@@ -34,7 +34,7 @@ FLOORS = (
         ),
     ),
     ("layout", ("dim.layout",)),
-    ("inventory and state", ("dim.inventory", "dim.state", "dim.records")),
+    ("inventory and state", ("dim.inventory", "dim.state", "dim.records", "dim.migrations")),
     ("domain", ("dim.boot", "dim.services", "dim.images", "dim.power")),
     ("actions", ("dim.actions",)),
     ("lab", ("dim.lab",)),

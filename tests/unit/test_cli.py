@@ -1,11 +1,12 @@
 """The dim command, called in-process: output, exit status, and nothing lost on bad input."""
 
+import importlib.util
 import json
 import shutil
 
 from dim.cli import main
 from dim.services import clients
-from tests.conftest import require_binary
+from tests.conftest import require, require_binary
 
 
 def test_layout_check_summarises_a_valid_layout(dim):
@@ -306,3 +307,29 @@ def test_layout_show_says_which_nodes_boot_with_secure_boot(dim, layout_file):
     assert "c03  (group compute, server srv, image alpha)" in out
     status, out, _ = dim("layout", "show", "c[03-04]", "--json")
     assert [r["secure_boot"] for r in json.loads(out)] == [False, True]
+
+
+def test_the_state_db_is_the_one_database_or_dim_database_names(dim, database, monkeypatch):
+    if database:
+        monkeypatch.setenv("DIM_DATABASE", database)
+    assert dim("node", "set", "c01", "--mac", "52:54:00:00:00:01")[0] == 0
+    status, _, err = dim("node", "set", "c02", "--mac", "52:54:00:00:00:01")
+    assert status == 2 and "duplicate MAC address" in err
+    assert dim("node", "set", "c01", "--image", "beta")[0] == 0
+    monkeypatch.delenv("DIM_DATABASE", raising=False)
+    options = ("--database", database) if database else ()
+    records = json.loads(dim(*options, "node", "list", "c0[1-2]", "--json")[1])
+    assert [(r["interfaces"][0]["mac"], r["image"]) for r in records] == [
+        ("52:54:00:00:00:01", "beta"),
+        (None, "alpha"),
+    ]
+
+
+def test_an_unreachable_state_db_exits_1_without_showing_its_password(dim):
+    require(importlib.util.find_spec("psycopg") is not None, "psycopg is not installed")
+    down = ("--database", "postgresql://dim:s3cret@127.0.0.1:1/dim")
+    for command in (("node", "set", "c01", "--mac", "52:54:00:00:00:01"), ("node", "list")):
+        status, out, err = dim(*down, *command)
+        assert status == 1 and out == ""
+        assert err.startswith("dim: error: cannot open the state DB postgresql+psycopg://dim:***@")
+        assert "s3cret" not in err and "hint: is the database server up" in err

@@ -7,8 +7,8 @@ import threading
 from dim.state import Boot, BootTarget, StateDB
 
 
-def test_boot_target_names_the_interface_and_the_image_override(small_cluster, tmp_path):
-    db = StateDB.open(tmp_path)
+def test_boot_target_names_the_interface_and_the_image_override(small_cluster, tmp_path, database):
+    db = StateDB.open(tmp_path, url=database)
     db.set_macs(
         small_cluster,
         {("c01", "boot"): "52:54:00:00:00:01", ("c02", "boot"): "52:54:00:00:00:02"},
@@ -19,8 +19,8 @@ def test_boot_target_names_the_interface_and_the_image_override(small_cluster, t
     assert db.boot_target("52:54:00:00:00:99") is None
 
 
-def test_record_boots_logs_events_and_keeps_each_nodes_latest(tmp_path):
-    db = StateDB.open(tmp_path)
+def test_record_boots_logs_events_and_keeps_each_nodes_latest(tmp_path, database):
+    db = StateDB.open(tmp_path, url=database)
     db.record_boots(
         [
             Boot("c01", "alpha", "3", "10.10.0.11", at=100.0),
@@ -41,8 +41,8 @@ def test_record_boots_logs_events_and_keeps_each_nodes_latest(tmp_path):
     ]
 
 
-def test_a_boot_lookup_does_not_wait_for_a_writer(small_cluster, tmp_path):
-    db = StateDB.open(tmp_path)
+def test_a_boot_lookup_does_not_wait_for_a_writer(small_cluster, tmp_path, database):
+    db = StateDB.open(tmp_path, url=database)
     db.set_macs(small_cluster, {("c01", "boot"): "52:54:00:00:00:01"})
     holding, release = threading.Event(), threading.Event()
 
@@ -64,5 +64,5 @@ def test_a_boot_lookup_does_not_wait_for_a_writer(small_cluster, tmp_path):
         thread.join()
 
 
-def test_last_boots_of_a_db_without_any_boot_is_empty(tmp_path):
-    assert StateDB.open(tmp_path).last_boots() == {}
+def test_last_boots_of_a_db_without_any_boot_is_empty(tmp_path, database):
+    assert StateDB.open(tmp_path, url=database).last_boots() == {}

@@ -10,7 +10,9 @@ The steps, in their order (each one's own crash-safety is documented where it li
 3. validated by the daemons' test modes, written atomically, reloaded
    (:func:`dim.services.apply.apply`);
 4. the DHCP leases still held by replaced MACs released when the daemons were reloaded, or
-   listed as pending otherwise (:mod:`dim.services.leases`).
+   listed as pending otherwise (:mod:`dim.services.leases`);
+5. the boot targets that ``dim serve`` answers from while the state DB is unreachable
+   written to the state folder (:mod:`dim.boot.targets`), atomically.
 
 ::
 
@@ -29,11 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dim.actions.context import Context
+from dim.boot import targets
 from dim.errors import ApplyError
 from dim.images.operations import ensure_replicas
 from dim.inventory import server_name
 from dim.layout.model import Cluster, Server
-from dim.records import StaleLease, read_stale_leases
+from dim.paths import StatePaths
+from dim.records import StaleLease
 from dim.services import apply as applier
 from dim.services import leases
 from dim.services.apply import ApplyResult, target
@@ -101,6 +105,8 @@ def apply(
         validation=validation,
     )
     released, waiting = _settle_leases(ctx, srv, inventory.cluster, now=do_reload and not dry_run)
+    if not dry_run:
+        targets.write(StatePaths(ctx.state), inventory.macs, inventory.images)
     return ApplyReport(
         server=name,
         root=root,
@@ -151,7 +157,7 @@ def _settle_leases(
     ctx: Context, server: Server, cluster: Cluster, *, now: bool
 ) -> tuple[list[leases.ReleaseResult], list[StaleLease]]:
     """Release the stale leases if the daemons were just reloaded, else list those waiting."""
-    stale = read_stale_leases(ctx.state)
+    stale = ctx.stale_leases()
     if not stale:
         return [], []
     if now:

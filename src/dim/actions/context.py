@@ -1,4 +1,5 @@
-"""What every use case needs: the cluster layout's path, the state folder, and ways into them.
+"""What every use case needs: the cluster layout's path, the state folder, the state DB's URL,
+and ways into them.
 
 The CLI builds one :class:`Context` from its global options and hands it down; the lab and the
 tests build their own, pointing into a temporary folder::
@@ -6,6 +7,10 @@ tests build their own, pointing into a temporary folder::
     ctx = Context(config=Path("/etc/dim/cluster.xml"), state=Path("/var/lib/dim"))
     inventory = ctx.inventory()        # the layout with the MACs and images recorded
     db = ctx.db()                      # the state DB, created if need be (SQLAlchemy)
+
+Reads choose their way here, once: an SQLite state DB is read with the standard library's
+``sqlite3`` (:mod:`dim.records`: no SQLAlchemy to import), any other (``database`` a
+``postgresql://`` URL) through :class:`~dim.state.StateDB`.
 """
 
 from __future__ import annotations
@@ -18,8 +23,15 @@ from typing import TYPE_CHECKING
 from dim.images.store import Store
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory
-from dim.paths import StatePaths
-from dim.records import Boot, read_last_boots, read_observed
+from dim.records import (
+    Boot,
+    Observed,
+    StaleLease,
+    read_last_boots,
+    read_observed,
+    read_stale_leases,
+    sqlite_file,
+)
 
 if TYPE_CHECKING:
     from dim.state import StateDB
@@ -31,12 +43,14 @@ class Context:
 
     Both paths are made absolute here, once, against the folder the command started in:
     renderers write them into NFS exports and kernel arguments, where ``state/images/…``
-    would mean nothing to a daemon or a node.
+    would mean nothing to a daemon or a node. ``database`` is the state DB's URL (None:
+    ``state.db`` in the state folder).
     """
 
     config: Path
     state: Path
     debug: bool = False
+    database: str | None = None
 
     def __post_init__(self) -> None:
         # abspath, not resolve(): a state folder reached through a symbolic link keeps the
@@ -49,22 +63,39 @@ class Context:
 
     def inventory(self) -> Inventory:
         """The layout, with the MACs and image assignments recorded in the state DB."""
-        observed = read_observed(self.state)
+        observed = self.observed()
         return Inventory(self.cluster(), observed.macs, observed.images)
 
-    def db(self, *, create: bool = True) -> StateDB:
-        # SQLAlchemy costs a tenth of a second: only commands that write pay for it.
-        from dim.state import StateDB
-
-        return StateDB.open(self.state, create=create)
-
-    def existing_db(self) -> StateDB | None:
-        """The state DB if there is one; reading commands need not create it."""
-        return self.db(create=False) if StatePaths(self.state).db.exists() else None
+    def observed(self) -> Observed:
+        """The MACs and image assignments recorded in the state DB (none without a DB)."""
+        path = self._sqlite_file()
+        return read_observed(path) if path else self.db(create=False).observed()
 
     def last_boots(self) -> dict[str, Boot]:
         """Each node's last network boot, as ``dim serve`` recorded it (none without a DB)."""
-        return read_last_boots(self.state)
+        path = self._sqlite_file()
+        return read_last_boots(path) if path else self.db(create=False).last_boots()
+
+    def stale_leases(self) -> list[StaleLease]:
+        """The replaced MACs whose DHCP leases are still to be released, oldest first."""
+        path = self._sqlite_file()
+        return read_stale_leases(path) if path else self.db(create=False).stale_leases()
+
+    def db(self, *, create: bool = True) -> StateDB:
+        # SQLAlchemy costs a tenth of a second: only commands that write pay for it (and
+        # every command on a PostgreSQL state DB).
+        from dim.state import StateDB
+
+        return StateDB.open(self.state, url=self.database, create=create)
+
+    def existing_db(self) -> StateDB | None:
+        """The state DB if there is one; reading commands need not create it."""
+        path = self._sqlite_file()
+        return None if path and not path.exists() else self.db(create=False)
+
+    def _sqlite_file(self) -> Path | None:
+        """The SQLite file of the state DB, None if the DB is another kind's (PostgreSQL)."""
+        return sqlite_file(self.state, self.database)
 
     def store(self) -> Store:
         """The image store below the state folder."""

@@ -102,8 +102,7 @@ def remove(ctx: Context, name: str) -> list[str]:
 def gc(ctx: Context, name: str | None = None, *, dry_run: bool = False) -> list[GcResult]:
     """Versions and reset replicas no node needs, removed (or listed, with ``dry_run``)."""
     cluster, store = ctx.cluster(), ctx.store()
-    db = ctx.existing_db()
-    boots = db.last_boots() if db is not None else {}
+    boots = ctx.last_boots()
     return [
         operations.gc(
             store,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dim.actions.context import Context
+from dim.boot import targets
 from dim.errors import UsageError
 from dim.images import operations, replicas
 from dim.images.delta import Delta
@@ -27,7 +28,7 @@ from dim.images.operations import Progress
 from dim.inventory import node_record, select
 from dim.layout.model import Cluster, Node
 from dim.names import normalize_mac
-from dim.records import read_observed
+from dim.paths import StatePaths
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,12 +158,15 @@ def switch(
     created = operations.switch(ctx.store(), cluster, nodes, declared, progress=progress)
     switched = ctx.db().set_images(cluster, nodes, image)
     found = [n for n in nodes if n not in created]
-    links = _point_node_links(ctx, cluster, chosen, image, root)
+    observed = ctx.observed()  # the layout is parsed already: not again
+    links = _point_node_links(cluster, observed.macs, chosen, image, root)
+    # dim serve answers from these while the state DB is unreachable: the switch holds there too
+    targets.write(StatePaths(ctx.state), observed.macs, observed.images)
     return Switch(tuple(nodes), image, switched, tuple(created), tuple(found), links)
 
 
 def _point_node_links(
-    ctx: Context, cluster: Cluster, chosen: list[Node], image: str, root: Path
+    cluster: Cluster, macs: dict[tuple[str, str], str], chosen: list[Node], image: str, root: Path
 ) -> int:
     """Retarget the installed per-node loader links of ``chosen`` to ``image``; how many.
 
@@ -171,7 +175,6 @@ def _point_node_links(
     from dim.services.apply import install_link, target
     from dim.services.loaders import config_stem, node_links
 
-    macs = read_observed(ctx.state).macs  # the layout is parsed already: not again
     count = 0
     for node in chosen:
         mac = macs.get((node.name, node.boot.network))

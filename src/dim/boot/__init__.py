@@ -13,7 +13,8 @@
   intact, which build of an image is the current one;
 - :mod:`dim.boot.build` puts them together per image version, reusing a build whose inputs did
   not change (``dim boot build``); :mod:`dim.boot.serve` serves them (``dim serve``), within
-  the timeouts and limits of :mod:`dim.boot.connections`, by :mod:`dim.boot.sendfile`;
+  the timeouts and limits of :mod:`dim.boot.connections`, by :mod:`dim.boot.sendfile`, and
+  answers from :mod:`dim.boot.targets` (written by ``dim apply``) while the state DB is down;
 - ``init.sh`` and ``udhcpc.sh`` are the initramfs's ``/init`` and DHCP script, package data;
   :mod:`dim.boot.arguments` lists the ``dim.*`` kernel arguments that ``/init`` reads.
 """

@@ -13,7 +13,13 @@ it asks (one indexed query, :meth:`dim.state.StateDB.boot_target`), so ``dim nod
 ``dim node set --image`` take effect at the next boot without any file being rewritten, and
 cluster.xml is parsed again when its modification time changes. Each node script served is a
 boot: it is queued and written to the DB by one thread, in batches, so that hundreds of nodes
-booting at once never wait for the database::
+booting at once never wait for the database.
+
+While the state DB cannot be reached (a PostgreSQL server down), nodes still boot: their scripts
+are answered from the boot targets that ``dim apply`` and ``dim node switch`` last wrote
+(:mod:`dim.boot.targets`), the DB is tried again every :attr:`Outage.retry` seconds, and the
+boots wait in memory (at most :attr:`BootRecorder.PENDING`) until it answers. The outage is
+logged when it starts and when it ends, not at each request::
 
     >>> service = BootService(Path("/etc/dim/cluster.xml"), Path("/var/lib/dim"), "img1")
     >>> run(service, "10.0.0.2", 8080)          # until SIGTERM or SIGINT
@@ -25,6 +31,7 @@ and later ``await runner.cleanup()``, which writes the boots still queued.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -34,6 +41,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +52,8 @@ from dim.boot.builds import FILES as BOOT_FILES
 from dim.boot.builds import BootBuild, find_build
 from dim.boot.connections import REFUSED, GuardedSite, Limits, raise_file_limit
 from dim.boot.sendfile import SEND_CUT, SentFile
-from dim.errors import DimError
+from dim.boot.targets import Snapshot
+from dim.errors import DimError, StateUnavailable
 from dim.inventory import server_name as choose_server
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Image, Inventory, Node, Server
@@ -52,7 +61,7 @@ from dim.names import check_name, normalize_mac
 from dim.paths import StatePaths
 from dim.services.loaders import BootImage, kernel_args
 from dim.services.rendering import RenderContext
-from dim.state import Boot, StateDB
+from dim.state import Boot, BootTarget, StateDB
 
 log = logging.getLogger("dim.serve")
 
@@ -92,18 +101,62 @@ class BootService:
         *,
         template_dir: Path | None = None,
         root: Path = Path("/"),
+        database: str | None = None,
     ) -> None:
         self.config = Path(config)
         self.state_dir = Path(state_dir)
         self.paths = StatePaths(self.state_dir)
         self.template_dir = template_dir
         self.root = Path(root)
+        self.database_url = database
         self._stamp: tuple[int, int, int] | None = None
         self._cluster = layout.load(self.config)
         self._stamp = self._stat()
         self.server_name = choose_server(self._cluster, server_name)
-        self.db = StateDB.open(self.state_dir)
         self._builds: dict[str, tuple[float, BootBuild | None]] = {}
+        self.outage = Outage(self.paths.boot_targets)
+        self.snapshot = Snapshot(self.paths.boot_targets)
+        self._db: StateDB | None = None
+        self._db_lock = threading.Lock()
+        try:  # a bad URL or a missing driver stops here; an unreachable DB does not
+            self.database()
+        except StateUnavailable as exc:
+            self.outage.failed(exc)
+
+    # -- state DB ----------------------------------------------------------------------------
+
+    def database(self) -> StateDB:
+        """The state DB, opened at the first call that reaches it (:class:`StateUnavailable`
+        until then): a server may start while the DB is down."""
+        with self._db_lock:
+            if self._db is None:
+                self._db = StateDB.open(self.state_dir, url=self.database_url)
+            return self._db
+
+    def boot_target(self, mac: str) -> BootTarget | None:
+        """:meth:`StateDB.boot_target`, or while the DB is unreachable the boot targets file's
+        answer (:class:`StateUnavailable` if there is no such file)."""
+        if self.outage.due():
+            try:
+                target = self.database().boot_target(mac)
+            except StateUnavailable as exc:
+                self.outage.failed(exc)
+            else:
+                self.outage.ended()
+                return target
+        try:
+            return self.snapshot.target(mac)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise StateUnavailable(
+                f"the state DB is unreachable, and so is {self.paths.boot_targets}: {reason}",
+                hint="dim apply writes that file, for the state DB's outages",
+            ) from exc
+
+    def after_fork(self) -> None:
+        """In a forked worker: the DB connections in the pool are the parent's, not to use."""
+        if self._db is not None:
+            self._db.engine.dispose(close=False)
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -177,7 +230,7 @@ class BootService:
             mac = None
         if mac is None or not name.endswith(".ipxe"):
             return _refusal(404, f"no node script {name[:40]!r}: expected <mac>.ipxe")
-        target = self.db.boot_target(mac)
+        target = self.boot_target(mac)
         node = cluster.node(target.node) if target else None
         if target is None or node is None:
             return _refusal(404, f"unknown MAC {mac} (record it: dim node set NODE --mac {mac})")
@@ -269,20 +322,84 @@ def _version_number(text: str) -> bool:
 # -- boot records ----------------------------------------------------------------------------
 
 
+class Outage:
+    """Whether the state DB is unreachable: logged once when that starts and once when it ends,
+    and tried again every :attr:`retry` seconds meanwhile, not at each request (a host that
+    does not answer costs a connection timeout). Shared by the service and its recorder."""
+
+    retry = 5.0
+
+    def __init__(self, snapshot: Path) -> None:
+        self.snapshot = snapshot  # what the service answers from meanwhile, for the log
+        self._lock = threading.Lock()
+        self.since: float | None = None  # time.monotonic() when it started, None while up
+        self._tried = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def due(self) -> bool:
+        """Whether to try the DB now: while it is up, always; while it is down, every
+        :attr:`retry` seconds (the caller that gets True tries; the others wait)."""
+        with self._lock:
+            if self.since is None:
+                return True
+            now = time.monotonic()
+            if now - self._tried < self.retry:
+                return False
+            self._tried = now
+            return True
+
+    def failed(self, exc: StateUnavailable) -> None:
+        with self._lock:
+            self._tried = time.monotonic()
+            if self.since is not None:
+                return
+            self.since = self._tried
+        log.error(
+            "%s; answering boot scripts from %s and keeping boots in memory until it answers "
+            "(tried again every %g s)",
+            exc.message,
+            self.snapshot,
+            self.retry,
+        )
+
+    def ended(self) -> None:
+        with self._lock:
+            if self.since is None:
+                return
+            lasted, self.since = time.monotonic() - self.since, None
+        log.info("state DB: reachable again after %.0f s", lasted)
+
+
 class BootRecorder:
     """Writes boots to the state DB from one thread, every waiting boot in one transaction.
 
     :meth:`record` only puts the boot on a queue: the event loop never waits for the DB. While
     one batch is written, the next boots queue up and go in the next transaction, so 200 nodes
-    booting at once cost a few transactions, not 200.
+    booting at once cost a few transactions, not 200. While the DB is unreachable the boots
+    wait in memory, the newest ``pending`` of them, and go with the first write that
+    succeeds (tried every :attr:`Outage.retry` seconds).
     """
 
     BATCH = 1000
+    PENDING = 100_000  # boots kept through an outage: a few MB; older ones are dropped
 
-    def __init__(self, db: StateDB) -> None:
-        self.db = db
+    def __init__(
+        self, database: Callable[[], StateDB], outage: Outage, pending: int = PENDING
+    ) -> None:
+        self.database = database  # the state DB, or StateUnavailable
+        self.outage = outage
         self._queue: queue.Queue[Boot | None] = queue.Queue()
+        self._pending: collections.deque[Boot] = collections.deque(maxlen=pending)
+        self._dropped = 0
         self._thread = threading.Thread(target=self._run, name="dim-boot-recorder", daemon=True)
+
+    @property
+    def pending(self) -> int:
+        """How many boots wait for the DB to answer again."""
+        return len(self._pending)
 
     def start(self) -> None:
         self._thread.start()
@@ -291,40 +408,74 @@ class BootRecorder:
         self._queue.put_nowait(boot)
 
     def flush(self) -> None:
-        """Wait until every boot recorded so far is written (tests, shutdown)."""
+        """Wait until every boot recorded so far is written, or pending (tests, shutdown)."""
         self._queue.join()
 
     def stop(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+        if self._pending:
+            log.error("state DB: %d boots not recorded (it is unreachable)", len(self._pending))
 
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[Boot] = []
-            item, taken = self._queue.get(), 1
-            while True:
-                if item is None:
-                    stopping = True
-                else:
-                    batch.append(item)
-                if len(batch) >= self.BATCH:
-                    break
-                try:
-                    item, taken = self._queue.get_nowait(), taken + 1
-                except queue.Empty:
-                    break
-            if batch:
-                self._write(batch)
+            batch, taken, stopping = self._take()
+            if batch or self._pending:
+                if self.outage.due():
+                    self._write(batch)
+                else:  # the DB was tried less than Outage.retry seconds ago
+                    self._keep(batch)
             for _ in range(taken):
                 self._queue.task_done()
 
-    def _write(self, batch: list[Boot]) -> None:
+    def _take(self) -> tuple[list[Boot], int, bool]:
+        """The boots waiting on the queue (at least one, or none after a wait of
+        :attr:`Outage.retry` while boots are pending), how many items, and whether to stop."""
+        batch: list[Boot] = []
+        wait = self.outage.retry if self._pending else None
         try:
-            self.db.record_boots(batch)
+            item, taken = self._queue.get(timeout=wait), 1
+        except queue.Empty:
+            return batch, 0, False
+        while True:
+            if item is None:
+                return batch, taken, True
+            batch.append(item)
+            if len(batch) >= self.BATCH:
+                return batch, taken, False
+            try:
+                item, taken = self._queue.get_nowait(), taken + 1
+            except queue.Empty:
+                return batch, taken, False
+
+    def _write(self, batch: list[Boot]) -> None:
+        boots = [*self._pending, *batch]
+        try:
+            self.database().record_boots(boots)
+        except StateUnavailable as exc:
+            self.outage.failed(exc)
+            self._keep(batch)
+            return
         except Exception as exc:  # a full disk must not stop the service: the boots are lost
-            log.error("state DB: %d boots not recorded: %s", len(batch), exc)
+            log.error("state DB: %d boots not recorded: %s", len(boots), exc)
+        else:
+            self.outage.ended()
+            if self._pending:
+                dropped = f" ({self._dropped} older ones were dropped)" if self._dropped else ""
+                log.info("state DB: %d boots recorded after the outage%s", len(boots), dropped)
+        self._pending.clear()
+        self._dropped = 0
+
+    def _keep(self, batch: list[Boot]) -> None:
+        limit = self._pending.maxlen or 0
+        overflow = len(self._pending) + len(batch) - limit
+        self._pending.extend(batch)  # the deque drops the oldest beyond its length
+        if overflow > 0:
+            if not self._dropped:
+                log.error("state DB: %d boots pending; the oldest are dropped", limit)
+            self._dropped += overflow
 
 
 # -- HTTP ------------------------------------------------------------------------------------
@@ -339,7 +490,7 @@ def make_app(service: BootService, limits: Limits = DEFAULT_LIMITS) -> web.Appli
     app = web.Application(middlewares=[_dim_errors])
     app[SERVICE] = service
     app[LIMITS] = limits
-    app[RECORDER] = BootRecorder(service.db)
+    app[RECORDER] = BootRecorder(service.database, service.outage)
     app.on_startup.append(_start_recorder)
     app.on_cleanup.append(_stop_recorder)
     app.router.add_get("/boot.ipxe", _entry)
@@ -534,8 +685,7 @@ def _fork_worker(service: BootService, sock: socket.socket, limits: Limits) -> i
         return pid
     status = 0
     try:
-        # the DB connection that opening the state left in the pool is the parent's
-        service.db.engine.dispose(close=False)
+        service.after_fork()
         asyncio.run(_serve(service, sock, limits))
     except BaseException as exc:  # a worker never returns into the caller's code
         log.error("worker %d: %s", os.getpid(), exc)

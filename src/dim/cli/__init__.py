@@ -47,16 +47,23 @@ DEFAULT_STATE = "/var/lib/dim"
     show_default=True,
     help="State folder: the DB, images and node replicas (env: DIM_STATE).",
 )
+@click.option(
+    "--database",
+    metavar="URL",
+    envvar="DIM_DATABASE",
+    help="The state DB: postgresql://USER:PASSWORD@HOST/DB for several servers "
+    "(default: state.db in the state folder; env: DIM_DATABASE).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(__version__, prog_name="dim")
 @click.pass_context
-def cli(ctx: click.Context, config: Path, state: Path, debug: bool) -> None:
+def cli(ctx: click.Context, config: Path, state: Path, database: str | None, debug: bool) -> None:
     """dim: distributed image management for diskless Linux clusters.
 
     Thousands of nodes declared in a few lines of cluster.xml; DHCP, NFS, hosts and boot-loader
     configuration rendered from it, validated by the real daemons and installed atomically.
     """
-    ctx.obj = Context(config=config, state=state, debug=debug)
+    ctx.obj = Context(config=config, state=state, debug=debug, database=database or None)
 
 
 cli.add_command(layout.group)

@@ -123,7 +123,8 @@ def lab_up(
 @lab_dir
 def lab_env(folder: str) -> None:
     """Print the shell exports that point dim's commands at the lab: its layout, its state,
-    and the root its daemons' files are installed under.
+    its state DB (DIM_DATABASE, unset for the state folder's), and the root its daemons'
+    files are installed under.
 
     \b
     eval "$(dim lab env)"
@@ -131,9 +132,14 @@ def lab_env(folder: str) -> None:
     """
     from shlex import quote
 
+    from dim.lab.state import database
+
     lab = _folder(folder)
+    url = database(lab)
     click.echo(f"export DIM_CONFIG={quote(str(lab / 'cluster.xml'))}")
     click.echo(f"export DIM_STATE={quote(str(lab / 'state'))}")
+    # unset otherwise: another lab's URL left in the shell would take this lab's commands
+    click.echo(f"export DIM_DATABASE={quote(url)}" if url else "unset DIM_DATABASE")
     click.echo(f"export DIM_ROOT={quote(str(lab / 'root'))}")
 
 

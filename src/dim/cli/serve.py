@@ -116,7 +116,12 @@ def command(
     )
 
     service = boot_serve.BootService(
-        ctx.config, ctx.state, server, template_dir=ctx.template_dir, root=root
+        ctx.config,
+        ctx.state,
+        server,
+        template_dir=ctx.template_dir,
+        root=root,
+        database=ctx.database,
     )
     srv = service.server()
     workers = workers or min(os.cpu_count() or 1, 8)

@@ -28,6 +28,7 @@ In Python, as the e2e tests do::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -41,7 +42,7 @@ from dim.actions import images as image_actions
 from dim.actions import nodes as node_actions
 from dim.actions.context import Context
 from dim.errors import LabError
-from dim.lab import console, images, network
+from dim.lab import console, images, network, postgres
 from dim.lab.bmcs import start_bmcs
 from dim.lab.daemons import Say, restart_daemon, start_daemons
 from dim.lab.images import MARKER
@@ -54,7 +55,7 @@ from dim.lab.qemu import (
     nvram_template,
     qemu_command,
 )
-from dim.lab.state import LabState, locked
+from dim.lab.state import LabState, database, locked
 
 
 def layout_text(flavour: str, nodes: int, servers: int = 1) -> str:
@@ -130,6 +131,11 @@ def up(
     try:
         for number, name in enumerate(names, start=1):
             network.add_server(namespace, name, f"10.77.0.{100 + number}")
+        if names:  # several servers share one state DB: PostgreSQL, as on a real site
+            say("database: PostgreSQL (the state DB of every server)")
+            database = postgres.start(folder / "postgres")
+            state = dataclasses.replace(state, database=database.socket_url)
+            state.save()
         _build_images(folder, debian=debian, say=say)
         node_actions.import_macs(context(folder), macs)
         _apply(folder, names)
@@ -214,8 +220,9 @@ def _secure_boot_mismatches(folder: Path, names: list[str], kind: str) -> list[s
 
 
 def context(folder: Path) -> Context:
-    """The lab's layout and state, for dim's use cases (``dim --config … --state …``)."""
-    return Context(config=folder / "cluster.xml", state=folder / "state")
+    """The lab's layout and state, for dim's use cases (``dim --config … --state …``, and
+    ``--database`` when the lab has a database server)."""
+    return Context(config=folder / "cluster.xml", state=folder / "state", database=database(folder))
 
 
 def _import(folder: Path, image: str, tree: Path) -> None:
@@ -485,6 +492,9 @@ def down(folder: Path) -> list[str]:
     for process in [*state.nodes.values(), *reversed(state.daemons)]:
         stop(process.pid)
     state.without_processes().save()
+    database = postgres.running(folder / "postgres")
+    if database is not None:
+        postgres.stop(database)
     for server in state.servers:
         network.delete(network.server_namespace(state.namespace, server))
     network.delete(state.namespace)

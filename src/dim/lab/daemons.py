@@ -24,7 +24,7 @@ from pathlib import Path
 from dim.errors import LabError
 from dim.lab.network import BRIDGE, SERVER, SERVER_IFACE, server_namespace
 from dim.lab.processes import Process, spawn, stop, wait_listening
-from dim.lab.state import LabState, locked
+from dim.lab.state import LabState, database, locked
 
 HTTP_PORT = 8080
 BOUND = ("/etc/dim", "/etc/dnsmasq.d", "/etc/kea", "/etc/dhcp", "/etc/ganesha", "/srv/dim")
@@ -34,9 +34,13 @@ Say = Callable[[str], None]
 
 
 def dim_argv(folder: Path) -> list[str]:
-    """This very dim (``python -m dim`` of this interpreter), on the lab's layout and state."""
+    """This very dim (``python -m dim`` of this interpreter), on the lab's layout and state,
+    and its state DB when the lab has a database server: in the environment, through ``env``,
+    so that the URL's password is not in the command line of a process that lasts."""
     config, state = folder / "cluster.xml", folder / "state"
-    return [sys.executable, "-m", "dim", "--config", str(config), "--state", str(state)]
+    url = database(folder)
+    prefix = ["env", f"DIM_DATABASE={url}"] if url else []
+    return [*prefix, sys.executable, "-m", "dim", "--config", str(config), "--state", str(state)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,9 @@ class LabState:
     daemons: tuple[Process, ...] = ()
     nodes: Mapping[str, Process] = field(default_factory=dict)
     servers: tuple[str, ...] = ()  # with several servers: their names (one namespace each)
+    # the state DB's URL when the lab runs a PostgreSQL server (dim.lab.postgres); "" for
+    # state.db in the lab's state folder. Every dim the lab runs, and `dim lab env`, use it.
+    database: str = ""
 
     @property
     def folder(self) -> Path:
@@ -88,6 +91,7 @@ class LabState:
             tuple(Process(**d) for d in data["daemons"]),
             {k: Process(**v) for k, v in data["nodes"].items()},
             tuple(data.get("servers", ())),
+            data.get("database", ""),  # absent from the lab.json of an older dim
         )
 
     @classmethod
@@ -97,6 +101,13 @@ class LabState:
         if state is None or not network.exists(state.namespace):
             raise LabError(f"no lab is up in {folder}", hint="dim lab up starts one")
         return state
+
+
+def database(folder: Path) -> str | None:
+    """The state DB's URL of the lab in ``folder``; None for its state folder's state.db (or
+    no lab there yet)."""
+    state = LabState.load(folder)
+    return (state.database or None) if state is not None else None
 
 
 @contextmanager

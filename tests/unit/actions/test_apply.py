@@ -8,8 +8,11 @@ import pytest
 
 from dim.actions import nodes
 from dim.actions.apply import ApplyReport, apply
+from dim.actions.context import Context
+from dim.boot.targets import Snapshot
 from dim.errors import ApplyError
-from dim.records import StaleLease
+from dim.paths import StatePaths
+from dim.records import BootTarget, StaleLease
 from dim.services import clients, leases
 from dim.services.apply import ApplyResult
 from dim.services.clients import ShippedFile
@@ -101,3 +104,19 @@ def test_a_loader_no_longer_named_is_removed_by_the_next_apply(ctx, tmp_path):
     assert (root / "srv/dim/tftp/lpxelinux.0").is_file() and (
         root / "srv/dim/tftp/ldlinux.c32"
     ).is_file()
+
+
+def test_apply_writes_the_boot_targets_and_a_dry_run_does_not(layout_file, tmp_path, database):
+    ctx = Context(config=layout_file, state=tmp_path / "state", database=database)
+    nodes.set_mac(ctx, "c01", "52:54:00:00:00:01")
+    nodes.set_mac(ctx, "c02", "52:54:00:00:00:02")
+    nodes.set_image(ctx, "c02", "beta")
+    path = StatePaths(ctx.state).boot_targets
+    apply(ctx, root=tmp_path / "root", dry_run=True, validation=False)
+    assert not path.exists()
+    apply(ctx, root=tmp_path / "root", do_reload=False, validation=False)
+    assert Snapshot(path).targets() == {
+        "52:54:00:00:00:01": BootTarget("c01", "boot", None),
+        "52:54:00:00:00:02": BootTarget("c02", "boot", "beta"),
+    }
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -5,6 +5,7 @@ server: node scripts from the state DB, boot builds, http-root without traversal
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -16,13 +17,17 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
+from dim.boot import targets
 from dim.boot.builds import find_build
 from dim.boot.connections import Limits, one_line
 from dim.boot.sendfile import byte_range
-from dim.boot.serve import RECORDER, BootRecorder, BootService, start
+from dim.boot.serve import RECORDER, BootRecorder, BootService, Outage, start
 from dim.cli import main
+from dim.errors import StateUnavailable
+from dim.lab.processes import sleep_until
 from dim.paths import StatePaths
 from dim.state import Boot, StateDB
+from tests.conftest import require
 from tests.unit.conftest import SMALL
 
 C01 = "52:54:00:00:00:01"
@@ -128,8 +133,24 @@ def http(service):
     client.close()
 
 
-def dim(site: Path, *args: str) -> int:
-    return main(["--config", str(site / "cluster.xml"), "--state", str(site / "state"), *args])
+def dim(site: Path, *args: str, database: str | None = None) -> int:
+    options = ["--config", str(site / "cluster.xml"), "--state", str(site / "state")]
+    return main([*options, *(["--database", database] if database else []), *args])
+
+
+@pytest.fixture
+def db_site(site, database) -> Path:
+    """The site with its state DB on each backend: c01's MAC recorded in ``database`` too."""
+    if database:
+        assert dim(site, "node", "set", "c01", "--mac", C01, database=database) == 0
+    return site
+
+
+@pytest.fixture
+def db_http(db_site, database):
+    client = Http(BootService(db_site / "cluster.xml", db_site / "state", database=database))
+    yield client
+    client.close()
 
 
 # -- scripts ---------------------------------------------------------------------------------
@@ -400,39 +421,40 @@ def test_a_symbolic_link_out_of_http_root_is_refused_and_one_inside_is_followed(
 # -- boot records ----------------------------------------------------------------------------
 
 
-def test_a_boot_is_an_event_and_dim_node_list_shows_it(http, site, capsys):
+def test_a_boot_is_an_event_and_dim_node_list_shows_it(db_http, db_site, database, capsys):
+    site, http = db_site, db_http
     assert http.get("/dim/nodes/52-54-00-00-00-01.ipxe").status == 200
     http.flush()
-    events = StateDB.open(site / "state").events("c01")
+    events = StateDB.open(site / "state", url=database).events("c01")
     assert (events[0].kind, events[0].detail) == ("boot", "alpha v2 from 127.0.0.1")
     capsys.readouterr()
-    assert dim(site, "node", "list", "c0[1-2]", "--json") == 0
+    assert dim(site, "node", "list", "c0[1-2]", "--json", database=database) == 0
     records = json.loads(capsys.readouterr().out)
     assert records[0]["last_boot"]["image"] == "alpha"
     assert records[0]["last_boot"]["version"] == "2"
     assert records[0]["last_boot"]["client"] == "127.0.0.1"
     assert records[1]["last_boot"] is None
-    assert dim(site, "node", "list", "c0[1-2]") == 0
+    assert dim(site, "node", "list", "c0[1-2]", database=database) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[-3:] == ["BOOTED", "LAST", "BOOT"]
     assert lines[1].split()[-3:-1] == ["alpha/2", records[0]["last_boot"]["at"][:10]]
     assert lines[2].split()[-2:] == ["-", "-"]
     # given another image, not yet reset: the next image beside the one it booted
-    assert dim(site, "node", "set", "c01", "--image", "beta") == 0
+    assert dim(site, "node", "set", "c01", "--image", "beta", database=database) == 0
     capsys.readouterr()
-    assert dim(site, "node", "list", "c01") == 0
+    assert dim(site, "node", "list", "c01", database=database) == 0
     row = capsys.readouterr().out.splitlines()[1].split()
     assert row[4] == "beta" and row[-3] == "alpha/2"
 
 
-def test_head_and_refused_requests_record_no_boot(http, site):
-    http.get("/dim/nodes/52-54-00-00-00-01.ipxe", method="HEAD")
-    http.get("/dim/nodes/52-54-00-00-00-99.ipxe")
-    http.flush()
-    assert StateDB.open(site / "state").last_boots() == {}
+def test_head_and_refused_requests_record_no_boot(db_http, db_site, database):
+    db_http.get("/dim/nodes/52-54-00-00-00-01.ipxe", method="HEAD")
+    db_http.get("/dim/nodes/52-54-00-00-00-99.ipxe")
+    db_http.flush()
+    assert StateDB.open(db_site / "state", url=database).last_boots() == {}
 
 
-def test_200_nodes_booting_at_once_are_recorded_in_a_few_transactions(site):
+def test_200_nodes_booting_at_once_are_recorded_in_a_few_transactions(site, database):
     cluster_xml = site / "cluster.xml"
     group = '<group name="many" nodes="m[1-200]" image="alpha">'
     group += '<interface network="boot" ip="10.10.1.{n1}"/></group></cluster>'
@@ -440,11 +462,12 @@ def test_200_nodes_booting_at_once_are_recorded_in_a_few_transactions(site):
     cluster_xml.write_text(text.replace("</cluster>", group))
     with open(site / "macs.csv", "w") as handle:
         handle.writelines(f"m{i},52:54:00:01:00:{i:02x}\n" for i in range(1, 201))
-    assert dim(site, "node", "import-macs", str(site / "macs.csv")) == 0
-    service = BootService(cluster_xml, site / "state")
+    macs = str(site / "macs.csv")
+    assert dim(site, "node", "import-macs", macs, database=database) == 0
+    service = BootService(cluster_xml, site / "state", database=database)
     calls: list[int] = []
-    record = service.db.record_boots
-    service.db.record_boots = lambda boots: (calls.append(len(boots)), record(boots))
+    record = service.database().record_boots
+    service.database().record_boots = lambda boots: (calls.append(len(boots)), record(boots))
     http = Http(service)
     try:
         replies = http.gather([f"/dim/nodes/52-54-00-01-00-{i:02x}.ipxe" for i in range(1, 201)])
@@ -453,12 +476,12 @@ def test_200_nodes_booting_at_once_are_recorded_in_a_few_transactions(site):
         http.close()
     assert [r.status for r in replies] == [200] * 200
     assert sum(calls) == 200 and len(calls) < 100
-    assert len(StateDB.open(site / "state").last_boots()) == 200
+    assert len(StateDB.open(site / "state", url=database).last_boots()) == 200
 
 
 def test_the_recorder_survives_a_database_error(tmp_path, caplog):
     db = StateDB.open(tmp_path)
-    recorder = BootRecorder(db)
+    recorder = BootRecorder(lambda: db, Outage(tmp_path / "boot-targets.json"))
     recorder.start()
     failing = db.record_boots
     db.record_boots = lambda boots: (_ for _ in ()).throw(OSError("disk full"))
@@ -673,3 +696,76 @@ def test_a_client_that_stops_reading_a_file_is_cut_after_the_send_timeout(servic
 def tcp_state(sock: socket.socket) -> int:
     """The socket's TCP state (Linux's struct tcp_info begins with it)."""
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+# -- the state DB unreachable ----------------------------------------------------------------
+
+DOWN = "postgresql://dim:s3cret@127.0.0.1:1/dim"  # nothing listens on port 1: refused at once
+
+
+def require_psycopg() -> None:
+    require(importlib.util.find_spec("psycopg") is not None, "psycopg is not installed")
+
+
+def test_while_the_db_is_unreachable_nodes_boot_from_the_boot_targets(site, caplog):
+    require_psycopg()
+    targets.write(StatePaths(site / "state"), {("c01", "boot"): C01}, {})
+    with caplog.at_level(logging.INFO, "dim.serve"):
+        service = BootService(site / "cluster.xml", site / "state", database=DOWN)  # starts
+        http = Http(service)
+        try:
+            replies = [http.get("/dim/nodes/52-54-00-00-00-01.ipxe") for _ in range(3)]
+            unknown = http.get("/dim/nodes/52-54-00-00-00-99.ipxe")
+            http.flush()
+            assert http.app[RECORDER].pending == 3
+        finally:
+            http.close()
+    assert [r.status for r in replies] == [200] * 3
+    assert "dim/images/alpha/2/vmlinuz" in replies[0].text and "dim.node=c01" in replies[0].text
+    assert unknown.status == 404
+    outage = [r.getMessage() for r in caplog.records if "answering boot" in r.getMessage()]
+    assert len(outage) == 1, outage  # once per outage, not per request
+    assert "boot-targets.json" in outage[0] and "s3cret" not in caplog.text
+
+
+def test_without_boot_targets_an_unreachable_db_is_a_503_to_retry(site):
+    require_psycopg()
+    http = Http(BootService(site / "cluster.xml", site / "state", database=DOWN))
+    try:
+        reply = http.get("/dim/nodes/52-54-00-00-00-01.ipxe")
+    finally:
+        http.close()
+    assert reply.status == 503 and "boot-targets.json" in reply.text and "sleep 30" in reply.text
+
+
+class FlakyDB:
+    """record_boots refuses while ``down`` is set, as a state DB that cannot be reached."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.written: list[list[Boot]] = []
+
+    def record_boots(self, boots: list[Boot]) -> None:
+        if self.down:
+            raise StateUnavailable("cannot write the state DB: connection refused")
+        self.written.append(boots)
+
+
+def test_boots_kept_through_an_outage_are_written_when_the_db_answers(tmp_path, caplog):
+    db, outage = FlakyDB(), Outage(tmp_path / "boot-targets.json")
+    outage.retry = 0.1
+    recorder = BootRecorder(lambda: db, outage, pending=3)
+    recorder.start()
+    try:
+        with caplog.at_level(logging.INFO, "dim.serve"):
+            for number in range(4):
+                recorder.record(Boot(f"c0{number + 1}", "alpha", "1", "10.0.0.1", number))
+                recorder.flush()
+            assert recorder.pending == 3 and outage.down  # the oldest dropped, beyond PENDING
+            db.down = False
+            assert sleep_until(lambda: recorder.pending == 0, 5)
+    finally:
+        recorder.stop()
+    assert [b.node for batch in db.written for b in batch] == ["c02", "c03", "c04"]
+    assert not outage.down and "reachable again" in caplog.text
+    assert "3 boots recorded after the outage (1 older ones were dropped)" in caplog.text

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 
+from dim.boot.targets import Snapshot
+from dim.paths import StatePaths
+from dim.records import BootTarget
 from tests.image_trees import T1, digest, inode, snapshot, touch_tree, write
 
 
@@ -263,3 +266,12 @@ def test_switch_points_each_nodes_installed_loader_files_at_the_new_image(dim, s
     assert ": 0 files changed" in dim.ok("apply", "--root", str(root), "--skip-validation")
     dim.ok("node", "switch", "n1", "alpha", "--root", str(tmp_path / "elsewhere"))
     assert os.readlink(grub) == "../dim-beta.cfg"  # another root: not touched
+
+
+def test_a_switch_rewrites_the_boot_targets_dim_serve_answers_from_in_an_outage(dim, src):
+    _imported(dim, src, "n1")
+    dim.ok("image", "import", "beta", "--from", str(src))
+    dim.ok("node", "set", "n1", "--mac", "52:54:00:00:00:01")
+    dim.ok("node", "switch", "n1", "beta")
+    found = Snapshot(StatePaths(dim.state).boot_targets).targets()
+    assert found == {"52:54:00:00:00:01": BootTarget("n1", "boot", "beta")}

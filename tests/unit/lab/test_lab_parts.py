@@ -123,8 +123,22 @@ def test_lab_env_points_dim_at_the_labs_layout_and_state(
     assert lines == [
         f"export DIM_CONFIG='{tmp_path}/my lab/cluster.xml'",
         f"export DIM_STATE='{tmp_path}/my lab/state'",
+        "unset DIM_DATABASE",
         f"export DIM_ROOT='{tmp_path}/my lab/root'",
     ]
+
+
+def test_a_lab_with_a_database_server_points_every_dim_it_runs_at_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "postgresql://dim:pw@10.77.0.1:5432/dim"
+    LabState(str(tmp_path), "dimtest", "kea", database=url).save()
+    assert main(["lab", "env", "--dir", str(tmp_path)]) == 0
+    assert f"export DIM_DATABASE={url}" in capsys.readouterr().out.splitlines()
+    assert cluster.context(tmp_path).database == url
+    (serve,) = [s for s in daemon_specs(tmp_path, "kea") if s.name == "serve"]
+    assert serve.command[:2] == ("env", f"DIM_DATABASE={url}") and url not in serve.command[2:]
+    assert LabState.load(tmp_path).database == url
 
 
 def test_a_lab_bmc_powers_its_node_as_lab_boot_does_with_its_last_firmware(

@@ -164,9 +164,9 @@ def test_a_gone_node_or_a_non_boot_network_needs_no_release():
     assert fake.requests == []
 
 
-def test_settle_releases_this_servers_leases_and_forgets_only_the_settled(tmp_path):
+def test_settle_releases_this_servers_leases_and_forgets_only_the_settled(tmp_path, database):
     cluster = parse(TWO_SERVERS, "two.xml")
-    db = StateDB.open(tmp_path)
+    db = StateDB.open(tmp_path, url=database)
     first = {("c01", "boot"): OLD, ("c02", "boot"): "52:54:00:00:00:02"}
     db.set_macs(cluster, first | {("d01", "boot"): "52:54:00:00:00:03"})
     db.set_macs(
