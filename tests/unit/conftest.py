@@ -39,7 +39,7 @@ PAIR = b"""<?xml version="1.0"?>
   <server name="srv1" address="10.20.0.1" own-address="10.20.0.11" interface="eth0"
           dhcp="dnsmasq" nfs="ganesha"/>
   <server name="srv2" address="10.20.0.2" own-address="10.20.0.12" interface="eth1"
-          dhcp="dnsmasq" nfs="ganesha" http-port="8081" bios-loader="lpxelinux.0"
+          dhcp="dnsmasq" nfs="ganesha" bios-loader="lpxelinux.0"
           uefi-loader="grubx64.efi" uefi-http-loader="ipxe.efi" secure-boot-loader="sb.efi"/>
   <server name="solo" address="10.20.0.3" dhcp="dnsmasq" nfs="ganesha"/>
   <failover name="pair" servers="srv[1-2]"/>

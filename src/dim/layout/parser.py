@@ -360,6 +360,14 @@ class _Parser:
                         where,
                         str(server.address),
                     )
+                if server.http_port != servers[members[0]].http_port:
+                    raise self.error(
+                        f"failover set {name}: server {member} has http-port "
+                        f"{server.http_port}, {members[0]} {servers[members[0]].http_port}: "
+                        "dim serve answers a dead peer's nodes on its own port",
+                        where,
+                        str(server.http_port),
+                    )
                 if server.nfs == "kernel":
                     raise self.error(
                         f'failover set {name}: server {member} has nfs="kernel"; takeover '

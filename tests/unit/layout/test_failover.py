@@ -181,6 +181,13 @@ REFUSED = {
         '<server name="srv2"',
         "10.21.0.2",
     ),
+    "another http-port": (
+        [('interface="eth1"', 'interface="eth1" http-port="8081"')],
+        "failover set pair: server srv2 has http-port 8081, srv1 8080: dim serve answers a "
+        "dead peer's nodes on its own port",
+        '<server name="srv2"',
+        "8081",
+    ),
     "kernel NFS": (
         [
             (
