@@ -8,11 +8,13 @@ import pytest
 
 from dim.actions import nodes
 from dim.actions.apply import ApplyReport, apply
+from dim.actions.context import Context
 from dim.errors import ApplyError
 from dim.records import StaleLease
 from dim.services import clients, leases
 from dim.services.apply import ApplyResult
 from dim.services.clients import ShippedFile
+from tests.unit.conftest import PAIR
 
 
 def test_apply_into_a_root_installs_the_files_and_reports_them(ctx, tmp_path):
@@ -101,3 +103,26 @@ def test_a_loader_no_longer_named_is_removed_by_the_next_apply(ctx, tmp_path):
     assert (root / "srv/dim/tftp/lpxelinux.0").is_file() and (
         root / "srv/dim/tftp/ldlinux.c32"
     ).is_file()
+
+
+def test_a_failover_sets_server_installs_its_peers_loaders_in_its_own_roots(tmp_path, monkeypatch):
+    # srv1 holds srv2's address when srv2 is dead: srv2's nodes then fetch srv2's loaders here
+    layout = tmp_path / "pair.xml"
+    layout.write_bytes(PAIR.replace(b'interface="eth0"', b'interface="eth0" tftp-root="/tftp"'))
+    shim = tmp_path / "shim.efi"
+    shim.write_bytes(b"shim")
+    monkeypatch.setitem(
+        clients.SHIPPED, "shimx64.efi", (("shimx64.efi", ShippedFile(str(shim), "shim-signed")),)
+    )
+    root = tmp_path / "root"
+    ctx = Context(config=layout, state=tmp_path / "state")
+    report = apply(ctx, root=root, server="srv1", do_reload=False, validation=False)
+    tftp = sorted(p.name for p in (root / "tftp").iterdir() if p.is_file())
+    assert tftp == [
+        "grubx64.efi", "ldlinux.c32", "lpxelinux.0", "shimx64.efi", "snponly.efi", "undionly.kpxe"
+    ]  # fmt: skip
+    assert (root / "srv/dim/http/ipxe.efi").is_file() and (root / "srv/dim/http/snponly.efi")
+    assert report.warnings == (
+        "/tftp/sb.efi is missing: uefi-secureboot clients are sent it, and dim does not ship it "
+        "(a site's own loader); put it there",
+    )
