@@ -9,6 +9,7 @@ daemons; the golden files here pin srv1's text (``DIM_UPDATE_GOLDEN=1`` rewrites
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
@@ -61,7 +62,7 @@ def text(files: dict, path: str) -> str:
 
 def body(content: str) -> list[str]:
     """A file's lines without its comments, which name the server that rendered it."""
-    return [ln for ln in content.splitlines() if not ln.lstrip().startswith(("#", "!"))]
+    return [ln for ln in content.splitlines() if not ln.lstrip().startswith(("#", "!", "//"))]
 
 
 # -- golden files ----------------------------------------------------------------------------
@@ -70,6 +71,7 @@ GOLDEN_CASES = {
     "pair-srv1-dnsmasq.conf": ("dnsmasq", "/etc/dnsmasq.d/dim.conf"),
     "pair-srv1-dnsmasq.hosts": ("dnsmasq", "/etc/dim/dnsmasq.hosts"),
     "pair-srv1-dhcpd.conf": ("isc", "/etc/dhcp/dhcpd.conf"),
+    "pair-srv1-kea-dhcp4.conf": ("kea", "/etc/kea/kea-dhcp4.conf"),
     "pair-srv1-ganesha.conf": ("dnsmasq", "/etc/ganesha/ganesha.conf"),
     "pair-srv1-keepalived.conf": ("dnsmasq", "/etc/keepalived/keepalived.conf"),
     "pair-srv1-dim-check-http": ("dnsmasq", "/etc/keepalived/dim-check-http"),
@@ -230,9 +232,52 @@ def test_isc_dhcpd_sends_each_node_its_own_servers_loader_and_address(pair_inven
         assert PAIR_MACS[(node, "boot")] in host
 
 
-def test_both_servers_of_a_set_render_the_same_dhcp_but_for_the_comments(pair_inventory):
-    for dhcp, path in (("dnsmasq", "/etc/dnsmasq.d/dim.conf"), ("isc", "/etc/dhcp/dhcpd.conf")):
-        inventory = flavoured(pair_inventory, dhcp)
-        one, two = (text(render(inventory, s), path) for s in ("srv1", "srv2"))
-        # srv2's dnsmasq listens on its own interface, eth1; the rest is the same
-        assert body(one.replace("interface=eth0", "interface=eth1")) == body(two)
+KEA_KINDS = {"ipxe": "ipxe", "uefi-http": "uefi-http", "uefi-pxe": "uefi", "bios-pxe": "bios"}
+
+
+def kea_config(files: dict) -> dict:
+    lines = text(files, "/etc/kea/kea-dhcp4.conf").splitlines()
+    return json.loads("\n".join(ln for ln in lines if not ln.lstrip().startswith("//")))
+
+
+@pytest.mark.parametrize("server", ["srv1", "srv2"])
+def test_kea_sends_each_node_its_own_servers_loader_and_address(pair_inventory, server):
+    dhcp4 = kea_config(render(flavoured(pair_inventory, "kea"), server))["Dhcp4"]
+    classes = {c["name"]: c for c in dhcp4["client-classes"]}
+    for kind in KEA_KINDS.values():  # the kinds' own classes send nothing in a set
+        assert not {"next-server", "boot-file-name"} & set(classes[kind])
+    for owner, sent in SENT.items():
+        assert classes[f"dim-{owner}"] == {"name": f"dim-{owner}"}  # set by the reservations
+        for kind, name in KEA_KINDS.items():
+            found = classes[f"dim-{owner}-{name}"]
+            # depends on KNOWN: evaluated once the reservation (and its class) is found
+            assert (
+                found["test"] == f"member('KNOWN') and member('dim-{owner}') and member('{name}')"
+            )
+            assert found["boot-file-name"] == sent[kind]
+            http = sent[kind].startswith("http://")
+            assert found.get("next-server") == (None if http else ADDRESS[owner])
+    (subnet,) = dhcp4["subnet4"]
+    reservations = {r["hostname"]: r for r in subnet["reservations"]}
+    for node, owner in NODE_SERVER.items():
+        reservation = reservations[node]
+        assert reservation["client-classes"] == [f"dim-{owner}"]
+        secure = (reservation.get("next-server"), reservation.get("boot-file-name"))
+        expected = (ADDRESS[owner], SENT[owner]["secure-boot"])
+        assert secure == (expected if node.endswith("2") else (None, None))
+
+
+DHCP_FILES = {
+    "dnsmasq": "/etc/dnsmasq.d/dim.conf",
+    "isc": "/etc/dhcp/dhcpd.conf",
+    "kea": "/etc/kea/kea-dhcp4.conf",
+}
+
+
+@pytest.mark.parametrize("dhcp", sorted(DHCP_FILES))
+def test_both_servers_of_a_set_render_the_same_dhcp_but_for_the_comments(pair_inventory, dhcp):
+    inventory = flavoured(pair_inventory, dhcp)
+    one, two = (text(render(inventory, s), DHCP_FILES[dhcp]) for s in ("srv1", "srv2"))
+    # each listens on its own interface (srv1 eth0, srv2 eth1); the rest is the same
+    one = one.replace("interface=eth0", "interface=eth1").replace('[ "eth0" ]', '[ "eth1" ]')
+    assert body(one) == body(two)
