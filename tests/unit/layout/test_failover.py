@@ -39,15 +39,15 @@ def test_a_set_names_its_servers_in_layout_order_and_each_server_its_set():
     assert cluster.peers("solo") == ("solo",)
 
 
-def with_checks(checks: str) -> tuple[str, str]:
-    """The replacement that gives srv1 ``checks`` (``<check …/>`` elements)."""
-    return 'nfs="ganesha"/>', f'nfs="ganesha">{checks}</server>'
+def with_children(children: str) -> tuple[str, str]:
+    """The replacement that gives srv1 ``children`` (``<check/>``, ``<reload/>`` elements)."""
+    return 'nfs="ganesha"/>', f'nfs="ganesha">{children}</server>'
 
 
 def test_preempt_checks_and_their_defaults():
     data = changed(
         (SET, '<failover name="pair" servers="srv[1-2]" preempt="yes" preempt-delay="30"/>'),
-        with_checks(
+        with_children(
             '<check service="nfs" command="/bin/true"/>'
             '<check service="http" command="curl -fs http://10.20.0.11:8080/dim/health"/>'
         ),
@@ -59,6 +59,12 @@ def test_preempt_checks_and_their_defaults():
         ("http", "curl -fs http://10.20.0.11:8080/dim/health"),
     )
     assert cluster.servers["srv2"].checks == ()
+
+
+def test_keepalived_has_a_reload_command_of_its_own():
+    data = changed(with_children('<reload service="keepalived" command="pkill -HUP -F /k.pid"/>'))
+    server = parse(data, "pair.xml").servers["srv1"]
+    assert server.reload_command("keepalived") == "pkill -HUP -F /k.pid"
 
 
 def test_a_layout_without_failover_sets_has_none_and_needs_no_own_address(small_cluster):
@@ -245,8 +251,8 @@ def test_a_broken_failover_set_is_one_line_naming_file_line_and_value(case):
             (SET, SET.replace("/>", ' preempt="maybe"/>')),
             "does not match the cluster.xml schema",
         ),
-        (with_checks('<check service="ssh" command="true"/>'), "does not match the cluster.xml"),
-        (with_checks('<check service="nfs" command=" "/>'), "invalid check command"),
+        (with_children('<check service="ssh" command="true"/>'), "does not match the cluster.xml"),
+        (with_children('<check service="nfs" command=" "/>'), "invalid check command"),
     ],
 )
 def test_a_bad_preempt_or_check_is_refused(replacement, message):
