@@ -126,3 +126,12 @@ def test_a_failover_sets_server_installs_its_peers_loaders_in_its_own_roots(tmp_
         "/tftp/sb.efi is missing: uefi-secureboot clients are sent it, and dim does not ship it "
         "(a site's own loader); put it there",
     )
+
+
+def test_a_failover_sets_server_makes_the_folders_its_exports_name_for_its_peers_nodes(tmp_path):
+    # srv1's ganesha exports b1's folder: it must exist when srv1's ganesha starts
+    layout = tmp_path / "pair.xml"
+    layout.write_bytes(PAIR.replace(b'secure-boot="yes"', b'secure-boot="no"'))
+    ctx = Context(config=layout, state=tmp_path / "state")
+    apply(ctx, root=tmp_path / "root", server="srv1", do_reload=False, validation=False)
+    assert sorted(p.name for p in (tmp_path / "state/nodes").iterdir()) == ["a1", "a2", "b1", "b2"]
