@@ -18,6 +18,7 @@ change in dim's files to run the daemons from a test folder (`runnable_config`).
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,7 @@ class Pair:
     lab: Segment
     folder: Path
     hosts: dict[str, Client] = field(default_factory=dict)
-    daemons: dict[str, Daemon] = field(default_factory=dict)
+    daemons: dict[str, list[Daemon]] = field(default_factory=dict)
 
     def dim(self, server: str, *args: str) -> str:
         config, state = self.folder / "cluster.xml", self.folder / "state"
@@ -123,19 +124,32 @@ class Pair:
         for server in SERVICE:
             root = self.folder / server / "root"
             self.dim(server, "apply", "--server", server, "--root", str(root), "--no-reload")
+            # the daemons' tftp-root is where dim apply installed it
+            (self.folder / server / "tftp").rmdir()
+            (self.folder / server / "tftp").symlink_to(f"{root}{self.folder}/{server}/tftp")
 
     def serve(self, server: str) -> None:
+        """Start ``server``'s DHCP daemon, and beside Kea or ISC dhcpd its TFTP-only dnsmasq."""
         workdir = self.folder / server
         config = runnable_config(self.flavour, workdir / "root", workdir)
         argv, env = dhcp_server_command(self.flavour, config, workdir, "eth0")
         namespace = self.hosts[server].namespace
         log = workdir / f"{self.flavour}.log"
-        self.daemons[server] = self.lab.start(argv, log=log, env=env, namespace=namespace)
-        self.daemons[server].wait_udp(67)
+        dhcp = self.lab.start(argv, log=log, env=env, namespace=namespace)
+        self.daemons[server] = [dhcp]
+        dhcp.wait_udp(67)
+        if self.flavour != "dnsmasq":
+            tftp_conf = workdir / "root/etc/dnsmasq.d/dim-tftp.conf"
+            argv = ["dnsmasq", "--keep-in-foreground", f"--conf-file={tftp_conf}", "--user=root"]
+            argv += [f"--pid-file={workdir / 'tftp.pid'}", "--log-facility=-"]
+            tftp = self.lab.start(argv, log=workdir / "tftp.log", namespace=namespace)
+            self.daemons[server].append(tftp)
+            tftp.wait_udp(69)
 
     def fail(self, server: str, peer: str) -> None:
-        """Stop ``server``'s daemon by its pid; its service address moves to ``peer``."""
-        self.daemons.pop(server).stop()
+        """Stop ``server``'s daemons by their pids; its service address moves to ``peer``."""
+        for daemon in self.daemons.pop(server):
+            daemon.stop()
         address = f"{SERVICE[server]}/24"
         ip("-n", self.hosts[server].namespace, "addr", "del", address, "dev", "eth0")
         ip("-n", self.hosts[peer].namespace, "addr", "add", address, "dev", "eth0")
@@ -150,13 +164,25 @@ class Pair:
         client = self.lab.clients[0]
         return dhcp_request(client.namespace, client.iface, MACS[node], **REQUESTS[kind])  # type: ignore[arg-type]
 
+    def fetch(self, server: str, path: str) -> bytes:
+        """``path`` over TFTP from ``server``, by the second client (it keeps its address and
+        MAC: the first one's MAC changes with each DHCP request)."""
+        result = subprocess.run(
+            ["ip", "netns", "exec", self.lab.clients[1].namespace,
+             "busybox", "tftp", "-g", "-r", path, "-l", "/dev/stdout", server],
+            capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, (server, path, result.stderr.decode())
+        return result.stdout
+
 
 @pytest.fixture(params=["dnsmasq", "kea", "isc"])
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
     require_lab()
     require_dhcp_server(request.param)
     require_binary("keepalived", "keepalived")  # dim apply validates its configuration
-    with segment("10.77.0.254/24", clients=1) as lab:
+    with segment("10.77.0.254/24", clients=2) as lab:
+        ip("-n", lab.clients[1].namespace, "addr", "add", "10.77.0.50/24", "dev", "eth0")
         both = Pair(request.param, lab, tmp_path)
         both.configure()
         for server in SERVICE:
@@ -195,3 +221,23 @@ def test_each_node_gets_its_own_servers_address_from_whichever_server_answers(pa
     pair.come_back("srv1", "srv2")
     pair.fail("srv2", "srv1")
     check_every_answer(pair, {"srv1"})
+
+
+def pxelinux_config(pair: Pair, server: str, node: str) -> str:
+    """The PXELINUX configuration of ``node`` by its MAC, over TFTP from ``server``."""
+    name = "01-" + MACS[node].replace(":", "-")
+    return pair.fetch(server, f"pxelinux.cfg/{name}").decode()
+
+
+def test_a_dead_servers_nodes_fetch_their_own_files_from_its_address_on_the_peer(pair: Pair):
+    pair.fail("srv1", "srv2")
+    lease = pair.ask("node01", "bios")  # from srv2
+    assert (lease.next_server, lease.boot_file) == ("10.77.0.1", "undionly.kpxe")
+    # srv2 holds srv1's address: it serves srv1's loader and node01's configuration
+    loader = pair.fetch(lease.next_server, lease.boot_file)
+    assert loader == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
+    assert " dim.server=10.77.0.1 " in pxelinux_config(pair, "10.77.0.1", "node01")
+    pair.come_back("srv1", "srv2")
+    pair.fail("srv2", "srv1")
+    assert pair.ask("node03", "bios").next_server == "10.77.0.3"  # from srv1
+    assert " dim.server=10.77.0.3 " in pxelinux_config(pair, "10.77.0.3", "node03")

@@ -24,6 +24,7 @@ from tests.unit.conftest import PAIR, PAIR_MACS
 
 GOLDEN = Path(__file__).parent / "golden"
 STATE = Path("/var/lib/dim")
+TFTP = "/srv/dim/tftp"
 
 # What each server's nodes are sent, by client kind (srv2 overrides every loader).
 SENT = {
@@ -281,3 +282,12 @@ def test_both_servers_of_a_set_render_the_same_dhcp_but_for_the_comments(pair_in
     # each listens on its own interface (srv1 eth0, srv2 eth1); the rest is the same
     one = one.replace("interface=eth0", "interface=eth1").replace('[ "eth0" ]', '[ "eth1" ]')
     assert body(one) == body(two)
+
+
+@pytest.mark.parametrize("dhcp", ["kea", "isc"])
+def test_tftp_beside_kea_or_isc_binds_the_addresses_that_arrive_on_takeover(pair_inventory, dhcp):
+    # bind-interfaces binds the addresses present at start only: a peer's service address
+    # moved here later got no TFTP answer (tests/integration/test_dhcp_failover.py)
+    conf = text(render(flavoured(pair_inventory, dhcp), "srv1"), "/etc/dnsmasq.d/dim-tftp.conf")
+    assert body(conf)[-4:] == ["interface=eth0", "bind-dynamic", "enable-tftp", f"tftp-root={TFTP}"]
+    assert "bind-interfaces" not in conf
