@@ -31,6 +31,48 @@ SMALL = b"""<?xml version="1.0"?>
 """
 
 
+# A failover set of two servers with loaders and ports of their own, and a lone server beside it.
+PAIR = b"""<?xml version="1.0"?>
+<cluster name="ha" domain="ha.example">
+  <network name="boot" subnet="10.20.0.0/24" gateway="10.20.0.254"/>
+  <network name="other" subnet="10.21.0.0/24"/>
+  <server name="srv1" address="10.20.0.1" own-address="10.20.0.11" interface="eth0"
+          dhcp="dnsmasq" nfs="ganesha"/>
+  <server name="srv2" address="10.20.0.2" own-address="10.20.0.12" interface="eth1"
+          dhcp="dnsmasq" nfs="ganesha" bios-loader="lpxelinux.0"
+          uefi-loader="grubx64.efi" uefi-http-loader="ipxe.efi" secure-boot-loader="sb.efi"/>
+  <server name="solo" address="10.20.0.3" dhcp="dnsmasq" nfs="ganesha"/>
+  <failover name="pair" servers="srv[1-2]"/>
+  <image name="alpha"><persist path="/etc"/></image>
+  <image name="beta"><persist path="/var"/></image>
+  <group name="a" nodes="a[1-2]" image="alpha" server="srv1">
+    <interface network="boot" ip="10.20.0.{100+n1}"/>
+    <node name="a2" secure-boot="yes"/>
+  </group>
+  <group name="b" nodes="b[1-2]" image="beta" server="srv2">
+    <interface network="boot" ip="10.20.0.{110+n1}"/>
+    <node name="b2" secure-boot="yes"/>
+  </group>
+  <group name="c" nodes="c1" image="alpha" server="solo">
+    <interface network="boot" ip="10.20.0.{120+n1}"/>
+  </group>
+</cluster>
+"""
+PAIR_MACS = {
+    ("a1", "boot"): "52:54:00:20:00:01",
+    ("a2", "boot"): "52:54:00:20:00:02",
+    ("b1", "boot"): "52:54:00:20:01:01",
+    ("b2", "boot"): "52:54:00:20:01:02",
+    ("c1", "boot"): "52:54:00:20:02:01",
+}
+
+
+@pytest.fixture
+def pair_inventory() -> Inventory:
+    """`PAIR` with every node's MAC recorded."""
+    return Inventory(parse(PAIR, "pair.xml"), dict(PAIR_MACS), {})
+
+
 @pytest.fixture
 def small_xml() -> bytes:
     return SMALL

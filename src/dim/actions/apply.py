@@ -27,6 +27,7 @@ caller shows first, then turns into an error with :meth:`ApplyReport.raise_for_u
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,8 @@ def apply(
     srv = inventory.cluster.servers[name]
     do_reload = (root.resolve() == Path("/")) if do_reload is None else do_reload
     secure_boot = any(node.secure_boot for node in context.nodes())
-    loaders, warnings = loader_files(srv, root, secure_boot=secure_boot)
+    peers = [inventory.cluster.servers[p] for p in inventory.cluster.peers(name) if p != name]
+    loaders, warnings = loader_files(srv, root, secure_boot=secure_boot, peers=peers)
     result = applier.apply(
         render_all(context) + loaders,
         root,
@@ -120,16 +122,17 @@ def apply(
 
 
 def loader_files(
-    server: Server, root: Path, *, secure_boot: bool = False
+    server: Server, root: Path, *, secure_boot: bool = False, peers: Sequence[Server] = ()
 ) -> tuple[list[RenderedFile], list[str]]:
-    """The loader files dim ships for ``server``'s clients, read from their Debian packages,
-    and a warning for each of the site's own loaders that is not under ``root``.
+    """The loader files dim ships for ``server``'s clients (and in a failover set its
+    ``peers``' clients), read from their Debian packages, and a warning for each of the site's
+    own loaders that is not under ``root``.
 
     Raises :class:`ApplyError` naming the file and the package to install when a shipped
     loader's source is missing: nothing is installed then.
     """
     files, warnings = [], []
-    for loader in needed_loaders(server, secure_boot=secure_boot):
+    for loader in needed_loaders(server, secure_boot=secure_boot, peers=peers):
         if loader.shipped is None:
             if not os.path.exists(target(root, loader.path)):
                 warnings.append(

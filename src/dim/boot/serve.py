@@ -194,9 +194,13 @@ class BootService:
     def entry_script(self, boot_url: str) -> Answer:
         return Answer(200, self._context().render("boot.ipxe.j2", boot_url=boot_url).decode())
 
-    def node_script(self, name: str, client: str, boot_url: str) -> Answer:
+    def node_script(self, name: str, client: str, boot_url: str | None) -> Answer:
         """The script of the node whose boot interface has the MAC of ``<mac>.ipxe``: its
-        current image's current boot build, with ``dim.node=`` and ``dim.mac=`` added."""
+        current image's current boot build, with ``dim.node=`` and ``dim.mac=`` added.
+
+        ``boot_url`` is the URL the node reached us by; without one, its own server's (in a
+        failover set, this server may hold a dead peer's address and answer its nodes).
+        """
         cluster = self.cluster()
         found = self._booting(cluster, name)
         if isinstance(found, Answer):
@@ -210,13 +214,14 @@ class BootService:
             log.warning("%s: %s", node.name, message)
             return Answer(200, f"#!ipxe\necho dim: {node.name}: {message}\n{RETRY}")
         context = self._context(cluster)
+        own = cluster.servers[node.server]
+        boot_url = boot_url or own.boot_url
         folder = f"dim/images/{image.name}/{build.version}"  # pinned: kernel and initrd match
         boot_image = BootImage(
             name=image.name,
             kernel=f"{folder}/vmlinuz",
             initrd=f"{folder}/initrd.img",
-            args=f"{kernel_args(context, image, cluster.servers[node.server])} "
-            f"dim.node={node.name} dim.mac={mac}",
+            args=f"{kernel_args(context, image, own)} dim.node={node.name} dim.mac={mac}",
         )
         script = context.render("image.ipxe.j2", image=boot_image, boot_url=boot_url).decode()
         boot = Boot(node.name, image.name, str(build.version), client, time.time())
@@ -521,11 +526,11 @@ async def _stop_recorder(app: web.Application) -> None:
     await asyncio.to_thread(app[RECORDER].stop)
 
 
-def _boot_url(request: web.BaseRequest, server: Server) -> str:
+def _boot_url(request: web.BaseRequest) -> str | None:
     """The URL the client reached us by (its Host header), so that scripts chained from here
-    come back to the same address and port; the layout's when the header is odd or missing."""
+    come back to the same address and port; None when the header is odd or missing."""
     host = request.headers.get("Host", "")
-    return f"http://{host}" if _HOST.fullmatch(host) else server.boot_url
+    return f"http://{host}" if _HOST.fullmatch(host) else None
 
 
 def _reply(answer: Answer) -> web.Response:
@@ -539,12 +544,12 @@ async def _health(request: web.Request) -> web.StreamResponse:
 
 async def _entry(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
-    return _reply(service.entry_script(_boot_url(request, service.server())))
+    return _reply(service.entry_script(_boot_url(request) or service.server().boot_url))
 
 
 async def _node(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
-    boot_url = _boot_url(request, service.server())
+    boot_url = _boot_url(request)
     client = request.remote or "-"
     name = request.match_info["name"]
     # The lookup may wait on a disk or, with PostgreSQL, on the network: not on the loop.

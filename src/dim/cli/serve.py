@@ -93,6 +93,7 @@ def command(
     /boot.ipxe                        chains to the node's own script by MAC
     /dim/nodes/<mac>.ipxe             the node's current image, from the state DB at each boot
     /dim/images/<image>/vmlinuz       the current boot build (also initrd.img)
+    /dim/health                       "ok" while serving (keepalived's check in a failover set)
     anything else                     a file below http-root, never outside it
 
     One line per request on stderr: client, method and path, status, bytes, milliseconds;

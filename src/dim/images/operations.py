@@ -256,14 +256,17 @@ def ensure_replicas(
     ``dim apply`` calls this first: the exports it renders name the image store and every
     node's folder of replicas, which must exist (nfs-ganesha skips an export whose path does
     not), and a node assigned its image by cluster.xml or ``dim node set --image`` gets its
-    replica here.
+    replica here. In a failover set the exports name the folders of the peers' nodes too:
+    those are made here as well (a peer's ganesha exports them only if they were there when it
+    started), while their replicas are left to the peer's own apply.
     """
     if not dry_run:
         store.paths.images.mkdir(parents=True, exist_ok=True)
         store.paths.nodes.mkdir(parents=True, exist_ok=True)
         present = set(os.listdir(store.paths.nodes))  # one listing, not a mkdir per node
+        exported = set(inventory.cluster.peers(server))
         for node in inventory.cluster.nodes:
-            if node.server == server and node.name not in present:
+            if node.server in exported and node.name not in present:
                 (store.paths.nodes / node.name).mkdir(exist_ok=True)
     missing: dict[str, list[str]] = {}
     stored = {name: store.exists(name) for name in inventory.cluster.images}

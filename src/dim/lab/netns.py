@@ -3,8 +3,9 @@
 A `Segment` is one broadcast domain made of network namespaces that this module creates and
 deletes by name, and nothing else: a server namespace holding a bridge with an IPv4 address,
 kept up by a veth pair (Kea and ISC dhcpd refuse a bridge without carrier), and client
-namespaces, each joined to the bridge by a veth pair whose client end is ``eth0``. No packet
-leaves these namespaces::
+namespaces, each joined to the bridge by a veth pair whose client end is ``eth0``; further
+server namespaces (`Segment.add_host`, a failover set's servers) are joined the same way, their
+``eth0`` with addresses of their own. No packet leaves these namespaces::
 
     with segment("10.77.0.1/24", clients=2) as seg:
         daemon = seg.start(["dnsmasq", "--keep-in-foreground", "--conf-file=/tmp/d.conf"],
@@ -13,7 +14,8 @@ leaves these namespaces::
         run(seg.clients[0].namespace, ["ip", "addr"])
 
 Names hold the process id, a counter and a random part (``dim4242-0a1b2-srv``,
-``dim4242-0a1b2-c0``), so parallel runs never collide. On leaving the block every daemon started
+``dim4242-0a1b2-c0``, ``dim4242-0a1b2-srv1`` for ``add_host("srv1", …)``), so parallel runs
+never collide. On leaving the block every daemon started
 through the segment is stopped by its process id (SIGTERM, then SIGKILL) and every namespace the
 segment created is deleted, also when the block raised. tests/doubles/dhcp.py asks for leases
 on it.
@@ -119,6 +121,7 @@ class Segment:
     bridge: str = "br0"
     namespaces: list[str] = field(default_factory=list)
     clients: list[Client] = field(default_factory=list)
+    hosts: list[Client] = field(default_factory=list)  # servers beside the bridge's (add_host)
     daemons: list[Daemon] = field(default_factory=list)
 
     @property
@@ -139,16 +142,31 @@ class Segment:
 
     def add_client(self) -> Client:
         """A new client namespace joined to the bridge; its interface is ``eth0``."""
-        index = len(self.clients)
-        client = Client(f"{self.prefix}-c{index}")
-        self._add_namespace(client.namespace)
-        port = f"port{index}"
-        peer = f"peer name {client.iface} netns {client.namespace}"
-        ip("-n", self.server, "link", "add", port, "type", "veth", *peer.split())
-        attach(self.server, self.bridge, port)
-        ip("-n", client.namespace, "link", "set", client.iface, "up")
+        client = self._join(f"{self.prefix}-c{len(self.clients)}", f"port{len(self.clients)}")
         self.clients.append(client)
         return client
+
+    def add_host(self, name: str, *addresses: str) -> Client:
+        """A further server beside the bridge's: a namespace joined to the bridge whose
+        ``eth0`` has ``addresses`` (``"10.77.0.2/24"``), e.g. one per server of a failover
+        set, each running its own daemons (`start` with ``namespace=``)."""
+        if f"{self.prefix}-{name}" in self.namespaces:
+            raise LabError(f"the segment has a namespace {self.prefix}-{name} already")
+        host = self._join(f"{self.prefix}-{name}", f"host{len(self.hosts)}")
+        self.hosts.append(host)
+        for address in addresses:
+            ip("-n", host.namespace, "addr", "add", address, "dev", host.iface)
+        return host
+
+    def _join(self, namespace: str, port: str) -> Client:
+        """A new namespace whose ``eth0`` is joined to the bridge by a veth pair, up."""
+        joined = Client(namespace)
+        self._add_namespace(namespace)
+        peer = f"peer name {joined.iface} netns {namespace}"
+        ip("-n", self.server, "link", "add", port, "type", "veth", *peer.split())
+        attach(self.server, self.bridge, port)
+        ip("-n", namespace, "link", "set", joined.iface, "up")
+        return joined
 
     def start(
         self,

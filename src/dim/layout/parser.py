@@ -297,6 +297,13 @@ class _Parser:
                 **options,
             )
             own = servers[name].own_address
+            if own == address:
+                raise self.error(
+                    "own-address is the server's address: address is the service address, which "
+                    "floats to a peer, own-address the fixed one that stays; they must differ",
+                    el,
+                    str(own),
+                )
             if own is not None and own not in network.subnet:
                 raise self.error(
                     f"own-address is outside network {network.name} ({network.subnet}) of the "
@@ -314,12 +321,7 @@ class _Parser:
             name = el.get("name")
             if name in sets:
                 raise self.error("duplicate failover set name", el, name)
-            try:
-                members = list(NodeSet(el.get("servers"), resolver=NOGROUP_RESOLVER))
-            except NodeSetException as exc:
-                raise self.error(
-                    f"servers is not a node set: {exc}", el, el.get("servers")
-                ) from None
+            members = list(self._nodeset(el, "servers"))  # counted before it is expanded
             unknown = [m for m in members if m not in servers]
             if unknown:
                 raise self.error(
@@ -364,6 +366,14 @@ class _Parser:
                         "within one network",
                         where,
                         str(server.address),
+                    )
+                if server.http_port != servers[members[0]].http_port:
+                    raise self.error(
+                        f"failover set {name}: server {member} has http-port "
+                        f"{server.http_port}, {members[0]} {servers[members[0]].http_port}: "
+                        "dim serve answers a dead peer's nodes on its own port",
+                        where,
+                        str(server.http_port),
                     )
                 if server.nfs == "kernel":
                     raise self.error(
@@ -664,17 +674,14 @@ def _check_unique_addresses(parser: _Parser, nodes: list[Node], root) -> None:
     """Every IP (interfaces, BMCs, servers) and every host name appears once."""
     owners: dict[str, str] = {}
     for server in root.iterfind("server"):
-        for attribute in ("address", "own-address"):
+        name = f"server {server.get('name')}"
+        for attribute in ("address", "own-address"):  # the two differ (_Parser._servers)
             if server.get(attribute) is None:
                 continue
             ip = str(IPv4Address(server.get(attribute)))
-            owner = owners.setdefault(ip, f"server {server.get('name')}")
-            if owner != f"server {server.get('name')}" or (
-                attribute == "own-address" and ip == str(IPv4Address(server.get("address")))
-            ):
-                raise parser.error(
-                    f"duplicate IP address: server {server.get('name')} and {owner}", server, ip
-                )
+            owner = owners.setdefault(ip, name)
+            if owner != name:
+                raise parser.error(f"duplicate IP address: {name} and {owner}", server, ip)
     hostnames: dict[str, str] = {}
     group_lines = {g.get("name"): g for g in root.iterfind("group")}
     for node in nodes:

@@ -25,6 +25,7 @@ which must already be in the root.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dim.layout.model import Server
@@ -121,20 +122,29 @@ def loader_for(server: Server, kind: str) -> str:
     return getattr(server, found.attribute.replace("-", "_")) or found.default
 
 
-def loader_files(server: Server, *, secure_boot: bool = False) -> list[LoaderFile]:
+def loader_files(
+    server: Server, *, secure_boot: bool = False, peers: Sequence[Server] = ()
+) -> list[LoaderFile]:
     """Every loader file that the server's clients fetch, once each, in the table's order;
-    with ``secure_boot`` (the server boots nodes declared so) the Secure Boot loader's too."""
+    with ``secure_boot`` (the server boots nodes declared so) the Secure Boot loader's too.
+
+    ``peers``, the other servers of its failover set: their loaders as well, in this server's
+    roots. A peer's node fetches its loader from the peer's service address, which this
+    server holds when the peer is dead.
+    """
     files: dict[str, LoaderFile] = {}
-    for kind in (*KINDS, SECURE_BOOT) if secure_boot else KINDS:
-        if kind.attribute is None:
-            continue  # boot.ipxe is rendered, not copied
-        root = server.tftp_root if kind.transport == "tftp" else server.http_root
-        path = f"{root.rstrip('/')}/{loader_for(server, kind.name).lstrip('/')}"
-        folder, _, name = path.rpartition("/")
-        shipped = SHIPPED.get(name)  # efi/snponly.efi is snponly.efi too
-        if shipped is None:
-            files.setdefault(path, LoaderFile(path, None, kind.name))
-            continue
-        for file, source in shipped:  # the loader first, then what it loads from its folder
-            files.setdefault(f"{folder}/{file}", LoaderFile(f"{folder}/{file}", source, kind.name))
+    for owner in (server, *peers):
+        for kind in (*KINDS, SECURE_BOOT) if secure_boot else KINDS:
+            if kind.attribute is None:
+                continue  # boot.ipxe is rendered, not copied
+            root = server.tftp_root if kind.transport == "tftp" else server.http_root
+            path = f"{root.rstrip('/')}/{loader_for(owner, kind.name).lstrip('/')}"
+            folder, _, name = path.rpartition("/")
+            shipped = SHIPPED.get(name)  # efi/snponly.efi is snponly.efi too
+            if shipped is None:
+                files.setdefault(path, LoaderFile(path, None, kind.name))
+                continue
+            for file, source in shipped:  # the loader first, then what it loads from its folder
+                where = f"{folder}/{file}"
+                files.setdefault(where, LoaderFile(where, source, kind.name))
     return list(files.values())

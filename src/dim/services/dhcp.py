@@ -21,6 +21,17 @@ Kea: its reservation's boot-file-name; ISC: its host's filename).
 iPXE is also sent the encapsulated option 175.176 (no-pxedhcp) = 1, so that it does not wait
 for a ProxyDHCP offer.
 
+In a failover set, each server's configuration holds the reservations of every node of the
+set, each node marked with its own server, so that whichever server answers sends it its own
+server's address, loaders and URLs (what that server would have sent): dnsmasq sets a tag
+``dim-<server>`` on its host line and has a ``dhcp-boot`` line per tag and kind; ISC dhcpd puts
+the hosts of each server in a ``group`` with that server's choice; Kea gives each reservation
+the class ``dim-<server>``, and classes ``dim-<server>-<kind>`` that depend on ``KNOWN``, which
+Kea evaluates only once it has found the reservation (measured with kea-dhcp4 2.2: a class
+without ``member('KNOWN')`` is evaluated before, where the reservation's class is not yet set,
+and again after, which its documentation does not promise); a Secure Boot node's reservation
+names its server's address and loader, and wins over the classes.
+
 Kea's configuration also loads the lease_cmds hook and opens a control socket, through which
 ``dim apply`` releases the lease a replaced MAC still holds (:mod:`dim.services.leases`).
 """
@@ -29,7 +40,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dim.errors import RenderError
 from dim.layout.model import Server
 from dim.services import clients
 from dim.services.clients import loader_for
@@ -203,12 +213,6 @@ def render(context: RenderContext) -> list[RenderedFile]:
             ),
         ]
     if flavour == "kea":
-        if len(dhcp.boot_servers) > 1:
-            raise RenderError(
-                f"server {dhcp.server_name}: Kea in a failover set is not rendered yet (each "
-                "node's boot URL must name its own server's address)",
-                hint='use dhcp="dnsmasq" or dhcp="isc" for the servers of a failover set',
-            )
         files = [
             RenderedFile(KEA_CONF, context.render("kea-dhcp4.conf.j2", dhcp=dhcp), service="kea")
         ]

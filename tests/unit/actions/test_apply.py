@@ -16,6 +16,7 @@ from dim.records import BootTarget, StaleLease
 from dim.services import clients, leases
 from dim.services.apply import ApplyResult
 from dim.services.clients import ShippedFile
+from tests.unit.conftest import PAIR
 
 
 def test_apply_into_a_root_installs_the_files_and_reports_them(ctx, tmp_path):
@@ -120,3 +121,35 @@ def test_apply_writes_the_boot_targets_and_a_dry_run_does_not(layout_file, tmp_p
         "52:54:00:00:00:02": BootTarget("c02", "boot", "beta"),
     }
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_failover_sets_server_installs_its_peers_loaders_in_its_own_roots(tmp_path, monkeypatch):
+    # srv1 holds srv2's address when srv2 is dead: srv2's nodes then fetch srv2's loaders here
+    layout = tmp_path / "pair.xml"
+    layout.write_bytes(PAIR.replace(b'interface="eth0"', b'interface="eth0" tftp-root="/tftp"'))
+    shim = tmp_path / "shim.efi"
+    shim.write_bytes(b"shim")
+    monkeypatch.setitem(
+        clients.SHIPPED, "shimx64.efi", (("shimx64.efi", ShippedFile(str(shim), "shim-signed")),)
+    )
+    root = tmp_path / "root"
+    ctx = Context(config=layout, state=tmp_path / "state")
+    report = apply(ctx, root=root, server="srv1", do_reload=False, validation=False)
+    tftp = sorted(p.name for p in (root / "tftp").iterdir() if p.is_file())
+    assert tftp == [
+        "grubx64.efi", "ldlinux.c32", "lpxelinux.0", "shimx64.efi", "snponly.efi", "undionly.kpxe"
+    ]  # fmt: skip
+    assert (root / "srv/dim/http/ipxe.efi").is_file() and (root / "srv/dim/http/snponly.efi")
+    assert report.warnings == (
+        "/tftp/sb.efi is missing: uefi-secureboot clients are sent it, and dim does not ship it "
+        "(a site's own loader); put it there",
+    )
+
+
+def test_a_failover_sets_server_makes_the_folders_its_exports_name_for_its_peers_nodes(tmp_path):
+    # srv1's ganesha exports b1's folder: it must exist when srv1's ganesha starts
+    layout = tmp_path / "pair.xml"
+    layout.write_bytes(PAIR.replace(b'secure-boot="yes"', b'secure-boot="no"'))
+    ctx = Context(config=layout, state=tmp_path / "state")
+    apply(ctx, root=tmp_path / "root", server="srv1", do_reload=False, validation=False)
+    assert sorted(p.name for p in (tmp_path / "state/nodes").iterdir()) == ["a1", "a2", "b1", "b2"]

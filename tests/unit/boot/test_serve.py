@@ -28,7 +28,7 @@ from dim.lab.processes import sleep_until
 from dim.paths import StatePaths
 from dim.state import Boot, StateDB
 from tests.conftest import require
-from tests.unit.conftest import SMALL
+from tests.unit.conftest import PAIR, SMALL
 
 C01 = "52:54:00:00:00:01"
 KERNEL = bytes(range(256)) * 40  # 10 kB, every byte value
@@ -769,3 +769,82 @@ def test_boots_kept_through_an_outage_are_written_when_the_db_answers(tmp_path, 
     assert [b.node for batch in db.written for b in batch] == ["c02", "c03", "c04"]
     assert not outage.down and "reachable again" in caplog.text
     assert "3 boots recorded after the outage (1 older ones were dropped)" in caplog.text
+
+
+# -- failover sets -----------------------------------------------------------------------------
+
+A1, B1, C1 = "52:54:00:20:00:01", "52:54:00:20:01:01", "52:54:00:20:02:01"
+
+
+@pytest.fixture
+def pair_site(tmp_path) -> Path:
+    """`PAIR` (srv1 and srv2 in a set, solo beside), a1, b1 and c1 recorded, alpha and beta
+    built."""
+    (tmp_path / "cluster.xml").write_bytes(PAIR)
+    for node, mac in (("a1", A1), ("b1", B1), ("c1", C1)):
+        assert dim(tmp_path, "node", "set", node, "--mac", mac) == 0
+    for image in ("alpha", "beta"):
+        folder = tmp_path / "state" / "boot" / image / "1"
+        folder.mkdir(parents=True)
+        for name in ("vmlinuz", "initrd.img", "build.json"):
+            (folder / name).write_text("{}")
+    return tmp_path
+
+
+@pytest.fixture
+def srv2(pair_site):
+    client = Http(BootService(pair_site / "cluster.xml", pair_site / "state", "srv2"))
+    yield client
+    client.close()
+
+
+def kernel_line(text: str) -> str:
+    return next(ln for ln in text.splitlines() if ln.startswith("kernel "))
+
+
+def test_a_peers_node_is_booted_with_its_own_servers_address(srv2, pair_site):
+    # srv1 is dead and srv2 holds its address: a1 chains from srv1's URL, srv2 answers
+    reply = srv2.get("/dim/nodes/52-54-00-20-00-01.ipxe", headers={"Host": "10.20.0.1:8080"})
+    assert reply.status == 200
+    line = kernel_line(reply.text)
+    assert line.startswith("kernel http://10.20.0.1:8080/dim/images/alpha/1/vmlinuz ")
+    state = pair_site / "state"
+    assert f" dim.server=10.20.0.1 dim.image=alpha dim.root=10.20.0.1:{state}/images/" in line
+    assert f" dim.rw=10.20.0.1:{state}/nodes " in line
+    assert line.endswith(f" dim.node=a1 dim.mac={A1} || goto failed")
+    own = kernel_line(srv2.get("/dim/nodes/52-54-00-20-01-01.ipxe").text)
+    assert " dim.server=10.20.0.2 " in own and " dim.node=b1 " in own
+
+
+def test_a_peers_node_asking_without_a_usable_host_gets_its_own_servers_url(srv2):
+    reply = srv2.get("/dim/nodes/52-54-00-20-00-01.ipxe", headers={"Host": "not a host"})
+    assert kernel_line(reply.text).startswith("kernel http://10.20.0.1:8080/dim/images/alpha/")
+
+
+def test_a_node_of_a_server_outside_the_set_is_refused(srv2, caplog):
+    with caplog.at_level(logging.WARNING, "dim.serve"):
+        reply = srv2.get("/dim/nodes/52-54-00-20-02-01.ipxe")
+    assert reply.status == 404
+    assert reply.text.startswith(f"#!ipxe\necho dim: c1 ({C1}) boots from server solo")
+    assert f"c1 ({C1}) boots from server solo" in caplog.text
+
+
+def test_health_answers_ok(srv2):
+    reply = srv2.get("/dim/health")
+    assert (reply.status, reply.text) == (200, "ok\n")
+
+
+@pytest.mark.parametrize(
+    ("server", "listen"), [("srv1", "0.0.0.0"), ("solo", "10.20.0.3")], ids=["in-set", "alone"]
+)
+def test_serve_listens_on_every_address_in_a_set_and_on_its_own_alone(
+    pair_site, monkeypatch, server, listen
+):
+    from dim.boot import serve as boot_serve
+
+    started = []
+    monkeypatch.setattr(
+        boot_serve, "run", lambda service, host, port, *rest: started.append((host, port))
+    )
+    assert dim(pair_site, "serve", "--server", server) == 0
+    assert started == [(listen, 8080)]
