@@ -16,7 +16,10 @@ d. srv1 comes back and takes nothing back; with preemption turned on it takes 10
 f. split brain: VRRP between the servers cut (nftables in srv2's namespace), so that both
    claim both addresses; node01's lines stay whole, and healed, one server holds each address.
 
-The DHCP flavour is the test's parameter: dnsmasq and ISC dhcpd (Kea: see the module's skip).
+g. the state DB (the lab's PostgreSQL) stops: node02 reboots all the same, from what ``dim
+   apply`` last wrote, and its boot is recorded once the database is back.
+
+The DHCP flavour is the test's parameter: dnsmasq, ISC dhcpd and Kea.
 
     CI=true .venv/bin/pytest tests/e2e/test_failover.py
 """
@@ -31,10 +34,10 @@ from pathlib import Path
 
 import pytest
 
-from dim.lab import cluster, network
+from dim.lab import cluster, network, postgres
 from dim.lab.processes import sleep_until
 from dim.lab.workload import ERRORS, LOOP, START, Trace
-from tests.conftest import require_binary
+from tests.conftest import require, require_binary
 from tests.e2e.conftest import Lab, require_e2e
 
 pytestmark = pytest.mark.e2e
@@ -44,13 +47,16 @@ SURVIVOR_LIMIT = 1.0
 SERVICE = {"srv1": "10.77.0.1", "srv2": "10.77.0.2"}
 
 
-@pytest.fixture(scope="module", params=["dnsmasq", "isc"])
+@pytest.fixture(scope="module", params=["dnsmasq", "isc", "kea"])
 def ha(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_e2e()
     require_binary("keepalived", "keepalived")
     require_binary("nft", "nftables")
+    require(postgres.available(), "PostgreSQL 15 is missing (apt-get install postgresql-15)")
     if request.param == "isc":
         require_binary("dhcpd", "isc-dhcp-server")
+    if request.param == "kea":
+        require_binary("kea-dhcp4", "kea-dhcp4-server")
     folder = tmp_path_factory.mktemp(f"ha-{request.param}")
     lab = Lab(folder, f"dimha{os.getpid()}")
     try:
@@ -206,3 +212,24 @@ def test_f_split_brain_loses_no_line_and_heals(ha: Lab) -> None:
 def test_lab_servers_have_host_names_of_their_own(ha: Lab) -> None:
     log = Path(ha.folder / "servers" / "srv2" / "logs" / "ganesha.log").read_text()
     assert " : srv2 : " in log
+
+
+def test_g_a_node_boots_while_the_state_database_is_down_and_its_boot_is_recorded_after(
+    ha: Lab,
+) -> None:
+    folder = (ha.folder / "postgres").resolve()
+    server = postgres.running(folder)
+    assert server is not None, "the lab's PostgreSQL should run"
+    before = ha.dim("node", "list", "--json").stdout
+    postgres.stop(server)
+    try:
+        seconds = ha.boot(["node02"])
+    finally:
+        postgres.start(folder)
+    ha.ok("node02", START)
+
+    def recorded() -> bool:
+        return ha.dim("node", "list", "--json", check=False).stdout != before
+
+    assert sleep_until(recorded, 30), "node02's boot was not recorded once the DB was back"
+    ha.say(f"node02 booted with the state DB down in {seconds['node02']:.1f} s")

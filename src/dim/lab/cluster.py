@@ -133,7 +133,7 @@ def up(
             network.add_server(namespace, name, f"10.77.0.{100 + number}")
         if names:  # several servers share one state DB: PostgreSQL, as on a real site
             say("database: PostgreSQL (the state DB of every server)")
-            database = postgres.start(folder / "postgres")
+            database = postgres.start(_database_folder(folder, namespace))
             state = dataclasses.replace(state, database=database.socket_url)
             state.save()
         _build_images(folder, debian=debian, say=say)
@@ -149,6 +149,28 @@ def up(
         down(folder)
         raise
     return state
+
+
+def _database_folder(folder: Path, namespace: str) -> Path:
+    """Where the lab's PostgreSQL keeps its data: ``<lab>/postgres``, a link to a folder below
+    /var/tmp when the lab's own is out of the postgres user's reach (a test's temporary
+    folder is private to root). Made anew at each ``up``."""
+    link = folder / "postgres"
+    if link.is_symlink() or link.exists():
+        target = link.resolve()
+        stale = postgres.running(target)
+        if stale is not None:
+            postgres.stop(stale)
+        shutil.rmtree(target, ignore_errors=True)
+        if link.is_symlink():
+            link.unlink()
+    if all(os.stat(p).st_mode & 0o001 for p in [folder, *folder.parents]):
+        return link
+    target = Path("/var/tmp") / f"dim-lab-postgres-{namespace}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(mode=0o755)
+    link.symlink_to(target)
+    return target  # the server's own paths (its socket) must not pass through the lab's
 
 
 def _wait_own_addresses(state: LabState, say: Say, timeout: float = 15.0) -> None:
@@ -492,7 +514,7 @@ def down(folder: Path) -> list[str]:
     for process in [*state.nodes.values(), *reversed(state.daemons)]:
         stop(process.pid)
     state.without_processes().save()
-    database = postgres.running(folder / "postgres")
+    database = postgres.running((folder / "postgres").resolve())
     if database is not None:
         postgres.stop(database)
     for server in state.servers:
