@@ -27,6 +27,7 @@ The DHCP flavour is the test's parameter: dnsmasq, ISC dhcpd and Kea.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ import pytest
 
 from dim.lab import cluster, network, postgres
 from dim.lab.processes import sleep_until
+from dim.lab.state import LabState
 from dim.lab.workload import ERRORS, LOOP, START, Trace
 from tests.conftest import require, require_binary
 from tests.e2e.conftest import Lab, require_e2e
@@ -79,6 +81,7 @@ def ha(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
         yield lab
     finally:
         cluster.down(folder)
+        (folder / "said.txt").write_text("\n".join(lab.said) + "\n")  # what was measured
 
 
 def trace(lab: Lab, node: str) -> Trace:
@@ -233,3 +236,36 @@ def test_g_a_node_boots_while_the_state_database_is_down_and_its_boot_is_recorde
 
     assert sleep_until(recorded, 30), "node02's boot was not recorded once the DB was back"
     ha.say(f"node02 booted with the state DB down in {seconds['node02']:.1f} s")
+
+
+def _daemon_dies(ha: Lab, daemon: str) -> None:
+    """srv2's ``daemon`` is killed, the host lives: srv2 goes into FAULT and srv1 takes
+    10.77.0.2; node02 carries on; the daemon restarted, srv2 takes its address back
+    (preemption is on since test d)."""
+    assert sleep_until(lambda: held(ha)["srv2"] == [SERVICE["srv2"]], 30), held(ha)
+    before = uptime(ha, "node02")
+    os.killpg(ha.daemon_pid(f"srv2/{daemon}"), signal.SIGKILL)
+    try:
+        assert sleep_until(lambda: SERVICE["srv2"] in held(ha)["srv1"], 15), held(ha)
+        assert held(ha)["srv2"] == [], f"srv2 kept an address without its {daemon}"
+        lines_after(ha, "node02", 5)
+        away = trace(ha, "node02").since(before).longest_gap
+    finally:
+        cluster.restart(ha.folder, f"srv2/{daemon}", say=ha.say)
+    back_from = uptime(ha, "node02")
+    assert sleep_until(lambda: held(ha)["srv2"] == [SERVICE["srv2"]], 30), held(ha)
+    lines_after(ha, "node02", 3)
+    moved = trace(ha, "node02")
+    back = moved.since(back_from).longest_gap
+    ha.say(f"{daemon} killed on srv2: node02's longest gap {away} s away, {back} s back")
+    assert moved.numbers_ok
+    assert away <= GAP_LIMIT and back <= GAP_LIMIT, f"gaps: {away} s away, {back} s back"
+    assert_no_errors(ha, "node02")
+
+
+def test_h_a_dead_daemon_on_a_living_server_moves_its_address(ha: Lab) -> None:
+    """The DHCP daemon with each flavour (its check reads the flavour's pid file); ganesha's
+    and dim serve's checks are the same whatever the flavour: proven once, with dnsmasq."""
+    flavour = LabState.running(ha.folder).flavour
+    for daemon in [flavour, *(["ganesha", "serve"] if flavour == "dnsmasq" else [])]:
+        _daemon_dies(ha, daemon)

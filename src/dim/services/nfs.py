@@ -55,6 +55,15 @@ class NfsContext:
     # one NFSv4 identity, which a client compares before it reclaims its state on a peer.
     bind_address: str = ""
     identity: str | None = None
+    lease: int = 15
+
+
+LEASE = 15
+# A server of a failover set that gave up an address (a failed check) keeps serving; its
+# ganesha keeps the state of the clients that moved away until their lease runs out, and a
+# client that comes back sooner (preemption) waits for that: measured, a 16 s pause with a
+# 15 s lease (docs/ha.md).
+FAILOVER_LEASE = 5
 
 
 def nfs_context(context: RenderContext) -> NfsContext:
@@ -81,6 +90,7 @@ def nfs_context(context: RenderContext) -> NfsContext:
         tuple(replicas),
         bind_address="0.0.0.0" if in_set else str(server.address),
         identity=f"dim.{inventory.cluster.name}.{server.failover}" if in_set else None,
+        lease=FAILOVER_LEASE if in_set else LEASE,
     )
 
 
