@@ -171,12 +171,7 @@ def main() -> None:
         results["failover_gap"] = summary(gaps)
 
         if args.preempt_rounds:
-            config = args.dir / "cluster.xml"
-            text = config.read_text().replace(
-                '<failover name="lab"', '<failover name="lab" preempt="yes"'
-            )
-            config.write_text(text)
-            cluster.reload_vrrp(args.dir)
+            cluster.set_preempt(args.dir, True)
             time.sleep(8)
             takebacks = []
             for number in range(args.preempt_rounds):

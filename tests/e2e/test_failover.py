@@ -172,10 +172,7 @@ def test_d_a_restored_server_takes_nothing_back_unless_preempt_and_that_move_is_
     }, held(ha)
 
     before = uptime(ha, "node01")
-    config = ha.folder / "cluster.xml"
-    layout = config.read_text()
-    config.write_text(layout.replace('<failover name="lab"', '<failover name="lab" preempt="yes"'))
-    cluster.reload_vrrp(ha.folder, say=ha.say)
+    cluster.set_preempt(ha.folder, True, say=ha.say)
     assert sleep_until(lambda: held(ha)["srv1"] == [SERVICE["srv1"]], 20), held(ha)
     lines_after(ha, "node01", 8)
     moved = trace(ha, "node01")

@@ -467,6 +467,17 @@ def reload_vrrp(folder: Path, *, say: Say | None = None) -> None:
                 say(f"{process.name}: reloaded")
 
 
+def set_preempt(folder: Path, preempt: bool, *, say: Say | None = None) -> None:
+    """Turn preemption of the lab's failover set on or off (its cluster.xml) and have every
+    keepalived reread its configuration (`reload_vrrp`): ganesha and DHCP keep running."""
+    config = folder / "cluster.xml"
+    text = re.sub(r'(<failover name="lab")(?: preempt="\w+")?', r"\1", config.read_text())
+    if preempt:
+        text = text.replace('<failover name="lab"', '<failover name="lab" preempt="yes"')
+    config.write_text(text)
+    reload_vrrp(folder, say=say)
+
+
 def fail(folder: Path, server: str, *, say: Say | None = None) -> list[str]:
     """A power loss of one lab server: SIGKILL to every daemon of it at once (no clean stop,
     no goodbye from keepalived), and its link to the bridge down. Its namespace stays, so

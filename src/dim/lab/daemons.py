@@ -67,22 +67,7 @@ def daemon_specs(folder: Path, flavour: str) -> list[DaemonSpec]:
         _dhcp_spec(flavour, binds, run_dir),
         *([tftp] if flavour != "dnsmasq" else []),
         _ra_spec(),
-        DaemonSpec(
-            "ganesha",
-            (
-                "ganesha.nfsd",
-                "-F",
-                "-f",
-                "/etc/ganesha/ganesha.conf",
-                "-L",
-                str(folder / "logs" / "ganesha.log"),
-                "-p",
-                f"{run_dir}/ganesha.pid",
-            ),
-            binds | {"/var/lib/nfs": run_dir / "nfs-lib", "/run": run_dir / "nfs-run"},
-            2049,
-            False,
-        ),
+        _ganesha_spec(binds, run_dir, folder / "logs"),
         DaemonSpec(
             "serve",
             (*dim_argv(folder), "serve", "--listen", SERVER, "--port", str(HTTP_PORT)),
@@ -113,22 +98,7 @@ def server_daemon_specs(
     if flavour != "dnsmasq":
         specs.append(_tftp_spec(binds))
     specs += [
-        DaemonSpec(
-            "ganesha",
-            (
-                "ganesha.nfsd",
-                "-F",
-                "-f",
-                "/etc/ganesha/ganesha.conf",
-                "-L",
-                str(base / "logs" / "ganesha.log"),
-                "-p",
-                f"{run_dir}/ganesha.pid",
-            ),
-            binds | {"/var/lib/nfs": run_dir / "nfs-lib", "/run": run_dir / "nfs-run"},
-            2049,
-            False,
-        ),
+        _ganesha_spec(binds, run_dir, base / "logs"),
         DaemonSpec(
             "serve",
             (*dim_argv(folder), "serve", "--server", server, "--port", str(HTTP_PORT)),
@@ -161,6 +131,26 @@ def server_daemon_specs(
         replace(spec, name=f"{server}/{spec.name}", namespace=namespace, hostname=server)
         for spec in specs
     ]
+
+
+def _ganesha_spec(binds: Mapping[str, Path], run_dir: Path, logs: Path) -> DaemonSpec:
+    """nfs-ganesha in the foreground, its state (/var/lib/nfs, /run) in ``run_dir``."""
+    return DaemonSpec(
+        "ganesha",
+        (
+            "ganesha.nfsd",
+            "-F",
+            "-f",
+            "/etc/ganesha/ganesha.conf",
+            "-L",
+            str(logs / "ganesha.log"),
+            "-p",
+            f"{run_dir}/ganesha.pid",
+        ),
+        {**binds, "/var/lib/nfs": run_dir / "nfs-lib", "/run": run_dir / "nfs-run"},
+        2049,
+        False,
+    )
 
 
 def _ra_spec() -> DaemonSpec:
