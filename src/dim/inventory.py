@@ -190,6 +190,14 @@ def summary(inventory: Inventory) -> dict:
             name: {"address": str(s.address), "dhcp": s.dhcp, "nfs": s.nfs}
             for name, s in cluster.servers.items()
         },
+        "failover": {
+            name: {
+                "servers": list(f.servers),
+                "own_addresses": {s: str(cluster.servers[s].own_address) for s in f.servers},
+                "preempt": f.preempt,
+            }
+            for name, f in cluster.failover.items()
+        },
         "images": {name: images_in_use.get(name, 0) for name in cluster.images},
         "nodes_without_mac": fold(without_mac),
         "macs_of_unknown_nodes": fold(stray),

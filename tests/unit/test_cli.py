@@ -333,3 +333,14 @@ def test_an_unreachable_state_db_exits_1_without_showing_its_password(dim):
         assert status == 1 and out == ""
         assert err.startswith("dim: error: cannot open the state DB postgresql+psycopg://dim:***@")
         assert "s3cret" not in err and "hint: is the database server up" in err
+
+
+def test_layout_check_names_each_failover_set_with_its_servers_own_addresses(dim, layout_file):
+    from tests.unit.conftest import PAIR
+
+    layout_file.write_bytes(PAIR)
+    status, out, err = dim("layout", "check")
+    assert status == 0, err
+    assert "  failover  pair: srv1 (own 10.20.0.11), srv2 (own 10.20.0.12); no preempt\n" in out
+    status, out, err = dim("layout", "check", "--json")
+    assert json.loads(out)["failover"]["pair"]["servers"] == ["srv1", "srv2"]

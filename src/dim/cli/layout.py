@@ -43,6 +43,10 @@ def layout_check(ctx: Context, as_json: bool) -> None:
         click.echo(
             f"  server    {name}: {server['address']} dhcp={server['dhcp']} nfs={server['nfs']}"
         )
+    for name, failover in report["failover"].items():
+        servers = ", ".join(f"{s} (own {a})" for s, a in failover["own_addresses"].items())
+        preempt = "preempt" if failover["preempt"] else "no preempt"
+        click.echo(f"  failover  {name}: {servers}; {preempt}")
     for name, count in report["images"].items():
         click.echo(f"  image     {name}: {count} nodes")
     if report["nodes_without_mac"]:
