@@ -7,9 +7,9 @@ appends a numbered line with fsync to ``/root/lines``, stamped with the node's u
 error of any step goes to ``/tmp/errors`` (tmpfs: it survives an NFS outage). Reading the
 traces afterwards on the server's side (the node's replica) tells what the node lived through:
 
-    >>> trace = Trace.parse("1 20.50\\n2 21.05\\n3 24.90\\n")
-    >>> trace.numbers_ok, trace.longest_gap
-    (True, 3.85)
+    >>> trace = Trace.parse("1 20.50\\n2 21.05\\n3 24.90\\n4 8.20\\n5 8.70\\n")
+    >>> trace.numbers_ok, trace.longest_gap, trace.since(8.5).longest_gap
+    (True, 3.85, 0.5)
 """
 
 from __future__ import annotations
@@ -72,6 +72,11 @@ class Trace:
         return round(max(gaps, default=0.0), 2)
 
     def since(self, uptime: float) -> Trace:
-        """The lines written from ``uptime`` on (and the one before, which starts a gap)."""
-        first = max(0, next((i for i, s in enumerate(self.stamps) if s >= uptime), 0) - 1)
+        """The lines written from ``uptime`` on, in the node's current boot (the trace goes
+        on across reboots, its stamps starting again from zero), and the line before them,
+        which starts a gap."""
+        start = len(self.stamps)
+        while start > 0 and self.stamps[start - 1] >= uptime:
+            start -= 1
+        first = max(0, start - 1)
         return Trace(self.numbers[first:], self.stamps[first:])
