@@ -27,7 +27,6 @@ The DHCP flavour is the test's parameter: dnsmasq, ISC dhcpd and Kea.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -241,7 +240,7 @@ def _daemon_dies(ha: Lab, daemon: str) -> None:
     (preemption is on since test d)."""
     assert sleep_until(lambda: held(ha)["srv2"] == [SERVICE["srv2"]], 30), held(ha)
     before = uptime(ha, "node02")
-    os.killpg(ha.daemon_pid(f"srv2/{daemon}"), signal.SIGKILL)
+    cluster.kill(ha.folder, f"srv2/{daemon}")
     try:
         assert sleep_until(lambda: SERVICE["srv2"] in held(ha)["srv1"], 15), held(ha)
         assert held(ha)["srv2"] == [], f"srv2 kept an address without its {daemon}"

@@ -490,16 +490,36 @@ def fail(folder: Path, server: str, *, say: Say | None = None) -> list[str]:
             if state.servers
             else "this lab has one server: dim lab up --servers 2",
         )
-    killed = [d for d in state.daemons if d.name.startswith(f"{server}/")]
-    for process in killed:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+    with locked(folder):
+        state = LabState.running(folder)
+        killed = [d for d in state.daemons if d.name.startswith(f"{server}/")]
+        for process in killed:
+            if process.pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            # gone: its id may be another process's by the time the server is restored
+            state = state.with_daemon(dataclasses.replace(process, pid=0))
+        state.save()
     network.set_server_link(state.namespace, server, up=False)
     # what a power loss also loses: the addresses keepalived had added (SIGKILL leaves them)
     network.forget_service_addresses(state.namespace, server)
     if say:
         say(f"{server}: failed ({len(killed)} daemons killed, link down)")
     return [d.name for d in killed]
+
+
+def kill(folder: Path, name: str) -> None:
+    """SIGKILL to the lab's daemon ``name`` alone (a crash, its server living on), recorded
+    as gone so that a later restart or ``down`` never signals a process that took its id."""
+    with locked(folder):
+        state = LabState.running(folder)
+        process = state.daemon(name)
+        if process is None:
+            raise LabError(f"the lab runs no daemon {name!r}", hint="dim lab status lists them")
+        if process.pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        state.with_daemon(dataclasses.replace(process, pid=0)).save()
 
 
 def restore(folder: Path, server: str, *, say: Say) -> LabState:

@@ -50,7 +50,13 @@ def alive(pid: int) -> bool:
 
 
 def stop(pid: int, timeout: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``, to the process group the lab started."""
+    """SIGTERM, then SIGKILL after ``timeout``, to the process group the lab started.
+
+    A process id of 0 or less is a process known to be gone (`dim.lab.cluster.fail` records
+    its killed daemons so): nothing is signalled, least of all this process's own group.
+    """
+    if pid <= 0:
+        return
     for signum in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, signum)
