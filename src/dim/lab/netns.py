@@ -162,10 +162,7 @@ class Segment:
         """A new namespace whose ``eth0`` is joined to the bridge by a veth pair, up."""
         joined = Client(namespace)
         self._add_namespace(namespace)
-        peer = f"peer name {joined.iface} netns {namespace}"
-        ip("-n", self.server, "link", "add", port, "type", "veth", *peer.split())
-        attach(self.server, self.bridge, port)
-        ip("-n", namespace, "link", "set", joined.iface, "up")
+        join_bridge(self.server, self.bridge, port, namespace, joined.iface)
         return joined
 
     def start(
@@ -246,6 +243,15 @@ def add_bridged_namespace(name: str, bridge: str, address: IPv4Interface | str) 
     except LabError:
         _ip_result("netns", "delete", name)
         raise
+
+
+def join_bridge(bridge_namespace: str, bridge: str, port: str, namespace: str, iface: str) -> None:
+    """Join ``namespace`` to ``bridge`` by a veth pair: ``port`` on the bridge, ``iface`` in
+    the namespace, both up (a segment's clients and hosts, the lab's servers)."""
+    peer = ["peer", "name", iface, "netns", namespace]
+    ip("-n", bridge_namespace, "link", "add", port, "type", "veth", *peer)
+    attach(bridge_namespace, bridge, port)
+    ip("-n", namespace, "link", "set", iface, "up")
 
 
 def attach(namespace: str, bridge: str, port: str) -> None:

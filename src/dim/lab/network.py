@@ -25,6 +25,7 @@ from dim.lab.netns import (
     attach,
     delete_namespace,
     ip,
+    join_bridge,
     namespace_exists,
     run,
 )
@@ -63,23 +64,8 @@ def add_server(namespace: str, server: str, own_address: str) -> str:
     add_namespace(name)
     port = f"v{server}"[:15]
     try:
-        ip(
-            "-n",
-            namespace,
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            SERVER_IFACE,
-            "netns",
-            name,
-        )
-        attach(namespace, BRIDGE, port)
+        join_bridge(namespace, BRIDGE, port, name, SERVER_IFACE)
         ip("-n", name, "addr", "add", f"{own_address}/24", "dev", SERVER_IFACE)
-        ip("-n", name, "link", "set", SERVER_IFACE, "up")
     except BaseException:
         delete_namespace(name)
         raise
