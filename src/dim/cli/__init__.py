@@ -1,8 +1,10 @@
 """The ``dim`` command: the root group, its global options, and the one place errors are caught.
 
 Each command family lives in its own module (:mod:`layout`, :mod:`node`, :mod:`apply`,
-:mod:`templates`, :mod:`image`, :mod:`boot`, :mod:`serve`, :mod:`power`, :mod:`lab`) and is
-added to the root here; no command module imports this one. A command parses its arguments,
+:mod:`templates`, :mod:`image`, :mod:`boot`, :mod:`serve`, :mod:`power`, :mod:`lab`), named
+in :data:`FAMILIES` and imported only when a command line names it (:mod:`dim.cli.lazy`):
+``dim --version`` and ``dim --help`` import click and nothing heavy. No command module
+imports this one. A command parses its arguments,
 calls one function of :mod:`dim.actions` and prints the result (tables for people, ``--json``
 for scripts)::
 
@@ -17,23 +19,75 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
 from dim import __version__
-from dim.actions.context import Context
-from dim.cli import apply, boot, image, lab, layout, node, power, serve, templates
+from dim.cli.lazy import Family, LazyGroup
 from dim.errors import DimError
 
 DEFAULT_CONFIG = "/etc/dim/cluster.xml"
 DEFAULT_STATE = "/var/lib/dim"
 
+# Each summary is the first line of the command's own help (tests/unit/test_cli_startup.py
+# compares them): `dim --help` lists them without importing the families.
+FAMILIES = {
+    "apply": Family(
+        "dim.cli.apply",
+        "command",
+        "Render DHCP, NFS, hosts and boot files; validate; install atomically; reload.",
+    ),
+    "boot": Family(
+        "dim.cli.boot", "group", "Network-boot images: the kernel and initramfs of each image."
+    ),
+    "bootdev": Family(
+        "dim.cli.power",
+        "bootdev",
+        "Set the boot device of NODESET: pxe (network) or disk, for the next boot or always.",
+    ),
+    "discover": Family(
+        "dim.cli.power",
+        "discover",
+        "Read NODESET's MAC addresses from their BMCs (Redfish); show them; record with --save.",
+    ),
+    "image": Family(
+        "dim.cli.image", "group", "Images: import, sync, change with exec, versions, rollback, gc."
+    ),
+    "lab": Family(
+        "dim.cli.lab",
+        "lab_group",
+        "A virtual cluster on this machine: a namespace, real daemons, QEMU nodes that PXE-boot.",
+    ),
+    "layout": Family("dim.cli.layout", "group", "Check and show the cluster layout (cluster.xml)."),
+    "node": Family(
+        "dim.cli.node", "group", "Nodes: list them, record their MAC addresses, assign images."
+    ),
+    "power": Family(
+        "dim.cli.power",
+        "group",
+        "Power status and control through the nodes' BMCs (IPMI, Redfish, SNMP).",
+    ),
+    "serve": Family(
+        "dim.cli.serve",
+        "command",
+        "Serve iPXE boot scripts, kernels, initrds and http-root over HTTP until stopped.",
+    ),
+    "templates": Family(
+        "dim.cli.templates",
+        "group",
+        "The Jinja2 templates dim renders; override one by copying it next to cluster.xml.",
+    ),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+@click.group(
+    cls=LazyGroup,
+    families=FAMILIES,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
     envvar="DIM_CONFIG",
     default=DEFAULT_CONFIG,
     show_default=True,
@@ -41,7 +95,7 @@ DEFAULT_STATE = "/var/lib/dim"
 )
 @click.option(
     "--state",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
     envvar="DIM_STATE",
     default=DEFAULT_STATE,
     show_default=True,
@@ -57,26 +111,20 @@ DEFAULT_STATE = "/var/lib/dim"
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(__version__, prog_name="dim")
 @click.pass_context
-def cli(ctx: click.Context, config: Path, state: Path, database: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, config: str, state: str, database: str | None, debug: bool) -> None:
     """dim: distributed image management for diskless Linux clusters.
 
     Thousands of nodes declared in a few lines of cluster.xml; DHCP, NFS, hosts and boot-loader
     configuration rendered from it, validated by the real daemons and installed atomically.
     """
-    ctx.obj = Context(config=config, state=state, debug=debug, database=database or None)
+    # here, not above: `dim --version` and `dim --help` need no Context, nor even pathlib
+    from pathlib import Path
 
+    from dim.cli.context import Context
 
-cli.add_command(layout.group)
-cli.add_command(node.group)
-cli.add_command(apply.command)
-cli.add_command(templates.group)
-cli.add_command(image.group)
-cli.add_command(boot.group)
-cli.add_command(serve.command)
-cli.add_command(power.group)
-cli.add_command(power.bootdev)
-cli.add_command(power.discover)
-cli.add_command(lab.lab_group)
+    ctx.obj = Context(
+        config=Path(config), state=Path(state), debug=debug, database=database or None
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
