@@ -48,6 +48,13 @@ def test_version_and_help_import_no_heavy_library_and_no_command_family(option):
     }
 
 
+def test_layout_check_imports_no_template_engine_database_layer_or_bmc_client(tmp_path):
+    layout = Path(__file__).resolve().parents[2] / "examples" / "lab.xml"
+    modules = imported_by("--config", str(layout), "--state", str(tmp_path), "layout", "check")
+    assert "lxml" in roots(modules)  # it did read the layout
+    assert not roots(modules) & {"sqlalchemy", "alembic", "jinja2", "aiohttp", "pyghmi", "pysnmp"}
+
+
 def test_help_lists_every_command_family_with_its_summary(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dim.images.store import Store
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory
 from dim.records import (
@@ -34,6 +33,7 @@ from dim.records import (
 )
 
 if TYPE_CHECKING:
+    from dim.images.store import Store
     from dim.state import StateDB
 
 
@@ -99,6 +99,8 @@ class Context:
 
     def store(self) -> Store:
         """The image store below the state folder."""
+        from dim.images.store import Store  # here: only image commands pay for its imports
+
         return Store(self.state)
 
     @property

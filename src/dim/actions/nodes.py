@@ -18,17 +18,22 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dim.actions.context import Context
-from dim.boot import targets
 from dim.errors import UsageError
-from dim.images import operations, replicas
-from dim.images.delta import Delta
-from dim.images.operations import Progress
 from dim.inventory import node_record, select
 from dim.layout.model import Cluster, Node
 from dim.names import normalize_mac
 from dim.paths import StatePaths
+
+if TYPE_CHECKING:
+    from dim.images.delta import Delta
+    from dim.images.operations import Progress
+
+# dim.images and dim.boot are imported by the functions that change replicas or loader files:
+# `dim node list` and `dim node set` run at every keystroke of an administrator and must not
+# pay for them (issue 14: start-up).
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,9 @@ def switch(
     state; the nodes' own loader files that ``dim apply`` installed under ``root`` (PXELINUX
     and GRUB read them over TFTP) are pointed at the image, each replaced atomically.
     """
+    from dim.boot import targets
+    from dim.images import operations
+
     cluster = ctx.cluster()
     declared = operations.declared(cluster, image)
     chosen = select(cluster, nodeset)
@@ -204,6 +212,8 @@ def reset_plan(ctx: Context, nodeset: str) -> ResetPlan:
 
 def reset(ctx: Context, plan: ResetPlan) -> list[Reset]:
     """Fresh replicas for the planned nodes; the old ones are kept aside until ``image gc``."""
+    from dim.images import operations
+
     store = ctx.store()
     done = []
     for image, names in plan.by_image.items():
@@ -214,6 +224,8 @@ def reset(ctx: Context, plan: ResetPlan) -> list[Reset]:
 
 def diff(ctx: Context, node: str) -> Delta:
     """What ``node`` changed in its persistent paths, against its image."""
+    from dim.images import operations, replicas
+
     inventory = ctx.inventory()
     targets = select(inventory.cluster, node)
     if len(targets) != 1:

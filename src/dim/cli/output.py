@@ -14,10 +14,12 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from dim.images.delta import Delta
+if TYPE_CHECKING:  # a type only: listing nodes must not import the image modules
+    from dim.images.delta import Delta
 
 
 def emit_json(data: object) -> None:

@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
-from importlib import resources
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from pathlib import Path
 
@@ -136,7 +135,9 @@ ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
 
 @cache
 def _schema() -> etree.RelaxNG:
-    text = resources.files("dim.layout").joinpath("cluster.rng").read_bytes()
+    # next to this module, as the wheel installs it: importlib.resources would cost every
+    # command that reads the layout 10 ms of imports (issue 14: start-up)
+    text = Path(__file__).with_name("cluster.rng").read_bytes()
     return etree.RelaxNG(etree.fromstring(text))
 
 
