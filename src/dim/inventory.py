@@ -17,7 +17,7 @@ import fnmatch
 import re
 from datetime import datetime
 
-from ClusterShell.NodeSet import NodeSet
+from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet
 
 from dim.errors import UsageError
 from dim.layout import nodesets
@@ -129,6 +129,27 @@ def fold(names: list[str]) -> str:
     return str(NodeSet.fromlist(names)) if names else ""
 
 
+def fold_nodes(cluster: Cluster, names: list[str]) -> str:
+    """:func:`fold` for names of ``cluster``'s nodes, a whole group taken from its pattern.
+
+    ClusterShell folds multi-dimensional names slowly: the 2,576 blades ``s01c1b01`` …
+    ``s46c4b14`` take 0.35 s from a list, 1 ms from the group's ``s[01-46]c[1-4]b[01-14]``,
+    and a fresh layout has no MAC recorded for any node of any group.
+    """
+    if not names or len(names) > FOLD_LIMIT:
+        return fold(names)
+    wanted = set(names)
+    members: dict[str, list[str]] = {name: [] for name in cluster.groups}
+    for node in cluster.nodes:
+        members[node.group].append(node.name)
+    whole = [g for g, nodes in members.items() if nodes and wanted.issuperset(nodes)]
+    folded = NodeSet.fromlist([cluster.groups[g].nodeset for g in whole], resolver=NOGROUP_RESOLVER)
+    for group in whole:
+        wanted.difference_update(members[group])
+    folded.update(NodeSet.fromlist(sorted(wanted), resolver=NOGROUP_RESOLVER))
+    return str(folded)
+
+
 def node_record(inventory: Inventory, node: Node, last_boot: Boot | None = None) -> dict:
     """Everything known of one node, for ``--json`` and for tables.
 
@@ -199,7 +220,7 @@ def summary(inventory: Inventory) -> dict:
             for name, f in cluster.failover.items()
         },
         "images": {name: images_in_use.get(name, 0) for name in cluster.images},
-        "nodes_without_mac": fold(without_mac),
+        "nodes_without_mac": fold_nodes(cluster, without_mac),
         "macs_of_unknown_nodes": fold(stray),
     }
 

@@ -3,9 +3,10 @@ import time
 import pytest
 
 from dim.errors import UsageError
-from dim.inventory import fold, image_servers, select, summary
+from dim.inventory import fold, fold_nodes, image_servers, select, summary
 from dim.layout.model import Inventory
-from dim.layout.parser import parse
+from dim.layout.parser import load, parse
+from tests.unit.conftest import EXAMPLES
 
 
 def names(nodes):
@@ -37,6 +38,24 @@ def test_unknown_nodes_are_named(small_cluster):
 
 def test_fold_uses_node_set_syntax():
     assert fold(["n01", "n02", "n03", "n05"]) == "n[01-03,05]"
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["c01", "c02", "c03", "c04"],  # a whole group, from its pattern
+        ["c01", "c02", "c03", "c04", "g2"],  # and part of another
+        ["c01", "c02", "c03", "c04", "g1", "g2"],  # every group
+        ["c02", "g1", "gone7"],  # no whole group, and a name the layout lacks
+    ],
+)
+def test_folding_a_clusters_nodes_gives_what_folding_the_names_gives(small_cluster, names):
+    assert fold_nodes(small_cluster, names) == fold(names)
+
+
+def test_folding_every_blade_takes_the_groups_pattern_not_2576_names():
+    cluster = load(EXAMPLES / "bladecenter.xml")
+    assert fold_nodes(cluster, [n.name for n in cluster.nodes]) == "s[01-46]c[1-4]b[01-14]"
 
 
 def test_summary_reports_missing_macs_and_image_use(small_inventory):
