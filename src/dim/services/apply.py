@@ -33,6 +33,7 @@ from dim.files import fsync_folder, temporary_name, write_atomically
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
 from dim.services.rendering import RenderedFile
+from dim.services.sysctl import NEIGHBOURS_CONF
 
 DEFAULT_RELOAD = {
     "dnsmasq": "systemctl restart dnsmasq",
@@ -42,6 +43,7 @@ DEFAULT_RELOAD = {
     "ganesha": "systemctl restart nfs-ganesha",
     "kernel": "exportfs -ra",
     "keepalived": "systemctl reload keepalived",
+    "sysctl": f"sysctl -p {NEIGHBOURS_CONF}",
 }
 VALIDATION_TIMEOUT = 120
 
@@ -304,7 +306,7 @@ def validate(
     validated, skipped = [], []
     for service in sorted(services):
         validator = VALIDATORS.get(service)
-        if validator is None:  # no test mode (nfs-ganesha, exportfs)
+        if validator is None:  # no test mode (nfs-ganesha, exportfs, sysctl)
             continue
         contents = {f.path: f.content for f in files if f.service == service and f.content}
         with tempfile.TemporaryDirectory(prefix="dim-validate-") as tmp:

@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dim.layout.model import Server
-from dim.services import clients
+from dim.services import clients, limits
 from dim.services.clients import loader_for
 from dim.services.rendering import RenderContext, RenderedFile
 
@@ -122,6 +122,9 @@ class DhcpContext:
     # A failover set's dnsmasq listens on addresses that arrive later (its peers' service
     # addresses, for TFTP): bind-dynamic, not bind-interfaces.
     dynamic_bind: bool = False
+    # dnsmasq's limits, sized from the nodes (dim.services.limits); None: its default holds
+    lease_max: int | None = None
+    tftp_max: int | None = None
 
 
 def boot_server(server: Server, tag: str = "") -> BootServer:
@@ -144,7 +147,8 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
     peers = cluster.peers(server.name)
     tags = {name: f"dim-{name}" if len(peers) > 1 else "" for name in peers}
     by_network: dict[str, list[DhcpHost]] = {}
-    for node in context.nodes():
+    nodes = context.nodes()
+    for node in nodes:
         boot = node.boot
         mac = inventory.macs.get((node.name, boot.network))
         if mac is None:
@@ -195,6 +199,8 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         kea_socket=server.kea_socket,
         boot_servers=tuple(boot_server(cluster.servers[n], tags[n]) for n in peers),
         dynamic_bind=len(peers) > 1,
+        lease_max=limits.dnsmasq_lease_max(sum(len(s.hosts) for s in subnets)),
+        tftp_max=limits.tftp_max(len(nodes)),
     )
 
 

@@ -21,6 +21,7 @@ from ipaddress import IPv4Address, summarize_address_range
 
 from dim.errors import RenderError
 from dim.names import ip_to_int
+from dim.services import limits
 from dim.services.rendering import RenderContext, RenderedFile
 
 KERNEL_EXPORTS = "/etc/exports.d/dim.exports"
@@ -56,6 +57,7 @@ class NfsContext:
     bind_address: str = ""
     identity: str | None = None
     lease: int = 15
+    max_connections: int | None = None  # RPC_Max_Connections (dim.services.limits)
 
 
 LEASE = 15
@@ -91,6 +93,7 @@ def nfs_context(context: RenderContext) -> NfsContext:
         bind_address="0.0.0.0" if in_set else str(server.address),
         identity=f"dim.{inventory.cluster.name}.{server.failover}" if in_set else None,
         lease=FAILOVER_LEASE if in_set else LEASE,
+        max_connections=limits.ganesha_connections(len(nodes)),
     )
 
 

@@ -15,16 +15,25 @@ from __future__ import annotations
 
 from dim.allocation import bulk_allocation
 from dim.errors import RenderError
-from dim.services import dhcp, hosts, loaders, nfs, vrrp
+from dim.services import dhcp, hosts, loaders, nfs, sysctl, vrrp
 from dim.services.rendering import RenderContext, RenderedFile
 
 
 def render_all(context: RenderContext) -> list[RenderedFile]:
-    """Every file dim installs on ``context.server``: DHCP, NFS, hosts and boot loaders."""
+    """Every file dim installs on ``context.server``: DHCP, NFS, hosts, boot loaders, VRRP and
+    the kernel's neighbour table when the nodes outgrow its defaults."""
     if context.server_name not in context.inventory.cluster.servers:
         raise RenderError(f"unknown server {context.server_name!r}")
     files: list[RenderedFile] = []
     with bulk_allocation():
-        for renderer in (dhcp.render, nfs.render, hosts.render, loaders.render, vrrp.render):
+        renderers = (
+            dhcp.render,
+            nfs.render,
+            hosts.render,
+            loaders.render,
+            vrrp.render,
+            sysctl.render,
+        )
+        for renderer in renderers:
             files.extend(renderer(context))
     return files

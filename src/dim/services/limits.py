@@ -1,0 +1,118 @@
+"""What an image server needs to hold the nodes it serves: the kernel's neighbour (ARP) table,
+and the limits of the daemons dim configures, sized from those nodes (pure arithmetic).
+
+Every default below suits a home router, not a segment of thousands of nodes::
+
+    >>> needs = server_needs(cluster, "img1")          # 10,000 nodes, boot + BMC address each
+    >>> needs.neighbour_thresholds                     # kernel default (128, 512, 1024)
+    (32768, 65536, 131072)
+    >>> needs.dnsmasq_lease_max, needs.tftp_max, needs.ganesha_connections
+    (20000, 1000, 10000)
+
+- **Neighbour table** (``net.ipv4.neigh.default.gc_thresh1/2/3``, one table for the whole
+  machine): beyond ``gc_thresh3`` the kernel drops packets to a new neighbour ("neighbour
+  table overflow"). Every node address the server may talk to (each interface and BMC of each
+  node it serves) is a neighbour: ``gc_thresh1`` = that count (nothing is collected while only
+  the cluster is known, so a boot storm does not re-resolve), ``gc_thresh2`` twice it,
+  ``gc_thresh3`` four times, each a power of two and never below the kernel's default.
+  :mod:`dim.services.sysctl` renders them; ``dim layout check`` says when this machine's are
+  lower.
+- **dnsmasq** ``dhcp-lease-max`` (default 1,000): a reserved address takes a lease all the
+  same, and the 1,001st node gets none. Twice the reservations: a replaced MAC's lease stays
+  until it is released or expires.
+- **dnsmasq** ``tftp-max`` (default 50 transfers at once): the PXE path of a whole rack.
+  One per node, at most 1,000: dnsmasq needs a file descriptor per transfer and does not
+  raise its own limit (1,024 under systemd); it lowers a higher value itself and logs it.
+- **nfs-ganesha** ``RPC_Max_Connections`` (default 1,024, at most 10,000): an NFSv4 client
+  holds one TCP connection per server, and a rebooted node's old one lingers until
+  ``RPC_Idle_Timeout_S`` (300 s): two per node. Past 10,000 ganesha cannot follow:
+  ``dim layout check`` warns. (ganesha raises its own open-file limit to the hard one.)
+
+A value is None where the daemon's default already holds the nodes: small clusters' files do
+not change. In a failover set a server may hold every node of the set, and is sized so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dim.layout.model import Cluster, Inventory, Node
+
+KERNEL_NEIGHBOUR_THRESHOLDS = (128, 512, 1024)
+DNSMASQ_LEASE_MAX = 1000
+DNSMASQ_TFTP_MAX = 50
+TFTP_MAX_CEILING = 1000
+GANESHA_CONNECTIONS = 1024
+GANESHA_MAX_CONNECTIONS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ServerNeeds:
+    """What one server needs for its nodes; None: the default holds them."""
+
+    server: str
+    nodes: int
+    neighbours: int  # node addresses: interfaces and BMCs
+    neighbour_thresholds: tuple[int, int, int]
+    dnsmasq_lease_max: int | None
+    tftp_max: int | None
+    ganesha_connections: int | None
+    ganesha_short: int  # connections beyond ganesha's maximum (0: none)
+
+
+def served(cluster: Cluster, server: str) -> list[Node]:
+    """The nodes ``server`` serves: its own, and in a failover set its peers' too."""
+    peers = set(cluster.peers(server))
+    return [n for n in cluster.nodes if n.server in peers]
+
+
+def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
+    nodes = served(inventory.cluster, server)
+    neighbours = sum(len(n.interfaces) + (n.bmc is not None) for n in nodes)
+    reservations = sum(1 for n in nodes if (n.name, n.boot.network) in inventory.macs)
+    return ServerNeeds(
+        server=server,
+        nodes=len(nodes),
+        neighbours=neighbours,
+        neighbour_thresholds=neighbour_thresholds(neighbours),
+        dnsmasq_lease_max=dnsmasq_lease_max(reservations),
+        tftp_max=tftp_max(len(nodes)),
+        ganesha_connections=ganesha_connections(len(nodes)),
+        ganesha_short=max(0, 2 * len(nodes) - GANESHA_MAX_CONNECTIONS),
+    )
+
+
+def dnsmasq_lease_max(reservations: int) -> int | None:
+    """``dhcp-lease-max`` for this many reservations: twice them (replaced MACs' leases)."""
+    return _above(2 * reservations, DNSMASQ_LEASE_MAX)
+
+
+def tftp_max(nodes: int) -> int | None:
+    """dnsmasq's ``tftp-max``: a transfer per node, at most what its file limit allows."""
+    return _above(min(nodes, TFTP_MAX_CEILING), DNSMASQ_TFTP_MAX)
+
+
+def ganesha_connections(nodes: int) -> int | None:
+    """ganesha's ``RPC_Max_Connections``: two per node, at most its maximum (10,000)."""
+    return _above(min(2 * nodes, GANESHA_MAX_CONNECTIONS), GANESHA_CONNECTIONS)
+
+
+def neighbour_thresholds(neighbours: int) -> tuple[int, int, int]:
+    """``gc_thresh1/2/3`` for ``neighbours`` addresses on the server's segments.
+
+    >>> neighbour_thresholds(3), neighbour_thresholds(2576 * 3)
+    ((128, 512, 1024), (8192, 16384, 32768))
+    """
+    wanted = (neighbours, 2 * neighbours, 4 * neighbours)
+    return tuple(  # type: ignore[return-value]
+        max(_power_of_two(w), default)
+        for w, default in zip(wanted, KERNEL_NEIGHBOUR_THRESHOLDS, strict=True)
+    )
+
+
+def _power_of_two(value: int) -> int:
+    return 1 << max(0, value - 1).bit_length()
+
+
+def _above(value: int, default: int) -> int | None:
+    return value if value > default else None

@@ -1,0 +1,119 @@
+"""Sizing a server for its nodes (dim.services.limits) and what it renders past the defaults.
+
+Regenerate the golden file on purpose only: ``DIM_UPDATE_GOLDEN=1 pytest tests/unit/services``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dim.layout.model import Inventory
+from dim.layout.parser import parse
+from dim.services import limits
+from dim.services.render import render_all
+from dim.services.rendering import RenderContext
+from dim.services.sysctl import NEIGHBOURS_CONF
+
+GOLDEN = Path(__file__).parent / "golden"
+
+# 2,000 nodes, each with a boot interface and a BMC: 4,000 neighbours of the server.
+RACKS = """<?xml version="1.0"?>
+<cluster name="racks" domain="racks.example">
+  <network name="boot" subnet="10.80.0.0/16" gateway="10.80.0.1"/>
+  <network name="bmc" subnet="10.81.0.0/16"/>
+  <server name="srv" address="10.80.0.2" dhcp="@dhcp" nfs="ganesha"/>
+  <image name="alpha"><persist path="/etc"/></image>
+  <group name="racks" nodes="r[01-08]n[001-250]" image="alpha">
+    <interface network="boot" ip="10.80.{n1}.{n2}"/>
+    <bmc driver="ipmi" address="10.81.{n1}.{n2}"/>
+  </group>
+</cluster>
+"""
+
+
+def racks(dhcp: str = "dnsmasq", macs: bool = True) -> Inventory:
+    cluster = parse(RACKS.replace("@dhcp", dhcp).encode(), "racks.xml")
+    known = {
+        (n.name, "boot"): f"52:54:00:80:{k >> 8:02x}:{k & 255:02x}"
+        for k, n in enumerate(cluster.nodes)
+    }
+    return Inventory(cluster, known if macs else {}, {})
+
+
+def rendered(inventory: Inventory) -> dict[str, str]:
+    files = render_all(RenderContext(inventory, "srv", Path("/var/lib/dim")))
+    return {f.path: f.content.decode() for f in files if f.content is not None}
+
+
+@pytest.mark.parametrize("neighbours", [0, 1, 64, 128])
+def test_a_small_segment_keeps_the_kernels_neighbour_thresholds(neighbours):
+    assert limits.neighbour_thresholds(neighbours) == (128, 512, 1024)
+
+
+@pytest.mark.parametrize("neighbours", [129, 1000, 2576 * 3, 20_000, 300_000])
+def test_every_neighbour_fits_before_the_kernel_collects_or_drops_any(neighbours):
+    first, second, third = limits.neighbour_thresholds(neighbours)
+    assert neighbours <= first and 2 * neighbours <= second and 4 * neighbours <= third
+    assert first < 2 * neighbours and all(t & (t - 1) == 0 for t in (first, second, third))
+
+
+def test_the_bladecenter_needs_8192_16384_32768():
+    assert limits.neighbour_thresholds(2576 * 3) == (8192, 16384, 32768)
+
+
+@pytest.mark.parametrize(
+    ("reservations", "lease_max"), [(0, None), (500, None), (501, 1002), (10_000, 20_000)]
+)
+def test_dnsmasq_gets_two_leases_per_reservation_past_its_default_of_1000(reservations, lease_max):
+    assert limits.dnsmasq_lease_max(reservations) == lease_max
+
+
+@pytest.mark.parametrize(("nodes", "tftp"), [(50, None), (51, 51), (999, 999), (10_000, 1000)])
+def test_dnsmasq_transfers_one_per_node_up_to_what_its_file_limit_allows(nodes, tftp):
+    assert limits.tftp_max(nodes) == tftp
+
+
+@pytest.mark.parametrize(
+    ("nodes", "connections"), [(512, None), (513, 1026), (5000, 10_000), (7000, 10_000)]
+)
+def test_ganesha_holds_two_connections_per_node_up_to_its_maximum(nodes, connections):
+    assert limits.ganesha_connections(nodes) == connections
+
+
+def test_a_failover_sets_server_is_sized_for_every_node_of_the_set(pair_inventory):
+    assert limits.server_needs(pair_inventory, "srv1").nodes == 4  # a1, a2, b1, b2
+    assert limits.server_needs(pair_inventory, "solo").nodes == 1
+
+
+def test_2000_nodes_get_the_limits_their_daemons_and_kernel_need():
+    files = rendered(racks())
+    dnsmasq = files["/etc/dnsmasq.d/dim.conf"].splitlines()
+    assert "dhcp-lease-max=4000" in dnsmasq and "tftp-max=1000" in dnsmasq
+    assert "    RPC_Max_Connections = 4000;" in files["/etc/ganesha/ganesha.conf"].splitlines()
+    sysctl = files[NEIGHBOURS_CONF]
+    golden = GOLDEN / "racks-60-dim-neighbours.conf"
+    if os.environ.get("DIM_UPDATE_GOLDEN"):
+        golden.write_text(sysctl)
+    assert sysctl == golden.read_text()
+
+
+def test_dnsmasq_beside_kea_serves_tftp_to_1000_at_once():
+    files = rendered(racks("kea"))
+    assert "tftp-max=1000" in files["/etc/dnsmasq.d/dim-tftp.conf"].splitlines()
+
+
+def test_leases_are_sized_from_the_reservations_not_the_nodes():
+    assert "dhcp-lease-max" not in rendered(racks(macs=False))["/etc/dnsmasq.d/dim.conf"]
+
+
+def test_a_small_cluster_gets_no_sysctl_file_and_no_limit_lines(small_inventory):
+    files = rendered(small_inventory)
+    assert NEIGHBOURS_CONF not in files
+    assert not any(
+        word in text
+        for text in files.values()
+        for word in ("dhcp-lease-max", "tftp-max", "RPC_Max_Connections")
+    )
