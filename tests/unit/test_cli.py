@@ -344,3 +344,28 @@ def test_layout_check_names_each_failover_set_with_its_servers_own_addresses(dim
     assert "  failover  pair: srv1 (own 10.20.0.11), srv2 (own 10.20.0.12); no preempt\n" in out
     status, out, err = dim("layout", "check", "--json")
     assert json.loads(out)["failover"]["pair"]["servers"] == ["srv1", "srv2"]
+
+
+def test_layout_check_warns_of_this_machines_neighbour_table_too_small_for_its_nodes(
+    tmp_path, capsys, monkeypatch
+):
+    from tests.unit.services.test_limits import RACKS
+
+    layout = tmp_path / "racks.xml"
+    layout.write_text(RACKS.replace("@dhcp", "dnsmasq"))
+    monkeypatch.setattr("dim.actions.layout._local_addresses", lambda: {"10.80.0.2"})
+    monkeypatch.setattr(
+        "dim.actions.layout._thresholds",
+        lambda: {f"net.ipv4.neigh.default.gc_thresh{n}": 1024 for n in (1, 2, 3)},
+    )
+    argv = ["--config", str(layout), "--state", str(tmp_path / "state"), "layout", "check"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  warning: net.ipv4.neigh.default.gc_thresh3 is 1024 on this machine (server srv), "
+        "16384 needed for its 4000 node addresses: dim apply sets it in "
+        "/etc/sysctl.d/60-dim-neighbours.conf\n"
+    ) in out
+    assert out.count("  warning: net.ipv4.neigh.default.gc_thresh") == 3
+    assert main([*argv, "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["warnings"]) == 3

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import click
 
-from dim.actions import nodes
+from dim.actions import layout, nodes
 from dim.cli.context import Context, pass_context
 from dim.cli.output import emit_json
-from dim.inventory import summary
 
 
 @click.group("layout")
@@ -28,8 +27,9 @@ def layout_check(ctx: Context, as_json: bool) -> None:
     """Validate cluster.xml against its schema and checks; summarise it.
 
     Exit status 2 and a one-line error naming file, line and value if anything is wrong.
+    Warnings (exit status 0) name what the server's machine lacks for its nodes.
     """
-    report = summary(ctx.inventory())
+    report = layout.check(ctx)
     if as_json:
         emit_json(report)
         return
@@ -56,6 +56,8 @@ def layout_check(ctx: Context, as_json: bool) -> None:
             f"  warning: MACs recorded for nodes not in the layout: "
             f"{report['macs_of_unknown_nodes']}"
         )
+    for warning in report["warnings"]:
+        click.echo(f"  warning: {warning}")
 
 
 @group.command("show")

@@ -30,10 +30,10 @@ from pathlib import Path
 from dim import processes
 from dim.errors import ApplyError, ValidationError
 from dim.files import fsync_folder, temporary_name, write_atomically
+from dim.services.limits import NEIGHBOURS_CONF
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
 from dim.services.rendering import RenderedFile
-from dim.services.sysctl import NEIGHBOURS_CONF
 
 DEFAULT_RELOAD = {
     "dnsmasq": "systemctl restart dnsmasq",

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 from dim.layout.model import Cluster, Inventory, Node
 
+NEIGHBOURS_CONF = "/etc/sysctl.d/60-dim-neighbours.conf"
+THRESHOLD_KEYS = tuple(f"net.ipv4.neigh.default.gc_thresh{n}" for n in (1, 2, 3))
 KERNEL_NEIGHBOUR_THRESHOLDS = (128, 512, 1024)
 DNSMASQ_LEASE_MAX = 1000
 DNSMASQ_TFTP_MAX = 50
@@ -80,6 +82,32 @@ def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
         ganesha_connections=ganesha_connections(len(nodes)),
         ganesha_short=max(0, 2 * len(nodes) - GANESHA_MAX_CONNECTIONS),
     )
+
+
+def shortfalls(inventory: Inventory, local: list[str], current: dict[str, int]) -> list[str]:
+    """What ``dim layout check`` warns of, one line each: a ganesha server with more nodes
+    than ganesha can hold, and for the servers of this machine (``local``), a neighbour
+    threshold (``current``: key -> value here) below what their nodes need."""
+    lines = []
+    for name, server in inventory.cluster.servers.items():
+        needs = server_needs(inventory, name)
+        if server.nfs == "ganesha" and needs.ganesha_short:
+            lines.append(
+                f"server {name} serves {needs.nodes} nodes over nfs-ganesha, which holds at most "
+                f"{GANESHA_MAX_CONNECTIONS} connections (RPC_Max_Connections): after a reboot "
+                f"of them all, {needs.ganesha_short} wait up to 300 s (RPC_Idle_Timeout_S) for "
+                f"their old ones to go; split the nodes over more servers"
+            )
+        if name not in local:
+            continue
+        for key, needed in zip(THRESHOLD_KEYS, needs.neighbour_thresholds, strict=True):
+            if key in current and current[key] < needed:
+                lines.append(
+                    f"{key} is {current[key]} on this machine (server {name}), {needed} needed "
+                    f"for its {needs.neighbours} node addresses: dim apply sets it in "
+                    f"{NEIGHBOURS_CONF}"
+                )
+    return lines
 
 
 def dnsmasq_lease_max(reservations: int) -> int | None:

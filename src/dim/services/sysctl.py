@@ -12,10 +12,8 @@ reloads (``--root /``), loads it with ``sysctl -p FILE``::
 from __future__ import annotations
 
 from dim.services import limits
+from dim.services.limits import NEIGHBOURS_CONF, THRESHOLD_KEYS
 from dim.services.rendering import RenderContext, RenderedFile
-
-NEIGHBOURS_CONF = "/etc/sysctl.d/60-dim-neighbours.conf"
-THRESHOLD_KEYS = tuple(f"net.ipv4.neigh.default.gc_thresh{n}" for n in (1, 2, 3))
 
 
 def render(context: RenderContext) -> list[RenderedFile]:

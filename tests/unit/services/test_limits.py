@@ -117,3 +117,28 @@ def test_a_small_cluster_gets_no_sysctl_file_and_no_limit_lines(small_inventory)
         for text in files.values()
         for word in ("dhcp-lease-max", "tftp-max", "RPC_Max_Connections")
     )
+
+
+DEFAULTS = dict(zip(limits.THRESHOLD_KEYS, limits.KERNEL_NEIGHBOUR_THRESHOLDS, strict=True))
+
+
+def test_a_server_of_this_machine_with_default_thresholds_gets_one_warning_per_threshold():
+    lines = limits.shortfalls(racks(), ["srv"], DEFAULTS)
+    assert lines == [
+        f"net.ipv4.neigh.default.gc_thresh{n} is {now} on this machine (server srv), {needed} "
+        f"needed for its 4000 node addresses: dim apply sets it in {NEIGHBOURS_CONF}"
+        for n, now, needed in ((1, 128, 4096), (2, 512, 8192), (3, 1024, 16384))
+    ]
+
+
+def test_thresholds_high_enough_or_another_machines_server_warn_of_nothing():
+    enough = dict.fromkeys(limits.THRESHOLD_KEYS, 1 << 20)
+    assert limits.shortfalls(racks(), ["srv"], enough) == []
+    assert limits.shortfalls(racks(), [], DEFAULTS) == []
+
+
+def test_more_nodes_than_ganesha_can_hold_after_a_reboot_is_a_warning():
+    cluster = parse(RACKS.replace("@dhcp", "dnsmasq").replace("r[01-08]", "r[01-24]").encode())
+    (line,) = limits.shortfalls(Inventory(cluster, {}, {}), [], {})
+    assert line.startswith("server srv serves 6000 nodes over nfs-ganesha, which holds at most ")
+    assert "2000 wait up to 300 s" in line
