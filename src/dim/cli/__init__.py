@@ -4,9 +4,8 @@ Each command family lives in its own module (:mod:`layout`, :mod:`node`, :mod:`a
 :mod:`templates`, :mod:`image`, :mod:`boot`, :mod:`serve`, :mod:`power`, :mod:`lab`), named
 in :data:`FAMILIES` and imported only when a command line names it (:mod:`dim.cli.lazy`):
 ``dim --version`` and ``dim --help`` import click and nothing heavy. No command module
-imports this one. A command parses its arguments,
-calls one function of :mod:`dim.actions` and prints the result (tables for people, ``--json``
-for scripts)::
+imports this one. A command parses its arguments, calls one function of :mod:`dim.actions` and
+prints the result (tables for people, ``--json`` for scripts)::
 
     status = main(["--config", "cluster.xml", "node", "list", "--json"])
 

@@ -3,7 +3,7 @@ and the limits of the daemons dim configures, sized from those nodes (pure arith
 
 Every default below suits a home router, not a segment of thousands of nodes::
 
-    >>> needs = server_needs(cluster, "img1")          # 10,000 nodes, boot + BMC address each
+    >>> needs = server_needs(inventory, "img1")        # 10,000 nodes, boot + BMC address each
     >>> needs.neighbour_thresholds                     # kernel default (128, 512, 1024)
     (32768, 65536, 131072)
     >>> needs.dnsmasq_lease_max, needs.tftp_max, needs.ganesha_connections
@@ -18,8 +18,8 @@ Every default below suits a home router, not a segment of thousands of nodes::
   :mod:`dim.services.sysctl` renders them; ``dim layout check`` says when this machine's are
   lower.
 - **dnsmasq** ``dhcp-lease-max`` (default 1,000): a reserved address takes a lease all the
-  same, and the 1,001st node gets none. Twice the reservations: a replaced MAC's lease stays
-  until it is released or expires.
+  same, and the 1,001st node is offered its address and refused it ("no leases left"), over
+  and over. Twice the reservations: a replaced MAC's lease stays until released or expired.
 - **dnsmasq** ``tftp-max`` (default 50 transfers at once): the PXE path of a whole rack.
   One per node, at most 1,000: dnsmasq needs a file descriptor per transfer and does not
   raise its own limit (1,024 under systemd); it lowers a higher value itself and logs it.
