@@ -369,3 +369,18 @@ def test_layout_check_warns_of_this_machines_neighbour_table_too_small_for_its_n
     assert out.count("  warning: net.ipv4.neigh.default.gc_thresh") == 3
     assert main([*argv, "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["warnings"]) == 3
+
+
+def test_apply_installs_the_neighbour_tables_sysctl_file_for_2000_nodes(tmp_path, capsys):
+    require_binary("dnsmasq", "dnsmasq")
+    from tests.unit.services.test_limits import RACKS
+
+    layout = tmp_path / "racks.xml"
+    layout.write_text(RACKS.replace("@dhcp", "dnsmasq"))
+    root = tmp_path / "root"
+    argv = ["--config", str(layout), "--state", str(tmp_path / "state"), "apply", "--root"]
+    assert main([*argv, str(root), "--no-reload", "--json"]) == 0
+    changes = {c["path"]: c for c in json.loads(capsys.readouterr().out)["changes"]}
+    assert changes["/etc/sysctl.d/60-dim-neighbours.conf"]["service"] == "sysctl"
+    installed = (root / "etc/sysctl.d/60-dim-neighbours.conf").read_text()
+    assert "net.ipv4.neigh.default.gc_thresh3 = 16384\n" in installed
