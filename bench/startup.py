@@ -1,7 +1,7 @@
 """Start-up: dim's everyday commands as whole processes, against `nodeset -c` and `python -c pass`.
 
     .venv/bin/python bench/startup.py [--runs 21] [--layout examples/bladecenter.xml] [--top 6]
-                                      [--before DIR]
+                                      [--before DIR] [--callgrind]
 
 Times, in the same run and alternated (each round in a rotated order), ``nodeset -c n[1-100]``
 (ClusterShell's own tool, the yardstick of issue 14), ``python -c pass``, ``dim --version``,
@@ -14,6 +14,8 @@ import costs per command (``python -X importtime``) and where ``layout check`` s
 time in process (imports, XML and schema, expansion and checks, state and summary).
 ``--before DIR`` also times the dim commands of the tree in DIR (e.g. made by ``git archive
 main src | tar -x -C /tmp/before``), alternated with the others: a before/after in one run.
+``--callgrind`` then counts the instructions of one run of each command under valgrind
+(``Collected``): figures that a busy machine does not move.
 
 Bytecode is cached, as in an installed wheel, under a temporary PYTHONPYCACHEPREFIX (the
 source tree stays clean; PYTHONDONTWRITEBYTECODE is dropped for the children).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -46,6 +49,7 @@ def _commands(layout: Path, fresh: Path, recorded: Path) -> dict[str, list[str]]
     commands = {
         "nodeset -c n[1-100]": [str(BIN / "nodeset"), "-c", "n[1-100]"],
         "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import click'": [sys.executable, "-c", "import click"],
         "dim --version": [sys.executable, "-m", "dim", "--version"],
         "dim --help": [sys.executable, "-m", "dim", "--help"],
         "dim layout check (fresh state)": [*dim, "--state", str(fresh), "layout", "check"],
@@ -72,6 +76,13 @@ def _record_macs(layout: Path, state: Path, env: dict[str, str]) -> None:
     subprocess.run(
         [*argv, "node", "import-macs", str(csv)], env=env, check=True, stdout=subprocess.DEVNULL
     )
+
+
+def _instructions(argv: list[str], env: dict[str, str]) -> int:
+    """Instructions of one whole process, as callgrind counts them."""
+    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    run = subprocess.run([*valgrind, *argv], env=env, capture_output=True, text=True, check=True)
+    return int(re.search(r"Collected : (\d+)", run.stderr).group(1))
 
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
@@ -131,6 +142,7 @@ def main() -> None:
     args.add_argument("--layout", type=Path, default=TREE / "examples/bladecenter.xml")
     args.add_argument("--top", type=int, default=6)
     args.add_argument("--before", type=Path, help="a tree of dim to time beside this one")
+    args.add_argument("--callgrind", action="store_true", help="count instructions too")
     opts = args.parse_args()
     layout = opts.layout.resolve()
     with tempfile.TemporaryDirectory(prefix="dim-startup-") as scratch:
@@ -168,6 +180,10 @@ def main() -> None:
                 continue
             total, top = _import_costs(argv, envs[name], opts.top)
             print(f"  {name}: {total:.0f} in all; " + ", ".join(top))
+        if opts.callgrind:
+            print("\ninstructions (callgrind, one run each):")
+            for name, argv in commands.items():
+                print(f"  {name}: {_instructions(argv, envs[name]) / 1e6:,.1f} M")
         print("\nlayout check in process (ms):")
         split = subprocess.run(
             [sys.executable, "-c", SPLIT, str(layout), str(fresh)],
