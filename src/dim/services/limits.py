@@ -63,7 +63,8 @@ class ServerNeeds:
 
 
 def served(cluster: Cluster, server: str) -> list[Node]:
-    """The nodes ``server`` serves: its own, and in a failover set its peers' too."""
+    """The nodes ``server`` serves: its own, and in a failover set its peers' too (as
+    ``RenderContext.nodes``, whose module imports Jinja2, which ``layout check`` must not)."""
     peers = set(cluster.peers(server))
     return [n for n in cluster.nodes if n.server in peers]
 
