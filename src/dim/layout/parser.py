@@ -160,6 +160,16 @@ def parse(data: bytes, source: str = "<memory>") -> Cluster:
         return _Parser(source).parse(data)
 
 
+def parse_declarations(data: bytes, source: str = "<memory>") -> Cluster:
+    """cluster.xml without its nodes: networks, servers, failover sets, images and groups.
+
+    For a caller that knows these bytes were parsed in full before (an incremental
+    ``dim apply``, :mod:`dim.services.applied`): the groups are not expanded, so nothing that
+    only their nodes could show is checked.
+    """
+    return _Parser(source).parse(data, expand=False)
+
+
 class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -171,7 +181,7 @@ class _Parser:
 
     # -- structure -------------------------------------------------------------------------
 
-    def parse(self, data: bytes) -> Cluster:
+    def parse(self, data: bytes, *, expand: bool = True) -> Cluster:
         try:
             root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
         except etree.XMLSyntaxError as exc:
@@ -196,8 +206,15 @@ class _Parser:
         servers = self._servers(root, networks)
         failover = self._failover(root, networks, servers)
         images = self._images(root)
-        groups, nodes = self._groups(root, networks, servers, images)
-        _check_unique_addresses(self, nodes, root)
+        if expand:
+            groups, nodes = self._groups(root, networks, servers, images)
+            _check_unique_addresses(self, nodes, root)
+        else:
+            groups = {
+                g.get("name"): Group(g.get("name"), g.get("nodes"), g.sourceline)
+                for g in root.iterfind("group")
+            }
+            nodes = []
         return Cluster(
             name=root.get("name"),
             domain=root.get("domain"),

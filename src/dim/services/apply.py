@@ -88,9 +88,17 @@ def target(root: Path, path: str) -> str:
 
 
 def plan(
-    files: list[RenderedFile], root: Path, manifest: Manifest | None = None
+    files: list[RenderedFile],
+    root: Path,
+    manifest: Manifest | None = None,
+    *,
+    removed: Iterable[str] | None = None,
 ) -> tuple[list[FileChange], int]:
     """The changes that would make ``root`` match ``files``, and the count of unchanged files.
+
+    Files dim installed and no longer renders are removed: those of the manifest that are not
+    in ``files``, or, for a partial list of files (an incremental apply,
+    :mod:`dim.services.incremental`), those of ``removed`` that the manifest holds.
 
     Each folder is listed once. A link that is still a link and whose target the manifest
     recorded as the rendered one is unchanged without a ``readlink``: at 100,000 nodes that
@@ -117,7 +125,11 @@ def plan(
         change = _compare(file, where)
         if change is not None:
             changes.append(change)
-    for path in sorted(manifest.paths() - rendered):
+    if removed is None:
+        gone = manifest.paths() - rendered
+    else:
+        gone = {p for p in removed if p in manifest.entries and p not in rendered}
+    for path in sorted(gone):
         where = target(root, path)
         if os.path.lexists(where):
             changes.append(FileChange(path, "remove", None, _read(where)))
@@ -448,9 +460,11 @@ def apply(
     dry_run: bool = False,
     do_reload: bool = True,
     validation: bool = True,
+    removed: Iterable[str] | None = None,
 ) -> ApplyResult:
+    """Steps 1 to 4 of the module's docstring; ``removed``: see :func:`plan`."""
     manifest = Manifest.read(target(root, MANIFEST))
-    changes, unchanged = plan(files, root, manifest)
+    changes, unchanged = plan(files, root, manifest, removed=removed)
     result = ApplyResult(changes, unchanged, dry_run=dry_run)
     services = {c.service for c in changes if c.service}
     if validation and services:
