@@ -140,7 +140,7 @@ def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyRepo
     )
     if not dry_run:
         targets.write(StatePaths(ctx.state), inventory.macs, inventory.images)
-        if data is not None:
+        if data is not None and incremental.supported(srv, ctx.template_dir):
             key = _fingerprint(ctx, inventory.cluster, name, root, data)
             served = set(inventory.cluster.peers(name))
             applied.snapshot(
@@ -166,6 +166,8 @@ def _apply_changes(ctx: Context, server: str | None, options: _Options) -> Apply
         return None
     declared = layout.parse_declarations(data, str(ctx.config))
     name = server_name(declared, server)
+    if not incremental.supported(declared.servers[name], ctx.template_dir):
+        return None
     root, dry_run = options.root, options.dry_run
     record = StatePaths(ctx.state).applied(name, os.path.abspath(root))
     previous = applied.Applied.read(record, _fingerprint(ctx, declared, name, root, data))

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dim.layout.model import Server
 from dim.services import dhcp, loaders, vrrp
 from dim.services.applied import Applied
 from dim.services.apply import target
@@ -45,15 +46,20 @@ class Changes:
     total: int
 
 
+def supported(server: Server, template_dir: Path | None) -> bool:
+    """Whether an apply for ``server`` can render nodes alone (else a record is not kept)."""
+    if server.dhcp not in ("dnsmasq", "none"):
+        return False  # Kea's and dhcpd's files are one document each, the hosts inside
+    return template_dir is None or not (template_dir / "dnsmasq.hosts.j2").exists()
+
+
 def render_changes(
     context: RenderContext, previous: Applied, changed: list[str], root: Path
 ) -> Changes | None:
     """What ``changed`` (node names, each in ``context``'s partial layout) need; None when
     only a full render can tell."""
     server = context.server
-    if server.dhcp not in ("dnsmasq", "none"):
-        return None
-    if context.template_dir is not None and (context.template_dir / "dnsmasq.hosts.j2").exists():
+    if not supported(server, context.template_dir):
         return None
     files = loaders.render(context) + vrrp.render(context)
     old_links, new_links = _link_paths(context, previous, changed)
