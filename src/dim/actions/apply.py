@@ -45,6 +45,7 @@ from dim.services import applied, incremental, leases
 from dim.services import apply as applier
 from dim.services.apply import ApplyResult, target
 from dim.services.clients import loader_files as needed_loaders
+from dim.services.manifest import PATH as MANIFEST
 from dim.services.render import render_all
 from dim.services.rendering import RenderContext, RenderedFile
 
@@ -143,8 +144,15 @@ def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyRepo
         if data is not None and incremental.supported(srv, ctx.template_dir):
             key = _fingerprint(ctx, inventory.cluster, name, root, data)
             served = set(inventory.cluster.peers(name))
+            stamp = applied.root_stamp(target(root, MANIFEST))
             applied.snapshot(
-                inventory.cluster.nodes, served, inventory.macs, inventory.images, key, len(files)
+                inventory.cluster.nodes,
+                served,
+                inventory.macs,
+                inventory.images,
+                key,
+                len(files),
+                stamp,
             ).write(record)
     return ApplyReport(
         server=name,
@@ -170,7 +178,9 @@ def _apply_changes(ctx: Context, server: str | None, options: _Options) -> Apply
         return None
     root, dry_run = options.root, options.dry_run
     record = StatePaths(ctx.state).applied(name, os.path.abspath(root))
-    previous = applied.Applied.read(record, _fingerprint(ctx, declared, name, root, data))
+    journal = target(root, MANIFEST)
+    key, stamp = _fingerprint(ctx, declared, name, root, data), applied.root_stamp(journal)
+    previous = applied.Applied.read(record, key, stamp)
     if previous is None:
         return None
     observed = ctx.observed()
@@ -203,6 +213,7 @@ def _apply_changes(ctx: Context, server: str | None, options: _Options) -> Apply
     if not dry_run:
         targets.write(StatePaths(ctx.state), observed.macs, observed.images)
         previous.update(changed, observed.macs, observed.images, changes.total)
+        previous.stamp = applied.root_stamp(journal)
         previous.write(record)
     return ApplyReport(
         server=name,

@@ -6,10 +6,13 @@ what the state DB observed: the boot MAC and the image assigned. After each appl
 ``<state>/applied/<digest>.tsv`` (one per server and root) records the first kind as one
 fingerprint, and per node its expanded record and the observed values rendered::
 
-    dim-applied 1<TAB><fingerprint><TAB><files rendered><TAB><secure boot 1|0>
+    dim-applied 1<TAB><fingerprint><TAB><files rendered><TAB><secure boot 1|0><TAB><root stamp>
     <node><TAB><served 1|0><TAB><boot network><TAB><MAC or ""><TAB><image or ""><TAB><record>
 
-The next apply with the same fingerprint compares each node's observed values with the
+The root stamp is the identity of the root's journal of installed files
+(:mod:`dim.services.manifest`) as that apply left it: a root emptied, replaced or written by
+another dim since does not match, and neither does its record. The next apply with the same
+fingerprint and stamp compares each node's observed values with the
 recorded ones (:meth:`Applied.changed`); only the nodes that differ are rebuilt from their
 records (no expansion of cluster.xml) and rendered again (:mod:`dim.services.incremental`). A
 different fingerprint, or a file that is missing or of another format, means a full apply::
@@ -81,14 +84,16 @@ class Applied:
     files: int  # how many files (and links) that apply rendered
     nodes: dict[str, NodeEntry]  # in layout order
     secure_boot: bool = False  # whether a node the server boots is declared secure-boot
+    stamp: str = ""  # the root's journal as the apply left it (root_stamp)
 
     @classmethod
-    def read(cls, path: Path, fingerprint: str) -> Applied | None:
-        """The record at ``path`` if it was made with ``fingerprint``, else None."""
+    def read(cls, path: Path, fingerprint: str, stamp: str) -> Applied | None:
+        """The record at ``path`` if it was made with ``fingerprint`` into a root whose journal
+        is as it left it (``stamp``), else None."""
         try:
             with open(path, encoding="utf-8") as handle:
                 head = handle.readline().rstrip("\n").split("\t")
-                if head[:2] != [FORMAT, fingerprint] or len(head) != 4:
+                if head[:2] != [FORMAT, fingerprint] or head[4:] != [stamp]:
                     return None
                 lines = handle.read().split("\n")  # not splitlines(): it splits at U+001E too
         except (OSError, UnicodeDecodeError):
@@ -97,11 +102,12 @@ class Applied:
         for line in lines[:-1]:  # once per node: the bare minimum (the last is "")
             name, served, network, mac, image, record = line.split("\t", 5)
             nodes[name] = NodeEntry(served == "1", network, mac or None, image or None, record)
-        return cls(fingerprint, int(head[2]), nodes, head[3] == "1")
+        return cls(fingerprint, int(head[2]), nodes, head[3] == "1", stamp)
 
     def write(self, path: Path) -> None:
         secure = "1" if self.secure_boot else "0"
-        lines = [f"{FORMAT}\t{self.fingerprint}\t{self.files}\t{secure}\n"]
+        head = (FORMAT, self.fingerprint, str(self.files), secure, self.stamp)
+        lines = ["\t".join(head) + "\n"]
         lines += [
             f"{name}\t{'1' if e.served else '0'}\t{e.network}\t{e.mac or ''}\t{e.image or ''}"
             f"\t{e.record}\n"
@@ -135,6 +141,15 @@ class Applied:
         self.files = files
 
 
+def root_stamp(journal: str) -> str:
+    """The identity of a root's journal of installed files: inode, size, modification time."""
+    try:
+        st = os.stat(journal)
+    except OSError:
+        return "none"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def snapshot(
     nodes: Iterable[Node],
     served: set[str],
@@ -142,6 +157,7 @@ def snapshot(
     images: Mapping[str, str],
     fingerprint: str,
     files: int,
+    stamp: str,
 ) -> Applied:
     """The record of an apply that rendered ``nodes`` with these observed values."""
     entries = {}
@@ -156,7 +172,7 @@ def snapshot(
             images.get(node.name),
             encode(node),
         )
-    return Applied(fingerprint, files, entries, secure_boot)
+    return Applied(fingerprint, files, entries, secure_boot, stamp)
 
 
 def encode(node: Node) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def test_a_one_node_change_renders_that_node_alone_and_validates_its_new_line(ct
     )
 
 
-def test_a_changed_layout_or_a_missing_record_renders_everything(ctx, tmp_path, monkeypatch):
+def test_a_changed_layout_or_an_emptied_root_renders_everything(ctx, tmp_path, monkeypatch):
     nodes.set_mac(ctx, "c01", "52:54:00:00:00:01")
     root = tmp_path / "root"
     apply(ctx, root=root, do_reload=False, validation=False)
@@ -185,3 +186,10 @@ def test_a_changed_layout_or_a_missing_record_renders_everything(ctx, tmp_path, 
     ctx.config.write_bytes(ctx.config.read_bytes().replace(b"c[01-04]", b"c[01-05]"))
     apply(ctx, root=root, do_reload=False, validation=False)
     assert partial[-1] is None  # another cluster.xml: another fingerprint
+    apply(ctx, root=root, do_reload=False, validation=False)
+    assert partial[-1] is not None
+    shutil.rmtree(root)  # the record is of a root that is no more
+    nodes.set_mac(ctx, "c02", "52:54:00:00:00:02")
+    report = apply(ctx, root=root, do_reload=False, validation=False)
+    assert partial[-1] is None and report.result.unchanged == 0
+    assert (root / "etc/dim/hosts").is_file()
