@@ -114,9 +114,13 @@ class _Options:
 
 def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyReport:
     """Render everything, compare everything; record what it rendered from."""
-    data = _layout_bytes(ctx)
-    inventory = ctx.inventory()
-    name = server_name(inventory.cluster, server)
+    data = _layout_bytes(ctx)  # parsed and fingerprinted as read once
+    cluster = ctx.cluster() if data is None else layout.parse(data, str(ctx.config))
+    observed = ctx.observed()
+    inventory = Inventory(cluster, observed.macs, observed.images)
+    name = server_name(cluster, server)
+    keep = data is not None and incremental.supported(cluster.servers[name], ctx.template_dir)
+    key = _fingerprint(ctx, cluster, name, options.root, data) if keep else ""
     context = RenderContext(inventory, name, ctx.state, ctx.template_dir)
     root, dry_run = options.root, options.dry_run
     created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
@@ -141,8 +145,7 @@ def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyRepo
     )
     if not dry_run:
         targets.write(StatePaths(ctx.state), inventory.macs, inventory.images)
-        if data is not None and incremental.supported(srv, ctx.template_dir):
-            key = _fingerprint(ctx, inventory.cluster, name, root, data)
+        if keep:
             served = set(inventory.cluster.peers(name))
             stamp = applied.root_stamp(target(root, MANIFEST))
             applied.snapshot(
