@@ -25,6 +25,7 @@ from dim.images import operations
 from dim.paths import StatePaths
 from dim.records import MACS_TABLE
 from dim.services import applied, incremental
+from dim.services.apply import diff
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
 from tests.conftest import require_binary
@@ -155,6 +156,9 @@ def test_a_one_node_change_renders_that_node_alone_and_validates_its_new_line(ct
     root = tmp_path / "root"
     apply(ctx, root=root, do_reload=False)
     nodes.set_mac(ctx, "c02", "52:54:00:00:aa:02")
+    preview = apply(ctx, root=root, do_reload=False, dry_run=True)
+    (hosts,) = [c for c in preview.result.changes if c.path == "/etc/dim/dnsmasq.hosts"]
+    assert "-52:54:00:00:00:02,10.10.0.12,c02\n+52:54:00:00:aa:02,10.10.0.12,c02" in diff(hosts)
     report = apply(ctx, root=root, do_reload=False)
     changes = sorted((c.action, c.path) for c in report.result.changes)
     assert changes == [
