@@ -16,6 +16,8 @@
     <state>/nodes/<node>/.<image>.reset-<t>-…/  a replica's old content, kept aside until gc
     <state>/locks/<image>.lock                  the image's lock, holding its holder's pid
     <state>/boot/<image>/<version>/             the image version's kernel and initramfs
+    <state>/applied/<digest>.tsv                what the last ``dim apply`` of a server into a
+                                                root rendered from (incremental apply)
 
     >>> paths = StatePaths(Path("/var/lib/dim"))
     >>> paths.replica("node01", "rhel9")
@@ -32,6 +34,7 @@ renderers ask for them once per node.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,7 @@ from dim.names import check_name
 DB = "state.db"
 # not below boot/: an image may be named targets.json, and boot/<image>/ is its boot builds
 BOOT_TARGETS = "boot-targets.json"
+APPLIED = "applied"
 IMAGES = "images"
 LIVE = "live"
 VERSIONS = "versions"
@@ -69,6 +73,11 @@ class StatePaths:
     @property
     def boot_targets(self) -> Path:
         return self.root / BOOT_TARGETS
+
+    def applied(self, server: str, root: str) -> Path:
+        """The inputs of the last ``dim apply`` of ``server`` into ``root``."""
+        digest = hashlib.sha256(f"{server}\0{root}".encode()).hexdigest()[:20]
+        return self.root / APPLIED / f"{digest}.tsv"
 
     # -- images ------------------------------------------------------------------------------
 

@@ -28,21 +28,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dim.actions.context import Context
 from dim.boot import targets
+from dim.boot.builds import find_build
 from dim.errors import ApplyError
 from dim.images.operations import ensure_replicas
 from dim.inventory import server_name
-from dim.layout.model import Cluster, Server
+from dim.layout import parser as layout
+from dim.layout.model import Cluster, Inventory, Server
 from dim.paths import StatePaths
 from dim.records import StaleLease
+from dim.services import applied, incremental, leases
 from dim.services import apply as applier
-from dim.services import leases
 from dim.services.apply import ApplyResult, target
 from dim.services.clients import loader_files as needed_loaders
+from dim.services.manifest import PATH as MANIFEST
 from dim.services.render import render_all
 from dim.services.rendering import RenderContext, RenderedFile
 
@@ -83,32 +86,77 @@ def apply(
     dry_run: bool = False,
     do_reload: bool | None = None,
     validation: bool = True,
+    full: bool = False,
 ) -> ApplyReport:
     """Bring ``server``'s services (default: the only server) in line with the layout.
 
     ``root`` is where the files go (``/`` on a real server); ``do_reload`` defaults to whether
     that is ``/``. ``dry_run`` validates and plans, writes nothing and releases nothing.
+
+    When only nodes' MACs and images changed since the last apply into ``root`` (the same
+    cluster.xml, templates, dim, image store and boot builds: :mod:`dim.services.applied`),
+    only what those nodes need is rendered and compared (:mod:`dim.services.incremental`);
+    ``full`` renders and compares everything regardless, as when anything else changed.
     """
-    inventory = ctx.inventory()
-    name = server_name(inventory.cluster, server)
+    do_reload = (root.resolve() == Path("/")) if do_reload is None else do_reload
+    options = _Options(root, dry_run, do_reload, validation)
+    report = None if full else _apply_changes(ctx, server, options)
+    return report if report is not None else _apply_all(ctx, server, options)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    root: Path
+    dry_run: bool
+    do_reload: bool
+    validation: bool
+
+
+def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyReport:
+    """Render everything, compare everything; record what it rendered from."""
+    data = _layout_bytes(ctx)  # parsed and fingerprinted as read once
+    cluster = ctx.cluster() if data is None else layout.parse(data, str(ctx.config))
+    observed = ctx.observed()
+    inventory = Inventory(cluster, observed.macs, observed.images)
+    name = server_name(cluster, server)
+    keep = data is not None and incremental.supported(cluster.servers[name], ctx.template_dir)
+    key = _fingerprint(ctx, cluster, name, options.root, data) if keep else ""
     context = RenderContext(inventory, name, ctx.state, ctx.template_dir)
+    root, dry_run = options.root, options.dry_run
     created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
     srv = inventory.cluster.servers[name]
-    do_reload = (root.resolve() == Path("/")) if do_reload is None else do_reload
     secure_boot = any(node.secure_boot for node in context.nodes())
     peers = [inventory.cluster.servers[p] for p in inventory.cluster.peers(name) if p != name]
     loaders, warnings = loader_files(srv, root, secure_boot=secure_boot, peers=peers)
+    files = render_all(context) + loaders
+    record = StatePaths(ctx.state).applied(name, os.path.abspath(root))
+    if not dry_run:  # from here the files may be neither the recorded ones nor the new ones
+        record.unlink(missing_ok=True)
     result = applier.apply(
-        render_all(context) + loaders,
+        files,
         root,
         reload_command=srv.reload_command,
         dry_run=dry_run,
-        do_reload=do_reload,
-        validation=validation,
+        do_reload=options.do_reload,
+        validation=options.validation,
     )
-    released, waiting = _settle_leases(ctx, srv, inventory.cluster, now=do_reload and not dry_run)
+    released, waiting = _settle_leases(
+        ctx, srv, inventory.cluster, now=options.do_reload and not dry_run
+    )
     if not dry_run:
         targets.write(StatePaths(ctx.state), inventory.macs, inventory.images)
+        if keep:
+            served = set(inventory.cluster.peers(name))
+            stamp = applied.root_stamp(target(root, MANIFEST))
+            applied.snapshot(
+                inventory.cluster.nodes,
+                served,
+                inventory.macs,
+                inventory.images,
+                key,
+                len(files),
+                stamp,
+            ).write(record)
     return ApplyReport(
         server=name,
         root=root,
@@ -118,6 +166,100 @@ def apply(
         released=tuple(released),
         waiting=tuple(waiting),
         warnings=tuple(warnings),
+    )
+
+
+def _apply_changes(ctx: Context, server: str | None, options: _Options) -> ApplyReport | None:
+    """Render and compare only what the nodes changed since the last apply need; None when
+    that apply's record does not match (then everything is rendered)."""
+    data = _layout_bytes(ctx)
+    if data is None:
+        return None
+    declared = layout.parse_declarations(data, str(ctx.config))
+    name = server_name(declared, server)
+    if not incremental.supported(declared.servers[name], ctx.template_dir):
+        return None
+    root, dry_run = options.root, options.dry_run
+    record = StatePaths(ctx.state).applied(name, os.path.abspath(root))
+    journal = target(root, MANIFEST)
+    key, stamp = _fingerprint(ctx, declared, name, root, data), applied.root_stamp(journal)
+    previous = applied.Applied.read(record, key, stamp)
+    if previous is None:
+        return None
+    observed = ctx.observed()
+    changed = previous.changed(observed.macs, observed.images)
+    # the nodes with a lease to release are looked up in the layout too
+    wanted = set(changed) | {s.node for s in ctx.stale_leases() if s.node in previous.nodes}
+    nodes = tuple(previous.node(n) for n in previous.nodes if n in wanted)
+    cluster = replace(declared, nodes=nodes, by_name={})
+    inventory = Inventory(cluster, observed.macs, observed.images)
+    context = RenderContext(inventory, name, ctx.state, ctx.template_dir)
+    changes = incremental.render_changes(context, previous, changed, root)
+    if changes is None:
+        return None
+    created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
+    srv = cluster.servers[name]
+    peers = [cluster.servers[p] for p in cluster.peers(name) if p != name]
+    loaders, warnings = loader_files(srv, root, secure_boot=previous.secure_boot, peers=peers)
+    result = applier.apply(
+        changes.files + loaders,
+        root,
+        reload_command=srv.reload_command,
+        dry_run=dry_run,
+        do_reload=options.do_reload,
+        validation=options.validation,
+        removed=changes.removed,
+    )
+    counts = result.counts()
+    result.unchanged = changes.total - counts["create"] - counts["update"]
+    released, waiting = _settle_leases(ctx, srv, cluster, now=options.do_reload and not dry_run)
+    if not dry_run:
+        targets.write(StatePaths(ctx.state), observed.macs, observed.images)
+        previous.update(changed, observed.macs, observed.images, changes.total)
+        previous.stamp = applied.root_stamp(journal)
+        previous.write(record)
+    return ApplyReport(
+        server=name,
+        root=root,
+        dry_run=dry_run,
+        result=result,
+        replicas_created=tuple(created),
+        released=tuple(released),
+        waiting=tuple(waiting),
+        warnings=tuple(warnings),
+    )
+
+
+def _layout_bytes(ctx: Context) -> bytes | None:
+    try:
+        return ctx.config.read_bytes()
+    except OSError:
+        return None  # the full path's load says why
+
+
+def _fingerprint(ctx: Context, cluster: Cluster, server: str, root: Path, data: bytes) -> str:
+    """Every input of the rendered files that is not a node's MAC or image."""
+    paths, store = StatePaths(ctx.state), ctx.store()
+    overrides = []
+    if ctx.template_dir.is_dir():
+        for path in sorted(ctx.template_dir.iterdir()):
+            overrides.append((path.name, path.read_bytes() if path.is_file() else None))
+    images = []
+    for image in cluster.images:
+        build = find_build(paths, image)
+        found = (str(build.kernel), str(build.initrd)) if build is not None else None
+        images.append((image, store.exists(image), found))
+    return applied.fingerprint(
+        [
+            applied.FORMAT,
+            applied.code_fingerprint(),
+            data,
+            server,
+            os.path.abspath(root),
+            str(ctx.state),
+            overrides,
+            images,
+        ]
     )
 
 

@@ -40,6 +40,12 @@ SHOWN = 50  # changed files listed without --diff; beyond, a count
     is_flag=True,
     help="Install even when a daemon's test mode is not available.",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Render and compare every file, even when only some nodes changed since the last "
+    "apply (e.g. after a file was edited by hand).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 def command(
@@ -50,6 +56,7 @@ def command(
     show_diff: bool,
     do_reload: bool | None,
     skip_validation: bool,
+    full: bool,
     as_json: bool,
 ) -> None:
     """Render DHCP, NFS, hosts and boot files; validate; install atomically; reload.
@@ -65,6 +72,7 @@ def command(
         dry_run=dry_run,
         do_reload=do_reload,
         validation=not skip_validation,
+        full=full,
     )
     if as_json:
         emit_json(_record(report))

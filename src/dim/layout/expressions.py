@@ -12,8 +12,12 @@ numbers in a node's name (``n1``, ``n2``…, left to right), its index in its gr
     >>> compile_template("node{i+1:03}").render((), 6, "x")
     'node007'
 
-Expressions are parsed with :mod:`ast` and turned into small closures after checking every
-syntax node against a short allow-list: nothing is ever passed to ``eval``. They are bounded
+Expressions are parsed with :mod:`ast` and checked node by node against a short allow-list.
+A template is then compiled once into one Python function, an f-string built from a fresh
+syntax tree that holds only what the allow-list let through (integers, ``nums[k]``, ``i``,
+``name``, ``+ - * // %``): nothing of the user's text is ever passed to ``eval`` or
+``compile``. The same check also builds small closures, which evaluate a single expression
+and give a failing template its error message. They are bounded
 before and while parsing, so that no input ends in a RecursionError or MemoryError: at most
 :data:`MAX_LENGTH` characters of ASCII, :data:`MAX_DEPTH` levels of nesting and integers of
 :data:`MAX_DIGITS` digits::
@@ -28,6 +32,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
@@ -134,17 +139,33 @@ def _binary(op: Callable[[int, int], int], left: Evaluator, right: Evaluator) ->
 
 
 Field = Callable[[Numbers, int, str], str]
+Renderer = Callable[[Numbers, int, str], str]
 
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A compiled template: a format string with one ``{}`` per field."""
+    """A compiled template: :meth:`render` gives a node's text.
+
+    ``function`` is the fast path, one compiled f-string, for callers that run it once per
+    node: it raises IndexError (a number the node's name lacks) or ZeroDivisionError, and
+    the caller then calls :meth:`render`, which evaluates field by field (``pattern`` and
+    ``fields``) and raises the :class:`ExpressionError` that says why.
+    """
 
     text: str
     pattern: str
     fields: tuple[Field, ...]
+    function: Renderer
+    uses_numbers: bool = False  # whether a field reads n1, n2…: the caller may pass () if not
 
     def render(self, nums: Numbers, index: int, name: str) -> str:
+        try:
+            return self.function(nums, index, name)
+        except (IndexError, ZeroDivisionError):
+            return self.render_fields(nums, index, name)  # raises the ExpressionError
+
+    def render_fields(self, nums: Numbers, index: int, name: str) -> str:
+        """The slow path: each field's closure in turn."""
         if not self.fields:
             return self.pattern
         return self.pattern.format(*[field(nums, index, name) for field in self.fields])
@@ -158,14 +179,82 @@ def compile_template(text: str) -> Template:
     """Compile ``text`` with ``{expr}``, ``{expr:WIDTH}`` and ``{name}`` fields."""
     pattern: list[str] = []
     fields: list[Field] = []
+    parts: list[ast.expr] = []
+    uses_numbers = False
     position = 0
     for match in _FIELD.finditer(text):
-        pattern.append(_literal(text[position : match.start()], text))
-        pattern.append("{}")
+        literal = _literal(text[position : match.start()], text)
+        pattern += [literal, "{}"]
         fields.append(_field(match.group(1), text))
+        part = _formatted(match.group(1))
+        uses_numbers = uses_numbers or any(isinstance(n, ast.Subscript) for n in ast.walk(part))
+        parts += [ast.Constant(literal), part]
         position = match.end()
-    pattern.append(_literal(text[position:], text))
-    return Template(text, "".join(pattern), tuple(fields))
+    literal = _literal(text[position:], text)
+    pattern.append(literal)
+    parts.append(ast.Constant(literal))
+    return Template(text, "".join(pattern), tuple(fields), _function(parts), uses_numbers)
+
+
+# -- compiling a template into one function ------------------------------------------------------
+#
+# The tree compiled below is built here, node by node, from the parsed expression once
+# _field has accepted it: only the node types of _python's allow-list ever reach compile(),
+# and the function runs with no builtins.
+
+_PYTHON_OPERATORS = {
+    ast.Add: ast.Add,
+    ast.Sub: ast.Sub,
+    ast.Mult: ast.Mult,
+    ast.FloorDiv: ast.FloorDiv,
+    ast.Mod: ast.Mod,
+}
+_ARGUMENTS = ("nums", "i", "name")
+
+
+def _formatted(body: str) -> ast.expr:
+    """The f-string part of one field (already accepted by :func:`_field`)."""
+    expr, _, spec = body.partition(":")
+    if expr.strip() == "name":
+        return ast.FormattedValue(ast.Name("name", ast.Load()), -1, None)
+    fmt = None
+    if spec:
+        width = _WIDTH.fullmatch(spec)
+        assert width is not None  # _field refused it otherwise
+        fmt = ast.JoinedStr([ast.Constant(f"0{int(width.group(1))}d")])
+    return ast.FormattedValue(_python(_parse(expr)), -1, fmt)
+
+
+def _python(node: ast.AST) -> ast.expr:
+    """A fresh copy of an accepted expression, ``n<k>`` read as ``nums[k-1]``."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return ast.Constant(node.value)
+    if isinstance(node, ast.Name) and node.id == "i":
+        return ast.Name("i", ast.Load())
+    if isinstance(node, ast.Name) and _NUMBER_NAME.fullmatch(node.id):
+        position = ast.Constant(int(node.id[1:]) - 1)
+        return ast.Subscript(ast.Name("nums", ast.Load()), position, ast.Load())
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        return ast.UnaryOp(type(node.op)(), _python(node.operand))
+    if isinstance(node, ast.BinOp) and type(node.op) in _PYTHON_OPERATORS:
+        operator_ = _PYTHON_OPERATORS[type(node.op)]()
+        return ast.BinOp(_python(node.left), operator_, _python(node.right))
+    raise AssertionError(f"not accepted by _build: {ast.dump(node)}")
+
+
+def _function(parts: list[ast.expr]) -> Renderer:
+    """``lambda nums, i, name: f"…"`` compiled from ``parts``, without builtins."""
+    arguments = ast.arguments(
+        posonlyargs=[],
+        args=[ast.arg(a) for a in _ARGUMENTS],
+        kwonlyargs=[],
+        kw_defaults=[],
+        defaults=[],
+    )
+    tree = ast.Expression(ast.Lambda(arguments, ast.JoinedStr(parts)))
+    code = compile(ast.fix_missing_locations(tree), "<template>", "eval")
+    (body,) = (c for c in code.co_consts if isinstance(c, types.CodeType))
+    return types.FunctionType(body, {"__builtins__": {}})
 
 
 def _literal(chunk: str, text: str) -> str:

@@ -87,7 +87,11 @@ class Image:
     kernel_args: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+# Interface, Bmc and Node are not frozen: 400,000 of them at 100,000 nodes, and a frozen
+# dataclass's __init__ (one object.__setattr__ call per field) costs four times a plain one's
+# (0.08 s against 0.02 s per 100,000 here). Treat them as immutable all the same; they stay
+# hashable (unsafe_hash) as the frozen ones were.
+@dataclass(slots=True, unsafe_hash=True)
 class Interface:
     network: str
     ip: str  # dotted quad, canonical: the parser checked it with inet_pton
@@ -98,14 +102,14 @@ class Interface:
         return IPv4Address(self.ip)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Bmc:
     driver: str  # ipmi | redfish | snmp
     address: str
     credentials: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Node:
     name: str
     group: str

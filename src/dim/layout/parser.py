@@ -161,6 +161,16 @@ def parse(data: bytes, source: str = "<memory>") -> Cluster:
         return _Parser(source).parse(data)
 
 
+def parse_declarations(data: bytes, source: str = "<memory>") -> Cluster:
+    """cluster.xml without its nodes: networks, servers, failover sets, images and groups.
+
+    For a caller that knows these bytes were parsed in full before (an incremental
+    ``dim apply``, :mod:`dim.services.applied`): the groups are not expanded, so nothing that
+    only their nodes could show is checked.
+    """
+    return _Parser(source).parse(data, expand=False)
+
+
 class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -172,7 +182,7 @@ class _Parser:
 
     # -- structure -------------------------------------------------------------------------
 
-    def parse(self, data: bytes) -> Cluster:
+    def parse(self, data: bytes, *, expand: bool = True) -> Cluster:
         try:
             root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
         except etree.XMLSyntaxError as exc:
@@ -197,8 +207,15 @@ class _Parser:
         servers = self._servers(root, networks)
         failover = self._failover(root, networks, servers)
         images = self._images(root)
-        groups, nodes = self._groups(root, networks, servers, images)
-        _check_unique_addresses(self, nodes, root)
+        if expand:
+            groups, nodes = self._groups(root, networks, servers, images)
+            _check_unique_addresses(self, nodes, root)
+        else:
+            groups = {
+                g.get("name"): Group(g.get("name"), g.get("nodes"), g.sourceline)
+                for g in root.iterfind("group")
+            }
+            nodes = []
         return Cluster(
             name=root.get("name"),
             domain=root.get("domain"),
@@ -535,46 +552,65 @@ class _Parser:
             raise self.error("a group has at most one interface per network", el)
         bmc_el = el.find("bmc")
         bmc_template = self._template(bmc_el, "address") if bmc_el is not None else None
-        checks = [(i[0], i[1].name, *self._bounds(i[1]), i[2], i[3]) for i in interfaces]
+        # Per interface: its element, network, first and last address, the address template
+        # and its compiled function, and the host name's (None: the node's name).
+        checks = [
+            (
+                i[0],
+                i[1].name,
+                *self._bounds(i[1]),
+                i[2],
+                i[2].function,
+                None if i[3].text == "{name}" else i[3].function,
+            )
+            for i in interfaces
+        ]
+        templates = [t for i in interfaces for t in i[2:4]] + [bmc_template]
+        uses_numbers = any(t is not None and t.uses_numbers for t in templates)
         room = self._hostname_room(el)
         name_room = min(room, MAX_NAME)
         bmc_room = min(room, 63) - 4  # the hosts file's <node>-bmc: the last label grows by 4
         line = el.sourceline
         element = el
+        if bmc_el is not None:
+            bmc_address = bmc_template.function
+            bmc_driver, bmc_credentials = bmc_el.get("driver"), bmc_el.get("credentials")
+        host_name, numbers = HOST_NAME.fullmatch, _NUMBERS.findall
         # The loop below runs once per node (100,000 and more): locals and few calls.
         try:
             for index, name in enumerate(nodeset):
                 element = el
-                if len(name) > name_room or not HOST_NAME.fullmatch(name):
+                if len(name) > name_room or not host_name(name):
                     self._bad_hostname(el, name, "node name", name, room)
-                nums = tuple(map(int, _NUMBERS.findall(name)))
+                nums = tuple(map(int, numbers(name))) if uses_numbers else ()
                 node_image, node_server, node_secure = overrides.get(
                     name, (image, server, secure_boot)
                 )
                 built = []
-                for element, network, first, last, ip_t, host_t in checks:
-                    ip = ip_t.render(nums, index, name)
+                for element, network, first, last, ip_t, ip_of, hostname_of in checks:
+                    ip = ip_of(nums, index, name)
                     try:
                         value = ip_to_int(ip)
                     except OSError:
                         value = -1
                     if not first <= value <= last:
                         self._bad_ip(element, name, networks[network], ip_t, ip)
-                    hostname = name if host_t.text == "{name}" else host_t.render(nums, index, name)
-                    if hostname is not name and (
-                        len(hostname) > room or not HOST_NAME.fullmatch(hostname)
-                    ):
-                        self._bad_hostname(element, name, "hostname", hostname, room)
+                    if hostname_of is None:
+                        hostname = name
+                    else:
+                        hostname = hostname_of(nums, index, name)
+                        if len(hostname) > room or not host_name(hostname):
+                            self._bad_hostname(element, name, "hostname", hostname, room)
                     built.append(Interface(network, ip, hostname))
                 bmc = None
                 if bmc_el is not None:
                     element = bmc_el
-                    address = bmc_template.render(nums, index, name)
+                    address = bmc_address(nums, index, name)
                     if not BMC_ADDRESS.fullmatch(address):
                         check_bmc_address("BMC address", address)
                     if len(name) > bmc_room:
                         self._bmc_hostname(bmc_el, name, address, room)
-                    bmc = Bmc(bmc_el.get("driver"), address, bmc_el.get("credentials"))
+                    bmc = Bmc(bmc_driver, address, bmc_credentials)
                 yield Node(
                     name,
                     group,
@@ -586,10 +622,27 @@ class _Parser:
                     line,
                     node_secure,
                 )
+        except (IndexError, ZeroDivisionError):  # from a template's compiled function
+            self._template_error(interfaces, bmc_el, bmc_template, nums, index, name)
         except ExpressionError as exc:
             raise self.error(f"node {name}: {exc}", element) from None
         except ValueError as exc:  # from check_bmc_address
             raise self.error(f"node {name}: {exc}", element) from None
+
+    def _template_error(self, interfaces, bmc_el, bmc_template, nums, index, name) -> None:
+        """Evaluate a node's templates again, in the same order, field by field: the one whose
+        compiled function failed raises the ExpressionError that says why."""
+        if not nums:
+            nums = tuple(map(int, _NUMBERS.findall(name)))
+        evaluations = [(i[0], t) for i in interfaces for t in i[2:4]]
+        if bmc_el is not None:
+            evaluations.append((bmc_el, bmc_template))
+        for element, template in evaluations:
+            try:
+                template.render(nums, index, name)
+            except ExpressionError as exc:
+                raise self.error(f"node {name}: {exc}", element) from None
+        raise AssertionError(f"node {name}: a template failed only when compiled")
 
     def _hostname_room(self, element) -> int:
         """How long a host name may be: 253 characters with the cluster's domain after it."""
@@ -685,29 +738,35 @@ def _check_unique_addresses(parser: _Parser, nodes: list[Node], root) -> None:
                 raise parser.error(f"duplicate IP address: {name} and {owner}", server, ip)
     hostnames: dict[str, str] = {}
     group_lines = {g.get("name"): g for g in root.iterfind("group")}
-    for node in nodes:
-        for iface in node.interfaces:
-            owner = owners.setdefault(iface.ip, node.name)
-            if owner != node.name:
+    ip_owner, host_owner = owners.setdefault, hostnames.setdefault
+    for node in nodes:  # once per node: locals, and no call but the dictionaries'
+        name, interfaces = node.name, node.interfaces
+        known_ips, known_hosts = len(owners), len(hostnames)
+        for iface in interfaces:
+            owner = ip_owner(iface.ip, name)
+            if owner != name:
                 raise parser.error(
-                    f"duplicate IP address: node {node.name} and {owner}",
+                    f"duplicate IP address: node {name} and {owner}",
                     group_lines[node.group],
                     iface.ip,
                 )
-            host_owner = hostnames.setdefault(iface.hostname, node.name)
-            if host_owner != node.name:
+            owner = host_owner(iface.hostname, name)
+            if owner != name:
                 raise parser.error(
-                    f"duplicate host name: node {node.name} and {host_owner}",
+                    f"duplicate host name: node {name} and {owner}",
                     group_lines[node.group],
                     iface.hostname,
                 )
-        if len(node.interfaces) > 1:
+        # Fewer new entries than interfaces: the node has one address or host name twice.
+        count = len(interfaces)
+        if len(owners) - known_ips < count or len(hostnames) - known_hosts < count:
             _check_distinct_interfaces(parser, node, group_lines[node.group])
         if node.bmc is not None:
-            owner = owners.setdefault(node.bmc.address, f"the BMC of {node.name}")
-            if owner != f"the BMC of {node.name}":
+            bmc = f"the BMC of {name}"
+            owner = ip_owner(node.bmc.address, bmc)
+            if owner != bmc:
                 raise parser.error(
-                    f"duplicate BMC address: node {node.name} and {owner}",
+                    f"duplicate BMC address: node {name} and {owner}",
                     group_lines[node.group],
                     node.bmc.address,
                 )

@@ -14,16 +14,17 @@ HOSTS_FILE = "/etc/dim/hosts"
 def host_entries(context: RenderContext) -> list[tuple[str, str, str]]:
     """(address, fully qualified name, short name) for every interface and BMC."""
     cluster = context.inventory.cluster
-    entries = []
-    for server in cluster.servers.values():
-        entries.append((str(server.address), server.name))
-    for node in cluster.nodes:
+    suffix = f".{cluster.domain}" if cluster.domain else ""
+    entries = [(str(s.address), s.name + suffix, s.name) for s in cluster.servers.values()]
+    add = entries.append
+    for node in cluster.nodes:  # once per node: locals and few calls
         for iface in node.interfaces:
-            entries.append((iface.ip, iface.hostname))
-        if node.bmc is not None and _is_ip(node.bmc.address):
-            entries.append((node.bmc.address, f"{node.name}-bmc"))
-    domain = cluster.domain
-    return [(ip, f"{name}.{domain}" if domain else name, name) for ip, name in entries]
+            add((iface.ip, iface.hostname + suffix, iface.hostname))
+        bmc = node.bmc
+        if bmc is not None and _is_ip(bmc.address):
+            name = f"{node.name}-bmc"
+            add((bmc.address, name + suffix, name))
+    return entries
 
 
 def _is_ip(text: str) -> bool:

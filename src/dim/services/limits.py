@@ -111,9 +111,11 @@ def shortfalls(inventory: Inventory, local: list[str], current: dict[str, int]) 
     return lines
 
 
-def dnsmasq_lease_max(reservations: int) -> int | None:
-    """``dhcp-lease-max`` for this many reservations: twice them (replaced MACs' leases)."""
-    return _above(2 * reservations, DNSMASQ_LEASE_MAX)
+def dnsmasq_lease_max(nodes: int) -> int | None:
+    """``dhcp-lease-max`` for this many nodes: twice them (replaced MACs' leases). Sized from the
+    nodes declared, not the MACs known, so that a MAC set later changes no more than its host
+    line (what an incremental apply rewrites)."""
+    return _above(2 * nodes, DNSMASQ_LEASE_MAX)
 
 
 def tftp_max(nodes: int) -> int | None:

@@ -114,12 +114,17 @@ def render(context: RenderContext) -> list[RenderedFile]:
                 RenderedFile(f"{tftp}/dim/images/{image.name}/vmlinuz", link=str(build.kernel)),
                 RenderedFile(f"{tftp}/dim/images/{image.name}/initrd.img", link=str(build.initrd)),
             ]
-    for node in context.nodes():
-        mac = inventory.macs.get((node.name, node.boot.network))
-        image = inventory.images.get(node.name, node.image)
+    macs, images = inventory.macs, inventory.images
+    stems: dict[tuple[str, str], str] = {}  # (server, image) -> config_stem
+    for node in context.nodes():  # once per node: locals, and config_stem once per image
+        mac = macs.get((node.name, node.interfaces[0].network))
+        image = images.get(node.name, node.image)
         if mac is None or image is None:
             continue
-        files += node_links(server, mac, config_stem(cluster, node.server, image))
+        stem = stems.get((node.server, image))
+        if stem is None:
+            stem = stems[node.server, image] = config_stem(cluster, node.server, image)
+        files += node_links(server, mac, stem)
     return files
 
 

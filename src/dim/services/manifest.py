@@ -46,6 +46,12 @@ class Manifest:
             _apply_line(entries, line)
         return cls(location, entries, len(lines))
 
+    @classmethod
+    def appending(cls, location: str) -> Manifest:
+        """The journal, not read: for an apply that knows which paths it installs and removes
+        (an incremental one). Nothing is known of the paths it holds; it is not compacted."""
+        return cls(location, {}, -1)
+
     def link_target(self, path: str) -> str | None:
         return self.entries.get(path) or None
 
@@ -61,6 +67,8 @@ class Manifest:
         lines = [_line(p, t or "") for p, t in installed]
         lines += [f"- {p}" for p in removed]
         self._append(lines, sync=True)
+        if self.lines < 0:
+            return  # not read (appending): a later full apply compacts it
         if self.lines > len(self.entries) + max(1000, len(self.entries) // 2):
             self.compact()
 
@@ -83,7 +91,8 @@ class Manifest:
             os.close(fd)
         for line in lines:
             _apply_line(self.entries, line)
-        self.lines += len(lines)
+        if self.lines >= 0:
+            self.lines += len(lines)
 
 
 def _apply_line(entries: dict[str, str | None], line: str) -> None:

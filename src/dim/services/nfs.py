@@ -37,7 +37,8 @@ class ImageExport:
     clients: tuple[str, ...]  # CIDR blocks
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one per node (dim.services.dhcp.DhcpHost says why).
+@dataclass(slots=True)
 class ReplicaExport:
     id: int
     node: str
@@ -71,16 +72,18 @@ FAILOVER_LEASE = 5
 def nfs_context(context: RenderContext) -> NfsContext:
     inventory = context.inventory
     nodes = context.nodes()
+    folder = context.node_path("")  # <state>/nodes/, each node's name after it
+    addresses = [node.interfaces[0].ip for node in nodes]  # each node's boot address
     replicas = tuple(
-        ReplicaExport(
-            id=FIRST_NODE_EXPORT_ID + number,
-            node=node.name,
-            path=context.node_path(node.name),
-            client=node.boot.ip,
+        ReplicaExport(number, node.name, folder + node.name, address)
+        for number, node, address in zip(
+            range(FIRST_NODE_EXPORT_ID, FIRST_NODE_EXPORT_ID + len(nodes)),
+            nodes,
+            addresses,
+            strict=True,
         )
-        for number, node in enumerate(nodes)
     )
-    clients = cidr_blocks([node.boot.ip for node in nodes])
+    clients = cidr_blocks(addresses)
     images = (ImageExport(1, context.images_path(), clients),) if clients else ()
     server = context.server
     in_set = server.failover is not None

@@ -1,0 +1,159 @@
+"""Render what the nodes that changed since the last apply need, and nothing else.
+
+The caller (:func:`dim.actions.apply.apply`) knows from :mod:`dim.services.applied` that
+nothing but some nodes' boot MACs and assigned images changed since the last apply into the
+same root, and builds a :class:`RenderContext` over a partial layout holding only those nodes
+(rebuilt from their records, cluster.xml not expanded). Of every file dim renders, these
+depend on those values:
+
+- each node's boot loader links (:func:`dim.services.loaders.node_links`), named after its MAC
+  and pointing at its image's configuration: the changed nodes' are rendered, and their old
+  ones that are no longer rendered are to be removed;
+- dnsmasq's hosts file, one line per node with a MAC: the changed nodes' lines are rendered
+  with the same template, one node at a time, and spliced between the installed lines of the
+  others, in the order a full render gives (boot networks in layout order, nodes in layout
+  order within each);
+- dnsmasq's main file, only through which networks have a node with a MAC: unchanged unless
+  that set changes.
+
+The rest (hosts file, NFS exports, image configurations, VRRP) is a function of what the
+fingerprint covers and stays as installed. What cannot be spliced is refused (None) and the
+caller renders everything: Kea's and ISC dhcpd's files (one document each, with the hosts
+inside), a template override of dnsmasq's hosts file, a change in the set of networks, a
+hosts file whose lines are not those recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dim.layout.model import Server
+from dim.services import dhcp, loaders, vrrp
+from dim.services.applied import Applied
+from dim.services.apply import target
+from dim.services.dhcp import DNSMASQ_CONF, DNSMASQ_HOSTS
+from dim.services.rendering import RenderContext, RenderedFile
+
+
+@dataclass(slots=True)
+class Changes:
+    """The files to compare and install, the paths to remove, and how many files a full
+    render would have returned (for the count of unchanged files)."""
+
+    files: list[RenderedFile]
+    removed: list[str]
+    total: int
+
+
+def supported(server: Server, template_dir: Path | None) -> bool:
+    """Whether an apply for ``server`` can render nodes alone (else a record is not kept)."""
+    if server.dhcp not in ("dnsmasq", "none"):
+        return False  # Kea's and dhcpd's files are one document each, the hosts inside
+    return template_dir is None or not (template_dir / "dnsmasq.hosts.j2").exists()
+
+
+def render_changes(
+    context: RenderContext, previous: Applied, changed: list[str], root: Path
+) -> Changes | None:
+    """What ``changed`` (node names, each in ``context``'s partial layout) need; None when
+    only a full render can tell."""
+    server = context.server
+    if not supported(server, context.template_dir):
+        return None
+    files = loaders.render(context) + vrrp.render(context)
+    old_links, new_links = _link_paths(context, previous, changed)
+    if server.dhcp == "dnsmasq":
+        dnsmasq = _dnsmasq_files(context, previous, changed, root)
+        if dnsmasq is None:
+            return None
+        files += dnsmasq
+    removed = sorted(set(old_links) - set(new_links))
+    return Changes(files, removed, previous.files - len(old_links) + len(new_links))
+
+
+def _link_paths(
+    context: RenderContext, previous: Applied, changed: list[str]
+) -> tuple[list[str], list[str]]:
+    """The paths of the changed nodes' loader links, as last applied and as rendered now."""
+    server, inventory = context.server, context.inventory
+    cluster = inventory.cluster
+    old, new = [], []
+    for name in changed:
+        entry, node = previous.nodes[name], cluster.by_name[name]
+        if not entry.served:
+            continue
+        for mac, image, paths in (
+            (entry.mac, entry.image or node.image, old),
+            (inventory.mac(node), inventory.image(node), new),
+        ):
+            if mac is not None and image is not None:
+                stem = loaders.config_stem(cluster, node.server, image)
+                paths += [f.path for f in loaders.node_links(server, mac, stem)]
+    return old, new
+
+
+def _dnsmasq_files(
+    context: RenderContext, previous: Applied, changed: list[str], root: Path
+) -> list[RenderedFile] | None:
+    """dnsmasq's main file as installed and its hosts file spliced; None if either cannot be."""
+    inventory = context.inventory
+    now = {n: inventory.mac(inventory.cluster.by_name[n]) for n in changed}
+    before = {e.network for e in previous.nodes.values() if e.served and e.mac}
+    after = {
+        e.network for n, e in previous.nodes.items() if e.served and now.get(n, e.mac) is not None
+    }
+    if before != after:
+        return None  # dnsmasq's main file declares the networks that have a host
+    conf = _read(target(root, DNSMASQ_CONF))
+    installed = _read(target(root, DNSMASQ_HOSTS))
+    if conf is None or installed is None:
+        return None
+    by_mac = {line.partition(",")[0]: line for line in installed.decode().splitlines()}
+    fresh = {}
+    for name in changed:
+        if previous.nodes[name].served and now[name] is not None:
+            line = _host_line(context, name, now[name])
+            if line is None:
+                return None
+            fresh[name] = line
+    lines: dict[str, list[str]] = {network: [] for network in inventory.cluster.networks}
+    for name, entry in previous.nodes.items():  # once per node
+        if not entry.served:
+            continue
+        if name in now:
+            line = fresh.get(name)
+        elif entry.mac is None:
+            continue
+        else:
+            line = by_mac.get(entry.mac)
+            if line is None:
+                return None  # not the file the last apply installed
+        if line is not None:
+            lines[entry.network].append(line)
+    hosts = "".join(f"{line}\n" for network in lines.values() for line in network)
+    return [
+        RenderedFile(DNSMASQ_CONF, conf, service="dnsmasq"),
+        RenderedFile(DNSMASQ_HOSTS, hosts.encode(), service="dnsmasq"),
+    ]
+
+
+def _host_line(context: RenderContext, name: str, mac: str) -> str | None:
+    """The node's line of dnsmasq's hosts file, rendered by the hosts file's own template for
+    a layout of that node alone; None if that is not one line for its MAC."""
+    cluster = context.inventory.cluster
+    alone = replace(cluster, nodes=(cluster.by_name[name],), by_name={})
+    single = replace(context, inventory=replace(context.inventory, cluster=alone))
+    (content,) = [f.content for f in dhcp.render(single) if f.path == DNSMASQ_HOSTS]
+    text = (content or b"").decode()
+    if text.count("\n") != 1 or not text.endswith("\n") or not text.startswith(f"{mac},"):
+        return None
+    return text[:-1]
+
+
+def _read(where: str) -> bytes | None:
+    try:
+        with open(where, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None

@@ -1,0 +1,199 @@
+"""An incremental ``dim apply`` installs what a full one would, byte for byte, after any changes.
+
+A seeded random walk of MACs set and cleared, images assigned, nodes switched and cluster.xml
+edited; after every step one incremental apply into a root kept from step to step, then a full
+apply in dry-run mode on that root, which must find nothing to change; every few steps a full
+apply into a fresh root too, and the two trees compared: every file's bytes and mode, every
+link's target, and the installed-files journal read as entries (it is a journal: the appended
+lines of successive applies are not those of one apply, what they say is).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dim.actions import nodes
+from dim.actions.apply import apply
+from dim.actions.context import Context
+from dim.images import operations
+from dim.paths import StatePaths
+from dim.records import MACS_TABLE
+from dim.services import applied, incremental
+from dim.services.apply import diff
+from dim.services.manifest import PATH as MANIFEST
+from dim.services.manifest import Manifest
+from tests.conftest import require_binary
+from tests.image_trees import base_tree
+
+# Only alpha has a version: its nodes get replicas (a copy each), so few nodes have it.
+LAYOUT = """<?xml version="1.0"?>
+<cluster name="inc" domain="inc.example">
+  <network name="boot" subnet="10.30.0.0/16" gateway="10.30.0.1"/>
+  <network name="fast" subnet="10.31.0.0/16"/>
+  <network name="bmc" subnet="10.32.0.0/16"/>
+  <server name="srv" address="10.30.0.2" dhcp="{dhcp}" nfs="kernel"/>
+  <image name="alpha"><persist path="/etc"/><volatile path="/tmp"/></image>
+  <image name="beta"><persist path="/etc"/></image>
+  <group name="rack" nodes="r[1-2]n[001-{rack}]" image="beta">
+    <interface network="boot" ip="10.30.{{n1}}.{{n2}}"/>
+    <interface network="fast" ip="10.31.{{n1}}.{{n2}}"/>
+    <bmc driver="redfish" address="10.32.{{n1}}.{{n2}}" credentials="default"/>
+    <node name="r1n00[1-3]" image="{override}"/>
+  </group>
+  <group name="gpu" nodes="g[01-40]" image="beta">
+    <interface network="fast" ip="10.31.9.{{n1}}"/>
+    <interface network="boot" ip="10.30.9.{{n1}}" hostname="{{name}}-boot"/>
+  </group>
+</cluster>
+"""
+RACKS = (40, 50, 60)  # nodes per rack, as cluster.xml is edited
+
+
+def _layout(dhcp: str, rack: int = 50, override: str = "alpha") -> bytes:
+    return LAYOUT.format(dhcp=dhcp, rack=f"{rack:03}", override=override).encode()
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """Every path under ``root``: a link's target, or a file's mode and bytes."""
+    found: dict[str, tuple] = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            relative = path[len(str(root)) :]
+            if relative == MANIFEST:
+                found[relative] = ("journal", Manifest.read(path).entries)
+            elif os.path.islink(path):
+                found[relative] = ("link", os.readlink(path))
+            else:
+                with open(path, "rb") as handle:
+                    found[relative] = ("file", os.stat(path).st_mode, handle.read())
+    return found
+
+
+def _random_mac(rng: random.Random) -> str:
+    return "52:54:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(4))
+
+
+def _clear_mac(ctx: Context, node: str) -> None:
+    """No command forgets a MAC (yet): the state DB as a future one would leave it."""
+    with sqlite3.connect(StatePaths(ctx.state).db) as db:
+        db.execute(f"DELETE FROM {MACS_TABLE} WHERE node = ?", (node,))
+
+
+def _step(ctx: Context, rng: random.Random, names: list[str], dhcp: str) -> str:
+    """One random change; what it was, for the failure message."""
+    kind = rng.choice(["mac"] * 4 + ["clear", "image", "switch", "layout"])
+    node = rng.choice(names)
+    if kind == "mac":
+        mac = _random_mac(rng)
+        nodes.set_mac(ctx, node, mac)
+        return f"set {node} --mac {mac}"
+    if kind == "clear":
+        _clear_mac(ctx, node)
+        return f"cleared the MAC of {node}"
+    if kind == "image":
+        image = rng.choice(["alpha", "beta"])
+        nodes.set_image(ctx, node, image)
+        return f"set {node} --image {image}"
+    if kind == "switch":  # to the image with a version: a switch makes the node's replica
+        nodes.switch(ctx, node, "alpha")
+        return f"switch {node} alpha"
+    rack, override = rng.choice(RACKS), rng.choice(["alpha", "beta"])
+    ctx.config.write_bytes(_layout(dhcp, rack, override))
+    return f"cluster.xml: rack of {rack}, override {override}"
+
+
+# Kea's file is rendered whole every time (dim.services.incremental): fewer steps prove it.
+@pytest.mark.parametrize(("dhcp", "steps"), [("dnsmasq", 20), ("kea", 5)])
+def test_incremental_applies_install_what_a_full_apply_installs_after_random_changes(
+    tmp_path, dhcp, steps, monkeypatch
+):
+    spliced = []  # the applies that rendered only the changed nodes
+    render_changes = incremental.render_changes
+    monkeypatch.setattr(
+        incremental, "render_changes", lambda *a: spliced.append(render_changes(*a)) or spliced[-1]
+    )
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    config = tmp_path / "cluster.xml"
+    config.write_bytes(_layout(dhcp))
+    ctx = Context(config=config, state=tmp_path / "state")
+    source = base_tree(tmp_path / "src")
+    store = ctx.store()
+    operations.import_image(store, ctx.cluster().images["alpha"], str(source), incremental=False)
+    names = [n.name for n in ctx.cluster().nodes if n.name[-3:] <= f"{min(RACKS):03}"]
+    csv = tmp_path / "macs.csv"
+    csv.write_text(
+        "".join(f"{name},52:54:00:00:00:{n:02x}\n" for n, name in enumerate(rng.sample(names, 60)))
+    )
+    nodes.import_macs(ctx, csv)
+    kept = tmp_path / "kept"
+    apply(ctx, root=kept, do_reload=False, validation=False)
+    done = []
+    for step in range(steps):
+        done.append(_step(ctx, rng, names, dhcp))
+        apply(ctx, root=kept, do_reload=False, validation=False)
+        check = apply(ctx, root=kept, dry_run=True, validation=False, full=True)
+        assert check.result.changes == [], f"seed {seed}, after: {'; '.join(done)}"
+        if step % 5 == 4:
+            fresh = tmp_path / f"fresh-{step}"
+            apply(ctx, root=fresh, do_reload=False, validation=False, full=True)
+            assert _tree(kept) == _tree(fresh), f"seed {seed}, after: {'; '.join(done)}"
+    used = sum(1 for s in spliced if s is not None)
+    assert used >= (steps // 2 if dhcp == "dnsmasq" else 0), f"seed {seed}: {used} incremental"
+
+
+def test_a_one_node_change_renders_that_node_alone_and_validates_its_new_line(ctx, tmp_path):
+    require_binary("dnsmasq", "dnsmasq")
+    for number, name in enumerate(["c01", "c02", "c03"], start=1):
+        nodes.set_mac(ctx, name, f"52:54:00:00:00:{number:02x}")
+    root = tmp_path / "root"
+    apply(ctx, root=root, do_reload=False)
+    nodes.set_mac(ctx, "c02", "52:54:00:00:aa:02")
+    preview = apply(ctx, root=root, do_reload=False, dry_run=True)
+    (hosts,) = [c for c in preview.result.changes if c.path == "/etc/dim/dnsmasq.hosts"]
+    assert "-52:54:00:00:00:02,10.10.0.12,c02\n+52:54:00:00:aa:02,10.10.0.12,c02" in diff(hosts)
+    report = apply(ctx, root=root, do_reload=False)
+    changes = sorted((c.action, c.path) for c in report.result.changes)
+    assert changes == [
+        ("create", "/srv/dim/http/dim/nodes/52-54-00-00-aa-02.ipxe"),
+        ("create", "/srv/dim/tftp/grub/nodes/52:54:00:00:aa:02.cfg"),
+        ("create", "/srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-aa-02"),
+        ("remove", "/srv/dim/http/dim/nodes/52-54-00-00-00-02.ipxe"),
+        ("remove", "/srv/dim/tftp/grub/nodes/52:54:00:00:00:02.cfg"),
+        ("remove", "/srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-02"),
+        ("update", "/etc/dim/dnsmasq.hosts"),
+    ]
+    assert report.result.validated == ["dnsmasq"]
+    counts = report.result.counts()
+    fresh = apply(ctx, root=tmp_path / "fresh", do_reload=False, full=True)  # all created
+    assert report.result.unchanged + counts["create"] + counts["update"] == len(
+        fresh.result.changes
+    )
+
+
+def test_a_changed_layout_or_an_emptied_root_renders_everything(ctx, tmp_path, monkeypatch):
+    nodes.set_mac(ctx, "c01", "52:54:00:00:00:01")
+    root = tmp_path / "root"
+    apply(ctx, root=root, do_reload=False, validation=False)
+    partial = []
+    real = applied.Applied.read
+    monkeypatch.setattr(applied.Applied, "read", lambda *a: partial.append(real(*a)) or partial[-1])
+    apply(ctx, root=root, do_reload=False, validation=False)
+    assert partial[-1] is not None  # the same inputs: the record is used
+    ctx.config.write_bytes(ctx.config.read_bytes().replace(b"c[01-04]", b"c[01-05]"))
+    apply(ctx, root=root, do_reload=False, validation=False)
+    assert partial[-1] is None  # another cluster.xml: another fingerprint
+    apply(ctx, root=root, do_reload=False, validation=False)
+    assert partial[-1] is not None
+    shutil.rmtree(root)  # the record is of a root that is no more
+    nodes.set_mac(ctx, "c02", "52:54:00:00:00:02")
+    report = apply(ctx, root=root, do_reload=False, validation=False)
+    assert partial[-1] is None and report.result.unchanged == 0
+    assert (root / "etc/dim/hosts").is_file()
