@@ -19,7 +19,8 @@ Every default below suits a home router, not a segment of thousands of nodes::
   lower.
 - **dnsmasq** ``dhcp-lease-max`` (default 1,000): a reserved address takes a lease all the
   same, and the 1,001st node is offered its address and refused it ("no leases left"), over
-  and over. Twice the reservations: a replaced MAC's lease stays until released or expired.
+  and over. Twice the nodes: a replaced MAC's lease stays until released or expired (the
+  nodes declared, not the MACs known: a MAC set later changes only its host line).
 - **dnsmasq** ``tftp-max`` (default 50 transfers at once): the PXE path of a whole rack.
   One per node, at most 1,000: dnsmasq needs a file descriptor per transfer and does not
   raise its own limit (1,024 under systemd); it lowers a higher value itself and logs it.
@@ -72,13 +73,12 @@ def served(cluster: Cluster, server: str) -> list[Node]:
 def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
     nodes = served(inventory.cluster, server)
     neighbours = sum(len(n.interfaces) + (n.bmc is not None) for n in nodes)
-    reservations = sum(1 for n in nodes if (n.name, n.boot.network) in inventory.macs)
     return ServerNeeds(
         server=server,
         nodes=len(nodes),
         neighbours=neighbours,
         neighbour_thresholds=neighbour_thresholds(neighbours),
-        dnsmasq_lease_max=dnsmasq_lease_max(reservations),
+        dnsmasq_lease_max=dnsmasq_lease_max(len(nodes)),
         tftp_max=tftp_max(len(nodes)),
         ganesha_connections=ganesha_connections(len(nodes)),
         ganesha_short=max(0, 2 * len(nodes) - GANESHA_MAX_CONNECTIONS),

@@ -105,8 +105,11 @@ def test_dnsmasq_beside_kea_serves_tftp_to_1000_at_once():
     assert "tftp-max=1000" in files["/etc/dnsmasq.d/dim-tftp.conf"].splitlines()
 
 
-def test_leases_are_sized_from_the_reservations_not_the_nodes():
-    assert "dhcp-lease-max" not in rendered(racks(macs=False))["/etc/dnsmasq.d/dim.conf"]
+def test_leases_are_sized_from_the_nodes_so_that_a_new_mac_changes_only_its_host_line():
+    # an incremental apply rewrites the host lines of the nodes that changed, nothing else
+    before = rendered(racks(macs=False))["/etc/dnsmasq.d/dim.conf"]
+    assert "dhcp-lease-max=4000" in before.splitlines()
+    assert rendered(racks())["/etc/dnsmasq.d/dim.conf"] == before
 
 
 def test_a_small_cluster_gets_no_sysctl_file_and_no_limit_lines(small_inventory):
