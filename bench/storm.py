@@ -244,18 +244,22 @@ def export_paths(folder: Path) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def arp_room(count: int):
-    """Room for every node in the host's neighbour table (global to all namespaces; 1024 by
-    default: beyond it the server cannot answer new nodes), restored after."""
-    names = [f"/proc/sys/net/ipv4/neigh/default/gc_thresh{n}" for n in (1, 2, 3)]
-    before = [Path(p).read_text().strip() for p in names]
-    wanted = [max(int(before[0]), count + 256), 2 * count + 2048, 4 * count + 4096]
-    for path, value in zip(names, wanted, strict=True):
-        Path(path).write_text(f"{max(value, int(Path(path).read_text()))}\n")
+    """Room for every node in the host's neighbour table (one table for all namespaces; its
+    gc_thresh3 is 1024 by default, beyond which the server cannot reach new nodes), raised
+    only when the storm needs more, and restored after."""
+    names = [Path(f"/proc/sys/net/ipv4/neigh/default/gc_thresh{n}") for n in (2, 3)]
+    before = [int(p.read_text()) for p in names]
+    wanted = [count + 1024, 2 * count + 2048]
+    raise_it = count + 512 > before[1]
+    if raise_it:
+        for path, value in zip(names, wanted, strict=True):
+            path.write_text(f"{value}\n")
     try:
         yield
     finally:
-        for path, value in reversed(list(zip(names, before, strict=True))):
-            Path(path).write_text(f"{value}\n")
+        if raise_it:
+            for path, value in reversed(list(zip(names, before, strict=True))):
+                path.write_text(f"{value}\n")
 
 
 def make_network(namespace: str, count: int) -> str:
@@ -346,6 +350,7 @@ def storm(folder: Path, namespace: str, flavour: str, boot: str, count: int, tim
         cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in daemons.items()}
         memory = {name: round(peak_memory_mb(pid), 1) for name, pid in daemons.items()}
         alive = {name: Path(f"/proc/{pid}").exists() for name, pid in daemons.items()}
+        drops = {"server": kernel_drops(namespace), "nodes": kernel_drops(clients)}
     finally:
         for process in reversed(LabState.load(folder).daemons):
             stop(process.pid)
@@ -354,7 +359,24 @@ def storm(folder: Path, namespace: str, flavour: str, boot: str, count: int, tim
         "daemon_cpu_s": cpu,
         "daemon_peak_mb": memory,
         "daemons_kept_running": all(alive.values()),
+        "kernel_drops": drops,
     }
+
+
+def kernel_drops(namespace: str) -> dict:
+    """Packets the kernel dropped in a namespace: UDP datagrams for a full receive buffer,
+    TCP connections for a full listen queue (/proc/net/snmp, /proc/net/netstat)."""
+    counters = {}
+    for table in ("snmp", "netstat"):
+        text = netns.run(namespace, ["cat", f"/proc/net/{table}"]).stdout.splitlines()
+        for names, values in zip(text[::2], text[1::2], strict=False):
+            prefix = names.split(":")[0]
+            counters |= {
+                f"{prefix}.{n}": int(v)
+                for n, v in zip(names.split()[1:], values.split()[1:], strict=False)
+            }
+    wanted = ("Udp.RcvbufErrors", "TcpExt.ListenOverflows", "TcpExt.ListenDrops")
+    return {name: counters.get(name, 0) for name in wanted}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -396,8 +418,8 @@ def summarise(nodes: dict, boot: str, count: int) -> dict:
 
 def client_binary(folder: Path) -> Path:
     binary = folder / "storm-client"
-    if not binary.exists():
-        source = HERE / "storm_client.c"
+    source = HERE / "storm_client.c"
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
         command = ["cc", "-O2", "-o", str(binary), str(source), "-lnfs", "-ldl"]
         subprocess.run([*command, "-Wl,--export-dynamic"], check=True)
     return binary
@@ -503,7 +525,8 @@ DHCP_WAITS = (4.0, 8.0, 16.0, 32.0)
 
 async def dhcp(relay: Relay, node: Node, ipxe: bool) -> tuple[dict, int]:
     retries = 0
-    for wait in DHCP_WAITS * 2:
+    for base in DHCP_WAITS * 2:
+        wait = base + random.uniform(-1.0, 1.0)  # RFC 2131 4.1: so that retries spread
         xid = random.getrandbits(32)
         offer = await relay.ask(dhcp_packet(node.mac, xid, 1, ipxe), xid, wait)
         if offer is None or parse_reply(offer).get("type") != 2:
@@ -727,6 +750,7 @@ def print_table(results: list[dict]) -> None:
                 f"{figures['max_s']}  failed {figures['failed']}  retries {figures['retries']}"
             )
         print(f"    daemon CPU s {result['daemon_cpu_s']}  peak MB {result['daemon_peak_mb']}")
+        print(f"    client CPU s {result['client_cpu_s']}  kernel drops {result['kernel_drops']}")
         if result["errors"]:
             print(f"    errors {result['errors']}")
 
@@ -742,7 +766,7 @@ def main() -> None:
     parser.add_argument("--reads", type=Path, default=HERE / "data/boot-reads-debian12.txt")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/dst-storm"))
     parser.add_argument("--namespace", default="dststorm")
-    parser.add_argument("--tftp-max", type=int, default=50)
+    parser.add_argument("--tftp-max", type=int, default=0, help="0: the node count")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -752,7 +776,7 @@ def main() -> None:
             setup = set_up(args.dir, count, args.reads)
             client_binary(args.dir)
             for flavour in args.dhcp.split(","):
-                apply_flavour(args.dir, flavour, count, args.tftp_max)
+                apply_flavour(args.dir, flavour, count, args.tftp_max or count)
                 for boot_path in args.boot.split(","):
                     say(f"storm: {count} nodes, {flavour}, {boot_path}")
                     result = storm(

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <nfsc/libnfs.h>
 #include <poll.h>
 #include <stdint.h>
@@ -81,6 +82,10 @@ int connect(int fd, const struct sockaddr *address, socklen_t length)
 	if (!real_connect)
 		real_connect = dlsym(RTLD_NEXT, "connect");
 	if (current_source.s_addr && address->sa_family == AF_INET) {
+		/* as the kernel's RPC client does: an RPC is sent at once, not held by Nagle's
+		 * algorithm behind the previous one's unacknowledged bytes */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct sockaddr_in bound;
 		socklen_t size = sizeof(bound);
 		if (getsockname(fd, (struct sockaddr *)&bound, &size) == 0 &&
@@ -105,6 +110,7 @@ struct operation {
 };
 static struct operation *operations;
 static int operation_count;
+static const char *lease_path[2]; /* a file of each export, opened to renew a lease */
 
 static void load_operations(const char *file)
 {
@@ -128,6 +134,8 @@ static void load_operations(const char *file)
 		op->path = malloc(strlen(path) + 2);
 		sprintf(op->path, "/%s", strcmp(path, ".") == 0 ? "" : path);
 		op->bytes = bytes;
+		if (op->kind == READ && !lease_path[op->export])
+			lease_path[op->export] = op->path;
 	}
 	fclose(input);
 }
@@ -138,6 +146,8 @@ struct nfs_node {
 	char id[64];
 	struct in_addr source;
 	struct nfs_context *context[2];
+	double used[2]; /* when each context last sent an operation that renews its lease */
+	int renewing[2];
 	int mounted, failed, done, operation, retries;
 	uint64_t offset, bytes;
 	struct nfsfh *file;
@@ -194,6 +204,7 @@ static void on_step(int err, struct nfs_context *nfs, void *data, void *private)
 			uint64_t count = op->bytes - node->offset;
 			if (count > CHUNK)
 				count = CHUNK;
+			node->used[op->export] = now();
 			if (nfs_pread_async(context, node->file, node->offset, count, on_step, node))
 				nfs_fail(node, "reads", nfs_get_error(context));
 		} else {
@@ -219,6 +230,7 @@ static void next_operation(struct nfs_node *node)
 	struct nfs_context *context = node->context[op->export];
 	int status;
 	current_source = node->source;
+	node->used[op->export] = now();
 	if (op->kind == READ)
 		status = nfs_open_async(context, op->path, O_RDONLY, on_step, node);
 	else if (op->kind == LIST)
@@ -227,6 +239,53 @@ static void next_operation(struct nfs_node *node)
 		status = nfs_readlink_async(context, op->path, on_step, node);
 	if (status)
 		nfs_fail(node, "reads", nfs_get_error(context));
+}
+
+/* NFSv4.0 leases: ganesha forgets a client that sent nothing stateful for Lease_Lifetime
+ * (15 s in dim's configuration), and libnfs 4.0 never sends RENEW, which a kernel client
+ * sends on its own. So a context idle for RENEW_AFTER seconds opens and closes a file of its
+ * export: OPEN and CLOSE renew the lease as RENEW would (one small exchange either way). */
+#define RENEW_AFTER 5.0
+
+struct renewal {
+	struct nfs_node *node;
+	int context;
+};
+
+static void on_renewed(int err, struct nfs_context *nfs, void *data, void *private)
+{
+	struct renewal *renewal = private;
+	(void)err;
+	(void)nfs;
+	(void)data;
+	renewal->node->renewing[renewal->context] = 0;
+	free(renewal);
+}
+
+static void on_renew_open(int err, struct nfs_context *nfs, void *data, void *private)
+{
+	if (err < 0 || nfs_close_async(nfs, data, on_renewed, private))
+		on_renewed(0, nfs, NULL, private);
+}
+
+static void renew_leases(double moment)
+{
+	for (struct nfs_node *node = nfs_nodes; node; node = node->next) {
+		if (node->mounted < 2 || node->failed || node->done)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if (node->renewing[i] || !lease_path[i] || moment - node->used[i] < RENEW_AFTER)
+				continue;
+			struct renewal *renewal = malloc(sizeof(*renewal));
+			*renewal = (struct renewal){node, i};
+			current_source = node->source;
+			node->used[i] = moment;
+			node->renewing[i] = 1;
+			if (nfs_open_async(node->context[i], lease_path[i], O_RDONLY, on_renew_open,
+					   renewal))
+				on_renewed(0, node->context[i], NULL, renewal);
+		}
+	}
 }
 
 static void on_mount(int err, struct nfs_context *nfs, void *data, void *private)
@@ -239,6 +298,7 @@ static void on_mount(int err, struct nfs_context *nfs, void *data, void *private
 	}
 	if (++node->mounted < 2)
 		return;
+	node->used[0] = node->used[1] = now();
 	printf("mount %s ok %.6f 0 %d\n", node->id, now(), node->retries);
 	fflush(stdout);
 	next_operation(node);
@@ -406,7 +466,11 @@ static void start_tftp(char *id, char *source, char **files, int count)
 static void tftp_timeouts(double moment)
 {
 	for (struct tftp_node *node = tftp_nodes; node; node = node->next) {
-		if (node->finished || moment - node->sent < TFTP_TIMEOUT)
+		/* the request (no answer yet) waits 1, 2, 4, then 8 s, as a ROM backs off; a
+		 * block of the transfer 1 s */
+		double timeout = node->block > 0 ? TFTP_TIMEOUT
+				 : node->tries < 4 ? TFTP_TIMEOUT * (1 << node->tries) : 8.0;
+		if (node->finished || moment - node->sent < timeout)
 			continue;
 		if (++node->tries > TFTP_TRIES) {
 			tftp_end(node, "timed_out");
@@ -523,6 +587,8 @@ int main(int argc, char **argv)
 			if (fds[i].revents && !((struct tftp_node *)owners[i])->finished)
 				tftp_receive(owners[i]);
 		tftp_timeouts(moment);
+		if (scan)
+			renew_leases(moment);
 		if (fds[0].revents) {
 			ssize_t got = read(0, buffer + buffered, sizeof(buffer) - buffered - 1);
 			if (got == 0)
