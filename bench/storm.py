@@ -126,7 +126,8 @@ class Operation:
     kind: str  # read, list, link
     export: str  # image, node
     path: str
-    size: int = 0
+    bytes: int = 0  # read by the boot
+    size: int = 0  # of the file
 
 
 def load_reads(path: Path) -> list[Operation]:
@@ -135,8 +136,8 @@ def load_reads(path: Path) -> list[Operation]:
         if not line.strip() or line.startswith("#"):
             continue
         words = line.split()
-        size = int(words[4]) if words[0] == "read" else 0
-        operations.append(Operation(words[0], words[1], words[2], size))
+        read, size = (int(words[3]), int(words[4])) if words[0] == "read" else (0, 0)
+        operations.append(Operation(words[0], words[1], words[2], read, size))
     return operations
 
 
@@ -170,7 +171,7 @@ def storm_tree(dest: Path, operations: list[Operation]) -> list[Operation]:
 
 
 def write_reads(path: Path, operations: list[Operation]) -> None:
-    path.write_text("".join(f"{op.kind} {op.export} {op.path} {op.size}\n" for op in operations))
+    path.write_text("".join(f"{op.kind} {op.export} {op.path} {op.bytes}\n" for op in operations))
 
 
 def set_up(folder: Path, count: int, reads: Path, say=say) -> dict:
