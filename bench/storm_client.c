@@ -148,6 +148,8 @@ struct nfs_node {
 	struct nfs_context *context[2];
 	double used[2]; /* when each context last sent an operation that renews its lease */
 	int renewing[2];
+	int active;   /* the context of the operation under way, -1 between operations */
+	int deferred; /* the next operation waits for its context's renewal to end */
 	int mounted, failed, done, operation, retries;
 	uint64_t offset, bytes;
 	struct nfsfh *file;
@@ -194,6 +196,7 @@ static void on_step(int err, struct nfs_context *nfs, void *data, void *private)
 			return;
 		}
 		node->file = NULL;
+		node->active = -1;
 		node->operation++;
 		next_operation(node);
 		return;
@@ -213,6 +216,7 @@ static void on_step(int err, struct nfs_context *nfs, void *data, void *private)
 		}
 		return;
 	}
+	node->active = -1;
 	node->operation++;
 	next_operation(node);
 }
@@ -229,6 +233,11 @@ static void next_operation(struct nfs_node *node)
 	struct operation *op = &operations[node->operation];
 	struct nfs_context *context = node->context[op->export];
 	int status;
+	if (node->renewing[op->export]) { /* NFSv4.0: one open owner's OPENs one at a time */
+		node->deferred = 1;
+		return;
+	}
+	node->active = op->export;
 	current_source = node->source;
 	node->used[op->export] = now();
 	if (op->kind == READ)
@@ -258,8 +267,13 @@ static void on_renewed(int err, struct nfs_context *nfs, void *data, void *priva
 	(void)err;
 	(void)nfs;
 	(void)data;
-	renewal->node->renewing[renewal->context] = 0;
+	struct nfs_node *node = renewal->node;
+	node->renewing[renewal->context] = 0;
 	free(renewal);
+	if (node->deferred) {
+		node->deferred = 0;
+		next_operation(node);
+	}
 }
 
 static void on_renew_open(int err, struct nfs_context *nfs, void *data, void *private)
@@ -274,7 +288,8 @@ static void renew_leases(double moment)
 		if (node->mounted < 2 || node->failed || node->done)
 			continue;
 		for (int i = 0; i < 2; i++) {
-			if (node->renewing[i] || !lease_path[i] || moment - node->used[i] < RENEW_AFTER)
+			if (node->renewing[i] || node->active == i || !lease_path[i] ||
+			    moment - node->used[i] < RENEW_AFTER)
 				continue;
 			struct renewal *renewal = malloc(sizeof(*renewal));
 			*renewal = (struct renewal){node, i};
@@ -308,6 +323,7 @@ static void start_nfs(char *id, char *source, char *image_export, char *node_exp
 {
 	struct nfs_node *node = calloc(1, sizeof(*node));
 	char name[128];
+	node->active = -1;
 	snprintf(node->id, sizeof(node->id), "%s", id);
 	inet_pton(AF_INET, source, &node->source);
 	node->next = nfs_nodes;
