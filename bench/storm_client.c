@@ -37,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -554,6 +556,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: storm-client SERVER OPSFILE\n");
 		return 2;
 	}
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* an interrupted bench leaves no client behind */
 	server.sin_family = AF_INET;
 	inet_pton(AF_INET, argv[1], &server.sin_addr);
 	load_operations(argv[2]);
