@@ -6,7 +6,7 @@ Run by hand, as root, never as a test (minutes at 2,500 nodes)::
     .venv/bin/python bench/storm.py [--nodes 500,2500] [--dhcp dnsmasq,kea,isc]
                                     [--boot http,tftp] [--reads bench/data/boot-reads-debian12.txt]
                                     [--dir /var/tmp/dst-storm] [--namespace dststorm]
-                                    [--tftp-max N] [--json FILE] [--reuse]
+                                    [--tftp-max N] [--json FILE] [--reuse] [--skip-reads]
 
 For each node count, the image server is set up by dim itself, as an administrator would:
 a cluster.xml with N nodes (10.77.0.0/16, node n00001 at 10.77.1.1, 250 per /24), their
@@ -328,7 +328,16 @@ def peak_memory_mb(pid: int) -> float:
 # -- one storm ----------------------------------------------------------------------------------
 
 
-def storm(folder: Path, namespace: str, flavour: str, boot: str, count: int, timeout: float):
+def storm(
+    folder: Path,
+    namespace: str,
+    flavour: str,
+    boot: str,
+    count: int,
+    timeout: float,
+    *,
+    reads: bool = True,
+):
     """Fresh daemons, the N nodes started at once from the nodes' namespace, the figures."""
     shutil.rmtree(folder / "run", ignore_errors=True)
     (folder / "lab.json").unlink(missing_ok=True)
@@ -345,7 +354,7 @@ def storm(folder: Path, namespace: str, flavour: str, boot: str, count: int, tim
             "ip", "netns", "exec", clients, sys.executable, __file__, "_nodes",
             "--count", str(count), "--boot", boot, "--timeout", str(timeout),
             "--image-export", image_export, "--node-export", node_export,
-            "--client", str(client_binary(folder)), "--reads-file", str(folder / "reads.txt"),
+            "--client", str(client_binary(folder)), "--reads-file", str(reads_file(folder, reads)),
         ]  # fmt: skip
         inside = subprocess.run(command, capture_output=True, text=True, check=False)
         if inside.returncode != 0:
@@ -381,6 +390,15 @@ def kernel_drops(namespace: str) -> dict:
             }
     wanted = ("Udp.RcvbufErrors", "TcpExt.ListenOverflows", "TcpExt.ListenDrops")
     return {name: counters.get(name, 0) for name in wanted}
+
+
+def reads_file(folder: Path, reads: bool) -> Path:
+    """The boot reads to replay; without ``reads``, none (the stage ends at the mount)."""
+    if reads:
+        return folder / "reads.txt"
+    empty = folder / "no-reads.txt"
+    empty.write_text("")
+    return empty
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -774,6 +792,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
+        "--skip-reads",
+        action="store_true",
+        help="no boot reads (ganesha's part, the same for every DHCP flavour): the storm "
+        "through DHCP, boot files and NFS mounts only",
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="the set-up of an earlier run of as many nodes"
     )
     args = parser.parse_args()
@@ -791,9 +815,16 @@ def main() -> None:
                 for boot_path in args.boot.split(","):
                     say(f"storm: {count} nodes, {flavour}, {boot_path}")
                     result = storm(
-                        args.dir, args.namespace, flavour, boot_path, count, args.timeout
+                        args.dir,
+                        args.namespace,
+                        flavour,
+                        boot_path,
+                        count,
+                        args.timeout,
+                        reads=not args.skip_reads,
                     )
                     result |= {"dhcp": flavour, "boot": boot_path, "setup_s": setup}
+                    result["reads"] = not args.skip_reads
                     results.append(result)
                     print_table([result])
                     sys.stdout.flush()
