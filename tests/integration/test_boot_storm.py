@@ -1,7 +1,7 @@
 """A small boot storm (bench/storm.py) against the real daemons: every virtual node goes
 through every stage of a network boot, for both boot paths, and none fails.
 
-The bench at a size CI can afford: 12 nodes, dnsmasq, a cut of the recorded Debian boot
+The bench at a size CI can afford: 8 nodes, dnsmasq, a cut of the recorded Debian boot
 reads. It proves the simulator itself (DHCP through the relay with each node's MAC, TFTP, the
 iPXE DHCP, dim serve's scripts and files, NFSv4 mounts of the image and of each node's own
 export from the node's own address, the replayed reads), so that the figures the big storms
@@ -23,7 +23,7 @@ from tests.conftest import require, require_binary, require_root
 pytestmark = pytest.mark.integration
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-NODES = 12
+NODES = 8
 
 
 def require_storm() -> None:
