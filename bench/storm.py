@@ -45,7 +45,9 @@ of a 10 GbE server, from the bytes per node, is printed next to it.
 Bench-only settings (issue 14 item 6 renders them for real): the host's ARP table thresholds
 are raised to hold every node's entry when the storm needs it, and restored; dnsmasq gets
 ``dhcp-lease-max`` for N nodes and ``tftp-max`` (``--tftp-max``, default N; dnsmasq's own
-default, 50, makes PXE ROMs time out past 50 nodes at once) appended to its configuration.
+default, 50, makes PXE ROMs time out past 50 nodes at once) appended to its configuration;
+ganesha gets ``RPC_Max_Connections`` = 2N + 64 (its default, 1,024, refuses the nodes past
+about 500; its maximum, 10,000, caps this simulator at about 4,950 nodes with reads).
 ``--reuse`` skips the set-up when the folder holds one for as many nodes. Everything started
 is stopped by process id and both namespaces are deleted at the end; the C client dies with
 the bench.
@@ -231,6 +233,12 @@ def apply_flavour(folder: Path, flavour: str, count: int, tftp_max: int) -> None
         if conf.exists():
             extra = f"tftp-max={tftp_max}\n" + (f"dhcp-lease-max={count + 100}\n")
             conf.write_text(conf.read_text() + extra)
+    # ganesha (ntirpc) accepts 1,024 connections by default and closes any more at once
+    # ("max_connections 1024 exceeded"); the simulator opens two per node (libnfs: one per
+    # mount; a kernel client shares one). 10,000 is ganesha's maximum.
+    conf = folder / "root/etc/ganesha/ganesha.conf"
+    limit = f"NFS_CORE_PARAM {{\n    RPC_Max_Connections = {min(10000, 2 * count + 64)};"
+    conf.write_text(conf.read_text().replace("NFS_CORE_PARAM {", limit, 1))
 
 
 def export_paths(folder: Path) -> tuple[str, str]:
