@@ -42,12 +42,13 @@ used during the storm and peak memory (VmHWM summed over its processes, from /pr
 every daemon still runs with the process id it started with (no restart). The physical bound
 of a 10 GbE server, from the bytes per node, is printed next to it.
 
-Bench-only settings (issue 14 item 6 renders them for real): the host's ARP table thresholds
-are raised to hold every node's entry when the storm needs it, and restored; dnsmasq gets
-``dhcp-lease-max`` for N nodes and ``tftp-max`` (``--tftp-max``, default N; dnsmasq's own
-default, 50, makes PXE ROMs time out past 50 nodes at once) appended to its configuration;
-ganesha gets ``RPC_Max_Connections`` = 2N + 64 (its default, 1,024, refuses the nodes past
-about 500; its maximum, 10,000, caps this simulator at about 4,950 nodes with reads).
+Limits: dnsmasq's ``dhcp-lease-max`` and ``tftp-max`` are what ``dim apply`` renders for N
+nodes (2N, and N up to 1,000; ``--tftp-max`` overrides the second). Bench-only: the host's ARP
+table thresholds are raised to hold every node's entry when the storm needs it, and restored
+(the namespaces share the host's table; ``dim apply`` writes a sysctl.d file for the server's
+own machine); ganesha gets ``RPC_Max_Connections`` = 2N + 64 instead of dim's 2N, since this
+simulator opens two connections per node at once (its maximum, 10,000, caps the simulator at
+about 4,950 nodes with reads).
 ``--reuse`` skips the set-up when the folder holds one for as many nodes. Everything started
 is stopped by process id and both namespaces are deleted at the end; the C client dies with
 the bench.
@@ -226,19 +227,23 @@ def apply_flavour(folder: Path, flavour: str, count: int, tftp_max: int) -> None
     write_layout(folder, count, flavour)
     ctx = Context(config=folder / "cluster.xml", state=folder / "state")
     applying.apply(ctx, root=folder / "root", do_reload=False)
-    # bench-only limits (what issue 14's item 6 renders for real): a lease per node, and
-    # dnsmasq's concurrent TFTP transfers
-    for name in ("dim.conf", "dim-tftp.conf"):
-        conf = folder / "root/etc/dnsmasq.d" / name
-        if conf.exists():
-            extra = f"tftp-max={tftp_max}\n" + (f"dhcp-lease-max={count + 100}\n")
-            conf.write_text(conf.read_text() + extra)
-    # ganesha (ntirpc) accepts 1,024 connections by default and closes any more at once
-    # ("max_connections 1024 exceeded"); the simulator opens two per node (libnfs: one per
-    # mount; a kernel client shares one). 10,000 is ganesha's maximum.
+    # dim renders dnsmasq's dhcp-lease-max and tftp-max for the nodes (services/limits.py);
+    # --tftp-max overrides the second, to compare
+    if tftp_max:
+        for name in ("dim.conf", "dim-tftp.conf"):
+            conf = folder / "root/etc/dnsmasq.d" / name
+            if conf.exists():
+                lines = [
+                    ln for ln in conf.read_text().splitlines() if not ln.startswith("tftp-max=")
+                ]
+                conf.write_text("\n".join([*lines, f"tftp-max={tftp_max}"]) + "\n")
+    # dim gives ganesha two connections per node (a kernel client holds one, and a rebooted
+    # node's old one lingers); the simulator opens two per node at once (libnfs: one per
+    # mount), and a few more for its retries. 10,000 is ganesha's maximum.
     conf = folder / "root/etc/ganesha/ganesha.conf"
+    text = re.sub(r"\n *RPC_Max_Connections = \d+;", "", conf.read_text())
     limit = f"NFS_CORE_PARAM {{\n    RPC_Max_Connections = {min(10000, 2 * count + 64)};"
-    conf.write_text(conf.read_text().replace("NFS_CORE_PARAM {", limit, 1))
+    conf.write_text(text.replace("NFS_CORE_PARAM {", limit, 1))
 
 
 def export_paths(folder: Path) -> tuple[str, str]:
@@ -818,7 +823,9 @@ def main() -> None:
     parser.add_argument("--reads", type=Path, default=HERE / "data/boot-reads-debian12.txt")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/dst-storm"))
     parser.add_argument("--namespace", default="dststorm")
-    parser.add_argument("--tftp-max", type=int, default=0, help="0: the node count")
+    parser.add_argument(
+        "--tftp-max", type=int, default=0, help="dnsmasq's tftp-max (0: what dim renders)"
+    )
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
@@ -841,7 +848,7 @@ def main() -> None:
                 setup = set_up(args.dir, count, args.reads)
             client_binary(args.dir)
             for flavour in args.dhcp.split(","):
-                apply_flavour(args.dir, flavour, count, args.tftp_max or count)
+                apply_flavour(args.dir, flavour, count, args.tftp_max)
                 for boot_path in args.boot.split(","):
                     say(f"storm: {count} nodes, {flavour}, {boot_path}")
                     result = storm(
