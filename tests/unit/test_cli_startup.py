@@ -48,6 +48,19 @@ def test_version_and_help_import_no_heavy_library_and_no_command_family(option):
     }
 
 
+def test_version_is_answered_before_click_is_imported_and_as_click_answers_it(capsys):
+    assert "click" not in roots(imported_by("--version"))
+    run = subprocess.run(
+        [sys.executable, "-m", "dim", "--version"],
+        env={**os.environ, "PYTHONPATH": str(SOURCE)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert main(["--version"]) == 0  # click's own version option
+    assert run.stdout == capsys.readouterr().out
+
+
 def test_layout_check_imports_no_template_engine_database_layer_or_bmc_client(tmp_path):
     layout = Path(__file__).resolve().parents[2] / "examples" / "lab.xml"
     modules = imported_by("--config", str(layout), "--state", str(tmp_path), "layout", "check")
