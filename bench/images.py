@@ -4,6 +4,7 @@ Run by hand, as root, never as a test::
 
     .venv/bin/python bench/images.py [--replicas 2500,10000] [--where tmpfs,disk]
                                      [--minbase TAR] [--markdown]
+                                     [--large 140000 [--large-bytes 5.5e9]]
 
 1. **Propagation.** An image whose /etc holds ``--etc-files`` files (default 60, 4 kB each),
    ``R`` node replicas of it, and a new version with 20 of those files changed. Measured: the
@@ -19,6 +20,15 @@ Run by hand, as root, never as a test::
    the new version added as a share of the tree's bytes.
 3. **exec installing one small package** (``--package``, default ``hello``) end to end, with
    the Debian mirror reachable; skipped with ``--no-network``.
+4. **A large image** (``--large FILES``, e.g. 140000; ``--large-bytes``, default 5.5e9): a
+   generated tree shaped like a full /usr and /etc (about one directory per 14 files, one
+   symbolic link in 10, sizes drawn from a log-normal mix scaled to the total, a static
+   busybox as /bin/sh), kept in ``--large-cache`` between runs, with ``--large-nodes`` replicas
+   (default 100) of its /etc and /var. Measured: ``dim image exec`` writing two small files,
+   ``dim image sync`` from the directory after one file changed, ``dim image rollback`` of one
+   version; baselines in the same run: ``cp -al`` of the tree (the least a full snapshot
+   costs) and ``rsync -aHAX --delete --link-dest`` of the tree to a fresh folder (what a sync
+   that rebuilds the whole tree costs).
 
 Timings are medians of ``--repeat`` runs (default 3) where a run is cheap to repeat.
 """
@@ -215,6 +225,92 @@ def package(tarball: Path, name: str) -> dict:
         }
 
 
+LARGE_IMAGE = Image("large", persistent=("/etc", "/var"), keepout=("/etc/hostname",))
+
+
+def make_large_tree(root: Path, files: int, total_bytes: int, seed: int = 14) -> None:
+    """A tree shaped like a full /usr and /etc: ``files`` entries, ``total_bytes`` of content."""
+    import random
+
+    rng = random.Random(seed)
+    block = rng.randbytes(1 << 20)
+    sizes = [int(rng.lognormvariate(8.0, 1.8)) for _ in range(files)]
+    scale = total_bytes / max(1, sum(sizes))
+    folders = ["usr/lib", "usr/share", "usr/bin", "usr/include", "var/lib", "etc"]
+    for folder in folders:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i, raw in enumerate(sizes):
+        if i % 14 == 0:  # about /usr's count of directories, up to six levels deep
+            parent = rng.choice(folders)
+            if parent.count("/") < 5:
+                folders.append(f"{parent}/d{i}")
+                (root / folders[-1]).mkdir()
+        # /etc and /var (the persistent part) get one file in 50, like a real system
+        top = "etc" if i % 100 == 0 else "var/lib" if i % 100 == 1 else None
+        folder = top or folders[-1 - int(rng.random() ** 2 * min(40, len(folders) - 1))]
+        where = root / folder / f"f{i}"
+        if i % 10 == 9:
+            os.symlink(f"f{i - 1}", where)
+            continue
+        size = int(raw * scale) if top is None else raw % 4096  # configuration files
+        with open(where, "wb") as handle:
+            while size > 0:
+                size -= handle.write(block[: min(size, len(block))])
+    (root / "bin").mkdir(exist_ok=True)
+    shutil.copy2("/bin/busybox", root / "bin/busybox")
+    os.symlink("busybox", root / "bin/sh")
+    for folder in ("proc", "sys", "dev", "run", "tmp"):
+        (root / folder).mkdir(exist_ok=True)
+
+
+def large(files: int, total_bytes: int, cache: Path, nodes: int, repeat: int) -> dict:
+    tree = cache / f"large-{files}-{total_bytes}"
+    if not tree.is_dir():
+        make_large_tree(tree.with_suffix(".new"), files, total_bytes)
+        tree.with_suffix(".new").rename(tree)
+    with disk() as root:
+        store = Store(root / "state")
+        started = time.monotonic()
+        operations.import_image(store, LARGE_IMAGE, str(tree), incremental=False)
+        seconds = {"import": [time.monotonic() - started]}
+        for k in range(nodes):
+            replicas.create(store, LARGE_IMAGE, f"n{k:04}")
+
+        def timed(what: str, action, *args, **kwargs) -> None:
+            os.sync()
+            started = time.monotonic()
+            action(*args, **kwargs)
+            seconds.setdefault(what, []).append(time.monotonic() - started)
+
+        changed = next(p for p in sorted((tree / "usr/lib").iterdir()) if p.is_file())
+        original = changed.read_bytes()
+        copy = root / "copy"
+        try:
+            for run in range(repeat):
+                script = f"echo {run} > /etc/bench-a; echo {run} > /usr/bench-b"
+                timed("exec", operations.exec_in_image, store, LARGE_IMAGE, ["sh", "-c", script])
+                changed.write_bytes(original + f"{run}".encode())
+                timed(
+                    "sync", operations.import_image, store, LARGE_IMAGE, str(tree), incremental=True
+                )
+                back = store.latest(LARGE_IMAGE.name) - 1
+                timed("rollback", operations.rollback, store, LARGE_IMAGE, back)
+                timed("cp -al", subprocess.run, ["cp", "-al", str(tree), str(copy)], check=True)
+                shutil.rmtree(copy)
+                link_dest = ["rsync", "-aHAX", "--delete", f"--link-dest={tree}", f"{tree}/"]
+                timed("rsync --link-dest", subprocess.run, [*link_dest, f"{copy}/"], check=True)
+                shutil.rmtree(copy)
+        finally:
+            changed.write_bytes(original)
+        entries = scan(store.paths.live(LARGE_IMAGE.name))
+    return {
+        "files": len(entries),
+        "bytes": sum(e.size for e in entries.values() if e.kind == "f"),
+        "nodes": nodes,
+        **{what: statistics.median(runs) for what, runs in seconds.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", default="2500,10000")
@@ -228,9 +324,28 @@ def main() -> None:
     parser.add_argument("--no-network", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--large", type=int, default=0, metavar="FILES")
+    parser.add_argument("--large-bytes", type=float, default=5.5e9)
+    parser.add_argument("--large-cache", type=Path, default=Path("/var/tmp"))
+    parser.add_argument("--large-nodes", type=int, default=100)
+    parser.add_argument("--large-only", action="store_true", help="only the large image")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/images.py needs root (tmpfs mounts, chown, overlay for exec)")
+    if args.large:
+        g = large(
+            args.large, int(args.large_bytes), args.large_cache, args.large_nodes, args.repeat
+        )
+        print(
+            f"# large image ({g['files']} paths, {g['bytes'] / 1e9:.2f} GB, {g['nodes']} "
+            f"replicas), median of {args.repeat}: exec of 2 files {g['exec']:.2f} s, sync of 1 "
+            f"file {g['sync']:.2f} s, rollback of 1 version {g['rollback']:.2f} s; baselines: "
+            f"cp -al {g['cp -al']:.2f} s, rsync --link-dest {g['rsync --link-dest']:.2f} s; "
+            f"(import {g['import']:.1f} s)",
+            flush=True,
+        )
+        if args.large_only:
+            return
     print(f"# propagation of 20 changed files under /etc ({args.etc_files} files there)")
     rows = []
     for where in args.where.split(","):
