@@ -64,7 +64,8 @@ def sync_all(
     part = delta.only(image.persistent, image.keepout)
     nodes = store.replicas(image.name)
     at_before = [n for n in nodes if store.replica_version(n, image.name) == before]
-    others = [n for n in nodes if n not in set(at_before)]
+    starting = set(at_before)  # once: a set per node made this quadratic in the node count
+    others = [n for n in nodes if n not in starting]
     chunks = [at_before[i : i + CHUNK] for i in range(0, len(at_before), CHUNK)]
     chunks += [[n] for n in others]
     global _JOB
@@ -81,13 +82,15 @@ def sync_all(
             with pool:
                 outcomes = pool.imap_unordered(_sync_chunk, chunks)
                 for count, changed, found in outcomes:
-                    updated, conflicts, done = updated + changed, conflicts + found, done + count
+                    updated, done = updated + changed, done + count
+                    conflicts.extend(found)
                     if progress is not None:
                         progress(f"replicas: {done}/{len(nodes)}")
         else:
             for chunk in chunks:
                 count, changed, found = _sync_chunk(chunk)
-                updated, conflicts, done = updated + changed, conflicts + found, done + count
+                updated, done = updated + changed, done + count
+                conflicts.extend(found)
     finally:
         _JOB = None
     return updated, sorted(conflicts)
