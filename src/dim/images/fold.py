@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 
 from dim.files import remove_tree, write_atomically
@@ -90,13 +91,21 @@ def fold(store: Store, image: str, plan: FoldPlan) -> None:
     journal = {
         "into": plan.into,
         "versions": list(plan.versions),
-        "moves": [list(m) for m in plan.moves],
+        # a folder's time, read now: moving files out of it changes it, and a rerun needs it
+        "moves": [[p, v, _folder_time(store, image, v, p)] for p, v in plan.moves],
         "changes": None
         if plan.changes is None
         else {"written": sorted(plan.changes.written), "removed": sorted(plan.changes.removed)},
     }
     write_atomically(store.paths.fold_file(image, plan.into), json.dumps(journal).encode())
     _carry_out(store, image, journal)
+
+
+def _folder_time(store: Store, image: str, version: int, path: str) -> int | None:
+    st = os.lstat(
+        store.paths.version(image, version) / path if path else store.paths.version(image, version)
+    )
+    return st.st_mtime_ns if stat.S_ISDIR(st.st_mode) else None
 
 
 def finish(store: Store, image: str) -> list[str]:
@@ -113,7 +122,7 @@ def _carry_out(store: Store, image: str, journal: dict) -> None:
     into = journal["into"]
     target = store.paths.version(image, into)
     dirs = []
-    for path, v in journal["moves"]:
+    for path, v, folder_time in journal["moves"]:
         source = store.paths.version(image, v) / path if path else store.paths.version(image, v)
         where = target / path if path else target
         try:
@@ -123,13 +132,13 @@ def _carry_out(store: Store, image: str, journal: dict) -> None:
         if e.kind == "d":
             where.mkdir(parents=True, exist_ok=True)
             set_metadata(str(where), e)
-            dirs.append((where, e))
+            dirs.append((where, folder_time))
         else:
             where.parent.mkdir(parents=True, exist_ok=True)
             os.rename(source, where)
             crash_point("mid-fold")
-    for where, e in reversed(dirs):
-        os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
+    for where, mtime_ns in reversed(dirs):
+        os.utime(where, ns=(mtime_ns, mtime_ns))
     if journal["changes"] is None:
         store.paths.changes_file(image, into).unlink(missing_ok=True)
     else:
