@@ -263,12 +263,12 @@ def make_large_tree(root: Path, files: int, total_bytes: int, seed: int = 14) ->
         (root / folder).mkdir(exist_ok=True)
 
 
-def large(files: int, total_bytes: int, cache: Path, nodes: int, repeat: int) -> dict:
+def large(files: int, total_bytes: int, cache: Path, nodes: int, repeat: int, where: str) -> dict:
     tree = cache / f"large-{files}-{total_bytes}"
     if not tree.is_dir():
         make_large_tree(tree.with_suffix(".new"), files, total_bytes)
         tree.with_suffix(".new").rename(tree)
-    with disk() as root:
+    with tmpfs() if where == "tmpfs" else disk() as root:
         store = Store(root / "state")
         started = time.monotonic()
         operations.import_image(store, LARGE_IMAGE, str(tree), incremental=False)
@@ -328,27 +328,27 @@ def main() -> None:
     parser.add_argument("--large-bytes", type=float, default=5.5e9)
     parser.add_argument("--large-cache", type=Path, default=Path("/var/tmp"))
     parser.add_argument("--large-nodes", type=int, default=100)
+    parser.add_argument("--large-where", choices=("disk", "tmpfs"), default="disk")
     parser.add_argument("--large-only", action="store_true", help="only the large image")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/images.py needs root (tmpfs mounts, chown, overlay for exec)")
     if args.large:
-        g = large(
-            args.large, int(args.large_bytes), args.large_cache, args.large_nodes, args.repeat
-        )
+        sizes = (args.large, int(args.large_bytes), args.large_cache, args.large_nodes)
+        g = large(*sizes, args.repeat, args.large_where)
         print(
-            f"# large image ({g['files']} paths, {g['bytes'] / 1e9:.2f} GB, {g['nodes']} "
-            f"replicas), median of {args.repeat}: exec of 2 files {g['exec']:.2f} s, sync of 1 "
-            f"file {g['sync']:.2f} s, rollback of 1 version {g['rollback']:.2f} s; baselines: "
-            f"cp -al {g['cp -al']:.2f} s, rsync --link-dest {g['rsync --link-dest']:.2f} s; "
-            f"(import {g['import']:.1f} s)",
+            f"# large image on {args.large_where} ({g['files']} paths, {g['bytes'] / 1e9:.2f} GB, "
+            f"{g['nodes']} replicas), median of {args.repeat}: exec of 2 files {g['exec']:.2f} s, "
+            f"sync of 1 file {g['sync']:.2f} s, rollback of 1 version {g['rollback']:.2f} s; "
+            f"baselines: cp -al {g['cp -al']:.2f} s, "
+            f"rsync --link-dest {g['rsync --link-dest']:.2f} s (import {g['import']:.1f} s)",
             flush=True,
         )
         if args.large_only:
             return
     print(f"# propagation of 20 changed files under /etc ({args.etc_files} files there)")
     rows = []
-    for where in args.where.split(","):
+    for where in args.where.split(",") if args.where else ():
         for count in (int(c) for c in args.replicas.split(",")):
             row = propagation(where, count, args.etc_files, args.rsync_sample)
             rows.append(row)
