@@ -236,8 +236,8 @@ def make_large_tree(root: Path, files: int, total_bytes: int, seed: int = 14) ->
     block = rng.randbytes(1 << 20)
     sizes = [int(rng.lognormvariate(8.0, 1.8)) for _ in range(files)]
     scale = total_bytes / max(1, sum(sizes))
-    folders = ["usr/lib", "usr/share", "usr/bin", "usr/include", "var/lib", "etc"]
-    for folder in folders:
+    folders = ["usr/lib", "usr/share", "usr/bin", "usr/include"]  # /etc, /var: see below
+    for folder in (*folders, "var/lib", "etc"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for i, raw in enumerate(sizes):
         if i % 14 == 0:  # about /usr's count of directories, up to six levels deep
