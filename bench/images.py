@@ -282,7 +282,8 @@ def large(files: int, total_bytes: int, cache: Path, nodes: int, repeat: int, wh
             action(*args, **kwargs)
             seconds.setdefault(what, []).append(time.monotonic() - started)
 
-        changed = next(p for p in sorted((tree / "usr/lib").iterdir()) if p.is_file())
+        files = (tree / "usr").rglob("f*")
+        changed = next(p for p in files if p.is_file() and not p.is_symlink())
         original = changed.read_bytes()
         copy = root / "copy"
         try:
