@@ -21,7 +21,7 @@ Run by hand, as root, never as a test::
 3. **exec installing one small package** (``--package``, default ``hello``) end to end, with
    the Debian mirror reachable; skipped with ``--no-network``.
 4. **A large image** (``--large FILES``, e.g. 140000; ``--large-bytes``, default 5.5e9): a
-   generated tree shaped like a full /usr and /etc (about one directory per 14 files, one
+   generated tree shaped like a full /usr and /etc (about one directory per 35 files, one
    symbolic link in 10, sizes drawn from a log-normal mix scaled to the total, a static
    busybox as /bin/sh), kept in ``--large-cache`` between runs, with ``--large-nodes`` replicas
    (default 100) of its /etc and /var. Measured: ``dim image exec`` writing two small files,
@@ -127,7 +127,8 @@ def propagation(where: str, count: int, etc_files: int, sample: int) -> dict:
         for i in range(20):
             (source / "etc" / f"file{i:03}.conf").write_bytes(os.urandom(2048).hex().encode())
         with changing(store, IMAGE) as change:
-            sources.fill(sources.parse_source(str(source)), change.staging, change.latest_path)
+            origin = sources.parse_source(str(source))
+            change.removed = sources.fill(origin, change.staging, change.live)
             started = time.monotonic()
             result = change.commit("bench")
             dim_seconds = time.monotonic() - started
@@ -241,7 +242,7 @@ def make_large_tree(root: Path, files: int, total_bytes: int, seed: int = 14) ->
     for folder in (*folders, "var/lib", "etc"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for i, raw in enumerate(sizes):
-        if i % 14 == 0:  # about /usr's count of directories, up to six levels deep
+        if i % 14 == 0:  # a new folder, up to six levels deep (one in 35 files: some are not)
             parent = rng.choice(folders)
             if parent.count("/") < 5:
                 folders.append(f"{parent}/d{i}")
