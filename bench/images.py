@@ -4,6 +4,7 @@ Run by hand, as root, never as a test::
 
     .venv/bin/python bench/images.py [--replicas 2500,10000] [--where tmpfs,disk]
                                      [--minbase TAR] [--markdown]
+                                     [--large 140000 [--large-bytes 5.5e9]]
 
 1. **Propagation.** An image whose /etc holds ``--etc-files`` files (default 60, 4 kB each),
    ``R`` node replicas of it, and a new version with 20 of those files changed. Measured: the
@@ -19,6 +20,16 @@ Run by hand, as root, never as a test::
    the new version added as a share of the tree's bytes.
 3. **exec installing one small package** (``--package``, default ``hello``) end to end, with
    the Debian mirror reachable; skipped with ``--no-network``.
+4. **A large image** (``--large FILES``, e.g. 140000; ``--large-bytes``, default 5.5e9): a
+   generated tree shaped like a full /usr and /etc (about one directory per 35 files, one
+   symbolic link in 10, sizes drawn from a log-normal mix scaled to the total, a static
+   busybox as /bin/sh), kept in ``--large-cache`` between runs, with ``--large-nodes`` replicas
+   (default 100) of its /etc and /var. Measured: ``dim image exec`` writing two small files,
+   ``dim image sync`` from the directory after one file changed, ``dim image rollback`` of one
+   version; baselines in the same run: ``cp -al`` of the image's live tree (the least a
+   whole snapshot costs) and ``rsync -aHAX --delete --link-dest`` of it to a fresh folder
+   (what a sync that rebuilds the whole tree costs). ``--large-where tmpfs`` keeps the store
+   on a fresh tmpfs.
 
 Timings are medians of ``--repeat`` runs (default 3) where a run is cheap to repeat.
 """
@@ -116,7 +127,8 @@ def propagation(where: str, count: int, etc_files: int, sample: int) -> dict:
         for i in range(20):
             (source / "etc" / f"file{i:03}.conf").write_bytes(os.urandom(2048).hex().encode())
         with changing(store, IMAGE) as change:
-            sources.fill(sources.parse_source(str(source)), change.staging, change.latest_path)
+            origin = sources.parse_source(str(source))
+            change.removed = sources.fill(origin, change.staging, change.live)
             started = time.monotonic()
             result = change.commit("bench")
             dim_seconds = time.monotonic() - started
@@ -215,6 +227,98 @@ def package(tarball: Path, name: str) -> dict:
         }
 
 
+LARGE_IMAGE = Image("large", persistent=("/etc", "/var"), keepout=("/etc/hostname",))
+
+
+def make_large_tree(root: Path, files: int, total_bytes: int, seed: int = 14) -> None:
+    """A tree shaped like a full /usr and /etc: ``files`` entries, ``total_bytes`` of content."""
+    import random
+
+    rng = random.Random(seed)
+    block = rng.randbytes(1 << 20)
+    sizes = [int(rng.lognormvariate(8.0, 1.8)) for _ in range(files)]
+    scale = total_bytes / max(1, sum(sizes))
+    folders = ["usr/lib", "usr/share", "usr/bin", "usr/include"]  # /etc, /var: see below
+    for folder in (*folders, "var/lib", "etc"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for i, raw in enumerate(sizes):
+        if i % 14 == 0:  # a new folder, up to six levels deep (one in 35 files: some are not)
+            parent = rng.choice(folders)
+            if parent.count("/") < 5:
+                folders.append(f"{parent}/d{i}")
+                (root / folders[-1]).mkdir()
+        # /etc and /var (the persistent part) get one file in 50, like a real system
+        top = "etc" if i % 100 == 0 else "var/lib" if i % 100 == 1 else None
+        folder = top or folders[-1 - int(rng.random() ** 2 * min(40, len(folders) - 1))]
+        where = root / folder / f"f{i}"
+        if i % 10 == 9:
+            os.symlink(f"f{i - 1}", where)
+            continue
+        size = int(raw * scale) if top is None else raw % 4096  # configuration files
+        with open(where, "wb") as handle:
+            while size > 0:
+                size -= handle.write(block[: min(size, len(block))])
+    (root / "bin").mkdir(exist_ok=True)
+    shutil.copy2("/bin/busybox", root / "bin/busybox")
+    os.symlink("busybox", root / "bin/sh")
+    for folder in ("proc", "sys", "dev", "run", "tmp"):
+        (root / folder).mkdir(exist_ok=True)
+
+
+def large(files: int, total_bytes: int, cache: Path, nodes: int, repeat: int, where: str) -> dict:
+    tree = cache / f"large-{files}-{total_bytes}"
+    if not tree.is_dir():
+        make_large_tree(tree.with_suffix(".new"), files, total_bytes)
+        tree.with_suffix(".new").rename(tree)
+    with tmpfs() if where == "tmpfs" else disk() as root:
+        store = Store(root / "state")
+        started = time.monotonic()
+        operations.import_image(store, LARGE_IMAGE, str(tree), incremental=False)
+        seconds = {"import": [time.monotonic() - started]}
+        for k in range(nodes):
+            replicas.create(store, LARGE_IMAGE, f"n{k:04}")
+
+        def timed(what: str, action, *args, **kwargs) -> None:
+            os.sync()
+            started = time.monotonic()
+            action(*args, **kwargs)
+            seconds.setdefault(what, []).append(time.monotonic() - started)
+
+        files = (tree / "usr").rglob("f*")
+        changed = next(p for p in files if p.is_file() and not p.is_symlink())
+        original = changed.read_bytes()
+        copy = root / "copy"
+        try:
+            for run in range(repeat):
+                script = f"echo {run} > /etc/bench-a; echo {run} > /usr/bench-b"
+                timed("exec", operations.exec_in_image, store, LARGE_IMAGE, ["sh", "-c", script])
+                changed.write_bytes(original + f"{run}".encode())
+                timed(
+                    "sync", operations.import_image, store, LARGE_IMAGE, str(tree), incremental=True
+                )
+                back = store.latest(LARGE_IMAGE.name) - 1
+                timed("rollback", operations.rollback, store, LARGE_IMAGE, back)
+                # the baselines snapshot the image's own tree (hard links need one file system)
+                live = store.paths.live(LARGE_IMAGE.name)
+                timed("cp -al", subprocess.run, ["cp", "-al", str(live), str(copy)], check=True)
+                shutil.rmtree(copy)
+                link_dest = ["rsync", "-aHAX", "--delete", f"--link-dest={live}", f"{live}/"]
+                timed("rsync --link-dest", subprocess.run, [*link_dest, f"{copy}/"], check=True)
+                shutil.rmtree(copy)
+                print(
+                    f"  run {run}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in seconds.items())
+                )
+        finally:
+            changed.write_bytes(original)
+        entries = scan(store.paths.live(LARGE_IMAGE.name))
+    return {
+        "files": len(entries),
+        "bytes": sum(e.size for e in entries.values() if e.kind == "f"),
+        "nodes": nodes,
+        **{what: statistics.median(runs) for what, runs in seconds.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", default="2500,10000")
@@ -228,12 +332,31 @@ def main() -> None:
     parser.add_argument("--no-network", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--large", type=int, default=0, metavar="FILES")
+    parser.add_argument("--large-bytes", type=float, default=5.5e9)
+    parser.add_argument("--large-cache", type=Path, default=Path("/var/tmp"))
+    parser.add_argument("--large-nodes", type=int, default=100)
+    parser.add_argument("--large-where", choices=("disk", "tmpfs"), default="disk")
+    parser.add_argument("--large-only", action="store_true", help="only the large image")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/images.py needs root (tmpfs mounts, chown, overlay for exec)")
+    if args.large:
+        sizes = (args.large, int(args.large_bytes), args.large_cache, args.large_nodes)
+        g = large(*sizes, args.repeat, args.large_where)
+        print(
+            f"# large image on {args.large_where} ({g['files']} paths, {g['bytes'] / 1e9:.2f} GB, "
+            f"{g['nodes']} replicas), median of {args.repeat}: exec of 2 files {g['exec']:.2f} s, "
+            f"sync of 1 file {g['sync']:.2f} s, rollback of 1 version {g['rollback']:.2f} s; "
+            f"baselines: cp -al {g['cp -al']:.2f} s, "
+            f"rsync --link-dest {g['rsync --link-dest']:.2f} s (import {g['import']:.1f} s)",
+            flush=True,
+        )
+        if args.large_only:
+            return
     print(f"# propagation of 20 changed files under /etc ({args.etc_files} files there)")
     rows = []
-    for where in args.where.split(","):
+    for where in args.where.split(",") if args.where else ():
         for count in (int(c) for c in args.replicas.split(",")):
             row = propagation(where, count, args.etc_files, args.rsync_sample)
             rows.append(row)

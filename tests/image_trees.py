@@ -5,7 +5,7 @@
     dim = Dim(tmp_path, capsys)                     # cluster.xml and a state folder in tmp_path
     base_tree(tmp_path / "src")                     # files, links, a fifo, a socket, xattrs
     assert dim("image", "import", "alpha", "--from", str(tmp_path / "src")).status == 0
-    assert digest(dim.store.paths.live("alpha")) == digest(dim.store.paths.version("alpha", 1))
+    assert digest(dim.store.paths.live("alpha")) == digest(version_tree(dim.store, "alpha", 1))
 
 :func:`snapshot` describes a tree by path: kind, mode, owner, group, modification time (to the
 nanosecond, directories included), size, device number, link target, extended attributes, the
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dim.cli import main
+from dim.images.history import History
 from dim.images.store import Store
 
 LAYOUT = """<?xml version="1.0"?>
@@ -156,6 +157,17 @@ def busybox_tree(root: Path, busybox: str, *, setfattr: bool = False) -> Path:
         (root / folder).mkdir()
     _freeze_times(root)
     return root
+
+
+_trees = iter(range(1 << 30))
+
+
+def version_tree(store: Store, image: str, number: int) -> Path:
+    """Version ``number``'s whole tree, materialised as hard links into the store (a version
+    folder holds only what that version wrote): a new folder each call, beside the store."""
+    target = store.root / ".test-trees" / f"{image}-{number}-{next(_trees)}"
+    History(store, image).materialize(number, target)
+    return target
 
 
 def _freeze_times(root: Path) -> None:

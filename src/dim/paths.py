@@ -7,8 +7,11 @@
                                                 while the state DB is unreachable
     <state>/images/<image>/live/                the tree nodes mount read-only as their root
     <state>/images/<image>/live.version         which version live matches (written last)
-    <state>/images/<image>/versions/<N>/        immutable snapshots
+    <state>/images/<image>/versions/<N>/        what version N wrote (the whole tree if full)
     <state>/images/<image>/meta/<N>.json        when and from what version N was made
+    <state>/images/<image>/meta/<N>.changes     the paths version N wrote and removed (absent:
+                                                version N is a whole tree)
+    <state>/images/<image>/meta/<N>.fold        gc folding older versions into N (a journal)
     <state>/images/<image>/.staging-<pid>/      a new tree being filled (never listed)
     <state>/images/<image>/.exec-<pid>/         ``image exec``'s overlay (never listed)
     <state>/nodes/<node>/<image>/               the node's replica of its persistent paths
@@ -105,6 +108,12 @@ class StatePaths:
 
     def meta_file(self, image: str, number: int) -> Path:
         return self.image(image) / META / f"{number}.json"
+
+    def changes_file(self, image: str, number: int) -> Path:
+        return self.image(image) / META / f"{number}.changes"
+
+    def fold_file(self, image: str, number: int) -> Path:
+        return self.image(image) / META / f"{number}.fold"
 
     def staging(self, image: str, pid: int) -> Path:
         return self.image(image) / f"{STAGING}{pid}"

@@ -37,6 +37,7 @@ from tests.image_trees import (
     survivors,
     temporaries,
     touch_tree,
+    version_tree,
     write,
 )
 
@@ -78,7 +79,7 @@ def assert_complete(dim, image="alpha", nodes=("n1", "n2")):
     """Live is the latest version, every replica is at it, no temporaries anywhere visible."""
     store = dim.store
     latest = store.latest(image)
-    version = store.paths.version(image, latest)
+    version = version_tree(store, image, latest)
     live = store.paths.live(image)
     assert store.live_version(image) == latest
     assert snapshot(live) == snapshot(version)
@@ -143,7 +144,25 @@ def test_rollback_killed_at_a_crash_point_is_completed(dim, src, point):
     assert dim.store.versions("alpha") == [1, 2, 3]
     dim.ok("image", "check", "alpha")
     assert_complete(dim)
-    assert snapshot(dim.store.paths.live("alpha")) == snapshot(dim.store.paths.version("alpha", 1))
+    assert snapshot(dim.store.paths.live("alpha")) == snapshot(version_tree(dim.store, "alpha", 1))
+
+
+@pytest.mark.parametrize("point", ["mid-fold:1", "mid-fold:6"])
+def test_gc_killed_while_folding_versions_is_completed_by_the_next_command(dim, src, point):
+    _prepared(dim, src)
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    write(src, "etc/motd", "version 3\n", mtime=T1 + 9)
+    touch_tree(src)
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    tree = snapshot(version_tree(dim.store, "alpha", 3))
+    _crash(dim, point, "image", "gc", "alpha")
+    assert list(dim.store.paths.meta("alpha").glob("*.fold"))  # the journal the crash left
+    out = dim.ok("image", "check", "alpha")
+    assert "finished folding versions [1, 2] into 3" in out
+    assert dim.store.versions("alpha") == [3]
+    assert not list(dim.store.paths.meta("alpha").glob("*.fold"))
+    assert snapshot(dim.store.paths.version("alpha", 3)) == tree  # whole now
+    assert_complete(dim)
 
 
 def test_sync_killed_while_rsync_fills_the_staging_folder_leaves_no_version(dim, src):
@@ -171,7 +190,7 @@ def test_sync_killed_while_rsync_fills_the_staging_folder_leaves_no_version(dim,
     assert out.startswith("alpha: version 2: ")
     assert not staging.exists()
     assert_complete(dim)
-    assert snapshot(dim.store.paths.version("alpha", 2)) == snapshot(src)
+    assert snapshot(version_tree(dim.store, "alpha", 2)) == snapshot(src)
 
 
 KILLS = 20  # SIGKILLs of dim image sync at random points
@@ -213,7 +232,7 @@ def test_sync_killed_at_random_points_leaves_no_child_running_and_the_next_comma
     assert dim.ok("image", "check", "alpha") == "alpha: consistent\n"
     assert_complete(dim)
     latest = dim.store.latest("alpha")
-    assert snapshot(dim.store.paths.version("alpha", latest)) == snapshot(src)
+    assert snapshot(version_tree(dim.store, "alpha", latest)) == snapshot(src)
 
 
 def _change_some(src: Path, rng: random.Random, round: int) -> None:

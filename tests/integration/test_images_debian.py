@@ -16,7 +16,7 @@ import pytest
 
 from dim.lab import images
 from tests.conftest import require, require_binary, require_root
-from tests.image_trees import Dim, inode
+from tests.image_trees import Dim, inode, version_tree
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def test_apt_get_install_in_exec_makes_a_small_version_with_the_package(dim, min
     out = dim.ok("image", "import", "debian", "--from", str(minbase))
     assert out.startswith("debian: version 1: ")
     dim.ok("node", "switch", "d[1-2]", "debian")
-    v1 = dim.store.paths.version("debian", 1)
+    v1 = version_tree(dim.store, "debian", 1)
     assert not (v1 / f"usr/bin/{PACKAGE}").exists()
 
     command = ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE]
@@ -79,7 +79,7 @@ def test_apt_get_install_in_exec_makes_a_small_version_with_the_package(dim, min
     assert run.status == 0, run.err
     assert run.out.startswith("debian: version 2: ")
     assert "2 replicas updated; 0 conflicts" in run.out
-    live, v2 = dim.store.paths.live("debian"), dim.store.paths.version("debian", 2)
+    live, v2 = dim.store.paths.live("debian"), version_tree(dim.store, "debian", 2)
     program = live / f"usr/bin/{PACKAGE}"
     assert program.is_file() and os.access(program, os.X_OK)
     said = subprocess.run(["chroot", str(live), f"/usr/bin/{PACKAGE}"], capture_output=True)

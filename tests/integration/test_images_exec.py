@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_binary, require_root
-from tests.image_trees import T1, Dim, busybox_tree, inode, snapshot, touch_tree, write
+from tests.image_trees import (
+    T1,
+    Dim,
+    busybox_tree,
+    inode,
+    snapshot,
+    touch_tree,
+    version_tree,
+    write,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -146,11 +155,11 @@ mkdir -p /var/lib/deep/er && echo deep > /var/lib/deep/er/file
 
 
 def test_the_new_version_is_exactly_what_the_command_left(dim, image):
-    v1 = dim.store.paths.version("alpha", 1)
+    v1 = version_tree(dim.store, "alpha", 1)
     shared_before = inode(v1 / "usr/lib/libbig.so")
     seen, out = _merged_snapshot(dim, SCRIPT)
     assert "alpha: version 2: " in out
-    v2, live = dim.store.paths.version("alpha", 2), dim.store.paths.live("alpha")
+    v2, live = version_tree(dim.store, "alpha", 2), dim.store.paths.live("alpha")
     made = _without_runtime(snapshot(v2))
     assert made == seen
     assert snapshot(live) == snapshot(v2)
@@ -251,8 +260,8 @@ def test_two_execs_at_once_run_one_after_the_other(dim, image):
     assert waited > 1.0
     versions = dim.store
     assert versions.versions("alpha") == [1, 2, 3]
-    assert (versions.paths.version("alpha", 2) / "etc/seq").read_text() == "a1\na2\n"
-    assert (versions.paths.version("alpha", 3) / "etc/seq").read_text() == "a1\na2\nb\n"
+    assert (version_tree(versions, "alpha", 2) / "etc/seq").read_text() == "a1\na2\n"
+    assert (version_tree(versions, "alpha", 3) / "etc/seq").read_text() == "a1\na2\nb\n"
     assert (versions.paths.live("alpha") / "etc/seq").read_text() == "a1\na2\nb\n"
 
 

@@ -26,7 +26,7 @@ import pytest
 
 from dim.images.sources import DEFAULT_SSH
 from tests.conftest import require_binary, require_root
-from tests.image_trees import T1, Dim, base_tree, inode, snapshot, touch_tree, write
+from tests.image_trees import T1, Dim, base_tree, inode, snapshot, touch_tree, version_tree, write
 
 pytestmark = pytest.mark.integration
 
@@ -152,7 +152,7 @@ def test_import_from_a_master_over_ssh_leaves_runtime_contents_and_keep_outs_out
     master = master_tree(tmp_path / "master")
     out = dim.ok("image", "import", "alpha", "--from", _url(sshd, master))
     assert out.startswith("alpha: version 1: ")
-    version = dim.store.paths.version("alpha", 1)
+    version = version_tree(dim.store, "alpha", 1)
     assert snapshot(version) == _expected(master)
     for folder in RUNTIME:  # the mount points are there, empty
         assert (version / folder).is_dir() and os.listdir(version / folder) == [], folder
@@ -176,7 +176,7 @@ def test_sync_over_ssh_gives_new_inodes_only_to_what_changed(dim, sshd, tmp_path
     touch_tree(master)
     out = dim.ok("image", "sync", "alpha", "--from", url)
     assert "version 2: 0 added, 1 changed, 0 removed" in out
-    v1, v2 = dim.store.paths.version("alpha", 1), dim.store.paths.version("alpha", 2)
+    v1, v2 = version_tree(dim.store, "alpha", 1), version_tree(dim.store, "alpha", 2)
     changed = [
         p for p, e in snapshot(v2).items() if e[0][0] != "d" and inode(v1 / p) != inode(v2 / p)
     ]

@@ -105,7 +105,12 @@ def build(
             f"image {image.name} has no version yet",
             hint=f"dim image import {image.name} --from SOURCE",
         )
-    root = store.paths.version(image.name, version)
+    root = store.full_tree(image.name, version)
+    if root is None:  # versions hold what they changed: live is the latest whole tree
+        raise BootError(
+            f"live of image {image.name} is not at its latest version {version}",
+            hint=f"dim image check {image.name}",
+        )
     kernel_file = kernel if kernel is not None else find_kernel(root, image.name, version)
     kernel_version = read_kernel_version(kernel_file)
     modules_dir = find_modules(root, kernel_version, image.name, version)

@@ -9,7 +9,9 @@ point NAME. The points, in the order of a commit (see :mod:`dim.images.commit`):
 - ``mid-live``: a file of live linked to its temporary name, not yet renamed over the old one
   (:mod:`dim.images.links`);
 - ``mid-replicas``: the same in a node replica: the new copy written, not yet renamed
-  (:mod:`dim.images.replicas`).
+  (:mod:`dim.images.replicas`);
+- ``mid-fold``: ``gc`` folding a removed version into the next one, a file moved
+  (:mod:`dim.images.fold`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from dim.files import remove_path, remove_tree, temporary_name
@@ -23,8 +24,11 @@ from dim.images.delta import Delta
 from dim.images.tree import Entry, read_xattrs
 
 
-def apply_links(target: Path, version: Path, delta: Delta) -> None:
-    """Make ``target`` equal to ``version`` by ``delta``: files are hard links into the version."""
+def apply_links(target: Path, source: Path | Callable[[str], str], delta: Delta) -> None:
+    """Make ``target`` equal to the tree ``delta`` leads to: files are hard links to ``source``'s
+    (a folder holding every added and changed path, or a function giving each one's file)."""
+    root = str(source)
+    locate = source if callable(source) else lambda path: f"{root}/{path}"
     base = str(target)
     for path in delta.removed:
         remove_path(f"{base}/{path}" if path else base)
@@ -36,7 +40,7 @@ def apply_links(target: Path, version: Path, delta: Delta) -> None:
             _ensure_dir(where, e)
             touched_dirs.append((where, e))
         else:
-            _link_over(f"{version}/{path}", where)
+            _link_over(locate(path), where)
     # a directory's time changes whenever an entry in it does: set them last, deepest first
     for path in reversed(_parents_of(delta)):
         where = f"{base}/{path}" if path else base
@@ -44,6 +48,25 @@ def apply_links(target: Path, version: Path, delta: Delta) -> None:
             where, ns=(delta.new[path].mtime_ns, delta.new[path].mtime_ns), follow_symlinks=False
         )
     for where, e in reversed(touched_dirs):
+        os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
+
+
+def link_farm(tree: dict[str, tuple[Entry, str]], target: Path) -> None:
+    """A whole tree at ``target`` (new) from each path's entry and the file holding it:
+    directories are made with the entry's metadata, everything else is a hard link."""
+    target.mkdir(parents=True, exist_ok=True)
+    base = str(target)
+    dirs = []
+    for path, (e, source) in tree.items():
+        where = f"{base}/{path}" if path else base
+        if e.kind == "d":
+            if path:
+                os.mkdir(where)
+            dirs.append((where, e))
+        else:
+            os.link(source, where, follow_symlinks=False)
+    for where, e in reversed(dirs):
+        set_metadata(where, e)
         os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
 
 

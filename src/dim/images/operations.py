@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from dim.errors import ImageError, UsageError
 from dim.files import remove_tree
 from dim.images import replicas, sources
-from dim.images.commit import CommitResult, changing, recover, sync_live
+from dim.images.commit import CommitResult, bring_live, changing, recover
 from dim.images.delta import Delta, compare
+from dim.images.fold import fold, fold_plan
+from dim.images.history import History
 from dim.images.store import Store
 from dim.images.tree import scan
 from dim.layout.model import Cluster, Image, Inventory
@@ -58,7 +60,7 @@ def import_image(
     with changing(store, image, waiting=progress) as change:
         if progress:
             progress(f"reading {source}")
-        sources.fill(source, change.staging, change.latest_path, excludes=excludes)
+        change.removed = sources.fill(source, change.staging, change.live, excludes=excludes)
         return change.commit(str(source), force=force, progress=progress)
 
 
@@ -74,15 +76,15 @@ def exec_in_image(
     if not command:
         raise UsageError("no command given: dim image exec IMAGE -- COMMAND…")
     with changing(store, image, waiting=progress) as change:
-        latest = change.latest_path
-        if latest is None:
+        live = change.live
+        if live is None:
             raise ImageError(
                 f"image {image.name} has no version yet",
                 hint=f"dim image import {image.name} --from SOURCE",
             )
         work = store.paths.exec_work(image.name, os.getpid())
         try:
-            sources.run_in_image(latest, change.staging, work, command)
+            change.removed = sources.run_in_image(live, change.staging, work, command)
         finally:
             remove_tree(work)
         return change.commit("exec: " + " ".join(command), force=force, progress=progress)
@@ -93,14 +95,15 @@ def rollback(
 ) -> CommitResult:
     """A new version whose tree is version ``number``'s: history stays linear."""
     with changing(store, image, waiting=progress) as change:
-        old = store.version(image.name, number)
-        sources.link_farm(old.path, change.staging)
+        store.version(image.name, number)  # refused clearly if there is none
+        history = History(store, image.name)
+        change.removed = history.stage(number, change.latest, change.staging)
         return change.commit(f"rollback to {number}", force=force, progress=progress)
 
 
 def diff(store: Store, image: str, first: int, second: int) -> Delta:
-    a, b = store.version(image, first), store.version(image, second)
-    return compare(scan(a.path), scan(b.path))
+    store.version(image, first), store.version(image, second)  # refused clearly if missing
+    return History(store, image).delta(first, second)
 
 
 def users(inventory: Inventory, image: str) -> list[str]:
@@ -165,39 +168,35 @@ def gc(
             for n in store.replicas(image.name)
             if (v := store.replica_version(n, image.name)) is not None
         )
-        # a file is freed when its last version goes: count those bytes
-        for number in store.versions(image.name):
-            if number in keep:
-                result.kept_versions.append(number)
-                continue
-            result.removed_versions.append(number)
-        if result.removed_versions:
-            result.bytes_freed = _bytes_only_in(
-                store, image.name, result.removed_versions, result.kept_versions
-            )
+        numbers = store.versions(image.name)
+        result.kept_versions = [n for n in numbers if n in keep]
+        result.removed_versions = [n for n in numbers if n not in keep]
+        plans = [
+            fold_plan(store, image.name, run, into)
+            for run, into in _runs(result.removed_versions, result.kept_versions)
+        ]
+        result.bytes_freed = sum(plan.bytes_freed for plan in plans)
         asides = store.paths.reset_asides(image.name)
         result.removed_asides = [str(p.relative_to(store.root)) for p in asides]
         if dry_run:
             return result
-        for number in result.removed_versions:
-            remove_tree(store.paths.version(image.name, number))
-            store.paths.meta_file(image.name, number).unlink(missing_ok=True)
+        for plan in plans:
+            fold(store, image.name, plan)
         for aside in asides:
             remove_tree(aside)
     return result
 
 
-def _bytes_only_in(store: Store, image: str, removed: list[int], kept: list[int]) -> int:
-    kept_inodes = set()
-    for number in kept:
-        entries = scan(store.paths.version(image, number)).values()
-        kept_inodes.update((e.dev, e.ino) for e in entries)
-    freed: dict[tuple[int, int], int] = {}
-    for number in removed:
-        for e in scan(store.paths.version(image, number)).values():
-            if e.kind == "f" and (e.dev, e.ino) not in kept_inodes:
-                freed[(e.dev, e.ino)] = e.size
-    return sum(freed.values())
+def _runs(removed: list[int], kept: list[int]) -> list[tuple[list[int], int]]:
+    """Each run of removed versions with the kept version after it (the latest is kept)."""
+    runs, run = [], []
+    for number in sorted(removed + kept):
+        if number in removed:
+            run.append(number)
+        elif run:
+            runs.append((run, number))
+            run = []
+    return runs
 
 
 @dataclass(slots=True)
@@ -214,11 +213,13 @@ def check(store: Store, image: Image) -> CheckResult:
         problems = []
         latest = store.latest(image.name)
         if latest is not None:
+            history = History(store, image.name)
+            tree = history.tree(latest)
             delta = compare(
-                scan(store.paths.live(image.name)), scan(store.paths.version(image.name, latest))
+                scan(store.paths.live(image.name)), {p: e for p, (e, _) in tree.items()}
             )
             if not delta.empty:
-                sync_live(store, image.name, latest, delta)
+                bring_live(store, image.name, latest, delta, lambda path: tree[path][1])
                 repaired.append(
                     f"live differed from version {latest} in "
                     f"{len(delta.added) + len(delta.changed) + len(delta.removed)} "

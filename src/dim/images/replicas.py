@@ -30,6 +30,7 @@ from dim.errors import ImageError
 from dim.files import is_temporary, remove_path, remove_tree, temporary_name, write_number
 from dim.images.crash import crash_point
 from dim.images.delta import Delta, compare, kept_out
+from dim.images.history import History
 from dim.images.links import set_metadata
 from dim.images.store import Store
 from dim.images.tree import Entry, entry, scan, under
@@ -63,7 +64,8 @@ def sync_all(
     part = delta.only(image.persistent, image.keepout)
     nodes = store.replicas(image.name)
     at_before = [n for n in nodes if store.replica_version(n, image.name) == before]
-    others = [n for n in nodes if n not in set(at_before)]
+    starting = set(at_before)  # once: a set per node made this quadratic in the node count
+    others = [n for n in nodes if n not in starting]
     chunks = [at_before[i : i + CHUNK] for i in range(0, len(at_before), CHUNK)]
     chunks += [[n] for n in others]
     global _JOB
@@ -80,13 +82,15 @@ def sync_all(
             with pool:
                 outcomes = pool.imap_unordered(_sync_chunk, chunks)
                 for count, changed, found in outcomes:
-                    updated, conflicts, done = updated + changed, conflicts + found, done + count
+                    updated, done = updated + changed, done + count
+                    conflicts.extend(found)
                     if progress is not None:
                         progress(f"replicas: {done}/{len(nodes)}")
         else:
             for chunk in chunks:
                 count, changed, found = _sync_chunk(chunk)
-                updated, conflicts, done = updated + changed, conflicts + found, done + count
+                updated, done = updated + changed, done + count
+                conflicts.extend(found)
     finally:
         _JOB = None
     return updated, sorted(conflicts)
@@ -125,13 +129,15 @@ def sync(
     version to ``number`` (computed once for every replica); otherwise it is computed here.
     """
     replica = str(store.paths.replica(node, image.name))
-    target = store.paths.version(image.name, number)
+    target = _whole(store, image, number)
     if part is None:
         current = store.replica_version(node, image.name)
-        old = {}
-        if current is not None and store.paths.version(image.name, current).is_dir():
-            old = _persistent_scan(store.paths.version(image.name, current), image)
-        part = compare(old, _persistent_scan(target, image)).only(image.persistent, image.keepout)
+        history = History(store, image.name)
+        if current is not None and current in history.numbers:
+            part = history.delta(current, number)
+        else:
+            part = compare({}, _persistent_scan(target, image))
+        part = part.only(image.persistent, image.keepout)
     outcome = SyncOutcome(node)
     cache = cache if cache is not None else {}
     base = str(target)
@@ -141,6 +147,17 @@ def sync(
         _three_way(replica, base, path, part.old.get(path), part.new[path], force, outcome, cache)
     write_number(store.paths.replica_marker(node, image.name), number)
     return outcome
+
+
+def _whole(store: Store, image: Image, number: int) -> Path:
+    """Version ``number``'s whole tree, to copy from: live, under the lock, once recovered."""
+    whole = store.full_tree(image.name, number)
+    if whole is None:
+        raise ImageError(
+            f"live of image {image.name} is not at version {number}",
+            hint=f"dim image check {image.name}",
+        )
+    return whole
 
 
 def _persistent_scan(version: Path, image: Image) -> dict[str, Entry]:
@@ -296,7 +313,7 @@ def create(store: Store, image: Image, node: str) -> bool:
             hint=f"dim image import {image.name} --from SOURCE",
         )
     replica.mkdir(parents=True, exist_ok=True)
-    _fill(store.paths.version(image.name, number), replica, image)
+    _fill(_whole(store, image, number), replica, image)
     write_number(store.paths.replica_marker(node, image.name), number)
     return True
 
@@ -349,7 +366,12 @@ def differences(store: Store, image: Image, node: str) -> Delta:
     number = store.replica_version(node, image.name)
     if number is None:
         raise ImageError(f"node {node} has no replica of image {image.name}")
-    version = _persistent_scan(store.paths.version(image.name, number), image)
+    whole = store.full_tree(image.name, number)
+    if whole is not None:
+        version = _persistent_scan(whole, image)
+    else:
+        tree = History(store, image.name).tree(number)
+        version = {p: e for p, (e, _) in tree.items() if under(p, image.persistent)}
     replica = store.paths.replica(node, image.name)
     mine: dict[str, Entry] = {}
     for folder in image.persistent:

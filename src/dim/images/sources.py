@@ -1,12 +1,20 @@
-"""Sources of a new image version: each fills a staging folder with the complete new tree.
+"""Sources of a new image version: each fills a staging folder with what changes.
 
-Files that did not change are hard links to the latest version's (rsync ``--link-dest``, or a
-hard-link farm for ``exec`` and rollback), so a version costs only what changed::
+The first version's staging holds the whole tree. After it, a source compares itself with
+live (the latest version's whole tree) and stages only what differs, each entry with its new
+metadata and the folders leading there, and returns the paths it removes; so a version costs
+what changed, not what the image holds (see :mod:`dim.images.history`)::
 
-    fill(parse_source("/srv/master"), change.staging, change.latest_path)
-    fill(parse_source("ssh://root@master1/"), change.staging, change.latest_path,
-         excludes=image.keepout)
-    run_in_image(change.latest_path, change.staging, work, ["apt-get", "install", "-y", "vim"])
+    change.removed = fill(parse_source("/srv/master"), change.staging, change.live)
+    change.removed = fill(parse_source("ssh://root@master1/"), change.staging, change.live,
+                          excludes=image.keepout)
+    change.removed = run_in_image(change.live, change.staging, work, ["apt-get", "install",
+                                  "-y", "vim"])
+
+A directory, a tarball or a master node is read by rsync twice: a dry run against live
+lists what differs (``--itemize-changes``; rsync's walk of both trees is the one whole-tree
+cost left), then only those paths are copied (``--files-from``). ``exec``'s overlay upper
+layer is the change itself: it becomes the staging folder.
 """
 
 from __future__ import annotations
@@ -21,9 +29,9 @@ from pathlib import Path
 
 from dim import processes
 from dim.errors import ImageError, UsageError
-from dim.files import remove_path, remove_tree
+from dim.files import remove_tree
 from dim.images.links import set_metadata
-from dim.images.tree import entry, scan
+from dim.images.tree import entry
 
 # What a running master node has that is not part of its image: the mount points stay.
 RUNTIME_PATHS = ("/proc", "/sys", "/dev", "/run", "/tmp")
@@ -80,59 +88,114 @@ def parse_source(text: str) -> Source:
 def fill(
     source: Source,
     staging: Path,
-    latest: Path | None,
+    live: Path | None,
     *,
     excludes: tuple[str, ...] = (),
     ssh_command: str | None = None,
-) -> None:
-    """Fill ``staging`` with the source's tree, linking what ``latest`` has unchanged."""
+) -> set[str]:
+    """Fill ``staging`` with the source's whole tree (``live`` None: a first version) or with
+    what differs from ``live``; return the paths the source no longer has."""
     staging.mkdir(parents=True, exist_ok=True)
-    if source.kind == "directory":
-        _rsync(f"{source.location.rstrip('/')}/", staging, latest, excludes, source)
-    elif source.kind == "tarball":
+    if source.kind == "tarball":
         unpacked = staging.with_name(staging.name + "-tar")
         try:
             _untar(Path(source.location), unpacked)
-            _rsync(f"{unpacked}/", staging, latest, excludes, source)
+            return _fill_from(f"{unpacked}/", staging, live, excludes, source)
         finally:
             remove_tree(unpacked)
-    else:
-        remote = f"{source.user + '@' if source.user else ''}{source.host}:"
-        path = _SSH_URL.fullmatch(source.location)["path"] or "/"
-        command = ssh_command or os.environ.get("DIM_SSH_COMMAND") or DEFAULT_SSH
-        if source.port:
-            command += f" -p {source.port}"
-        runtime = tuple(f"{p}/*" for p in RUNTIME_PATHS)
-        _rsync(
-            f"{remote}{path.rstrip('/')}/",
-            staging,
-            latest,
-            runtime + excludes,
-            source,
-            ["-e", command],
-        )
+    if source.kind == "directory":
+        return _fill_from(f"{source.location.rstrip('/')}/", staging, live, excludes, source)
+    remote = f"{source.user + '@' if source.user else ''}{source.host}:"
+    path = _SSH_URL.fullmatch(source.location)["path"] or "/"
+    command = ssh_command or os.environ.get("DIM_SSH_COMMAND") or DEFAULT_SSH
+    if source.port:
+        command += f" -p {source.port}"
+    runtime = tuple(f"{p}/*" for p in RUNTIME_PATHS)
+    origin = f"{remote}{path.rstrip('/')}/"
+    return _fill_from(origin, staging, live, runtime + excludes, source, ["-e", command])
+
+
+def _fill_from(
+    origin: str,
+    staging: Path,
+    live: Path | None,
+    excludes: tuple[str, ...],
+    source: Source,
+    extra: list[str] | None = None,
+) -> set[str]:
+    if live is None:
+        _rsync(origin, staging, excludes, source, extra)
+        return set()
+    # --delete-excluded: what the source leaves out goes from the image, as it always did
+    listing = _rsync(origin, live, excludes, source, [*(extra or []), *DIFFERENCES], capture=True)
+    changed, removed = parse_itemized(listing)
+    if changed:
+        names = b"".join(os.fsencode(p or ".") + b"\0" for p in changed)
+        listed = staging.with_name(staging.name + ".list")
+        listed.write_bytes(names)
+        try:
+            _rsync(
+                origin,
+                staging,
+                excludes,
+                source,
+                [*(extra or []), "--from0", f"--files-from={listed}"],
+            )
+        finally:
+            listed.unlink(missing_ok=True)
+    if "" not in changed:  # the staging root stands for live's, which did not change
+        root = entry(live)
+        set_metadata(str(staging), root)
+        os.utime(staging, ns=(root.mtime_ns, root.mtime_ns))
+    return removed
+
+
+# a dry run against live that lists each differing path (rsync's --itemize-changes)
+DIFFERENCES = ["--dry-run", "--delete-excluded", "--out-format=%i %n"]
+_ESCAPED = re.compile(rb"\\#([0-7]{3})")
+
+
+def parse_itemized(listing: bytes) -> tuple[list[str], set[str]]:
+    """The paths to copy and the paths to remove, from rsync's ``%i %n`` lines.
+
+    >>> parse_itemized(b">f.st...... etc/motd\\n*deleting   var/old/\\n.d..t...... ./\\n")
+    (['etc/motd', ''], {'var/old'})
+    """
+    changed, removed = [], set()
+    for line in listing.split(b"\n"):
+        if len(line) < 13 or line[11:12] != b" ":
+            continue  # not an itemized line (rsync's own messages)
+        code, name = line[:11], _ESCAPED.sub(lambda m: bytes([int(m[1], 8)]), line[12:])
+        path = os.fsdecode(name.rstrip(b"/"))
+        path = "" if path == "." else path
+        if code.startswith(b"*deleting"):
+            removed.add(path)
+        else:
+            changed.append(path)
+    return changed, removed
 
 
 def _rsync(
     origin: str,
-    staging: Path,
-    latest: Path | None,
+    target: Path,
     excludes: tuple[str, ...],
     source: Source,
     extra: list[str] | None = None,
-) -> None:
+    *,
+    capture: bool = False,
+) -> bytes:
     command = [*RSYNC, *(extra or [])]
-    if latest is not None:
-        command.append(f"--link-dest={Path(latest).resolve()}")
     command += [f"--exclude={pattern}" for pattern in excludes]
-    command += [origin, f"{staging}/"]
-    run = processes.run(command)
+    command += [origin, f"{target}/"]
+    run = processes.run(command, text=not capture)
     # 24: files vanished on the source while it was read (a running master node): normal
     if run.returncode not in (0, 24):
+        stderr = run.stderr if isinstance(run.stderr, str) else os.fsdecode(run.stderr)
         raise ImageError(
-            f"cannot read {source}: {_last_error(run.stderr) or f'rsync exited {run.returncode}'}",
+            f"cannot read {source}: {_last_error(stderr) or f'rsync exited {run.returncode}'}",
             hint=_hint(source, run.returncode),
         )
+    return run.stdout if capture else b""
 
 
 def _hint(source: Source, status: int) -> str | None:
@@ -175,28 +238,6 @@ def _untar(tarball: Path, folder: Path) -> None:
         )
 
 
-# -- hard-link farms: rollback and exec --------------------------------------------------------
-
-
-def link_farm(version: Path, staging: Path) -> None:
-    """A copy of ``version`` in ``staging`` whose files are hard links: directories are new."""
-    entries = scan(version)
-    staging.mkdir(parents=True, exist_ok=True)
-    base_from, base_to = str(version), str(staging)
-    dirs = []
-    for path, e in entries.items():
-        where = f"{base_to}/{path}" if path else base_to
-        if e.kind == "d":
-            if path:
-                os.mkdir(where)
-            dirs.append((where, e))
-        else:
-            os.link(f"{base_from}/{path}", where, follow_symlinks=False)
-    for where, e in reversed(dirs):
-        set_metadata(where, e)
-        os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
-
-
 # -- exec: a command in a chroot over an overlay of the latest version ----------------------
 
 _EXEC_SCRIPT = r"""
@@ -216,12 +257,13 @@ exec chroot "$m" "$@"
 OVERLAY_XATTR = "trusted.overlay."
 
 
-def run_in_image(lower: Path, staging: Path, work: Path, command: list[str]) -> None:
-    """Run ``command`` chrooted over an overlay of ``lower``; fill ``staging`` with the result.
+def run_in_image(lower: Path, staging: Path, work: Path, command: list[str]) -> set[str]:
+    """Run ``command`` chrooted over an overlay of ``lower``; stage its change in ``staging``
+    and return the paths it removed.
 
     The overlay and its bind mounts live in a private mount namespace, so they vanish with
-    the command even if dim is killed. The overlay's upper layer is exactly the change: it is
-    applied to a hard-link farm of ``lower`` (whiteouts remove, opaque directories replace).
+    the command even if dim is killed. The overlay's upper layer is exactly the change: it
+    becomes the staging folder (:func:`stage_upper`).
     """
     upper, scratch, merged = work / "upper", work / "work", work / "merged"
     for folder in (upper, scratch, merged):
@@ -259,41 +301,45 @@ def run_in_image(lower: Path, staging: Path, work: Path, command: list[str]) -> 
             f"the command {shlex.join(command)} exited with status {status}: "
             "no version recorded, live untouched"
         )
-    link_farm(lower, staging)
-    apply_upper(upper, staging)
+    return stage_upper(upper, staging, lower)
 
 
-def apply_upper(upper: Path, target: Path) -> None:
-    """Apply an overlayfs upper layer to ``target`` (same file system: entries are moved)."""
-    # a directory's metadata is read before its entries are moved out, which changes its time
-    dirs = [(target, entry(upper))]
+def stage_upper(upper: Path, staging: Path, lower: Path) -> set[str]:
+    """Turn an overlayfs upper layer into a staging folder (renamed to ``staging``) and return
+    the paths it removes from ``lower``: each whiteout, and what a lower directory held that
+    its opaque replacement does not. Overlay's own extended attributes go; every directory
+    keeps the metadata the merged tree gave it, deepest first."""
+    removed: set[str] = set()
+    dirs = []
     stack = [""]
     while stack:
         relative = stack.pop()
-        source = upper / relative if relative else upper
-        for name in sorted(os.listdir(source)):
+        folder = f"{upper}/{relative}" if relative else str(upper)
+        dirs.append((folder, entry(folder)))  # before its whiteouts go, which changes its time
+        names = set(os.listdir(folder))
+        if relative and _opaque(Path(folder)):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                below = f"{relative}/" if relative else ""
+                removed.update(
+                    below + n for n in os.listdir(f"{lower}/{relative}") if n not in names
+                )
+        for name in sorted(names):
             path = f"{relative}/{name}" if relative else name
-            origin, where = source / name, target / path
-            st = os.lstat(origin)
+            where = f"{folder}/{name}"
+            st = os.lstat(where)
             if _is_whiteout(st):
-                remove_path(where)
-                continue
-            if os.path.isdir(origin) and not os.path.islink(origin):
-                if _opaque(origin) or (os.path.lexists(where) and not where.is_dir()):
-                    remove_path(where)
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(where)
-                dirs.append((where, entry(origin)))
+                os.unlink(where)
+                removed.add(path)
+            elif stat.S_ISDIR(st.st_mode):
                 stack.append(path)
-                continue
-            remove_path(where)
-            os.rename(origin, where)
-            _strip_overlay_xattrs(where)
-    # directories of the upper layer carry the merged metadata: apply it, deepest first
-    for where, e in reversed(dirs):
+            else:
+                _strip_overlay_xattrs(Path(where))
+    for folder, e in reversed(dirs):
         e = replace(e, xattrs=tuple((n, v) for n, v in e.xattrs if not n.startswith(OVERLAY_XATTR)))
-        set_metadata(str(where), e)
-        os.utime(where, ns=(e.mtime_ns, e.mtime_ns))
+        set_metadata(folder, e)
+        os.utime(folder, ns=(e.mtime_ns, e.mtime_ns))
+    os.rename(upper, staging)
+    return removed
 
 
 def _is_whiteout(st: os.stat_result) -> bool:

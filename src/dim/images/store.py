@@ -80,6 +80,22 @@ class Store:
             meta = {}
         return Version(number, path, meta)
 
+    def is_full(self, image: str, number: int) -> bool:
+        """Whether version ``number`` is a whole tree (the first version, or one made by a dim
+        that kept every version whole) rather than only what it changed."""
+        return not self.paths.changes_file(image, number).exists()
+
+    def full_tree(self, image: str, number: int) -> Path | None:
+        """A folder holding version ``number``'s whole tree: the version itself if it is whole,
+        else live if live is at that version; None if it must be materialised
+        (:meth:`dim.images.history.History.materialize`). Live is read under the image's lock
+        only: a change in progress renames files into it before it moves its marker."""
+        if self.paths.version(image, number).is_dir() and self.is_full(image, number):
+            return self.paths.version(image, number)
+        if self.live_version(image) == number:
+            return self.paths.live(image)
+        return None
+
     def live_version(self, image: str) -> int | None:
         return read_number(self.paths.live_marker(image))
 

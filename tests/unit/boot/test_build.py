@@ -11,7 +11,7 @@ import pytest
 from dim.boot.build import build, inside, latest_build, read_kernel_version
 from dim.errors import BootError
 from dim.layout.model import Image
-from tests.image_trees import Dim, write
+from tests.image_trees import Dim, version_tree, write
 
 LAYOUT = """<?xml version="1.0"?>
 <cluster name="boottest" domain="boottest.dim">
@@ -199,7 +199,7 @@ def test_a_usr_merged_image_is_read_through_its_own_links(
     dim.ok("image", "import", "tiny", "--from", str(tree))
     artifacts = build(dim.store, TINY, busybox=busybox)
     assert len(artifacts.modules) == len(MODULES)
-    root = dim.store.paths.version("tiny", 1)
+    root = version_tree(dim.store, "tiny", 1)
     assert inside(root, "/lib/modules") == root / "usr" / "lib" / "modules"
 
 

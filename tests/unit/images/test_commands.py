@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import time
@@ -11,7 +13,7 @@ import pytest
 from dim.errors import ImageBusy
 from dim.images import operations
 from dim.images.commit import changing
-from tests.image_trees import T1, inode, touch_tree, write
+from tests.image_trees import T1, inode, snapshot, touch_tree, version_tree, write
 
 
 def _three_versions(dim, src):
@@ -59,7 +61,7 @@ def test_rm_of_an_image_not_in_the_store_is_refused(dim):
 
 def test_gc_removes_old_versions_and_never_the_latest(dim, src):
     _three_versions(dim, src)
-    v1 = dim.store.paths.version("alpha", 1)
+    v1 = dim.store.paths.version("alpha", 1)  # whole: the first version
     shared = inode(v1 / "usr/lib/libbig.so")
     out = dim.ok("image", "gc", "alpha", "--dry-run")
     assert out.startswith("alpha: would remove versions [1-2] (")
@@ -73,6 +75,48 @@ def test_gc_removes_old_versions_and_never_the_latest(dim, src):
     assert (live / "etc/motd").read_text() == "version 3\n"
     out = dim.ok("image", "gc", "alpha")
     assert out == "alpha: removed versions - (0 B) and 0 reset replicas; kept 3\n"
+
+
+def test_gc_folds_a_removed_version_into_the_next_kept_one_whose_tree_stays_the_same(dim, src):
+    _three_versions(dim, src)
+    trees = {n: snapshot(version_tree(dim.store, "alpha", n)) for n in (2, 3)}
+    assert dim.store.paths.changes_file("alpha", 3).exists()  # versions 2 and 3: changes only
+    operations.gc(dim.store, _alpha(dim), in_use={3})
+    assert dim.store.versions("alpha") == [3]
+    assert not dim.store.paths.changes_file("alpha", 3).exists()  # whole: version 1 was
+    assert snapshot(dim.store.paths.version("alpha", 3)) == trees[3]
+    assert dim.ok("image", "check", "alpha") == "alpha: consistent\n"
+
+
+def test_gc_of_a_middle_version_keeps_the_change_lists_of_the_next(dim, src):
+    _three_versions(dim, src)
+    tree = snapshot(version_tree(dim.store, "alpha", 3))
+    result = operations.gc(dim.store, _alpha(dim), in_use={1})
+    assert (result.removed_versions, result.kept_versions) == ([2], [1, 3])
+    assert dim.store.paths.changes_file("alpha", 3).exists()
+    assert snapshot(version_tree(dim.store, "alpha", 3)) == tree
+    assert json.loads(dim.ok("image", "diff", "alpha", "1", "3", "--json"))["changed"] == [
+        "/etc/motd"
+    ]
+
+
+def test_a_store_of_whole_versions_made_by_an_older_dim_keeps_working(dim, src):
+    """Before issue 14 every version was a whole hard-link farm, with no change lists."""
+    _three_versions(dim, src)
+    wholes = {n: version_tree(dim.store, "alpha", n) for n in (2, 3)}
+    trees = {n: snapshot(wholes[n]) for n in (2, 3)}
+    for n, whole in wholes.items():
+        shutil.rmtree(dim.store.paths.version("alpha", n))
+        whole.rename(dim.store.paths.version("alpha", n))
+        dim.store.paths.changes_file("alpha", n).unlink()
+    assert dim.ok("image", "check", "alpha") == "alpha: consistent\n"
+    assert dim.ok("image", "diff", "alpha", "2", "3").splitlines() == ["~ /etc/motd"]
+    dim.ok("image", "rollback", "alpha", "2")
+    assert snapshot(dim.store.paths.live("alpha")) == trees[2]
+    assert dim.store.paths.changes_file("alpha", 4).exists()  # new versions: changes only
+    operations.gc(dim.store, _alpha(dim))
+    assert dim.store.versions("alpha") == [4]
+    assert snapshot(dim.store.paths.version("alpha", 4)) == trees[2]
 
 
 def test_gc_keeps_a_version_a_running_node_booted_from(dim, src):

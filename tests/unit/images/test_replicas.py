@@ -12,7 +12,7 @@ import os
 from dim.boot.targets import Snapshot
 from dim.paths import StatePaths
 from dim.records import BootTarget
-from tests.image_trees import T1, digest, inode, snapshot, touch_tree, write
+from tests.image_trees import T1, digest, inode, snapshot, touch_tree, version_tree, write
 
 
 def _replica(dim, node="n1", image="alpha"):
@@ -29,7 +29,7 @@ def test_switch_makes_real_copies_of_the_persistent_paths_without_keep_outs(dim,
     _imported(dim, src)
     out = dim.ok("node", "switch", "n[1-2]", "alpha")
     assert "new replicas for n[1-2]" in out
-    version = dim.store.paths.version("alpha", 1)
+    version = version_tree(dim.store, "alpha", 1)
     replica = _replica(dim)
     assert sorted(os.listdir(replica)) == ["etc", "var"]  # /usr, /proc… are shared from live
     assert (dim.state / "nodes/n1/alpha.version").read_text() == "1\n"
@@ -81,7 +81,7 @@ def test_an_unchanged_replica_file_follows_the_image_and_a_changed_one_is_a_conf
         assert (replica.parent / "alpha.version").read_text() == "2\n"
     assert (n2 / "etc/motd").read_text() == "new welcome\n"
     assert (n2 / "etc/app/keep.conf").read_text() == "changed too\n"
-    version = dim.store.paths.version("alpha", 2)
+    version = version_tree(dim.store, "alpha", 2)
     assert snapshot(n2 / "etc/app", dir_times=False) == snapshot(
         version / "etc/app", dir_times=False
     )

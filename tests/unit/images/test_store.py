@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 
-from tests.image_trees import T0, T1, digest, inode, snapshot, touch_tree, write
+from tests.image_trees import T0, T1, digest, inode, snapshot, touch_tree, version_tree, write
 
 
 def test_import_from_a_directory_makes_live_and_version_1_equal_to_the_source(dim, src):
@@ -32,7 +32,7 @@ def test_import_from_a_directory_makes_live_and_version_1_equal_to_the_source(di
 
 def test_live_holds_the_inodes_of_the_latest_version(dim, src):
     dim.ok("image", "import", "alpha", "--from", str(src))
-    live, v1 = dim.store.paths.live("alpha"), dim.store.paths.version("alpha", 1)
+    live, v1 = dim.store.paths.live("alpha"), dim.store.paths.version("alpha", 1)  # whole
     for path in ("etc/motd", "usr/lib/libbig.so", "usr/bin/alias", "var/lib/app/fifo"):
         assert inode(live / path) == inode(v1 / path), path
     # the hard-linked pair of the source stays one inode, shared by version and live
@@ -50,8 +50,8 @@ def test_sync_gives_new_inodes_only_to_what_changed(dim, src):
     out = dim.ok("image", "sync", "alpha", "--from", str(src))
     assert "version 2: 1 added, 1 changed, 1 removed" in out
     v1, v2, live = (
-        dim.store.paths.version("alpha", 1),
-        dim.store.paths.version("alpha", 2),
+        version_tree(dim.store, "alpha", 1),
+        version_tree(dim.store, "alpha", 2),
         dim.store.paths.live("alpha"),
     )
     unchanged = [p for p, e in snapshot(v2).items() if e[0][0] != "d"]
@@ -62,7 +62,14 @@ def test_sync_gives_new_inodes_only_to_what_changed(dim, src):
         assert st1.st_ino == st2.st_ino == inode(live / path), path
         assert st2.st_nlink >= 3, path  # versions/1, versions/2 and live
     assert inode(v2 / "etc/app/app.conf") != inode(v1 / "etc/app/app.conf")
-    assert os.lstat(v1 / "etc/app/app.conf").st_nlink == 1  # only the old version holds it
+    # version 2's folder holds what it wrote, nothing else; the old file lives in version 1's
+    folder = dim.store.paths.version("alpha", 2)
+    assert sorted(p for p, e in snapshot(folder).items() if e[0][0] != "d") == [
+        "etc/app/app.conf",
+        "etc/app/new.conf",
+    ]
+    old = dim.store.paths.version("alpha", 1) / "etc/app/app.conf"
+    assert os.lstat(old).st_nlink == 2  # versions/1 and the tree materialised above
     assert (v1 / "etc/app/app.conf").read_text() == "level=1\n"
     assert (v1 / "var/lib/app/state").exists() and not (v2 / "var/lib/app/state").exists()
     assert snapshot(v2) == snapshot(src)
@@ -125,7 +132,7 @@ def test_a_process_holding_a_replaced_file_keeps_reading_the_old_content(dim, sr
         assert os.fstat(running.fileno()).st_nlink == 1  # kept alive by versions/1 alone
     assert first + rest == b"old library " * 1000
     assert inode(live / "usr/lib/libc.so") == inode(
-        dim.store.paths.version("alpha", 2) / "usr/lib/libc.so"
+        version_tree(dim.store, "alpha", 2) / "usr/lib/libc.so"
     )
 
 
@@ -144,8 +151,8 @@ def test_import_from_a_tarball(dim, src, tmp_path, suffix, mode):
     assert "version 1" in out
     expected = snapshot(src)
     del expected["var/lib/app/socket"]  # tar leaves sockets out ("socket ignored")
-    assert snapshot(dim.store.paths.version("alpha", 1)) == expected
-    assert digest(dim.store.paths.live("alpha")) == digest(dim.store.paths.version("alpha", 1))
+    assert snapshot(version_tree(dim.store, "alpha", 1)) == expected
+    assert digest(dim.store.paths.live("alpha")) == digest(version_tree(dim.store, "alpha", 1))
     assert not list(dim.store.paths.image("alpha").glob(".staging-*"))
 
 
@@ -164,11 +171,11 @@ def test_rollback_makes_live_exactly_version_k_again(dim, src):
     out = dim.ok("image", "rollback", "alpha", "1")
     assert out.startswith("alpha: version 4: ")
     live = dim.store.paths.live("alpha")
-    assert snapshot(live) == snapshot(dim.store.paths.version("alpha", 1))
-    assert digest(live) == digests[1] == digest(dim.store.paths.version("alpha", 4))
+    assert snapshot(live) == snapshot(version_tree(dim.store, "alpha", 1))
+    assert digest(live) == digests[1] == digest(version_tree(dim.store, "alpha", 4))
     # the rolled-back version is made of version 1's inodes, not copies
     assert inode(live / "usr/bin/tool") == inode(
-        dim.store.paths.version("alpha", 1) / "usr/bin/tool"
+        version_tree(dim.store, "alpha", 1) / "usr/bin/tool"
     )
     dim.ok("image", "rollback", "alpha", "3")
     assert digest(live) == digests[3]
