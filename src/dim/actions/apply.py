@@ -27,7 +27,7 @@ caller shows first, then turns into an error with :meth:`ApplyReport.raise_for_u
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -122,51 +122,27 @@ def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyRepo
     keep = data is not None and incremental.supported(cluster.servers[name], ctx.template_dir)
     key = _fingerprint(ctx, cluster, name, options.root, data) if keep else ""
     context = RenderContext(inventory, name, ctx.state, ctx.template_dir)
-    root, dry_run = options.root, options.dry_run
-    created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
-    srv = inventory.cluster.servers[name]
-    secure_boot = any(node.secure_boot for node in context.nodes())
-    peers = [inventory.cluster.servers[p] for p in inventory.cluster.peers(name) if p != name]
-    loaders, warnings = loader_files(srv, root, secure_boot=secure_boot, peers=peers)
-    files = render_all(context) + loaders
+    root = options.root
     record = StatePaths(ctx.state).applied(name, os.path.abspath(root))
-    if not dry_run:  # from here the files may be neither the recorded ones nor the new ones
+    if not options.dry_run:  # from here the files may be neither the recorded ones nor the new
         record.unlink(missing_ok=True)
-    result = applier.apply(
-        files,
-        root,
-        reload_command=srv.reload_command,
-        dry_run=dry_run,
-        do_reload=options.do_reload,
-        validation=options.validation,
+    secure_boot = any(node.secure_boot for node in context.nodes())
+    report, installed = _install(
+        ctx, inventory, name, render_all(context), options, secure_boot=secure_boot
     )
-    released, waiting = _settle_leases(
-        ctx, srv, inventory.cluster, now=options.do_reload and not dry_run
-    )
-    if not dry_run:
-        targets.write(StatePaths(ctx.state), inventory.macs, inventory.images)
-        if keep:
-            served = set(inventory.cluster.peers(name))
-            stamp = applied.root_stamp(target(root, MANIFEST))
-            applied.snapshot(
-                inventory.cluster.nodes,
-                served,
-                inventory.macs,
-                inventory.images,
-                key,
-                len(files),
-                stamp,
-            ).write(record)
-    return ApplyReport(
-        server=name,
-        root=root,
-        dry_run=dry_run,
-        result=result,
-        replicas_created=tuple(created),
-        released=tuple(released),
-        waiting=tuple(waiting),
-        warnings=tuple(warnings),
-    )
+    if keep and not options.dry_run:
+        served = set(inventory.cluster.peers(name))
+        stamp = applied.root_stamp(target(root, MANIFEST))
+        applied.snapshot(
+            inventory.cluster.nodes,
+            served,
+            inventory.macs,
+            inventory.images,
+            key,
+            installed,
+            stamp,
+        ).write(record)
+    return report
 
 
 def _apply_changes(ctx: Context, server: str | None, options: _Options) -> ApplyReport | None:
@@ -197,28 +173,54 @@ def _apply_changes(ctx: Context, server: str | None, options: _Options) -> Apply
     changes = incremental.render_changes(context, previous, changed, root)
     if changes is None:
         return None
+    report, _ = _install(
+        ctx,
+        inventory,
+        name,
+        changes.files,
+        options,
+        secure_boot=previous.secure_boot,
+        removed=changes.removed,
+    )
+    counts = report.result.counts()
+    report.result.unchanged = changes.total - counts["create"] - counts["update"]
+    if not dry_run:
+        previous.update(changed, observed.macs, observed.images, changes.total)
+        previous.stamp = applied.root_stamp(journal)
+        previous.write(record)
+    return report
+
+
+def _install(
+    ctx: Context,
+    inventory: Inventory,
+    name: str,
+    files: list[RenderedFile],
+    options: _Options,
+    *,
+    secure_boot: bool,
+    removed: Iterable[str] | None = None,
+) -> tuple[ApplyReport, int]:
+    """What a full and an incremental apply share: the replicas, the loaders, validation and
+    installation, the leases, the boot targets; return the report and the number of files."""
+    root, dry_run, cluster = options.root, options.dry_run, inventory.cluster
     created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
     srv = cluster.servers[name]
     peers = [cluster.servers[p] for p in cluster.peers(name) if p != name]
-    loaders, warnings = loader_files(srv, root, secure_boot=previous.secure_boot, peers=peers)
+    loaders, warnings = loader_files(srv, root, secure_boot=secure_boot, peers=peers)
     result = applier.apply(
-        changes.files + loaders,
+        files + loaders,
         root,
         reload_command=srv.reload_command,
         dry_run=dry_run,
         do_reload=options.do_reload,
         validation=options.validation,
-        removed=changes.removed,
+        removed=removed,
     )
-    counts = result.counts()
-    result.unchanged = changes.total - counts["create"] - counts["update"]
     released, waiting = _settle_leases(ctx, srv, cluster, now=options.do_reload and not dry_run)
     if not dry_run:
-        targets.write(StatePaths(ctx.state), observed.macs, observed.images)
-        previous.update(changed, observed.macs, observed.images, changes.total)
-        previous.stamp = applied.root_stamp(journal)
-        previous.write(record)
-    return ApplyReport(
+        targets.write(StatePaths(ctx.state), inventory.macs, inventory.images)
+    report = ApplyReport(
         server=name,
         root=root,
         dry_run=dry_run,
@@ -228,6 +230,7 @@ def _apply_changes(ctx: Context, server: str | None, options: _Options) -> Apply
         waiting=tuple(waiting),
         warnings=tuple(warnings),
     )
+    return report, len(files) + len(loaders)
 
 
 def _layout_bytes(ctx: Context) -> bytes | None:
