@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -535,8 +536,8 @@ def _sqlite_immediate_transactions(engine: sa.Engine) -> None:
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        _write_ahead_log(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -544,6 +545,22 @@ def _sqlite_immediate_transactions(engine: sa.Engine) -> None:
     def _on_begin(conn):
         read_only = conn.get_execution_options().get("dim_read_only", False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _write_ahead_log(cursor, patience: float = 30.0) -> None:
+    """Switch the DB to WAL (a setting the file keeps). Switching a DB that is in another mode
+    (an older dim's) needs its exclusive lock, and SQLite refuses at once ("database is
+    locked"), without its busy handler, while another connection opens the file at the same
+    moment: two commands started together on such a DB. Try again until ``patience`` is out."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 CSV_FIELD_LIMIT = 256  # characters in one field of a MAC file: a node, a MAC, a network
