@@ -265,12 +265,12 @@ def descendants(pid: int) -> set[int]:
         parent = stack.pop()
         try:
             tasks = os.listdir(f"/proc/{parent}/task")
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue
         for task in tasks:
             try:
                 text = Path(f"/proc/{parent}/task/{task}/children").read_text()
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):  # the task ended since listdir
                 continue
             for child in map(int, text.split()):
                 if child not in found:
