@@ -1,18 +1,50 @@
-"""``python -m dim`` and the ``dim`` console script."""
+"""``python -m dim`` and the ``dim`` console script.
 
+``dim --version``, ``dim --help`` (``-h``) and ``dim`` alone are answered here, before click is
+imported: click is most of a 0.1 s start. What they print is what click prints (the help page
+from :mod:`dim.helptext`; tests/unit/test_cli_startup.py compares them); every other command
+line goes to :func:`dim.cli.main`.
+"""
+
+from __future__ import annotations
+
+import os
 import sys
 
 from dim import __version__
+from dim.commands import HELP_OPTIONS
+
+TYPE_CHECKING = False  # typing's own, without importing typing
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 def entry_point() -> None:
-    # `dim --version` answers before click is imported: click is most of a 0.1 s start
-    if sys.argv[1:] == ["--version"]:
-        print(f"dim, version {__version__}")
+    argv = sys.argv[1:]
+    if argv == ["--version"]:
+        _print(f"dim, version {__version__}", sys.stdout)
         sys.exit(0)
+    # "_DIM_COMPLETE" asks click for shell completion, which only click can answer
+    if (argv == [] or (len(argv) == 1 and argv[0] in HELP_OPTIONS)) and (
+        "_DIM_COMPLETE" not in os.environ
+    ):
+        from dim.helptext import root_help
+
+        # as click: the page asked for on stdout; `dim` alone is a usage error, page on stderr
+        _print(root_help(), sys.stdout if argv else sys.stderr)
+        sys.exit(0 if argv else 2)
     from dim.cli import entry_point as run
 
     run()
+
+
+def _print(text: str, stream: TextIO) -> None:
+    """``print``, but a reader gone (``dim --help | head -1``) ends quietly, as dim.cli.main."""
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,11 @@ def test_installed_wheel_runs_from_its_own_site_packages(installed: Path, tmp_pa
     assert where.startswith(str(installed.parent)) and "site-packages" in where, where
     assert not where.startswith(str(CHECKOUT))
     assert "dim, version" in _run([str(installed / "dim"), "--version"], cwd=tmp_path).stdout
+    # answered without click (dim.helptext), from the wheel's own copy of the command table
+    assert (
+        "  node       Nodes: list them"
+        in _run([str(installed / "dim"), "--help"], cwd=tmp_path).stdout
+    )
 
 
 def test_installed_wheel_brings_up_a_lab_and_boots_a_node(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dim.cli import FAMILIES, main
+from dim.helptext import root_help
 
 SOURCE = Path(__file__).resolve().parents[2] / "src"
 
@@ -21,16 +22,26 @@ SOURCE = Path(__file__).resolve().parents[2] / "src"
 HEAVY = ("sqlalchemy", "alembic", "jinja2", "lxml", "ClusterShell", "aiohttp", "pyghmi", "pysnmp")
 
 
-def imported_by(*argv: str) -> set[str]:
-    """The modules a whole ``python -m dim ARGV`` process imports."""
+def dim(*argv: str, columns: int = 80) -> subprocess.CompletedProcess:
+    """A whole ``python -m dim ARGV`` process, its terminal ``columns`` wide."""
+    env = {**os.environ, "PYTHONPATH": str(SOURCE), "COLUMNS": str(columns)}
+    env.pop("_DIM_COMPLETE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "dim", *argv], env=env, capture_output=True, text=True
+    )
+
+
+def imported_by(*argv: str, status: int = 0) -> set[str]:
+    """The modules a whole ``python -m dim ARGV`` process imports (it must exit ``status``)."""
     env = {**os.environ, "PYTHONPATH": str(SOURCE)}
+    env.pop("_DIM_COMPLETE", None)
     run = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "dim", *argv],
         env=env,
         capture_output=True,
         text=True,
-        check=True,
     )
+    assert run.returncode == status, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith("import time:")]
     return {line.rsplit("|", 1)[1].strip() for line in lines[1:]}
 
@@ -39,26 +50,44 @@ def roots(modules: set[str]) -> set[str]:
     return {name.split(".")[0] for name in modules}
 
 
-@pytest.mark.parametrize("option", ["--version", "--help"])
-def test_version_and_help_import_no_heavy_library_and_no_command_family(option):
-    modules = imported_by(option)
-    assert not roots(modules) & set(HEAVY)
-    assert not {m for m in modules if m.startswith(("dim.actions", "dim.layout", "dim.cli."))} - {
-        "dim.cli.lazy"
-    }
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["-h"], []])
+def test_version_and_help_are_answered_before_click_or_any_command_is_imported(argv):
+    modules = imported_by(*argv, status=0 if argv else 2)
+    assert not roots(modules) & {"click", *HEAVY}
+    assert not {m for m in modules if m.startswith(("dim.actions", "dim.layout", "dim.cli"))}
 
 
-def test_version_is_answered_before_click_is_imported_and_as_click_answers_it(capsys):
-    assert "click" not in roots(imported_by("--version"))
-    run = subprocess.run(
-        [sys.executable, "-m", "dim", "--version"],
-        env={**os.environ, "PYTHONPATH": str(SOURCE)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def test_version_is_printed_as_click_prints_it(capsys):
+    run = dim("--version")
     assert main(["--version"]) == 0  # click's own version option
-    assert run.stdout == capsys.readouterr().out
+    assert (run.returncode, run.stdout) == (0, capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("columns", range(40, 131))
+def test_help_page_without_click_is_clicks_byte_for_byte_at_every_width(
+    columns, monkeypatch, capsys
+):
+    monkeypatch.setenv("COLUMNS", str(columns))  # where click and dim.helptext read the width
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out == root_help() + "\n"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], []])
+def test_help_processes_print_what_click_prints_where_click_prints_it(argv, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    expected = main(argv)  # --help, -h: the page on stdout, 0; nothing: on stderr, usage error
+    clicks = capsys.readouterr()
+    run = dim(*argv, columns=80)
+    assert (run.returncode, run.stdout, run.stderr) == (expected, clicks.out, clicks.err)
+
+
+def test_help_page_names_every_family_even_one_already_loaded(monkeypatch, capsys):
+    """In process, a family loaded before is listed from its own command: still the same page."""
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["node", "--help"]) == 0
+    capsys.readouterr()
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out == root_help() + "\n"
 
 
 def test_layout_check_imports_no_template_engine_database_layer_or_bmc_client(tmp_path):

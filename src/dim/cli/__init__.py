@@ -2,10 +2,12 @@
 
 Each command family lives in its own module (:mod:`layout`, :mod:`node`, :mod:`apply`,
 :mod:`templates`, :mod:`image`, :mod:`boot`, :mod:`serve`, :mod:`power`, :mod:`lab`), named
-in :data:`FAMILIES` and imported only when a command line names it (:mod:`dim.cli.lazy`):
-``dim --version`` and ``dim --help`` import click and nothing heavy. No command module
-imports this one. A command parses its arguments, calls one function of :mod:`dim.actions` and
-prints the result (tables for people, ``--json`` for scripts)::
+in :data:`dim.commands.FAMILIES` and imported only when a command line names it
+(:mod:`dim.cli.lazy`). ``dim --version`` and ``dim --help`` are answered before this module is
+imported (:mod:`dim.__main__`, :mod:`dim.helptext`); ``dim FAMILY --help`` imports click and
+that family. No command module imports this one. A command parses its arguments, calls one
+function of :mod:`dim.actions` and prints the result (tables for people, ``--json`` for
+scripts)::
 
     status = main(["--config", "cluster.xml", "node", "list", "--json"])
 
@@ -22,67 +24,26 @@ import sys
 import click
 
 from dim import __version__
-from dim.cli.lazy import Family, LazyGroup
+from dim.cli.lazy import LazyGroup
+from dim.commands import (
+    DEFAULT_CONFIG,
+    DEFAULT_STATE,
+    FAMILIES,
+    HELP_OPTIONS,
+    MAX_CONTENT_WIDTH,
+    ROOT_HELP,
+)
 from dim.errors import DimError
-
-DEFAULT_CONFIG = "/etc/dim/cluster.xml"
-DEFAULT_STATE = "/var/lib/dim"
-
-# Each summary is the first line of the command's own help (tests/unit/test_cli_startup.py
-# compares them): `dim --help` lists them without importing the families.
-FAMILIES = {
-    "apply": Family(
-        "dim.cli.apply",
-        "command",
-        "Render DHCP, NFS, hosts and boot files; validate; install atomically; reload.",
-    ),
-    "boot": Family(
-        "dim.cli.boot", "group", "Network-boot images: the kernel and initramfs of each image."
-    ),
-    "bootdev": Family(
-        "dim.cli.power",
-        "bootdev",
-        "Set the boot device of NODESET: pxe (network) or disk, for the next boot or always.",
-    ),
-    "discover": Family(
-        "dim.cli.power",
-        "discover",
-        "Read NODESET's MAC addresses from their BMCs (Redfish); show them; record with --save.",
-    ),
-    "image": Family(
-        "dim.cli.image", "group", "Images: import, sync, change with exec, versions, rollback, gc."
-    ),
-    "lab": Family(
-        "dim.cli.lab",
-        "lab_group",
-        "A virtual cluster on this machine: a namespace, real daemons, QEMU nodes that PXE-boot.",
-    ),
-    "layout": Family("dim.cli.layout", "group", "Check and show the cluster layout (cluster.xml)."),
-    "node": Family(
-        "dim.cli.node", "group", "Nodes: list them, record their MAC addresses, assign images."
-    ),
-    "power": Family(
-        "dim.cli.power",
-        "group",
-        "Power status and control through the nodes' BMCs (IPMI, Redfish, SNMP).",
-    ),
-    "serve": Family(
-        "dim.cli.serve",
-        "command",
-        "Serve iPXE boot scripts, kernels, initrds and http-root over HTTP until stopped.",
-    ),
-    "templates": Family(
-        "dim.cli.templates",
-        "group",
-        "The Jinja2 templates dim renders; override one by copying it next to cluster.xml.",
-    ),
-}
 
 
 @click.group(
     cls=LazyGroup,
     families=FAMILIES,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    help=ROOT_HELP,
+    context_settings={
+        "help_option_names": list(HELP_OPTIONS),
+        "max_content_width": MAX_CONTENT_WIDTH,
+    },
 )
 @click.option(
     "--config",
@@ -111,11 +72,7 @@ FAMILIES = {
 @click.version_option(__version__, prog_name="dim")
 @click.pass_context
 def cli(ctx: click.Context, config: str, state: str, database: str | None, debug: bool) -> None:
-    """dim: distributed image management for diskless Linux clusters.
-
-    Thousands of nodes declared in a few lines of cluster.xml; DHCP, NFS, hosts and boot-loader
-    configuration rendered from it, validated by the real daemons and installed atomically.
-    """
+    # the group's help is dim.commands.ROOT_HELP, which `dim --help` prints without click
     # here, not above: `dim --version` and `dim --help` need no Context, nor even pathlib
     from pathlib import Path
 

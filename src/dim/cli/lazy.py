@@ -8,28 +8,17 @@ summaries, and only the family a command line names is imported::
     families = {"node": Family("dim.cli.node", "group", "Nodes: list them, …")}
     cli = click.group(cls=LazyGroup, families=families)(root_callback)
 
-The summaries are copies of the commands' own first help lines (a test compares them), so
-that listing every family imports none of them.
+The table is :data:`dim.commands.FAMILIES`. The summaries are copies of the commands' own
+first help lines (a test compares them), so that listing every family imports none of them;
+``dim --help`` itself is printed from the table without click (:mod:`dim.helptext`), laid out
+as :meth:`LazyGroup.format_commands` lays it out here.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-
 import click
 
-
-@dataclass(frozen=True, slots=True)
-class Family:
-    """A top-level command: the module that defines it, its name there, its summary."""
-
-    module: str
-    attribute: str
-    summary: str
-
-    def load(self) -> click.Command:
-        return getattr(importlib.import_module(self.module), self.attribute)
+from dim.commands import Family
 
 
 class LazyGroup(click.Group):
