@@ -95,6 +95,17 @@ def test_layout_check_imports_no_template_engine_database_layer_or_bmc_client(tm
     modules = imported_by("--config", str(layout), "--state", str(tmp_path), "layout", "check")
     assert "lxml" in roots(modules)  # it did read the layout
     assert not roots(modules) & {"sqlalchemy", "alembic", "jinja2", "aiohttp", "pyghmi", "pysnmp"}
+    # nor what other commands of its family or of the output module need (--json: json)
+    assert not modules & {"dim.actions.nodes", "json"}
+
+
+def test_node_list_reads_the_state_db_without_sqlalchemy_and_prints_without_json(tmp_path):
+    layout = Path(__file__).resolve().parents[2] / "examples" / "lab.xml"
+    argv = ["--config", str(layout), "--state", str(tmp_path)]
+    assert main([*argv, "node", "set", "node01", "--mac", "52:54:00:00:00:01"]) == 0  # a DB
+    modules = imported_by(*argv, "node", "list", "node01")
+    assert "sqlite3" in roots(modules)  # it did read the state DB
+    assert not roots(modules) & {"sqlalchemy", "alembic", "jinja2", "aiohttp", "pyghmi", "json"}
 
 
 def test_help_lists_every_command_family_with_its_summary(capsys):

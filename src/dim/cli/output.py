@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +22,8 @@ if TYPE_CHECKING:  # a type only: listing nodes must not import the image module
 
 
 def emit_json(data: object) -> None:
+    import json  # here: tables for people need none of it
+
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
