@@ -5,7 +5,8 @@
 
 Times, in the same run and alternated (each round in a rotated order), ``nodeset -c n[1-100]``
 (ClusterShell's own tool, the yardstick of issue 14), ``python -c pass``, ``dim --version``,
-``dim --help``, ``dim layout check`` and ``dim node list s01c1b01`` on the 2,576-blade
+``dim --help``, ``dim node --help`` (a family's help: click and the family's module),
+``dim layout check`` and ``dim node list s01c1b01`` on the 2,576-blade
 example, with a fresh state folder (no state DB) and with every blade's MAC recorded; the
 ``dim`` commands run as ``python -m dim`` from this tree, and ``--version`` also through the
 venv's console script (the shipped way: tests/e2e/test_wheel.py). Prints the median and the
@@ -52,6 +53,7 @@ def _commands(layout: Path, fresh: Path, recorded: Path) -> dict[str, list[str]]
         "python -c 'import click'": [sys.executable, "-c", "import click"],
         "dim --version": [sys.executable, "-m", "dim", "--version"],
         "dim --help": [sys.executable, "-m", "dim", "--help"],
+        "dim node --help": [sys.executable, "-m", "dim", "node", "--help"],
         "dim layout check (fresh state)": [*dim, "--state", str(fresh), "layout", "check"],
         "dim layout check (MACs recorded)": [*dim, "--state", str(recorded), "layout", "check"],
         "dim node list s01c1b01": [*dim, "--state", str(recorded), "node", "list", "s01c1b01"],
