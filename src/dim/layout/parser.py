@@ -11,6 +11,7 @@ names the file, the line and the offending value.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
@@ -576,6 +577,8 @@ class _Parser:
             bmc_address = bmc_template.function
             bmc_driver, bmc_credentials = bmc_el.get("driver"), bmc_el.get("credentials")
         host_name, numbers = HOST_NAME.fullmatch, _NUMBERS.findall
+        pton, inet, from_bytes = socket.inet_pton, socket.AF_INET, int.from_bytes
+        default = (image, server, secure_boot)
         # The loop below runs once per node (100,000 and more): locals and few calls.
         try:
             for index, name in enumerate(nodeset):
@@ -583,14 +586,12 @@ class _Parser:
                 if len(name) > name_room or not host_name(name):
                     self._bad_hostname(el, name, "node name", name, room)
                 nums = tuple(map(int, numbers(name))) if uses_numbers else ()
-                node_image, node_server, node_secure = overrides.get(
-                    name, (image, server, secure_boot)
-                )
+                node_image, node_server, node_secure = overrides.get(name, default)
                 built = []
                 for element, network, first, last, ip_t, ip_of, hostname_of in checks:
                     ip = ip_of(nums, index, name)
-                    try:
-                        value = ip_to_int(ip)
+                    try:  # dim.names.ip_to_int, inlined
+                        value = from_bytes(pton(inet, ip), "big")
                     except OSError:
                         value = -1
                     if not first <= value <= last:
