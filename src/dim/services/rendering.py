@@ -96,8 +96,8 @@ class RenderContext:
         return node_folder(self.state_dir, node)
 
     def render(self, template: str, **context: object) -> bytes:
-        text = _render_compiled(self.template_dir, template, dict(context, header=HEADER))
         try:
+            text = _render_compiled(self.template_dir, template, dict(context, header=HEADER))
             if text is None:
                 text = (
                     _environment(self.template_dir)
@@ -140,7 +140,8 @@ def _render_compiled(
     digest, function = known
     if hashlib.sha256(source.encode()).hexdigest() != digest:
         return None  # an override, or a package template its function no longer matches
-    text, lines = function(context)
+    jinja = environment.get_template(template).render
+    text, lines = function(context, lambda values: jinja(**values))
     return text if text.count("\n") == lines else None
 
 

@@ -96,9 +96,9 @@ def test_an_override_with_the_package_text_is_compiled_and_with_other_text_is_no
     calls = []
     digest, function = compiled.TEMPLATES["hosts.j2"]
 
-    def counted(context):
+    def counted(context, jinja):
         calls.append(1)
-        return function(context)
+        return function(context, jinja)
 
     monkeypatch.setitem(compiled.TEMPLATES, "hosts.j2", (digest, counted))
     text = (TEMPLATES / "hosts.j2").read_text()
