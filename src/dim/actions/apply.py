@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dim.actions.context import Context
+from dim.allocation import bulk_allocation
 from dim.boot import targets
 from dim.boot.builds import find_build
 from dim.errors import ApplyError
@@ -100,8 +101,11 @@ def apply(
     """
     do_reload = (root.resolve() == Path("/")) if do_reload is None else do_reload
     options = _Options(root, dry_run, do_reload, validation)
-    report = None if full else _apply_changes(ctx, server, options)
-    return report if report is not None else _apply_all(ctx, server, options)
+    # Comparing and writing 300,000 files makes as many objects again after the layout's and
+    # the rendered files' own: the cycle detector would scan them all several times over.
+    with bulk_allocation():
+        report = None if full else _apply_changes(ctx, server, options)
+        return report if report is not None else _apply_all(ctx, server, options)
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,14 +151,18 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
     by_network: dict[str, list[DhcpHost]] = {}
     macs = inventory.macs
     nodes = context.nodes()
+    last, hosts = None, []
     for node in nodes:  # once per node: locals, no property
-        boot = node.boot
-        mac = macs.get((node.name, boot.network))
+        boot = node.interfaces[0]  # Node.boot, without a property's call
+        network = boot.network
+        mac = macs.get((node.name, network))
         if mac is None:
             continue
-        hosts = by_network.get(boot.network)
-        if hosts is None:
-            hosts = by_network[boot.network] = []
+        if network != last:
+            hosts = by_network.get(network)
+            if hosts is None:
+                hosts = by_network[network] = []
+            last = network
         hosts.append(
             DhcpHost(node.name, mac, boot.ip, boot.hostname, node.secure_boot, tags[node.server])
         )

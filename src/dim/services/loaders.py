@@ -114,17 +114,37 @@ def render(context: RenderContext) -> list[RenderedFile]:
                 RenderedFile(f"{tftp}/dim/images/{image.name}/vmlinuz", link=str(build.kernel)),
                 RenderedFile(f"{tftp}/dim/images/{image.name}/initrd.img", link=str(build.initrd)),
             ]
-    macs, images = inventory.macs, inventory.images
-    stems: dict[tuple[str, str], str] = {}  # (server, image) -> config_stem
-    for node in context.nodes():  # once per node: locals, and config_stem once per image
+    return files + _all_node_links(context)
+
+
+def _all_node_links(context: RenderContext) -> list[RenderedFile]:
+    """:func:`node_links` of every node with a MAC and an image, in one loop: 300,000 links at
+    100,000 nodes, where a call and a list per node cost a third of the time."""
+    server, cluster = context.server, context.inventory.cluster
+    macs, images = context.inventory.macs, context.inventory.images
+    ipxe, pxelinux = f"{server.http_root}/dim/nodes/", f"{server.tftp_root}/pxelinux.cfg/01-"
+    grub = f"{server.tftp_root}/grub/nodes/"
+    # (server, image) -> its links' targets: the image's config_stem in each loader's form
+    targets: dict[tuple[str, str], tuple[str, str, str]] = {}
+    files = []
+    add = files.append
+    for node in context.nodes():  # once per node: locals, no call but the dictionaries'
         mac = macs.get((node.name, node.interfaces[0].network))
         image = images.get(node.name, node.image)
         if mac is None or image is None:
             continue
-        stem = stems.get((node.server, image))
-        if stem is None:
-            stem = stems[node.server, image] = config_stem(cluster, node.server, image)
-        files += node_links(server, mac, stem)
+        found = targets.get((node.server, image))
+        if found is None:
+            stem = config_stem(cluster, node.server, image)
+            found = targets[node.server, image] = (
+                f"../images/{stem}.ipxe",
+                f"dim-{stem}",
+                f"../dim-{stem}.cfg",
+            )
+        hyphens = mac.replace(":", "-")
+        add(RenderedFile(f"{ipxe}{hyphens}.ipxe", None, found[0]))
+        add(RenderedFile(f"{pxelinux}{hyphens}", None, found[1]))
+        add(RenderedFile(f"{grub}{mac}.cfg", None, found[2]))
     return files
 
 

@@ -60,37 +60,48 @@ class Manifest:
 
     def intend(self, paths: Iterable[str]) -> None:
         """Note paths about to be created, before creating them."""
-        self._append([f"? {p}" for p in paths if p not in self.entries], sync=True)
+        entries = self.entries
+        new = dict.fromkeys(p for p in paths if p not in entries)  # path -> None: unconfirmed
+        self._append([f"? {p}\n" for p in new])
+        entries.update(new)
 
     def record(self, installed: Iterable[tuple[str, str | None]], removed: Iterable[str]) -> None:
         """Note what was installed (path, link target or None) and removed."""
-        lines = [_line(p, t or "") for p, t in installed]
-        lines += [f"- {p}" for p in removed]
-        self._append(lines, sync=True)
-        if self.lines < 0:
-            return  # not read (appending): a later full apply compacts it
-        if self.lines > len(self.entries) + max(1000, len(self.entries) // 2):
+        confirmed = {p: t or "" for p, t in installed}
+        removed = list(removed)
+        entries = self.entries
+        entries.update(confirmed)
+        for path in removed:
+            entries.pop(path, None)
+        count = len(confirmed) + len(removed)
+        if self.lines >= 0 and self.lines + count > len(entries) + max(1000, len(entries) // 2):
+            # the journal would be compacted right after: write it compact at once (a first
+            # full apply at 100,000 nodes appends 300,000 lines less)
             self.compact()
+            return
+        lines = [_line(p, t) + "\n" for p, t in confirmed.items()]
+        self._append(lines + [f"- {p}\n" for p in removed])
 
     def compact(self) -> None:
         """Rewrite the journal as one line per entry, atomically."""
-        text = "".join(_line(p, e) + "\n" for p, e in sorted(self.entries.items()))
-        write_atomically(self.location, text.encode())
+        lines = [
+            f"= {p}\t{e}\n" if e else f"= {p}\n" if e == "" else f"? {p}\n"
+            for p, e in sorted(self.entries.items())
+        ]
+        write_atomically(self.location, "".join(lines).encode())
         self.lines = len(self.entries)
 
-    def _append(self, lines: list[str], *, sync: bool) -> None:
+    def _append(self, lines: list[str]) -> None:
+        """Append ``lines`` (each with its newline) and fsync; the caller updates entries."""
         if not lines:
             return
         os.makedirs(os.path.dirname(self.location), exist_ok=True)
         fd = os.open(self.location, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, "".join(f"{ln}\n" for ln in lines).encode())
-            if sync:
-                os.fsync(fd)
+            os.write(fd, "".join(lines).encode())
+            os.fsync(fd)
         finally:
             os.close(fd)
-        for line in lines:
-            _apply_line(self.entries, line)
         if self.lines >= 0:
             self.lines += len(lines)
 

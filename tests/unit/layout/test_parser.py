@@ -153,3 +153,33 @@ def test_entities_are_not_expanded():
 <server name="s" address="10.0.0.1"/></cluster>"""
     with pytest.raises(LayoutError):
         parse(data, "cluster.xml")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message", "value"),
+    [
+        (  # a node's two interfaces share a host name
+            '<bmc driver="ipmi"',
+            '<interface network="bmc" ip="10.11.0.{100+n1}" hostname="{name}"/><bmc driver="ipmi"',
+            "duplicate host name: node c01 twice",
+            "c01",
+        ),
+        (  # two nodes share a host name
+            '<interface network="boot" ip="10.10.0.{100+i}"/>',
+            '<interface network="boot" ip="10.10.0.{100+i}" hostname="gpu"/>',
+            "duplicate host name: node g2 and g1",
+            "gpu",
+        ),
+        (  # a node has the address of the server
+            'ip="10.10.0.{100+i}"',
+            'ip="10.10.0.{2+i}"',
+            "duplicate IP address: node g1 and server srv",
+            "10.10.0.2",
+        ),
+    ],
+)
+def test_each_duplicate_is_named_with_its_owner(old, new, message, value):
+    with pytest.raises(LayoutError) as info:
+        parse(broken(old, new), "cluster.xml")
+    assert message in str(info.value)
+    assert info.value.value == value

@@ -46,3 +46,17 @@ def test_the_journal_is_compacted_when_it_grows(tmp_path):
     lines = (tmp_path / "applied.list").read_text().splitlines()
     assert len(lines) < 1200
     assert Manifest.read(location).link_target("/same") == "t1199"
+
+
+def test_a_record_that_would_be_compacted_right_after_is_written_compact_at_once(tmp_path):
+    location = tmp_path / "applied.list"
+    manifest = Manifest.read(str(location))
+    paths = [f"/n/{k}" for k in range(3000)]
+    manifest.intend(paths)
+    assert len(location.read_text().splitlines()) == 3000  # before anything is created
+    manifest.record([(p, "t" if k % 2 else None) for k, p in enumerate(paths)], [])
+    lines = location.read_text().splitlines()
+    assert len(lines) == 3000 and lines == sorted(lines)
+    again = Manifest.read(str(location))
+    assert again.link_target("/n/1") == "t" and again.entries["/n/0"] == ""
+    assert again.paths() == set(paths)
