@@ -11,7 +11,7 @@ names the file, the line and the offending value.
 from __future__ import annotations
 
 import re
-import socket
+from _socket import AF_INET, inet_pton  # not socket.py: see dim.names
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
@@ -577,7 +577,7 @@ class _Parser:
             bmc_address = bmc_template.function
             bmc_driver, bmc_credentials = bmc_el.get("driver"), bmc_el.get("credentials")
         host_name, numbers = HOST_NAME.fullmatch, _NUMBERS.findall
-        pton, inet, from_bytes = socket.inet_pton, socket.AF_INET, int.from_bytes
+        pton, inet, from_bytes = inet_pton, AF_INET, int.from_bytes
         default = (image, server, secure_boot)
         # The loop below runs once per node (100,000 and more): locals and few calls.
         try:
