@@ -19,7 +19,7 @@
     <state>/nodes/<node>/.<image>.reset-<t>-…/  a replica's old content, kept aside until gc
     <state>/locks/<image>.lock                  the image's lock, holding its holder's pid
     <state>/boot/<image>/<version>/             the image version's kernel and initramfs
-    <state>/applied/<digest>.tsv                what the last ``dim apply`` of a server into a
+    <state>/applied/<digest>.db                 what the last ``dim apply`` of a server into a
                                                 root rendered from (incremental apply)
 
     >>> paths = StatePaths(Path("/var/lib/dim"))
@@ -46,7 +46,7 @@ from dim.names import check_name
 
 DB = "state.db"
 # not below boot/: an image may be named targets.json, and boot/<image>/ is its boot builds
-BOOT_TARGETS = "boot-targets.json"
+BOOT_TARGETS = "boot-targets.db"
 APPLIED = "applied"
 IMAGES = "images"
 LIVE = "live"
@@ -80,7 +80,7 @@ class StatePaths:
     def applied(self, server: str, root: str) -> Path:
         """The inputs of the last ``dim apply`` of ``server`` into ``root``."""
         digest = hashlib.sha256(f"{server}\0{root}".encode()).hexdigest()[:20]
-        return self.root / APPLIED / f"{digest}.tsv"
+        return self.root / APPLIED / f"{digest}.db"
 
     # -- images ------------------------------------------------------------------------------
 

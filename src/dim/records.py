@@ -16,6 +16,7 @@ module stays free of SQLAlchemy::
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +27,23 @@ NODE_IMAGES_TABLE = "node_images"
 STALE_LEASES_TABLE = "stale_leases"
 EVENTS_TABLE = "events"
 BOOTS_TABLE = "boots"
+NODE_CHANGES_TABLE = "node_changes"  # the change journal: see dim.state
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
     macs: dict[tuple[str, str], str]
     images: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What the change journal holds after an entry: its last entry's number (0: none), and
+    the nodes the entries after the one asked name. A last entry lower than the one asked
+    means another journal (a state DB made again): nothing can be told from it."""
+
+    last: int
+    nodes: set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +112,12 @@ def _connect(path: Path) -> sqlite3.Connection | None:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
 
 
-def _rows(path: Path, query: str) -> list[tuple]:
+def _rows(path: Path, query: str, parameters: Sequence = ()) -> list[tuple]:
     connection = _connect(path)
     if connection is None:
         return []
     try:
-        return connection.execute(query).fetchall()
+        return connection.execute(query, parameters).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):  # a DB made by an older dim
             return []
@@ -121,6 +133,35 @@ def read_observed(path: Path) -> Observed:
     macs = {(node, network): mac for node, network, mac in rows}
     images = dict(_rows(path, f"SELECT node, image FROM {NODE_IMAGES_TABLE}"))
     return Observed(macs, images)
+
+
+def read_node_observed(path: Path, names: Iterable[str]) -> Observed:
+    """The MACs and image overrides of the nodes ``names`` alone: indexed queries."""
+    wanted = list(names)
+    macs, images = {}, {}
+    for chunk in _chunks(wanted):
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT node, network, mac FROM {MACS_TABLE} WHERE node IN ({marks})"
+        macs.update({(n, net): mac for n, net, mac in _rows(path, query, chunk)})
+        query = f"SELECT node, image FROM {NODE_IMAGES_TABLE} WHERE node IN ({marks})"
+        images.update(_rows(path, query, chunk))
+    return Observed(macs, images)
+
+
+def read_changes(path: Path, after: int) -> Changes:
+    """The nodes the change journal names after its entry ``after`` (0: from the start)."""
+    rows = _rows(path, f"SELECT id, node FROM {NODE_CHANGES_TABLE} WHERE id > ?", (after,))
+    last = max((r[0] for r in rows), default=None)
+    if last is None:  # nothing new: the journal's end says whether it is the one recorded
+        top = _rows(path, f"SELECT max(id) FROM {NODE_CHANGES_TABLE}")
+        last = (top[0][0] if top else None) or 0
+    return Changes(last, {r[1] for r in rows})
+
+
+def _chunks(items: list, size: int = 500) -> Iterable[list]:
+    """SQLite allows a limited number of parameters per statement."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def read_last_boots(path: Path) -> dict[str, Boot]:

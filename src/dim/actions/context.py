@@ -16,6 +16,7 @@ Reads choose their way here, once: an SQLite state DB is read with the standard 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,9 +25,12 @@ from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory
 from dim.records import (
     Boot,
+    Changes,
     Observed,
     StaleLease,
+    read_changes,
     read_last_boots,
+    read_node_observed,
     read_observed,
     read_stale_leases,
     sqlite_file,
@@ -35,6 +39,9 @@ from dim.records import (
 if TYPE_CHECKING:
     from dim.images.store import Store
     from dim.state import StateDB
+
+
+JOURNAL_END = 2**31 - 1  # after every entry of the change journal: an INTEGER key's largest
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,22 @@ class Context:
         """The MACs and image assignments recorded in the state DB (none without a DB)."""
         path = self._sqlite_file()
         return read_observed(path) if path else self.db(create=False).observed()
+
+    def node_observed(self, names: Iterable[str]) -> Observed:
+        """The MACs and image assignments of the nodes ``names`` alone."""
+        path = self._sqlite_file()
+        if path is None:
+            return self.db(create=False).node_observed(names)
+        return read_node_observed(path, names)
+
+    def changes(self, after: int) -> Changes:
+        """The nodes the state DB's change journal names after its entry ``after``."""
+        path = self._sqlite_file()
+        return read_changes(path, after) if path else self.db(create=False).changes(after)
+
+    def journal_end(self) -> int:
+        """The last entry of the state DB's change journal (0: none)."""
+        return self.changes(JOURNAL_END).last
 
     def last_boots(self) -> dict[str, Boot]:
         """Each node's last network boot, as ``dim serve`` recorded it (none without a DB)."""

@@ -25,7 +25,6 @@ from dim.errors import UsageError
 from dim.inventory import node_record, select
 from dim.layout.model import Cluster, Node
 from dim.names import normalize_mac
-from dim.paths import StatePaths
 
 if TYPE_CHECKING:
     from dim.images.delta import Delta
@@ -156,7 +155,7 @@ def switch(
     state; the nodes' own loader files that ``dim apply`` installed under ``root`` (PXELINUX
     and GRUB read them over TFTP) are pointed at the image, each replaced atomically.
     """
-    from dim.boot import targets
+    from dim.actions import boot_targets
     from dim.images import operations
 
     cluster = ctx.cluster()
@@ -166,10 +165,10 @@ def switch(
     created = operations.switch(ctx.store(), cluster, nodes, declared, progress=progress)
     switched = ctx.db().set_images(cluster, nodes, image)
     found = [n for n in nodes if n not in created]
-    observed = ctx.observed()  # the layout is parsed already: not again
+    observed = ctx.node_observed(nodes)  # theirs alone: the layout is parsed already
     links = _point_node_links(cluster, observed.macs, chosen, image, root)
     # dim serve answers from these while the state DB is unreachable: the switch holds there too
-    targets.write(StatePaths(ctx.state), observed.macs, observed.images)
+    boot_targets.refresh(ctx)
     return Switch(tuple(nodes), image, switched, tuple(created), tuple(found), links)
 
 
