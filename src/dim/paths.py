@@ -3,7 +3,7 @@
 ::
 
     <state>/state.db                            the state DB (SQLite, unless --database)
-    <state>/boot-targets.json                   MAC -> node, network, image: dim serve's answers
+    <state>/boot-targets.db                     MAC -> node, network, image: dim serve's answers
                                                 while the state DB is unreachable
     <state>/images/<image>/live/                the tree nodes mount read-only as their root
     <state>/images/<image>/live.version         which version live matches (written last)
@@ -21,6 +21,8 @@
     <state>/boot/<image>/<version>/             the image version's kernel and initramfs
     <state>/applied/<digest>.db                 what the last ``dim apply`` of a server into a
                                                 root rendered from (incremental apply)
+    <state>/layouts/<key>.db                    the nodes of the cluster.xml last validated
+                                                in full (dim.layout_cache)
 
     >>> paths = StatePaths(Path("/var/lib/dim"))
     >>> paths.replica("node01", "rhel9")

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dim import layout_cache
 from dim.layout import parser as layout
-from dim.layout.model import Cluster, Inventory
+from dim.layout.model import Cluster, Inventory, Node
+from dim.paths import StatePaths
 from dim.records import (
     Boot,
     Changes,
@@ -66,7 +68,24 @@ class Context:
         object.__setattr__(self, "state", Path(os.path.abspath(self.state)))
 
     def cluster(self) -> Cluster:
-        return layout.load(self.config)
+        """cluster.xml parsed and validated in full; its nodes kept in the validated-layout
+        cache (:mod:`dim.layout_cache`) for :meth:`one_node`."""
+        data = layout.read(self.config)
+        cluster = layout.parse(data, str(self.config))
+        layout_cache.store(StatePaths(self.state), data, cluster)
+        return cluster
+
+    def one_node(self, name: str) -> Cluster | None:
+        """The layout with node ``name`` alone, from the validated-layout cache of the bytes
+        of cluster.xml as they are now: no group is expanded. None when the cache cannot
+        tell (these bytes not parsed in full yet, or ``name`` not one of its nodes): then
+        :meth:`cluster` parses in full, validates, and says what is wrong."""
+        data = layout.read(self.config)
+        node = layout_cache.lookup(StatePaths(self.state), data, name)
+        if not isinstance(node, Node):
+            return None
+        declared = layout.parse_declarations(data, str(self.config))
+        return replace(declared, nodes=(node,), by_name={})
 
     def inventory(self) -> Inventory:
         """The layout, with the MACs and image assignments recorded in the state DB."""

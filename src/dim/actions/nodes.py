@@ -102,8 +102,11 @@ def records(ctx: Context, nodeset: str | None = None, exclude: str | None = None
 
 
 def set_mac(ctx: Context, nodeset: str, mac: str, network: str | None = None) -> MacChange:
-    """Record the MAC of one node's interface on ``network`` (default: its boot network)."""
-    cluster = ctx.cluster()
+    """Record the MAC of one node's interface on ``network`` (default: its boot network).
+
+    A node named alone is looked up in the validated-layout cache (:meth:`Context.one_node`),
+    without expanding cluster.xml, when these bytes of it were validated in full before."""
+    cluster = ctx.one_node(nodeset) or ctx.cluster()
     nodes = select(cluster, nodeset)
     if len(nodes) != 1:
         raise UsageError(f"--mac names one node, and {nodeset!r} names {len(nodes)}")
@@ -119,7 +122,7 @@ def set_mac(ctx: Context, nodeset: str, mac: str, network: str | None = None) ->
 
 def set_image(ctx: Context, nodeset: str, image: str) -> ImageAssignment:
     """Assign ``image`` to every node of ``nodeset`` (replicas come with the next apply)."""
-    cluster = ctx.cluster()
+    cluster = ctx.one_node(nodeset) or ctx.cluster()
     names = tuple(n.name for n in select(cluster, nodeset))
     return ImageAssignment(names, image, ctx.db().set_images(cluster, names, image))
 

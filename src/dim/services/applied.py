@@ -40,11 +40,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dim.layout.model import Bmc, Interface, Node
+from dim.layout.model import Node
+from dim.layout.records import decode, encode
 
 FORMAT = "dim-applied 2"
-_ITEM = "\x1f"  # between the fields of one interface or BMC
-_LIST = "\x1e"  # between interfaces
 
 
 def fingerprint(parts: Iterable[object]) -> str:
@@ -255,41 +254,3 @@ def write(
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-
-
-def encode(node: Node) -> str:
-    """``group, interfaces, index, image, server, bmc, line, secure boot``, tab-separated."""
-    interfaces = _LIST.join(_ITEM.join((i.network, i.ip, i.hostname)) for i in node.interfaces)
-    bmc = node.bmc
-    bmc_text = _ITEM.join((bmc.driver, bmc.address, bmc.credentials or "")) if bmc else ""
-    return "\t".join(
-        (
-            node.group,
-            interfaces,
-            str(node.index),
-            node.image or "",
-            node.server,
-            bmc_text,
-            str(node.line),
-            "1" if node.secure_boot else "0",
-        )
-    )
-
-
-def decode(name: str, record: str) -> Node:
-    group, interfaces, index, image, server, bmc_text, line, secure = record.split("\t")
-    bmc = None
-    if bmc_text:
-        driver, address, credentials = bmc_text.split(_ITEM)
-        bmc = Bmc(driver, address, credentials or None)
-    return Node(
-        name,
-        group,
-        int(index),
-        tuple(Interface(*i.split(_ITEM)) for i in interfaces.split(_LIST) if i),
-        image or None,
-        server,
-        bmc,
-        int(line),
-        secure == "1",
-    )

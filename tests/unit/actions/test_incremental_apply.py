@@ -225,3 +225,20 @@ def test_a_changed_layout_or_an_emptied_root_renders_everything(ctx, tmp_path, m
     report = apply(ctx, root=root, do_reload=False, validation=False)
     assert partial[-1] is None and report.result.unchanged == 0
     assert (root / "etc/dim/hosts").is_file()
+
+
+def test_a_state_db_made_again_is_not_read_as_the_journal_the_record_consumed(ctx, tmp_path):
+    for number, name in enumerate(["c01", "c02", "c03"], start=1):
+        nodes.set_mac(ctx, name, f"52:54:00:00:00:{number:02x}")
+    root = tmp_path / "root"
+    apply(ctx, root=root, do_reload=False, validation=False)
+    db = StatePaths(ctx.state).db
+    for path in db.parent.glob(db.name + "*"):
+        path.unlink()  # its journal restarts: one entry, where the record consumed three
+    nodes.set_mac(ctx, "c01", "52:54:00:00:00:11")
+    apply(ctx, root=root, do_reload=False, validation=False)
+    check = apply(ctx, root=root, dry_run=True, validation=False, full=True)
+    assert check.result.changes == []
+    hosts = (root / "etc/dim/dnsmasq.hosts").read_text()
+    assert "52:54:00:00:00:11" in hosts and "52:54:00:00:00:02" not in hosts
+    assert _boot_targets(ctx) == _expected_targets(ctx)
