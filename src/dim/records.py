@@ -16,10 +16,12 @@ module stays free of SQLAlchemy::
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dim import migrations
+from dim.errors import StateError
 from dim.paths import StatePaths
 
 MACS_TABLE = "interface_macs"
@@ -27,6 +29,7 @@ NODE_IMAGES_TABLE = "node_images"
 STALE_LEASES_TABLE = "stale_leases"
 EVENTS_TABLE = "events"
 BOOTS_TABLE = "boots"
+VERSION_TABLE = "alembic_version"  # Alembic's: the revision the DB's schema is at
 NODE_CHANGES_TABLE = "node_changes"  # the change journal: see dim.state
 
 
@@ -124,6 +127,65 @@ def _rows(path: Path, query: str, parameters: Sequence = ()) -> list[tuple]:
         raise
     finally:
         connection.close()
+
+
+class SqliteWriter:
+    """One write transaction on an SQLite state DB through ``sqlite3``, as
+    :class:`dim.state.StateDB` would run it: ``BEGIN IMMEDIATE`` (writers queue), the same
+    busy timeout; an :class:`dim.observations.Executor`. Errors become :class:`StateError`."""
+
+    def __init__(self, connection: sqlite3.Connection, shown: str) -> None:
+        self.connection, self.shown = connection, shown
+
+    def rows(self, sql: str, parameters: Mapping[str, object]) -> list[tuple]:
+        return self.connection.execute(sql, parameters).fetchall()
+
+    def run(self, sql: str, parameters: list[dict[str, object]]) -> None:
+        if parameters:
+            self.connection.executemany(sql, parameters)
+
+    def __enter__(self) -> SqliteWriter:
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self.connection.close()
+            raise StateError(f"cannot write the state DB {self.shown}: {exc}") from exc
+        return self
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        try:
+            self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the state DB {self.shown}: {exc}") from exc
+        finally:
+            self.connection.close()
+        if isinstance(value, sqlite3.Error):
+            raise StateError(f"cannot write the state DB {self.shown}: {value}") from value
+        return False
+
+
+def sqlite_writer(path: Path) -> SqliteWriter | None:
+    """A writer on the SQLite state DB ``path`` if it exists, in WAL mode, at the newest
+    migration; None otherwise: then :class:`dim.state.StateDB` creates, converts or
+    migrates it (and needs SQLAlchemy and Alembic to)."""
+    if not path.exists():
+        return None
+    try:
+        connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        connection.execute("PRAGMA busy_timeout=30000")
+        mode = connection.execute("PRAGMA journal_mode").fetchone()
+        revision = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+        if mode != ("wal",) or revision != [(migrations.HEAD,)]:
+            connection.close()
+            return None
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.Error:
+        connection.close()
+        return None
+    return SqliteWriter(connection, f"sqlite:///{path}")
 
 
 def read_observed(path: Path) -> Observed:

@@ -38,7 +38,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from dim import migrations
+from dim import migrations, observations
 from dim.errors import StateError, StateUnavailable
 from dim.layout.model import Cluster, Inventory
 from dim.names import normalize_mac
@@ -50,6 +50,7 @@ from dim.records import (  # noqa: F401
     NODE_CHANGES_TABLE,
     NODE_IMAGES_TABLE,
     STALE_LEASES_TABLE,
+    VERSION_TABLE,
     Boot,
     BootTarget,
     Changes,
@@ -64,7 +65,6 @@ WRITE_LOCK = 0x64696D
 # Seconds to wait for a PostgreSQL server to answer a connection (libpq waits forever by
 # default): a boot served from the snapshot after 5 s beats one that never is.
 CONNECT_TIMEOUT = 5
-VERSION_TABLE = "alembic_version"  # Alembic's: the revision the DB's schema is at
 
 T = TypeVar("T")
 
@@ -311,107 +311,27 @@ class StateDB:
     def set_macs(
         self, cluster: Cluster, changes: Mapping[tuple[str, str], str], *, source: str = "set"
     ) -> int:
-        """Record MACs for (node, network) pairs in one transaction; returns how many changed.
-
-        The result is checked as a whole before anything is written: every node and network
-        must exist in the layout, and no MAC may belong to two interfaces afterwards. Each MAC
-        that a change replaces is recorded as a stale lease, to be released by ``dim apply``.
-        """
-        for (node_name, network), _mac in changes.items():
-            node = cluster.node(node_name)
-            if node is None:
-                raise StateError(f"unknown node {node_name!r}: it is not in {cluster.source}")
-            if node.interface(network) is None:
-                raise StateError(f"node {node_name} has no interface on network {network!r}")
+        """Record MACs for (node, network) pairs in one transaction; returns how many changed
+        (:func:`dim.observations.set_macs`: checked as a whole, replaced MACs kept as stale
+        leases)."""
         with self._transaction() as conn:
-            current, holders = _macs_concerned(conn, changes)
-            owner: dict[str, tuple[str, str]] = {}
-            staying = [(key, mac) for key, mac in holders if key not in changes]
-            for key, mac in [*staying, *changes.items()]:
-                other = owner.setdefault(mac, key)
-                if other != key:
-                    first, second = sorted([other, key])
-                    raise StateError(
-                        f"duplicate MAC address {mac}: {first[0]} ({first[1]}) and "
-                        f"{second[0]} ({second[1]})"
-                    )
-            changed = {k: v for k, v in changes.items() if current.get(k) != v}
-            if changed:
-                conn.execute(
-                    macs_table.delete().where(
-                        macs_table.c.node == sa.bindparam("n"),
-                        macs_table.c.network == sa.bindparam("net"),
-                    ),
-                    [{"n": n, "net": net} for n, net in changed],
-                )
-                conn.execute(
-                    macs_table.insert(),
-                    [{"node": n, "network": net, "mac": m} for (n, net), m in changed.items()],
-                )
-                self._record_stale(conn, current, changed)
-                self._log(
-                    conn,
-                    [(n, "mac", f"{net} {m} ({source})") for (n, net), m in changed.items()],
-                )
-                _journal(conn, {n for n, _ in changed})
-            return len(changed)
-
-    def _record_stale(
-        self,
-        conn: sa.Connection,
-        current: Mapping[tuple[str, str], str],
-        changed: Mapping[tuple[str, str], str],
-    ) -> None:
-        """Remember each replaced MAC; a MAC set back on its interface is no longer stale.
-
-        The row for a replaced MAC is deleted before it is inserted again (with a new time),
-        so that replacing the same MAC twice keeps one row.
-        """
-        replaced = [(n, net, current[n, net]) for n, net in changed if (n, net) in current]
-        back = [(n, net, m) for (n, net), m in changed.items()]
-        _delete_stale(conn, back + replaced)
-        if replaced:
-            now = time.time()
-            conn.execute(
-                stale_leases_table.insert(),
-                [{"node": n, "network": net, "mac": m, "at": now} for n, net, m in replaced],
-            )
+            return observations.set_macs(_Executor(conn), cluster, changes, source)
 
     def forget_stale_leases(self, leases: Iterable[StaleLease]) -> None:
         """Drop stale leases that were released, or that need no release."""
         keys = [(s.node, s.network, s.mac) for s in leases]
         if keys:
             with self._transaction() as conn:
-                _delete_stale(conn, keys)
+                observations.delete_stale(_Executor(conn), keys)
 
     def set_images(self, cluster: Cluster, nodes: Iterable[str], image: str) -> int:
         """Assign ``image`` to nodes; an image equal to the layout's choice clears the override."""
-        if image not in cluster.images:
-            raise StateError(f"unknown image {image!r}: it is not in {cluster.source}")
-        names = list(nodes)
-        for name in names:
-            if cluster.node(name) is None:
-                raise StateError(f"unknown node {name!r}: it is not in {cluster.source}")
         with self._transaction() as conn:
-            current = {r.node: r.image for r in conn.execute(sa.select(images_table))}
-            changed = [n for n in names if current.get(n, cluster.node(n).image) != image]
-            if changed:
-                conn.execute(
-                    images_table.delete().where(images_table.c.node == sa.bindparam("n")),
-                    [{"n": n} for n in changed],
-                )
-                overrides = [n for n in changed if cluster.node(n).image != image]
-                if overrides:
-                    conn.execute(
-                        images_table.insert(), [{"node": n, "image": image} for n in overrides]
-                    )
-                self._log(conn, [(n, "image", image) for n in changed])
-                _journal(conn, set(changed))
-            return len(changed)
+            return observations.set_images(_Executor(conn), cluster, nodes, image)
 
     def log(self, node: str | None, kind: str, detail: str = "") -> None:
         with self._transaction() as conn:
-            self._log(conn, [(node, kind, detail)])
+            observations.log(_Executor(conn), [(node, kind, detail)])
 
     def record_boots(self, boots: list[Boot]) -> None:
         """Log each boot as a ``boot`` event and remember it as its node's last, in one
@@ -442,13 +362,6 @@ class StateDB:
                 ],
             )
 
-    def _log(self, conn: sa.Connection, entries: list[tuple[str | None, str, str]]) -> None:
-        now = time.time()
-        conn.execute(
-            events_table.insert(),
-            [{"at": now, "node": n, "kind": k, "detail": d} for n, k, d in entries],
-        )
-
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
@@ -459,45 +372,18 @@ class StateDB:
         return self.engine.connect().execution_options(dim_read_only=True)
 
 
-def _macs_concerned(
-    conn: sa.Connection, changes: Mapping[tuple[str, str], str]
-) -> tuple[dict[tuple[str, str], str], list[tuple[tuple[str, str], str]]]:
-    """The MACs now on the interfaces ``changes`` names, and the interfaces that now hold one
-    of the MACs it sets: what a change can collide with, found through the tables' indexes
-    (the primary key, the MAC's unique index) rather than by reading every MAC."""
-    table, keys, wanted = macs_table, list(changes), sorted(set(changes.values()))
-    if len(keys) > 5000:  # an import of a whole cluster: one read of the table is faster
-        everything = {(r.node, r.network): r.mac for r in conn.execute(sa.select(table))}
-        current = {k: everything[k] for k in keys if k in everything}
-        macs = set(wanted)
-        return current, [(k, m) for k, m in everything.items() if m in macs]
-    current, holders = {}, []
-    for start in range(0, len(keys), 500):
-        nodes = sorted({n for n, _ in keys[start : start + 500]})
-        for r in conn.execute(sa.select(table).where(table.c.node.in_(nodes))):
-            if (r.node, r.network) in changes:
-                current[r.node, r.network] = r.mac
-    for start in range(0, len(wanted), 500):
-        query = sa.select(table).where(table.c.mac.in_(wanted[start : start + 500]))
-        holders += [((r.node, r.network), r.mac) for r in conn.execute(query)]
-    return current, holders
+class _Executor:
+    """:class:`dim.observations.Executor` over an SQLAlchemy connection."""
 
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
 
-def _journal(conn: sa.Connection, nodes: set[str]) -> None:
-    """Append the nodes whose MAC or image changed to the change journal."""
-    conn.execute(node_changes_table.insert(), [{"node": n} for n in sorted(nodes)])
+    def rows(self, sql: str, parameters: Mapping[str, object]) -> list[tuple]:
+        return [tuple(r) for r in self.conn.execute(sa.text(sql), dict(parameters))]
 
-
-def _delete_stale(conn: sa.Connection, keys: list[tuple[str, str, str]]) -> None:
-    table = stale_leases_table
-    conn.execute(
-        table.delete().where(
-            table.c.node == sa.bindparam("n"),
-            table.c.network == sa.bindparam("net"),
-            table.c.mac == sa.bindparam("m"),
-        ),
-        [{"n": n, "net": net, "m": m} for n, net, m in keys],
-    )
+    def run(self, sql: str, parameters: list[dict[str, object]]) -> None:
+        if parameters:
+            self.conn.execute(sa.text(sql), parameters)
 
 
 class _Transaction:

@@ -10,18 +10,20 @@ tests build their own, pointing into a temporary folder::
 
 Reads choose their way here, once: an SQLite state DB is read with the standard library's
 ``sqlite3`` (:mod:`dim.records`: no SQLAlchemy to import), any other (``database`` a
-``postgresql://`` URL) through :class:`~dim.state.StateDB`.
+``postgresql://`` URL) through :class:`~dim.state.StateDB`. So are the changes of MACs and
+images (:meth:`Context.set_macs`, :meth:`Context.set_images`), on an SQLite DB that needs no
+migration; the same code (:mod:`dim.observations`) runs through SQLAlchemy otherwise.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dim import layout_cache
+from dim import layout_cache, observations
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory, Node
 from dim.paths import StatePaths
@@ -29,6 +31,7 @@ from dim.records import (
     Boot,
     Changes,
     Observed,
+    SqliteWriter,
     StaleLease,
     read_changes,
     read_last_boots,
@@ -36,6 +39,7 @@ from dim.records import (
     read_observed,
     read_stale_leases,
     sqlite_file,
+    sqlite_writer,
 )
 
 if TYPE_CHECKING:
@@ -122,6 +126,30 @@ class Context:
         """The replaced MACs whose DHCP leases are still to be released, oldest first."""
         path = self._sqlite_file()
         return read_stale_leases(path) if path else self.db(create=False).stale_leases()
+
+    def set_macs(
+        self, cluster: Cluster, changes: Mapping[tuple[str, str], str], *, source: str = "set"
+    ) -> int:
+        """Record MACs (:func:`dim.observations.set_macs`); how many changed."""
+        writer = self._writer()
+        if writer is None:
+            return self.db().set_macs(cluster, changes, source=source)
+        with writer as db:
+            return observations.set_macs(db, cluster, changes, source)
+
+    def set_images(self, cluster: Cluster, nodes: Iterable[str], image: str) -> int:
+        """Assign ``image`` to ``nodes`` (:func:`dim.observations.set_images`); how many
+        changed."""
+        writer = self._writer()
+        if writer is None:
+            return self.db().set_images(cluster, nodes, image)
+        with writer as db:
+            return observations.set_images(db, cluster, nodes, image)
+
+    def _writer(self) -> SqliteWriter | None:
+        """An SQLite state DB's writer without SQLAlchemy, when it needs no migration."""
+        path = self._sqlite_file()
+        return sqlite_writer(path) if path is not None else None
 
     def db(self, *, create: bool = True) -> StateDB:
         # SQLAlchemy costs a tenth of a second: only commands that write pay for it (and

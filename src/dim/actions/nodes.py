@@ -116,7 +116,7 @@ def set_mac(ctx: Context, nodeset: str, mac: str, network: str | None = None) ->
         value = normalize_mac(mac)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    changed = ctx.db().set_macs(cluster, {(node.name, net): value})
+    changed = ctx.set_macs(cluster, {(node.name, net): value})
     return MacChange(node.name, net, value, bool(changed))
 
 
@@ -124,7 +124,7 @@ def set_image(ctx: Context, nodeset: str, image: str) -> ImageAssignment:
     """Assign ``image`` to every node of ``nodeset`` (replicas come with the next apply)."""
     cluster = ctx.one_node(nodeset) or ctx.cluster()
     names = tuple(n.name for n in select(cluster, nodeset))
-    return ImageAssignment(names, image, ctx.db().set_images(cluster, names, image))
+    return ImageAssignment(names, image, ctx.set_images(cluster, names, image))
 
 
 def import_macs(ctx: Context, csv_file: Path, *, dry_run: bool = False) -> MacImport:
@@ -145,7 +145,7 @@ def import_macs(ctx: Context, csv_file: Path, *, dry_run: bool = False) -> MacIm
         current = ctx.inventory().macs
         changed = sum(1 for key, mac in changes.items() if current.get(key) != mac)
     else:
-        changed = ctx.db().set_macs(cluster, changes, source=f"import {csv_file.name}")
+        changed = ctx.set_macs(cluster, changes, source=f"import {csv_file.name}")
     return MacImport(csv_file, len(changes), changed, dry_run)
 
 
@@ -166,7 +166,7 @@ def switch(
     chosen = select(cluster, nodeset)
     nodes = [n.name for n in chosen]
     created = operations.switch(ctx.store(), cluster, nodes, declared, progress=progress)
-    switched = ctx.db().set_images(cluster, nodes, image)
+    switched = ctx.set_images(cluster, nodes, image)
     found = [n for n in nodes if n not in created]
     observed = ctx.node_observed(nodes)  # theirs alone: the layout is parsed already
     links = _point_node_links(cluster, observed.macs, chosen, image, root)
