@@ -71,6 +71,7 @@ def main() -> int:
     parser.add_argument("--tmpfs", type=Path, default=Path("/dev/shm"))
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # the report shows before the long cleanup
     work = Path(tempfile.mkdtemp(prefix="dim-onechange-", dir=args.work))
     roots = Path(tempfile.mkdtemp(prefix="dim-onechange-", dir=args.tmpfs))
     trees = [src.resolve() for src in args.src]
@@ -88,6 +89,12 @@ def main() -> int:
                 times[number]["set"].append(run(src, where, "node", "set", node, "--mac", mac)[:2])
                 times[number]["apply"].append(
                     run(src, where, "apply", "--root", root, "--no-reload")[:2]
+                )
+                (sw, sc), (aw, ac) = times[number]["set"][-1], times[number]["apply"][-1]
+                print(
+                    f"    {src}: node set {sw:.2f} s ({sc:.2f} CPU), apply {aw:.2f} s "
+                    f"({ac:.2f} CPU)",
+                    file=sys.stderr,
                 )
             print(
                 f"  round {round_number + 1} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr
@@ -116,6 +123,7 @@ def main() -> int:
 
 
 def report(trees, times, args) -> None:
+
     def median(pairs, index):
         return statistics.median(p[index] for p in pairs)
 
