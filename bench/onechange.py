@@ -110,7 +110,7 @@ def main() -> int:
                 "--full",
                 "--dry-run",
             )[2]
-            if " 0 files changed" not in out:
+            if ": 0 files would change" not in out:
                 raise SystemExit(f"{src}: a full apply would still change files:\n{out[-500:]}")
         report(trees, times, args)
     finally:
