@@ -481,7 +481,7 @@ def test_200_nodes_booting_at_once_are_recorded_in_a_few_transactions(site, data
 
 def test_the_recorder_survives_a_database_error(tmp_path, caplog):
     db = StateDB.open(tmp_path)
-    recorder = BootRecorder(lambda: db, Outage(tmp_path / "boot-targets.json"))
+    recorder = BootRecorder(lambda: db, Outage(tmp_path / "boot-targets.db"))
     recorder.start()
     failing = db.record_boots
     db.record_boots = lambda boots: (_ for _ in ()).throw(OSError("disk full"))
@@ -752,7 +752,7 @@ class FlakyDB:
 
 
 def test_boots_kept_through_an_outage_are_written_when_the_db_answers(tmp_path, caplog):
-    db, outage = FlakyDB(), Outage(tmp_path / "boot-targets.json")
+    db, outage = FlakyDB(), Outage(tmp_path / "boot-targets.db")
     outage.retry = 0.1
     recorder = BootRecorder(lambda: db, outage, pending=3)
     recorder.start()
