@@ -70,3 +70,10 @@ def test_a_reading_command_without_a_state_folder_makes_none(layout_file, tmp_pa
     ctx.cluster()
     assert not (tmp_path / "nowhere").exists()
     assert layout_cache.lookup(StatePaths(ctx.state), b"", "c01") is layout_cache.MISSING
+
+
+def test_a_full_apply_leaves_the_cache_for_the_node_set_after_it(ctx, tmp_path):
+    from dim.actions.apply import apply
+
+    apply(ctx, root=tmp_path / "root", do_reload=False, validation=False)
+    assert ctx.one_node("c01") is not None

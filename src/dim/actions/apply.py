@@ -115,7 +115,7 @@ class _Options:
 def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyReport:
     """Render everything, compare everything; record what it rendered from."""
     data = _layout_bytes(ctx)  # parsed and fingerprinted as read once
-    cluster = ctx.cluster() if data is None else layout.parse(data, str(ctx.config))
+    cluster = ctx.cluster(data)  # and cached for dim node set (dim.layout_cache)
     journal = ctx.journal_end()  # before the values: a change made meanwhile is seen again
     observed = ctx.observed()
     inventory = Inventory(cluster, observed.macs, observed.images)

@@ -71,10 +71,11 @@ class Context:
         object.__setattr__(self, "config", Path(os.path.abspath(self.config)))
         object.__setattr__(self, "state", Path(os.path.abspath(self.state)))
 
-    def cluster(self) -> Cluster:
-        """cluster.xml parsed and validated in full; its nodes kept in the validated-layout
-        cache (:mod:`dim.layout_cache`) for :meth:`one_node`."""
-        data = layout.read(self.config)
+    def cluster(self, data: bytes | None = None) -> Cluster:
+        """cluster.xml (or ``data``, its bytes as read already) parsed and validated in full;
+        its nodes kept in the validated-layout cache (:mod:`dim.layout_cache`) for
+        :meth:`one_node`."""
+        data = layout.read(self.config) if data is None else data
         cluster = layout.parse(data, str(self.config))
         layout_cache.store(StatePaths(self.state), data, cluster)
         return cluster
