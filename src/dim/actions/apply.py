@@ -46,7 +46,6 @@ from dim.services import apply as applier
 from dim.services.apply import ApplyResult, target
 from dim.services.clients import loader_files as needed_loaders
 from dim.services.manifest import PATH as MANIFEST
-from dim.services.render import render_all
 from dim.services.rendering import RenderContext, RenderedFile
 
 
@@ -114,6 +113,10 @@ class _Options:
 
 def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyReport:
     """Render everything, compare everything; record what it rendered from."""
+    # here: an incremental apply renders a few nodes with their own renderers, and does not
+    # import every service's (NFS, hosts…)
+    from dim.services.render import render_all
+
     data = _layout_bytes(ctx)  # parsed and fingerprinted as read once
     cluster = ctx.cluster(data)  # and cached for dim node set (dim.layout_cache)
     journal = ctx.journal_end()  # before the values: a change made meanwhile is seen again
