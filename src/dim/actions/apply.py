@@ -191,7 +191,7 @@ def _apply_recorded(
         for n, e in entries.items()
         if macs.get((n, e.network)) != e.mac or images.get(n) != e.image
     }
-    nodes = tuple(previous.node(n, e) for n, e in entries.items())
+    nodes = tuple(e.node(n) for n, e in entries.items())
     cluster = replace(declared, nodes=nodes, by_name={})
     inventory = Inventory(cluster, macs, images)
     context = RenderContext(inventory, name, ctx.state, ctx.template_dir)

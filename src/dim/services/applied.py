@@ -81,6 +81,10 @@ class NodeEntry:
     image: str | None  # assigned in the state DB (None: the layout's)
     record: str  # the expanded node, encoded (:func:`encode`)
 
+    def node(self, name: str) -> Node:
+        """The expanded node, as recorded."""
+        return decode(name, self.record)
+
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -159,9 +163,6 @@ class Applied:
                 if name not in leaving:
                     return mac
         return None
-
-    def node(self, name: str, entry: NodeEntry) -> Node:
-        return decode(name, entry.record)
 
     def update(self, entries: dict[str, NodeEntry], files: int, stamp: str, journal: int) -> None:
         """Record the observed values the nodes ``entries`` were rendered with, and the
