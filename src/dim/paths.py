@@ -3,7 +3,7 @@
 ::
 
     <state>/state.db                            the state DB (SQLite, unless --database)
-    <state>/boot-targets.json                   MAC -> node, network, image: dim serve's answers
+    <state>/boot-targets.db                     MAC -> node, network, image: dim serve's answers
                                                 while the state DB is unreachable
     <state>/images/<image>/live/                the tree nodes mount read-only as their root
     <state>/images/<image>/live.version         which version live matches (written last)
@@ -19,8 +19,10 @@
     <state>/nodes/<node>/.<image>.reset-<t>-…/  a replica's old content, kept aside until gc
     <state>/locks/<image>.lock                  the image's lock, holding its holder's pid
     <state>/boot/<image>/<version>/             the image version's kernel and initramfs
-    <state>/applied/<digest>.tsv                what the last ``dim apply`` of a server into a
+    <state>/applied/<digest>.db                 what the last ``dim apply`` of a server into a
                                                 root rendered from (incremental apply)
+    <state>/layouts/<key>.db                    the nodes of the cluster.xml last validated
+                                                in full (dim.layout_cache)
 
     >>> paths = StatePaths(Path("/var/lib/dim"))
     >>> paths.replica("node01", "rhel9")
@@ -46,7 +48,7 @@ from dim.names import check_name
 
 DB = "state.db"
 # not below boot/: an image may be named targets.json, and boot/<image>/ is its boot builds
-BOOT_TARGETS = "boot-targets.json"
+BOOT_TARGETS = "boot-targets.db"
 APPLIED = "applied"
 IMAGES = "images"
 LIVE = "live"
@@ -80,7 +82,7 @@ class StatePaths:
     def applied(self, server: str, root: str) -> Path:
         """The inputs of the last ``dim apply`` of ``server`` into ``root``."""
         digest = hashlib.sha256(f"{server}\0{root}".encode()).hexdigest()[:20]
-        return self.root / APPLIED / f"{digest}.tsv"
+        return self.root / APPLIED / f"{digest}.db"
 
     # -- images ------------------------------------------------------------------------------
 

@@ -16,9 +16,12 @@ module stays free of SQLAlchemy::
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dim import migrations
+from dim.errors import StateError
 from dim.paths import StatePaths
 
 MACS_TABLE = "interface_macs"
@@ -26,12 +29,24 @@ NODE_IMAGES_TABLE = "node_images"
 STALE_LEASES_TABLE = "stale_leases"
 EVENTS_TABLE = "events"
 BOOTS_TABLE = "boots"
+VERSION_TABLE = "alembic_version"  # Alembic's: the revision the DB's schema is at
+NODE_CHANGES_TABLE = "node_changes"  # the change journal: see dim.state
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
     macs: dict[tuple[str, str], str]
     images: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What the change journal holds after an entry: its last entry's number (0: none), and
+    the nodes the entries after the one asked name. A last entry lower than the one asked
+    means another journal (a state DB made again): nothing can be told from it."""
+
+    last: int
+    nodes: set[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +115,77 @@ def _connect(path: Path) -> sqlite3.Connection | None:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
 
 
-def _rows(path: Path, query: str) -> list[tuple]:
+def _rows(path: Path, query: str, parameters: Sequence = ()) -> list[tuple]:
     connection = _connect(path)
     if connection is None:
         return []
     try:
-        return connection.execute(query).fetchall()
+        return connection.execute(query, parameters).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):  # a DB made by an older dim
             return []
         raise
     finally:
         connection.close()
+
+
+class SqliteWriter:
+    """One write transaction on an SQLite state DB through ``sqlite3``, as
+    :class:`dim.state.StateDB` would run it: ``BEGIN IMMEDIATE`` (writers queue), the same
+    busy timeout; an :class:`dim.observations.Executor`. Errors become :class:`StateError`."""
+
+    def __init__(self, connection: sqlite3.Connection, shown: str) -> None:
+        self.connection, self.shown = connection, shown
+
+    def rows(self, sql: str, parameters: Mapping[str, object]) -> list[tuple]:
+        return self.connection.execute(sql, parameters).fetchall()
+
+    def run(self, sql: str, parameters: list[dict[str, object]]) -> None:
+        if parameters:
+            self.connection.executemany(sql, parameters)
+
+    def __enter__(self) -> SqliteWriter:
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self.connection.close()
+            raise StateError(f"cannot write the state DB {self.shown}: {exc}") from exc
+        return self
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        try:
+            self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the state DB {self.shown}: {exc}") from exc
+        finally:
+            self.connection.close()
+        if isinstance(value, sqlite3.Error):
+            raise StateError(f"cannot write the state DB {self.shown}: {value}") from value
+        return False
+
+
+def sqlite_writer(path: Path) -> SqliteWriter | None:
+    """A writer on the SQLite state DB ``path`` if it exists, in WAL mode, at the newest
+    migration; None otherwise: then :class:`dim.state.StateDB` creates, converts or
+    migrates it (and needs SQLAlchemy and Alembic to)."""
+    if not path.exists():
+        return None
+    try:
+        connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        connection.execute("PRAGMA busy_timeout=30000")
+        mode = connection.execute("PRAGMA journal_mode").fetchone()
+        revision = connection.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+        if mode != ("wal",) or revision != [(migrations.HEAD,)]:
+            connection.close()
+            return None
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.Error:
+        connection.close()
+        return None
+    return SqliteWriter(connection, f"sqlite:///{path}")
 
 
 def read_observed(path: Path) -> Observed:
@@ -121,6 +195,35 @@ def read_observed(path: Path) -> Observed:
     macs = {(node, network): mac for node, network, mac in rows}
     images = dict(_rows(path, f"SELECT node, image FROM {NODE_IMAGES_TABLE}"))
     return Observed(macs, images)
+
+
+def read_node_observed(path: Path, names: Iterable[str]) -> Observed:
+    """The MACs and image overrides of the nodes ``names`` alone: indexed queries."""
+    wanted = list(names)
+    macs, images = {}, {}
+    for chunk in _chunks(wanted):
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT node, network, mac FROM {MACS_TABLE} WHERE node IN ({marks})"
+        macs.update({(n, net): mac for n, net, mac in _rows(path, query, chunk)})
+        query = f"SELECT node, image FROM {NODE_IMAGES_TABLE} WHERE node IN ({marks})"
+        images.update(_rows(path, query, chunk))
+    return Observed(macs, images)
+
+
+def read_changes(path: Path, after: int) -> Changes:
+    """The nodes the change journal names after its entry ``after`` (0: from the start)."""
+    rows = _rows(path, f"SELECT id, node FROM {NODE_CHANGES_TABLE} WHERE id > ?", (after,))
+    last = max((r[0] for r in rows), default=None)
+    if last is None:  # nothing new: the journal's end says whether it is the one recorded
+        top = _rows(path, f"SELECT max(id) FROM {NODE_CHANGES_TABLE}")
+        last = (top[0][0] if top else None) or 0
+    return Changes(last, {r[1] for r in rows})
+
+
+def _chunks(items: list, size: int = 500) -> Iterable[list]:
+    """SQLite allows a limited number of parameters per statement."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def read_last_boots(path: Path) -> dict[str, Boot]:

@@ -38,7 +38,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from dim import migrations
+from dim import migrations, observations
 from dim.errors import StateError, StateUnavailable
 from dim.layout.model import Cluster, Inventory
 from dim.names import normalize_mac
@@ -47,10 +47,13 @@ from dim.records import (  # noqa: F401
     BOOTS_TABLE,
     EVENTS_TABLE,
     MACS_TABLE,
+    NODE_CHANGES_TABLE,
     NODE_IMAGES_TABLE,
     STALE_LEASES_TABLE,
+    VERSION_TABLE,
     Boot,
     BootTarget,
+    Changes,
     Event,
     Observed,
     StaleLease,
@@ -62,7 +65,6 @@ WRITE_LOCK = 0x64696D
 # Seconds to wait for a PostgreSQL server to answer a connection (libpq waits forever by
 # default): a boot served from the snapshot after 5 s beats one that never is.
 CONNECT_TIMEOUT = 5
-VERSION_TABLE = "alembic_version"  # Alembic's: the revision the DB's schema is at
 
 T = TypeVar("T")
 
@@ -114,6 +116,16 @@ boots_table = sa.Table(
     sa.Column("image", sa.String, nullable=False),
     sa.Column("version", sa.String, nullable=False),
     sa.Column("client", sa.String, nullable=False),
+)
+
+# The change journal: a row per node whose MAC or image a change touched, in the change's
+# transaction, so that `dim apply` reads what changed since the entry it last consumed instead
+# of every MAC and image (dim.services.applied). Never rewritten: entries only grow.
+node_changes_table = sa.Table(
+    NODE_CHANGES_TABLE,
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("node", sa.String, nullable=False),
 )
 
 # Built once: constructing the statement costs more than running it (0.5 ms against 0.2 ms).
@@ -203,6 +215,36 @@ class StateDB:
         observed = self.observed()
         return Inventory(cluster, observed.macs, observed.images)
 
+    def node_observed(self, names: Iterable[str]) -> Observed:
+        """The MACs and image overrides of the nodes ``names`` alone (indexed queries)."""
+        wanted = list(names)
+
+        def read(conn: sa.Connection) -> Observed:
+            macs, images = {}, {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                query = sa.select(macs_table).where(macs_table.c.node.in_(chunk))
+                macs.update({(r.node, r.network): r.mac for r in conn.execute(query)})
+                query = sa.select(images_table).where(images_table.c.node.in_(chunk))
+                images.update({r.node: r.image for r in conn.execute(query)})
+            return Observed(macs, images)
+
+        return self._read(read, MACS_TABLE, Observed({}, {}))
+
+    def changes(self, after: int) -> Changes:
+        """The nodes the change journal names after its entry ``after``, and its last entry."""
+        table = node_changes_table
+
+        def read(conn: sa.Connection) -> Changes:
+            rows = conn.execute(sa.select(table.c.id, table.c.node).where(table.c.id > after))
+            found = {r.id: r.node for r in rows}
+            last = max(found, default=None)
+            if last is None:
+                last = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+            return Changes(last, set(found.values()))
+
+        return self._read(read, NODE_CHANGES_TABLE, Changes(0, set()))
+
     def stale_leases(self) -> list[StaleLease]:
         """The replaced MACs whose leases are still to be released, oldest first."""
         query = sa.select(stale_leases_table).order_by(
@@ -269,106 +311,27 @@ class StateDB:
     def set_macs(
         self, cluster: Cluster, changes: Mapping[tuple[str, str], str], *, source: str = "set"
     ) -> int:
-        """Record MACs for (node, network) pairs in one transaction; returns how many changed.
-
-        The result is checked as a whole before anything is written: every node and network
-        must exist in the layout, and no MAC may belong to two interfaces afterwards. Each MAC
-        that a change replaces is recorded as a stale lease, to be released by ``dim apply``.
-        """
-        for (node_name, network), _mac in changes.items():
-            node = cluster.node(node_name)
-            if node is None:
-                raise StateError(f"unknown node {node_name!r}: it is not in {cluster.source}")
-            if node.interface(network) is None:
-                raise StateError(f"node {node_name} has no interface on network {network!r}")
+        """Record MACs for (node, network) pairs in one transaction; returns how many changed
+        (:func:`dim.observations.set_macs`: checked as a whole, replaced MACs kept as stale
+        leases)."""
         with self._transaction() as conn:
-            current = {(r.node, r.network): r.mac for r in conn.execute(sa.select(macs_table))}
-            final = dict(current)
-            final.update(changes)
-            owner: dict[str, tuple[str, str]] = {}
-            for key, mac in final.items():
-                other = owner.setdefault(mac, key)
-                if other != key:
-                    first, second = sorted([other, key])
-                    raise StateError(
-                        f"duplicate MAC address {mac}: {first[0]} ({first[1]}) and "
-                        f"{second[0]} ({second[1]})"
-                    )
-            changed = {k: v for k, v in changes.items() if current.get(k) != v}
-            if changed:
-                conn.execute(
-                    macs_table.delete().where(
-                        macs_table.c.node == sa.bindparam("n"),
-                        macs_table.c.network == sa.bindparam("net"),
-                    ),
-                    [{"n": n, "net": net} for n, net in changed],
-                )
-                conn.execute(
-                    macs_table.insert(),
-                    [{"node": n, "network": net, "mac": m} for (n, net), m in changed.items()],
-                )
-                self._record_stale(conn, current, changed)
-                self._log(
-                    conn,
-                    [(n, "mac", f"{net} {m} ({source})") for (n, net), m in changed.items()],
-                )
-            return len(changed)
-
-    def _record_stale(
-        self,
-        conn: sa.Connection,
-        current: Mapping[tuple[str, str], str],
-        changed: Mapping[tuple[str, str], str],
-    ) -> None:
-        """Remember each replaced MAC; a MAC set back on its interface is no longer stale.
-
-        The row for a replaced MAC is deleted before it is inserted again (with a new time),
-        so that replacing the same MAC twice keeps one row.
-        """
-        replaced = [(n, net, current[n, net]) for n, net in changed if (n, net) in current]
-        back = [(n, net, m) for (n, net), m in changed.items()]
-        _delete_stale(conn, back + replaced)
-        if replaced:
-            now = time.time()
-            conn.execute(
-                stale_leases_table.insert(),
-                [{"node": n, "network": net, "mac": m, "at": now} for n, net, m in replaced],
-            )
+            return observations.set_macs(_Executor(conn), cluster, changes, source)
 
     def forget_stale_leases(self, leases: Iterable[StaleLease]) -> None:
         """Drop stale leases that were released, or that need no release."""
         keys = [(s.node, s.network, s.mac) for s in leases]
         if keys:
             with self._transaction() as conn:
-                _delete_stale(conn, keys)
+                observations.delete_stale(_Executor(conn), keys)
 
     def set_images(self, cluster: Cluster, nodes: Iterable[str], image: str) -> int:
         """Assign ``image`` to nodes; an image equal to the layout's choice clears the override."""
-        if image not in cluster.images:
-            raise StateError(f"unknown image {image!r}: it is not in {cluster.source}")
-        names = list(nodes)
-        for name in names:
-            if cluster.node(name) is None:
-                raise StateError(f"unknown node {name!r}: it is not in {cluster.source}")
         with self._transaction() as conn:
-            current = {r.node: r.image for r in conn.execute(sa.select(images_table))}
-            changed = [n for n in names if current.get(n, cluster.node(n).image) != image]
-            if changed:
-                conn.execute(
-                    images_table.delete().where(images_table.c.node == sa.bindparam("n")),
-                    [{"n": n} for n in changed],
-                )
-                overrides = [n for n in changed if cluster.node(n).image != image]
-                if overrides:
-                    conn.execute(
-                        images_table.insert(), [{"node": n, "image": image} for n in overrides]
-                    )
-                self._log(conn, [(n, "image", image) for n in changed])
-            return len(changed)
+            return observations.set_images(_Executor(conn), cluster, nodes, image)
 
     def log(self, node: str | None, kind: str, detail: str = "") -> None:
         with self._transaction() as conn:
-            self._log(conn, [(node, kind, detail)])
+            observations.log(_Executor(conn), [(node, kind, detail)])
 
     def record_boots(self, boots: list[Boot]) -> None:
         """Log each boot as a ``boot`` event and remember it as its node's last, in one
@@ -399,13 +362,6 @@ class StateDB:
                 ],
             )
 
-    def _log(self, conn: sa.Connection, entries: list[tuple[str | None, str, str]]) -> None:
-        now = time.time()
-        conn.execute(
-            events_table.insert(),
-            [{"at": now, "node": n, "kind": k, "detail": d} for n, k, d in entries],
-        )
-
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
@@ -416,16 +372,18 @@ class StateDB:
         return self.engine.connect().execution_options(dim_read_only=True)
 
 
-def _delete_stale(conn: sa.Connection, keys: list[tuple[str, str, str]]) -> None:
-    table = stale_leases_table
-    conn.execute(
-        table.delete().where(
-            table.c.node == sa.bindparam("n"),
-            table.c.network == sa.bindparam("net"),
-            table.c.mac == sa.bindparam("m"),
-        ),
-        [{"n": n, "net": net, "m": m} for n, net, m in keys],
-    )
+class _Executor:
+    """:class:`dim.observations.Executor` over an SQLAlchemy connection."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, parameters: Mapping[str, object]) -> list[tuple]:
+        return [tuple(r) for r in self.conn.execute(sa.text(sql), dict(parameters))]
+
+    def run(self, sql: str, parameters: list[dict[str, object]]) -> None:
+        if parameters:
+            self.conn.execute(sa.text(sql), parameters)
 
 
 class _Transaction:

@@ -34,7 +34,17 @@ FLOORS = (
         ),
     ),
     ("layout", ("dim.layout",)),
-    ("inventory and state", ("dim.inventory", "dim.state", "dim.records", "dim.migrations")),
+    (
+        "inventory and state",
+        (
+            "dim.inventory",
+            "dim.state",
+            "dim.records",
+            "dim.migrations",
+            "dim.layout_cache",
+            "dim.observations",
+        ),
+    ),
     ("domain", ("dim.boot", "dim.services", "dim.images", "dim.power")),
     ("actions", ("dim.actions",)),
     ("lab", ("dim.lab",)),

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from dim.actions.context import Context
 from dim.errors import StateError, StateUnavailable
 from dim.names import normalize_mac
 from dim.state import StateDB, database_url, parse_mac_csv
@@ -187,19 +188,29 @@ def test_bad_csv_is_refused_with_file_and_line(small_cluster, text, message):
 
 
 def test_a_writer_waits_for_the_one_holding_the_write_lock(tmp_path, small_cluster, database):
+    _writer_waits(tmp_path, small_cluster, database, "sqlalchemy")
+
+
+def test_the_sqlite3_writer_of_dim_node_set_waits_for_the_write_lock_too(tmp_path, small_cluster):
+    _writer_waits(tmp_path, small_cluster, None, "sqlite3")
+
+
+def _writer_waits(tmp_path, small_cluster, database, writer) -> None:
     holder = StateDB.open(tmp_path, url=database)
     holding, release, done = threading.Event(), threading.Event(), threading.Event()
 
     def hold() -> None:
         with holder._transaction() as conn:  # BEGIN IMMEDIATE, or the advisory lock
-            holder._log(conn, [("c01", "test", "")])
+            conn.execute(sa.text("INSERT INTO events (at, kind, detail) VALUES (0, 'test', '')"))
             holding.set()
             release.wait(10)
 
     def write() -> None:
-        StateDB.open(tmp_path, url=database).set_macs(
-            small_cluster, {("c01", "boot"): "52:54:00:00:00:01"}
-        )
+        change = {("c01", "boot"): "52:54:00:00:00:01"}
+        if writer == "sqlite3":  # dim node set's own: no SQLAlchemy
+            Context(config=tmp_path / "unused.xml", state=tmp_path).set_macs(small_cluster, change)
+        else:
+            StateDB.open(tmp_path, url=database).set_macs(small_cluster, change)
         done.set()
 
     threads = [threading.Thread(target=hold), threading.Thread(target=write)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import sqlalchemy as sa
+
 from dim.state import Boot, BootTarget, StateDB
 
 
@@ -48,7 +50,7 @@ def test_a_boot_lookup_does_not_wait_for_a_writer(small_cluster, tmp_path, datab
 
     def writer():
         with db._transaction() as conn:  # holds SQLite's write lock until released
-            db._log(conn, [("c01", "test", "")])
+            conn.execute(sa.text("INSERT INTO events (at, kind, detail) VALUES (0, 'test', '')"))
             holding.set()
             release.wait(10)
 

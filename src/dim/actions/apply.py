@@ -12,7 +12,7 @@ The steps, in their order (each one's own crash-safety is documented where it li
 4. the DHCP leases still held by replaced MACs released when the daemons were reloaded, or
    listed as pending otherwise (:mod:`dim.services.leases`);
 5. the boot targets that ``dim serve`` answers from while the state DB is unreachable
-   written to the state folder (:mod:`dim.boot.targets`), atomically.
+   brought up to date in the state folder (:mod:`dim.actions.boot_targets`).
 
 ::
 
@@ -27,13 +27,13 @@ caller shows first, then turns into an error with :meth:`ApplyReport.raise_for_u
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dim.actions import boot_targets
 from dim.actions.context import Context
 from dim.allocation import bulk_allocation
-from dim.boot import targets
 from dim.boot.builds import find_build
 from dim.errors import ApplyError
 from dim.images.operations import ensure_replicas
@@ -47,7 +47,6 @@ from dim.services import apply as applier
 from dim.services.apply import ApplyResult, target
 from dim.services.clients import loader_files as needed_loaders
 from dim.services.manifest import PATH as MANIFEST
-from dim.services.render import render_all
 from dim.services.rendering import RenderContext, RenderedFile
 
 
@@ -118,8 +117,13 @@ class _Options:
 
 def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyReport:
     """Render everything, compare everything; record what it rendered from."""
+    # here: an incremental apply renders a few nodes with their own renderers, and does not
+    # import every service's (NFS, hosts…)
+    from dim.services.render import render_all
+
     data = _layout_bytes(ctx)  # parsed and fingerprinted as read once
-    cluster = ctx.cluster() if data is None else layout.parse(data, str(ctx.config))
+    cluster = ctx.cluster(data)  # and cached for dim node set (dim.layout_cache)
+    journal = ctx.journal_end()  # before the values: a change made meanwhile is seen again
     observed = ctx.observed()
     inventory = Inventory(cluster, observed.macs, observed.images)
     name = server_name(cluster, server)
@@ -132,20 +136,19 @@ def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyRepo
         record.unlink(missing_ok=True)
     secure_boot = any(node.secure_boot for node in context.nodes())
     report, installed = _install(
-        ctx, inventory, name, render_all(context), options, secure_boot=secure_boot
+        ctx,
+        inventory,
+        name,
+        render_all(context),
+        options,
+        secure_boot=secure_boot,
+        refresh=lambda: boot_targets.refresh(ctx, everything=observed, journal=journal),
     )
     if keep and not options.dry_run:
         served = set(inventory.cluster.peers(name))
         stamp = applied.root_stamp(target(root, MANIFEST))
-        applied.snapshot(
-            inventory.cluster.nodes,
-            served,
-            inventory.macs,
-            inventory.images,
-            key,
-            installed,
-            stamp,
-        ).write(record)
+        head = (key, installed, stamp, journal)
+        applied.write(record, cluster.nodes, served, observed.macs, observed.images, head)
     return report
 
 
@@ -159,39 +162,65 @@ def _apply_changes(ctx: Context, server: str | None, options: _Options) -> Apply
     name = server_name(declared, server)
     if not incremental.supported(declared.servers[name], ctx.template_dir):
         return None
-    root, dry_run = options.root, options.dry_run
+    root = options.root
     record = StatePaths(ctx.state).applied(name, os.path.abspath(root))
     journal = target(root, MANIFEST)
     key, stamp = _fingerprint(ctx, declared, name, root, data), applied.root_stamp(journal)
     previous = applied.Applied.read(record, key, stamp)
     if previous is None:
         return None
-    observed = ctx.observed()
-    changed = previous.changed(observed.macs, observed.images)
+    try:
+        return _apply_recorded(ctx, declared, name, previous, options)
+    finally:
+        previous.close()
+
+
+def _apply_recorded(
+    ctx: Context, declared: Cluster, name: str, previous: applied.Applied, options: _Options
+) -> ApplyReport | None:
+    """The incremental apply over a matching record: the nodes the change journal names
+    since the record's entry, those whose boot MAC or image differ rendered again."""
+    changes = ctx.changes(previous.journal)  # read before the values they name
+    if changes.last < previous.journal:
+        return None  # another state DB than the record's
     # the nodes with a lease to release are looked up in the layout too
-    wanted = set(changed) | {s.node for s in ctx.stale_leases() if s.node in previous.nodes}
-    nodes = tuple(previous.node(n) for n in previous.nodes if n in wanted)
+    stale = {s.node for s in ctx.stale_leases()}
+    entries = previous.entries(changes.nodes | stale)
+    if len(entries) > incremental.MOST_NODES:
+        return None
+    observed = ctx.node_observed(entries)
+    macs, images = observed.macs, observed.images
+    changed = {
+        n: e
+        for n, e in entries.items()
+        if macs.get((n, e.network)) != e.mac or images.get(n) != e.image
+    }
+    nodes = tuple(e.node(n) for n, e in entries.items())
     cluster = replace(declared, nodes=nodes, by_name={})
-    inventory = Inventory(cluster, observed.macs, observed.images)
+    inventory = Inventory(cluster, macs, images)
     context = RenderContext(inventory, name, ctx.state, ctx.template_dir)
-    changes = incremental.render_changes(context, previous, changed, root)
-    if changes is None:
+    changes_made = incremental.render_changes(
+        context, previous, entries, list(changed), options.root
+    )
+    if changes_made is None:
         return None
     report, _ = _install(
         ctx,
         inventory,
         name,
-        changes.files,
+        changes_made.files,
         options,
         secure_boot=previous.secure_boot,
-        removed=changes.removed,
+        removed=changes_made.removed,
+        refresh=lambda: boot_targets.refresh(ctx),
     )
     counts = report.result.counts()
-    report.result.unchanged = changes.total - counts["create"] - counts["update"]
-    if not dry_run:
-        previous.update(changed, observed.macs, observed.images, changes.total)
-        previous.stamp = applied.root_stamp(journal)
-        previous.write(record)
+    report.result.unchanged = changes_made.total - counts["create"] - counts["update"]
+    if not options.dry_run:
+        for n, entry in changed.items():
+            entry.mac, entry.image = macs.get((n, entry.network)), images.get(n)
+        stamp = applied.root_stamp(target(options.root, MANIFEST))
+        previous.update(changed, changes_made.total, stamp, changes.last)
     return report
 
 
@@ -203,10 +232,12 @@ def _install(
     options: _Options,
     *,
     secure_boot: bool,
+    refresh: Callable[[], None],
     removed: Iterable[str] | None = None,
 ) -> tuple[ApplyReport, int]:
     """What a full and an incremental apply share: the replicas, the loaders, validation and
-    installation, the leases, the boot targets; return the report and the number of files."""
+    installation, the leases, the boot targets (``refresh``); return the report and the
+    number of files."""
     root, dry_run, cluster = options.root, options.dry_run, inventory.cluster
     created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
     srv = cluster.servers[name]
@@ -223,7 +254,7 @@ def _install(
     )
     released, waiting = _settle_leases(ctx, srv, cluster, now=options.do_reload and not dry_run)
     if not dry_run:
-        targets.write(StatePaths(ctx.state), inventory.macs, inventory.images)
+        refresh()
     report = ApplyReport(
         server=name,
         root=root,
@@ -264,6 +295,7 @@ def _fingerprint(ctx: Context, cluster: Cluster, server: str, root: Path, data: 
             server,
             os.path.abspath(root),
             str(ctx.state),
+            ctx.database,  # the change journal the record's entry is one of
             overrides,
             images,
         ]

@@ -10,31 +10,44 @@ tests build their own, pointing into a temporary folder::
 
 Reads choose their way here, once: an SQLite state DB is read with the standard library's
 ``sqlite3`` (:mod:`dim.records`: no SQLAlchemy to import), any other (``database`` a
-``postgresql://`` URL) through :class:`~dim.state.StateDB`.
+``postgresql://`` URL) through :class:`~dim.state.StateDB`. So are the changes of MACs and
+images (:meth:`Context.set_macs`, :meth:`Context.set_images`), on an SQLite DB that needs no
+migration; the same code (:mod:`dim.observations`) runs through SQLAlchemy otherwise.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dim import layout_cache, observations
 from dim.layout import parser as layout
-from dim.layout.model import Cluster, Inventory
+from dim.layout.model import Cluster, Inventory, Node
+from dim.paths import StatePaths
 from dim.records import (
     Boot,
+    Changes,
     Observed,
+    SqliteWriter,
     StaleLease,
+    read_changes,
     read_last_boots,
+    read_node_observed,
     read_observed,
     read_stale_leases,
     sqlite_file,
+    sqlite_writer,
 )
 
 if TYPE_CHECKING:
     from dim.images.store import Store
     from dim.state import StateDB
+
+
+JOURNAL_END = 2**31 - 1  # after every entry of the change journal: an INTEGER key's largest
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +71,26 @@ class Context:
         object.__setattr__(self, "config", Path(os.path.abspath(self.config)))
         object.__setattr__(self, "state", Path(os.path.abspath(self.state)))
 
-    def cluster(self) -> Cluster:
-        return layout.load(self.config)
+    def cluster(self, data: bytes | None = None) -> Cluster:
+        """cluster.xml (or ``data``, its bytes as read already) parsed and validated in full;
+        its nodes kept in the validated-layout cache (:mod:`dim.layout_cache`) for
+        :meth:`one_node`."""
+        data = layout.read(self.config) if data is None else data
+        cluster = layout.parse(data, str(self.config))
+        layout_cache.store(StatePaths(self.state), data, cluster)
+        return cluster
+
+    def one_node(self, name: str) -> Cluster | None:
+        """The layout with node ``name`` alone, from the validated-layout cache of the bytes
+        of cluster.xml as they are now: no group is expanded. None when the cache cannot
+        tell (these bytes not parsed in full yet, or ``name`` not one of its nodes): then
+        :meth:`cluster` parses in full, validates, and says what is wrong."""
+        data = layout.read(self.config)
+        node = layout_cache.lookup(StatePaths(self.state), data, name)
+        if not isinstance(node, Node):
+            return None
+        declared = layout.parse_declarations(data, str(self.config))
+        return replace(declared, nodes=(node,), by_name={})
 
     def inventory(self) -> Inventory:
         """The layout, with the MACs and image assignments recorded in the state DB."""
@@ -71,6 +102,22 @@ class Context:
         path = self._sqlite_file()
         return read_observed(path) if path else self.db(create=False).observed()
 
+    def node_observed(self, names: Iterable[str]) -> Observed:
+        """The MACs and image assignments of the nodes ``names`` alone."""
+        path = self._sqlite_file()
+        if path is None:
+            return self.db(create=False).node_observed(names)
+        return read_node_observed(path, names)
+
+    def changes(self, after: int) -> Changes:
+        """The nodes the state DB's change journal names after its entry ``after``."""
+        path = self._sqlite_file()
+        return read_changes(path, after) if path else self.db(create=False).changes(after)
+
+    def journal_end(self) -> int:
+        """The last entry of the state DB's change journal (0: none)."""
+        return self.changes(JOURNAL_END).last
+
     def last_boots(self) -> dict[str, Boot]:
         """Each node's last network boot, as ``dim serve`` recorded it (none without a DB)."""
         path = self._sqlite_file()
@@ -80,6 +127,30 @@ class Context:
         """The replaced MACs whose DHCP leases are still to be released, oldest first."""
         path = self._sqlite_file()
         return read_stale_leases(path) if path else self.db(create=False).stale_leases()
+
+    def set_macs(
+        self, cluster: Cluster, changes: Mapping[tuple[str, str], str], *, source: str = "set"
+    ) -> int:
+        """Record MACs (:func:`dim.observations.set_macs`); how many changed."""
+        writer = self._writer()
+        if writer is None:
+            return self.db().set_macs(cluster, changes, source=source)
+        with writer as db:
+            return observations.set_macs(db, cluster, changes, source)
+
+    def set_images(self, cluster: Cluster, nodes: Iterable[str], image: str) -> int:
+        """Assign ``image`` to ``nodes`` (:func:`dim.observations.set_images`); how many
+        changed."""
+        writer = self._writer()
+        if writer is None:
+            return self.db().set_images(cluster, nodes, image)
+        with writer as db:
+            return observations.set_images(db, cluster, nodes, image)
+
+    def _writer(self) -> SqliteWriter | None:
+        """An SQLite state DB's writer without SQLAlchemy, when it needs no migration."""
+        path = self._sqlite_file()
+        return sqlite_writer(path) if path is not None else None
 
     def db(self, *, create: bool = True) -> StateDB:
         # SQLAlchemy costs a tenth of a second: only commands that write pay for it (and

@@ -25,7 +25,6 @@ from dim.errors import UsageError
 from dim.inventory import node_record, select
 from dim.layout.model import Cluster, Node
 from dim.names import normalize_mac
-from dim.paths import StatePaths
 
 if TYPE_CHECKING:
     from dim.images.delta import Delta
@@ -103,8 +102,11 @@ def records(ctx: Context, nodeset: str | None = None, exclude: str | None = None
 
 
 def set_mac(ctx: Context, nodeset: str, mac: str, network: str | None = None) -> MacChange:
-    """Record the MAC of one node's interface on ``network`` (default: its boot network)."""
-    cluster = ctx.cluster()
+    """Record the MAC of one node's interface on ``network`` (default: its boot network).
+
+    A node named alone is looked up in the validated-layout cache (:meth:`Context.one_node`),
+    without expanding cluster.xml, when these bytes of it were validated in full before."""
+    cluster = ctx.one_node(nodeset) or ctx.cluster()
     nodes = select(cluster, nodeset)
     if len(nodes) != 1:
         raise UsageError(f"--mac names one node, and {nodeset!r} names {len(nodes)}")
@@ -114,15 +116,15 @@ def set_mac(ctx: Context, nodeset: str, mac: str, network: str | None = None) ->
         value = normalize_mac(mac)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    changed = ctx.db().set_macs(cluster, {(node.name, net): value})
+    changed = ctx.set_macs(cluster, {(node.name, net): value})
     return MacChange(node.name, net, value, bool(changed))
 
 
 def set_image(ctx: Context, nodeset: str, image: str) -> ImageAssignment:
     """Assign ``image`` to every node of ``nodeset`` (replicas come with the next apply)."""
-    cluster = ctx.cluster()
+    cluster = ctx.one_node(nodeset) or ctx.cluster()
     names = tuple(n.name for n in select(cluster, nodeset))
-    return ImageAssignment(names, image, ctx.db().set_images(cluster, names, image))
+    return ImageAssignment(names, image, ctx.set_images(cluster, names, image))
 
 
 def import_macs(ctx: Context, csv_file: Path, *, dry_run: bool = False) -> MacImport:
@@ -143,7 +145,7 @@ def import_macs(ctx: Context, csv_file: Path, *, dry_run: bool = False) -> MacIm
         current = ctx.inventory().macs
         changed = sum(1 for key, mac in changes.items() if current.get(key) != mac)
     else:
-        changed = ctx.db().set_macs(cluster, changes, source=f"import {csv_file.name}")
+        changed = ctx.set_macs(cluster, changes, source=f"import {csv_file.name}")
     return MacImport(csv_file, len(changes), changed, dry_run)
 
 
@@ -156,7 +158,7 @@ def switch(
     state; the nodes' own loader files that ``dim apply`` installed under ``root`` (PXELINUX
     and GRUB read them over TFTP) are pointed at the image, each replaced atomically.
     """
-    from dim.boot import targets
+    from dim.actions import boot_targets
     from dim.images import operations
 
     cluster = ctx.cluster()
@@ -164,12 +166,12 @@ def switch(
     chosen = select(cluster, nodeset)
     nodes = [n.name for n in chosen]
     created = operations.switch(ctx.store(), cluster, nodes, declared, progress=progress)
-    switched = ctx.db().set_images(cluster, nodes, image)
+    switched = ctx.set_images(cluster, nodes, image)
     found = [n for n in nodes if n not in created]
-    observed = ctx.observed()  # the layout is parsed already: not again
+    observed = ctx.node_observed(nodes)  # theirs alone: the layout is parsed already
     links = _point_node_links(cluster, observed.macs, chosen, image, root)
     # dim serve answers from these while the state DB is unreachable: the switch holds there too
-    targets.write(StatePaths(ctx.state), observed.macs, observed.images)
+    boot_targets.refresh(ctx)
     return Switch(tuple(nodes), image, switched, tuple(created), tuple(found), links)
 
 

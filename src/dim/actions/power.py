@@ -139,7 +139,7 @@ def discover(
     if not save:
         return Discovery(run, {}, 0)
     changes = control.boot_macs(chosen.cluster, run.results, nic)
-    changed = ctx.db().set_macs(chosen.cluster, changes, source="discover") if changes else 0
+    changed = ctx.set_macs(chosen.cluster, changes, source="discover") if changes else 0
     return Discovery(run, changes, changed)
 
 

@@ -2,73 +2,181 @@
 
 ``dim serve`` answers a node's boot script from the state DB (:meth:`StateDB.boot_target`).
 So that nodes still boot while the DB cannot be reached (a PostgreSQL server down, the network
-to it cut), ``dim apply`` and ``dim node switch`` also write every MAC the DB records, with its
-node, network and image override, to ``<state>/boot-targets.json``; the service answers from
+to it cut), ``dim apply`` and ``dim node switch`` also keep every MAC the DB records, with its
+node, network and image override, in ``<state>/boot-targets.db``; the service answers from
 that file meanwhile, as it stood at the last of those commands::
 
-    >>> write(StatePaths(state), inventory.macs, inventory.images)
+    >>> write(StatePaths(state), inventory.macs, inventory.images, journal=12)
     >>> Snapshot(StatePaths(state).boot_targets).target("52:54:00:00:00:01")
     BootTarget(node='node01', network='boot', image=None)
 
-The file is JSON, written atomically (:func:`dim.files.write_atomically`)::
+The file is an SQLite database (the standard library's ``sqlite3``), one row per MAC, keyed
+by the MAC and indexed by node, so that a command that changed a few nodes rewrites their rows
+alone (:func:`update`), in one transaction that the service never sees half done. It also
+holds the last entry of the state DB's change journal that it reflects (:func:`journal`):
+the nodes named after it are those to update. Rows are changed in place, never by renaming
+another file over this one: SQLite's rollback journal belongs to the file's name, and a hot
+journal left by a crash must meet the file it was made for::
 
-    {"version": 1, "targets": {"52:54:00:00:00:01": ["node01", "boot", null], …}}
+    meta:    ("format", "1"), ("journal", "<last entry reflected>")
+    targets: mac (key), node (indexed), network, image or NULL
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from dim.files import write_atomically
 from dim.paths import StatePaths
 from dim.records import BootTarget
 
-FORMAT = 1
-
-
-def render(macs: Mapping[tuple[str, str], str], images: Mapping[str, str]) -> bytes:
-    """The file's content for the MACs per (node, network) and the image overrides per node."""
-    targets = {mac: [node, network, images.get(node)] for (node, network), mac in macs.items()}
-    return json.dumps({"version": FORMAT, "targets": dict(sorted(targets.items()))}).encode()
+FORMAT = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS targets (mac TEXT PRIMARY KEY, node TEXT NOT NULL,
+                                    network TEXT NOT NULL, image TEXT);
+CREATE INDEX IF NOT EXISTS targets_node ON targets (node);
+"""
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for the service's reads, and the reverse
 
 
 def write(
-    paths: StatePaths, macs: Mapping[tuple[str, str], str], images: Mapping[str, str]
+    paths: StatePaths,
+    macs: Mapping[tuple[str, str], str],
+    images: Mapping[str, str],
+    *,
+    journal: int,
 ) -> None:
-    write_atomically(paths.boot_targets, render(macs, images), 0o644)
+    """Replace every target by the MACs per (node, network) and image overrides per node,
+    as of the change journal's entry ``journal``."""
+    with _writing(paths.boot_targets) as db:
+        db.execute("DELETE FROM targets")
+        _insert(db, macs, images)
+        _set_journal(db, journal)
+
+
+def update(
+    paths: StatePaths,
+    nodes: Iterable[str],
+    macs: Mapping[tuple[str, str], str],
+    images: Mapping[str, str],
+    *,
+    journal: int,
+) -> None:
+    """Replace the targets of ``nodes`` alone by their MACs in ``macs`` (and the image
+    overrides in ``images``), as of the change journal's entry ``journal``."""
+    names = sorted(set(nodes))
+    with _writing(paths.boot_targets) as db:
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            db.execute(f"DELETE FROM targets WHERE node IN ({marks})", chunk)
+        wanted = set(names)
+        _insert(db, {k: m for k, m in macs.items() if k[0] in wanted}, images)
+        _set_journal(db, journal)
+
+
+def journal(paths: StatePaths) -> int | None:
+    """The change journal's last entry that the file reflects; None without a file of ours."""
+    try:
+        rows = _read_only(paths.boot_targets).execute("SELECT key, value FROM meta").fetchall()
+    except (OSError, sqlite3.Error):
+        return None
+    meta = dict(rows)
+    if meta.get("format") != FORMAT or "journal" not in meta:
+        return None
+    return int(meta["journal"])
 
 
 class Snapshot:
-    """The file, read again when it changes (``dim apply`` may rewrite it while we serve)."""
+    """The file, opened again when it is replaced (``dim apply`` writes it while we serve)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int, int] | None = None
-        self._targets: dict[str, BootTarget] = {}
+        self._identity: tuple[int, int] | None = None
+        self._connection: sqlite3.Connection | None = None
 
     def target(self, mac: str) -> BootTarget | None:
         """What the file says of ``mac``, None if it does not know it; OSError without a file
         (no ``dim apply`` yet), ValueError if it is not one this dim wrote."""
-        return self.targets().get(mac)
+        query = "SELECT node, network, image FROM targets WHERE mac = ?"
+        row = self._query(query, (mac,))
+        return BootTarget(*row[0]) if row else None
 
     def targets(self) -> dict[str, BootTarget]:
+        """Every target, by MAC."""
+        rows = self._query("SELECT mac, node, network, image FROM targets ORDER BY mac", ())
+        return {mac: BootTarget(*fields) for mac, *fields in rows}
+
+    def _query(self, query: str, parameters: tuple) -> list[tuple]:
         st = os.stat(self.path)
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp != self._stamp:
-            self._targets = parse(self.path.read_bytes())
-            self._stamp = stamp
-        return self._targets
+        identity = (st.st_dev, st.st_ino)
+        if identity != self._identity or self._connection is None:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = _read_only(self.path)
+            self._identity = identity
+        try:
+            formats = self._connection.execute("SELECT value FROM meta WHERE key = 'format'")
+            if formats.fetchall() != [(FORMAT,)]:
+                raise ValueError(f"not a boot targets file of format {FORMAT}")
+            return self._connection.execute(query, parameters).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"not a boot targets file ({exc})") from None
 
 
-def parse(data: bytes) -> dict[str, BootTarget]:
-    """MAC -> target from the file's content; ValueError if it is not one this dim wrote."""
-    document = json.loads(data)
-    if not isinstance(document, dict) or document.get("version") != FORMAT:
-        raise ValueError(f"not a boot targets file of format {FORMAT}")
-    try:
-        return {mac: BootTarget(*fields) for mac, fields in document["targets"].items()}
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"a malformed boot targets file ({exc})") from None
+def _read_only(path: Path) -> sqlite3.Connection:
+    os.stat(path)  # FileNotFoundError rather than SQLite's own error
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+
+
+class _writing:
+    """One write transaction on the file, made (or made again, if it is not ours) first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = self._open()
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def _open(self) -> sqlite3.Connection:
+        for attempt in (1, 2):
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            try:
+                db.executescript(_SCHEMA)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT,))
+                found = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchall()
+                if found == [(FORMAT,)]:
+                    os.chmod(self.path, 0o644)
+                    return db
+            except sqlite3.DatabaseError:
+                if attempt == 2:
+                    raise
+            db.close()
+            self.path.unlink()  # not a file this dim wrote (an older dim's JSON…): made anew
+        raise AssertionError("unreachable")
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        try:
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        finally:
+            self.db.close()
+        return False
+
+
+def _insert(
+    db: sqlite3.Connection, macs: Mapping[tuple[str, str], str], images: Mapping[str, str]
+) -> None:
+    db.executemany(
+        "INSERT INTO targets VALUES (?, ?, ?, ?)",
+        [(mac, node, network, images.get(node)) for (node, network), mac in macs.items()],
+    )
+
+
+def _set_journal(db: sqlite3.Connection, entry: int) -> None:
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('journal', ?)", (str(entry),))

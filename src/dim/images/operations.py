@@ -264,11 +264,14 @@ def ensure_replicas(
     if not dry_run:
         store.paths.images.mkdir(parents=True, exist_ok=True)
         store.paths.nodes.mkdir(parents=True, exist_ok=True)
-        present = set(os.listdir(store.paths.nodes))  # one listing, not a mkdir per node
         exported = set(inventory.cluster.peers(server))
-        for node in inventory.cluster.nodes:
-            if node.server in exported and node.name not in present:
-                (store.paths.nodes / node.name).mkdir(exist_ok=True)
+        names = [n.name for n in inventory.cluster.nodes if n.server in exported]
+        # many nodes: one listing, not a mkdir per node; a few (an incremental apply's, in a
+        # folder of 100,000): a mkdir each, not a listing of them all
+        present = set(os.listdir(store.paths.nodes)) if len(names) > 100 else set()
+        for name in names:
+            if name not in present:
+                (store.paths.nodes / name).mkdir(exist_ok=True)
     missing: dict[str, list[str]] = {}
     stored = {name: store.exists(name) for name in inventory.cluster.images}
     for node in inventory.cluster.nodes:

@@ -144,16 +144,19 @@ def _schema() -> etree.RelaxNG:
 
 def load(path: str | Path) -> Cluster:
     """Read and parse cluster.xml."""
-    path = Path(path)
+    return parse(read(path), str(path))
+
+
+def read(path: str | Path) -> bytes:
+    """cluster.xml's bytes; LayoutError naming the file if it cannot be read."""
     try:
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise LayoutError(
             f"cannot read the cluster layout: {exc.strerror}",
             file=str(path),
             hint="pass --config FILE or set DIM_CONFIG",
         ) from exc
-    return parse(data, str(path))
 
 
 def parse(data: bytes, source: str = "<memory>") -> Cluster:

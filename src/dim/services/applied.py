@@ -3,42 +3,47 @@
 Every file dim renders is a function of the layout (cluster.xml, template overrides, dim's own
 code), of a little of the state folder (images stored, their boot builds) and, per node, of
 what the state DB observed: the boot MAC and the image assigned. After each apply that wrote,
-``<state>/applied/<digest>.tsv`` (one per server and root) records the first kind as one
-fingerprint, and per node its expanded record and the observed values rendered::
+``<state>/applied/<digest>.db`` (one per server and root; an SQLite file read and written with
+the standard library) records the first kind as one fingerprint, and per node its place in the
+layout, its expanded record and the observed values rendered::
 
-    dim-applied 1<TAB><fingerprint><TAB><files rendered><TAB><secure boot 1|0><TAB><root stamp>
-    <node><TAB><served 1|0><TAB><boot network><TAB><MAC or ""><TAB><image or ""><TAB><record>
+    meta:  format, fingerprint, files rendered, secure boot 1|0, root stamp, journal entry
+    nodes: name (key), position, served 1|0, boot network, MAC or NULL, image or NULL, record
 
 The root stamp is the identity of the root's journal of installed files
 (:mod:`dim.services.manifest`) as that apply left it: a root emptied, replaced or written by
-another dim since does not match, and neither does its record. The next apply with the same
-fingerprint and stamp compares each node's observed values with the
-recorded ones (:meth:`Applied.changed`); only the nodes that differ are rebuilt from their
-records (no expansion of cluster.xml) and rendered again (:mod:`dim.services.incremental`). A
-different fingerprint, or a file that is missing or of another format, means a full apply::
+another dim since does not match, and neither does its record. The journal entry is the last
+entry of the state DB's change journal (:data:`dim.state.node_changes_table`) that the apply
+had read before it read the MACs and images it rendered: the next apply with the same
+fingerprint and stamp reads only the journal's later entries, looks up those nodes alone
+(:meth:`Applied.entries`, by the primary key) and compares their observed values with the
+recorded ones; only those that differ are rebuilt from their records (no expansion of
+cluster.xml) and rendered again (:mod:`dim.services.incremental`), and only their rows are
+updated, in one transaction. A different fingerprint, a file that is missing or of another
+format, or a journal that ends before the recorded entry (another state DB) means a full
+apply, which writes a new file and renames it over the old one::
 
-    previous = Applied.read(paths.applied(server, str(root)), fingerprint)
+    previous = Applied.read(paths.applied(server, str(root)), fingerprint, stamp)
     if previous is not None:
-        changed = previous.changed(observed.macs, observed.images)
+        entries = previous.entries(ctx.changes(previous.journal).nodes)
 
 Values are those the layout parser checked (names, addresses, host names, BMC addresses):
-none holds a tab, a newline or the unit separator (U+001F) that joins a node's interfaces.
+none holds a tab or the unit separator (U+001F) that joins a node's interfaces.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dim.files import write_atomically
-from dim.layout.model import Bmc, Interface, Node
+from dim.layout.model import Node
+from dim.layout.records import decode, encode
 
-FORMAT = "dim-applied 1"
-_ITEM = "\x1f"  # between the fields of one interface or BMC
-_LIST = "\x1e"  # between interfaces
+FORMAT = "dim-applied 2"
 
 
 def fingerprint(parts: Iterable[object]) -> str:
@@ -69,76 +74,132 @@ def code_fingerprint() -> list[tuple[str, int, int]]:
 class NodeEntry:
     """One node as the last apply saw it."""
 
+    position: int  # in the layout's order
     served: bool  # by the server applied: DHCP and boot loader files name it
     network: str  # its boot network
     mac: str | None  # on its boot network
     image: str | None  # assigned in the state DB (None: the layout's)
     record: str  # the expanded node, encoded (:func:`encode`)
 
+    def node(self, name: str) -> Node:
+        """The expanded node, as recorded."""
+        return decode(name, self.record)
+
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE nodes (name TEXT PRIMARY KEY, position INTEGER NOT NULL, served INTEGER NOT NULL,
+                    network TEXT NOT NULL, mac TEXT, image TEXT, record TEXT NOT NULL);
+CREATE INDEX hosts ON nodes (network, position) WHERE served = 1 AND mac IS NOT NULL;
+"""
+_COLUMNS = "name, position, served, network, mac, image, record"
+
 
 @dataclass(slots=True)
 class Applied:
-    """The inputs of one server's last apply into one root."""
+    """The inputs of one server's last apply into one root, as a file open for lookups."""
 
     fingerprint: str
     files: int  # how many files (and links) that apply rendered
-    nodes: dict[str, NodeEntry]  # in layout order
-    secure_boot: bool = False  # whether a node the server boots is declared secure-boot
-    stamp: str = ""  # the root's journal as the apply left it (root_stamp)
+    secure_boot: bool  # whether a node the server boots is declared secure-boot
+    stamp: str  # the root's journal as the apply left it (root_stamp)
+    journal: int  # the last entry of the state DB's change journal read before rendering
+    connection: sqlite3.Connection
 
     @classmethod
     def read(cls, path: Path, fingerprint: str, stamp: str) -> Applied | None:
         """The record at ``path`` if it was made with ``fingerprint`` into a root whose journal
         is as it left it (``stamp``), else None."""
-        try:
-            with open(path, encoding="utf-8") as handle:
-                head = handle.readline().rstrip("\n").split("\t")
-                if head[:2] != [FORMAT, fingerprint] or head[4:] != [stamp]:
-                    return None
-                lines = handle.read().split("\n")  # not splitlines(): it splits at U+001E too
-        except (OSError, UnicodeDecodeError):
+        if not path.is_file():
             return None
-        nodes = {}
-        for line in lines[:-1]:  # once per node: the bare minimum (the last is "")
-            name, served, network, mac, image, record = line.split("\t", 5)
-            nodes[name] = NodeEntry(served == "1", network, mac or None, image or None, record)
-        return cls(fingerprint, int(head[2]), nodes, head[3] == "1", stamp)
+        try:
+            connection = sqlite3.connect(path, isolation_level=None)
+            meta = dict(connection.execute("SELECT key, value FROM meta"))
+        except sqlite3.Error:
+            return None
+        if meta.get("format") != FORMAT or meta.get("fingerprint") != fingerprint:
+            connection.close()
+            return None
+        if meta.get("stamp") != stamp:
+            connection.close()
+            return None
+        files, secure, journal = int(meta["files"]), meta["secure_boot"] == "1", meta["journal"]
+        return cls(fingerprint, files, secure, stamp, int(journal), connection)
 
-    def write(self, path: Path) -> None:
-        secure = "1" if self.secure_boot else "0"
-        head = (FORMAT, self.fingerprint, str(self.files), secure, self.stamp)
-        lines = ["\t".join(head) + "\n"]
-        lines += [
-            f"{name}\t{'1' if e.served else '0'}\t{e.network}\t{e.mac or ''}\t{e.image or ''}"
-            f"\t{e.record}\n"
-            for name, e in self.nodes.items()
+    def entries(self, names: Iterable[str]) -> dict[str, NodeEntry]:
+        """The recorded nodes among ``names``, in layout order (others are not in the layout)."""
+        wanted, found = sorted(names), []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = f"SELECT {_COLUMNS} FROM nodes WHERE name IN ({','.join('?' * len(chunk))})"
+            found += self.connection.execute(query, chunk).fetchall()
+        found.sort(key=lambda row: row[1])
+        return {row[0]: NodeEntry(row[1], row[2] == 1, *row[3:]) for row in found}
+
+    def networks_with_hosts(self, networks: Iterable[str], leaving: set[str]) -> set[str]:
+        """Those of ``networks`` that have a served node with a MAC, ``leaving`` nodes out."""
+        found = set()
+        for network in networks:
+            query = (
+                "SELECT name FROM nodes WHERE network = ? AND served = 1 AND mac IS NOT NULL "
+                "ORDER BY position LIMIT ?"
+            )
+            names = self.connection.execute(query, (network, len(leaving) + 1)).fetchall()
+            if any(name not in leaving for (name,) in names):
+                found.add(network)
+        return found
+
+    def next_host(self, networks: list[str], entry: NodeEntry, leaving: set[str]) -> str | None:
+        """The MAC of the first served node with a MAC after ``entry`` in dnsmasq's hosts
+        file's order (boot networks in ``networks``' order, nodes in layout order within
+        each), ``leaving`` nodes out; None if it is the last."""
+        after = networks[networks.index(entry.network) + 1 :] if entry.network in networks else []
+        for network, position in [(entry.network, entry.position), *((n, -1) for n in after)]:
+            query = (
+                "SELECT name, mac FROM nodes WHERE network = ? AND served = 1 "
+                "AND mac IS NOT NULL AND position > ? ORDER BY position"
+            )
+            for name, mac in self.connection.execute(query, (network, position)):
+                if name not in leaving:
+                    return mac
+        return None
+
+    def update(self, entries: dict[str, NodeEntry], files: int, stamp: str, journal: int) -> None:
+        """Record the observed values the nodes ``entries`` were rendered with, and the
+        apply's counts, stamp and journal entry, in one transaction."""
+        self.files, self.stamp, self.journal = files, stamp, journal
+        with _transaction(self.connection) as db:
+            db.executemany(
+                "UPDATE nodes SET mac = ?, image = ? WHERE name = ?",
+                [(e.mac, e.image, name) for name, e in entries.items()],
+            )
+            db.executemany("UPDATE meta SET value = ? WHERE key = ?", self._meta()[2:])
+
+    def _meta(self) -> list[tuple[str, str]]:
+        return [
+            (FORMAT, "format"),
+            (self.fingerprint, "fingerprint"),
+            (str(self.files), "files"),
+            ("1" if self.secure_boot else "0", "secure_boot"),
+            (self.stamp, "stamp"),
+            (str(self.journal), "journal"),
         ]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, "".join(lines).encode(), 0o644)
 
-    def changed(self, macs: Mapping[tuple[str, str], str], images: Mapping[str, str]) -> list[str]:
-        """The nodes whose boot MAC or assigned image is not the one recorded, layout order."""
-        changed = []
-        for name, entry in self.nodes.items():
-            if macs.get((name, entry.network)) != entry.mac or images.get(name) != entry.image:
-                changed.append(name)
-        return changed
+    def close(self) -> None:
+        self.connection.close()
 
-    def node(self, name: str) -> Node:
-        return decode(name, self.nodes[name].record)
 
-    def update(
-        self,
-        names: Iterable[str],
-        macs: Mapping[tuple[str, str], str],
-        images: Mapping[str, str],
-        files: int,
-    ) -> None:
-        """Record the observed values the nodes ``names`` were rendered with."""
-        for name in names:
-            entry = self.nodes[name]
-            entry.mac, entry.image = macs.get((name, entry.network)), images.get(name)
-        self.files = files
+class _transaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.connection.execute("BEGIN IMMEDIATE")
+        return self.connection
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+        return False
 
 
 def root_stamp(journal: str) -> str:
@@ -150,64 +211,47 @@ def root_stamp(journal: str) -> str:
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def snapshot(
+def write(
+    path: Path,
     nodes: Iterable[Node],
     served: set[str],
     macs: Mapping[tuple[str, str], str],
     images: Mapping[str, str],
-    fingerprint: str,
-    files: int,
-    stamp: str,
-) -> Applied:
-    """The record of an apply that rendered ``nodes`` with these observed values."""
-    entries = {}
-    secure_boot = False
-    for node in nodes:
+    head: tuple[str, int, str, int],
+) -> None:
+    """Record an apply that rendered ``nodes`` with these observed values; ``head`` is its
+    fingerprint, files rendered, root stamp and journal entry. A new file is filled, then
+    renamed over the old one: a reader sees one or the other."""
+    fingerprint, files, stamp, journal = head
+    rows, secure_boot = [], False
+    for position, node in enumerate(nodes):
         secure_boot = secure_boot or (node.secure_boot and node.server in served)
         boot = node.interfaces[0].network if node.interfaces else ""
-        entries[node.name] = NodeEntry(
-            node.server in served,
-            boot,
-            macs.get((node.name, boot)),
-            images.get(node.name),
-            encode(node),
+        rows.append(
+            (
+                node.name,
+                position,
+                1 if node.server in served else 0,
+                boot,
+                macs.get((node.name, boot)),
+                images.get(node.name),
+                encode(node),
+            )
         )
-    return Applied(fingerprint, files, entries, secure_boot, stamp)
-
-
-def encode(node: Node) -> str:
-    """``group, interfaces, index, image, server, bmc, line, secure boot``, tab-separated."""
-    interfaces = _LIST.join(_ITEM.join((i.network, i.ip, i.hostname)) for i in node.interfaces)
-    bmc = node.bmc
-    bmc_text = _ITEM.join((bmc.driver, bmc.address, bmc.credentials or "")) if bmc else ""
-    return "\t".join(
-        (
-            node.group,
-            interfaces,
-            str(node.index),
-            node.image or "",
-            node.server,
-            bmc_text,
-            str(node.line),
-            "1" if node.secure_boot else "0",
-        )
-    )
-
-
-def decode(name: str, record: str) -> Node:
-    group, interfaces, index, image, server, bmc_text, line, secure = record.split("\t")
-    bmc = None
-    if bmc_text:
-        driver, address, credentials = bmc_text.split(_ITEM)
-        bmc = Bmc(driver, address, credentials or None)
-    return Node(
-        name,
-        group,
-        int(index),
-        tuple(Interface(*i.split(_ITEM)) for i in interfaces.split(_LIST) if i),
-        image or None,
-        server,
-        bmc,
-        int(line),
-        secure == "1",
-    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    try:
+        connection = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            connection.executescript(_SCHEMA)
+            with _transaction(connection) as db:
+                db.executemany(f"INSERT INTO nodes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows)
+                record = Applied(fingerprint, files, secure_boot, stamp, journal, connection)
+                db.executemany("INSERT INTO meta (value, key) VALUES (?, ?)", record._meta())
+        finally:
+            connection.close()
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -210,8 +210,14 @@ def _validate_dnsmasq(files: dict[str, bytes], folder: Path, root: Path) -> list
             base.append(line)
     new_hosts: list[str] = []
     if hosts_file is not None:
-        installed = set(_lines(target(root, hosts_file)))
-        new_hosts = [h for h in files[hosts_file].decode().splitlines() if h and h not in installed]
+        # sets of the files' byte lines, compared in C: a one-node change at 100,000 nodes
+        # costs no Python loop over the lines
+        lines = files[hosts_file].split(b"\n")
+        added = set(lines).difference(_byte_lines(target(root, hosts_file)), (b"",))
+        if len(added) == len(lines) - (lines[-1] == b""):
+            new_hosts = [h for h in files[hosts_file].decode().splitlines() if h]  # file order
+        else:
+            new_hosts = sorted(h.decode() for h in added)
     checks = []
     for number, start in enumerate(range(0, max(len(new_hosts), 1), DNSMASQ_CHUNK)):
         chunk = [f"dhcp-host={h}" for h in new_hosts[start : start + DNSMASQ_CHUNK]]
@@ -221,11 +227,11 @@ def _validate_dnsmasq(files: dict[str, bytes], folder: Path, root: Path) -> list
     return checks
 
 
-def _lines(path: str) -> list[str]:
+def _byte_lines(path: str) -> list[bytes]:
     try:
-        with open(path) as handle:
-            return handle.read().splitlines()
-    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        with open(path, "rb") as handle:
+            return handle.read().split(b"\n")
+    except (FileNotFoundError, NotADirectoryError):
         return []
 
 

@@ -20,7 +20,7 @@ The rest (hosts file, NFS exports, image configurations, VRRP) is a function of 
 fingerprint covers and stays as installed. What cannot be spliced is refused (None) and the
 caller renders everything: Kea's and ISC dhcpd's files (one document each, with the hosts
 inside), a template override of dnsmasq's hosts file, a change in the set of networks, a
-hosts file whose lines are not those recorded.
+hosts file without a changed node's old line, more than :data:`MOST_NODES` changed nodes.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from pathlib import Path
 
 from dim.layout.model import Server
 from dim.services import dhcp, loaders, vrrp
-from dim.services.applied import Applied
+from dim.services.applied import Applied, NodeEntry
 from dim.services.apply import target
 from dim.services.dhcp import DNSMASQ_CONF, DNSMASQ_HOSTS
 from dim.services.rendering import RenderContext, RenderedFile
+
+# Above this many changed nodes a full render is cheaper than splicing one line at a time.
+MOST_NODES = 1000
 
 
 @dataclass(slots=True)
@@ -54,17 +57,21 @@ def supported(server: Server, template_dir: Path | None) -> bool:
 
 
 def render_changes(
-    context: RenderContext, previous: Applied, changed: list[str], root: Path
+    context: RenderContext,
+    previous: Applied,
+    entries: dict[str, NodeEntry],
+    changed: list[str],
+    root: Path,
 ) -> Changes | None:
-    """What ``changed`` (node names, each in ``context``'s partial layout) need; None when
-    only a full render can tell."""
+    """What ``changed`` (node names in layout order, each in ``context``'s partial layout and
+    in ``entries``, their records) need; None when only a full render can tell."""
     server = context.server
-    if not supported(server, context.template_dir):
+    if not supported(server, context.template_dir) or len(changed) > MOST_NODES:
         return None
     files = loaders.render(context) + vrrp.render(context)
-    old_links, new_links = _link_paths(context, previous, changed)
+    old_links, new_links = _link_paths(context, entries, changed)
     if server.dhcp == "dnsmasq":
-        dnsmasq = _dnsmasq_files(context, previous, changed, root)
+        dnsmasq = _dnsmasq_files(context, previous, entries, changed, root)
         if dnsmasq is None:
             return None
         files += dnsmasq
@@ -73,14 +80,14 @@ def render_changes(
 
 
 def _link_paths(
-    context: RenderContext, previous: Applied, changed: list[str]
+    context: RenderContext, entries: dict[str, NodeEntry], changed: list[str]
 ) -> tuple[list[str], list[str]]:
     """The paths of the changed nodes' loader links, as last applied and as rendered now."""
     server, inventory = context.server, context.inventory
     cluster = inventory.cluster
     old, new = [], []
     for name in changed:
-        entry, node = previous.nodes[name], cluster.by_name[name]
+        entry, node = entries[name], cluster.by_name[name]
         if not entry.served:
             continue
         for mac, image, paths in (
@@ -94,48 +101,71 @@ def _link_paths(
 
 
 def _dnsmasq_files(
-    context: RenderContext, previous: Applied, changed: list[str], root: Path
+    context: RenderContext,
+    previous: Applied,
+    entries: dict[str, NodeEntry],
+    changed: list[str],
+    root: Path,
 ) -> list[RenderedFile] | None:
-    """dnsmasq's main file as installed and its hosts file spliced; None if either cannot be."""
-    inventory = context.inventory
-    now = {n: inventory.mac(inventory.cluster.by_name[n]) for n in changed}
-    before = {e.network for e in previous.nodes.values() if e.served and e.mac}
-    after = {
-        e.network for n, e in previous.nodes.items() if e.served and now.get(n, e.mac) is not None
-    }
+    """dnsmasq's main file as installed and its hosts file spliced; None if either cannot be.
+
+    The changed nodes' old lines are cut out of the installed file, found by their MACs;
+    each new line goes before the line of the next node that keeps its line (the record
+    answers which, through its index), or at the end: a few searches in the file's bytes."""
+    cluster = context.inventory.cluster
+    networks, leaving = list(cluster.networks), set(changed)
+    now = {n: context.inventory.mac(cluster.by_name[n]) for n in changed}
+    kept = previous.networks_with_hosts(networks, leaving)
+    served = [n for n in changed if entries[n].served]
+    before = kept | {entries[n].network for n in served if entries[n].mac}
+    after = kept | {entries[n].network for n in served if now[n] is not None}
     if before != after:
         return None  # dnsmasq's main file declares the networks that have a host
     conf = _read(target(root, DNSMASQ_CONF))
-    installed = _read(target(root, DNSMASQ_HOSTS))
-    if conf is None or installed is None:
+    hosts = _read(target(root, DNSMASQ_HOSTS))
+    if conf is None or hosts is None:
         return None
-    by_mac = {line.partition(",")[0]: line for line in installed.decode().splitlines()}
-    fresh = {}
-    for name in changed:
-        if previous.nodes[name].served and now[name] is not None:
-            line = _host_line(context, name, now[name])
-            if line is None:
-                return None
-            fresh[name] = line
-    lines: dict[str, list[str]] = {network: [] for network in inventory.cluster.networks}
-    for name, entry in previous.nodes.items():  # once per node
-        if not entry.served:
-            continue
-        if name in now:
-            line = fresh.get(name)
-        elif entry.mac is None:
-            continue
-        else:
-            line = by_mac.get(entry.mac)
-            if line is None:
+    for name in served:
+        if entries[name].mac is not None:
+            hosts = _cut(hosts, entries[name].mac)
+            if hosts is None:
                 return None  # not the file the last apply installed
-        if line is not None:
-            lines[entry.network].append(line)
-    hosts = "".join(f"{line}\n" for network in lines.values() for line in network)
+    for name in served:
+        if now[name] is not None:
+            line = _host_line(context, name, now[name])
+            anchor = previous.next_host(networks, entries[name], leaving)
+            hosts = None if line is None else _insert(hosts, line, anchor)
+            if hosts is None:
+                return None
     return [
         RenderedFile(DNSMASQ_CONF, conf, service="dnsmasq"),
-        RenderedFile(DNSMASQ_HOSTS, hosts.encode(), service="dnsmasq"),
+        RenderedFile(DNSMASQ_HOSTS, hosts, service="dnsmasq"),
     ]
+
+
+def _find_line(hosts: bytes, mac: str) -> int:
+    """Where the line of ``mac`` starts in ``hosts``, -1 if it has none."""
+    key = f"{mac},".encode()
+    if hosts.startswith(key):
+        return 0
+    found = hosts.find(b"\n" + key)
+    return found + 1 if found >= 0 else -1
+
+
+def _cut(hosts: bytes, mac: str) -> bytes | None:
+    start = _find_line(hosts, mac)
+    if start < 0:
+        return None
+    end = hosts.find(b"\n", start)
+    return hosts[:start] + (hosts[end + 1 :] if end >= 0 else b"")
+
+
+def _insert(hosts: bytes, line: str, before: str | None) -> bytes | None:
+    """``hosts`` with ``line`` before the line of the MAC ``before`` (None: at the end)."""
+    at = len(hosts) if before is None else _find_line(hosts, before)
+    if at < 0:
+        return None
+    return hosts[:at] + f"{line}\n".encode() + hosts[at:]
 
 
 def _host_line(context: RenderContext, name: str, mac: str) -> str | None:

@@ -1,8 +1,10 @@
 """An incremental ``dim apply`` installs what a full one would, byte for byte, after any changes.
 
-A seeded random walk of MACs set and cleared, images assigned, nodes switched and cluster.xml
-edited; after every step one incremental apply into a root kept from step to step, then a full
-apply in dry-run mode on that root, which must find nothing to change; every few steps a full
+A seeded random walk of MACs set, imported and cleared, images assigned, nodes switched and
+cluster.xml edited; after every step one incremental apply into a root kept from step to step
+(which learns what changed from the state DB's change journal), then a full apply in dry-run
+mode on that root, which must find nothing to change, and the boot targets that ``dim serve``
+falls back on compared with a full rewrite's; every few steps a full
 apply into a fresh root too, and the two trees compared: every file's bytes and mode, every
 link's target, and the installed-files journal read as entries (it is a journal: the appended
 lines of successive applies are not those of one apply, what they say is).
@@ -21,9 +23,10 @@ import pytest
 from dim.actions import nodes
 from dim.actions.apply import apply
 from dim.actions.context import Context
+from dim.boot.targets import Snapshot
 from dim.images import operations
 from dim.paths import StatePaths
-from dim.records import MACS_TABLE
+from dim.records import MACS_TABLE, NODE_CHANGES_TABLE, BootTarget
 from dim.services import applied, incremental
 from dim.services.apply import diff
 from dim.services.manifest import PATH as MANIFEST
@@ -76,20 +79,44 @@ def _tree(root: Path) -> dict[str, tuple]:
     return found
 
 
+def _boot_targets(ctx: Context) -> dict[str, BootTarget]:
+    return Snapshot(StatePaths(ctx.state).boot_targets).targets()
+
+
+def _expected_targets(ctx: Context) -> dict[str, BootTarget]:
+    """The boot targets as a full rewrite from every MAC and image would leave them."""
+    observed = ctx.observed()
+    return {
+        mac: BootTarget(node, network, observed.images.get(node))
+        for (node, network), mac in observed.macs.items()
+    }
+
+
 def _random_mac(rng: random.Random) -> str:
     return "52:54:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(4))
 
 
 def _clear_mac(ctx: Context, node: str) -> None:
-    """No command forgets a MAC (yet): the state DB as a future one would leave it."""
+    """No command forgets a MAC (yet): the state DB as a future one would leave it, the
+    change in the change journal as every change of a MAC is."""
     with sqlite3.connect(StatePaths(ctx.state).db) as db:
         db.execute(f"DELETE FROM {MACS_TABLE} WHERE node = ?", (node,))
+        db.execute(f"INSERT INTO {NODE_CHANGES_TABLE} (node) VALUES (?)", (node,))
 
 
 def _step(ctx: Context, rng: random.Random, names: list[str], dhcp: str) -> str:
     """One random change; what it was, for the failure message."""
-    kind = rng.choice(["mac"] * 4 + ["clear", "image", "switch", "layout"])
+    kind = rng.choice(["mac"] * 4 + ["clear", "image", "switch", "layout", "import"])
     node = rng.choice(names)
+    if kind == "import":  # a few MACs at once, one of them on the second network
+        chosen = rng.sample(names, 3)
+        lines = [f"{n},{_random_mac(rng)}" for n in chosen[:2]] + [
+            f"{chosen[2]},{_random_mac(rng)},fast"
+        ]
+        csv = ctx.state.parent / "some.csv"
+        csv.write_text("\n".join(lines) + "\n")
+        nodes.import_macs(ctx, csv)
+        return f"import-macs {'; '.join(lines)}"
     if kind == "mac":
         mac = _random_mac(rng)
         nodes.set_mac(ctx, node, mac)
@@ -141,6 +168,7 @@ def test_incremental_applies_install_what_a_full_apply_installs_after_random_cha
         apply(ctx, root=kept, do_reload=False, validation=False)
         check = apply(ctx, root=kept, dry_run=True, validation=False, full=True)
         assert check.result.changes == [], f"seed {seed}, after: {'; '.join(done)}"
+        assert _boot_targets(ctx) == _expected_targets(ctx), f"seed {seed}: {'; '.join(done)}"
         if step % 5 == 4:
             fresh = tmp_path / f"fresh-{step}"
             apply(ctx, root=fresh, do_reload=False, validation=False, full=True)
@@ -197,3 +225,20 @@ def test_a_changed_layout_or_an_emptied_root_renders_everything(ctx, tmp_path, m
     report = apply(ctx, root=root, do_reload=False, validation=False)
     assert partial[-1] is None and report.result.unchanged == 0
     assert (root / "etc/dim/hosts").is_file()
+
+
+def test_a_state_db_made_again_is_not_read_as_the_journal_the_record_consumed(ctx, tmp_path):
+    for number, name in enumerate(["c01", "c02", "c03"], start=1):
+        nodes.set_mac(ctx, name, f"52:54:00:00:00:{number:02x}")
+    root = tmp_path / "root"
+    apply(ctx, root=root, do_reload=False, validation=False)
+    db = StatePaths(ctx.state).db
+    for path in db.parent.glob(db.name + "*"):
+        path.unlink()  # its journal restarts: one entry, where the record consumed three
+    nodes.set_mac(ctx, "c01", "52:54:00:00:00:11")
+    apply(ctx, root=root, do_reload=False, validation=False)
+    check = apply(ctx, root=root, dry_run=True, validation=False, full=True)
+    assert check.result.changes == []
+    hosts = (root / "etc/dim/dnsmasq.hosts").read_text()
+    assert "52:54:00:00:00:11" in hosts and "52:54:00:00:00:02" not in hosts
+    assert _boot_targets(ctx) == _expected_targets(ctx)

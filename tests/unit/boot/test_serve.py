@@ -481,7 +481,7 @@ def test_200_nodes_booting_at_once_are_recorded_in_a_few_transactions(site, data
 
 def test_the_recorder_survives_a_database_error(tmp_path, caplog):
     db = StateDB.open(tmp_path)
-    recorder = BootRecorder(lambda: db, Outage(tmp_path / "boot-targets.json"))
+    recorder = BootRecorder(lambda: db, Outage(tmp_path / "boot-targets.db"))
     recorder.start()
     failing = db.record_boots
     db.record_boots = lambda boots: (_ for _ in ()).throw(OSError("disk full"))
@@ -709,7 +709,7 @@ def require_psycopg() -> None:
 
 def test_while_the_db_is_unreachable_nodes_boot_from_the_boot_targets(site, caplog):
     require_psycopg()
-    targets.write(StatePaths(site / "state"), {("c01", "boot"): C01}, {})
+    targets.write(StatePaths(site / "state"), {("c01", "boot"): C01}, {}, journal=0)
     with caplog.at_level(logging.INFO, "dim.serve"):
         service = BootService(site / "cluster.xml", site / "state", database=DOWN)  # starts
         http = Http(service)
@@ -725,7 +725,7 @@ def test_while_the_db_is_unreachable_nodes_boot_from_the_boot_targets(site, capl
     assert unknown.status == 404
     outage = [r.getMessage() for r in caplog.records if "answering boot" in r.getMessage()]
     assert len(outage) == 1, outage  # once per outage, not per request
-    assert "boot-targets.json" in outage[0] and "s3cret" not in caplog.text
+    assert "boot-targets.db" in outage[0] and "s3cret" not in caplog.text
 
 
 def test_without_boot_targets_an_unreachable_db_is_a_503_to_retry(site):
@@ -735,7 +735,7 @@ def test_without_boot_targets_an_unreachable_db_is_a_503_to_retry(site):
         reply = http.get("/dim/nodes/52-54-00-00-00-01.ipxe")
     finally:
         http.close()
-    assert reply.status == 503 and "boot-targets.json" in reply.text and "sleep 30" in reply.text
+    assert reply.status == 503 and "boot-targets.db" in reply.text and "sleep 30" in reply.text
 
 
 class FlakyDB:
@@ -752,7 +752,7 @@ class FlakyDB:
 
 
 def test_boots_kept_through_an_outage_are_written_when_the_db_answers(tmp_path, caplog):
-    db, outage = FlakyDB(), Outage(tmp_path / "boot-targets.json")
+    db, outage = FlakyDB(), Outage(tmp_path / "boot-targets.db")
     outage.retry = 0.1
     recorder = BootRecorder(lambda: db, outage, pending=3)
     recorder.start()

@@ -1,11 +1,13 @@
-"""The boot targets file: what dim apply writes is what dim serve reads back, and a file it did
-not write is refused rather than half read."""
+"""The boot targets file: what dim apply writes is what dim serve reads back, a few nodes'
+rows are replaced alone, and a file it did not write is refused rather than half read."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
-from dim.boot.targets import Snapshot, parse, render, write
+from dim.boot.targets import Snapshot, journal, update, write
 from dim.paths import StatePaths
 from dim.records import BootTarget
 
@@ -14,28 +16,52 @@ MACS = {("c01", "boot"): "52:54:00:00:00:01", ("c02", "data"): "52:54:00:00:00:0
 
 def test_what_is_written_is_read_back_and_read_again_when_it_changes(tmp_path):
     paths = StatePaths(tmp_path)
-    write(paths, MACS, {"c01": "beta"})
+    write(paths, MACS, {"c01": "beta"}, journal=3)
     snapshot = Snapshot(paths.boot_targets)
     assert snapshot.target("52:54:00:00:00:01") == BootTarget("c01", "boot", "beta")
     assert snapshot.target("52:54:00:00:00:02") == BootTarget("c02", "data", None)
-    write(paths, MACS, {})
+    write(paths, MACS, {}, journal=4)
     assert snapshot.target("52:54:00:00:00:01") == BootTarget("c01", "boot", None)
     assert snapshot.target("52:54:00:00:00:99") is None
+    assert journal(paths) == 4
 
 
-@pytest.mark.parametrize(
-    "content",
-    [b"", b"[]", b'{"version": 2, "targets": {}}', b'{"version": 1, "targets": {"m": [1]}}'],
-)
-def test_a_file_this_dim_did_not_write_is_refused(content):
+def test_an_update_replaces_the_named_nodes_rows_and_leaves_the_others(tmp_path):
+    paths = StatePaths(tmp_path)
+    write(paths, MACS, {}, journal=3)
+    snapshot = Snapshot(paths.boot_targets)
+    assert snapshot.target("52:54:00:00:00:01") == BootTarget("c01", "boot", None)
+    # c01's MAC replaced and an image assigned; c03 new; c02 not named: kept as it was
+    now = {("c01", "boot"): "52:54:00:00:00:11", ("c03", "boot"): "52:54:00:00:00:03"}
+    update(paths, ["c01", "c03"], now | {("c02", "data"): "ignored"}, {"c01": "beta"}, journal=7)
+    assert snapshot.targets() == {
+        "52:54:00:00:00:02": BootTarget("c02", "data", None),
+        "52:54:00:00:00:03": BootTarget("c03", "boot", None),
+        "52:54:00:00:00:11": BootTarget("c01", "boot", "beta"),
+    }
+    assert journal(paths) == 7
+
+
+def test_a_file_this_dim_did_not_write_is_refused_and_written_anew(tmp_path):
+    paths = StatePaths(tmp_path)
+    paths.boot_targets.write_bytes(b'{"version": 1, "targets": {}}')  # an older dim's JSON
     with pytest.raises(ValueError):
-        parse(content)
+        Snapshot(paths.boot_targets).target("52:54:00:00:00:01")
+    assert journal(paths) is None
+    write(paths, MACS, {}, journal=1)
+    assert Snapshot(paths.boot_targets).target("52:54:00:00:00:02") is not None
+
+
+def test_a_database_of_another_format_is_refused(tmp_path):
+    paths = StatePaths(tmp_path)
+    with sqlite3.connect(paths.boot_targets) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('format', '2')")
+    with pytest.raises(ValueError):
+        Snapshot(paths.boot_targets).target("52:54:00:00:00:01")
+    assert journal(paths) is None
 
 
 def test_without_a_file_the_snapshot_says_so():
     with pytest.raises(FileNotFoundError):
         Snapshot(StatePaths("/nonexistent").boot_targets).target("52:54:00:00:00:01")
-
-
-def test_the_file_is_sorted_by_mac_so_that_an_unchanged_state_writes_the_same_bytes():
-    assert render(dict(reversed(MACS.items())), {}) == render(MACS, {})

@@ -1,0 +1,79 @@
+"""The validated-layout cache: a one-node command on cluster.xml bytes validated in full
+before expands no group; any other bytes are validated in full again, and their errors shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from dim import layout_cache
+from dim.actions import nodes
+from dim.actions.context import Context
+from dim.errors import LayoutError, UsageError
+from dim.layout import parser
+from dim.paths import StatePaths
+
+
+@pytest.fixture
+def ctx(layout_file, tmp_path) -> Context:
+    (tmp_path / "state").mkdir()
+    return Context(config=layout_file, state=tmp_path / "state")
+
+
+def _no_full_parse(monkeypatch) -> None:
+    def refused(*args, **kwargs):
+        raise AssertionError("cluster.xml was parsed in full")
+
+    monkeypatch.setattr(parser, "parse", refused)
+
+
+def test_a_node_of_a_layout_parsed_in_full_is_read_back_without_expansion(ctx, monkeypatch):
+    full = ctx.cluster()  # leaves the cache
+    _no_full_parse(monkeypatch)
+    assert ctx.one_node("c04").nodes == (full.node("c04"),)
+    assert ctx.one_node("g2").nodes == (full.node("g2"),)
+    nodes.set_mac(ctx, "c02", "52:54:00:00:00:02")
+    nodes.set_image(ctx, "g1", "alpha")
+    assert ctx.observed().images == {"g1": "alpha"}
+
+
+def test_without_a_cache_or_for_another_name_the_layout_is_parsed_in_full(ctx):
+    assert ctx.one_node("c01") is None  # never parsed in full
+    ctx.cluster()
+    assert ctx.one_node("c09") is None and ctx.one_node("c[01-02]") is None
+    with pytest.raises(UsageError, match="c09"):
+        nodes.set_mac(ctx, "c09", "52:54:00:00:00:09")
+
+
+def test_edited_bytes_miss_the_cache_and_are_validated_in_full(ctx):
+    ctx.cluster()
+    before = list((ctx.state / layout_cache.FOLDER).iterdir())
+    # a duplicate address that only the expansion of every node shows
+    edited = ctx.config.read_bytes().replace(b"10.10.0.{100+i}", b"10.10.0.{10+i}")
+    ctx.config.write_bytes(edited)
+    assert ctx.one_node("c01") is None
+    with pytest.raises(LayoutError, match="10.10.0.11"):
+        nodes.set_mac(ctx, "c01", "52:54:00:00:00:01")
+    assert list((ctx.state / layout_cache.FOLDER).iterdir()) == before  # nothing cached
+
+
+def test_the_cache_of_older_bytes_is_replaced(ctx):
+    ctx.cluster()
+    ctx.config.write_bytes(ctx.config.read_bytes().replace(b"c[01-04]", b"c[01-05]"))
+    ctx.cluster()
+    (only,) = (ctx.state / layout_cache.FOLDER).iterdir()
+    assert only.name == f"{layout_cache.key(ctx.config.read_bytes())}.db"
+    assert ctx.one_node("c05") is not None
+
+
+def test_a_reading_command_without_a_state_folder_makes_none(layout_file, tmp_path):
+    ctx = Context(config=layout_file, state=tmp_path / "nowhere")
+    ctx.cluster()
+    assert not (tmp_path / "nowhere").exists()
+    assert layout_cache.lookup(StatePaths(ctx.state), b"", "c01") is layout_cache.MISSING
+
+
+def test_a_full_apply_leaves_the_cache_for_the_node_set_after_it(ctx, tmp_path):
+    from dim.actions.apply import apply
+
+    apply(ctx, root=tmp_path / "root", do_reload=False, validation=False)
+    assert ctx.one_node("c01") is not None
