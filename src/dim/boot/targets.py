@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -91,12 +92,14 @@ def journal(paths: StatePaths) -> int | None:
 
 
 class Snapshot:
-    """The file, opened again when it is replaced (``dim apply`` writes it while we serve)."""
+    """The file, opened again when it is replaced (``dim apply`` writes it while we serve).
+
+    Lookups come from the threads of ``dim serve``'s pool, and an SQLite connection belongs to
+    the thread that opened it: each thread keeps its own."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._identity: tuple[int, int] | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._local = threading.local()
 
     def target(self, mac: str) -> BootTarget | None:
         """What the file says of ``mac``, None if it does not know it; OSError without a file
@@ -113,16 +116,17 @@ class Snapshot:
     def _query(self, query: str, parameters: tuple) -> list[tuple]:
         st = os.stat(self.path)
         identity = (st.st_dev, st.st_ino)
-        if identity != self._identity or self._connection is None:
-            if self._connection is not None:
-                self._connection.close()
-            self._connection = _read_only(self.path)
-            self._identity = identity
+        local = self._local
+        if getattr(local, "identity", None) != identity:
+            if getattr(local, "connection", None) is not None:
+                local.connection.close()
+            local.connection = _read_only(self.path)
+            local.identity = identity
         try:
-            formats = self._connection.execute("SELECT value FROM meta WHERE key = 'format'")
+            formats = local.connection.execute("SELECT value FROM meta WHERE key = 'format'")
             if formats.fetchall() != [(FORMAT,)]:
                 raise ValueError(f"not a boot targets file of format {FORMAT}")
-            return self._connection.execute(query, parameters).fetchall()
+            return local.connection.execute(query, parameters).fetchall()
         except sqlite3.DatabaseError as exc:
             raise ValueError(f"not a boot targets file ({exc})") from None
 

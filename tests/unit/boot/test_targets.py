@@ -4,6 +4,7 @@ rows are replaced alone, and a file it did not write is refused rather than half
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -24,6 +25,17 @@ def test_what_is_written_is_read_back_and_read_again_when_it_changes(tmp_path):
     assert snapshot.target("52:54:00:00:00:01") == BootTarget("c01", "boot", None)
     assert snapshot.target("52:54:00:00:00:99") is None
     assert journal(paths) == 4
+
+
+def test_one_snapshot_answers_lookups_from_several_threads(tmp_path):
+    """dim serve looks up from its thread pool: SQLite refuses a connection of another thread."""
+    paths = StatePaths(tmp_path)
+    write(paths, MACS, {"c01": "beta"}, journal=3)
+    snapshot = Snapshot(paths.boot_targets)
+    assert snapshot.target("52:54:00:00:00:01") == BootTarget("c01", "boot", "beta")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(snapshot.target, ["52:54:00:00:00:02"] * 16))
+    assert answers == [BootTarget("c02", "data", None)] * 16
 
 
 def test_an_update_replaces_the_named_nodes_rows_and_leaves_the_others(tmp_path):
