@@ -36,6 +36,17 @@ def test_a_node_of_a_layout_parsed_in_full_is_read_back_without_expansion(ctx, m
     assert ctx.observed().images == {"g1": "alpha"}
 
 
+def test_node_list_of_one_node_reads_the_cache_and_shows_what_the_full_layout_shows(
+    ctx, monkeypatch
+):
+    nodes.set_mac(ctx, "c02", "52:54:00:00:00:02")  # parses in full: leaves the cache
+    nodes.set_image(ctx, "c02", "alpha")
+    expected = [r for r in nodes.records(ctx) if r["name"] == "c02"]
+    _no_full_parse(monkeypatch)
+    assert nodes.records(ctx, "c02") == expected
+    assert expected[0]["image"] == "alpha" and expected[0]["interfaces"][0]["mac"]
+
+
 def test_without_a_cache_or_for_another_name_the_layout_is_parsed_in_full(ctx):
     assert ctx.one_node("c01") is None  # never parsed in full
     ctx.cluster()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from dim.actions.context import Context
 from dim.errors import UsageError
 from dim.inventory import node_record, select
-from dim.layout.model import Cluster, Node
+from dim.layout.model import Cluster, Inventory, Node
 from dim.names import normalize_mac
 
 if TYPE_CHECKING:
@@ -92,8 +92,15 @@ class Reset:
 def records(ctx: Context, nodeset: str | None = None, exclude: str | None = None) -> list[dict]:
     """What is declared and observed of each node (all, or ``nodeset`` but ``exclude``), with
     its last network boot: :func:`dim.inventory.node_record`'s dicts, ready for JSON. A set
-    that names no node (``@rack1!@rack1``) is an empty list here, an error where nodes act."""
-    inventory = ctx.inventory()
+    that names no node (``@rack1!@rack1``) is an empty list here, an error where nodes act.
+
+    A node named alone comes from the validated-layout cache, as in :func:`set_mac`."""
+    one = ctx.one_node(nodeset) if nodeset and exclude is None else None
+    if one is not None:
+        observed = ctx.node_observed([nodeset])
+        inventory = Inventory(one, observed.macs, observed.images)
+    else:
+        inventory = ctx.inventory()
     boots = ctx.last_boots()
     return [
         node_record(inventory, node, boots.get(node.name))
