@@ -29,8 +29,10 @@ interface. Each node, all started at once:
    ``kernel``: kernel and initrd named by that script, from ``dim serve``;
    boot path ``tftp`` (PXELINUX): ``script``: ``pxelinux.cfg/01-<mac>`` over TFTP;
    ``kernel``: kernel and initrd over TFTP (``<tftp-root>/dim/images/storm/…``);
-4. ``mount``: the image's read-only export and the node's own read-write export, NFSv4 (libnfs,
-   each node's connections from its own address: ganesha admits a node to its export only);
+4. ``mount``: the image's read-only export and the node's own read-write export, NFSv4 (libnfs:
+   one TCP connection per node from its own address, as a kernel client holds one per server;
+   ganesha's pseudo-root mounted, each export's root looked up, ganesha admitting a node to
+   its own export only: before the storm, node 2's address is shown to be refused node 1's);
 5. ``reads``: the files a booting Debian 12 reads (``--reads``, recorded from a lab boot),
    replayed: READ of the bytes recorded, READDIR, READLINK, one after the other.
 
@@ -46,9 +48,8 @@ Limits: dnsmasq's ``dhcp-lease-max`` and ``tftp-max`` are what ``dim apply`` ren
 nodes (2N, and N up to 1,000; ``--tftp-max`` overrides the second). Bench-only: the host's ARP
 table thresholds are raised to hold every node's entry when the storm needs it, and restored
 (the namespaces share the host's table; ``dim apply`` writes a sysctl.d file for the server's
-own machine); ganesha gets ``RPC_Max_Connections`` = 2N + 64 instead of dim's 2N, since this
-simulator opens two connections per node at once (its maximum, 10,000, caps the simulator at
-about 4,950 nodes with reads).
+own machine). ganesha's ``RPC_Max_Connections`` is dim's (2N, at most 10,000): the simulator
+holds one connection per node, so 10,000 nodes fit.
 ``--reuse`` skips the set-up when the folder holds one for as many nodes. Everything started
 is stopped by process id and both namespaces are deleted at the end; the C client dies with
 the bench.
@@ -237,13 +238,6 @@ def apply_flavour(folder: Path, flavour: str, count: int, tftp_max: int) -> None
                     ln for ln in conf.read_text().splitlines() if not ln.startswith("tftp-max=")
                 ]
                 conf.write_text("\n".join([*lines, f"tftp-max={tftp_max}"]) + "\n")
-    # dim gives ganesha two connections per node (a kernel client holds one, and a rebooted
-    # node's old one lingers); the simulator opens two per node at once (libnfs: one per
-    # mount), and a few more for its retries. 10,000 is ganesha's maximum.
-    conf = folder / "root/etc/ganesha/ganesha.conf"
-    text = re.sub(r"\n *RPC_Max_Connections = \d+;", "", conf.read_text())
-    limit = f"NFS_CORE_PARAM {{\n    RPC_Max_Connections = {min(10000, 2 * count + 64)};"
-    conf.write_text(text.replace("NFS_CORE_PARAM {", limit, 1))
 
 
 def export_paths(folder: Path) -> tuple[str, str]:
@@ -469,6 +463,8 @@ def summarise(nodes: dict, boot: str, count: int) -> dict:
         "bytes_per_node": nodes["bytes_per_node"],
         "errors": errors,
         "client_cpu_s": nodes["client_cpu_s"],
+        "foreign_export": nodes["foreign_export"],
+        "nfs_connections": nodes["nfs_connections"],
     }
 
 
@@ -711,6 +707,27 @@ async def boot(node: Node, start: float, args, relay: Relay, client: Client) -> 
         node.failed_at, node.error = stage, f"{type(exc).__name__}: {exc}"
 
 
+def nfs_connections() -> int:
+    """The nodes' TCP connections to ganesha (port 2049) open now, from /proc/net/tcp (this
+    namespace's): one per mounted node, as a kernel client holds."""
+    server = "{:08X}:0801".format(struct.unpack("<I", socket.inet_aton(SERVER))[0])
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[2] == server and line.split()[3] == "01")
+
+
+async def foreign_export(client: Client, args) -> str:
+    """What ganesha answers when node 2's address mounts node 1's read-write export (before
+    the storm): the proof that the nodes' mounts exercise the per-node access rules. Its error,
+    or "mounted" (a wrong rendering)."""
+    if args.count < 2:
+        return ""
+    mounted = client.expect("mount", "probe")
+    export = args.node_export.format(node=node_name(1))
+    client.send(f"nfs probe {node_address(2)} {args.image_export} {export}")
+    status, _, _, _, error = await mounted
+    return "mounted" if status == "ok" else "".join(error).strip()
+
+
 def node_done(node: Node, stage: str, start: float, began: float, retries: int) -> float:
     end = time.monotonic()
     node.done(stage, start, began, end, retries)
@@ -732,6 +749,7 @@ async def run_nodes(args) -> dict:
     client = Client(process)
     reader = asyncio.create_task(client.read())
     nodes = [Node(n, node_name(n), node_mac(n), node_address(n)) for n in range(1, args.count + 1)]
+    foreign = await foreign_export(client, args)
     cpu_before = os.times()
     start = time.monotonic()
     tasks = [asyncio.create_task(boot(n, start, args, relay, client)) for n in nodes]
@@ -742,6 +760,7 @@ async def run_nodes(args) -> dict:
         if not node.failed_at and "reads" not in node.ends:
             node.failed_at = next(s for s in STAGES[args.boot] if s not in node.ends)
             node.error = f"not through after {args.timeout:.0f} s"
+    connections = nfs_connections()
     process.stdin.close()
     process.kill()
     await process.wait()
@@ -764,6 +783,8 @@ async def run_nodes(args) -> dict:
             for n in nodes
         ],  # fmt: skip
         "bytes_per_node": per_node,
+        "foreign_export": foreign,
+        "nfs_connections": connections,
         "client_cpu_s": round(
             sum(cpu_after[:4]) - sum(cpu_before[:4]), 1
         ),  # this process and the C client (its child, waited for)
@@ -808,6 +829,8 @@ def print_table(results: list[dict]) -> None:
         print(f"    daemon CPU s {result['daemon_cpu_s']}  peak MB {result['daemon_peak_mb']}")
         print(f"    client CPU s {result['client_cpu_s']}  kernel drops {result['kernel_drops']}")
         print(f"    daemons listening after (s) {result['daemon_start_s']}")
+        print(f"    node 2 mounting node 1's export: {result['foreign_export']}")
+        print(f"    NFS connections open at the end: {result['nfs_connections']}")
         if result["errors"]:
             print(f"    errors {result['errors']}")
 
