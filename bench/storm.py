@@ -82,6 +82,7 @@ from dim.lab import images, netns  # noqa: E402
 from dim.lab.daemons import RUN_FOLDERS, daemon_specs, log_path  # noqa: E402
 from dim.lab.processes import spawn, stop, wait_listening  # noqa: E402
 from dim.lab.state import LabState  # noqa: E402
+from dim.services import limits  # noqa: E402
 
 SERVER = "10.77.0.1"
 RELAY = "10.77.0.2"
@@ -273,6 +274,30 @@ def arp_room(count: int):
                 path.write_text(f"{value}\n")
 
 
+@contextlib.contextmanager
+def receive_buffers(namespace: str, size: int | None):
+    """The server namespace's ``net.core.rmem_default`` and ``rmem_max`` set to ``size``, as
+    the sysctl file ``dim apply`` renders for these nodes sets them on a server (None: the
+    kernel's). Per namespace since Linux 6.x; on a kernel where they are the host's, the host's
+    values are restored after."""
+    host = {key: Path("/proc/sys", *key.split(".")).read_text() for key in limits.BUFFER_KEYS}
+    if size:
+        netns.run(namespace, ["sysctl", "-q", "-w", *(f"{k}={size}" for k in limits.BUFFER_KEYS)])
+    try:
+        yield
+    finally:
+        for key, value in host.items():
+            path = Path("/proc/sys", *key.split("."))
+            if path.read_text() != value:
+                path.write_text(value)
+
+
+def softnet_drops() -> int:
+    """Packets dropped for a full per-CPU input queue (netdev_max_backlog; the machine's)."""
+    lines = Path("/proc/net/softnet_stat").read_text().splitlines()
+    return sum(int(line.split()[1], 16) for line in lines)
+
+
 def make_network(namespace: str, count: int) -> str:
     clients = f"{namespace}-c"
     for name in (clients, namespace):
@@ -344,6 +369,7 @@ def storm(
     timeout: float,
     *,
     reads: bool = True,
+    buffer: int | None = None,
 ):
     """Fresh daemons, the N nodes started at once from the nodes' namespace, the figures."""
     shutil.rmtree(folder / "run", ignore_errors=True)
@@ -351,7 +377,10 @@ def storm(
     clients = make_network(namespace, count)
     state = LabState(str(folder), namespace, flavour)
     state.save()
+    stack = contextlib.ExitStack()
     try:
+        stack.enter_context(receive_buffers(namespace, buffer))
+        backlog_before = softnet_drops()
         state, started = start_daemons(state)
         daemons = {d.name: d.pid for d in state.daemons if d.name != "ra"}
         time.sleep(1.0)
@@ -371,9 +400,11 @@ def storm(
         memory = {name: round(peak_memory_mb(pid), 1) for name, pid in daemons.items()}
         alive = {name: Path(f"/proc/{pid}").exists() for name, pid in daemons.items()}
         drops = {"server": kernel_drops(namespace), "nodes": kernel_drops(clients)}
+        drops["backlog"] = softnet_drops() - backlog_before
     finally:
         for process in reversed(LabState.load(folder).daemons):
             stop(process.pid)
+        stack.close()
         delete_network(namespace)
     return summarise(nodes, boot, count) | {
         "daemon_start_s": started,
@@ -381,6 +412,7 @@ def storm(
         "daemon_peak_mb": memory,
         "daemons_kept_running": all(alive.values()),
         "kernel_drops": drops,
+        "receive_buffer": buffer,
     }
 
 
@@ -417,6 +449,7 @@ def kernel_drops(namespace: str) -> dict:
                 for n, v in zip(names.split()[1:], values.split()[1:], strict=False)
             }
     wanted = ("Udp.RcvbufErrors", "TcpExt.ListenOverflows", "TcpExt.ListenDrops")
+    # (packet sockets, which Kea and dhcpd read, count their drops nowhere in /proc)
     return {name: counters.get(name, 0) for name in wanted}
 
 
@@ -451,6 +484,8 @@ def summarise(nodes: dict, boot: str, count: int) -> dict:
             "failed": failed,
             "retries": sum(n["retries"].get(stage, 0) for n in nodes["nodes"]),
         }
+        if stage.startswith("dhcp"):  # through, but after a real ROM would have given up
+            stages[stage]["past_rom"] = sum(1 for n in nodes["nodes"] if n["past_rom"].get(stage))
     errors: dict[str, int] = {}
     for n in nodes["nodes"]:
         if n.get("error"):
@@ -490,6 +525,7 @@ class Node:
     latency: dict = field(default_factory=dict)
     retries: dict = field(default_factory=dict)
     bytes: dict = field(default_factory=dict)
+    past_rom: dict = field(default_factory=dict)  # DHCP stage: needed the second round
     failed_at: str = ""
     error: str = ""
 
@@ -508,7 +544,7 @@ class Relay(asyncio.DatagramProtocol):
     giaddr set, and the server answers it, whatever the node's MAC."""
 
     def __init__(self) -> None:
-        self.waiting: dict[int, asyncio.Future] = {}
+        self.waiting: dict[int, tuple[asyncio.Future, set[int]]] = {}
         self.transport = None
 
     def connection_made(self, transport) -> None:
@@ -518,20 +554,21 @@ class Relay(asyncio.DatagramProtocol):
         if len(data) < 240:
             return
         xid = struct.unpack("!I", data[4:8])[0]
-        future = self.waiting.get(xid)
-        if future is not None and not future.done():
+        future, types = self.waiting.get(xid, (None, set()))
+        if future is not None and not future.done() and parse_reply(data).get("type") in types:
             future.set_result(data)
 
-    async def ask(self, packet: bytes, xid: int, timeout: float) -> bytes | None:
+    def expect(self, xid: int, types: set[int]) -> asyncio.Future:
+        """The next answer of one of these message types to transaction ``xid``."""
         future = asyncio.get_running_loop().create_future()
-        self.waiting[xid] = future
+        self.waiting[xid] = (future, types)
+        return future
+
+    def send(self, packet: bytes) -> None:
         self.transport.sendto(packet, (SERVER, 67))
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return None
-        finally:
-            self.waiting.pop(xid, None)
+
+    def forget(self, xid: int) -> None:
+        self.waiting.pop(xid, None)
 
 
 PXE_CLASS = b"PXEClient:Arch:00000:UNDI:002001"
@@ -571,27 +608,48 @@ def parse_reply(data: bytes) -> dict:
     return reply
 
 
-# PXE ROMs wait 4, 8, 16, 32 s for an answer (the PXE specification); fewer, shorter waits here
-DHCP_WAITS = (4.0, 8.0, 16.0, 32.0)
+DISCOVER, OFFER, REQUEST, ACK, NAK = 1, 2, 3, 5, 6
+# Seconds a client waits for an answer before it sends again: a PXE ROM 4, 8, 16, 32 (the PXE
+# specification; then it gives up, 60 s after power-on), iPXE 1, 2, 4, 8 (its default,
+# config/dhcp.h). The simulator goes on for a second round (a BIOS that tries its boot order
+# again), and counts the nodes that needed it: on hardware that does not, they fail.
+PXE_WAITS = (4.0, 8.0, 16.0, 32.0)
+IPXE_WAITS = (1.0, 2.0, 4.0, 8.0)
+ROUNDS = 2
 
 
-async def dhcp(relay: Relay, node: Node, ipxe: bool) -> tuple[dict, int]:
-    retries = 0
-    for base in DHCP_WAITS * 2:
-        wait = base + random.uniform(-1.0, 1.0)  # RFC 2131 4.1: so that retries spread
-        xid = random.getrandbits(32)
-        offer = await relay.ask(dhcp_packet(node.mac, xid, 1, ipxe), xid, wait)
-        if offer is None or parse_reply(offer).get("type") != 2:
-            retries += 1
-            continue
-        offered = parse_reply(offer)
-        ack = await relay.ask(dhcp_packet(node.mac, xid, 3, ipxe, offered), xid, wait)
-        reply = parse_reply(ack) if ack else {}
-        if reply.get("type") == 5:
+async def dhcp(relay: Relay, node: Node, ipxe: bool) -> tuple[dict, int, bool]:
+    """DISCOVER until an OFFER, then REQUEST until an ACK, each sent again after each wait,
+    with one transaction id throughout as PXE ROMs and iPXE keep it: a late answer to an
+    earlier try counts. The ACK, the retries and whether the first round was not enough."""
+    waits = (IPXE_WAITS if ipxe else PXE_WAITS) * ROUNDS
+    xid = random.getrandbits(32)
+    packet, answer = dhcp_packet(node.mac, xid, DISCOVER, ipxe), relay.expect(xid, {OFFER})
+    retries, sent, past_rom = 0, 0, False
+    try:
+        while sent < len(waits):
+            relay.send(packet)
+            base = waits[sent]
+            sent += 1
+            wait = base + random.uniform(-1.0, 1.0) * min(1.0, base / 4)  # RFC 2131 4.1: spread
+            try:
+                data = await asyncio.wait_for(asyncio.shield(answer), wait)
+            except TimeoutError:
+                retries += 1
+                past_rom |= sent >= len(waits) // ROUNDS
+                continue
+            reply = parse_reply(data)
+            if reply["type"] == OFFER:
+                packet = dhcp_packet(node.mac, xid, REQUEST, ipxe, reply)
+                answer, sent = relay.expect(xid, {ACK, NAK}), 0
+                continue
+            if reply["type"] == NAK:
+                raise Failed("DHCP NAK")
             if reply["yiaddr"] != node.address:
                 raise Failed(f"DHCP gave {reply['yiaddr']}, not {node.address}")
-            return reply, retries
-        retries += 1
+            return reply, retries, past_rom
+    finally:
+        relay.forget(xid)
     raise Failed(f"no DHCP answer after {retries} tries")
 
 
@@ -645,7 +703,7 @@ async def boot(node: Node, start: float, args, relay: Relay, client: Client) -> 
 
     stage, began = "dhcp", start
     try:
-        reply, retries = await dhcp(relay, node, ipxe=False)
+        reply, retries, node.past_rom["dhcp"] = await dhcp(relay, node, ipxe=False)
         if not reply["file"]:
             raise Failed("DHCP named no loader")
         began = node_done(node, stage, start, began, retries)
@@ -665,7 +723,7 @@ async def boot(node: Node, start: float, args, relay: Relay, client: Client) -> 
             began = node_done(node, stage, start, began, retries)
         else:
             stage = "dhcp2"
-            reply, retries = await dhcp(relay, node, ipxe=True)
+            reply, retries, node.past_rom["dhcp2"] = await dhcp(relay, node, ipxe=True)
             if not reply["file"].endswith("boot.ipxe"):
                 raise Failed(f"iPXE's DHCP named {reply['file']!r}, not boot.ipxe")
             began = node_done(node, stage, start, began, retries)
@@ -777,6 +835,7 @@ async def run_nodes(args) -> dict:
                 "ends": n.ends,
                 "latency": n.latency,
                 "retries": n.retries,
+                "past_rom": n.past_rom,
                 "failed_at": n.failed_at,
                 "error": n.error,
             }
@@ -825,9 +884,11 @@ def print_table(results: list[dict]) -> None:
                 f"    {stage:7} all through {figures['all_through_s']} s  median "
                 f"{figures['median_s']}  p95 {figures['p95_s']}  p99 {figures['p99_s']}  max "
                 f"{figures['max_s']}  failed {figures['failed']}  retries {figures['retries']}"
+                + (f"  past the ROM's tries {figures['past_rom']}" if "past_rom" in figures else "")
             )
         print(f"    daemon CPU s {result['daemon_cpu_s']}  peak MB {result['daemon_peak_mb']}")
         print(f"    client CPU s {result['client_cpu_s']}  kernel drops {result['kernel_drops']}")
+        print(f"    server receive buffer {result['receive_buffer'] or 'kernel default'}")
         print(f"    daemons listening after (s) {result['daemon_start_s']}")
         print(f"    node 2 mounting node 1's export: {result['foreign_export']}")
         print(f"    NFS connections open at the end: {result['nfs_connections']}")
@@ -860,6 +921,13 @@ def main() -> None:
     parser.add_argument(
         "--reuse", action="store_true", help="the set-up of an earlier run of as many nodes"
     )
+    parser.add_argument(
+        "--receive-buffer",
+        choices=("dim", "kernel"),
+        default="dim",
+        help="the server's net.core.rmem_default/rmem_max: what dim renders for N nodes, or "
+        "the kernel's default",
+    )
     args = parser.parse_args()
     results = []
     for count in (int(n) for n in args.nodes.split(",")):
@@ -882,6 +950,9 @@ def main() -> None:
                         count,
                         args.timeout,
                         reads=not args.skip_reads,
+                        buffer=limits.receive_buffer(count)
+                        if args.receive_buffer == "dim"
+                        else None,
                     )
                     result |= {"dhcp": flavour, "boot": boot_path, "setup_s": setup}
                     result["reads"] = not args.skip_reads

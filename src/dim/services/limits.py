@@ -47,6 +47,12 @@ DNSMASQ_TFTP_MAX = 50
 TFTP_MAX_CEILING = 1000
 GANESHA_CONNECTIONS = 1024
 GANESHA_MAX_CONNECTIONS = 10_000
+BUFFER_KEYS = ("net.core.rmem_default", "net.core.rmem_max")
+KERNEL_RECEIVE_BUFFER = 212_992  # rmem_default and rmem_max of a kernel left alone
+# the receive buffer a DHCP packet takes (the kernel counts a packet's whole allocation: 1.3 KB
+# for 300 bytes on a veth, half a page or a page per frame from many NIC drivers)
+BUFFER_PER_NODE = 2048
+RECEIVE_BUFFER_CEILING = 64 << 20  # the burst of 32,768 nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,7 @@ class ServerNeeds:
     tftp_max: int | None
     ganesha_connections: int | None
     ganesha_short: int  # connections beyond ganesha's maximum (0: none)
+    receive_buffer: int | None  # net.core.rmem_default and rmem_max
 
 
 def served(cluster: Cluster, server: str) -> list[Node]:
@@ -82,6 +89,7 @@ def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
         tftp_max=tftp_max(len(nodes)),
         ganesha_connections=ganesha_connections(len(nodes)),
         ganesha_short=max(0, 2 * len(nodes) - GANESHA_MAX_CONNECTIONS),
+        receive_buffer=receive_buffer(len(nodes)),
     )
 
 
@@ -126,6 +134,22 @@ def tftp_max(nodes: int) -> int | None:
 def ganesha_connections(nodes: int) -> int | None:
     """ganesha's ``RPC_Max_Connections``: two per node, at most its maximum (10,000)."""
     return _above(min(2 * nodes, GANESHA_MAX_CONNECTIONS), GANESHA_CONNECTIONS)
+
+
+def receive_buffer(nodes: int) -> int | None:
+    """``net.core.rmem_default`` (and ``rmem_max``) for a DHCP socket to hold the burst of a
+    boot storm: every node's DISCOVER at the same moment, 2 KiB each, a power of two, at most
+    64 MiB (the default of every datagram socket of the machine; past it, a queued packet
+    waits longer than a PXE ROM does anyway). None while the kernel's 208 KiB hold them.
+    The DHCP servers take the default (dnsmasq's DHCP socket sets no SO_RCVBUF).
+
+    >>> receive_buffer(100), receive_buffer(2500), receive_buffer(10_000)
+    (None, 8388608, 33554432)
+    """
+    wanted = nodes * BUFFER_PER_NODE
+    if wanted <= KERNEL_RECEIVE_BUFFER:
+        return None
+    return min(_power_of_two(wanted), RECEIVE_BUFFER_CEILING)
 
 
 def neighbour_thresholds(neighbours: int) -> tuple[int, int, int]:

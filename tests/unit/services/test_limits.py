@@ -83,6 +83,23 @@ def test_ganesha_holds_two_connections_per_node_up_to_its_maximum(nodes, connect
     assert limits.ganesha_connections(nodes) == connections
 
 
+@pytest.mark.parametrize("nodes", [0, 1, 104])
+def test_a_dhcp_burst_of_up_to_104_nodes_fits_the_kernels_receive_buffer(nodes):
+    assert limits.receive_buffer(nodes) is None
+
+
+@pytest.mark.parametrize(
+    ("nodes", "size"), [(105, 1 << 18), (2500, 8 << 20), (10_000, 32 << 20), (32_768, 64 << 20)]
+)
+def test_the_receive_buffer_holds_a_dhcp_packet_of_every_node_at_once(nodes, size):
+    assert limits.receive_buffer(nodes) == size
+    assert nodes * limits.BUFFER_PER_NODE <= size < 2 * nodes * limits.BUFFER_PER_NODE
+
+
+def test_the_receive_buffer_stops_at_64_mib_the_default_of_every_datagram_socket():
+    assert limits.receive_buffer(100_000) == 64 << 20
+
+
 def test_a_failover_sets_server_is_sized_for_every_node_of_the_set(pair_inventory):
     assert limits.server_needs(pair_inventory, "srv1").nodes == 4  # a1, a2, b1, b2
     assert limits.server_needs(pair_inventory, "solo").nodes == 1
