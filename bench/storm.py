@@ -86,6 +86,7 @@ from storm_network import (  # noqa: E402
 from storm_report import print_table, summarise  # noqa: E402
 from storm_setup import apply_flavour, client_binary, export_paths, reads_file, set_up  # noqa: E402
 
+from dim.lab import netns  # noqa: E402
 from dim.lab.processes import stop  # noqa: E402
 from dim.lab.state import LabState  # noqa: E402
 from dim.services import limits  # noqa: E402
@@ -110,7 +111,9 @@ def storm(
     state.save()
     stack = contextlib.ExitStack()
     try:
-        stack.enter_context(receive_buffer(namespace, buffer))
+        stack.enter_context(receive_buffer(buffer))
+        # what the server's sockets get by default, read where they live
+        rmem = netns.run(namespace, ["cat", "/proc/sys/net/core/rmem_default"]).stdout.strip()
         backlog_before = softnet_drops()
         state, started = start_daemons(state)
         daemons = {d.name: d.pid for d in state.daemons if d.name != "ra"}
@@ -143,7 +146,7 @@ def storm(
         "daemon_peak_mb": memory,
         "daemons_kept_running": all(alive.values()),
         "kernel_drops": drops,
-        "receive_buffer": buffer,
+        "receive_buffer": int(rmem),
     }
 
 

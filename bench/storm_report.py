@@ -77,7 +77,7 @@ def print_table(results: list[dict]) -> None:
             )
         print(f"    daemon CPU s {result['daemon_cpu_s']}  peak MB {result['daemon_peak_mb']}")
         print(f"    client CPU s {result['client_cpu_s']}  kernel drops {result['kernel_drops']}")
-        print(f"    server receive buffer {result['receive_buffer'] or 'kernel default'}")
+        print(f"    server rmem_default {result['receive_buffer']}")
         print(f"    daemons listening after (s) {result['daemon_start_s']}")
         print(f"    node 2 mounting node 1's export: {result['foreign_export']}")
         print(f"    NFS connections open at the end: {result['nfs_connections']}")
