@@ -160,7 +160,7 @@ struct nfs_node {
 	char renew_path[PATH_SIZE];
 	double used; /* when the node last sent an operation that renews its lease */
 	int renewing;
-	int active;   /* an operation is under way */
+	int active;   /* a READ operation (OPEN, READs, CLOSE) is under way */
 	int deferred; /* the next operation waits for the renewal to end */
 	int mounted, failed, done, operation, retries;
 	uint64_t offset, bytes;
@@ -257,12 +257,14 @@ static void next_operation(struct nfs_node *node)
 		node->deferred = 1;
 		return;
 	}
-	node->active = 1;
+	/* OPEN and CLOSE take the open owner's sequence: no renewal (an OPEN) while they run;
+	 * READDIR and READLINK do not, nor do they renew the lease */
+	node->active = op->kind == READ;
 	current_source = node->source;
-	node->used = now();
-	if (op->kind == READ)
+	if (op->kind == READ) {
+		node->used = now();
 		status = nfs_open_async(context, path, O_RDONLY, on_step, node);
-	else if (op->kind == LIST)
+	} else if (op->kind == LIST)
 		status = nfs_opendir_async(context, path, on_step, node);
 	else
 		status = nfs_readlink_async(context, path, on_step, node);
@@ -273,8 +275,9 @@ static void next_operation(struct nfs_node *node)
 /* NFSv4.0 leases: ganesha forgets a client that sent nothing stateful for Lease_Lifetime
  * (15 s in dim's configuration), and libnfs 4.0 never sends RENEW, which a kernel client
  * sends on its own. So a node that sent nothing stateful (OPEN, READ, CLOSE) for RENEW_AFTER
- * seconds opens and closes a file of the image: OPEN and CLOSE renew the lease as RENEW
- * would. Every 2.5 s, a sixth of the lease:
+ * seconds, between operations or during a READDIR or READLINK (a run of them can last
+ * longer than the lease under a storm), opens and closes a file of the image: OPEN and CLOSE
+ * renew the lease as RENEW would. Every 2.5 s, a sixth of the lease:
  * under a storm a renewal waits seconds in ganesha's queue, and libnfs does not recover
  * an expired client as the kernel does (a renewal every 5 s left 19 of 500 nodes expired). */
 #define RENEW_AFTER 2.5
