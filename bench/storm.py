@@ -65,6 +65,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -151,6 +152,9 @@ def storm(
 
 
 def main() -> None:
+    # stopped by its process id (a background job ignores SIGINT): daemons, namespaces and
+    # the machine's settings are put back by the finally clauses all the same
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", default="500,2500")
     parser.add_argument("--dhcp", default="dnsmasq,kea,isc")

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from storm_cluster import RELAY, SERVER, STAGES, Failed, Node, node_address, node_mac, node_name
-from storm_dhcp import Relay, dhcp
+from storm_cluster import SERVER, STAGES, Failed, Node, node_address, node_mac, node_name
+from storm_dhcp import DhcpThread
 
 
 class Client:
@@ -69,12 +69,12 @@ async def http_get(session, url: str) -> tuple[bytes | int, int]:
         return total, 0
 
 
-async def boot(node: Node, start: float, args, relay: Relay, client: Client) -> None:
+async def boot(node: Node, start: float, args, dhcps: DhcpThread, client: Client) -> None:
     import aiohttp
 
     stage, began = "dhcp", start
     try:
-        reply, retries, node.past_rom["dhcp"] = await dhcp(relay, node, ipxe=False)
+        reply, retries, node.past_rom["dhcp"] = await dhcps.dhcp(node, ipxe=False)
         if not reply["file"]:
             raise Failed("DHCP named no loader")
         began = node_done(node, stage, start, began, retries)
@@ -94,7 +94,7 @@ async def boot(node: Node, start: float, args, relay: Relay, client: Client) -> 
             began = node_done(node, stage, start, began, retries)
         else:
             stage = "dhcp2"
-            reply, retries, node.past_rom["dhcp2"] = await dhcp(relay, node, ipxe=True)
+            reply, retries, node.past_rom["dhcp2"] = await dhcps.dhcp(node, ipxe=True)
             if not reply["file"].endswith("boot.ipxe"):
                 raise Failed(f"iPXE's DHCP named {reply['file']!r}, not boot.ipxe")
             began = node_done(node, stage, start, began, retries)
@@ -166,11 +166,7 @@ def node_done(node: Node, stage: str, start: float, began: float, retries: int) 
 async def run_nodes(args) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE: a burst of replies
-    sock.bind((RELAY, 67))
-    _, relay = await loop.create_datagram_endpoint(Relay, sock=sock)
+    dhcps = DhcpThread()
     process = await asyncio.create_subprocess_exec(
         args.client, SERVER, args.reads_file,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 20,
@@ -181,7 +177,7 @@ async def run_nodes(args) -> dict:
     foreign = await foreign_export(client, args)
     cpu_before = os.times()
     start = time.monotonic()
-    tasks = [asyncio.create_task(boot(n, start, args, relay, client)) for n in nodes]
+    tasks = [asyncio.create_task(boot(n, start, args, dhcps, client)) for n in nodes]
     done, pending = await asyncio.wait(tasks, timeout=args.timeout)
     for task in pending:
         task.cancel()
