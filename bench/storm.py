@@ -7,6 +7,7 @@ Run by hand, as root, never as a test (minutes at 2,500 nodes)::
                                     [--boot http,tftp] [--reads bench/data/boot-reads-debian12.txt]
                                     [--dir /var/tmp/dst-storm] [--namespace dststorm]
                                     [--tftp-max N] [--json FILE] [--reuse] [--skip-reads]
+                                    [--receive-buffer dim|kernel] [--timeout S]
 
 For each node count, the image server is set up by dim itself, as an administrator would:
 a cluster.xml with N nodes (10.77.0.0/16, node n00001 at 10.77.1.1, 250 per /24), their
@@ -21,7 +22,11 @@ interface. Each node, all started at once:
 
 1. ``dhcp``: DISCOVER/REQUEST as a BIOS PXE ROM (option 93 = 0, vendor class PXEClient) with
    its own MAC, through a relay (giaddr 10.77.0.2: one socket speaks for all MACs; each server
-   answers relayed requests); the ACK must give the node's address and a loader;
+   answers relayed requests); the ACK must give the node's address and a loader. Sent again
+   after 4, 8, 16, 32 s as the PXE specification times it (iPXE below: 1, 2, 4, 8 s), with
+   one transaction id per exchange as ROMs keep it (a late answer counts), on an event loop
+   of its own; then a second round, as a BIOS that tries its boot order again: the nodes
+   that needed it (a ROM alone gives up after 60 s) are counted, ``past the ROM's tries``;
 2. ``loader``: that loader (``undionly.kpxe``) over TFTP, as the ROM fetches it;
 3. boot path ``http`` (iPXE): ``dhcp2``, the iPXE DHCP (user class iPXE, option 175), which must
    name dim serve's ``boot.ipxe``; ``script``: ``boot.ipxe`` and the node's own script over
@@ -41,8 +46,7 @@ per-packet cost would make the client the bottleneck), DHCP and HTTP in Python. 
 beside this one: ``storm_setup`` (the server, by dim), ``storm_network`` (namespaces, kernel
 settings and drops), ``storm_daemons`` (started, CPU, memory), ``storm_nodes`` (run inside the
 nodes' namespace), ``storm_dhcp`` (a ROM's and iPXE's DHCP), ``storm_report`` (the figures),
-``storm_cluster`` (addresses, names, stages). Reported per
-storm and stage: seconds until all N nodes are through (from the common start), per-node
+``storm_cluster`` (addresses, names, stages). Reported per storm and stage: seconds until all N nodes are through (from the common start), per-node
 latency of the stage (median, p95, p99, max), failures and retries; per daemon, CPU seconds
 used during the storm and peak memory (VmHWM summed over its processes, from /proc); whether
 every daemon still runs with the process id it started with (no restart). The physical bound
@@ -53,7 +57,10 @@ nodes (2N, and N up to 1,000; ``--tftp-max`` overrides the second). Bench-only: 
 table thresholds are raised to hold every node's entry when the storm needs it, and restored
 (the namespaces share the host's table; ``dim apply`` writes a sysctl.d file for the server's
 own machine). ganesha's ``RPC_Max_Connections`` is dim's (2N, at most 10,000): the simulator
-holds one connection per node, so 10,000 nodes fit.
+holds one connection per node, so 10,000 nodes fit. ``net.core.rmem_default`` is what dim
+renders for N nodes (``--receive-buffer kernel``: left as it is, to compare), set on the host
+for the storm (namespaces read the host's) and restored. dnsmasq runs without the lab's
+``--log-dhcp`` (a log line per packet option), as dim's configuration runs it.
 ``--reuse`` skips the set-up when the folder holds one for as many nodes. Everything started
 is stopped by process id and both namespaces are deleted at the end; the C client dies with
 the bench.
