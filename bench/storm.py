@@ -46,11 +46,12 @@ per-packet cost would make the client the bottleneck), DHCP and HTTP in Python. 
 beside this one: ``storm_setup`` (the server, by dim), ``storm_network`` (namespaces, kernel
 settings and drops), ``storm_daemons`` (started, CPU, memory), ``storm_nodes`` (run inside the
 nodes' namespace), ``storm_dhcp`` (a ROM's and iPXE's DHCP), ``storm_report`` (the figures),
-``storm_cluster`` (addresses, names, stages). Reported per storm and stage: seconds until all N nodes are through (from the common start), per-node
-latency of the stage (median, p95, p99, max), failures and retries; per daemon, CPU seconds
-used during the storm and peak memory (VmHWM summed over its processes, from /proc); whether
-every daemon still runs with the process id it started with (no restart). The physical bound
-of a 10 GbE server, from the bytes per node, is printed next to it.
+``storm_cluster`` (addresses, names, stages). Reported per storm and stage: seconds until
+all N nodes are through (from the common start), per-node latency of the stage (median, p95,
+p99, max), failures and retries; per daemon, CPU seconds used during the storm and peak
+memory (VmHWM summed over its processes, from /proc); whether every daemon still runs with
+the process id it started with (no restart). The physical bound of a 10 GbE server, from the
+bytes per node, is printed next to it.
 
 Limits: dnsmasq's ``dhcp-lease-max`` and ``tftp-max`` are what ``dim apply`` renders for N
 nodes (2N, and N up to 1,000; ``--tftp-max`` overrides the second). Bench-only: the host's ARP
