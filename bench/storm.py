@@ -82,7 +82,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from storm_cluster import say  # noqa: E402
+from storm_cluster import say, stages  # noqa: E402
 from storm_daemons import cpu_seconds, peak_memory_mb, start_daemons  # noqa: E402
 from storm_network import (  # noqa: E402
     arp_room,
@@ -111,6 +111,7 @@ def storm(
     *,
     reads: bool = True,
     buffer: int | None = None,
+    until: str = "reads",
 ):
     """Fresh daemons, the N nodes started at once from the nodes' namespace, the figures."""
     shutil.rmtree(folder / "run", ignore_errors=True)
@@ -124,7 +125,8 @@ def storm(
         # what the server's sockets get by default, read where they live
         rmem = netns.run(namespace, ["cat", "/proc/sys/net/core/rmem_default"]).stdout.strip()
         backlog_before = softnet_drops()
-        state, started = start_daemons(state)
+        nfs = "mount" in stages(boot, until)
+        state, started = start_daemons(state, frozenset() if nfs else frozenset({"ganesha"}))
         daemons = {d.name: d.pid for d in state.daemons if d.name != "ra"}
         time.sleep(1.0)
         cpu_before = {name: cpu_seconds(pid) for name, pid in daemons.items()}
@@ -134,6 +136,7 @@ def storm(
             "--count", str(count), "--boot", boot, "--timeout", str(timeout),
             "--image-export", image_export, "--node-export", node_export,
             "--client", str(client_binary(folder)), "--reads-file", str(reads_file(folder, reads)),
+            "--until", until,
         ]  # fmt: skip
         inside = subprocess.run(command, capture_output=True, text=True, check=False)
         if inside.returncode != 0:
@@ -149,7 +152,7 @@ def storm(
             stop(process.pid)
         stack.close()
         delete_network(namespace)
-    return summarise(nodes, boot, count) | {
+    return summarise(nodes, boot, count, until) | {
         "daemon_start_s": started,
         "daemon_cpu_s": cpu,
         "daemon_peak_mb": memory,
@@ -185,6 +188,11 @@ def main() -> None:
         "--reuse", action="store_true", help="the set-up of an earlier run of as many nodes"
     )
     parser.add_argument(
+        "--until",
+        default="reads",
+        help="the last stage of each node (e.g. script: no kernel, no NFS, ganesha not started)",
+    )
+    parser.add_argument(
         "--receive-buffer",
         choices=("dim", "kernel"),
         default="dim",
@@ -216,6 +224,7 @@ def main() -> None:
                         buffer=limits.receive_buffer(count)
                         if args.receive_buffer == "dim"
                         else None,
+                        until=args.until,
                     )
                     result |= {"dhcp": flavour, "boot": boot_path, "setup_s": setup}
                     result["reads"] = not args.skip_reads

@@ -18,6 +18,12 @@ STAGES = {
 }
 
 
+def stages(boot: str, until: str = "reads") -> tuple[str, ...]:
+    """The stages of boot path ``boot`` up to ``until``, that one included."""
+    every = STAGES[boot]
+    return every[: every.index(until) + 1]
+
+
 def say(message: str) -> None:
     print(f"  {message}", file=sys.stderr, flush=True)
 

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from storm_cluster import SERVER, STAGES, Failed, Node, node_address, node_mac, node_name
+from storm_cluster import SERVER, Failed, Node, node_address, node_mac, node_name, stages
 from storm_dhcp import DhcpThread
 
 
@@ -72,32 +72,38 @@ async def http_get(session, url: str) -> tuple[bytes | int, int]:
 async def boot(node: Node, start: float, args, dhcps: DhcpThread, client: Client) -> None:
     import aiohttp
 
+    def passed(stage: str, began: float, retries: int) -> float:
+        end = node_done(node, stage, start, began, retries)
+        if stage == args.until:
+            raise Through
+        return end
+
     stage, began = "dhcp", start
     try:
         reply, retries, node.past_rom["dhcp"] = await dhcps.dhcp(node, ipxe=False)
         if not reply["file"]:
             raise Failed("DHCP named no loader")
-        began = node_done(node, stage, start, began, retries)
+        began = passed(stage, began, retries)
         stage = "loader"
         _, size, retries = await tftp(client, node, [reply["file"]])
         node.bytes["loader"] = size
-        began = node_done(node, stage, start, began, retries)
+        began = passed(stage, began, retries)
         if args.boot == "tftp":
             stage = "script"
             config = "pxelinux.cfg/01-" + node.mac.replace(":", "-")
             _, size, retries = await tftp(client, node, [config])
-            began = node_done(node, stage, start, began, retries)
+            began = passed(stage, began, retries)
             stage = "kernel"
             files = ["dim/images/storm/vmlinuz", "dim/images/storm/initrd.img"]
             _, size, retries = await tftp(client, node, files)
             node.bytes["kernel"] = size
-            began = node_done(node, stage, start, began, retries)
+            began = passed(stage, began, retries)
         else:
             stage = "dhcp2"
             reply, retries, node.past_rom["dhcp2"] = await dhcps.dhcp(node, ipxe=True)
             if not reply["file"].endswith("boot.ipxe"):
                 raise Failed(f"iPXE's DHCP named {reply['file']!r}, not boot.ipxe")
-            began = node_done(node, stage, start, began, retries)
+            began = passed(stage, began, retries)
             stage = "script"
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=60)
             connector = aiohttp.TCPConnector(local_addr=(node.address, 0), limit=1)
@@ -110,11 +116,11 @@ async def boot(node: Node, start: float, args, dhcps: DhcpThread, client: Client
                 urls = re.findall(r"^(?:kernel|initrd)(?: --name \S+)? (\S+)", own.decode(), re.M)
                 if len(urls) != 2 or b"chain" not in entry:
                     raise Failed(f"unexpected iPXE scripts: {own[:200]!r}")
-                began = node_done(node, stage, start, began, 0)
+                began = passed(stage, began, 0)
                 stage = "kernel"
                 sizes = [(await http_get(session, url))[0] for url in urls]
                 node.bytes["kernel"] = sum(sizes)
-                began = node_done(node, stage, start, began, 0)
+                began = passed(stage, began, 0)
         stage = "mount"
         mounted = client.expect("mount", node.name)
         read = client.expect("reads", node.name)
@@ -130,6 +136,8 @@ async def boot(node: Node, start: float, args, dhcps: DhcpThread, client: Client
             raise Failed(f"NFS boot reads: {''.join(error).strip()}")
         node.bytes["reads"] = size
         node.done(stage, start, began, moment)
+    except Through:
+        pass
     except Failed as exc:
         node.failed_at, node.error = stage, str(exc)
     except (TimeoutError, OSError, aiohttp.ClientError) as exc:
@@ -157,6 +165,10 @@ async def foreign_export(client: Client, args) -> str:
     return "mounted" if status == "ok" else "".join(error).strip()
 
 
+class Through(Exception):
+    """The node is through the last stage asked for (``--until``)."""
+
+
 def node_done(node: Node, stage: str, start: float, began: float, retries: int) -> float:
     end = time.monotonic()
     node.done(stage, start, began, end, retries)
@@ -174,7 +186,8 @@ async def run_nodes(args) -> dict:
     client = Client(process)
     reader = asyncio.create_task(client.read())
     nodes = [Node(n, node_name(n), node_mac(n), node_address(n)) for n in range(1, args.count + 1)]
-    foreign = await foreign_export(client, args)
+    nfs = "mount" in stages(args.boot, args.until)
+    foreign = await foreign_export(client, args) if nfs else "not asked (no NFS)"
     cpu_before = os.times()
     start = time.monotonic()
     tasks = [asyncio.create_task(boot(n, start, args, dhcps, client)) for n in nodes]
@@ -182,8 +195,8 @@ async def run_nodes(args) -> dict:
     for task in pending:
         task.cancel()
     for node in nodes:
-        if not node.failed_at and "reads" not in node.ends:
-            node.failed_at = next(s for s in STAGES[args.boot] if s not in node.ends)
+        if not node.failed_at and args.until not in node.ends:
+            node.failed_at = next(s for s in stages(args.boot, args.until) if s not in node.ends)
             node.error = f"not through after {args.timeout:.0f} s"
     connections = nfs_connections()
     process.stdin.close()
@@ -223,6 +236,7 @@ def nodes_main(argv: list[str]) -> None:
         parser.add_argument(option, required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--until", default="reads")
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(run_nodes(args))))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import statistics
 
-from storm_cluster import STAGES
+from storm_cluster import stages as stages_of
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -15,9 +15,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def summarise(nodes: dict, boot: str, count: int) -> dict:
+def summarise(nodes: dict, boot: str, count: int, until: str = "reads") -> dict:
     stages = {}
-    for stage in STAGES[boot]:
+    for stage in stages_of(boot, until):
         ends = [n["ends"][stage] for n in nodes["nodes"] if stage in n["ends"]]
         latencies = [n["latency"][stage] for n in nodes["nodes"] if stage in n["latency"]]
         failed = sum(1 for n in nodes["nodes"] if n.get("failed_at") == stage)
