@@ -9,14 +9,20 @@
  *                                ->  mount ID ok|fail T 0 RETRIES [error]
  *                                    reads ID ok|fail T BYTES OPERATIONS [error]
  *
+ * (IMAGE_EXPORT and NODE_EXPORT: pseudo paths below "/", the node's own export second.)
+ *
  * SRC is the node's own address: every socket of a node is bound to it, so that ganesha's
  * per-node export (CLIENT { Clients = <node address>; }) admits the node, as it would a
  * real one. libnfs makes its sockets itself: this program defines bind() and connect(), which
  * libnfs's calls reach before libc's (symbol interposition; linked with --export-dynamic),
  * and which put the current node's address on every IPv4 socket libnfs binds or connects.
  *
- * NFS is libnfs's NFSv4 client (what dim's ganesha configuration serves), with its async API;
- * the boot reads replay argv[2] (bench/data/boot-reads-*.txt): for each node, one operation
+ * NFS is libnfs's NFSv4 client (what dim's ganesha configuration serves), with its async API.
+ * A node holds one TCP connection to the server, as a kernel client does for all its mounts
+ * of one server: one libnfs context mounts ganesha's pseudo-root "/" and reaches both exports
+ * by path; the mount stage looks both export roots up (LOOKUP and GETATTR, as a kernel mount
+ * does), so ganesha checks the node's address against each export's CLIENT rule there, and
+ * again on every operation below it. The boot reads replay argv[2] (bench/data/boot-reads-*.txt): for each node, one operation
  * after another as a booting system mostly does them, READ of the bytes recorded, READDIR,
  * READLINK. TFTP is RFC 1350 with the blksize and tsize options (RFC 2347-2349), as a PXE
  * ROM asks them; a lost packet is sent again after a second, up to 8 times.
@@ -49,6 +55,7 @@
 #define TFTP_TRIES 8
 #define MAX_FILES 8
 #define CHUNK (1024 * 1024)
+#define PATH_SIZE 1024
 
 static struct in_addr current_source; /* the node libnfs works for at this moment */
 static struct sockaddr_in server;
@@ -112,7 +119,7 @@ struct operation {
 };
 static struct operation *operations;
 static int operation_count;
-static const char *lease_path[2]; /* a file of each export, opened to renew a lease */
+static const char *lease_path; /* a file of the image, opened to renew the lease */
 
 static void load_operations(const char *file)
 {
@@ -136,8 +143,8 @@ static void load_operations(const char *file)
 		op->path = malloc(strlen(path) + 2);
 		sprintf(op->path, "/%s", strcmp(path, ".") == 0 ? "" : path);
 		op->bytes = bytes;
-		if (op->kind == READ && !lease_path[op->export])
-			lease_path[op->export] = op->path;
+		if (op->kind == READ && !op->export && !lease_path)
+			lease_path = op->path;
 	}
 	fclose(input);
 }
@@ -147,16 +154,26 @@ static void load_operations(const char *file)
 struct nfs_node {
 	char id[64];
 	struct in_addr source;
-	struct nfs_context *context[2];
-	double used[2]; /* when each context last sent an operation that renews its lease */
-	int renewing[2];
-	int active;   /* the context of the operation under way, -1 between operations */
-	int deferred; /* the next operation waits for its context's renewal to end */
+	struct nfs_context *context; /* one connection for both exports */
+	char *root[2];               /* the image's export, the node's own */
+	char path[PATH_SIZE];        /* of the operation under way */
+	char renew_path[PATH_SIZE];
+	double used; /* when the node last sent an operation that renews its lease */
+	int renewing;
+	int active;   /* a READ operation (OPEN, READs, CLOSE) is under way */
+	int deferred; /* the next operation waits for the renewal to end */
 	int mounted, failed, done, operation, retries;
 	uint64_t offset, bytes;
 	struct nfsfh *file;
 	struct nfs_node *next;
 };
+
+/* a path of the reads below one of the node's exports, in ``into`` (PATH_SIZE) */
+static const char *below(struct nfs_node *node, int export, const char *path, char *into)
+{
+	snprintf(into, PATH_SIZE, "%s%s", node->root[export], strcmp(path, "/") ? path : "");
+	return into;
+}
 static struct nfs_node *nfs_nodes;
 
 static void nfs_fail(struct nfs_node *node, const char *stage, const char *error)
@@ -198,18 +215,18 @@ static void on_step(int err, struct nfs_context *nfs, void *data, void *private)
 			return;
 		}
 		node->file = NULL;
-		node->active = -1;
+		node->active = 0;
 		node->operation++;
 		next_operation(node);
 		return;
 	}
 	if (op->kind == READ) {
-		struct nfs_context *context = node->context[op->export];
+		struct nfs_context *context = node->context;
 		if (node->offset < op->bytes) {
 			uint64_t count = op->bytes - node->offset;
 			if (count > CHUNK)
 				count = CHUNK;
-			node->used[op->export] = now();
+			node->used = now();
 			if (nfs_pread_async(context, node->file, node->offset, count, on_step, node))
 				nfs_fail(node, "reads", nfs_get_error(context));
 		} else {
@@ -218,7 +235,7 @@ static void on_step(int err, struct nfs_context *nfs, void *data, void *private)
 		}
 		return;
 	}
-	node->active = -1;
+	node->active = 0;
 	node->operation++;
 	next_operation(node);
 }
@@ -233,47 +250,45 @@ static void next_operation(struct nfs_node *node)
 		return;
 	}
 	struct operation *op = &operations[node->operation];
-	struct nfs_context *context = node->context[op->export];
+	struct nfs_context *context = node->context;
+	const char *path = below(node, op->export, op->path, node->path);
 	int status;
-	if (node->renewing[op->export]) { /* NFSv4.0: one open owner's OPENs one at a time */
+	if (node->renewing) { /* NFSv4.0: one open owner's OPENs one at a time */
 		node->deferred = 1;
 		return;
 	}
-	node->active = op->export;
+	/* OPEN and CLOSE take the open owner's sequence: no renewal (an OPEN) while they run;
+	 * READDIR and READLINK do not, nor do they renew the lease */
+	node->active = op->kind == READ;
 	current_source = node->source;
-	node->used[op->export] = now();
-	if (op->kind == READ)
-		status = nfs_open_async(context, op->path, O_RDONLY, on_step, node);
-	else if (op->kind == LIST)
-		status = nfs_opendir_async(context, op->path, on_step, node);
+	if (op->kind == READ) {
+		node->used = now();
+		status = nfs_open_async(context, path, O_RDONLY, on_step, node);
+	} else if (op->kind == LIST)
+		status = nfs_opendir_async(context, path, on_step, node);
 	else
-		status = nfs_readlink_async(context, op->path, on_step, node);
+		status = nfs_readlink_async(context, path, on_step, node);
 	if (status)
 		nfs_fail(node, "reads", nfs_get_error(context));
 }
 
 /* NFSv4.0 leases: ganesha forgets a client that sent nothing stateful for Lease_Lifetime
  * (15 s in dim's configuration), and libnfs 4.0 never sends RENEW, which a kernel client
- * sends on its own. So a context idle for RENEW_AFTER seconds opens and closes a file of its
- * export: OPEN and CLOSE renew the lease as RENEW would. Every 2.5 s, a sixth of the lease:
+ * sends on its own. So a node that sent nothing stateful (OPEN, READ, CLOSE) for RENEW_AFTER
+ * seconds, between operations or during a READDIR or READLINK (a run of them can last
+ * longer than the lease under a storm), opens and closes a file of the image: OPEN and CLOSE
+ * renew the lease as RENEW would. Every 2.5 s, a sixth of the lease:
  * under a storm a renewal waits seconds in ganesha's queue, and libnfs does not recover
  * an expired client as the kernel does (a renewal every 5 s left 19 of 500 nodes expired). */
 #define RENEW_AFTER 2.5
 
-struct renewal {
-	struct nfs_node *node;
-	int context;
-};
-
 static void on_renewed(int err, struct nfs_context *nfs, void *data, void *private)
 {
-	struct renewal *renewal = private;
+	struct nfs_node *node = private;
 	(void)err;
 	(void)nfs;
 	(void)data;
-	struct nfs_node *node = renewal->node;
-	node->renewing[renewal->context] = 0;
-	free(renewal);
+	node->renewing = 0;
 	if (node->deferred) {
 		node->deferred = 0;
 		next_operation(node);
@@ -289,35 +304,37 @@ static void on_renew_open(int err, struct nfs_context *nfs, void *data, void *pr
 static void renew_leases(double moment)
 {
 	for (struct nfs_node *node = nfs_nodes; node; node = node->next) {
-		if (node->mounted < 2 || node->failed || node->done)
+		if (node->mounted < 3 || node->failed || node->done || node->renewing ||
+		    node->active || !lease_path || moment - node->used < RENEW_AFTER)
 			continue;
-		for (int i = 0; i < 2; i++) {
-			if (node->renewing[i] || node->active == i || !lease_path[i] ||
-			    moment - node->used[i] < RENEW_AFTER)
-				continue;
-			struct renewal *renewal = malloc(sizeof(*renewal));
-			*renewal = (struct renewal){node, i};
-			current_source = node->source;
-			node->used[i] = moment;
-			node->renewing[i] = 1;
-			if (nfs_open_async(node->context[i], lease_path[i], O_RDONLY, on_renew_open,
-					   renewal))
-				on_renewed(0, node->context[i], NULL, renewal);
-		}
+		current_source = node->source;
+		node->used = moment;
+		node->renewing = 1;
+		if (nfs_open_async(node->context, below(node, 0, lease_path, node->renew_path),
+				   O_RDONLY, on_renew_open, node))
+			on_renewed(0, node->context, NULL, node);
 	}
 }
 
+/* mounted: "/", then each export's root looked up (from the node's address: ganesha admits
+ * it to its own export only) */
 static void on_mount(int err, struct nfs_context *nfs, void *data, void *private)
 {
 	struct nfs_node *node = private;
-	(void)nfs;
 	if (err) {
-		nfs_fail(node, "mount", data);
+		char message[PATH_SIZE + 200];
+		snprintf(message, sizeof(message), "%s: %s",
+			 node->mounted ? node->root[node->mounted - 1] : "/", (char *)data);
+		nfs_fail(node, "mount", message);
 		return;
 	}
-	if (++node->mounted < 2)
+	if (++node->mounted < 3) {
+		current_source = node->source;
+		if (nfs_stat64_async(nfs, node->root[node->mounted - 1], on_mount, node))
+			nfs_fail(node, "mount", nfs_get_error(nfs));
 		return;
-	node->used[0] = node->used[1] = now();
+	}
+	node->used = now();
 	printf("mount %s ok %.6f 0 %d\n", node->id, now(), node->retries);
 	fflush(stdout);
 	next_operation(node);
@@ -327,27 +344,22 @@ static void start_nfs(char *id, char *source, char *image_export, char *node_exp
 {
 	struct nfs_node *node = calloc(1, sizeof(*node));
 	char name[128];
-	node->active = -1;
 	snprintf(node->id, sizeof(node->id), "%s", id);
 	inet_pton(AF_INET, source, &node->source);
+	node->root[0] = strdup(image_export);
+	node->root[1] = strdup(node_export);
 	node->next = nfs_nodes;
 	nfs_nodes = node;
 	current_source = node->source;
-	for (int i = 0; i < 2; i++) {
-		struct nfs_context *context = nfs_init_context();
-		node->context[i] = context;
-		nfs_set_version(context, NFS_V4_VERSION);
-		nfs_set_timeout(context, 120000);
-		/* each context its own NFSv4 client: one name for all would have ganesha take
-		 * every new mount for a reboot of the same client and drop the others' state */
-		snprintf(name, sizeof(name), "dim-storm-%s-%d", id, i);
-		nfs4_set_client_name(context, name);
-		if (nfs_mount_async(context, inet_ntoa(server.sin_addr),
-				    i ? node_export : image_export, on_mount, node)) {
-			nfs_fail(node, "mount", nfs_get_error(context));
-			return;
-		}
-	}
+	node->context = nfs_init_context();
+	nfs_set_version(node->context, NFS_V4_VERSION);
+	nfs_set_timeout(node->context, 120000);
+	/* each node its own NFSv4 client: one name for all would have ganesha take every new
+	 * node for a reboot of the same client and drop the others' state */
+	snprintf(name, sizeof(name), "dim-storm-%s", id);
+	nfs4_set_client_name(node->context, name);
+	if (nfs_mount_async(node->context, inet_ntoa(server.sin_addr), "/", on_mount, node))
+		nfs_fail(node, "mount", nfs_get_error(node->context));
 }
 
 /* -- TFTP nodes ---------------------------------------------------------------------------- */
@@ -534,8 +546,12 @@ static void prune(void)
 		if ((*n)->done || (*n)->failed) {
 			struct nfs_node *gone = *n;
 			*n = gone->next;
+			if (gone->failed) { /* its connection closed, as a failed node's would */
+				nfs_destroy_context(gone->context);
+				free(gone);
+				continue;
+			}
 			/* the node stays mounted until the end, as a booted node does */
-			gone->next = NULL;
 			static struct nfs_node *finished;
 			gone->next = finished;
 			finished = gone;
@@ -568,7 +584,7 @@ int main(int argc, char **argv)
 		for (struct tftp_node *t = tftp_nodes; t; t = t->next)
 			wanted++;
 		for (struct nfs_node *n = nfs_nodes; n; n = n->next)
-			wanted += 2;
+			wanted++;
 		if (wanted > capacity) {
 			capacity = wanted * 2;
 			fds = realloc(fds, capacity * sizeof(*fds));
@@ -581,12 +597,11 @@ int main(int argc, char **argv)
 			owners[count++] = t;
 		}
 		int first_nfs = count;
-		for (struct nfs_node *n = nfs_nodes; n; n = n->next)
-			for (int i = 0; i < 2; i++) {
-				fds[count] = (struct pollfd){.fd = nfs_get_fd(n->context[i]),
-							     .events = nfs_which_events(n->context[i])};
-				owners[count++] = n;
-			}
+		for (struct nfs_node *n = nfs_nodes; n; n = n->next) {
+			fds[count] = (struct pollfd){.fd = nfs_get_fd(n->context),
+						     .events = nfs_which_events(n->context)};
+			owners[count++] = n;
+		}
 		if (poll(fds, count, 20) < 0 && errno != EINTR) {
 			perror("poll");
 			return 1;
@@ -599,9 +614,9 @@ int main(int argc, char **argv)
 			struct nfs_node *n = owners[i];
 			if ((fds[i].revents || scan) && !n->failed && !n->done) {
 				current_source = n->source;
-				if (nfs_service(n->context[(i - first_nfs) % 2], fds[i].revents) < 0)
-					nfs_fail(n, n->mounted < 2 ? "mount" : "reads",
-						 nfs_get_error(n->context[(i - first_nfs) % 2]));
+				if (nfs_service(n->context, fds[i].revents) < 0)
+					nfs_fail(n, n->mounted < 3 ? "mount" : "reads",
+						 nfs_get_error(n->context));
 			}
 		}
 		for (int i = 1; i < first_nfs; i++)

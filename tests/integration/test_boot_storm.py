@@ -4,7 +4,8 @@ through every stage of a network boot, for both boot paths, and none fails.
 The bench at a size CI can afford: 8 nodes, dnsmasq, a cut of the recorded Debian boot
 reads. It proves the simulator itself (DHCP through the relay with each node's MAC, TFTP, the
 iPXE DHCP, dim serve's scripts and files, NFSv4 mounts of the image and of each node's own
-export from the node's own address, the replayed reads), so that the figures the big storms
+export over one connection per node from the node's own address, which ganesha checks: another
+node's address is refused that export; the replayed reads), so that the figures the big storms
 give in docs/benchmarks.md come from nodes that really booted.
 """
 
@@ -68,6 +69,9 @@ def test_every_node_of_a_small_storm_boots_through_every_stage_on_both_paths(
             assert figures["through"] == NODES, (boot, stage, figures)
         sizes = result["bytes_per_node"]
         assert sizes["kernel"] > 1_000_000 and sizes["reads"] > 100_000, (boot, sizes)
+        # one connection per node, as a kernel client; the per-node export rule exercised
+        assert result["nfs_connections"] == NODES, boot
+        assert "NFS4ERR" in result["foreign_export"], (boot, result["foreign_export"])
     assert list(results["http"]["stages"]) == [
         "dhcp", "loader", "dhcp2", "script", "kernel", "mount", "reads",
     ]  # fmt: skip

@@ -364,7 +364,7 @@ def test_layout_check_warns_of_this_machines_neighbour_table_too_small_for_its_n
     assert (
         "  warning: net.ipv4.neigh.default.gc_thresh3 is 1024 on this machine (server srv), "
         "16384 needed for its 4000 node addresses: dim apply sets it in "
-        "/etc/sysctl.d/60-dim-neighbours.conf\n"
+        "/etc/sysctl.d/60-dim-server.conf\n"
     ) in out
     assert out.count("  warning: net.ipv4.neigh.default.gc_thresh") == 3
     assert main([*argv, "--json"]) == 0
@@ -381,6 +381,6 @@ def test_apply_installs_the_neighbour_tables_sysctl_file_for_2000_nodes(tmp_path
     argv = ["--config", str(layout), "--state", str(tmp_path / "state"), "apply", "--root"]
     assert main([*argv, str(root), "--no-reload", "--json"]) == 0
     changes = {c["path"]: c for c in json.loads(capsys.readouterr().out)["changes"]}
-    assert changes["/etc/sysctl.d/60-dim-neighbours.conf"]["service"] == "sysctl"
-    installed = (root / "etc/sysctl.d/60-dim-neighbours.conf").read_text()
+    assert changes["/etc/sysctl.d/60-dim-server.conf"]["service"] == "sysctl"
+    installed = (root / "etc/sysctl.d/60-dim-server.conf").read_text()
     assert "net.ipv4.neigh.default.gc_thresh3 = 16384\n" in installed

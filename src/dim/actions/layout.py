@@ -4,9 +4,10 @@
 
     report = check(ctx)   # summary(...) and "warnings": one line each (dim.services.limits)
 
-The limits dim sets itself (daemon settings, the neighbour table's sysctl file) are not
-warnings; what it cannot set is: more nodes than nfs-ganesha can hold, and, on a machine that
-holds a server's address, a neighbour threshold below what that server's nodes need (until
+The limits dim sets itself (daemon settings, the server's sysctl file) are not warnings; what
+it cannot set is: more nodes than nfs-ganesha can hold, and, on a machine that holds a
+server's address, a neighbour threshold or the default receive buffer below what that
+server's nodes need (until
 ``dim apply`` loads its sysctl file, or when something else lowered it since).
 """
 
@@ -58,9 +59,9 @@ def _local_addresses() -> set[str]:
 
 
 def _thresholds() -> dict[str, int]:
-    """This machine's neighbour thresholds, as far as it shows them (not in a namespace)."""
+    """This machine's neighbour thresholds and default receive buffer, as far as it shows them."""
     values = {}
-    for key in limits.THRESHOLD_KEYS:
+    for key in (*limits.THRESHOLD_KEYS, limits.RECEIVE_BUFFER_KEY):
         with contextlib.suppress(OSError, ValueError):
             values[key] = int(Path("/proc/sys", *key.split(".")).read_text())
     return values

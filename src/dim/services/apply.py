@@ -31,7 +31,7 @@ from pathlib import Path
 from dim import processes
 from dim.errors import ApplyError, ValidationError
 from dim.files import fsync_folder, temporary_name, write_atomically
-from dim.services.limits import NEIGHBOURS_CONF
+from dim.services.limits import SYSCTL_CONF
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
 from dim.services.rendering import RenderedFile
@@ -44,7 +44,7 @@ DEFAULT_RELOAD = {
     "ganesha": "systemctl restart nfs-ganesha",
     "kernel": "exportfs -ra",
     "keepalived": "systemctl reload keepalived",
-    "sysctl": f"sysctl -p {NEIGHBOURS_CONF}",
+    "sysctl": f"sysctl -p {SYSCTL_CONF}",
 }
 VALIDATION_TIMEOUT = 120
 LISTED = 64  # links to one folder above which plan() lists the folder rather than each link

@@ -8,6 +8,8 @@ Every default below suits a home router, not a segment of thousands of nodes::
     (32768, 65536, 131072)
     >>> needs.dnsmasq_lease_max, needs.tftp_max, needs.ganesha_connections
     (20000, 1000, 10000)
+    >>> needs.receive_buffer                           # kernel default 212,992
+    33554432
 
 - **Neighbour table** (``net.ipv4.neigh.default.gc_thresh1/2/3``, one table for the whole
   machine): beyond ``gc_thresh3`` the kernel drops packets to a new neighbour ("neighbour
@@ -17,6 +19,10 @@ Every default below suits a home router, not a segment of thousands of nodes::
   ``gc_thresh3`` four times, each a power of two and never below the kernel's default.
   :mod:`dim.services.sysctl` renders them; ``dim layout check`` says when this machine's are
   lower.
+- **Receive buffer** (``net.core.rmem_default``, 208 KiB): the DHCP socket of dnsmasq, Kea or
+  dhcpd gets the default, which holds the DISCOVERs of about 100 nodes; in a boot storm the
+  kernel drops the rest, and each dropped node waits 4 s or more (its PXE ROM) to try again.
+  2 KiB per node, a power of two, at most 64 MiB; rendered and checked as the thresholds.
 - **dnsmasq** ``dhcp-lease-max`` (default 1,000): a reserved address takes a lease all the
   same, and the 1,001st node is offered its address and refused it ("no leases left"), over
   and over. Twice the nodes: a replaced MAC's lease stays until released or expired (the
@@ -39,7 +45,7 @@ from dataclasses import dataclass
 
 from dim.layout.model import Cluster, Inventory, Node
 
-NEIGHBOURS_CONF = "/etc/sysctl.d/60-dim-neighbours.conf"
+SYSCTL_CONF = "/etc/sysctl.d/60-dim-server.conf"
 THRESHOLD_KEYS = tuple(f"net.ipv4.neigh.default.gc_thresh{n}" for n in (1, 2, 3))
 KERNEL_NEIGHBOUR_THRESHOLDS = (128, 512, 1024)
 DNSMASQ_LEASE_MAX = 1000
@@ -47,6 +53,14 @@ DNSMASQ_TFTP_MAX = 50
 TFTP_MAX_CEILING = 1000
 GANESHA_CONNECTIONS = 1024
 GANESHA_MAX_CONNECTIONS = 10_000
+# the default of datagram sockets that set none (rmem_max, the most one may ask, is left alone:
+# a site may have raised it for other needs)
+RECEIVE_BUFFER_KEY = "net.core.rmem_default"
+KERNEL_RECEIVE_BUFFER = 212_992
+# the receive buffer a DHCP packet takes (the kernel counts a packet's whole allocation: 1.3 KB
+# for 300 bytes on a veth, half a page or a page per frame from many NIC drivers)
+BUFFER_PER_NODE = 2048
+RECEIVE_BUFFER_CEILING = 64 << 20  # the burst of 32,768 nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +75,7 @@ class ServerNeeds:
     tftp_max: int | None
     ganesha_connections: int | None
     ganesha_short: int  # connections beyond ganesha's maximum (0: none)
+    receive_buffer: int | None  # net.core.rmem_default
 
 
 def served(cluster: Cluster, server: str) -> list[Node]:
@@ -82,6 +97,7 @@ def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
         tftp_max=tftp_max(len(nodes)),
         ganesha_connections=ganesha_connections(len(nodes)),
         ganesha_short=max(0, 2 * len(nodes) - GANESHA_MAX_CONNECTIONS),
+        receive_buffer=receive_buffer(len(nodes)),
     )
 
 
@@ -106,8 +122,14 @@ def shortfalls(inventory: Inventory, local: list[str], current: dict[str, int]) 
                 lines.append(
                     f"{key} is {current[key]} on this machine (server {name}), {needed} needed "
                     f"for its {needs.neighbours} node addresses: dim apply sets it in "
-                    f"{NEIGHBOURS_CONF}"
+                    f"{SYSCTL_CONF}"
                 )
+        key, needed = RECEIVE_BUFFER_KEY, needs.receive_buffer
+        if needed and key in current and current[key] < needed:
+            lines.append(
+                f"{key} is {current[key]} on this machine (server {name}), {needed} needed for "
+                f"the DHCP burst of its {needs.nodes} nodes: dim apply sets it in {SYSCTL_CONF}"
+            )
     return lines
 
 
@@ -126,6 +148,22 @@ def tftp_max(nodes: int) -> int | None:
 def ganesha_connections(nodes: int) -> int | None:
     """ganesha's ``RPC_Max_Connections``: two per node, at most its maximum (10,000)."""
     return _above(min(2 * nodes, GANESHA_MAX_CONNECTIONS), GANESHA_CONNECTIONS)
+
+
+def receive_buffer(nodes: int) -> int | None:
+    """``net.core.rmem_default`` for a DHCP socket to hold the burst of a
+    boot storm: every node's DISCOVER at the same moment, 2 KiB each, a power of two, at most
+    64 MiB (the default of every datagram socket of the machine; past it, a queued packet
+    waits longer than a PXE ROM does anyway). None while the kernel's 208 KiB hold them.
+    The DHCP servers take the default (dnsmasq's DHCP socket sets no SO_RCVBUF).
+
+    >>> receive_buffer(100), receive_buffer(2500), receive_buffer(10_000)
+    (None, 8388608, 33554432)
+    """
+    wanted = nodes * BUFFER_PER_NODE
+    if wanted <= KERNEL_RECEIVE_BUFFER:
+        return None
+    return min(_power_of_two(wanted), RECEIVE_BUFFER_CEILING)
 
 
 def neighbour_thresholds(neighbours: int) -> tuple[int, int, int]:

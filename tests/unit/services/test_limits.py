@@ -13,9 +13,9 @@ import pytest
 from dim.layout.model import Inventory
 from dim.layout.parser import parse
 from dim.services import limits
+from dim.services.limits import SYSCTL_CONF
 from dim.services.render import render_all
 from dim.services.rendering import RenderContext
-from dim.services.sysctl import NEIGHBOURS_CONF
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -83,6 +83,23 @@ def test_ganesha_holds_two_connections_per_node_up_to_its_maximum(nodes, connect
     assert limits.ganesha_connections(nodes) == connections
 
 
+@pytest.mark.parametrize("nodes", [0, 1, 104])
+def test_a_dhcp_burst_of_up_to_104_nodes_fits_the_kernels_receive_buffer(nodes):
+    assert limits.receive_buffer(nodes) is None
+
+
+@pytest.mark.parametrize(
+    ("nodes", "size"), [(105, 1 << 18), (2500, 8 << 20), (10_000, 32 << 20), (32_768, 64 << 20)]
+)
+def test_the_receive_buffer_holds_a_dhcp_packet_of_every_node_at_once(nodes, size):
+    assert limits.receive_buffer(nodes) == size
+    assert nodes * limits.BUFFER_PER_NODE <= size < 2 * nodes * limits.BUFFER_PER_NODE
+
+
+def test_the_receive_buffer_stops_at_64_mib_the_default_of_every_datagram_socket():
+    assert limits.receive_buffer(100_000) == 64 << 20
+
+
 def test_a_failover_sets_server_is_sized_for_every_node_of_the_set(pair_inventory):
     assert limits.server_needs(pair_inventory, "srv1").nodes == 4  # a1, a2, b1, b2
     assert limits.server_needs(pair_inventory, "solo").nodes == 1
@@ -93,11 +110,20 @@ def test_2000_nodes_get_the_limits_their_daemons_and_kernel_need():
     dnsmasq = files["/etc/dnsmasq.d/dim.conf"].splitlines()
     assert "dhcp-lease-max=4000" in dnsmasq and "tftp-max=1000" in dnsmasq
     assert "    RPC_Max_Connections = 4000;" in files["/etc/ganesha/ganesha.conf"].splitlines()
-    sysctl = files[NEIGHBOURS_CONF]
-    golden = GOLDEN / "racks-60-dim-neighbours.conf"
+    sysctl = files[SYSCTL_CONF]
+    golden = GOLDEN / "racks-60-dim-server.conf"
     if os.environ.get("DIM_UPDATE_GOLDEN"):
         golden.write_text(sysctl)
     assert sysctl == golden.read_text()
+
+
+def test_120_nodes_without_bmcs_get_receive_buffers_and_keep_the_neighbour_table():
+    # 120 addresses fit the kernel's neighbour table; 120 DISCOVERs at once do not fit 208 KiB
+    layout = RACKS.replace("@dhcp", "dnsmasq").replace("r[01-08]n[001-250]", "r01n[001-120]")
+    layout = layout.replace('    <bmc driver="ipmi" address="10.81.{n1}.{n2}"/>\n', "")
+    sysctl = rendered(Inventory(parse(layout.encode(), "racks.xml"), {}, {}))[SYSCTL_CONF]
+    assert "gc_thresh" not in sysctl
+    assert sysctl.endswith("\nnet.core.rmem_default = 262144\n")
 
 
 def test_dnsmasq_beside_kea_serves_tftp_to_1000_at_once():
@@ -114,7 +140,7 @@ def test_leases_are_sized_from_the_nodes_so_that_a_new_mac_changes_only_its_host
 
 def test_a_small_cluster_gets_no_sysctl_file_and_no_limit_lines(small_inventory):
     files = rendered(small_inventory)
-    assert NEIGHBOURS_CONF not in files
+    assert SYSCTL_CONF not in files
     assert not any(
         word in text
         for text in files.values()
@@ -129,9 +155,18 @@ def test_a_server_of_this_machine_with_default_thresholds_gets_one_warning_per_t
     lines = limits.shortfalls(racks(), ["srv"], DEFAULTS)
     assert lines == [
         f"net.ipv4.neigh.default.gc_thresh{n} is {now} on this machine (server srv), {needed} "
-        f"needed for its 4000 node addresses: dim apply sets it in {NEIGHBOURS_CONF}"
+        f"needed for its 4000 node addresses: dim apply sets it in {SYSCTL_CONF}"
         for n, now, needed in ((1, 128, 4096), (2, 512, 8192), (3, 1024, 16384))
     ]
+
+
+def test_a_receive_buffer_too_small_for_the_dhcp_burst_is_a_warning():
+    current = dict.fromkeys(limits.THRESHOLD_KEYS, 1 << 20) | {limits.RECEIVE_BUFFER_KEY: 212992}
+    assert limits.shortfalls(racks(), ["srv"], current) == [
+        "net.core.rmem_default is 212992 on this machine (server srv), 4194304 needed for the "
+        f"DHCP burst of its 2000 nodes: dim apply sets it in {SYSCTL_CONF}"
+    ]
+    assert limits.shortfalls(racks(), ["srv"], current | {limits.RECEIVE_BUFFER_KEY: 1 << 23}) == []
 
 
 def test_thresholds_high_enough_or_another_machines_server_warn_of_nothing():
