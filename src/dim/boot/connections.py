@@ -10,7 +10,7 @@ logs each malformed request with a multi-line traceback. Here, per worker proces
     answer sent ──keepalive_timeout──> next complete head       else closed (aiohttp's timer)
     head read ──body_timeout──> rest of a body nobody asked for else closed (aiohttp's
                                                                 lingering time)
-    file sent ──send_timeout──> each 4 MiB taken by the client   else cut (dim.boot.sendfile)
+    file sent ──send_timeout──> each 256 KiB taken by the client else cut (dim.boot.sendfile)
     open connections ≥ max_connections ──> a new one gets 503 and is closed at once
 
 A malformed request (bad HTTP version, NUL in the target, negative Content-Length, both
@@ -60,7 +60,7 @@ class Limits:
     body_timeout: float = 10.0
     keepalive_timeout: float = 15.0
     max_connections: int = 2048
-    send_timeout: float = 20.0  # for each 4 MiB of a file (dim.boot.sendfile.SentFile.PIECE)
+    send_timeout: float = 20.0  # for each 256 KiB of a file (dim.boot.sendfile.SentFile.PIECE)
 
     def handler_options(self) -> dict[str, Any]:
         """What aiohttp's request handler takes of these (the rest is :class:`Connections`')."""

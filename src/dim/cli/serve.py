@@ -64,7 +64,7 @@ from dim.cli.context import Context, pass_context
     type=click.FloatRange(0.1, 3600),
     default=20.0,
     show_default=True,
-    help="Seconds a client may take to receive each 4 MiB of a file before it is cut.",
+    help="Seconds a client may take to receive each 256 KiB of a file before it is cut.",
 )
 @click.option(
     "--max-connections",
