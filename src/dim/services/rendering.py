@@ -141,8 +141,11 @@ def _render_compiled(
     digest, function = known
     if hashlib.sha256(source.encode()).hexdigest() != digest:
         return None  # an override, or a package template its function no longer matches
-    jinja = environment.get_template(template).render
-    text, lines = function(context, lambda values: jinja(**values))
+    # loaded (and compiled, without a cached one) only for a function that renders a part
+    # through Jinja2 (ganesha.conf's settings), not for the others
+    text, lines = function(
+        context, lambda values: environment.get_template(template).render(**values)
+    )
     return text if text.count("\n") == lines else None
 
 
