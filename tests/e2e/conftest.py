@@ -76,10 +76,6 @@ def require_e2e() -> None:
     require(os.path.exists("/dev/net/tun"), "no /dev/net/tun for QEMU's tap devices")
 
 
-#: A line the kernel printed on the console: ``[  112.492760] kvm_amd: Nested Paging disabled``.
-KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] .*(?:\n|$)", re.MULTILINE)
-
-
 @dataclass(slots=True)
 class Lab:
     """A running `dim lab` and what the tests do with it."""
@@ -141,11 +137,13 @@ class Lab:
     def run(self, name: str, command: str, *, timeout: float = 30.0) -> tuple[int, str]:
         """A shell command on the node's serial console: (exit status, output).
 
-        The kernel prints on the same console: its lines (``[  112.49] kvm_amd: …``, when
-        udev loads a module late) are left out of the output.
+        The kernel prints on the same console: its messages (``[  112.49] kvm_amd: …``, when
+        udev loads a module late), at the start of a line or inside one, are left out of the
+        output. A command that reports the kernel's log must print it in another form (as
+        `dim.lab.workload.ERRORS` does).
         """
         status, output = console.console_run(self.folder, name, command, timeout=timeout)
-        return status, KERNEL_LINE.sub("", output)
+        return status, console.without_kernel_messages(output)
 
     def ok(self, name: str, command: str, *, timeout: float = 30.0) -> str:
         """``run``, asserting exit status 0; the output."""

@@ -59,6 +59,21 @@ def progress(text: str, seen: set[str]) -> list[str]:
     return new
 
 
+#: A message the kernel printed on the console: ``[  112.492760] kvm_amd: Nested Paging
+#: disabled`` and its newline.
+KERNEL_MESSAGE = re.compile(r"\[\s*\d+\.\d+\] [^\n]*(?:\n|$)")
+
+
+def without_kernel_messages(output: str) -> str:
+    """A command's console output without the kernel's messages printed among it.
+
+    A message may start in the middle of the command's line (``6.12.117+deb13-amd64[
+    94.330517] powernow_k8: …``); the rest of the line follows the message's newline. A command
+    that reports the kernel's log must print it in another form (`dim.lab.workload.ERRORS`).
+    """
+    return KERNEL_MESSAGE.sub("", output)
+
+
 def console_run(folder: Path, name: str, command: str, *, timeout: float = 30.0) -> tuple[int, str]:
     """Run a shell command on a lab node through its serial console: (status, output).
 

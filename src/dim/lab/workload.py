@@ -38,10 +38,13 @@ done
 
 START = "setsid sh /root/loop.sh </dev/null >/dev/null 2>&1 & echo started"
 STOP = "kill $(cat /tmp/loop.pid)"
-# what went wrong on the node: the workload's errors, and what the NFS client logged
+# what went wrong on the node: the workload's errors, and what the NFS client logged; the log's
+# "[  94.33] " stamps become "kernel 94.33: ", or a reader of the console would take them for
+# the kernel's own console messages and drop them
 ERRORS = (
     "cat /tmp/errors 2>/dev/null; dmesg | grep -i -E 'nfs|stale' "
-    "| grep -v -E 'Registering|Registered|ommand line'; true"
+    "| grep -v -E 'Registering|Registered|ommand line' "
+    "| sed 's/^\\[ *\\([0-9.]*\\)\\] /kernel \\1: /'; true"
 )
 
 

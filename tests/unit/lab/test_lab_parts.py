@@ -3,16 +3,18 @@ command line. What they drive (namespaces, daemons, QEMU) is proven in tests/e2e
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from dim.cli import main
 from dim.lab import cluster
-from dim.lab.console import progress
+from dim.lab.console import progress, without_kernel_messages
 from dim.lab.daemons import daemon_specs
 from dim.lab.processes import Process
 from dim.lab.state import LabState
+from dim.lab.workload import ERRORS
 from tests.conftest import require_root
 
 
@@ -158,3 +160,39 @@ def test_a_lab_bmc_powers_its_node_as_lab_boot_does_with_its_last_firmware(
     assert [c[1]["firmware"] for c in calls[:2]] == ["bios-ipxe-rom", "uefi-pxe"]
     assert calls[2] == ["node03"]
     assert not power.running()  # no lab.json: nothing runs
+
+
+def test_kernel_messages_are_dropped_from_a_commands_output_even_inside_one_of_its_lines() -> None:
+    # as the console gave it in CI: `uname -r` cut by a message, its newline after the message
+    output = (
+        "[   93.1] kvm_amd: Nested Paging disabled\n"
+        "6.12.117+deb13-amd64[   94.330517] powernow_k8: Power state transitions not supported\n"
+        "\nactive\n"
+    )
+    assert without_kernel_messages(output) == "6.12.117+deb13-amd64\nactive\n"
+
+
+def test_the_workloads_error_report_keeps_the_kernels_nfs_messages_through_the_console(
+    tmp_path: Path,
+) -> None:
+    # the report's dmesg lines must not look like console messages, or they would be dropped
+    # and the failover tests could not see an NFS error
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "dmesg"
+    fake.write_text(
+        "#!/bin/sh\necho '[   12.500000] nfs: server 10.0.0.1 not responding, timed out'\n"
+        "echo '[   13.000000] NFS: Registering the id_resolver key type'\n"
+    )
+    fake.chmod(0o755)
+    report = subprocess.run(
+        ["sh", "-c", ERRORS],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        cwd=tmp_path,
+    ).stdout
+    assert without_kernel_messages(report) == (
+        "kernel 12.500000: nfs: server 10.0.0.1 not responding, timed out\n"
+    )
