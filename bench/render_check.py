@@ -21,7 +21,7 @@ import jinja2
 
 from dim.layout.model import Inventory
 from dim.layout.parser import load
-from dim.services import rendering
+from dim.services import templating
 from dim.services.render import render_all
 from dim.services.rendering import RenderContext
 
@@ -48,9 +48,9 @@ def main(variant: str, folder: Path) -> None:
         macs[(name, "boot")] = mac
     cluster = load(folder / "cluster.xml")
     if variant == "none":
-        rendering._environment = functools.cache(lambda _: jinja2.Environment(**OPTIONS))
+        templating._environment = functools.cache(lambda _: jinja2.Environment(**OPTIONS))
     elif variant == "finalize":
-        rendering._environment = functools.cache(
+        templating._environment = functools.cache(
             lambda _: jinja2.Environment(finalize=_finalize, **OPTIONS)
         )
     if variant != "load":

@@ -224,9 +224,7 @@ def render(context: RenderContext) -> list[RenderedFile]:
             RenderedFile(
                 DNSMASQ_CONF, context.render("dnsmasq.conf.j2", dhcp=dhcp), service="dnsmasq"
             ),
-            RenderedFile(
-                DNSMASQ_HOSTS, context.render("dnsmasq.hosts.j2", dhcp=dhcp), service="dnsmasq"
-            ),
+            _dnsmasq_hosts(context, dhcp),
         ]
     if flavour == "kea":
         files = [
@@ -241,3 +239,14 @@ def render(context: RenderContext) -> list[RenderedFile]:
             )
         )
     return files
+
+
+def dnsmasq_hosts(context: RenderContext) -> RenderedFile:
+    """dnsmasq's hosts file alone, as :func:`render` gives it (an incremental apply renders
+    the lines of a few nodes, :mod:`dim.services.incremental`, and not the main file)."""
+    return _dnsmasq_hosts(context, dhcp_context(context))
+
+
+def _dnsmasq_hosts(context: RenderContext, dhcp: DhcpContext) -> RenderedFile:
+    content = context.render("dnsmasq.hosts.j2", dhcp=dhcp)
+    return RenderedFile(DNSMASQ_HOSTS, content, service="dnsmasq")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dim.layout.model import Server
-from dim.services import dhcp, loaders, vrrp
+from dim.services import dhcp, loaders
 from dim.services.applied import Applied, NodeEntry
 from dim.services.apply import target
 from dim.services.dhcp import DNSMASQ_CONF, DNSMASQ_HOSTS
@@ -68,8 +68,10 @@ def render_changes(
     server = context.server
     if not supported(server, context.template_dir) or len(changed) > MOST_NODES:
         return None
-    files = loaders.render(context) + vrrp.render(context)
+    # The loaders' and VRRP's other files are functions of what the record's fingerprint
+    # covers: as installed, not rendered again (which would take Jinja2 and its templates).
     old_links, new_links = _link_paths(context, entries, changed)
+    files = list(new_links.values())
     if server.dhcp == "dnsmasq":
         dnsmasq = _dnsmasq_files(context, previous, entries, changed, root)
         if dnsmasq is None:
@@ -81,22 +83,24 @@ def render_changes(
 
 def _link_paths(
     context: RenderContext, entries: dict[str, NodeEntry], changed: list[str]
-) -> tuple[list[str], list[str]]:
-    """The paths of the changed nodes' loader links, as last applied and as rendered now."""
+) -> tuple[list[str], dict[str, RenderedFile]]:
+    """The changed nodes' loader links: their paths as last applied, and as rendered now
+    (by path)."""
     server, inventory = context.server, context.inventory
     cluster = inventory.cluster
-    old, new = [], []
+    old: list[str] = []
+    new: dict[str, RenderedFile] = {}
     for name in changed:
         entry, node = entries[name], cluster.by_name[name]
         if not entry.served:
             continue
-        for mac, image, paths in (
-            (entry.mac, entry.image or node.image, old),
-            (inventory.mac(node), inventory.image(node), new),
-        ):
-            if mac is not None and image is not None:
-                stem = loaders.config_stem(cluster, node.server, image)
-                paths += [f.path for f in loaders.node_links(server, mac, stem)]
+        if entry.mac is not None and (entry.image or node.image) is not None:
+            stem = loaders.config_stem(cluster, node.server, entry.image or node.image)
+            old += [f.path for f in loaders.node_links(server, entry.mac, stem)]
+        mac, image = inventory.mac(node), inventory.image(node)
+        if mac is not None and image is not None:
+            stem = loaders.config_stem(cluster, node.server, image)
+            new.update((f.path, f) for f in loaders.node_links(server, mac, stem))
     return old, new
 
 
@@ -174,8 +178,7 @@ def _host_line(context: RenderContext, name: str, mac: str) -> str | None:
     cluster = context.inventory.cluster
     alone = replace(cluster, nodes=(cluster.by_name[name],), by_name={})
     single = replace(context, inventory=replace(context.inventory, cluster=alone))
-    (content,) = [f.content for f in dhcp.render(single) if f.path == DNSMASQ_HOSTS]
-    text = (content or b"").decode()
+    text = (dhcp.dnsmasq_hosts(single).content or b"").decode()
     if text.count("\n") != 1 or not text.endswith("\n") or not text.startswith(f"{mac},"):
         return None
     return text[:-1]

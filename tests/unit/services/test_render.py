@@ -151,10 +151,10 @@ def test_ganesha_export_ids_beyond_its_limit_are_refused(small_inventory, monkey
 def test_a_template_edited_between_commands_is_compiled_again_not_read_from_the_cache(
     small_inventory, tmp_path
 ):
-    from dim.services import rendering
+    from dim.services import templating
 
     (tmp_path / "hosts.j2").write_text("# first {{ cluster }}\n")
     assert render(small_inventory, tmp_path)["/etc/dim/hosts"].content == b"# first t\n"
-    rendering._environment.cache_clear()  # as the next command: a new environment
+    templating._environment.cache_clear()  # as the next command: a new environment
     (tmp_path / "hosts.j2").write_text("# second {{ cluster }}\n")  # same name, same file
     assert render(small_inventory, tmp_path)["/etc/dim/hosts"].content == b"# second t\n"
