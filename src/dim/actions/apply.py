@@ -3,7 +3,8 @@
 The steps, in their order (each one's own crash-safety is documented where it lives):
 
 1. replicas for the server's nodes whose image has a version and who have none yet
-   (:func:`dim.images.operations.ensure_replicas`): the exports name them;
+   (:func:`dim.images.operations.ensure_replicas`, imported only when one is missing): the
+   exports name them;
 2. every service's files rendered (:func:`dim.services.render.render_all`), and the boot
    loaders that the server's clients fetch read from their Debian packages
    (:func:`loader_files`): a missing one stops here, nothing installed;
@@ -36,7 +37,6 @@ from dim.actions.context import Context
 from dim.allocation import bulk_allocation
 from dim.boot.builds import find_build
 from dim.errors import ApplyError
-from dim.images.operations import ensure_replicas
 from dim.inventory import server_name
 from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory, Server
@@ -239,7 +239,7 @@ def _install(
     installation, the leases, the boot targets (``refresh``); return the report and the
     number of files."""
     root, dry_run, cluster = options.root, options.dry_run, inventory.cluster
-    created = ensure_replicas(ctx.store(), inventory, name, dry_run=dry_run)
+    created = _ensure_replicas(ctx, inventory, name, dry_run=dry_run)
     srv = cluster.servers[name]
     peers = [cluster.servers[p] for p in cluster.peers(name) if p != name]
     loaders, warnings = loader_files(srv, root, secure_boot=secure_boot, peers=peers)
@@ -266,6 +266,19 @@ def _install(
         warnings=tuple(warnings),
     )
     return report, len(files) + len(loaders)
+
+
+def _ensure_replicas(ctx: Context, inventory: Inventory, name: str, *, dry_run: bool) -> list[str]:
+    """:func:`~dim.images.operations.ensure_replicas`, whose module (with what makes a replica:
+    deltas, trees, rsync, multiprocessing: some 40 ms) is imported only when a node lacks one."""
+    store = ctx.store()
+    if not dry_run:
+        store.make_node_folders(inventory, name)
+    if not store.missing_replicas(inventory, name):
+        return []
+    from dim.images.operations import ensure_replicas
+
+    return ensure_replicas(store, inventory, name, dry_run=dry_run)
 
 
 def _layout_bytes(ctx: Context) -> bytes | None:

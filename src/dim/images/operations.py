@@ -262,24 +262,8 @@ def ensure_replicas(
     started), while their replicas are left to the peer's own apply.
     """
     if not dry_run:
-        store.paths.images.mkdir(parents=True, exist_ok=True)
-        store.paths.nodes.mkdir(parents=True, exist_ok=True)
-        exported = set(inventory.cluster.peers(server))
-        names = [n.name for n in inventory.cluster.nodes if n.server in exported]
-        # many nodes: one listing, not a mkdir per node; a few (an incremental apply's, in a
-        # folder of 100,000): a mkdir each, not a listing of them all
-        present = set(os.listdir(store.paths.nodes)) if len(names) > 100 else set()
-        for name in names:
-            if name not in present:
-                (store.paths.nodes / name).mkdir(exist_ok=True)
-    missing: dict[str, list[str]] = {}
-    stored = {name: store.exists(name) for name in inventory.cluster.images}
-    for node in inventory.cluster.nodes:
-        image = inventory.image(node)
-        if node.server != server or image is None or not stored.get(image):
-            continue
-        if store.replica_version(node.name, image) is None:
-            missing.setdefault(image, []).append(node.name)
+        store.make_node_folders(inventory, server)
+    missing = store.missing_replicas(inventory, server)
     if not dry_run:
         for image, nodes in missing.items():
             switch(store, inventory.cluster, nodes, inventory.cluster.images[image])

@@ -32,6 +32,10 @@ from dim.errors import ImageBusy, ImageError
 from dim.files import read_number
 from dim.paths import StatePaths
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dim.layout.model import Inventory
+
 LOCK_TIMEOUT = 600.0
 _VERSION = re.compile(r"[0-9]+")
 
@@ -116,6 +120,33 @@ class Store:
             return sorted(os.listdir(self.paths.images))
         except FileNotFoundError:
             return []
+
+    def missing_replicas(self, inventory: Inventory, server: str) -> dict[str, list[str]]:
+        """image -> the nodes of ``server`` assigned it, which has a version, without a
+        replica of it (in layout order)."""
+        missing: dict[str, list[str]] = {}
+        stored = {name: self.exists(name) for name in inventory.cluster.images}
+        for node in inventory.cluster.nodes:
+            image = inventory.image(node)
+            if node.server != server or image is None or not stored.get(image):
+                continue
+            if self.replica_version(node.name, image) is None:
+                missing.setdefault(image, []).append(node.name)
+        return missing
+
+    def make_node_folders(self, inventory: Inventory, server: str) -> None:
+        """The image store's folder, and the folder of replicas of each node that ``server``
+        exports: its own, and in a failover set its peers' (the exports name them)."""
+        self.paths.images.mkdir(parents=True, exist_ok=True)
+        self.paths.nodes.mkdir(parents=True, exist_ok=True)
+        exported = set(inventory.cluster.peers(server))
+        names = [n.name for n in inventory.cluster.nodes if n.server in exported]
+        # many nodes: one listing, not a mkdir per node; a few (an incremental apply's, in a
+        # folder of 100,000): a mkdir each, not a listing of them all
+        present = set(os.listdir(self.paths.nodes)) if len(names) > 100 else set()
+        for name in names:
+            if name not in present:
+                (self.paths.nodes / name).mkdir(exist_ok=True)
 
     # -- locking -----------------------------------------------------------------------------
 

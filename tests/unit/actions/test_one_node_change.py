@@ -36,7 +36,8 @@ def test_node_set_and_the_apply_after_it_import_no_sqlalchemy_nor_template_engin
     layout_file, tmp_path
 ):
     """The apply's files are the node's loader links and its line of dnsmasq's hosts file,
-    whose template has a compiled function: nothing is rendered by Jinja2."""
+    whose template has a compiled function: nothing is rendered by Jinja2; and no node lacks a
+    replica, so nothing of what makes one is imported."""
     state, root = tmp_path / "state", str(tmp_path / "root")
     dim(layout_file, state, "node", "set", "c01", "--mac", "52:54:00:00:00:01")  # makes the DB
     dim(layout_file, state, "apply", "--root", root, "--no-reload", "--skip-validation")
@@ -46,4 +47,5 @@ def test_node_set_and_the_apply_after_it_import_no_sqlalchemy_nor_template_engin
     argv = ("apply", "--root", root, "--no-reload", "--skip-validation")
     out, modules = dim(layout_file, state, *argv)
     assert not packages(modules) & {"sqlalchemy", "alembic", "jinja2"}
+    assert "dim.images.operations" not in modules  # no replica to make
     assert "3 created" in out  # c02's three loader links; its hosts line updates one file
