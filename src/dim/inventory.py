@@ -17,8 +17,6 @@ import fnmatch
 import re
 from datetime import datetime
 
-from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet
-
 from dim.errors import UsageError
 from dim.layout import nodesets
 from dim.layout.model import Cluster, Inventory, Node, Server
@@ -126,7 +124,11 @@ def fold(names: list[str]) -> str:
     """
     if len(names) > FOLD_LIMIT:
         return f"{len(names)} nodes"
-    return str(NodeSet.fromlist(names)) if names else ""
+    if not names or (len(set(names)) == 1 and nodesets.is_plain(names[0])):
+        return names[0] if names else ""  # ClusterShell's answer, without importing it
+    from ClusterShell.NodeSet import NodeSet
+
+    return str(NodeSet.fromlist(names))
 
 
 def fold_nodes(cluster: Cluster, names: list[str]) -> str:
@@ -138,6 +140,8 @@ def fold_nodes(cluster: Cluster, names: list[str]) -> str:
     """
     if not names or len(names) > FOLD_LIMIT:
         return fold(names)
+    from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet
+
     wanted = set(names)
     members: dict[str, list[str]] = {name: [] for name in cluster.groups}
     for node in cluster.nodes:

@@ -3,14 +3,19 @@ before expands no group; any other bytes are validated in full again, and their 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dim import layout_cache
 from dim.actions import nodes
 from dim.actions.context import Context
 from dim.errors import LayoutError, UsageError
-from dim.layout import parser
+from dim.layout import declarations, parser
 from dim.paths import StatePaths
+from tests.unit.conftest import PAIR
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
@@ -88,3 +93,37 @@ def test_a_full_apply_leaves_the_cache_for_the_node_set_after_it(ctx, tmp_path):
 
     apply(ctx, root=tmp_path / "root", do_reload=False, validation=False)
     assert ctx.one_node("c01") is not None
+
+
+def test_the_declarations_of_a_layout_parsed_in_full_are_read_back_without_the_parser(
+    ctx, monkeypatch, tmp_path
+):
+    data = ctx.config.read_bytes()
+    expected = parser.parse_declarations(data, str(ctx.config))
+    ctx.cluster()
+    monkeypatch.setattr(parser, "parse_declarations", None)  # never called
+    assert ctx.declarations(data) == expected
+    # the same bytes read from another file: errors name that file
+    other = Context(config=tmp_path / "other.xml", state=ctx.state)
+    assert other.declarations(data).source == str(tmp_path / "other.xml")
+
+
+def test_a_cache_whose_declarations_cannot_be_read_is_a_miss(ctx):
+    import sqlite3
+
+    data = ctx.config.read_bytes()
+    ctx.cluster()
+    (where,) = (ctx.state / layout_cache.FOLDER).iterdir()
+    with sqlite3.connect(where) as connection:
+        connection.execute('UPDATE meta SET declarations = \'{"t": "eval", "v": "1"}\'')
+    assert layout_cache.declarations(StatePaths(ctx.state), data, "x.xml") is None
+    assert ctx.declarations(data) == parser.parse_declarations(data, str(ctx.config))
+
+
+@pytest.mark.parametrize("name", ["lab.xml", "bladecenter.xml", "failover pair"])
+def test_declarations_come_back_equal_from_their_text(name):
+    data = PAIR if name == "failover pair" else (EXAMPLES / name).read_bytes()
+    full = parser.parse(data, name)
+    decoded = declarations.decode(declarations.encode(full))
+    assert decoded == parser.parse_declarations(data, name)
+    assert decoded.nodes == () and decoded.by_name == {}

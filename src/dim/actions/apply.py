@@ -38,7 +38,6 @@ from dim.allocation import bulk_allocation
 from dim.boot.builds import find_build
 from dim.errors import ApplyError
 from dim.inventory import server_name
-from dim.layout import parser as layout
 from dim.layout.model import Cluster, Inventory, Server
 from dim.paths import StatePaths
 from dim.records import StaleLease
@@ -158,7 +157,7 @@ def _apply_changes(ctx: Context, server: str | None, options: _Options) -> Apply
     data = _layout_bytes(ctx)
     if data is None:
         return None
-    declared = layout.parse_declarations(data, str(ctx.config))
+    declared = ctx.declarations(data)
     name = server_name(declared, server)
     if not incremental.supported(declared.servers[name], ctx.template_dir):
         return None

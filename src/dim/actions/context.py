@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dim import layout_cache, observations
-from dim.layout import parser as layout
+from dim.layout import read as read_layout
 from dim.layout.model import Cluster, Inventory, Node
 from dim.paths import StatePaths
 from dim.records import (
@@ -75,22 +75,36 @@ class Context:
         """cluster.xml (or ``data``, its bytes as read already) parsed and validated in full;
         its nodes kept in the validated-layout cache (:mod:`dim.layout_cache`) for
         :meth:`one_node`."""
-        data = layout.read(self.config) if data is None else data
-        cluster = layout.parse(data, str(self.config))
+        # here: a command that finds what it needs in the cache imports no parser (lxml,
+        # the schema, ClusterShell)
+        from dim.layout import parser
+
+        data = read_layout(self.config) if data is None else data
+        cluster = parser.parse(data, str(self.config))
         layout_cache.store(StatePaths(self.state), data, cluster)
         return cluster
+
+    def declarations(self, data: bytes) -> Cluster:
+        """The layout ``data`` (the bytes of cluster.xml) without its nodes: from the
+        validated-layout cache when these bytes were parsed in full before, else parsed
+        (groups not expanded, nothing checked that only their nodes could show)."""
+        found = layout_cache.declarations(StatePaths(self.state), data, str(self.config))
+        if found is not None:
+            return found
+        from dim.layout import parser
+
+        return parser.parse_declarations(data, str(self.config))
 
     def one_node(self, name: str) -> Cluster | None:
         """The layout with node ``name`` alone, from the validated-layout cache of the bytes
         of cluster.xml as they are now: no group is expanded. None when the cache cannot
         tell (these bytes not parsed in full yet, or ``name`` not one of its nodes): then
         :meth:`cluster` parses in full, validates, and says what is wrong."""
-        data = layout.read(self.config)
+        data = read_layout(self.config)
         node = layout_cache.lookup(StatePaths(self.state), data, name)
         if not isinstance(node, Node):
             return None
-        declared = layout.parse_declarations(data, str(self.config))
-        return replace(declared, nodes=(node,), by_name={})
+        return replace(self.declarations(data), nodes=(node,), by_name={})
 
     def inventory(self) -> Inventory:
         """The layout, with the MACs and image assignments recorded in the state DB."""

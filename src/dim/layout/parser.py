@@ -23,7 +23,7 @@ from lxml import etree
 
 from dim.allocation import bulk_allocation
 from dim.errors import LayoutError
-from dim.layout import nodesets
+from dim.layout import nodesets, read
 from dim.layout.expressions import ExpressionError, Template, compile_template
 from dim.layout.model import (
     Bmc,
@@ -145,18 +145,6 @@ def _schema() -> etree.RelaxNG:
 def load(path: str | Path) -> Cluster:
     """Read and parse cluster.xml."""
     return parse(read(path), str(path))
-
-
-def read(path: str | Path) -> bytes:
-    """cluster.xml's bytes; LayoutError naming the file if it cannot be read."""
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise LayoutError(
-            f"cannot read the cluster layout: {exc.strerror}",
-            file=str(path),
-            hint="pass --config FILE or set DIM_CONFIG",
-        ) from exc
 
 
 def parse(data: bytes, source: str = "<memory>") -> Cluster:

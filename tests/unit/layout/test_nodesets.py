@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from dim.inventory import fold
 from dim.layout.nodesets import DEFAULT_LIMIT, MAX_DIGITS, NodeSetError, Term, expand, scan
 
 
@@ -106,3 +107,17 @@ def test_a_pattern_counts_at_most_and_at_least_the_names_clustershell_makes(text
 def test_leading_digits_cannot_slip_a_large_set_under_the_limit():
     with pytest.raises(NodeSetError, match=r"names 10999991 nodes, more than the limit"):
         scan("n1[0-1000000]")
+
+
+def test_a_plain_name_expands_and_folds_to_itself_as_clustershell_does():
+    """expand and fold answer a plain name without ClusterShell: they must agree with it."""
+    from itertools import product
+
+    from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet
+
+    names = ["".join(p) for n in range(1, 4) for p in product("aZ09._-", repeat=n)]
+    names += ["r101n001", "s01c1b01", "node-1.example", "00", "n0-1"]
+    for name in names:
+        (term,) = scan(name)
+        assert expand(term) == list(NodeSet(name, resolver=NOGROUP_RESOLVER)) == [name]
+        assert fold([name, name]) == str(NodeSet.fromlist([name])) == name
