@@ -177,3 +177,25 @@ def test_kea_validation_does_not_need_the_servers_interface_here(tmp_path):
     tftp = (tmp_path / "etc/dnsmasq.d/dim-tftp.conf").read_text()
     assert "\nport=0\n" in tftp and "\ninterface=nosuch0\n" in tftp
     assert "\nenable-tftp\ntftp-root=/srv/dim/tftp\n" in tftp
+
+
+def test_a_bad_line_spliced_into_an_installed_hosts_file_is_refused_and_nothing_changes(
+    small_inventory, tmp_path
+):
+    """dnsmasq's test mode sees only the lines the installed hosts file lacks (the others
+    were checked when it was installed): a bad one among 2,000 is still refused by name."""
+    install(small_inventory, tmp_path)
+    hosts = [
+        f"52:54:00:00:{n // 256:02x}:{n % 256:02x},10.10.{n // 256}.{n % 256},h{n}"
+        for n in range(2000)
+    ]
+    files = render_all(RenderContext(small_inventory, "srv", Path("/var/lib/dim")))
+    (entry,) = [f for f in files if f.path == "/etc/dim/dnsmasq.hosts"]
+    entry.content = "".join(f"{h}\n" for h in hosts).encode()
+    applier.apply(files, tmp_path, reload_command=lambda s: None, do_reload=False)
+    before = snapshot(tmp_path)
+    hosts[1000] = "zz:zz,10.10.3.232,h1000"
+    entry.content = "".join(f"{h}\n" for h in hosts).encode()
+    with pytest.raises(ValidationError, match="bad hex constant"):
+        applier.apply(files, tmp_path, reload_command=lambda s: None, do_reload=False)
+    assert snapshot(tmp_path) == before
