@@ -18,6 +18,7 @@ status 2 for bad input, 1 for a failed operation, 130 on Ctrl-C; a traceback onl
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -114,4 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    status = main()
+    # The process ends here. Python's exit would run the cycle collector over every object
+    # still alive (the modules' functions, classes and constants: 38 million instructions
+    # after a one-node dim apply, a tenth of it) to free what the exit gives back anyway;
+    # frozen, they are left out of it. Finalizers still run as the modules are torn down.
+    gc.freeze()
+    sys.exit(status)
