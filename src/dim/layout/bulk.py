@@ -20,25 +20,29 @@ from __future__ import annotations
 import re
 from _socket import AF_INET, inet_pton
 from collections.abc import Callable, Iterable, Sequence
+from functools import cache
 from itertools import repeat
+from typing import TYPE_CHECKING
 
 from dim.layout.model import Bmc, Interface, Node
 from dim.names import BMC_ADDRESS, HOST_NAME
 
-# Whole columns at once: every line one host name (or BMC address), a newline after each.
-# Neither pattern accepts a newline, so the joined text matches exactly when every value does.
-_HOST_NAMES = re.compile(rf"(?:(?:{HOST_NAME.pattern})\n)*")
-_BMC_ADDRESSES = re.compile(rf"(?:(?:{BMC_ADDRESS.pattern})\n)*")
+if TYPE_CHECKING:  # aliases for the annotations only: nothing to build at import
+    Function = Callable[[tuple[int, ...], int, str], str]
+    # One interface of the group: its network, the first and last address allowed, its
+    # templates' functions (the host name's None: the node's name).
+    InterfaceColumns = tuple[str, int, int, Function, Function | None]
+    # A BMC: its address's function, its driver and credentials.
+    BmcColumns = tuple[Function, str, str | None]
+    Settings = tuple[str | None, str, bool]  # image, server, secure boot
 
-Function = Callable[[tuple[int, ...], int, str], str]
 
-
-# One interface of the group: its network, the first and last address allowed, its
-# templates' functions (the host name's None: the node's name).
-InterfaceColumns = tuple[str, int, int, Function, Function | None]
-# A BMC: its address's function, its driver and credentials.
-BmcColumns = tuple[Function, str, str | None]
-Settings = tuple[str | None, str, bool]  # image, server, secure boot
+@cache
+def _whole_column(pattern: str) -> re.Pattern[str]:
+    """Every line one value (a host name, a BMC address), a newline after each: compiled when
+    first used, not when ``layout check`` imports the parser. Neither pattern accepts a
+    newline, so the joined text matches exactly when every value does."""
+    return re.compile(rf"(?:(?:{pattern})\n)*")
 
 
 def build(
@@ -93,7 +97,9 @@ def _build(group, line, names, uses_numbers, interfaces, bmc, default, overrides
     if bmc is not None:
         address, driver, credentials = bmc
         addresses = list(map(address, nums, range(count), names))
-        if max(map(len, names)) > bmc_room or not _all_match(_BMC_ADDRESSES, addresses):
+        if max(map(len, names)) > bmc_room or not _all_match(
+            _whole_column(BMC_ADDRESS.pattern), addresses
+        ):
             return None
         bmcs = list(map(Bmc, repeat(driver), addresses, repeat(credentials)))
     if overrides:
@@ -125,7 +131,7 @@ def _all_host_names(values: list[str]) -> bool:
     that pattern's backtracking over 300,000 names. Labels of at most 63 characters when no
     value is longer; otherwise the pattern decides."""
     if max(map(len, values)) > 63:
-        return _all_match(_HOST_NAMES, values)
+        return _all_match(_whole_column(HOST_NAME.pattern), values)
     text = "\n".join(values) + "\n"
     if text.count("\n") != len(values) or text[0] in ".-\n":
         return False

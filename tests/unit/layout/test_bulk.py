@@ -3,7 +3,7 @@ import pytest
 from dim.errors import LayoutError
 from dim.layout import bulk
 from dim.layout.parser import load, parse
-from dim.names import HOST_NAME
+from dim.names import BMC_ADDRESS, HOST_NAME
 from tests.unit.conftest import EXAMPLES, SMALL
 
 
@@ -76,4 +76,4 @@ def test_the_whole_column_check_agrees_with_the_host_name_pattern(value):
 
 def test_a_value_holding_a_newline_is_not_taken_for_two_valid_ones():
     assert not bulk._all_host_names(["a\nb"])
-    assert not bulk._all_match(bulk._BMC_ADDRESSES, ["10.0.0.1\n10.0.0.2"])
+    assert not bulk._all_match(bulk._whole_column(BMC_ADDRESS.pattern), ["10.0.0.1\n10.0.0.2"])
