@@ -23,7 +23,7 @@ from lxml import etree
 
 from dim.allocation import bulk_allocation
 from dim.errors import LayoutError
-from dim.layout import nodesets, read
+from dim.layout import bulk, nodesets, read
 from dim.layout.expressions import ExpressionError, Template, compile_template
 from dim.layout.model import (
     Bmc,
@@ -567,9 +567,25 @@ class _Parser:
         if bmc_el is not None:
             bmc_address = bmc_template.function
             bmc_driver, bmc_credentials = bmc_el.get("driver"), bmc_el.get("credentials")
+        default = (image, server, secure_boot)
+        # Every node valid (the common case): built column by column. Otherwise the loop
+        # below finds the first faulty one and says why.
+        built = bulk.build(
+            group,
+            line,
+            nodeset,
+            uses_numbers,
+            [(c[1], c[2], c[3], c[5], c[6]) for c in checks],
+            None if bmc_el is None else (bmc_address, bmc_driver, bmc_credentials),
+            default,
+            overrides,
+            (name_room, room, bmc_room),
+        )
+        if built is not None:
+            yield from built
+            return
         host_name, numbers = HOST_NAME.fullmatch, _NUMBERS.findall
         pton, inet, from_bytes = inet_pton, AF_INET, int.from_bytes
-        default = (image, server, secure_boot)
         # The loop below runs once per node (100,000 and more): locals and few calls.
         try:
             for index, name in enumerate(nodeset):

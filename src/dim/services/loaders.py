@@ -28,6 +28,7 @@ themselves are not rendered: ``dim apply`` copies them from Debian's packages
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain, repeat
 
 from dim.boot.builds import find_build
 from dim.layout.model import Cluster, Image, Server
@@ -118,34 +119,52 @@ def render(context: RenderContext) -> list[RenderedFile]:
 
 
 def _all_node_links(context: RenderContext) -> list[RenderedFile]:
-    """:func:`node_links` of every node with a MAC and an image, in one loop: 300,000 links at
-    100,000 nodes, where a call and a list per node cost a third of the time."""
+    """:func:`node_links` of every node with a MAC and an image: 300,000 links at 100,000
+    nodes, built column by column (a comprehension or a ``map`` per column, each a loop in C
+    or nearly: a Python loop over the nodes, with a call and a list per node, cost three times
+    as much), in the same order: each node's iPXE, PXELINUX and GRUB link in turn."""
     server, cluster = context.server, context.inventory.cluster
     macs, images = context.inventory.macs, context.inventory.images
     ipxe, pxelinux = f"{server.http_root}/dim/nodes/", f"{server.tftp_root}/pxelinux.cfg/01-"
     grub = f"{server.tftp_root}/grub/nodes/"
+    nodes = context.nodes()
+    found = zip(
+        map(macs.get, [(n.name, n.interfaces[0].network) for n in nodes]),
+        [images.get(n.name, n.image) for n in nodes] if images else [n.image for n in nodes],
+        [n.server for n in nodes],
+        strict=True,
+    )
+    linked = [
+        (mac, image, owner) for mac, image, owner in found if mac is not None and image is not None
+    ]
     # (server, image) -> its links' targets: the image's config_stem in each loader's form
     targets: dict[tuple[str, str], tuple[str, str, str]] = {}
-    files = []
-    add = files.append
-    for node in context.nodes():  # once per node: locals, no call but the dictionaries'
-        mac = macs.get((node.name, node.interfaces[0].network))
-        image = images.get(node.name, node.image)
-        if mac is None or image is None:
-            continue
-        found = targets.get((node.server, image))
-        if found is None:
-            stem = config_stem(cluster, node.server, image)
-            found = targets[node.server, image] = (
-                f"../images/{stem}.ipxe",
-                f"dim-{stem}",
-                f"../dim-{stem}.cfg",
+    for _, image, owner in linked:
+        if (owner, image) not in targets:
+            stem = config_stem(cluster, owner, image)
+            targets[owner, image] = (f"../images/{stem}.ipxe", f"dim-{stem}", f"../dim-{stem}.cfg")
+    chosen = [targets[owner, image] for _, image, owner in linked]
+    hyphens = [mac.replace(":", "-") for mac, _, _ in linked]
+    none = repeat(None)
+    return list(
+        chain.from_iterable(
+            zip(
+                map(
+                    RenderedFile, [f"{ipxe}{h}.ipxe" for h in hyphens], none, [t[0] for t in chosen]
+                ),
+                map(
+                    RenderedFile, [f"{pxelinux}{h}" for h in hyphens], none, [t[1] for t in chosen]
+                ),
+                map(
+                    RenderedFile,
+                    [f"{grub}{m}.cfg" for m, _, _ in linked],
+                    none,
+                    [t[2] for t in chosen],
+                ),
+                strict=True,
             )
-        hyphens = mac.replace(":", "-")
-        add(RenderedFile(f"{ipxe}{hyphens}.ipxe", None, found[0]))
-        add(RenderedFile(f"{pxelinux}{hyphens}", None, found[1]))
-        add(RenderedFile(f"{grub}{mac}.cfg", None, found[2]))
-    return files
+        )
+    )
 
 
 def node_links(server: Server, mac: str, image: str) -> list[RenderedFile]:
