@@ -56,6 +56,8 @@ def write(
         db.execute("DELETE FROM targets")
         _insert(db, macs, images)
         _set_journal(db, journal)
+    # the file of dim before 0.x's SQLite one: nothing reads it any more
+    paths.boot_targets.with_suffix(".json").unlink(missing_ok=True)
 
 
 def update(

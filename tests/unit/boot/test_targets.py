@@ -27,6 +27,17 @@ def test_what_is_written_is_read_back_and_read_again_when_it_changes(tmp_path):
     assert journal(paths) == 4
 
 
+def test_a_full_write_removes_the_json_file_of_earlier_dims(tmp_path):
+    paths = StatePaths(tmp_path)
+    legacy = tmp_path / "boot-targets.json"
+    legacy.write_text("{}")
+    update(paths, ["c01"], MACS, {}, journal=1)
+    assert legacy.exists()  # a one-node update leaves what a full apply will remove
+    write(paths, MACS, {}, journal=2)
+    assert not legacy.exists()
+    assert journal(paths) == 2
+
+
 def test_one_snapshot_answers_lookups_from_several_threads(tmp_path):
     """dim serve looks up from its thread pool: SQLite refuses a connection of another thread."""
     paths = StatePaths(tmp_path)
