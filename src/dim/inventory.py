@@ -17,8 +17,6 @@ import fnmatch
 import re
 from datetime import datetime
 
-from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet
-
 from dim.errors import UsageError
 from dim.layout import nodesets
 from dim.layout.model import Cluster, Inventory, Node, Server
@@ -126,7 +124,11 @@ def fold(names: list[str]) -> str:
     """
     if len(names) > FOLD_LIMIT:
         return f"{len(names)} nodes"
-    return str(NodeSet.fromlist(names)) if names else ""
+    if not names:
+        return ""
+    from ClusterShell.NodeSet import NodeSet  # here: a command with nothing to fold needs none
+
+    return str(NodeSet.fromlist(names))
 
 
 def fold_nodes(cluster: Cluster, names: list[str]) -> str:
@@ -143,6 +145,8 @@ def fold_nodes(cluster: Cluster, names: list[str]) -> str:
     for node in cluster.nodes:
         members[node.group].append(node.name)
     whole = [g for g, nodes in members.items() if nodes and wanted.issuperset(nodes)]
+    from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet  # as in fold
+
     folded = NodeSet.fromlist([cluster.groups[g].nodeset for g in whole], resolver=NOGROUP_RESOLVER)
     for group in whole:
         wanted.difference_update(members[group])
