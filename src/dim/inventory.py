@@ -145,6 +145,10 @@ def fold_nodes(cluster: Cluster, names: list[str]) -> str:
     for node in cluster.nodes:
         members[node.group].append(node.name)
     whole = [g for g, nodes in members.items() if nodes and wanted.issuperset(nodes)]
+    if len(whole) == 1 and len(members[whole[0]]) == len(wanted):  # a fresh layout's one group
+        folded = nodesets.fold_plain(cluster.groups[whole[0]].nodeset)
+        if folded is not None:  # as ClusterShell folds it, without importing it
+            return folded
     from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet  # as in fold
 
     folded = NodeSet.fromlist([cluster.groups[g].nodeset for g in whole], resolver=NOGROUP_RESOLVER)

@@ -101,10 +101,11 @@ def test_layout_check_imports_no_template_engine_database_layer_or_bmc_client(tm
 
 
 def test_layout_check_and_node_list_of_plain_patterns_do_without_clustershell(tmp_path):
-    """Its import is a quarter of their work; plain patterns are expanded by dim.layout.nodesets
-    (every MAC recorded: nothing to fold for the report either)."""
+    """Its import is a quarter of their work: plain patterns are expanded and a whole group
+    folded by dim.layout.nodesets. Fresh (no MAC: the group folded), then every MAC recorded."""
     layout = Path(__file__).resolve().parents[2] / "examples" / "bladecenter.xml"
     argv = ["--config", str(layout), "--state", str(tmp_path)]
+    assert "ClusterShell" not in roots(imported_by(*argv, "layout", "check"))
     names = product_names("s[01-46]c[1-4]b[01-14]")
     macs = [f"{name},02:00:00:00:{i >> 8:02x}:{i & 255:02x}\n" for i, name in enumerate(names)]
     (tmp_path / "macs.csv").write_text("".join(macs))

@@ -119,14 +119,55 @@ def product_names(pattern: str) -> list[str] | None:
     Plain: text (letters, digits, ``.``, ``_``, ``-``; no digit next to a bracket, some text
     between two brackets) and brackets of ranges (``1``, ``1-10``, ``1-10/2``) whose bounds
     are unpadded, or all of one width when one is padded; :func:`scan` checked them and
-    their count. ClusterShell sorts each
-    bracket's numbers and iterates the brackets' product, the last bracket fastest::
+    their count. ClusterShell sorts each bracket's numbers and iterates the brackets'
+    product, the last bracket fastest::
 
         >>> product_names("s[01-02]c[1-2]")
         ['s01c1', 's01c2', 's02c1', 's02c2']
         >>> product_names("n[01-10,100]") is None      # two widths: ClusterShell decides
         True
     """
+    plain = _plain(pattern)
+    if plain is None:
+        return None
+    texts, axes, widths = plain
+    template = "{}".join(texts)
+    numbers = [[str(n).zfill(w) for n in axis] for axis, w in zip(axes, widths, strict=True)]
+    return [template.format(*names) for names in product(*numbers)]
+
+
+def fold_plain(pattern: str) -> str | None:
+    """A plain pattern (:func:`product_names`) as ClusterShell's ``str(NodeSet(pattern))``
+    writes it: each bracket's numbers in runs, a bracket of one number written bare; None for
+    any other pattern::
+
+        >>> fold_plain("n[1-3,2,5]c[1]")
+        'n[1-3,5]c1'
+    """
+    plain = _plain(pattern)
+    if plain is None:
+        return None
+    texts, axes, widths = plain
+    folded = [texts[0]]
+    for axis, width, text in zip(axes, widths, texts[1:], strict=True):
+        runs = []
+        start = previous = axis[0]
+        for number in [*axis[1:], None]:
+            if number is not None and number == previous + 1:
+                previous = number
+                continue
+            first, last = str(start).zfill(width), str(previous).zfill(width)
+            runs.append(first if start == previous else f"{first}-{last}")
+            if number is not None:
+                start = previous = number
+        ranges = ",".join(runs)
+        folded += [ranges if len(axis) == 1 else f"[{ranges}]", text]
+    return "".join(folded)
+
+
+def _plain(pattern: str) -> tuple[list[str], list[list[int]], list[int]] | None:
+    """A plain pattern's texts, each bracket's numbers (sorted, each once) and width (0:
+    unpadded); None for any other pattern."""
     pieces = pattern.split("[")
     texts, brackets = [pieces[0]], []
     for piece in pieces[1:]:
@@ -139,19 +180,20 @@ def product_names(pattern: str) -> list[str] | None:
         return None
     if any(t[-1:].isdigit() for t in texts[:-1]) or any(t[:1].isdigit() for t in texts[1:]):
         return None
-    axes = []
+    axes, widths = [], []
     for ranges in brackets:
-        numbers = _bracket_numbers(ranges)
-        if numbers is None:
+        bracket = _bracket(ranges)
+        if bracket is None:
             return None
-        axes.append(numbers)
-    template = "{}".join(texts)
-    return [template.format(*numbers) for numbers in product(*axes)]
+        axes.append(bracket[0])
+        widths.append(bracket[1])
+    return texts, axes, widths
 
 
-def _bracket_numbers(ranges: str) -> list[str] | None:
-    """``"01-03,05"`` -> ``['01', '02', '03', '05']``: sorted, each once, in the bracket's one
-    width; None if its bounds are padded to different widths (or some padded, some not)."""
+def _bracket(ranges: str) -> tuple[list[int], int] | None:
+    """``"01-03,05"`` -> ``([1, 2, 3, 5], 2)``: the numbers, sorted, each once, and the
+    bracket's one width (0: unpadded); None if its bounds are padded to different widths (or
+    some padded, some not)."""
     numbers: set[int] = set()
     bounds = []
     for item in ranges.split(","):
@@ -167,7 +209,7 @@ def _bracket_numbers(ranges: str) -> list[str] | None:
         if len(widths) > 1:
             return None
         width = widths.pop()
-    return [str(n).zfill(width) for n in sorted(numbers)]
+    return sorted(numbers), width
 
 
 def _check_ascii(text: str) -> None:

@@ -14,6 +14,7 @@ from dim.layout.nodesets import (
     NodeSetError,
     Term,
     expand,
+    fold_plain,
     product_names,
     scan,
 )
@@ -138,7 +139,7 @@ def _random_pattern(rng: random.Random) -> str:
     return "".join(parts)
 
 
-def test_a_plain_pattern_makes_clustershells_names_in_clustershells_order():
+def test_a_plain_pattern_makes_clustershells_names_in_its_order_and_folds_as_it_does():
     rng = random.Random(14)
     plain = 0
     for _ in range(3000):
@@ -148,8 +149,11 @@ def test_a_plain_pattern_makes_clustershells_names_in_clustershells_order():
         except NodeSetError:
             continue
         names = product_names(pattern)
+        assert (names is None) == (fold_plain(pattern) is None), pattern
         if names is not None:  # None: ClusterShell's to expand, as before
-            assert names == list(NodeSet(pattern, resolver=NOGROUP_RESOLVER)), pattern
+            nodeset = NodeSet(pattern, resolver=NOGROUP_RESOLVER)
+            assert names == list(nodeset), pattern
+            assert fold_plain(pattern) == str(nodeset), pattern
             plain += 1
     assert plain > 1000  # most patterns were plain: the comparison proved something
 
