@@ -49,7 +49,7 @@ FLOORS = (
     ("domain", ("dim.boot", "dim.services", "dim.images", "dim.power")),
     ("actions", ("dim.actions",)),
     ("lab", ("dim.lab",)),
-    ("cli", ("dim.cli", "dim.__main__", "dim.commands", "dim.helptext")),
+    ("cli", ("dim.cli", "dim.__main__", "dim.commands", "dim.helptext", "dim.quick")),
 )
 
 
