@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+from stat import S_ISDIR, S_ISREG
 
 from dim.commands import DEFAULT_CONFIG, DEFAULT_STATE, HELP_OPTIONS
 
@@ -125,10 +126,10 @@ def _options(
 def _path_ok(path: str, *, directory: bool) -> bool:
     """Whether click.Path(exists=False, dir_okay / file_okay) takes ``path`` as it is."""
     try:
-        kind = os.stat(path).st_mode & 0o170000
+        mode = os.stat(path).st_mode
     except OSError:
         return True  # missing: the command's own error names it
-    if directory and kind == 0o100000 or not directory and kind == 0o040000:
+    if S_ISREG(mode) if directory else S_ISDIR(mode):
         return False
     return os.access(path, os.R_OK)
 
