@@ -84,6 +84,9 @@ def _parse(argv: list[str]) -> tuple[dict, Callable[[Context], list[str]]] | Non
     rest = _options(argv, options, GLOBAL_OPTIONS, flags=("--debug",))
     if rest is None:
         return None
+    command = _command(rest)
+    if command is None:
+        return None
     for name, (variable, default) in GLOBAL_OPTIONS.items():
         if name not in options:  # click: a variable set to nothing is not set
             options[name] = os.environ.get(variable) or default
@@ -91,8 +94,7 @@ def _parse(argv: list[str]) -> tuple[dict, Callable[[Context], list[str]]] | Non
         options["--state"], directory=True
     ):
         return None  # click's error: "File '…' is a directory.", "… is not readable."
-    command = _command(rest)
-    return None if command is None else (options, command)
+    return options, command
 
 
 def _options(
