@@ -7,7 +7,9 @@ Times, in the same run and alternated (each round in a rotated order), ``nodeset
 (ClusterShell's own tool, the yardstick of issue 14), ``python -c pass``, ``dim --version``,
 ``dim --help``, ``dim node --help`` (a family's help: click and the family's module),
 ``dim layout check`` and ``dim node list s01c1b01`` on the 2,576-blade
-example, with a fresh state folder (no state DB) and with every blade's MAC recorded; the
+example, with a fresh state folder (no state DB) and with every blade's MAC recorded, warm (the
+validated-layout cache of these bytes there) and cold (removed before each run: the first
+command after cluster.xml changed); the
 ``dim`` commands run as ``python -m dim`` from this tree, and ``--version`` also through the
 venv's console script (the shipped way: tests/e2e/test_wheel.py). Prints the median and the
 minimum of ``--runs`` runs per command and its ratio to ``python -c pass``, then the top
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from pathlib import Path
 
 TREE = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+COLD = " (cold)"
 
 
 def _environment(cache: str, tree: Path = TREE) -> dict[str, str]:
@@ -45,7 +49,7 @@ def _environment(cache: str, tree: Path = TREE) -> dict[str, str]:
     return env
 
 
-def _commands(layout: Path, fresh: Path, recorded: Path) -> dict[str, list[str]]:
+def _commands(layout: Path, fresh: Path, recorded: Path, cold: Path) -> dict[str, list[str]]:
     dim = [sys.executable, "-m", "dim", "--config", str(layout)]
     commands = {
         "nodeset -c n[1-100]": [str(BIN / "nodeset"), "-c", "n[1-100]"],
@@ -57,6 +61,23 @@ def _commands(layout: Path, fresh: Path, recorded: Path) -> dict[str, list[str]]
         "dim layout check (fresh state)": [*dim, "--state", str(fresh), "layout", "check"],
         "dim layout check (MACs recorded)": [*dim, "--state", str(recorded), "layout", "check"],
         "dim node list s01c1b01": [*dim, "--state", str(recorded), "node", "list", "s01c1b01"],
+        # cold: the first run after cluster.xml changed (the validated-layout cache removed
+        # before each run: layout check writes it, node list parses in full and writes it)
+        f"dim layout check (MACs recorded){COLD}": [
+            *dim,
+            "--state",
+            str(cold),
+            "layout",
+            "check",
+        ],
+        f"dim node list s01c1b01{COLD}": [
+            *dim,
+            "--state",
+            str(cold),
+            "node",
+            "list",
+            "s01c1b01",
+        ],
     }
     if (BIN / "dim").exists():
         commands["dim --version (console script)"] = [str(BIN / "dim"), "--version"]
@@ -85,6 +106,12 @@ def _instructions(argv: list[str], env: dict[str, str]) -> int:
     valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     run = subprocess.run([*valgrind, *argv], env=env, capture_output=True, text=True, check=True)
     return int(re.search(r"Collected : (\d+)", run.stderr).group(1))
+
+
+def _cold(name: str, argv: list[str]) -> None:
+    """Before a cold command: its state folder without the validated-layout cache."""
+    if name.endswith(COLD) or name.endswith(f"{COLD} (before)"):
+        shutil.rmtree(Path(argv[argv.index("--state") + 1]) / "layouts", ignore_errors=True)
 
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
@@ -153,20 +180,31 @@ def main() -> None:
         fresh.mkdir()
         recorded.mkdir()
         _record_macs(layout, recorded, env)
-        commands = _commands(layout, fresh, recorded)
+        cold = Path(scratch) / "cold"  # of its own: removing its cache must not chill the rest
+        shutil.copytree(recorded, cold)
+        commands = _commands(layout, fresh, recorded, cold)
         envs = dict.fromkeys(commands, env)
         if opts.before:
             before = _environment(str(Path(scratch) / "pycache-before"), opts.before.resolve())
+            # state folders of its own: each tree's layout cache (keyed by its code) would
+            # remove the other's, and every warm run would be a cold one
+            own = {}
+            for folder in (fresh, recorded, cold):
+                own[str(folder)] = str(folder.with_name(f"{folder.name}-before"))
+                shutil.copytree(folder, own[str(folder)])
             for name, argv in list(commands.items()):
                 if name.startswith("dim") and argv[0] == sys.executable:
+                    argv = [own.get(arg, arg) for arg in argv]
                     commands[f"{name} (before)"], envs[f"{name} (before)"] = argv, before
         for name, argv in commands.items():  # warm-up: bytecode written, pages cached
+            _cold(name, argv)
             _time(argv, envs[name])
         times: dict[str, list[float]] = {name: [] for name in commands}
         names = list(commands)
         for run in range(opts.runs):
             shift = run % len(names)
             for name in names[shift:] + names[:shift]:
+                _cold(name, commands[name])
                 times[name].append(_time(commands[name], envs[name]))
         load = os.getloadavg()
         print(f"{opts.runs} runs each, alternated; load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
@@ -180,11 +218,13 @@ def main() -> None:
         for name, argv in commands.items():
             if argv[0] != sys.executable or name == "python -c pass":
                 continue
+            _cold(name, argv)
             total, top = _import_costs(argv, envs[name], opts.top)
             print(f"  {name}: {total:.0f} in all; " + ", ".join(top))
         if opts.callgrind:
             print("\ninstructions (callgrind, one run each):")
             for name, argv in commands.items():
+                _cold(name, argv)
                 print(f"  {name}: {_instructions(argv, envs[name]) / 1e6:,.1f} M")
         print("\nlayout check in process (ms):")
         split = subprocess.run(

@@ -3,7 +3,8 @@
 ``dim --version``, ``dim --help`` (``-h``) and ``dim`` alone are answered here, before click is
 imported: click is most of a 0.1 s start. What they print is what click prints (the help page
 from :mod:`dim.helptext`; tests/unit/test_cli_startup.py compares them); every other command
-line goes to :func:`dim.cli.main`.
+line goes to :func:`dim.quick.run` (``layout check`` and ``node list``, without click too) and
+then, if it is not one of theirs, to :func:`dim.cli.main`.
 """
 
 from __future__ import annotations
@@ -33,9 +34,15 @@ def entry_point() -> None:
         # as click: the page asked for on stdout; `dim` alone is a usage error, page on stderr
         _print(root_help(), sys.stdout if argv else sys.stderr)
         sys.exit(0 if argv else 2)
-    from dim.cli import entry_point as run
+    # `layout check` and `node list`, typed all day, need no click either (dim.quick)
+    from dim.quick import CLICK, run
 
-    run()
+    status = run(argv)
+    if status is not CLICK:
+        sys.exit(status)
+    from dim.cli import entry_point
+
+    entry_point()
 
 
 def _print(text: str, stream: TextIO) -> None:

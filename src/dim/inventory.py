@@ -124,9 +124,13 @@ def fold(names: list[str]) -> str:
     """
     if len(names) > FOLD_LIMIT:
         return f"{len(names)} nodes"
-    if not names or (len(set(names)) == 1 and nodesets.is_plain(names[0])):
-        return names[0] if names else ""  # ClusterShell's answer, without importing it
-    from ClusterShell.NodeSet import NodeSet
+    if not names:
+        return ""
+    if len(set(names)) == 1:
+        folded = nodesets.fold_plain(names[0])  # ClusterShell's answer, without importing it
+        if folded is not None:
+            return folded
+    from ClusterShell.NodeSet import NodeSet  # here: a command with nothing to fold needs none
 
     return str(NodeSet.fromlist(names))
 
@@ -140,13 +144,17 @@ def fold_nodes(cluster: Cluster, names: list[str]) -> str:
     """
     if not names or len(names) > FOLD_LIMIT:
         return fold(names)
-    from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet
-
     wanted = set(names)
     members: dict[str, list[str]] = {name: [] for name in cluster.groups}
     for node in cluster.nodes:
         members[node.group].append(node.name)
     whole = [g for g, nodes in members.items() if nodes and wanted.issuperset(nodes)]
+    if len(whole) == 1 and len(members[whole[0]]) == len(wanted):  # a fresh layout's one group
+        folded = nodesets.fold_plain(cluster.groups[whole[0]].nodeset)
+        if folded is not None:  # as ClusterShell folds it, without importing it
+            return folded
+    from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet  # as in fold
+
     folded = NodeSet.fromlist([cluster.groups[g].nodeset for g in whole], resolver=NOGROUP_RESOLVER)
     for group in whole:
         wanted.difference_update(members[group])

@@ -5,7 +5,7 @@ removing it); only imports under ``if TYPE_CHECKING:`` are left out, since they 
 The floors, top to bottom, as docs/architecture.md draws them::
 
     cli -> lab -> actions -> {boot, services, images, power} -> {inventory, state}
-        -> layout -> common (errors, files, names, paths, processes, allocation)
+        -> layout -> common (errors, files, names, paths, processes, allocation, printable)
 
 A module may import its own floor (no circle) or any floor below it, never one above.
 """
@@ -31,6 +31,7 @@ FLOORS = (
             "dim.paths",
             "dim.processes",
             "dim.allocation",
+            "dim.printable",
         ),
     ),
     ("layout", ("dim.layout",)),
@@ -48,7 +49,7 @@ FLOORS = (
     ("domain", ("dim.boot", "dim.services", "dim.images", "dim.power")),
     ("actions", ("dim.actions",)),
     ("lab", ("dim.lab",)),
-    ("cli", ("dim.cli", "dim.__main__", "dim.commands", "dim.helptext")),
+    ("cli", ("dim.cli", "dim.__main__", "dim.commands", "dim.helptext", "dim.quick")),
 )
 
 

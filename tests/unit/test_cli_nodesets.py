@@ -85,3 +85,14 @@ def test_a_runaway_expression_in_the_layout_is_one_line_with_file_and_line(dim, 
         status, out, err = dim("layout", "check")
         assert status == 2
         assert err.startswith(f"dim: error: {layout_file}:9: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["c01\nc02", "c01\tzz\x1b[31m", "zz\r\x00"])
+def test_a_node_name_with_control_characters_is_refused_on_one_escaped_line(dim, name):
+    status, out, err = dim("node", "list", name)
+    assert (status, out) == (2, "")
+    error, *rest = err.splitlines()
+    assert error.startswith("dim: error: ") and all(line.startswith("hint: ") for line in rest)
+    assert error.isprintable() and all(line.isprintable() for line in rest)
+    escaped = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in name)
+    assert escaped in error

@@ -15,6 +15,7 @@ import pytest
 
 from dim.cli import FAMILIES, main
 from dim.helptext import root_help
+from dim.layout.nodesets import product_names
 
 SOURCE = Path(__file__).resolve().parents[2] / "src"
 
@@ -97,6 +98,20 @@ def test_layout_check_imports_no_template_engine_database_layer_or_bmc_client(tm
     assert not roots(modules) & {"sqlalchemy", "alembic", "jinja2", "aiohttp", "pyghmi", "pysnmp"}
     # nor what other commands of its family or of the output module need (--json: json)
     assert not modules & {"dim.actions.nodes", "json", "socket"}  # names.py: _socket
+
+
+def test_layout_check_and_node_list_of_plain_patterns_do_without_clustershell(tmp_path):
+    """Its import is a quarter of their work: plain patterns are expanded and a whole group
+    folded by dim.layout.nodesets. Fresh (no MAC: the group folded), then every MAC recorded."""
+    layout = Path(__file__).resolve().parents[2] / "examples" / "bladecenter.xml"
+    argv = ["--config", str(layout), "--state", str(tmp_path)]
+    assert "ClusterShell" not in roots(imported_by(*argv, "layout", "check"))
+    names = product_names("s[01-46]c[1-4]b[01-14]")
+    macs = [f"{name},02:00:00:00:{i >> 8:02x}:{i & 255:02x}\n" for i, name in enumerate(names)]
+    (tmp_path / "macs.csv").write_text("".join(macs))
+    assert main([*argv, "node", "import-macs", str(tmp_path / "macs.csv")]) == 0
+    for command in (["layout", "check"], ["node", "list", "s46c4b14"], ["node", "list", "@blades"]):
+        assert "ClusterShell" not in roots(imported_by(*argv, *command)), command
 
 
 def test_node_list_reads_the_state_db_without_sqlalchemy_and_prints_without_json(tmp_path):

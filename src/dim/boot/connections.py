@@ -37,6 +37,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
+from dim.printable import printable
+
 log = logging.getLogger("dim.serve")
 
 # On a request: why it was refused, and whether its head was parsed (a str key in old aiohttp)
@@ -95,7 +97,7 @@ def raise_file_limit(limits: Limits) -> Limits:
 def one_line(text: object, limit: int = 200) -> str:
     """``text`` on one line of printable characters: aiohttp's parser errors span three lines
     (the bytes and a caret under them), and a request may carry NULs or escapes."""
-    flat = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text)[: 4 * limit])
+    flat = printable(str(text)[: 4 * limit])
     flat = " ".join(w for w in flat.replace("\\x0a", " ").split() if w != "^")  # the caret
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 

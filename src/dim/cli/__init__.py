@@ -35,6 +35,7 @@ from dim.commands import (
     ROOT_HELP,
 )
 from dim.errors import DimError
+from dim.printable import printable
 
 
 @click.group(
@@ -93,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     except DimError as exc:
         if debug:
             raise
-        click.echo(f"dim: error: {exc.message}", err=True)
+        # one line each, whatever the message quotes (a node name with a newline, from a script)
+        click.echo(f"dim: error: {printable(exc.message)}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            click.echo(f"hint: {printable(exc.hint)}", err=True)
         return exc.exit_status
     except click.exceptions.Exit as exc:
         return exc.exit_code

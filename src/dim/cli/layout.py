@@ -13,6 +13,7 @@ import click
 from dim.actions import layout
 from dim.cli.context import Context, pass_context
 from dim.cli.output import emit_json
+from dim.quick import check_lines
 
 
 @click.group("layout")
@@ -33,31 +34,8 @@ def layout_check(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json(report)
         return
-    click.echo(f"{report['source']}: cluster {report['cluster']} is valid")
-    click.echo(f"  nodes     {report['nodes']}")
-    for name, count in report["groups"].items():
-        click.echo(f"  group     {name}: {count} nodes")
-    for name, subnet in report["networks"].items():
-        click.echo(f"  network   {name}: {subnet}")
-    for name, server in report["servers"].items():
-        click.echo(
-            f"  server    {name}: {server['address']} dhcp={server['dhcp']} nfs={server['nfs']}"
-        )
-    for name, failover in report["failover"].items():
-        servers = ", ".join(f"{s} (own {a})" for s, a in failover["own_addresses"].items())
-        preempt = "preempt" if failover["preempt"] else "no preempt"
-        click.echo(f"  failover  {name}: {servers}; {preempt}")
-    for name, count in report["images"].items():
-        click.echo(f"  image     {name}: {count} nodes")
-    if report["nodes_without_mac"]:
-        click.echo(f"  warning: no MAC recorded for {report['nodes_without_mac']}")
-    if report["macs_of_unknown_nodes"]:
-        click.echo(
-            f"  warning: MACs recorded for nodes not in the layout: "
-            f"{report['macs_of_unknown_nodes']}"
-        )
-    for warning in report["warnings"]:
-        click.echo(f"  warning: {warning}")
+    for line in check_lines(report):  # what `dim layout check` prints without click too
+        click.echo(line)
 
 
 @group.command("show")

@@ -15,9 +15,10 @@ import click
 
 from dim.actions import nodes
 from dim.cli.context import Context, pass_context, root_option
-from dim.cli.output import delta, emit_json, progress, table
+from dim.cli.output import delta, emit_json, progress
 from dim.errors import UsageError
 from dim.inventory import fold
+from dim.quick import list_lines
 
 
 @click.group("node")
@@ -42,17 +43,8 @@ def node_list(ctx: Context, nodeset: str | None, exclude: str | None, as_json: b
     if as_json:
         emit_json(records)
         return
-    rows = []
-    for r in records:
-        ips = ",".join(i["ip"] for i in r["interfaces"])
-        macs = ",".join(i["mac"] or "-" for i in r["interfaces"])
-        bmc = r["bmc"]["address"] if r["bmc"] else "-"
-        last = r["last_boot"]
-        booted = f"{last['image']}/{last['version']}" if last else "-"
-        boot = last["at"][:19].replace("T", " ") if last else "-"
-        image = r["image"] or "-"
-        rows.append([r["name"], r["group"], ips, macs, image, r["server"], bmc, booted, boot])
-    table(rows, ["NODE", "GROUP", "IP", "MAC", "IMAGE", "SERVER", "BMC", "BOOTED", "LAST BOOT"])
+    for line in list_lines(records):  # what `dim node list` prints without click too
+        click.echo(line)
 
 
 @group.command("set")

@@ -17,20 +17,19 @@ from typing import TYPE_CHECKING
 
 import click
 
+from dim.quick import json_text, table_lines
+
 if TYPE_CHECKING:  # a type only: listing nodes must not import the image modules
     from dim.images.delta import Delta
 
 
 def emit_json(data: object) -> None:
-    import json  # here: tables for people need none of it
-
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+    click.echo(json_text(data))
 
 
 def table(rows: list[list[str]], headers: list[str]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+    for line in table_lines(rows, headers):
+        click.echo(line)
 
 
 def human(size: int) -> str:

@@ -18,7 +18,6 @@ from functools import cache
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from pathlib import Path
 
-from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet, NodeSetException
 from lxml import etree
 
 from dim.allocation import bulk_allocation
@@ -331,7 +330,7 @@ class _Parser:
             name = el.get("name")
             if name in sets:
                 raise self.error("duplicate failover set name", el, name)
-            members = list(self._nodeset(el, "servers"))  # counted before it is expanded
+            members = self._nodeset(el, "servers")  # counted before it is expanded
             unknown = [m for m in members if m not in servers]
             if unknown:
                 raise self.error(
@@ -449,8 +448,9 @@ class _Parser:
         except ValueError as exc:
             raise self.error(str(exc), element) from None
 
-    def _nodeset(self, element, attribute: str) -> NodeSet:
-        """A node set of the layout: plain names and ranges, checked and counted first."""
+    def _nodeset(self, element, attribute: str) -> list[str]:
+        """The names of a node set of the layout (plain names and ranges, checked and counted
+        first), in ClusterShell's order."""
         text = element.get(attribute)
         try:
             terms = nodesets.scan(text, self.nodeset_limit)
@@ -460,11 +460,16 @@ class _Parser:
             raise self.error("group references are not allowed here", element, text)
         if any(term.is_wildcard for term in terms):
             raise self.error("wildcards are not allowed here", element, text)
+        names = nodesets.product_names(terms[0].text) if len(terms) == 1 else None
+        if names is not None:
+            return names
+        # here: a plain pattern, most layouts' only kind, needs none of ClusterShell's imports
+        from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet, NodeSetException
+
         try:
-            nodeset = NodeSet(text, resolver=NOGROUP_RESOLVER)
+            return list(NodeSet(text, resolver=NOGROUP_RESOLVER))
         except NodeSetException as exc:
             raise self.error(f"invalid node set ({exc})", element, text) from None
-        return nodeset
 
     def _nodeset_limit(self, root) -> int:
         text = root.get("nodeset-limit")
@@ -695,12 +700,18 @@ class _Parser:
         group_image = el.get("image")
         group_server = self._default_server(el, servers)
         group_secure = el.get("secure-boot", "no")
-        for node_el in el.iterfind("node"):
+        node_elements = list(el.iterfind("node"))
+        in_group = set(nodeset) if node_elements else set()
+        for node_el in node_elements:
             members = self._nodeset(node_el, "name")
-            outside = members - nodeset
+            outside = [name for name in members if name not in in_group]
             if outside:
+                from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet  # the message: folded
+
                 raise self.error(
-                    "node override names nodes outside its group", node_el, str(outside)
+                    "node override names nodes outside its group",
+                    node_el,
+                    str(NodeSet.fromlist(outside, resolver=NOGROUP_RESOLVER)),
                 )
             image = self._reference(node_el, "image", images, "image") or group_image
             server = self._reference(node_el, "server", servers, "server") or group_server

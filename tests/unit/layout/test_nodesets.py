@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
+from ClusterShell.NodeSet import NOGROUP_RESOLVER, NodeSet
 
 from dim.inventory import fold
-from dim.layout.nodesets import DEFAULT_LIMIT, MAX_DIGITS, NodeSetError, Term, expand, scan
+from dim.layout.nodesets import (
+    DEFAULT_LIMIT,
+    MAX_DIGITS,
+    NodeSetError,
+    Term,
+    expand,
+    fold_plain,
+    product_names,
+    scan,
+)
 
 
 def test_operands_are_split_at_operators_outside_brackets_only():
@@ -121,3 +132,57 @@ def test_a_plain_name_expands_and_folds_to_itself_as_clustershell_does():
         (term,) = scan(name)
         assert expand(term) == list(NodeSet(name, resolver=NOGROUP_RESOLVER)) == [name]
         assert fold([name, name]) == str(NodeSet.fromlist([name])) == name
+
+
+def _random_pattern(rng: random.Random) -> str:
+    """Text of letters, dots, dashes and digits around up to three brackets of ranges, some
+    zero-padded (to one width or to several)."""
+
+    def text(most: int) -> str:
+        return "".join(rng.choice("ab-._01") for _ in range(rng.randint(0, most)))
+
+    def item() -> str:
+        first = rng.randint(0, 120)
+        last = first + rng.randint(0, 30)
+        pad = rng.choice([0, 0, 2, 3])
+        a, b = str(first).zfill(pad), str(last).zfill(pad)
+        return rng.choice([a, f"{a}-{b}", f"{a}-{b}/{rng.randint(1, 4)}"])
+
+    parts = [text(4)]
+    for _ in range(rng.randint(0, 3)):
+        parts += ["[" + ",".join(item() for _ in range(rng.randint(1, 3))) + "]", text(3)]
+    return "".join(parts)
+
+
+def test_a_plain_pattern_makes_clustershells_names_in_its_order_and_folds_as_it_does():
+    rng = random.Random(14)
+    plain = 0
+    for _ in range(3000):
+        pattern = _random_pattern(rng)
+        try:
+            scan(pattern)
+        except NodeSetError:
+            continue
+        names = product_names(pattern)
+        assert (names is None) == (fold_plain(pattern) is None), pattern
+        if names is not None:  # None: ClusterShell's to expand, as before
+            nodeset = NodeSet(pattern, resolver=NOGROUP_RESOLVER)
+            assert names == list(nodeset), pattern
+            assert fold_plain(pattern) == str(nodeset), pattern
+            plain += 1
+    assert plain > 1000  # most patterns were plain: the comparison proved something
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["n[01-10,100]", "n[1-10,05]", "n1[0-10]", "n[1-2]0", "n%[1-2]", "n [1-2]"],
+)
+def test_a_pattern_that_is_not_plain_is_left_to_clustershell(pattern):
+    assert product_names(pattern) is None
+    assert expand(Term(",", pattern, 1)) == list(NodeSet(pattern, resolver=NOGROUP_RESOLVER))
+
+
+def test_clustershells_errors_stay_its_own_for_a_pattern_that_is_not_plain():
+    assert product_names("n[1-2][3-4]") is None
+    with pytest.raises(NodeSetError, match=r"n\[1-2\]\[3-4\]: illegal reopening bracket"):
+        expand(Term(",", "n[1-2][3-4]", 4))

@@ -1,0 +1,129 @@
+"""`dim layout check` and `dim node list` without click (dim.quick): whatever the command line,
+a whole process prints what click's way prints, where it prints it, with its exit status."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dim.cli import main
+from dim.quick import CLICK, run
+
+SOURCE = Path(__file__).resolve().parents[2] / "src"
+
+
+@pytest.fixture
+def site(layout_file, tmp_path, capsys):
+    """A layout with some MACs recorded, a state folder, and two images assigned."""
+    state = tmp_path / "state"
+    argv = ["--config", str(layout_file), "--state", str(state)]
+    assert main([*argv, "node", "set", "c01", "--mac", "52:54:00:00:00:01"]) == 0
+    assert main([*argv, "node", "set", "g1", "--image", "alpha"]) == 0
+    capsys.readouterr()
+    return layout_file, state
+
+
+def process(argv: list[str], env: dict[str, str]) -> tuple[int, str, str, set[str]]:
+    """A whole ``python -m dim ARGV``: status, stdout, stderr and the top modules imported."""
+    env = {**os.environ, "PYTHONPATH": str(SOURCE), **env}
+    env.pop("_DIM_COMPLETE", None)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dim", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    lines = done.stderr.splitlines()
+    modules = {ln.rsplit("|", 1)[1].strip() for ln in lines if ln.startswith("import time:")}
+    err = "".join(f"{ln}\n" for ln in lines if not ln.startswith("import time:"))
+    return done.returncode, done.stdout, err, {m.split(".")[0] for m in modules}
+
+
+COMMANDS = [
+    ["layout", "check"],
+    ["layout", "check", "--json"],
+    ["node", "list"],
+    ["node", "list", "--json"],
+    ["node", "list", "c01"],
+    ["node", "list", "@compute", "-x", "c02"],
+    ["node", "list", "-xc0[1-3]", "--json"],
+    ["node", "list", "--exclude=c04", "c0[1-4]"],
+    ["node", "list", "c99"],  # an error: one line and a hint, exit status 2
+    ["node", "list", "c01\nc02"],  # the error's control character escaped
+    ["node", "list", ""],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_plain_command_prints_without_click_what_click_prints(site, command, capsys):
+    layout, state = site
+    argv = ["--config", str(layout), "--state", str(state), *command]
+    status, out, err, imported = process(argv, {})
+    assert "click" not in imported  # dim.quick answered it
+    expected = main(argv)
+    clicks = capsys.readouterr()
+    assert (status, out, err) == (expected, clicks.out, clicks.err)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "options=value",
+        "environment",
+        "empty environment variable",
+        "missing layout",
+        "layout is a folder",
+        "state is a file",
+        "option twice",
+        "help",
+        "option after the command",
+        "two node sets",
+    ],
+)
+def test_every_form_of_the_line_gives_what_click_gives(site, form, monkeypatch, capsys):
+    """The forms dim.quick reads (the first four) and those it leaves to click (the rest)."""
+    layout, state = site
+    env: dict[str, str] = {}
+    argv = ["--config", str(layout), "--state", str(state), "node", "list", "c01"]
+    quick = True
+    if form == "options=value":
+        argv = [f"--config={layout}", f"--state={state}", "--debug", "layout", "check"]
+    elif form == "environment":
+        env = {"DIM_CONFIG": str(layout), "DIM_STATE": str(state)}
+        argv = ["layout", "check"]
+    elif form == "empty environment variable":  # click: not set, so the option's default
+        env = {"DIM_CONFIG": str(layout), "DIM_STATE": str(state), "DIM_DATABASE": ""}
+        argv = ["node", "list"]
+    elif form == "missing layout":
+        argv[1] = str(layout.parent / "nosuch.xml")
+    else:
+        quick = False
+        if form == "layout is a folder":
+            argv[1] = str(layout.parent)
+        elif form == "state is a file":
+            argv[3] = str(layout)
+        elif form == "option twice":
+            argv = ["--state", str(state), *argv]
+        elif form == "help":
+            argv.append("--help")
+        elif form == "option after the command":
+            argv = [*argv, "--debug"]
+        else:
+            argv.append("c02")
+    status, out, err, imported = process(argv, env)
+    assert ("click" not in imported) == quick
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COLUMNS", "80")
+    expected = main(argv)
+    clicks = capsys.readouterr()
+    assert (status, out, err) == (expected, clicks.out, clicks.err)
+
+
+def test_shell_completion_is_left_to_click(monkeypatch):
+    monkeypatch.setenv("_DIM_COMPLETE", "bash_complete")
+    assert run(["layout", "check"]) is CLICK
