@@ -19,8 +19,8 @@ looks every word up in a linked list of all the distinct words read so far, by `
 line is therefore written with as few words, and as few new ones, as ganesha accepts: no
 ``Access_Type = None`` (EXPORT_DEFAULTS says it), and its path bare rather than quoted where
 ganesha's path syntax allows (a quoted word is never found in that list, so ``Pseudo`` would
-add the path a second time): 0.58 of the CPU time to load 2,500 exports, 0.33 at 5,000
-(docs/benchmarks.md, "ganesha with one export per node").
+add the path a second time): 0.58 of the CPU time to load 2,500 exports, 0.33 at 5,000,
+0.49 at 10,000 (docs/benchmarks.md, "ganesha with one export per node").
 """
 
 from __future__ import annotations
