@@ -150,7 +150,7 @@ def export_paths(folder: Path) -> tuple[str, str]:
     """What a node mounts: the image's live tree (below the export of all images) and its
     own replica (below its own export), from the rendered ganesha.conf."""
     text = (folder / "root/etc/ganesha/ganesha.conf").read_text()
-    paths = re.findall(r'Pseudo = "([^"]+)"', text)
+    paths = re.findall(r'Pseudo = "?([^";]+)"?;', text)
     images_export = next(p for p in paths if p.endswith("/images"))
     node_export = next(p for p in paths if p.endswith("/nodes/n00001"))
     return f"{images_export}/storm/live", node_export.replace("n00001", "{node}") + "/storm"

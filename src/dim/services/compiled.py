@@ -80,9 +80,8 @@ def ganesha_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]
     nfs = context["nfs"]
     head = jinja({**context, "nfs": dataclasses.replace(nfs, replicas=())})  # type: ignore[type-var]
     lines = [
-        f'EXPORT {{ Export_Id = {r.id}; Path = "{r.path}"; Pseudo = "{r.path}"; '
-        f"Access_Type = None; FSAL {{ Name = VFS; }} CLIENT {{ Clients = {r.client}; "
-        "Access_Type = RW; } }\n"
+        f"EXPORT {{ Export_Id = {r.id}; Path = {r.conf_path}; Pseudo = {r.conf_path}; "
+        f"FSAL {{ Name = VFS; }} CLIENT {{ Clients = {r.client}; Access_Type = RW; }} }}\n"
         for r in nfs.replicas  # type: ignore[attr-defined]
     ]
     return head + "".join(lines), head.count("\n") + len(lines)
@@ -100,7 +99,7 @@ TEMPLATES: dict[str, tuple[str, Compiled]] = {
         kernel_exports,
     ),
     "ganesha.conf.j2": (
-        "29dc1580905d066c4bf5bb4244ff6899c8fec1909ee6445f7f96b47c60872903",
+        "eff0084c15b5e0a242dcbcc1e6425e2268b0eb905aff138f288a847cfa1edf88",
         ganesha_conf,
     ),
 }

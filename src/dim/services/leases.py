@@ -20,7 +20,8 @@ dnsmasq 2.90, Kea 2.2.0 and ISC dhcpd 4.4.3-P1 in tests/integration/test_dhcp_da
   for a lease taken by a PXE ROM or iPXE (no option 61) as for one taken by the initramfs'
   udhcpc (option 61 = 01:m); measured both ways, with and without client id. dnsmasq answers
   nothing, so "released" means sent; it is accepted before and after dnsmasq restarts on the
-  configuration that no longer knows m.
+  configuration that no longer knows m. dim's dnsmasq keeps its leases in memory only
+  (``leasefile-ro``: every address is a reservation), so its restart forgets them as well.
 - Kea: on the control socket (``kea-socket``) ``lease4-get`` of a, then ``lease4-del`` of a if
   m holds it, through the lease_cmds hook that dim's configuration loads from ``kea-hooks``.
   A lease on a that another MAC holds (the new one, once the old lease was gone) is left.
