@@ -6,6 +6,7 @@ import shutil
 
 from dim.cli import main
 from dim.services import clients
+from dim.services.nfs import ganesha_path
 from tests.conftest import require, require_binary
 
 
@@ -262,8 +263,8 @@ def test_a_relative_state_folder_renders_absolute_exports_and_kernel_arguments(
         p.read_bytes().decode(errors="replace") for p in sorted(root.rglob("*")) if p.is_file()
     )
     assert text.count("relative/state") == text.count(f"{state}/") > 0  # every one absolute
-    assert f'Path = "{state}/images"' in text  # ganesha's export
-    assert f'Path = "{state}/nodes/c01"' in text
+    assert f"Path = {ganesha_path(f'{state}/images')};" in text  # ganesha's export
+    assert f"Path = {ganesha_path(f'{state}/nodes/c01')};" in text
     assert f"dim.root=10.10.0.2:{state}/images/alpha/live" in text  # the kernel's arguments
     assert f"dim.rw=10.10.0.2:{state}/nodes" in text
 
