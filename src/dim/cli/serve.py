@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from dim.cli.context import Context, pass_context
+from dim.services import limits
 
 
 @click.command("serve")
@@ -69,9 +70,9 @@ from dim.cli.context import Context, pass_context
 @click.option(
     "--max-connections",
     type=click.IntRange(1, 1_000_000),
-    default=2048,
-    show_default=True,
-    help="Open connections per worker; beyond it a new one gets 503 and is closed.",
+    default=None,
+    help="Open connections per worker; beyond it a new one gets 503 and is closed. "
+    "[default: 2048, or the nodes this server serves and 64 more]",
 )
 @pass_context
 def command(
@@ -85,7 +86,7 @@ def command(
     body_timeout: float,
     keepalive_timeout: float,
     send_timeout: float,
-    max_connections: int,
+    max_connections: int | None,
 ) -> None:
     """Serve iPXE boot scripts, kernels, initrds and http-root over HTTP until stopped.
 
@@ -108,14 +109,6 @@ def command(
     from dim.boot import serve as boot_serve  # aiohttp: imported by this command only
     from dim.boot.connections import Limits
 
-    limits = Limits(
-        header_timeout=header_timeout,
-        body_timeout=body_timeout,
-        keepalive_timeout=keepalive_timeout,
-        max_connections=max_connections,
-        send_timeout=send_timeout,
-    )
-
     service = boot_serve.BootService(
         ctx.config,
         ctx.state,
@@ -125,7 +118,17 @@ def command(
         database=ctx.database,
     )
     srv = service.server()
+    if max_connections is None:  # a whole storm may land on one worker (services/limits.py)
+        served = limits.served(service.cluster(), srv.name)
+        max_connections = limits.serve_connections(len(served))
+    settings = Limits(
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keepalive_timeout=keepalive_timeout,
+        max_connections=max_connections,
+        send_timeout=send_timeout,
+    )
     workers = workers or min(os.cpu_count() or 1, 8)
     # a failover set's server also answers on its peers' addresses, when they move here
     default = "0.0.0.0" if srv.failover else str(srv.address)
-    boot_serve.run(service, listen or default, port or srv.http_port, workers, limits)
+    boot_serve.run(service, listen or default, port or srv.http_port, workers, settings)

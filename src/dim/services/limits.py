@@ -30,6 +30,11 @@ Every default below suits a home router, not a segment of thousands of nodes::
 - **dnsmasq** ``tftp-max`` (default 50 transfers at once): the PXE path of a whole rack.
   One per node, at most 1,000: dnsmasq needs a file descriptor per transfer and does not
   raise its own limit (1,024 under systemd); it lowers a higher value itself and logs it.
+- **dim serve** ``--max-connections`` per worker (2,048 unless given): a node holds one
+  connection from its boot script to its initrd, and the kernel hands a new connection to
+  whichever worker accepts first, so in a storm one worker may take most of them: every node
+  served, and 64 more, per worker. (dim serve raises its open-file limit to fit, or lowers
+  the count to the hard limit and says so.)
 - **nfs-ganesha** ``RPC_Max_Connections`` (default 1,024, at most 10,000): an NFSv4 client
   holds one TCP connection per server, and a rebooted node's old one lingers until
   ``RPC_Idle_Timeout_S`` (300 s): two per node. Past 10,000 ganesha cannot follow:
@@ -51,6 +56,7 @@ KERNEL_NEIGHBOUR_THRESHOLDS = (128, 512, 1024)
 DNSMASQ_LEASE_MAX = 1000
 DNSMASQ_TFTP_MAX = 50
 TFTP_MAX_CEILING = 1000
+SERVE_CONNECTIONS = 2048
 GANESHA_CONNECTIONS = 1024
 GANESHA_MAX_CONNECTIONS = 10_000
 # the default of datagram sockets that set none (rmem_max, the most one may ask, is left alone:
@@ -148,6 +154,16 @@ def tftp_max(nodes: int) -> int | None:
 def ganesha_connections(nodes: int) -> int | None:
     """ganesha's ``RPC_Max_Connections``: two per node, at most its maximum (10,000)."""
     return _above(min(2 * nodes, GANESHA_MAX_CONNECTIONS), GANESHA_CONNECTIONS)
+
+
+def serve_connections(nodes: int) -> int:
+    """``dim serve``'s connections per worker: every node at once, and 64 more, at least
+    the 2,048 of a small cluster.
+
+    >>> serve_connections(100), serve_connections(2500), serve_connections(10_000)
+    (2048, 2564, 10064)
+    """
+    return max(nodes + 64, SERVE_CONNECTIONS)
 
 
 def receive_buffer(nodes: int) -> int | None:

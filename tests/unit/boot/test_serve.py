@@ -875,3 +875,43 @@ def test_serve_listens_on_every_address_in_a_set_and_on_its_own_alone(
     )
     assert dim(pair_site, "serve", "--server", server) == 0
     assert started == [(listen, 8080)]
+
+
+# 3,000 nodes, more than the 2,048 connections of a small cluster's worker
+RACKS = """<?xml version="1.0"?>
+<cluster name="racks" domain="racks.example">
+  <network name="boot" subnet="10.80.0.0/16" gateway="10.80.0.1"/>
+  <server name="srv" address="10.80.0.2" dhcp="dnsmasq" nfs="ganesha"/>
+  <image name="alpha"><persist path="/etc"/></image>
+  <group name="racks" nodes="r[01-12]n[001-250]" image="alpha">
+    <interface network="boot" ip="10.80.{n1}.{n2}"/>
+  </group>
+</cluster>
+"""
+
+
+@pytest.mark.parametrize(
+    ("layout", "options", "connections"),
+    [
+        ("small", (), 2048),
+        ("racks", (), 3064),
+        ("racks", ("--max-connections", "100"), 100),
+    ],
+    ids=["small-default", "every-node-and-64", "given"],
+)
+def test_each_worker_holds_every_node_of_its_server_at_once_unless_told(
+    site, monkeypatch, layout, options, connections
+):
+    """A node holds its connection from script to initrd: two workers of 2,048 refused 828 to
+    901 of 5,000 nodes arriving at once (bench/serve_burst.py), and one worker may accept most
+    of a burst."""
+    from dim.boot import serve as boot_serve
+
+    if layout == "racks":
+        (site / "cluster.xml").write_text(RACKS)
+    started = []
+    monkeypatch.setattr(
+        boot_serve, "run", lambda service, host, port, workers, limits: started.append(limits)
+    )
+    assert dim(site, "serve", *options) == 0
+    assert [limits.max_connections for limits in started] == [connections]
