@@ -253,6 +253,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield handle
     finally:
         cluster.down(folder)
+        cluster.discard_outside(folder)
 
 
 @pytest.fixture(scope="session")

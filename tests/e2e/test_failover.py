@@ -80,6 +80,7 @@ def ha(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
         yield lab
     finally:
         cluster.down(folder)
+        cluster.discard_outside(folder)
         (folder / "said.txt").write_text("\n".join(lab.said) + "\n")  # what was measured
 
 

@@ -552,3 +552,14 @@ def down(folder: Path) -> list[str]:
         network.delete(network.server_namespace(state.namespace, server))
     network.delete(state.namespace)
     return [p.name for p in [*state.nodes.values(), *state.daemons]]
+
+
+def discard_outside(folder: Path) -> None:
+    """After :func:`down`, delete what the lab keeps outside ``folder``: the PostgreSQL data
+    folder below /var/tmp that ``<lab>/postgres`` links to (see :func:`_database_folder`).
+    For a caller about to delete ``folder`` itself, a test's temporary folder say: that
+    folder would otherwise outlive the link to it, 46 MB a lab."""
+    link = folder / "postgres"
+    if link.is_symlink():
+        shutil.rmtree(link.resolve(), ignore_errors=True)
+        link.unlink()

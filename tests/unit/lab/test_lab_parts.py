@@ -196,3 +196,16 @@ def test_the_workloads_error_report_keeps_the_kernels_nfs_messages_through_the_c
     assert without_kernel_messages(report) == (
         "kernel 12.500000: nfs: server 10.0.0.1 not responding, timed out\n"
     )
+
+
+def test_discarding_a_lab_deletes_the_database_folder_it_links_to_outside(tmp_path: Path) -> None:
+    outside, lab = tmp_path / "var-tmp" / "dim-lab-postgres-x", tmp_path / "lab"
+    (outside / "base").mkdir(parents=True)
+    lab.mkdir()
+    (lab / "postgres").symlink_to(outside)
+    cluster.discard_outside(lab)
+    assert not outside.exists() and not (lab / "postgres").is_symlink()
+    kept = tmp_path / "own"
+    (kept / "postgres" / "base").mkdir(parents=True)  # the lab's own folder: not a link, kept
+    cluster.discard_outside(kept)
+    assert (kept / "postgres" / "base").is_dir()
