@@ -54,7 +54,7 @@ the process id it started with (no restart). The physical bound of a 10 GbE serv
 bytes per node, is printed next to it.
 
 Limits: dnsmasq's ``dhcp-lease-max`` and ``tftp-max`` are what ``dim apply`` renders for N
-nodes (2N, and N up to 1,000; ``--tftp-max`` overrides the second). Bench-only: the host's ARP
+nodes (2N each, tftp-max up to 20,000; ``--tftp-max`` overrides it). Bench-only: the host's ARP
 table thresholds are raised to hold every node's entry when the storm needs it, and restored
 (the namespaces share the host's table; ``dim apply`` writes a sysctl.d file for the server's
 own machine). ganesha's ``RPC_Max_Connections`` is dim's (2N, at most 10,000): the simulator

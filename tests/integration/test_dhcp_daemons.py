@@ -7,8 +7,8 @@ leases from a client namespace as BIOS PXE, UEFI PXE and iPXE firmware would.
 
 What the tests change in dim's files before the daemon reads them, and why:
 
-- dnsmasq: ``addn-hosts`` and ``dhcp-hostsfile`` name their final paths under /etc/dim; they
-  are pointed into R, where ``dim apply --root R`` wrote them.
+- dnsmasq: ``dhcp-hostsfile`` (and the DNS-only file's ``addn-hosts``) name their final paths
+  under /etc/dim; they are pointed into R, where ``dim apply --root R`` wrote them.
 - Kea: the config names Debian's lease file in /var/lib/kea; the tests set
   ``lease-database.name`` to a temporary file (after dropping the ``//`` comment lines, to read
   it as JSON) and send any loggers to stdout. Its control socket is in the test's folder
@@ -39,6 +39,7 @@ import pytest
 from dim.lab.netns import Daemon, Segment, run, segment
 from tests.conftest import require_binary
 from tests.doubles.dhcp import DhcpLease, NoLeaseError, dhcp_request, start_dhcp_server
+from tests.doubles.dns import resolve
 from tests.integration.conftest import require_dhcp_server, require_lab
 
 pytestmark = pytest.mark.integration
@@ -47,15 +48,17 @@ FLAVOURS = ("dnsmasq", "kea", "isc")
 MACS = {"node01": "52:54:00:77:00:01", "node02": "52:54:00:77:00:02", "node03": "52:54:00:77:00:03"}
 UNKNOWN_MAC = "52:54:00:77:00:99"
 SERVER = "10.77.0.1"
+RESOLVER = "10.77.0.50"
 IPXE_URL = f"http://{SERVER}:8080/boot.ipxe"
 
 LAYOUT = Template("""\
 <?xml version="1.0"?>
 <cluster name="itest" domain="itest.dim">
-  <network name="boot" subnet="10.77.0.0/24" gateway="10.77.0.1" dns="10.77.0.1"/>
+  <network name="boot" subnet="10.77.0.0/24" gateway="10.77.0.1"/>
   <server name="srv" address="10.77.0.1" dhcp="$flavour" nfs="ganesha" interface="$bridge"
           tftp-root="$folder/tftp" http-root="$folder/http" kea-socket="$folder/kea4-ctrl-socket">
     <reload service="$flavour" command="$folder/reload"/>
+    <reload service="dns" command="true"/>
     <reload service="ganesha" command="true"/>
   </server>
   <image name="tiny"><persist path="/etc"/><volatile path="/tmp"/></image>
@@ -163,14 +166,7 @@ class Site:
 def runnable_config(flavour: str, root: Path, folder: Path) -> Path:
     """The configuration dim installed under ``root``, made runnable from there (see above)."""
     if flavour == "dnsmasq":
-        lines = (root / "etc/dnsmasq.d/dim.conf").read_text().splitlines()
-        for index, line in enumerate(lines):
-            key, _, value = line.partition("=")
-            if key in ("addn-hosts", "dhcp-hostsfile"):
-                lines[index] = f"{key}={root}{value}"
-        path = folder / "dnsmasq.conf"
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return runnable_dnsmasq(root, "etc/dnsmasq.d/dim.conf", folder / "dnsmasq.conf")
     if flavour == "kea":
         text = (root / "etc/kea/kea-dhcp4.conf").read_text()
         lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith(("//", "#"))]
@@ -183,6 +179,17 @@ def runnable_config(flavour: str, root: Path, folder: Path) -> Path:
         path.write_text(json.dumps(config, indent=2))
         return path
     return root / "etc/dhcp/dhcpd.conf"
+
+
+def runnable_dnsmasq(root: Path, conf: str, path: Path) -> Path:
+    """dnsmasq's file ``conf`` under ``root``, with its hosts files' paths under ``root``."""
+    lines = (root / conf).read_text().splitlines()
+    for index, line in enumerate(lines):
+        key, _, value = line.partition("=")
+        if key in ("addn-hosts", "dhcp-hostsfile"):
+            lines[index] = f"{key}={root}{value}"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @contextmanager
@@ -208,6 +215,47 @@ def own_site(request: pytest.FixtureRequest, tmp_path: Path):
     """A daemon serving dim's configuration, for a test that changes it."""
     with served(request.param, tmp_path) as site:
         yield site
+
+
+@pytest.fixture(scope="module")
+def named_site(tmp_path_factory: pytest.TempPathFactory):
+    """dnsmasq as dim renders it for a site: DHCP only (port=0) and, at the same time in the
+    same namespace, the DNS-only dnsmasq on the hosts file (dim-dns.service's command)."""
+    folder = tmp_path_factory.mktemp("named")
+    with served("dnsmasq", folder) as site:
+        conf = runnable_dnsmasq(site.root, "etc/dim/dnsmasq-dns.conf", folder / "dns.conf")
+        argv = ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--pid-file="]
+        dns = site.lab.start([*argv, "--user=root", "--log-facility=-"], log=folder / "dns.log")
+        dns.wait_udp(53)
+        site.lab.add_host("resolver", f"{RESOLVER}/24")  # a node with its address, asking
+        yield site
+
+
+def test_dnsmasq_answers_every_name_of_the_layout_from_its_dns_instance(named_site: Site):
+    client = named_site.lab.hosts[0].namespace
+    hosts = (named_site.root / "etc/dim/hosts").read_text().splitlines()
+    asked = 0
+    for line in (ln for ln in hosts if ln and not ln.startswith("#")):
+        address, *names = line.split()
+        for name in names:
+            assert resolve(client, name, SERVER) == [address], name
+            asked += 1
+        assert resolve(client, _reverse(address), SERVER, "PTR") == [names[0]]
+    assert asked == 8  # the server and three nodes, each by its full and its short name
+    assert resolve(client, "node99.itest.dim", SERVER) == []
+
+
+def test_dnsmasq_dhcp_sends_the_hostname_and_this_server_as_dns_without_serving_dns(
+    named_site: Site,
+):
+    lease = named_site.ask(MACS["node02"])
+    assert (lease.ip, lease.hostname, lease.dns) == ("10.77.0.12", "node02", SERVER)
+    dhcp_conf = (named_site.root / "etc/dnsmasq.d/dim.conf").read_text().splitlines()
+    assert "port=0" in dhcp_conf  # the DHCP daemon has no DNS, so no DNS records per lease
+
+
+def _reverse(address: str) -> str:
+    return ".".join(reversed(address.split("."))) + ".in-addr.arpa"
 
 
 def test_bios_client_gets_its_address_hostname_loader_and_next_server(site: Site):

@@ -35,7 +35,7 @@ def test_dnsmasq_accepts_the_limits_sized_for_2000_nodes(dhcp, service, tmp_path
     require_binary("dnsmasq", "dnsmasq")
     files = render_all(RenderContext(racks(dhcp), "srv", tmp_path / "state"))
     text = b"".join(f.content for f in files if f.service == service and f.content)
-    assert b"tftp-max=1000" in text
+    assert b"tftp-max=4000" in text
     assert (b"dhcp-lease-max=4000" in text) == (dhcp == "dnsmasq")
     assert validate(files, [service], tmp_path) == ([service], [])
 

@@ -5,7 +5,7 @@
 
     for spec in daemon_specs(Path("/var/tmp/dim-lab"), "kea"):
         print(spec.name, spec.port, "udp" if spec.udp else "tcp")
-    # kea 67 udp / ra 0 udp / ganesha 2049 tcp / serve 8080 tcp
+    # kea 67 udp / tftp 69 udp / ra 0 udp / ganesha 2049 tcp / serve 8080 tcp
 
 Each daemon runs the real program on dim's rendered files at their usual paths: ``binds``
 maps those paths (/etc/dim, /etc/kea, /srv/dim…) to the lab's ``root/`` folder, in a mount
@@ -61,11 +61,12 @@ def daemon_specs(folder: Path, flavour: str) -> list[DaemonSpec]:
     """Every daemon of a lab in ``folder`` with DHCP ``flavour``, in the order to start them."""
     root, run_dir = folder / "root", folder / "run"
     binds = {path: root / path.lstrip("/") for path in BOUND}
-    # Kea and dhcpd serve no TFTP: dnsmasq does, from the TFTP-only file dim apply renders
-    tftp = _tftp_spec(binds)
+    # Kea and dhcpd serve no TFTP: dnsmasq does, from the TFTP-only file dim apply renders;
+    # dnsmasq's DHCP serves no DNS: a dnsmasq of its own does, from the DNS-only file
+    beside = _dns_spec(binds) if flavour == "dnsmasq" else _tftp_spec(binds)
     return [
         _dhcp_spec(flavour, binds, run_dir),
-        *([tftp] if flavour != "dnsmasq" else []),
+        beside,
         _ra_spec(),
         _ganesha_spec(binds, run_dir, folder / "logs"),
         DaemonSpec(
@@ -94,9 +95,7 @@ def server_daemon_specs(
     binds = {path: root / path.lstrip("/") for path in (*BOUND, "/etc/keepalived")}
     binds |= {path: run_dir / path.rsplit("/", 1)[1] for path in SERVER_RUN}
     dhcp = _dhcp_spec(flavour, binds, run_dir, iface=SERVER_IFACE, pid_files=True)
-    specs = [dhcp]
-    if flavour != "dnsmasq":
-        specs.append(_tftp_spec(binds))
+    specs = [dhcp, _dns_spec(binds) if flavour == "dnsmasq" else _tftp_spec(binds)]
     specs += [
         _ganesha_spec(binds, run_dir, base / "logs"),
         DaemonSpec(
@@ -201,6 +200,25 @@ def _tftp_spec(binds: Mapping[str, Path]) -> DaemonSpec:
         ),
         binds,
         69,
+        True,
+    )
+
+
+def _dns_spec(binds: Mapping[str, Path]) -> DaemonSpec:
+    """The DNS-only dnsmasq beside dnsmasq's DHCP (which runs with port=0), as
+    contrib/dim-dns.service runs it on a site."""
+    return DaemonSpec(
+        "dns",
+        (
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/etc/dim/dnsmasq-dns.conf",
+            "--pid-file=",
+            "--user=root",
+            "--log-facility=-",
+        ),
+        binds,
+        53,
         True,
     )
 

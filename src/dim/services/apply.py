@@ -41,6 +41,7 @@ DEFAULT_RELOAD = {
     "kea": "systemctl reload kea-dhcp4-server",
     "isc": "systemctl restart isc-dhcp-server",
     "tftp": "systemctl restart dnsmasq",
+    "dns": "systemctl restart dim-dns",
     "ganesha": "systemctl restart nfs-ganesha",
     "kernel": "exportfs -ra",
     "keepalived": "systemctl reload keepalived",
@@ -324,6 +325,16 @@ def _validate_tftp(files: dict[str, bytes], folder: Path, root: Path) -> list[Ch
     return [(["dnsmasq", "--test", f"--conf-file={copy}"], path)]
 
 
+def _validate_dns(files: dict[str, bytes], folder: Path, root: Path) -> list[Check]:
+    """dnsmasq's test mode on the DNS-only file. It reads no hosts file (``addn-hosts`` is
+    checked when dnsmasq starts): when only the hosts file changed, there is nothing to test
+    but an empty configuration."""
+    conf = next((p for p in files if p.endswith(".conf")), None)
+    copy = folder / "dnsmasq-dns.conf"
+    copy.write_bytes(files[conf] if conf else b"")
+    return [(["dnsmasq", "--test", f"--conf-file={copy}"], conf or next(iter(files)))]
+
+
 _KEA_INTERFACES = re.compile(rb'("interfaces"\s*:\s*)\[[^\]]*\]')
 
 
@@ -379,12 +390,14 @@ VALIDATORS: dict[str, Callable[[dict[str, bytes], Path, Path], list[Check]]] = {
     "kea": _validate_kea,
     "isc": _validate_single(["dhcpd", "-4", "-t", "-cf", "{}"], ".conf"),
     "tftp": _validate_tftp,
+    "dns": _validate_dns,
 }
 PACKAGES = {
     "dnsmasq": "dnsmasq",
     "kea": "kea-dhcp4-server",
     "isc": "isc-dhcp-server",
     "tftp": "dnsmasq",
+    "dns": "dnsmasq",
     "keepalived": "keepalived",
 }
 

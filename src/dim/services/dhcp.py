@@ -47,6 +47,9 @@ from dim.services.rendering import RenderContext, RenderedFile
 
 DNSMASQ_CONF = "/etc/dnsmasq.d/dim.conf"
 TFTP_CONF = "/etc/dnsmasq.d/dim-tftp.conf"  # beside Kea or ISC dhcpd: TFTP only
+# beside dnsmasq's DHCP: DNS only, run by its own unit (contrib/dim-dns.service); not in
+# /etc/dnsmasq.d, which Debian's dnsmasq reads whole into the DHCP instance
+DNS_CONF = "/etc/dim/dnsmasq-dns.conf"
 DNSMASQ_HOSTS = "/etc/dim/dnsmasq.hosts"
 KEA_CONF = "/etc/kea/kea-dhcp4.conf"
 KEA_LEASES = "/var/lib/kea/kea-leases4.csv"
@@ -225,6 +228,7 @@ def render(context: RenderContext) -> list[RenderedFile]:
                 DNSMASQ_CONF, context.render("dnsmasq.conf.j2", dhcp=dhcp), service="dnsmasq"
             ),
             _dnsmasq_hosts(context, dhcp),
+            RenderedFile(DNS_CONF, context.render("dnsmasq-dns.conf.j2", dhcp=dhcp), service="dns"),
         ]
     if flavour == "kea":
         files = [

@@ -1,6 +1,8 @@
 """The hosts file (``/etc/dim/hosts``): every node interface and BMC with an IP address.
 
-dnsmasq serves it as DNS (``addn-hosts``); other sites include it in their own resolver.
+With ``dhcp="dnsmasq"``, a DNS-only dnsmasq serves it (``addn-hosts`` of
+``/etc/dim/dnsmasq-dns.conf``, service ``dns``: restarted when the file changes, since dnsmasq
+reads it at its start); other sites include it in their own resolver.
 """
 
 from __future__ import annotations
@@ -40,5 +42,6 @@ def render(context: RenderContext) -> list[RenderedFile]:
             context.render(
                 "hosts.j2", entries=host_entries(context), cluster=context.inventory.cluster.name
             ),
+            service="dns" if context.server.dhcp == "dnsmasq" else None,
         )
     ]

@@ -7,7 +7,7 @@ Every default below suits a home router, not a segment of thousands of nodes::
     >>> needs.neighbour_thresholds                     # kernel default (128, 512, 1024)
     (32768, 65536, 131072)
     >>> needs.dnsmasq_lease_max, needs.tftp_max, needs.ganesha_connections
-    (20000, 1000, 10000)
+    (20000, 20000, 10000)
     >>> needs.receive_buffer                           # kernel default 212,992
     33554432
 
@@ -28,8 +28,16 @@ Every default below suits a home router, not a segment of thousands of nodes::
   and over. Twice the nodes: a replaced MAC's lease stays until released or expired (the
   nodes declared, not the MACs known: a MAC set later changes only its host line).
 - **dnsmasq** ``tftp-max`` (default 50 transfers at once): the PXE path of a whole rack.
-  One per node, at most 1,000: dnsmasq needs a file descriptor per transfer and does not
-  raise its own limit (1,024 under systemd); it lowers a higher value itself and logs it.
+  Two per node, at most 20,000. At its limit dnsmasq stops reading its TFTP port: the
+  requests of a storm wait in the socket, overflow it, and each PXE ROM whose request was
+  dropped waits 1 to 8 s to ask again, eight times at most. A ROM that asks again before
+  its first answer came gets a second transfer (a new port each), and a transfer whose client
+  went away holds its place until dnsmasq gives up on it: hence two per node. 2,500 nodes'
+  PXELINUX files: 1,000 lost 2,204 nodes, 2,500 lost 526 (a heavier load), 5,000 none
+  (docs/benchmarks.md, Boot storm). dnsmasq needs a file descriptor per transfer and does
+  not raise its own limit (1,024 under systemd): it lowers a higher ``tftp-max`` itself
+  ("restricting maximum simultaneous TFTP transfers") unless its unit allows more
+  (``contrib/dnsmasq-limits.conf``, a drop-in with ``LimitNOFILE=65536``).
 - **dim serve** ``--max-connections`` per worker (2,048 unless given): a node holds one
   connection from its boot script to its initrd, and the kernel hands a new connection to
   whichever worker accepts first, so in a storm one worker may take most of them: every node
@@ -55,7 +63,7 @@ THRESHOLD_KEYS = tuple(f"net.ipv4.neigh.default.gc_thresh{n}" for n in (1, 2, 3)
 KERNEL_NEIGHBOUR_THRESHOLDS = (128, 512, 1024)
 DNSMASQ_LEASE_MAX = 1000
 DNSMASQ_TFTP_MAX = 50
-TFTP_MAX_CEILING = 1000
+TFTP_MAX_CEILING = 20_000  # a UDP port and a descriptor each: within 65,536 files, 28,232 ports
 SERVE_CONNECTIONS = 2048
 GANESHA_CONNECTIONS = 1024
 GANESHA_MAX_CONNECTIONS = 10_000
@@ -147,8 +155,9 @@ def dnsmasq_lease_max(nodes: int) -> int | None:
 
 
 def tftp_max(nodes: int) -> int | None:
-    """dnsmasq's ``tftp-max``: a transfer per node, at most what its file limit allows."""
-    return _above(min(nodes, TFTP_MAX_CEILING), DNSMASQ_TFTP_MAX)
+    """dnsmasq's ``tftp-max``: two transfers per node, at most 20,000 (dnsmasq lowers it to
+    what its file limit allows, and logs it)."""
+    return _above(min(2 * nodes, TFTP_MAX_CEILING), DNSMASQ_TFTP_MAX)
 
 
 def ganesha_connections(nodes: int) -> int | None:

@@ -915,3 +915,38 @@ def test_each_worker_holds_every_node_of_its_server_at_once_unless_told(
     )
     assert dim(site, "serve", *options) == 0
     assert [limits.max_connections for limits in started] == [connections]
+
+
+def test_a_client_still_reading_its_answer_is_not_closed_as_idle(service, site):
+    """A storm's node reads the end of its kernel from the socket buffers long after dim serve
+    handed it over, then asks for its initrd on the same connection: that is not idleness."""
+    with open(site / "http" / "big.img", "wb") as big:
+        big.truncate(8 << 20)
+    http = Http(service, Limits(keepalive_timeout=0.5, send_timeout=5))
+
+    def read_slowly_then_ask_again() -> bytes:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.connect((http.host, http.port))
+        sock.sendall(b"GET /big.img HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(65536)
+        body = len(received.partition(b"\r\n\r\n")[2])
+        while body < 8 << 20:  # about 3 MB/s: 2.7 s, the last seconds from the buffers
+            body += len(sock.recv(min(65536, (8 << 20) - body)))
+            time.sleep(0.02)
+        sock.sendall(b"GET /sub/hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sock.close()
+        return answer
+
+    try:
+        answer = http.loop.run_until_complete(
+            http.loop.run_in_executor(None, read_slowly_then_ask_again)
+        )
+    finally:
+        http.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"hello\n")

@@ -39,14 +39,18 @@ def test_lab_state_round_trips_through_lab_json_and_changes_make_new_records(
 def test_the_daemon_table_names_the_flavours_dhcp_server_first_and_its_ports() -> None:
     for flavour, program in (("dnsmasq", "dnsmasq"), ("kea", "kea-dhcp4"), ("isc", "dhcpd")):
         specs = daemon_specs(Path("/lab"), flavour)
-        tftp = [] if flavour == "dnsmasq" else ["tftp"]  # dnsmasq, TFTP only, beside Kea/dhcpd
-        assert [s.name for s in specs][1:] == [*tftp, "ra", "ganesha", "serve"]
+        # beside dnsmasq's DHCP (port=0) a DNS-only dnsmasq; beside Kea/dhcpd a TFTP-only one
+        beside = "dns" if flavour == "dnsmasq" else "tftp"
+        assert [s.name for s in specs][1:] == [beside, "ra", "ganesha", "serve"]
         assert program in specs[0].command and (specs[0].port, specs[0].udp) == (67, True)
         by_name = {s.name: s for s in specs}
         assert by_name["ganesha"].binds["/etc/ganesha"] == Path("/lab/root/etc/ganesha")
-        if tftp:
-            assert "--conf-file=/etc/dnsmasq.d/dim-tftp.conf" in by_name["tftp"].command
-            assert (by_name["tftp"].port, by_name["tftp"].udp) == (69, True)
+        conf, port = {
+            "dns": ("/etc/dim/dnsmasq-dns.conf", 53),
+            "tftp": ("/etc/dnsmasq.d/dim-tftp.conf", 69),
+        }[beside]
+        assert f"--conf-file={conf}" in by_name[beside].command
+        assert (by_name[beside].port, by_name[beside].udp) == (port, True)
 
 
 def test_console_progress_names_each_stage_and_step_once() -> None:

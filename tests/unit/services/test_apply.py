@@ -40,7 +40,7 @@ def _dnsmasq():
 def test_first_apply_creates_everything_and_validates(small_inventory, tmp_path):
     result = install(small_inventory, tmp_path)
     assert result.counts()["create"] == len(result.changes) > 0
-    assert result.validated == ["dnsmasq"]
+    assert result.validated == ["dns", "dnsmasq"]  # dnsmasq's DNS-only file, and its DHCP's
     assert (tmp_path / "etc/dnsmasq.d/dim.conf").is_file()
     assert os.readlink(tmp_path / "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-01") == "dim-alpha"
     assert not list(tmp_path.rglob(".*.dim-*")), "no temporary file is left behind"
@@ -93,7 +93,7 @@ def test_refused_configuration_changes_nothing(small_inventory, tmp_path):
 
 def test_dry_run_validates_and_writes_nothing(small_inventory, tmp_path):
     result = install(small_inventory, tmp_path, dry_run=True)
-    assert result.changes and result.validated == ["dnsmasq"]
+    assert result.changes and result.validated == ["dns", "dnsmasq"]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -103,7 +103,7 @@ def test_missing_validator_is_an_error_unless_skipped(small_inventory, tmp_path,
         install(small_inventory, tmp_path / "root")
     assert not (tmp_path / "root").exists()
     result = install(small_inventory, tmp_path / "root", validation=False)
-    assert result.not_validated == ["dnsmasq"]
+    assert result.not_validated == ["dns", "dnsmasq"]
 
 
 def test_interrupted_write_leaves_whole_files_and_a_rerun_completes(
@@ -145,8 +145,8 @@ def test_reload_runs_only_for_changed_services(small_inventory, tmp_path):
         return command.format(service)
 
     result = applier.apply(files, tmp_path / "root", reload_command=reload_command)
-    assert result.reloaded == ["dnsmasq", "ganesha"]
-    assert marker.read_text().split() == ["dnsmasq", "ganesha"]
+    assert result.reloaded == ["dns", "dnsmasq", "ganesha"]
+    assert marker.read_text().split() == ["dns", "dnsmasq", "ganesha"]
     result = applier.apply(files, tmp_path / "root", reload_command=reload_command)
     assert result.reloaded == []
 

@@ -71,6 +71,7 @@ def body(content: str) -> list[str]:
 GOLDEN_CASES = {
     "pair-srv1-dnsmasq.conf": ("dnsmasq", "/etc/dnsmasq.d/dim.conf"),
     "pair-srv1-dnsmasq.hosts": ("dnsmasq", "/etc/dim/dnsmasq.hosts"),
+    "pair-srv1-dnsmasq-dns.conf": ("dnsmasq", "/etc/dim/dnsmasq-dns.conf"),
     "pair-srv1-dhcpd.conf": ("isc", "/etc/dhcp/dhcpd.conf"),
     "pair-srv1-kea-dhcp4.conf": ("kea", "/etc/kea/kea-dhcp4.conf"),
     "pair-srv1-ganesha.conf": ("dnsmasq", "/etc/ganesha/ganesha.conf"),

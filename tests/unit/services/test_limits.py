@@ -71,8 +71,10 @@ def test_dnsmasq_gets_two_leases_per_reservation_past_its_default_of_1000(reserv
     assert limits.dnsmasq_lease_max(reservations) == lease_max
 
 
-@pytest.mark.parametrize(("nodes", "tftp"), [(50, None), (51, 51), (999, 999), (10_000, 1000)])
-def test_dnsmasq_transfers_one_per_node_up_to_what_its_file_limit_allows(nodes, tftp):
+@pytest.mark.parametrize(
+    ("nodes", "tftp"), [(25, None), (26, 52), (2500, 5000), (10_000, 20_000), (12_000, 20_000)]
+)
+def test_dnsmasq_serves_every_node_at_once_and_a_retried_request_beside(nodes, tftp):
     assert limits.tftp_max(nodes) == tftp
 
 
@@ -108,7 +110,7 @@ def test_a_failover_sets_server_is_sized_for_every_node_of_the_set(pair_inventor
 def test_2000_nodes_get_the_limits_their_daemons_and_kernel_need():
     files = rendered(racks())
     dnsmasq = files["/etc/dnsmasq.d/dim.conf"].splitlines()
-    assert "dhcp-lease-max=4000" in dnsmasq and "tftp-max=1000" in dnsmasq
+    assert "dhcp-lease-max=4000" in dnsmasq and "tftp-max=4000" in dnsmasq
     assert "    RPC_Max_Connections = 4000;" in files["/etc/ganesha/ganesha.conf"].splitlines()
     sysctl = files[SYSCTL_CONF]
     golden = GOLDEN / "racks-60-dim-server.conf"
@@ -126,9 +128,9 @@ def test_120_nodes_without_bmcs_get_receive_buffers_and_keep_the_neighbour_table
     assert sysctl.endswith("\nnet.core.rmem_default = 262144\n")
 
 
-def test_dnsmasq_beside_kea_serves_tftp_to_1000_at_once():
+def test_dnsmasq_beside_kea_serves_tftp_to_every_node_at_once():
     files = rendered(racks("kea"))
-    assert "tftp-max=1000" in files["/etc/dnsmasq.d/dim-tftp.conf"].splitlines()
+    assert "tftp-max=4000" in files["/etc/dnsmasq.d/dim-tftp.conf"].splitlines()
 
 
 def test_leases_are_sized_from_the_nodes_so_that_a_new_mac_changes_only_its_host_line():

@@ -38,6 +38,7 @@ def flavoured(small_inventory, dhcp="dnsmasq", nfs="ganesha") -> Inventory:
 CASES = {
     "dnsmasq.conf": ("dnsmasq", "ganesha", "/etc/dnsmasq.d/dim.conf"),
     "dnsmasq.hosts": ("dnsmasq", "ganesha", "/etc/dim/dnsmasq.hosts"),
+    "dnsmasq-dns.conf": ("dnsmasq", "ganesha", "/etc/dim/dnsmasq-dns.conf"),
     "kea-dhcp4.conf": ("kea", "ganesha", "/etc/kea/kea-dhcp4.conf"),
     "dhcpd.conf": ("isc", "ganesha", "/etc/dhcp/dhcpd.conf"),
     "dim-tftp.conf": ("kea", "ganesha", "/etc/dnsmasq.d/dim-tftp.conf"),

@@ -180,7 +180,7 @@ def test_apply_validates_keepalived_and_installs_its_checks_executable(
     validators, copies, tmp_path
 ):
     result = install(tmp_path)
-    assert result.validated == ["dnsmasq", "keepalived"]
+    assert result.validated == ["dns", "dnsmasq", "keepalived"]
     assert (tmp_path / "etc/keepalived/keepalived.conf").is_file()
     assert (tmp_path / "etc/keepalived/dim-check-nfs").stat().st_mode & 0o777 == 0o755
     assert any(c.startswith("/run/dim-keepalived-") for c in copies)
