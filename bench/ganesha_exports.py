@@ -4,7 +4,8 @@ Run by hand, as root (minutes at 10,000 exports)::
 
     .venv/bin/python bench/ganesha_exports.py --conf ROOT/etc/ganesha/ganesha.conf \\
         [--counts 1000,2500,5000,10000] [--forms dim,quoted] [--dbus 500] \\
-        [--namespace dsxg] [--dir /var/tmp/dsx-ganesha] [--timeout 1500]
+        [--namespace dsxg] [--dir /var/tmp/dsx-ganesha] [--timeout 1500] \\
+        [--ganesha-root TREE] [--ganesha-option BLOCK.Name=Value]
 
 ``--conf`` is a ganesha.conf that ``dim apply`` rendered for at least the largest count (the
 boot storm's set-up holds one: ``/var/tmp/dsx-storm-10000/root/etc/ganesha/ganesha.conf``);
@@ -20,6 +21,10 @@ least). With ``--dbus B``: ganesha started with the image store's export only, t
 largest count's node exports added by D-Bus ``AddExport`` in files of B exports each (a
 private dbus-daemon), the time and CPU after each file. Everything started is stopped by
 process id and the namespace deleted at the end.
+
+``--ganesha-root``: ganesha run from that Debian tree (chroot; another release, e.g. Debian
+13's 6.5, see bench/storm_ganesha.py), the export paths' common folder and this bench's
+``--dir`` bound at their own paths inside; ``--ganesha-option``: a setting changed (likewise).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from storm_ganesha import set_options
 
 NODE_EXPORT = re.compile(
     r'EXPORT \{ Export_Id = (\d+); Path = "?([^";]+)"?; Pseudo = "?[^";]+"?; '
@@ -75,15 +82,28 @@ def listening(namespace: str) -> bool:
     return bool(subprocess.run(command, capture_output=True, text=True).stdout.strip())
 
 
+# set by main(): another ganesha's tree (chroot), the folder of the exports, settings changed
+GANESHA_ROOT: Path | None = None
+EXPORTS_FOLDER = ""
+OPTIONS: list[str] = []
+
+
 def start_ganesha(folder: Path, namespace: str, conf: str, env: dict | None = None):
     for sub in ("lib", "run/dbus"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    (folder / "ganesha.conf").write_text(conf)
-    script = (
-        f"mount --bind {folder}/lib /var/lib/nfs && mount --bind {folder}/run /run && "
-        f"exec ganesha.nfsd -F -f {folder}/ganesha.conf -L {folder}/ganesha.log "
-        f"-p {folder}/run/ganesha.pid"
-    )
+    (folder / "ganesha.conf").write_text(set_options(conf, OPTIONS))
+    root, chroot = (str(GANESHA_ROOT), f"chroot {GANESHA_ROOT} ") if GANESHA_ROOT else ("", "")
+    binds = [(f"{folder}/lib", "/var/lib/nfs"), (f"{folder}/run", "/run")]
+    if root:  # the same paths inside the tree: this bench's folder, the exports, /proc, /dev
+        binds = [(str(folder), str(folder)), (EXPORTS_FOLDER, EXPORTS_FOLDER), *binds]
+        binds += [("/proc", "/proc"), ("/dev", "/dev")]
+    mounts = [f"mkdir -p {root}{target} && mount --bind {source} {root}{target}"
+              for source, target in binds]  # fmt: skip
+    script = " && ".join([
+        *mounts,
+        f"exec {chroot}ganesha.nfsd -F -f {folder}/ganesha.conf -L {folder}/ganesha.log "
+        f"-p {folder}/run/ganesha.pid",
+    ])  # fmt: skip
     command = ["ip", "netns", "exec", namespace, "unshare", "--mount", "--propagation",
                "private", "sh", "-c", script]  # fmt: skip
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -169,8 +189,14 @@ def main() -> None:
     parser.add_argument("--namespace", default="dsxg")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/dsx-ganesha"))
     parser.add_argument("--timeout", type=float, default=1500.0)
+    parser.add_argument("--ganesha-root", type=Path, help="run ganesha.nfsd from this tree")
+    parser.add_argument("--ganesha-option", action="append", default=[], help="BLOCK.Name=Value")
     args = parser.parse_args()
     head, nodes = split_conf(args.conf.read_text())
+    global GANESHA_ROOT, EXPORTS_FOLDER, OPTIONS
+    GANESHA_ROOT, OPTIONS = args.ganesha_root, args.ganesha_option
+    image_paths = re.findall(r'Path = "?([^";]+)"?;', head)
+    EXPORTS_FOLDER = os.path.commonpath([*image_paths, *(path for _, path, _ in nodes)])
     subprocess.run(["ip", "netns", "add", args.namespace], check=True)
     try:
         subprocess.run(["ip", "-n", args.namespace, "link", "set", "lo", "up"], check=True)
