@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from storm_ganesha import set_options
@@ -82,20 +83,26 @@ def listening(namespace: str) -> bool:
     return bool(subprocess.run(command, capture_output=True, text=True).stdout.strip())
 
 
-# set by main(): another ganesha's tree (chroot), the folder of the exports, settings changed
-GANESHA_ROOT: Path | None = None
-EXPORTS_FOLDER = ""
-OPTIONS: list[str] = []
+@dataclass(frozen=True)
+class Ganesha:
+    """Which ganesha: the host's (``root`` None) or one in a Debian tree, run by chroot with
+    ``exports`` (the folder of every export path) bound inside; ``options`` changed."""
+
+    root: Path | None = None
+    exports: str = ""
+    options: tuple[str, ...] = ()
 
 
-def start_ganesha(folder: Path, namespace: str, conf: str, env: dict | None = None):
+def start_ganesha(
+    folder: Path, namespace: str, conf: str, ganesha: Ganesha, env: dict | None = None
+):
     for sub in ("lib", "run/dbus"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    (folder / "ganesha.conf").write_text(set_options(conf, OPTIONS))
-    root, chroot = (str(GANESHA_ROOT), f"chroot {GANESHA_ROOT} ") if GANESHA_ROOT else ("", "")
+    (folder / "ganesha.conf").write_text(set_options(conf, list(ganesha.options)))
+    root, chroot = (str(ganesha.root), f"chroot {ganesha.root} ") if ganesha.root else ("", "")
     binds = [(f"{folder}/lib", "/var/lib/nfs"), (f"{folder}/run", "/run")]
     if root:  # the same paths inside the tree: this bench's folder, the exports, /proc, /dev
-        binds = [(str(folder), str(folder)), (EXPORTS_FOLDER, EXPORTS_FOLDER), *binds]
+        binds = [(str(folder), str(folder)), (ganesha.exports, ganesha.exports), *binds]
         binds += [("/proc", "/proc"), ("/dev", "/dev")]
     mounts = [f"mkdir -p {root}{target} && mount --bind {source} {root}{target}"
               for source, target in binds]  # fmt: skip
@@ -130,18 +137,22 @@ def stop(process) -> None:
             process.wait()
 
 
-def load_at_start(folder: Path, namespace: str, head: str, nodes, form: str, timeout: float):
+def load_at_start(
+    folder: Path, namespace: str, head: str, nodes, form: str, timeout: float, ganesha: Ganesha
+):
     conf = head + "".join(FORMS[form].format(*node) for node in nodes)
     shutil.rmtree(folder, ignore_errors=True)
     began = time.monotonic()
-    process = start_ganesha(folder, namespace, conf)
+    process = start_ganesha(folder, namespace, conf, ganesha)
     try:
         return until_listening(process, namespace, began, timeout)
     finally:
         stop(process)
 
 
-def load_by_dbus(folder: Path, namespace: str, head: str, nodes, batch: int, timeout: float):
+def load_by_dbus(
+    folder: Path, namespace: str, head: str, nodes, batch: int, timeout: float, ganesha: Ganesha
+):
     shutil.rmtree(folder, ignore_errors=True)
     socket = folder / "run/dbus/system_bus_socket"
     socket.parent.mkdir(parents=True)
@@ -151,7 +162,7 @@ def load_by_dbus(folder: Path, namespace: str, head: str, nodes, batch: int, tim
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={socket}")
     time.sleep(0.5)
     began = time.monotonic()
-    process = start_ganesha(folder, namespace, head, env)
+    process = start_ganesha(folder, namespace, head, ganesha, env)
     steps = []
     try:
         steps.append(until_listening(process, namespace, began, timeout))
@@ -193,10 +204,9 @@ def main() -> None:
     parser.add_argument("--ganesha-option", action="append", default=[], help="BLOCK.Name=Value")
     args = parser.parse_args()
     head, nodes = split_conf(args.conf.read_text())
-    global GANESHA_ROOT, EXPORTS_FOLDER, OPTIONS
-    GANESHA_ROOT, OPTIONS = args.ganesha_root, args.ganesha_option
     image_paths = re.findall(r'Path = "?([^";]+)"?;', head)
-    EXPORTS_FOLDER = os.path.commonpath([*image_paths, *(path for _, path, _ in nodes)])
+    exports = os.path.commonpath([*image_paths, *(path for _, path, _ in nodes)])
+    ganesha = Ganesha(args.ganesha_root, exports, tuple(args.ganesha_option))
     subprocess.run(["ip", "netns", "add", args.namespace], check=True)
     try:
         subprocess.run(["ip", "-n", args.namespace, "link", "set", "lo", "up"], check=True)
@@ -205,11 +215,13 @@ def main() -> None:
         for count in (int(c) for c in args.counts.split(",")):
             for form in filter(None, args.forms.split(",")):
                 result = load_at_start(args.dir, args.namespace, head, nodes[:count], form,
-                                       args.timeout)  # fmt: skip
+                                       args.timeout, ganesha)  # fmt: skip
                 print(f"{count:6} exports, {form:6}: {result}", flush=True)
         if args.dbus:
             largest = nodes[: max(int(c) for c in args.counts.split(","))]
-            steps = load_by_dbus(args.dir, args.namespace, head, largest, args.dbus, args.timeout)
+            steps = load_by_dbus(
+                args.dir, args.namespace, head, largest, args.dbus, args.timeout, ganesha
+            )
             print(f"{len(largest):6} exports by D-Bus in files of {args.dbus}: {steps[-1]}")
     finally:
         subprocess.run(["ip", "netns", "delete", args.namespace], check=False)
