@@ -12,7 +12,12 @@ bind mounts go with it)::
     cp /etc/resolv.conf $T/etc/ && mount -t proc proc $T/proc  # (in an unshare --mount)
     chroot $T sh -c 'apt-get update && apt-get install -y --no-install-recommends \
         nfs-ganesha nfs-ganesha-vfs'
-    bench/storm.py … --ganesha-root $T      # Debian 13's ganesha 6.5 on dim's rendering
+    ln -sf ../proc/self/mounts $T/etc/mtab   # FSAL_VFS reads the mounts there (else no export)
+    bench/storm.py … --ganesha-root $T \
+        --ganesha-option NFS_CORE_PARAM.allow_set_io_flusher_fail=true
+
+(The option: ganesha 6 asks for PR_SET_IO_FLUSHER, which needs CAP_SYS_RESOURCE; a root
+without it, as in this VM, stops ganesha 6 at start unless it is allowed to fail.)
 
 A setting changed: ``--ganesha-option MDCACHE.Dir_Chunk=128`` replaces (or adds) that line
 in that block of the rendered ganesha.conf (``EXPORT_DEFAULTS.Attr_Expiration_Time=60``
