@@ -10,10 +10,10 @@ bind mounts go with it)::
 
     T=/var/tmp/dsg-trixie; mkdir $T && tar -xf /var/cache/dim-tests/minbase-trixie.tar -C $T
     cp /etc/resolv.conf $T/etc/ && mount -t proc proc $T/proc  # (in an unshare --mount)
-    chroot $T sh -c 'apt-get update && apt-get install -y --no-install-recommends \
+    chroot $T sh -c 'apt-get update && apt-get install -y --no-install-recommends \\
         nfs-ganesha nfs-ganesha-vfs'
     ln -sf ../proc/self/mounts $T/etc/mtab   # FSAL_VFS reads the mounts there (else no export)
-    bench/storm.py … --ganesha-root $T \
+    bench/storm.py … --ganesha-root $T \\
         --ganesha-option NFS_CORE_PARAM.allow_set_io_flusher_fail=true
 
 (The option: ganesha 6 asks for PR_SET_IO_FLUSHER, which needs CAP_SYS_RESOURCE; a root
