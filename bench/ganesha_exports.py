@@ -4,7 +4,8 @@ Run by hand, as root (minutes at 10,000 exports)::
 
     .venv/bin/python bench/ganesha_exports.py --conf ROOT/etc/ganesha/ganesha.conf \\
         [--counts 1000,2500,5000,10000] [--forms dim,quoted] [--dbus 500] \\
-        [--namespace dsxg] [--dir /var/tmp/dsx-ganesha] [--timeout 1500]
+        [--namespace dsxg] [--dir /var/tmp/dsx-ganesha] [--timeout 1500] \\
+        [--ganesha-root TREE] [--ganesha-option BLOCK.Name=Value]
 
 ``--conf`` is a ganesha.conf that ``dim apply`` rendered for at least the largest count (the
 boot storm's set-up holds one: ``/var/tmp/dsx-storm-10000/root/etc/ganesha/ganesha.conf``);
@@ -20,6 +21,10 @@ least). With ``--dbus B``: ganesha started with the image store's export only, t
 largest count's node exports added by D-Bus ``AddExport`` in files of B exports each (a
 private dbus-daemon), the time and CPU after each file. Everything started is stopped by
 process id and the namespace deleted at the end.
+
+``--ganesha-root``: ganesha run from that Debian tree (chroot; another release, e.g. Debian
+13's 6.5, see bench/storm_ganesha.py), the export paths' common folder and this bench's
+``--dir`` bound at their own paths inside; ``--ganesha-option``: a setting changed (likewise).
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from storm_ganesha import set_options
 
 NODE_EXPORT = re.compile(
     r'EXPORT \{ Export_Id = (\d+); Path = "?([^";]+)"?; Pseudo = "?[^";]+"?; '
@@ -75,15 +83,34 @@ def listening(namespace: str) -> bool:
     return bool(subprocess.run(command, capture_output=True, text=True).stdout.strip())
 
 
-def start_ganesha(folder: Path, namespace: str, conf: str, env: dict | None = None):
+@dataclass(frozen=True)
+class Ganesha:
+    """Which ganesha: the host's (``root`` None) or one in a Debian tree, run by chroot with
+    ``exports`` (the folder of every export path) bound inside; ``options`` changed."""
+
+    root: Path | None = None
+    exports: str = ""
+    options: tuple[str, ...] = ()
+
+
+def start_ganesha(
+    folder: Path, namespace: str, conf: str, ganesha: Ganesha, env: dict | None = None
+):
     for sub in ("lib", "run/dbus"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    (folder / "ganesha.conf").write_text(conf)
-    script = (
-        f"mount --bind {folder}/lib /var/lib/nfs && mount --bind {folder}/run /run && "
-        f"exec ganesha.nfsd -F -f {folder}/ganesha.conf -L {folder}/ganesha.log "
-        f"-p {folder}/run/ganesha.pid"
-    )
+    (folder / "ganesha.conf").write_text(set_options(conf, list(ganesha.options)))
+    root, chroot = (str(ganesha.root), f"chroot {ganesha.root} ") if ganesha.root else ("", "")
+    binds = [(f"{folder}/lib", "/var/lib/nfs"), (f"{folder}/run", "/run")]
+    if root:  # the same paths inside the tree: this bench's folder, the exports, /proc, /dev
+        binds = [(str(folder), str(folder)), (ganesha.exports, ganesha.exports), *binds]
+        binds += [("/proc", "/proc"), ("/dev", "/dev")]
+    mounts = [f"mkdir -p {root}{target} && mount --bind {source} {root}{target}"
+              for source, target in binds]  # fmt: skip
+    script = " && ".join([
+        *mounts,
+        f"exec {chroot}ganesha.nfsd -F -f {folder}/ganesha.conf -L {folder}/ganesha.log "
+        f"-p {folder}/run/ganesha.pid",
+    ])  # fmt: skip
     command = ["ip", "netns", "exec", namespace, "unshare", "--mount", "--propagation",
                "private", "sh", "-c", script]  # fmt: skip
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -110,18 +137,22 @@ def stop(process) -> None:
             process.wait()
 
 
-def load_at_start(folder: Path, namespace: str, head: str, nodes, form: str, timeout: float):
+def load_at_start(
+    folder: Path, namespace: str, head: str, nodes, form: str, timeout: float, ganesha: Ganesha
+):
     conf = head + "".join(FORMS[form].format(*node) for node in nodes)
     shutil.rmtree(folder, ignore_errors=True)
     began = time.monotonic()
-    process = start_ganesha(folder, namespace, conf)
+    process = start_ganesha(folder, namespace, conf, ganesha)
     try:
         return until_listening(process, namespace, began, timeout)
     finally:
         stop(process)
 
 
-def load_by_dbus(folder: Path, namespace: str, head: str, nodes, batch: int, timeout: float):
+def load_by_dbus(
+    folder: Path, namespace: str, head: str, nodes, batch: int, timeout: float, ganesha: Ganesha
+):
     shutil.rmtree(folder, ignore_errors=True)
     socket = folder / "run/dbus/system_bus_socket"
     socket.parent.mkdir(parents=True)
@@ -131,7 +162,7 @@ def load_by_dbus(folder: Path, namespace: str, head: str, nodes, batch: int, tim
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={socket}")
     time.sleep(0.5)
     began = time.monotonic()
-    process = start_ganesha(folder, namespace, head, env)
+    process = start_ganesha(folder, namespace, head, ganesha, env)
     steps = []
     try:
         steps.append(until_listening(process, namespace, began, timeout))
@@ -169,8 +200,13 @@ def main() -> None:
     parser.add_argument("--namespace", default="dsxg")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/dsx-ganesha"))
     parser.add_argument("--timeout", type=float, default=1500.0)
+    parser.add_argument("--ganesha-root", type=Path, help="run ganesha.nfsd from this tree")
+    parser.add_argument("--ganesha-option", action="append", default=[], help="BLOCK.Name=Value")
     args = parser.parse_args()
     head, nodes = split_conf(args.conf.read_text())
+    image_paths = re.findall(r'Path = "?([^";]+)"?;', head)
+    exports = os.path.commonpath([*image_paths, *(path for _, path, _ in nodes)])
+    ganesha = Ganesha(args.ganesha_root, exports, tuple(args.ganesha_option))
     subprocess.run(["ip", "netns", "add", args.namespace], check=True)
     try:
         subprocess.run(["ip", "-n", args.namespace, "link", "set", "lo", "up"], check=True)
@@ -179,11 +215,13 @@ def main() -> None:
         for count in (int(c) for c in args.counts.split(",")):
             for form in filter(None, args.forms.split(",")):
                 result = load_at_start(args.dir, args.namespace, head, nodes[:count], form,
-                                       args.timeout)  # fmt: skip
+                                       args.timeout, ganesha)  # fmt: skip
                 print(f"{count:6} exports, {form:6}: {result}", flush=True)
         if args.dbus:
             largest = nodes[: max(int(c) for c in args.counts.split(","))]
-            steps = load_by_dbus(args.dir, args.namespace, head, largest, args.dbus, args.timeout)
+            steps = load_by_dbus(
+                args.dir, args.namespace, head, largest, args.dbus, args.timeout, ganesha
+            )
             print(f"{len(largest):6} exports by D-Bus in files of {args.dbus}: {steps[-1]}")
     finally:
         subprocess.run(["ip", "netns", "delete", args.namespace], check=False)

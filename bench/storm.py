@@ -8,6 +8,7 @@ Run by hand, as root, never as a test (minutes at 2,500 nodes)::
                                     [--dir /var/tmp/dst-storm] [--namespace dststorm]
                                     [--tftp-max N] [--json FILE] [--reuse] [--skip-reads]
                                     [--receive-buffer dim|kernel] [--timeout S]
+                                    [--ganesha-root TREE] [--ganesha-option BLOCK.Name=Value]
 
 For each node count, the image server is set up by dim itself, as an administrator would:
 a cluster.xml with N nodes (10.77.0.0/16, node n00001 at 10.77.1.1, 250 per /24), their
@@ -62,6 +63,9 @@ holds one connection per node, so 10,000 nodes fit. ``net.core.rmem_default`` is
 renders for N nodes (``--receive-buffer kernel``: left as it is, to compare), set on the host
 for the storm (namespaces read the host's) and restored. dnsmasq runs without the lab's
 ``--log-dhcp`` (a log line per packet option), as dim's configuration runs it.
+Bench-only, to measure ganesha itself (`storm_ganesha`): ``--ganesha-root`` runs another
+release of ganesha from a Debian tree (chroot) on dim's rendered configuration unchanged;
+``--ganesha-option`` (repeated) changes one setting of that configuration, to measure it.
 ``--reuse`` skips the set-up when the folder holds one for as many nodes. Everything started
 is stopped by process id and both namespaces are deleted at the end; the C client dies with
 the bench.
@@ -84,6 +88,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 from storm_cluster import say, stages  # noqa: E402
 from storm_daemons import cpu_seconds, peak_memory_mb, start_daemons  # noqa: E402
+from storm_ganesha import set_options  # noqa: E402
 from storm_network import (  # noqa: E402
     arp_room,
     delete_network,
@@ -112,6 +117,7 @@ def storm(
     reads: bool = True,
     buffer: int | None = None,
     until: str = "reads",
+    ganesha_root: Path | None = None,
 ):
     """Fresh daemons, the N nodes started at once from the nodes' namespace, the figures."""
     shutil.rmtree(folder / "run", ignore_errors=True)
@@ -126,7 +132,8 @@ def storm(
         rmem = netns.run(namespace, ["cat", "/proc/sys/net/core/rmem_default"]).stdout.strip()
         backlog_before = softnet_drops()
         nfs = "mount" in stages(boot, until)
-        state, started = start_daemons(state, frozenset() if nfs else frozenset({"ganesha"}))
+        without = frozenset() if nfs else frozenset({"ganesha"})
+        state, started = start_daemons(state, without, ganesha_root)
         daemons = {d.name: d.pid for d in state.daemons if d.name != "ra"}
         time.sleep(1.0)
         cpu_before = {name: cpu_seconds(pid) for name, pid in daemons.items()}
@@ -199,6 +206,17 @@ def main() -> None:
         help="the server's net.core.rmem_default: what dim renders for N nodes, or "
         "the kernel's default",
     )
+    parser.add_argument(
+        "--ganesha-root",
+        type=Path,
+        help="run ganesha.nfsd from this tree (chroot), e.g. Debian 13's ganesha 6",
+    )
+    parser.add_argument(
+        "--ganesha-option",
+        action="append",
+        default=[],
+        help="BLOCK.Name=Value set in the rendered ganesha.conf (repeatable), to measure it",
+    )
     args = parser.parse_args()
     results = []
     for count in (int(n) for n in args.nodes.split(",")):
@@ -211,6 +229,8 @@ def main() -> None:
             client_binary(args.dir)
             for flavour in args.dhcp.split(","):
                 apply_flavour(args.dir, flavour, count, args.tftp_max)
+                conf = args.dir / "root/etc/ganesha/ganesha.conf"
+                conf.write_text(set_options(conf.read_text(), args.ganesha_option))
                 for boot_path in args.boot.split(","):
                     say(f"storm: {count} nodes, {flavour}, {boot_path}")
                     result = storm(
@@ -225,8 +245,13 @@ def main() -> None:
                         if args.receive_buffer == "dim"
                         else None,
                         until=args.until,
+                        ganesha_root=args.ganesha_root,
                     )
                     result |= {"dhcp": flavour, "boot": boot_path, "setup_s": setup}
+                    result["ganesha"] = {
+                        "root": str(args.ganesha_root or "/"),
+                        "options": args.ganesha_option,
+                    }
                     result["reads"] = not args.skip_reads
                     results.append(result)
                     print_table([result])

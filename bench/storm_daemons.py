@@ -10,16 +10,21 @@ import re
 import time
 from pathlib import Path
 
+from storm_ganesha import chrooted
+
 from dim.lab.daemons import RUN_FOLDERS, daemon_specs, log_path
 from dim.lab.processes import spawn, wait_listening
 from dim.lab.state import LabState
 
 
-def start_daemons(state: LabState, without: frozenset = frozenset()) -> tuple[LabState, dict]:
+def start_daemons(
+    state: LabState, without: frozenset = frozenset(), ganesha_root: Path | None = None
+) -> tuple[LabState, dict]:
     """The lab's daemons (`dim.lab.daemons`), started as ``dim lab up`` starts them, but given
     minutes rather than seconds to listen: ganesha reads one export per node first (more
     than the lab's 15 s for 2,500 exports on a busy machine). Seconds each took to listen.
-    ``without``: daemons not started (ganesha, when the storm ends before the mounts)."""
+    ``without``: daemons not started (ganesha, when the storm ends before the mounts);
+    ``ganesha_root``: ganesha run from that tree (`storm_ganesha.chrooted`)."""
     for sub in RUN_FOLDERS:
         (state.folder / "run" / sub).mkdir(parents=True, exist_ok=True)
     (state.folder / "run/dhcpd.leases").touch()  # dhcpd refuses to start without it
@@ -27,6 +32,9 @@ def start_daemons(state: LabState, without: frozenset = frozenset()) -> tuple[La
     for spec in daemon_specs(state.folder, state.flavour):
         if spec.name in without:
             continue
+        if spec.name == "ganesha" and ganesha_root:
+            shared = [state.folder / sub for sub in ("state", "logs", "run")]
+            spec = chrooted(spec, ganesha_root, shared)
         began = time.monotonic()
         # the lab's dnsmasq logs every DHCP packet (--log-dhcp, for debugging): dim's does not,
         # and at 2,500 nodes that is 90 MB of log written by its one thread during the storm

@@ -10,8 +10,9 @@ needed) speaks NFSv4 from client namespaces that hold the nodes' addresses::
 For each node: the image's live tree reads and refuses writes; the node's own replica reads
 and writes, and what it writes lands on the server's disk with its owners kept as numbers and
 root not squashed; the other node's replica is not even visible. An address outside the
-cluster gets nothing. A file added to the live tree is listed and read at once; one changed in
-place is seen within about 2 s.
+cluster gets nothing. A file added to the live tree is listed and read at once, one replaced by
+a rename reads its new content at once (never a stale handle); one changed in place is seen
+within about 2 s.
 
 One ganesha serves the whole module (it starts in about 0.1 s); every test writes under names
 of its own. Needs root, nfs-ganesha, nfs-ganesha-vfs and libnfs-utils: skips without them,
@@ -316,3 +317,23 @@ def test_a_file_changed_in_place_in_the_live_tree_reaches_the_nodes_within_secon
     # Attr_Expiration_Time = 1: seen after about 2 s (with ganesha's default of 60, not at all
     # within the 5 s that wait_for_content allows).
     wait_for_content(served, path, "1\n2\n")
+
+
+def test_a_file_replaced_by_rename_in_the_live_tree_reads_new_at_once_never_stale(
+    served: Served,
+) -> None:
+    path = served.live("swapped")
+    path.write_text("old\n")
+    wait_for_content(served, path, "old\n")
+    for _ in range(2):  # what a running node does: its directory listed, the file read
+        served.client(NODES["node01"], "nfs-ls", url(served.live()))
+        served.client(NODES["node01"], "nfs-cat", url(path))
+    aside = served.live(".swapped.tmp")
+    aside.write_text("new\n")
+    aside.rename(path)  # how images change: write aside, rename over
+    # Dir_Chunk = 0: every LOOKUP asks the file system. With ganesha's default (128) the
+    # cached entry still named the replaced file's handle: this open failed with
+    # NFS4ERR_STALE (measured, ganesha 4.3), which is why dim does not take the cache's
+    # saving of ganesha's CPU in a boot storm (docs/benchmarks.md, "ganesha's cost per node").
+    read = served.client(NODES["node01"], "nfs-cat", url(path))
+    assert (read.returncode, read.stdout) == (0, "new\n"), read
