@@ -100,7 +100,7 @@ def records(ctx: Context, nodeset: str | None = None, exclude: str | None = None
         observed = ctx.node_observed([nodeset])
         inventory = Inventory(one, observed.macs, observed.images)
     else:
-        inventory = ctx.inventory()
+        inventory = ctx.inventory(cached=True)
     boots = ctx.last_boots()
     return [
         node_record(inventory, node, boots.get(node.name))
