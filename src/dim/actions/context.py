@@ -21,9 +21,8 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from dim import layout_cache, observations
+from dim import layout_cache
 from dim.layout import read as read_layout
 from dim.layout.model import Cluster, Inventory, Node
 from dim.paths import StatePaths
@@ -42,6 +41,7 @@ from dim.records import (
     sqlite_writer,
 )
 
+TYPE_CHECKING = False  # typing's own, without importing typing (15 M instructions)
 if TYPE_CHECKING:
     from dim.images.store import Store
     from dim.state import StateDB
@@ -156,6 +156,8 @@ class Context:
         writer = self._writer()
         if writer is None:
             return self.db().set_macs(cluster, changes, source=source)
+        from dim import observations  # here: reading commands need neither it nor typing
+
         with writer as db:
             return observations.set_macs(db, cluster, changes, source)
 
@@ -165,6 +167,8 @@ class Context:
         writer = self._writer()
         if writer is None:
             return self.db().set_images(cluster, nodes, image)
+        from dim import observations
+
         with writer as db:
             return observations.set_images(db, cluster, nodes, image)
 
