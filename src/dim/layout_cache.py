@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from dim import names
+from dim.allocation import bulk_allocation
 from dim.layout import declarations as declared
 from dim.layout import records
 from dim.layout.model import Cluster, Node
@@ -52,35 +53,62 @@ def key(data: bytes) -> str:
 def lookup(paths: StatePaths, data: bytes, name: str) -> Node | None | object:
     """Node ``name`` of the layout ``data``; None if it has no such node; :data:`MISSING`
     if these bytes have no cache (never parsed in full here, or by another dim)."""
-    where = paths.root / FOLDER / f"{key(data)}.db"
-    try:
-        os.stat(where)
-        connection = sqlite3.connect(f"file:{where}?mode=ro", uri=True)
-        try:
-            row = connection.execute("SELECT record FROM nodes WHERE name = ?", (name,)).fetchone()
-        finally:
-            connection.close()
-    except (OSError, sqlite3.Error):
+    found = _read(paths, data, ("SELECT record FROM nodes WHERE name = ?", (name,)))
+    if found is None:
         return MISSING
-    return records.decode(name, row[0]) if row else None
+    (rows,) = found
+    return records.decode(name, rows[0][0]) if rows else None
 
 
 def declarations(paths: StatePaths, data: bytes, source: str) -> Cluster | None:
     """The layout ``data`` (read from ``source``) without its nodes, as validated in full;
     None if these bytes have no cache."""
+    found = _read(paths, data, ("SELECT declarations FROM meta", ()))
+    if found is None:
+        return None
+    try:
+        cluster = declared.decode(found[0][0][0])
+    except (IndexError, TypeError, ValueError):
+        return None
+    # the same bytes may have been parsed from another file: errors name this one
+    return replace(cluster, source=source)
+
+
+def cluster(paths: StatePaths, data: bytes, source: str) -> Cluster | None:
+    """The whole layout ``data`` (read from ``source``), its nodes in layout order, as
+    validated in full; None if these bytes have no cache. For the commands that read every
+    node without changing anything (``dim layout check``, ``dim node list``): at 2,576 blades
+    the nodes are decoded in a tenth of the time a parse takes, without lxml, the schema or
+    the template compiler."""
+    found = _read(
+        paths,
+        data,
+        ("SELECT declarations FROM meta", ()),
+        ("SELECT name, record FROM nodes ORDER BY rowid", ()),  # rowid: the order inserted
+    )
+    if found is None:
+        return None
+    try:
+        declarations = declared.decode(found[0][0][0])
+        with bulk_allocation():  # 10,000 objects, no cycle among them: 10 % fewer instructions
+            nodes = tuple([records.decode(name, record) for name, record in found[1]])
+    except (IndexError, TypeError, ValueError):
+        return None
+    return replace(declarations, nodes=nodes, by_name={}, source=source)
+
+
+def _read(paths: StatePaths, data: bytes, *queries: tuple[str, tuple]) -> list[list] | None:
+    """Each query's rows in the cache of ``data``; None without a readable cache."""
     where = paths.root / FOLDER / f"{key(data)}.db"
     try:
         os.stat(where)
         connection = sqlite3.connect(f"file:{where}?mode=ro", uri=True)
         try:
-            (text,) = connection.execute("SELECT declarations FROM meta").fetchone()
+            return [connection.execute(sql, values).fetchall() for sql, values in queries]
         finally:
             connection.close()
-        cluster = declared.decode(text)
-    except (OSError, sqlite3.Error, TypeError, ValueError):
+    except (OSError, sqlite3.Error):
         return None
-    # the same bytes may have been parsed from another file: errors name this one
-    return replace(cluster, source=source)
 
 
 def store(paths: StatePaths, data: bytes, cluster: Cluster) -> None:
@@ -96,14 +124,20 @@ def store(paths: StatePaths, data: bytes, cluster: Cluster) -> None:
     temporary = folder / f".{where.name}.{os.getpid()}"
     temporary.unlink(missing_ok=True)
     try:
-        connection = sqlite3.connect(temporary)
+        connection = sqlite3.connect(temporary, isolation_level=None)
         try:
+            # One transaction, and no rollback journal: a file that nobody reads until it is
+            # renamed needs none (a failure removes it), and each CREATE TABLE committed on
+            # its own synced the disk twice: 4 syncs, 40 ms of a cold `layout check` on
+            # ext4, where the one COMMIT below syncs once, before the rename publishes it.
+            connection.execute("PRAGMA journal_mode=OFF")
+            connection.execute("BEGIN")
             connection.execute("CREATE TABLE nodes (name TEXT PRIMARY KEY, record TEXT NOT NULL)")
             rows = [(n.name, records.encode(n)) for n in cluster.nodes]
             connection.executemany("INSERT INTO nodes VALUES (?, ?)", rows)
             connection.execute("CREATE TABLE meta (declarations TEXT NOT NULL)")
             connection.execute("INSERT INTO meta VALUES (?)", (declared.encode(cluster),))
-            connection.commit()
+            connection.execute("COMMIT")
         finally:
             connection.close()
         os.replace(temporary, where)

@@ -35,6 +35,8 @@ NODE_CHANGES_TABLE = "node_changes"  # the change journal: see dim.state
 
 @dataclass(frozen=True, slots=True)
 class Observed:
+    """The MACs (by node and network) and image assignments the state DB recorded."""
+
     macs: dict[tuple[str, str], str]
     images: dict[str, str]
 
@@ -61,6 +63,8 @@ class StaleLease:
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One entry of the state DB's event log."""
+
     at: float
     node: str | None
     kind: str

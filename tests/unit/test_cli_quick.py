@@ -3,17 +3,11 @@ a whole process prints what click's way prints, where it prints it, with its exi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from dim.cli import main
 from dim.quick import CLICK, run
-
-SOURCE = Path(__file__).resolve().parents[2] / "src"
+from tests.importtime import dim_process
 
 
 @pytest.fixture
@@ -29,18 +23,8 @@ def site(layout_file, tmp_path, capsys):
 
 def process(argv: list[str], env: dict[str, str]) -> tuple[int, str, str, set[str]]:
     """A whole ``python -m dim ARGV``: status, stdout, stderr and the top modules imported."""
-    env = {**os.environ, "PYTHONPATH": str(SOURCE), **env}
-    env.pop("_DIM_COMPLETE", None)
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "dim", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    lines = done.stderr.splitlines()
-    modules = {ln.rsplit("|", 1)[1].strip() for ln in lines if ln.startswith("import time:")}
-    err = "".join(f"{ln}\n" for ln in lines if not ln.startswith("import time:"))
-    return done.returncode, done.stdout, err, {m.split(".")[0] for m in modules}
+    run = dim_process(argv, env)
+    return run.status, run.stdout, run.stderr, run.roots
 
 
 COMMANDS = [

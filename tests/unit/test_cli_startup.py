@@ -16,8 +16,7 @@ import pytest
 from dim.cli import FAMILIES, main
 from dim.helptext import root_help
 from dim.layout.nodesets import product_names
-
-SOURCE = Path(__file__).resolve().parents[2] / "src"
+from tests.importtime import SOURCE, dim_process
 
 # Each costs tens of milliseconds to import, and none is needed to print a version or a help.
 HEAVY = ("sqlalchemy", "alembic", "jinja2", "lxml", "ClusterShell", "aiohttp", "pyghmi", "pysnmp")
@@ -34,17 +33,9 @@ def dim(*argv: str, columns: int = 80) -> subprocess.CompletedProcess:
 
 def imported_by(*argv: str, status: int = 0) -> set[str]:
     """The modules a whole ``python -m dim ARGV`` process imports (it must exit ``status``)."""
-    env = {**os.environ, "PYTHONPATH": str(SOURCE)}
-    env.pop("_DIM_COMPLETE", None)
-    run = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "dim", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == status, run.stderr
-    lines = [line for line in run.stderr.splitlines() if line.startswith("import time:")]
-    return {line.rsplit("|", 1)[1].strip() for line in lines[1:]}
+    run = dim_process(list(argv))
+    assert run.status == status, run.stderr
+    return run.modules
 
 
 def roots(modules: set[str]) -> set[str]:

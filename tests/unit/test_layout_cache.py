@@ -127,3 +127,49 @@ def test_declarations_come_back_equal_from_their_text(name):
     decoded = declarations.decode(declarations.encode(full))
     assert decoded == parser.parse_declarations(data, name)
     assert decoded.nodes == () and decoded.by_name == {}
+
+
+@pytest.mark.parametrize("name", ["lab.xml", "bladecenter.xml"])
+def test_a_whole_layout_parsed_in_full_comes_back_equal_in_layout_order(name, tmp_path):
+    (tmp_path / "state").mkdir()
+    ctx = Context(config=EXAMPLES / name, state=tmp_path / "state")
+    full = ctx.cluster()
+    cached = layout_cache.cluster(StatePaths(ctx.state), ctx.config.read_bytes(), str(ctx.config))
+    assert cached == full
+    assert [n.name for n in cached.nodes] == [n.name for n in full.nodes]
+    assert cached.by_name == full.by_name
+
+
+def test_layout_check_and_node_list_of_bytes_validated_before_parse_nothing(ctx, monkeypatch):
+    from dim.actions import layout
+
+    nodes.set_mac(ctx, "c02", "52:54:00:00:00:02")  # parses in full: leaves the cache
+
+    def reports():
+        return layout.check(ctx), nodes.records(ctx), nodes.records(ctx, "@compute", "c01")
+
+    expected = reports()
+    _no_full_parse(monkeypatch)
+    assert reports() == expected
+
+
+def test_layout_check_of_edited_bytes_validates_them_in_full(ctx):
+    from dim.actions import layout
+
+    layout.check(ctx)
+    edited = ctx.config.read_bytes().replace(b"10.10.0.{100+i}", b"10.10.0.{10+i}")
+    ctx.config.write_bytes(edited)
+    with pytest.raises(LayoutError, match="10.10.0.11"):
+        layout.check(ctx)
+
+
+def test_a_cache_whose_nodes_cannot_be_read_is_a_miss(ctx):
+    import sqlite3
+
+    data = ctx.config.read_bytes()
+    ctx.cluster()
+    (where,) = (ctx.state / layout_cache.FOLDER).iterdir()
+    with sqlite3.connect(where) as connection:
+        connection.execute("UPDATE nodes SET record = 'not a node' WHERE name = 'c01'")
+    assert layout_cache.cluster(StatePaths(ctx.state), data, "x.xml") is None
+    assert ctx.cluster(cached=True) == parser.parse(data, str(ctx.config))

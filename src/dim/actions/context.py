@@ -21,9 +21,8 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from dim import layout_cache, observations
+from dim import layout_cache
 from dim.layout import read as read_layout
 from dim.layout.model import Cluster, Inventory, Node
 from dim.paths import StatePaths
@@ -42,6 +41,7 @@ from dim.records import (
     sqlite_writer,
 )
 
+TYPE_CHECKING = False  # typing's own, without importing typing (15 M instructions)
 if TYPE_CHECKING:
     from dim.images.store import Store
     from dim.state import StateDB
@@ -71,15 +71,21 @@ class Context:
         object.__setattr__(self, "config", Path(os.path.abspath(self.config)))
         object.__setattr__(self, "state", Path(os.path.abspath(self.state)))
 
-    def cluster(self, data: bytes | None = None) -> Cluster:
+    def cluster(self, data: bytes | None = None, *, cached: bool = False) -> Cluster:
         """cluster.xml (or ``data``, its bytes as read already) parsed and validated in full;
         its nodes kept in the validated-layout cache (:mod:`dim.layout_cache`) for
-        :meth:`one_node`."""
+        :meth:`one_node`. ``cached``: taken from that cache instead when these very bytes
+        were validated in full by this very code before (the cache's key says so), for a
+        command that only reads the layout."""
+        data = read_layout(self.config) if data is None else data
+        if cached:
+            found = layout_cache.cluster(StatePaths(self.state), data, str(self.config))
+            if found is not None:
+                return found
         # here: a command that finds what it needs in the cache imports no parser (lxml,
         # the schema, ClusterShell)
         from dim.layout import parser
 
-        data = read_layout(self.config) if data is None else data
         cluster = parser.parse(data, str(self.config))
         layout_cache.store(StatePaths(self.state), data, cluster)
         return cluster
@@ -106,10 +112,11 @@ class Context:
             return None
         return replace(self.declarations(data), nodes=(node,), by_name={})
 
-    def inventory(self) -> Inventory:
-        """The layout, with the MACs and image assignments recorded in the state DB."""
+    def inventory(self, *, cached: bool = False) -> Inventory:
+        """The layout, with the MACs and image assignments recorded in the state DB;
+        ``cached`` as in :meth:`cluster`."""
         observed = self.observed()
-        return Inventory(self.cluster(), observed.macs, observed.images)
+        return Inventory(self.cluster(cached=cached), observed.macs, observed.images)
 
     def observed(self) -> Observed:
         """The MACs and image assignments recorded in the state DB (none without a DB)."""
@@ -149,6 +156,8 @@ class Context:
         writer = self._writer()
         if writer is None:
             return self.db().set_macs(cluster, changes, source=source)
+        from dim import observations  # here: reading commands need neither it nor typing
+
         with writer as db:
             return observations.set_macs(db, cluster, changes, source)
 
@@ -158,6 +167,8 @@ class Context:
         writer = self._writer()
         if writer is None:
             return self.db().set_images(cluster, nodes, image)
+        from dim import observations
+
         with writer as db:
             return observations.set_images(db, cluster, nodes, image)
 

@@ -24,7 +24,7 @@ from dim.services import limits
 
 def check(ctx: Context) -> dict:
     """The layout's summary (:func:`dim.inventory.summary`) with its ``warnings``."""
-    inventory = ctx.inventory()
+    inventory = ctx.inventory(cached=True)  # these bytes validated before: not again
     report = summary(inventory)
     local = local_servers(inventory.cluster)
     current = _thresholds() if local else {}

@@ -18,7 +18,6 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dim.actions.context import Context
 from dim.errors import UsageError
@@ -26,6 +25,7 @@ from dim.inventory import node_record, select
 from dim.layout.model import Cluster, Inventory, Node
 from dim.names import normalize_mac
 
+TYPE_CHECKING = False  # typing's own: `dim node list` imports no typing (15 M instructions)
 if TYPE_CHECKING:
     from dim.images.delta import Delta
     from dim.images.operations import Progress
@@ -100,7 +100,7 @@ def records(ctx: Context, nodeset: str | None = None, exclude: str | None = None
         observed = ctx.node_observed([nodeset])
         inventory = Inventory(one, observed.macs, observed.images)
     else:
-        inventory = ctx.inventory()
+        inventory = ctx.inventory(cached=True)
     boots = ctx.last_boots()
     return [
         node_record(inventory, node, boots.get(node.name))

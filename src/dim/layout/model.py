@@ -12,9 +12,14 @@ from ipaddress import IPv4Address, IPv4Network
 
 from dim.layout.nodesets import DEFAULT_LIMIT
 
+# Every class here has a docstring: dataclass writes one for a class without, from
+# inspect.signature, at each import (a tenth of the class's making).
+
 
 @dataclass(frozen=True, slots=True)
 class Network:
+    """A declared network: its subnet, and the gateway, DNS, NTP and domain its nodes get."""
+
     name: str
     subnet: IPv4Network
     gateway: IPv4Address | None = None
@@ -79,6 +84,8 @@ class FailoverSet:
 
 @dataclass(frozen=True, slots=True)
 class Image:
+    """A declared image: persistent, volatile and keep-out paths, NFS options, kernel arguments."""
+
     name: str
     persistent: tuple[str, ...] = ()
     volatile: tuple[str, ...] = ()
@@ -93,6 +100,8 @@ class Image:
 # hashable (unsafe_hash) as the frozen ones were.
 @dataclass(slots=True, unsafe_hash=True)
 class Interface:
+    """One interface of a node: its network, address and host name."""
+
     network: str
     ip: str  # dotted quad, canonical: the parser checked it with inet_pton
     hostname: str
@@ -104,6 +113,8 @@ class Interface:
 
 @dataclass(slots=True, unsafe_hash=True)
 class Bmc:
+    """A node's BMC: the driver that speaks to it, its address and its credentials' name."""
+
     driver: str  # ipmi | redfish | snmp
     address: str
     credentials: str | None = None
@@ -111,6 +122,8 @@ class Bmc:
 
 @dataclass(slots=True, unsafe_hash=True)
 class Node:
+    """One node of a group, expanded: its interfaces, image, server and BMC."""
+
     name: str
     group: str
     index: int
@@ -133,6 +146,8 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Group:
+    """A declared group: its name, its node set and the line that declares it."""
+
     name: str
     nodeset: str
     line: int = 0
@@ -140,6 +155,8 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class Cluster:
+    """The declared layout: its declarations and every node (``by_name``: the nodes by name)."""
+
     name: str
     domain: str | None
     networks: dict[str, Network]

@@ -25,10 +25,10 @@ Alembic finds::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dim.errors import StateError
 
+TYPE_CHECKING = False  # typing's own: dim.records reads HEAD at every start, typing costs 15 M
 if TYPE_CHECKING:
     import sqlalchemy as sa
     from alembic.config import Config
