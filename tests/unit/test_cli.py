@@ -123,7 +123,7 @@ def test_apply_dry_run_then_apply_then_nothing_to_do(dim, tmp_path):
     assert status == 0 and "would change" in out and "+dhcp-range=" in out
     assert not root.exists()
     status, out, _ = dim("apply", "--root", str(root))
-    assert status == 0 and "validated: dnsmasq" in out
+    assert status == 0 and "validated: dns, dnsmasq" in out
     status, out, _ = dim("apply", "--root", str(root), "--json")
     report = json.loads(out)
     assert report["changes"] == [] and report["unchanged"] > 0

@@ -27,6 +27,30 @@ def test_what_is_written_is_read_back_and_read_again_when_it_changes(tmp_path):
     assert journal(paths) == 4
 
 
+def test_a_full_write_over_other_targets_leaves_exactly_the_new_ones(tmp_path):
+    paths = StatePaths(tmp_path)
+    before = {(f"c{k:02}", "boot"): f"52:54:00:00:00:{k:02x}" for k in range(1, 7)}
+    write(paths, before, {"c02": "beta"}, journal=3)
+    # c01 kept; c02 loses its image; c03 moves to another MAC; c04 to another network;
+    # c05 and c06 gone; c07 new, on c06's old MAC
+    after = {
+        ("c01", "boot"): "52:54:00:00:00:01",
+        ("c02", "boot"): "52:54:00:00:00:02",
+        ("c03", "boot"): "52:54:00:00:00:33",
+        ("c04", "data"): "52:54:00:00:00:04",
+        ("c07", "boot"): "52:54:00:00:00:06",
+    }
+    write(paths, after, {}, journal=4)
+    assert Snapshot(paths.boot_targets).targets() == {
+        "52:54:00:00:00:01": BootTarget("c01", "boot", None),
+        "52:54:00:00:00:02": BootTarget("c02", "boot", None),
+        "52:54:00:00:00:33": BootTarget("c03", "boot", None),
+        "52:54:00:00:00:04": BootTarget("c04", "data", None),
+        "52:54:00:00:00:06": BootTarget("c07", "boot", None),
+    }
+    assert journal(paths) == 4
+
+
 def test_a_full_write_removes_the_json_file_of_earlier_dims(tmp_path):
     paths = StatePaths(tmp_path)
     legacy = tmp_path / "boot-targets.json"
