@@ -150,7 +150,10 @@ def serve_with(layout_file, dhcp: str, attributes: str = "") -> None:
         text.replace(
             old,
             f'<server name="srv" address="10.10.0.2" dhcp="{dhcp}" nfs="none" {attributes}>'
-            f'<reload service="{dhcp}" command="true"/></server>',
+            f'<reload service="{dhcp}" command="true"/>'
+            # dnsmasq's DHCP has a DNS-only dnsmasq beside it, reloaded as well
+            + ('<reload service="dns" command="true"/>' if dhcp == "dnsmasq" else "")
+            + "</server>",
         )
     )
 
