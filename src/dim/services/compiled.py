@@ -3,9 +3,11 @@
 At 100,000 nodes the hosts file has 300,000 lines, dnsmasq's hosts file and the kernel's
 exports (or ganesha's) 100,000 each, and Jinja2 spends most of rendering on them: a generator
 step, an attribute lookup through ``environment.getattr`` and a ``str`` call per value. Each
-function here renders one template from the same context objects, one f-string per line; one
-whose template has more than its per-node loop (ganesha.conf.j2) has Jinja2 render the rest,
-given as ``jinja``.
+function here renders one template from the same context objects: the hosts file one
+f-string per line; dnsmasq's reservations and the exports from their columns
+(:class:`dim.services.rows.Rows`), one ``join`` in C with no object per node. One whose
+template has more than its per-node loop (ganesha.conf.j2) has Jinja2 render the rest, given
+as ``jinja``.
 
 A function stands for one exact template text, whose SHA-256 it is registered with
 (:data:`TEMPLATES`). :meth:`dim.services.rendering.RenderContext.render` uses it only when the
