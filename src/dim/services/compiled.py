@@ -3,9 +3,11 @@
 At 100,000 nodes the hosts file has 300,000 lines, dnsmasq's hosts file and the kernel's
 exports (or ganesha's) 100,000 each, and Jinja2 spends most of rendering on them: a generator
 step, an attribute lookup through ``environment.getattr`` and a ``str`` call per value. Each
-function here renders one template from the same context objects, one f-string per line; one
-whose template has more than its per-node loop (ganesha.conf.j2) has Jinja2 render the rest,
-given as ``jinja``.
+function here renders one template from the same context objects: the hosts file one
+f-string per line; dnsmasq's reservations and the exports from their columns
+(:class:`dim.services.rows.Rows`), one ``join`` in C with no object per node. One whose
+template has more than its per-node loop (ganesha.conf.j2) has Jinja2 render the rest, given
+as ``jinja``.
 
 A function stands for one exact template text, whose SHA-256 it is registered with
 (:data:`TEMPLATES`). :meth:`dim.services.rendering.RenderContext.render` uses it only when the
@@ -27,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
+from dim.services.rows import joined
+
 Jinja = Callable[[Mapping[str, object]], str]  # the same template rendered by Jinja2
 Compiled = Callable[[Mapping[str, object], Jinja], tuple[str, int]]
 
@@ -44,14 +48,21 @@ def hosts_file(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]:
 
 def dnsmasq_hosts(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]:
     """dnsmasq.hosts.j2: one ``dhcp-host`` line per reservation, subnet after subnet."""
-    lines = []
+    texts, lines = [], 0
     for subnet in context["dhcp"].subnets:  # type: ignore[attr-defined]
-        lines += [
-            f"{h.mac},{f'set:{h.tag},' if h.tag else ''}"
-            f"{'set:secureboot,' if h.secure_boot else ''}{h.ip},{h.hostname}\n"
-            for h in subnet.hosts
-        ]
-    return "".join(lines), len(lines)
+        _, macs, ips, hostnames, secure, tags = subnet.hosts.columns
+        if any(tags) or any(secure):  # a failover set's, or Secure Boot nodes
+            texts += [
+                f"{mac},{f'set:{tag},' if tag else ''}{'set:secureboot,' if secure_boot else ''}"
+                f"{ip},{hostname}\n"
+                for mac, ip, hostname, secure_boot, tag in zip(
+                    macs, ips, hostnames, secure, tags, strict=True
+                )
+            ]
+        else:
+            texts.append(joined(macs, ",", ips, ",", hostnames, "\n"))
+        lines += len(macs)
+    return "".join(texts), lines
 
 
 def kernel_exports(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]:
@@ -67,11 +78,9 @@ def kernel_exports(context: Mapping[str, object], jinja: Jinja) -> tuple[str, in
         clients = " ".join(f"{c}(ro,no_root_squash,no_subtree_check,async)" for c in export.clients)
         lines.append(f"{export.path} {clients}\n")
     lines.append("# Each node's replicas (one folder per image): read-write to that node only.\n")
-    lines += [
-        f"{r.path} {r.client}(rw,no_root_squash,no_subtree_check,sync)\n"
-        for r in nfs.replicas  # type: ignore[attr-defined]
-    ]
-    return "".join(lines), len(lines) + 2  # the first item holds three lines
+    _, _, paths, clients, _ = nfs.replicas.columns  # type: ignore[attr-defined]
+    lines.append(joined(paths, " ", clients, "(rw,no_root_squash,no_subtree_check,sync)\n"))
+    return "".join(lines), len(lines) + 1 + len(paths)  # three lines in the first item
 
 
 def ganesha_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]:
@@ -79,12 +88,19 @@ def ganesha_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]
     their values; then one export per node, the template's last loop."""
     nfs = context["nfs"]
     head = jinja({**context, "nfs": dataclasses.replace(nfs, replicas=())})  # type: ignore[type-var]
-    lines = [
-        f"EXPORT {{ Export_Id = {r.id}; Path = {r.conf_path}; Pseudo = {r.conf_path}; "
-        f"FSAL {{ Name = VFS; }} CLIENT {{ Clients = {r.client}; Access_Type = RW; }} }}\n"
-        for r in nfs.replicas  # type: ignore[attr-defined]
-    ]
-    return head + "".join(lines), head.count("\n") + len(lines)
+    ids, _, _, clients, paths = nfs.replicas.columns  # type: ignore[attr-defined]
+    text = joined(
+        "EXPORT { Export_Id = ",
+        list(map(str, ids)),
+        "; Path = ",
+        paths,
+        "; Pseudo = ",
+        paths,
+        "; FSAL { Name = VFS; } CLIENT { Clients = ",
+        clients,
+        "; Access_Type = RW; } }\n",
+    )
+    return head + text, head.count("\n") + len(ids)
 
 
 # template name -> (SHA-256 of the template text the function renders, the function)

@@ -39,11 +39,14 @@ Kea's configuration also loads the lease_cmds hook and opens a control socket, t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import and_, eq, is_not
 
-from dim.layout.model import Server
+from dim.layout.model import Node, Server
 from dim.services import clients, limits
 from dim.services.clients import loader_for
 from dim.services.rendering import RenderContext, RenderedFile
+from dim.services.rows import Rows
 
 DNSMASQ_CONF = "/etc/dnsmasq.d/dim.conf"
 TFTP_CONF = "/etc/dnsmasq.d/dim-tftp.conf"  # beside Kea or ISC dhcpd: TFTP only
@@ -57,8 +60,9 @@ KEA_LEASE_CMDS = "libdhcp_lease_cmds.so"
 ISC_CONF = "/etc/dhcp/dhcpd.conf"
 
 
-# Not frozen: one per node, 100,000 of them, and a frozen dataclass's __init__ costs four times
-# a plain one's (dim.layout.model.Node). Treat them as immutable all the same.
+# Not frozen: one per node when Jinja2 iterates them (Kea, ISC dhcpd: dim.services.rows), and
+# a frozen dataclass's __init__ costs four times a plain one's (dim.layout.model.Node). Treat
+# them as immutable all the same.
 @dataclass(slots=True)
 class DhcpHost:
     name: str
@@ -99,7 +103,7 @@ class DhcpSubnet:
     dns: tuple[str, ...]
     ntp: tuple[str, ...]
     domain: str | None
-    hosts: tuple[DhcpHost, ...]
+    hosts: Rows[DhcpHost]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,26 +155,10 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
     server = context.server
     peers = cluster.peers(server.name)
     tags = {name: f"dim-{name}" if len(peers) > 1 else "" for name in peers}
-    by_network: dict[str, list[DhcpHost]] = {}
-    macs = inventory.macs
     nodes = context.nodes()
-    last, hosts = None, []
-    for node in nodes:  # once per node: locals, no property
-        boot = node.interfaces[0]  # Node.boot, without a property's call
-        network = boot.network
-        mac = macs.get((node.name, network))
-        if mac is None:
-            continue
-        if network != last:
-            hosts = by_network.get(network)
-            if hosts is None:
-                hosts = by_network[network] = []
-            last = network
-        hosts.append(
-            DhcpHost(node.name, mac, boot.ip, boot.hostname, node.secure_boot, tags[node.server])
-        )
+    by_network = _hosts_by_network(nodes, inventory.macs, tags)
     # The server's own network is always declared, even before any MAC is known.
-    by_network.setdefault(server.network, [])
+    by_network.setdefault(server.network, Rows(DhcpHost, *([],) * 6))
     subnets = []
     for number, name in enumerate(cluster.networks, start=1):
         if name not in by_network:
@@ -187,7 +175,7 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
                 dns=tuple(str(a) for a in network.dns),
                 ntp=tuple(str(a) for a in network.ntp),
                 domain=network.domain or cluster.domain,
-                hosts=tuple(by_network[name]),
+                hosts=by_network[name],
             )
         )
     return DhcpContext(
@@ -215,6 +203,37 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         lease_max=limits.dnsmasq_lease_max(len(nodes)),
         tftp_max=limits.tftp_max(len(nodes)),
     )
+
+
+def _hosts_by_network(
+    nodes: list[Node], macs: dict[tuple[str, str], str], tags: dict[str, str]
+) -> dict[str, Rows[DhcpHost]]:
+    """The reservations of the nodes with a boot MAC, by boot network, in layout order: a
+    column per field (dim.services.rows), each built by one comprehension or ``map``."""
+    names = [node.name for node in nodes]
+    boots = [node.interfaces[0] for node in nodes]  # Node.boot, without a property's call
+    networks = [boot.network for boot in boots]
+    found = list(map(macs.get, zip(names, networks, strict=True)))
+    columns = (
+        names,
+        found,
+        [boot.ip for boot in boots],
+        [boot.hostname for boot in boots],
+        [node.secure_boot for node in nodes],
+        list(map(tags.__getitem__, [node.server for node in nodes])),
+    )
+    with_mac = list(map(is_not, found, repeat(None)))
+    distinct = dict.fromkeys(networks)  # the boot networks, most often one
+    by_network = {}
+    for network in distinct:
+        chosen = with_mac
+        if len(distinct) > 1:
+            chosen = list(map(and_, with_mac, map(eq, networks, repeat(network))))
+        if all(chosen):
+            by_network[network] = Rows(DhcpHost, *columns)
+        elif any(chosen):
+            by_network[network] = Rows(DhcpHost, *(list(compress(c, chosen)) for c in columns))
+    return by_network
 
 
 def render(context: RenderContext) -> list[RenderedFile]:

@@ -34,13 +34,16 @@ from __future__ import annotations
 
 import re
 from _socket import AF_INET, inet_pton  # not socket.py: see dim.names
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, summarize_address_range
 from itertools import repeat
+from operator import sub
 
 from dim.errors import RenderError
 from dim.services import limits
 from dim.services.rendering import RenderContext, RenderedFile
+from dim.services.rows import Rows, affixed
 
 KERNEL_EXPORTS = "/etc/exports.d/dim.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
@@ -76,7 +79,7 @@ class ImageExport:
     conf_path: str  # the path as a word of ganesha.conf (ganesha_path)
 
 
-# Not frozen: one per node (dim.services.dhcp.DhcpHost says why).
+# Not frozen: one per node, when Jinja2 iterates them (dim.services.rows).
 @dataclass(slots=True)
 class ReplicaExport:
     id: int
@@ -92,7 +95,7 @@ class NfsContext:
     server_name: str
     server_address: str
     images: tuple[ImageExport, ...]
-    replicas: tuple[ReplicaExport, ...]
+    replicas: Sequence[ReplicaExport]  # Rows, in dim.services.nfs.nfs_context
     # A failover set's server: every address (its peers' arrive when they die) and the set's
     # one NFSv4 identity, which a client compares before it reclaims its state on a peer.
     bind_address: str = ""
@@ -113,18 +116,18 @@ def nfs_context(context: RenderContext) -> NfsContext:
     inventory = context.inventory
     nodes = context.nodes()
     folder = context.node_path("")  # <state>/nodes/, each node's name after it
+    names = [node.name for node in nodes]
     addresses = [node.interfaces[0].ip for node in nodes]  # each node's boot address
+    paths = affixed(folder, names, "")
     first = FIRST_NODE_EXPORT_ID
-    paths = [folder + node.name for node in nodes]
-    replicas = tuple(  # one per node: map, not a generator (dim.layout.bulk says why)
-        map(
-            ReplicaExport,
-            range(first, first + len(nodes)),
-            [node.name for node in nodes],
-            paths,
-            addresses,
-            map(ganesha_path, paths),
-        )
+    # One row per node, kept as columns (dim.services.rows says why)
+    replicas = Rows(
+        ReplicaExport,
+        range(first, first + len(nodes)),
+        names,
+        paths,
+        addresses,
+        _ganesha_paths(folder, names, paths),
     )
     clients = cidr_blocks(addresses)
     store = context.images_path()
@@ -136,12 +139,25 @@ def nfs_context(context: RenderContext) -> NfsContext:
         server.name,
         str(server.address),
         images,
-        tuple(replicas),
+        replicas,
         bind_address="0.0.0.0" if in_set else str(server.address),
         identity=f"dim.{inventory.cluster.name}.{server.failover}" if in_set else None,
         lease=FAILOVER_LEASE if in_set else LEASE,
         max_connections=limits.ganesha_connections(len(nodes)),
     )
+
+
+def _ganesha_paths(folder: str, names: list[str], paths: list[str]) -> list[str]:
+    """:func:`ganesha_path` of each of ``paths`` (``folder`` and a name each): the paths
+    themselves when the folder is bare and every name holds only what a bare path's part may
+    (one pass in C over the names, not a regular expression per path)."""
+    bare = ganesha_path(folder + "x") == folder + "x" and all(names)
+    if bare and not "".join(names).encode("utf-8", "surrogatepass").translate(None, _BARE_PART):
+        return paths
+    return list(map(ganesha_path, paths))
+
+
+_BARE_PART = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
 
 def cidr_blocks(addresses: list[str]) -> tuple[str, ...]:
@@ -155,13 +171,28 @@ def cidr_blocks(addresses: list[str]) -> tuple[str, ...]:
         set(map(int.from_bytes, map(inet_pton, repeat(AF_INET), addresses), repeat("big")))
     )
     blocks: list[str] = []
-    start = 0
-    for position in range(1, len(values) + 1):
-        if position == len(values) or values[position] != values[position - 1] + 1:
-            first, last = IPv4Address(values[start]), IPv4Address(values[position - 1])
-            blocks += [str(net) for net in summarize_address_range(first, last)]
-            start = position
+    for first, last in _runs(values):
+        blocks += map(str, summarize_address_range(IPv4Address(first), IPv4Address(last)))
     return tuple(blocks)
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """The first and last value of each run of consecutive integers in sorted ``values``,
+    found in C: one byte per neighbouring pair, 1 where the next value follows, and a
+    search for the zeros (the ends of runs), few where the addresses are consecutive.
+
+    >>> _runs([4, 5, 6, 7, 9, 11, 12])
+    [(4, 7), (9, 9), (11, 12)]
+    """
+    if not values:
+        return []
+    follows = bytes(map((1).__eq__, map(sub, values[1:], values)))
+    runs, start, at = [], 0, follows.find(0)
+    while at >= 0:
+        runs.append((values[start], values[at]))
+        start, at = at + 1, follows.find(0, at + 1)
+    runs.append((values[start], values[-1]))
+    return runs
 
 
 def render(context: RenderContext) -> list[RenderedFile]:
