@@ -108,14 +108,20 @@ def test_the_declarations_of_a_layout_parsed_in_full_are_read_back_without_the_p
     assert other.declarations(data).source == str(tmp_path / "other.xml")
 
 
-def test_a_cache_whose_declarations_cannot_be_read_is_a_miss(ctx):
+def cached_then_spoiled(ctx, sql: str) -> bytes:
+    """The layout's bytes, once cached by a full parse and then ``sql`` run on that cache."""
     import sqlite3
 
     data = ctx.config.read_bytes()
     ctx.cluster()
     (where,) = (ctx.state / layout_cache.FOLDER).iterdir()
     with sqlite3.connect(where) as connection:
-        connection.execute('UPDATE meta SET declarations = \'{"t": "eval", "v": "1"}\'')
+        connection.execute(sql)
+    return data
+
+
+def test_a_cache_whose_declarations_cannot_be_read_is_a_miss(ctx):
+    data = cached_then_spoiled(ctx, 'UPDATE meta SET declarations = \'{"t": "eval", "v": "1"}\'')
     assert layout_cache.declarations(StatePaths(ctx.state), data, "x.xml") is None
     assert ctx.declarations(data) == parser.parse_declarations(data, str(ctx.config))
 
@@ -164,12 +170,6 @@ def test_layout_check_of_edited_bytes_validates_them_in_full(ctx):
 
 
 def test_a_cache_whose_nodes_cannot_be_read_is_a_miss(ctx):
-    import sqlite3
-
-    data = ctx.config.read_bytes()
-    ctx.cluster()
-    (where,) = (ctx.state / layout_cache.FOLDER).iterdir()
-    with sqlite3.connect(where) as connection:
-        connection.execute("UPDATE nodes SET record = 'not a node' WHERE name = 'c01'")
+    data = cached_then_spoiled(ctx, "UPDATE nodes SET record = 'not a node' WHERE name = 'c01'")
     assert layout_cache.cluster(StatePaths(ctx.state), data, "x.xml") is None
     assert ctx.cluster(cached=True) == parser.parse(data, str(ctx.config))
