@@ -23,6 +23,7 @@ import sys
 from stat import S_ISDIR, S_ISREG
 
 from dim.commands import DEFAULT_CONFIG, DEFAULT_STATE, HELP_OPTIONS
+from dim.printable import counted
 
 TYPE_CHECKING = False  # typing's own, without importing typing
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ def check_lines(report: dict) -> list[str]:
         f"{report['source']}: cluster {report['cluster']} is valid",
         f"  nodes     {report['nodes']}",
     ]
-    lines += [f"  group     {name}: {count} nodes" for name, count in report["groups"].items()]
+    lines += [f"  group     {name}: {counted(n, 'node')}" for name, n in report["groups"].items()]
     lines += [f"  network   {name}: {subnet}" for name, subnet in report["networks"].items()]
     for name, server in report["servers"].items():
         lines.append(
@@ -223,7 +224,7 @@ def check_lines(report: dict) -> list[str]:
         servers = ", ".join(f"{s} (own {a})" for s, a in failover["own_addresses"].items())
         preempt = "preempt" if failover["preempt"] else "no preempt"
         lines.append(f"  failover  {name}: {servers}; {preempt}")
-    lines += [f"  image     {name}: {count} nodes" for name, count in report["images"].items()]
+    lines += [f"  image     {name}: {counted(n, 'node')}" for name, n in report["images"].items()]
     if report["nodes_without_mac"]:
         lines.append(f"  warning: no MAC recorded for {report['nodes_without_mac']}")
     if report["macs_of_unknown_nodes"]:

@@ -371,7 +371,7 @@ class Lab:
 def fanout_seconds(err: str) -> float:
     """The seconds the fan-out itself took, from ``dim power``'s summary line on stderr
     (``8 nodes: 3 ok, 5 failed (1.6 s)``): the run without dim's start and imports."""
-    found = re.search(r"^\d+ nodes: \d+ ok, \d+ failed \((\d+\.\d) s\)$", err, re.M)
+    found = re.search(r"^\d+ nodes?: \d+ ok, \d+ failed \((\d+\.\d) s\)$", err, re.M)
     assert found, err
     return float(found.group(1))
 

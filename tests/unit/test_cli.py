@@ -15,6 +15,7 @@ def test_layout_check_summarises_a_valid_layout(dim):
     assert status == 0, err
     assert "cluster t is valid" in out
     assert "nodes     6" in out
+    assert "group     compute: 4 nodes" in out
     assert "warning: no MAC recorded for c[01-04],g[1-2]" in out
 
 

@@ -27,6 +27,7 @@ from dim.layout.model import Cluster, Node
 from dim.power import credentials
 from dim.power.credentials import CredentialStore
 from dim.power.interface import FanoutOptions, PowerResult
+from dim.printable import counted
 
 if TYPE_CHECKING:
     from dim.power.fanout import Operation
@@ -60,7 +61,7 @@ class PowerRun:
     def raise_for_failures(self) -> None:
         """Raise :class:`DimError` if any node failed."""
         if self.failed:
-            raise DimError(f"{self.failed} of {len(self.results)} nodes failed")
+            raise DimError(f"{self.failed} of {counted(len(self.results), 'node')} failed")
 
 
 @dataclass(frozen=True, slots=True)

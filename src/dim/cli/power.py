@@ -23,6 +23,7 @@ from dim.errors import UsageError
 from dim.inventory import fold
 from dim.power import credentials
 from dim.power.interface import ACTIONS, DEVICES, FanoutOptions, summarize
+from dim.printable import counted
 
 DEFAULT_CONFIRM_ABOVE = 10
 DISRUPTIVE = ("off", "reset", "cycle", "soft")
@@ -107,11 +108,11 @@ def confirm(action: str, names: list[str], confirm_above: int = DEFAULT_CONFIRM_
 
 
 def _confirm(action: str, names: list[str]) -> None:
-    question = f"{action} {len(names)} nodes ({fold(names)})?"
+    question = f"{action} {counted(len(names), 'node')} ({fold(names)})?"
     if not sys.stdin.isatty():
         raise UsageError(
-            f"{action} on {len(names)} nodes needs a confirmation, and there is no terminal "
-            "to ask on",
+            f"{action} on {counted(len(names), 'node')} needs a confirmation, and there is no "
+            "terminal to ask on",
             hint="pass --yes",
         )
     if not click.confirm(question, default=False, err=True):
@@ -130,7 +131,8 @@ def _report(run: PowerRun, as_json: bool) -> None:
             click.echo(f"{row[0]:<{max(len(r[0]) for r in rows)}}  {row[1]}")
         ok = summary.total - summary.failed
         click.echo(
-            f"{summary.total} nodes: {ok} ok, {summary.failed} failed ({run.seconds:.1f} s)",
+            f"{counted(summary.total, 'node')}: {ok} ok, {summary.failed} failed "
+            f"({run.seconds:.1f} s)",
             err=True,
         )
     run.raise_for_failures()

@@ -37,3 +37,8 @@ def test_a_run_without_failures_raises_nothing():
     run = power.PowerRun((result("a", True), result("b", True)), 0.1)
     assert run.failed == 0
     run.raise_for_failures()
+
+
+def test_the_failure_of_a_lone_node_is_counted_in_the_singular():
+    with pytest.raises(DimError, match=r"^1 of 1 node failed$"):
+        power.PowerRun((result("a", False),), 0.1).raise_for_failures()
