@@ -24,7 +24,7 @@ buffers (megabytes: the old test of 256 KiB pieces entering them)::
 
     2,500 files sent at once, T = 20 s: each must take 104 bytes in every 20 s
     one file alone:                     256 KiB in every 20 s (12.8 kB/s)
-    a client that stops reading:        nothing in a window of 20 s: cut within 40 s
+    a client that stops reading:        nothing in the last 20 s: cut within 25 s
 
 The price: while N files are sent, a slow reader is held as long as it takes 1/N of the floor;
 as the storm ends, its share grows back to the whole floor and it is cut. The count is the
@@ -35,6 +35,7 @@ one, still far below a storm's share).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import mimetypes
 import os
@@ -158,10 +159,14 @@ class SentFile(web.StreamResponse):
 
 
 class Floor:
-    """Every ``period`` seconds of a file's sending: has the client taken its share of
-    ``floor`` bytes? If not, the send's deadline is moved to now, which cuts it."""
+    """Has the client taken its share of ``floor`` bytes in the last ``period`` seconds of
+    its file's sending? Asked every quarter period, over the last whole period (a client that
+    stops reading is cut 1¼ periods later, not 2); if not, the send's deadline is moved to
+    now, which cuts it."""
 
-    __slots__ = ("sent", "why", "_sock", "_senders", "_period", "_floor", "_timer", "_start")
+    STEPS = 4  # looks per period
+
+    __slots__ = ("sent", "why", "_sock", "_senders", "_period", "_floor", "_timer", "_looks")
 
     def __init__(
         self, transport: asyncio.BaseTransport, senders: Senders, period: float, floor: int
@@ -173,30 +178,39 @@ class Floor:
         self._period = period
         self._floor = floor
         self._timer: asyncio.TimerHandle | None = None
-        self._start = (0.0, 0.0, 0)  # the window's (time, senders' area, bytes taken)
+        # the last period's looks, oldest first: (time, senders' area, bytes taken)
+        self._looks: collections.deque[tuple[float, float, int]] = collections.deque(
+            maxlen=self.STEPS + 1
+        )
 
     def watch(self, deadline: asyncio.Timeout) -> None:
+        """Look now, and again every quarter period until :meth:`stop`."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        self._start = (now, self._senders.area(now), self._taken())
-        self._timer = loop.call_at(now + self._period, self._check, deadline)
+        self._looks.append((now, self._senders.area(now), self._taken()))
+        if len(self._looks) > self.STEPS and self._short(now):
+            deadline.reschedule(now)
+            return
+        self._timer = loop.call_at(now + self._period / self.STEPS, self._look, deadline)
 
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _check(self, deadline: asyncio.Timeout) -> None:
+    def _look(self, deadline: asyncio.Timeout) -> None:
         self._timer = None
-        now = asyncio.get_running_loop().time()
-        began, area, taken = self._start
-        # files sent at once, on average over the window (3 decimals: 1.0 for a file alone)
-        sharing = max(1.0, round((self._senders.area(now) - area) / max(now - began, 1e-9), 3))
+        self.watch(deadline)
+
+    def _short(self, now: float) -> bool:
+        """Whether the client took less than its share over the last period (then ``why``)."""
+        (began, area, taken), (_, area_now, taken_now) = self._looks[0], self._looks[-1]
+        # files sent at once, on average over the period (3 decimals: 1.0 for a file alone)
+        sharing = max(1.0, round((area_now - area) / max(now - began, 1e-9), 3))
         needed = int(self._floor / sharing)
-        progress = self._taken() - taken
+        progress = taken_now - taken
         if progress >= needed:
-            self.watch(deadline)
-            return
+            return False
         share = (
             f"{self._floor >> 10} KiB"
             if sharing == 1.0
@@ -204,7 +218,7 @@ class Floor:
             f"files sent at once"
         )
         self.why = f"took more than {self._period:g} s to receive {share} ({progress} bytes taken)"
-        deadline.reschedule(now)
+        return True
 
     def _taken(self) -> int:
         """Bytes the client acknowledged, or else the bytes handed to the kernel."""
