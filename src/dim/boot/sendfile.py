@@ -134,8 +134,8 @@ class SentFile(web.StreamResponse):
             await loop.sendfile(transport, handle, offset, count)
             return
         end = offset + count
-        self.senders.add(loop.time(), 1)
         floor = Floor(transport, self.senders, self.send_timeout, self.PIECE)
+        self.senders.add(loop.time(), 1)
         try:
             async with asyncio.timeout(None) as deadline:
                 floor.watch(deadline)
