@@ -21,7 +21,7 @@ from aiohttp import ClientSession
 from dim.boot import targets
 from dim.boot.builds import find_build
 from dim.boot.connections import Limits, one_line
-from dim.boot.sendfile import byte_range
+from dim.boot.sendfile import Senders, byte_range
 from dim.boot.serve import RECORDER, BootRecorder, BootService, Outage, start
 from dim.cli import main
 from dim.errors import StateUnavailable
@@ -785,6 +785,18 @@ def test_a_storms_clients_taking_their_share_are_not_cut_and_a_slow_reader_among
     assert share in lines[0]
     assert slow < 8 << 20
     assert [received > 8 << 20 for received, _ in steady] == [True] * 15  # head and file
+
+
+def test_the_files_sent_at_once_are_counted_over_time_not_at_the_moment_of_a_look():
+    """A storm that ends just before a client's floor is looked at still shared its period:
+    1 file for 4 s and 15 more for 2 of them is 34 file-seconds, 8.5 files on average."""
+    senders = Senders()
+    senders.add(0.0, 1)
+    began = senders.area(0.0)  # a look at the start of the period
+    senders.add(1.0, 15)
+    senders.add(3.0, -15)
+    assert senders.count == 1
+    assert senders.area(4.0) - began == 34.0
 
 
 def test_a_slow_reader_alone_is_cut_below_256_kib_per_send_timeout(service, site, caplog):
