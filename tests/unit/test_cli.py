@@ -373,7 +373,27 @@ def test_layout_check_warns_of_this_machines_neighbour_table_too_small_for_its_n
     ) in out
     assert out.count("  warning: net.ipv4.neigh.default.gc_thresh") == 3
     assert main([*argv, "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["warnings"]) == 3
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert len([w for w in warnings if "gc_thresh" in w]) == 3
+
+
+def test_layout_check_on_a_dnsmasq_server_warns_of_its_size_and_of_dim_dns_missing(
+    tmp_path, capsys, monkeypatch
+):
+    from tests.unit.services.test_limits import RACKS
+
+    layout = tmp_path / "racks.xml"
+    layout.write_text(RACKS.replace("@dhcp", "dnsmasq"))
+    monkeypatch.setattr("dim.actions.layout._local_addresses", lambda: {"10.80.0.2"})
+    monkeypatch.setattr("dim.services.units.installed", lambda unit: False)
+    argv = ["--config", str(layout), "--state", str(tmp_path / "state"), "layout", "check"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "  warning: server srv serves 2000 nodes with dnsmasq's DHCP, too slow past " in out
+    assert "  warning: dim-dns.service is not installed on this machine (server srv, " in out
+    monkeypatch.setattr("dim.services.units.installed", lambda unit: True)
+    assert main(argv) == 0
+    assert "dim-dns.service" not in capsys.readouterr().out
 
 
 def test_apply_installs_the_neighbour_tables_sysctl_file_for_2000_nodes(tmp_path, capsys):

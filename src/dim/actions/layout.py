@@ -5,10 +5,11 @@
     report = check(ctx)   # summary(...) and "warnings": one line each (dim.services.limits)
 
 The limits dim sets itself (daemon settings, the server's sysctl file) are not warnings; what
-it cannot set is: more nodes than nfs-ganesha can hold, and, on a machine that holds a
-server's address, a neighbour threshold or the default receive buffer below what that
-server's nodes need (until
-``dim apply`` loads its sysctl file, or when something else lowered it since).
+it cannot set is: more nodes than nfs-ganesha can hold, more than dnsmasq's DHCP answers in a
+boot storm, and, on a machine that holds a server's address, a neighbour threshold or the
+default receive buffer below what that server's nodes need (until ``dim apply`` loads its
+sysctl file, or when something else lowered it since), or the DNS-only dnsmasq's unit
+missing (:mod:`dim.services.units`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from dim.actions.context import Context
 from dim.inventory import summary
 from dim.layout.model import Cluster
-from dim.services import limits
+from dim.services import limits, units
 
 
 def check(ctx: Context) -> dict:
@@ -29,6 +30,7 @@ def check(ctx: Context) -> dict:
     local = local_servers(inventory.cluster)
     current = _thresholds() if local else {}
     report["warnings"] = limits.shortfalls(inventory, local, current)
+    report["warnings"] += units.missing(inventory.cluster, local, units.installed)
     return report
 
 

@@ -9,10 +9,13 @@ logs each malformed request with a multi-line traceback. Here, per worker proces
                                                                 sent part of a head)
     answer taken ──keepalive_timeout──> next complete head      else closed (aiohttp's timer,
                                                                 held while the client still
-                                                                takes the answer's last bytes)
+                                                                takes the answer's last bytes;
+                                                                a debug log line)
     head read ──body_timeout──> rest of a body nobody asked for else closed (aiohttp's
                                                                 lingering time)
-    file sent ──send_timeout──> each 256 KiB taken by the client else cut (dim.boot.sendfile)
+    file sent ──send_timeout──> its share of 256 KiB taken      else cut (dim.boot.sendfile:
+                                                                the share of the files sent
+                                                                at once)
     open connections ≥ max_connections ──> a new one gets 503 and is closed at once
 
 A malformed request (bad HTTP version, NUL in the target, negative Content-Length, both
@@ -68,7 +71,9 @@ class Limits:
     body_timeout: float = 10.0
     keepalive_timeout: float = 15.0
     max_connections: int = 2048
-    send_timeout: float = 20.0  # for each 256 KiB of a file (dim.boot.sendfile.SentFile.PIECE)
+    # in which a client takes its share of 256 KiB (dim.boot.sendfile: 256 KiB alone, 1/N of it
+    # among N files sent at once)
+    send_timeout: float = 20.0
 
     def handler_options(self) -> dict[str, Any]:
         """What aiohttp's request handler takes of these (the rest is :class:`Connections`')."""
@@ -165,7 +170,18 @@ class GuardedHandler(RequestHandler):
         if waiting and waiting != self._unacknowledged and not self._force_close:
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         self._unacknowledged = waiting
+        closing = self._force_close
         super()._process_keepalive()
+        if self._force_close and not closing:  # a storm's "Server disconnected" shows here
+            idle = self._loop.time() - (self._next_keepalive_close_time - self._keepalive_timeout)
+            log.debug(
+                "%s closed: idle for %.1f s after %d request%s (--keepalive-timeout %g s)",
+                self._client,
+                idle,
+                self._request_count,
+                "" if self._request_count == 1 else "s",
+                self._keepalive_timeout,
+            )
 
     def _head_late(self) -> None:
         self._head_timer = None

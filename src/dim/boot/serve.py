@@ -51,7 +51,7 @@ from aiohttp.abc import AbstractAccessLogger
 from dim.boot.builds import FILES as BOOT_FILES
 from dim.boot.builds import BootBuild, find_build
 from dim.boot.connections import REFUSED, GuardedSite, Limits, raise_file_limit
-from dim.boot.sendfile import SEND_CUT, SentFile
+from dim.boot.sendfile import SEND_CUT, Senders, SentFile
 from dim.boot.targets import Snapshot
 from dim.errors import DimError, StateUnavailable
 from dim.inventory import server_name as choose_server
@@ -488,6 +488,7 @@ class BootRecorder:
 SERVICE = web.AppKey("service", BootService)
 RECORDER = web.AppKey("recorder", BootRecorder)
 LIMITS = web.AppKey("limits", Limits)
+SENDERS = web.AppKey("senders", Senders)  # the files this worker is sending at once
 
 
 def make_app(service: BootService, limits: Limits = DEFAULT_LIMITS) -> web.Application:
@@ -495,6 +496,7 @@ def make_app(service: BootService, limits: Limits = DEFAULT_LIMITS) -> web.Appli
     app = web.Application(middlewares=[_dim_errors])
     app[SERVICE] = service
     app[LIMITS] = limits
+    app[SENDERS] = Senders()
     app[RECORDER] = BootRecorder(service.database, service.outage)
     app.on_startup.append(_start_recorder)
     app.on_cleanup.append(_stop_recorder)
@@ -564,7 +566,7 @@ async def _boot_file(request: web.Request) -> web.StreamResponse:
     found = request.app[SERVICE].boot_file(info["image"], info["file"], info.get("version"))
     if isinstance(found, Answer):
         return _reply(found)
-    return SentFile(found, BINARY, send_timeout=request.app[LIMITS].send_timeout)
+    return _sent(request, found, BINARY)
 
 
 async def _static(request: web.Request) -> web.StreamResponse:
@@ -573,7 +575,13 @@ async def _static(request: web.Request) -> web.StreamResponse:
         if found.status == 403:
             log.warning("refused: %s asked for %s", request.remote, request.raw_path[:200])
         return _reply(found)
-    return SentFile(found, send_timeout=request.app[LIMITS].send_timeout)
+    return _sent(request, found)
+
+
+def _sent(request: web.Request, path: Path, kind: str | None = None) -> SentFile:
+    """``path`` sent within the send timeout, its floor shared with the worker's other files."""
+    timeout = request.app[LIMITS].send_timeout
+    return SentFile(path, kind, send_timeout=timeout, senders=request.app[SENDERS])
 
 
 class RequestLog(AbstractAccessLogger):

@@ -65,7 +65,8 @@ from dim.services import limits
     type=click.FloatRange(0.1, 3600),
     default=20.0,
     show_default=True,
-    help="Seconds a client may take to receive each 256 KiB of a file before it is cut.",
+    help="Seconds in which a client must take 256 KiB of a file, shared by the files sent "
+    "at once (1/N of it among N), or be cut.",
 )
 @click.option(
     "--max-connections",

@@ -35,13 +35,14 @@ from dim.services.limits import SYSCTL_CONF
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
 from dim.services.rendering import RenderedFile
+from dim.services.units import DNS_RELOAD
 
 DEFAULT_RELOAD = {
     "dnsmasq": "systemctl restart dnsmasq",
     "kea": "systemctl reload kea-dhcp4-server",
     "isc": "systemctl restart isc-dhcp-server",
     "tftp": "systemctl restart dnsmasq",
-    "dns": "systemctl restart dim-dns",
+    "dns": DNS_RELOAD,
     "ganesha": "systemctl restart nfs-ganesha",
     "kernel": "exportfs -ra",
     "keepalived": "systemctl reload keepalived",

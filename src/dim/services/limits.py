@@ -47,6 +47,11 @@ Every default below suits a home router, not a segment of thousands of nodes::
   holds one TCP connection per server, and a rebooted node's old one lingers until
   ``RPC_Idle_Timeout_S`` (300 s): two per node. Past 10,000 ganesha cannot follow:
   ``dim layout check`` warns. (ganesha raises its own open-file limit to the hard one.)
+- **dnsmasq's DHCP** has no setting to raise: one process answers a storm one packet at a
+  time. At 2,500 nodes booting at once it answered iPXE slower than iPXE's 1-second retries:
+  1,400 to 2,000 nodes needed a second round of the iPXE DHCP, and 72 failed (median of three
+  storms, docs/benchmarks.md, branch i14-dhcp4). Past about 1,000 nodes on one dnsmasq server
+  ``dim layout check`` advises Kea or ISC dhcpd.
 
 A value is None where the daemon's default already holds the nodes: small clusters' files do
 not change. In a failover set a server may hold every node of the set, and is sized so.
@@ -69,6 +74,7 @@ TFTP_MAX_CEILING = 20_000  # a UDP port and a descriptor each: within 65,536 fil
 SERVE_CONNECTIONS = 2048
 GANESHA_CONNECTIONS = 1024
 GANESHA_MAX_CONNECTIONS = 10_000
+DNSMASQ_STORM_NODES = 1000  # booting at once, past which dnsmasq's DHCP answers iPXE too late
 # the default of datagram sockets that set none (rmem_max, the most one may ask, is left alone:
 # a site may have raised it for other needs)
 RECEIVE_BUFFER_KEY = "net.core.rmem_default"
@@ -122,8 +128,9 @@ def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
 
 def shortfalls(inventory: Inventory, local: list[str], current: dict[str, int]) -> list[str]:
     """What ``dim layout check`` warns of, one line each: a ganesha server with more nodes
-    than ganesha can hold, and for the servers of this machine (``local``), a neighbour
-    threshold (``current``: key -> value here) below what their nodes need."""
+    than ganesha can hold, a dnsmasq server with more nodes than dnsmasq's DHCP answers in
+    a storm, and for the servers of this machine (``local``), a neighbour threshold
+    (``current``: key -> value here) below what their nodes need."""
     lines = []
     for name, server in inventory.cluster.servers.items():
         needs = server_needs(inventory, name)
@@ -133,6 +140,12 @@ def shortfalls(inventory: Inventory, local: list[str], current: dict[str, int]) 
                 f"{GANESHA_MAX_CONNECTIONS} connections (RPC_Max_Connections): after a reboot "
                 f"of them all, {needs.ganesha_short} wait up to 300 s (RPC_Idle_Timeout_S) for "
                 f"their old ones to go; split the nodes over more servers"
+            )
+        if server.dhcp == "dnsmasq" and needs.nodes > DNSMASQ_STORM_NODES:
+            lines.append(
+                f"server {name} serves {needs.nodes} nodes with dnsmasq's DHCP, too slow past "
+                f"about {DNSMASQ_STORM_NODES} booting at once (of 2500: 1400 to 2000 needed a "
+                f'second iPXE DHCP round, 72 failed): take dhcp="kea" or dhcp="isc"'
             )
         if name not in local:
             continue

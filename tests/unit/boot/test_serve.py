@@ -9,6 +9,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from aiohttp import ClientSession
 from dim.boot import targets
 from dim.boot.builds import find_build
 from dim.boot.connections import Limits, one_line
-from dim.boot.sendfile import byte_range
+from dim.boot.sendfile import Senders, byte_range
 from dim.boot.serve import RECORDER, BootRecorder, BootService, Outage, start
 from dim.cli import main
 from dim.errors import StateUnavailable
@@ -601,15 +602,24 @@ def test_a_half_sent_request_head_is_closed_after_the_header_timeout(service, ca
     assert closed == ["127.0.0.1 closed: no complete request head within 0.5 s (41 bytes received)"]
 
 
-def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout(service):
+def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout(service, caplog):
     http = Http(service, Limits(header_timeout=30, keepalive_timeout=0.5))
     try:
         request = b"GET /sub/hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
-        received, after = exchange(http, request)
+        with caplog.at_level(logging.DEBUG, "dim.serve"):
+            received, after = exchange(http, request + request)
     finally:
         http.close()
     assert received.startswith(b"HTTP/1.1 200 OK") and received.endswith(b"\r\n\r\nhello\n")
+    assert received.count(b"HTTP/1.1 200 OK") == 2
     assert 0.4 < after < 5
+    (line,) = [r for r in caplog.records if "idle" in r.getMessage()]
+    assert line.levelno == logging.DEBUG
+    client, idle = re.fullmatch(
+        r"(\S+) closed: idle for ([0-9.]+) s after 2 requests \(--keepalive-timeout 0.5 s\)",
+        line.getMessage(),
+    ).groups()
+    assert client == "127.0.0.1" and 0.5 <= float(idle) < 5
 
 
 def test_a_slow_request_body_is_cut_after_the_body_timeout(service):
@@ -718,6 +728,89 @@ def test_a_slow_steady_client_is_not_cut_while_it_takes_its_share(service, site,
         http.close()
     assert "cut:" not in caplog.text
     assert received > 12 << 20  # the head and every byte of the file
+
+
+async def read_paced(
+    http: Http, path: str, chunk: int, pause: float, paced_for: float
+) -> tuple[int, float]:
+    """GET ``path`` and read ``chunk`` bytes every ``pause`` s for ``paced_for`` s, then the
+    rest at once: bytes received (head included) and when the server ended the connection."""
+    loop = http.loop
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (http.host, http.port))
+    await loop.sock_sendall(sock, f"GET {path} HTTP/1.0\r\n\r\n".encode())
+    started = time.monotonic()
+    received = 0
+    try:
+        while time.monotonic() - started < paced_for:
+            data = await loop.sock_recv(sock, chunk)
+            if not data:
+                return received, time.monotonic() - started
+            received += len(data)
+            await asyncio.sleep(pause)
+        while data := await loop.sock_recv(sock, 1 << 20):
+            received += len(data)
+    except ConnectionResetError:
+        pass
+    finally:
+        sock.close()
+    return received, time.monotonic() - started
+
+
+def test_a_storms_clients_taking_their_share_are_not_cut_and_a_slow_reader_among_them_is(
+    service, site, caplog
+):
+    """16 files at once, the floor 256 KiB per 0.5 s (512 kB/s): 15 clients reading 200 kB/s
+    each (a storm's share of the link) are served whole; one reading 5 kB/s is cut within its
+    first window, below its 16 KiB share. The per-connection floor cut all 16."""
+    with open(site / "http" / "big.img", "wb") as big:
+        big.truncate(8 << 20)  # more than loopback's socket buffers and 3 s of reading
+    http = Http(service, Limits(send_timeout=0.5))
+
+    async def storm() -> list[tuple[int, float]]:
+        steady = [read_paced(http, "/big.img", 8192, 0.04, 3.0) for _ in range(15)]
+        slow = read_paced(http, "/big.img", 1024, 0.2, 10.0)
+        return await asyncio.gather(slow, *steady)
+
+    try:
+        with caplog.at_level(logging.INFO, "dim.serve"):
+            (slow, _), *steady = http.loop.run_until_complete(storm())
+    finally:
+        http.close()
+    lines = [r.getMessage() for r in caplog.records if "GET /big.img" in r.getMessage()]
+    assert [" cut: " in line for line in lines] == [True] + [False] * 15  # cut while shared
+    share = "cut: took more than 0.5 s to receive 16384 bytes, its share of 256 KiB among 16 "
+    assert share in lines[0]
+    assert slow < 8 << 20
+    assert [received > 8 << 20 for received, _ in steady] == [True] * 15  # head and file
+
+
+def test_the_files_sent_at_once_are_counted_over_time_not_at_the_moment_of_a_look():
+    """A storm that ends just before a client's floor is looked at still shared its period:
+    1 file for 4 s and 15 more for 2 of them is 34 file-seconds, 8.5 files on average."""
+    senders = Senders()
+    senders.add(0.0, 1)
+    began = senders.area(0.0)  # a look at the start of the period
+    senders.add(1.0, 15)
+    senders.add(3.0, -15)
+    assert senders.count == 1
+    assert senders.area(4.0) - began == 34.0
+
+
+def test_a_slow_reader_alone_is_cut_below_256_kib_per_send_timeout(service, site, caplog):
+    with open(site / "http" / "big.img", "wb") as big:
+        big.truncate(8 << 20)
+    http = Http(service, Limits(send_timeout=0.5))
+    try:
+        with caplog.at_level(logging.INFO, "dim.serve"):
+            run = read_paced(http, "/big.img", 8192, 0.04, 10.0)  # 200 kB/s
+            received, after = http.loop.run_until_complete(run)
+    finally:
+        http.close()
+    assert "cut: took more than 0.5 s to receive 256 KiB" in caplog.text
+    assert received < 8 << 20 and after < 5
 
 
 def tcp_state(sock: socket.socket) -> int:

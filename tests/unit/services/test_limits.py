@@ -154,7 +154,7 @@ DEFAULTS = dict(zip(limits.THRESHOLD_KEYS, limits.KERNEL_NEIGHBOUR_THRESHOLDS, s
 
 
 def test_a_server_of_this_machine_with_default_thresholds_gets_one_warning_per_threshold():
-    lines = limits.shortfalls(racks(), ["srv"], DEFAULTS)
+    lines = limits.shortfalls(racks("kea"), ["srv"], DEFAULTS)
     assert lines == [
         f"net.ipv4.neigh.default.gc_thresh{n} is {now} on this machine (server srv), {needed} "
         f"needed for its 4000 node addresses: dim apply sets it in {SYSCTL_CONF}"
@@ -164,21 +164,37 @@ def test_a_server_of_this_machine_with_default_thresholds_gets_one_warning_per_t
 
 def test_a_receive_buffer_too_small_for_the_dhcp_burst_is_a_warning():
     current = dict.fromkeys(limits.THRESHOLD_KEYS, 1 << 20) | {limits.RECEIVE_BUFFER_KEY: 212992}
-    assert limits.shortfalls(racks(), ["srv"], current) == [
+    assert limits.shortfalls(racks("kea"), ["srv"], current) == [
         "net.core.rmem_default is 212992 on this machine (server srv), 4194304 needed for the "
         f"DHCP burst of its 2000 nodes: dim apply sets it in {SYSCTL_CONF}"
     ]
-    assert limits.shortfalls(racks(), ["srv"], current | {limits.RECEIVE_BUFFER_KEY: 1 << 23}) == []
+    enough = current | {limits.RECEIVE_BUFFER_KEY: 1 << 23}
+    assert limits.shortfalls(racks("kea"), ["srv"], enough) == []
 
 
 def test_thresholds_high_enough_or_another_machines_server_warn_of_nothing():
     enough = dict.fromkeys(limits.THRESHOLD_KEYS, 1 << 20)
-    assert limits.shortfalls(racks(), ["srv"], enough) == []
-    assert limits.shortfalls(racks(), [], DEFAULTS) == []
+    assert limits.shortfalls(racks("kea"), ["srv"], enough) == []
+    assert limits.shortfalls(racks("kea"), [], DEFAULTS) == []
 
 
 def test_more_nodes_than_ganesha_can_hold_after_a_reboot_is_a_warning():
-    cluster = parse(RACKS.replace("@dhcp", "dnsmasq").replace("r[01-08]", "r[01-24]").encode())
+    cluster = parse(RACKS.replace("@dhcp", "kea").replace("r[01-08]", "r[01-24]").encode())
     (line,) = limits.shortfalls(Inventory(cluster, {}, {}), [], {})
     assert line.startswith("server srv serves 6000 nodes over nfs-ganesha, which holds at most ")
     assert "2000 wait up to 300 s" in line
+
+
+def test_a_dnsmasq_server_of_more_than_1000_nodes_is_advised_kea_or_dhcpd_wherever_it_runs():
+    (line,) = limits.shortfalls(racks(), [], {})
+    assert line == (
+        "server srv serves 2000 nodes with dnsmasq's DHCP, too slow past about 1000 booting at "
+        "once (of 2500: 1400 to 2000 needed a second iPXE DHCP round, 72 failed): take "
+        'dhcp="kea" or dhcp="isc"'
+    )
+
+
+@pytest.mark.parametrize(("dhcp", "racks_of"), [("dnsmasq", "r[01-04]"), ("kea", "r[01-08]")])
+def test_up_to_1000_nodes_on_dnsmasq_or_any_number_on_kea_is_no_warning(dhcp, racks_of):
+    layout = RACKS.replace("@dhcp", dhcp).replace("r[01-08]", racks_of)
+    assert limits.shortfalls(Inventory(parse(layout.encode()), {}, {}), [], {}) == []
