@@ -40,6 +40,10 @@ class Server:
     # TFTP beside Kea or ISC dhcpd, which have none: dnsmasq in TFTP-only mode, rendered by dim,
     # or none (the site runs its own). A dnsmasq server serves TFTP itself either way.
     tftp: str = "dnsmasq"
+    # What answers the boot URL (http-port): dim serve, which answers each node's boot script
+    # itself, or none (the site's own HTTP server at http_root, which needs the per-MAC
+    # script links that dim serve does not: docs/booting.md).
+    http: str = "dim"
     http_port: int = 8080
     interface: str | None = None
     tftp_root: str = "/srv/dim/tftp"

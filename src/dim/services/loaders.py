@@ -6,7 +6,7 @@ link per loader; the node's own identity comes from DHCP (host name and address)
 
     <http_root>/boot.ipxe                        chains to dim/nodes/${mac:hexhyp}.ipxe
     <http_root>/dim/images/<image>.ipxe          kernel, initrd and arguments of an image
-    <http_root>/dim/nodes/52-54-00-00-00-01.ipxe -> ../images/<image>.ipxe
+    <http_root>/dim/nodes/52-54-00-00-00-01.ipxe -> ../images/<image>.ipxe   (http="none")
     <tftp_root>/pxelinux.cfg/dim-<image>         PXELINUX, legacy BIOS
     <tftp_root>/pxelinux.cfg/01-52-54-00-00-00-01 -> dim-<image>
     <tftp_root>/grub/grub.cfg                    GRUB for UEFI, sources grub/nodes/<mac>.cfg
@@ -23,6 +23,12 @@ found" there, measured in the lab). So the TFTP root holds a link to each image'
 boot build (as of this ``dim apply``; none while the image has no build). The loader programs
 themselves are not rendered: ``dim apply`` copies them from Debian's packages
 (:mod:`dim.services.clients`).
+
+The iPXE links per MAC are rendered only for a server whose boot URL is not answered by
+``dim serve`` (``http="none"``: the site's own HTTP server at the HTTP root). ``dim serve``
+answers ``/dim/nodes/<mac>.ipxe`` from the state DB and never reads them: on its servers (the
+default) they would be a third of the files of a full apply, 100,000 links at 100,000 nodes,
+for no reader.
 """
 
 from __future__ import annotations
@@ -121,11 +127,11 @@ def render(context: RenderContext) -> list[RenderedFile]:
 
 
 def _all_node_links(context: RenderContext) -> list[RenderedFile]:
-    """:func:`node_links` of every node with a MAC and an image: 300,000 links at 100,000
-    nodes, built column by column (a comprehension, a ``map`` or :func:`affixed` per column,
-    each a loop in C or nearly: a Python loop over the nodes, with a call and a list per
-    node, cost three times as much), in the same order: each node's iPXE, PXELINUX and GRUB
-    link in turn."""
+    """:func:`node_links` of every node with a MAC and an image: 200,000 links at 100,000
+    nodes (300,000 with ``http="none"``), built column by column (a comprehension, a ``map``
+    or :func:`affixed` per column, each a loop in C or nearly: a Python loop over the nodes,
+    with a call and a list per node, cost three times as much), in the same order: each
+    node's iPXE (``http="none"`` only), PXELINUX and GRUB link in turn."""
     server, cluster = context.server, context.inventory.cluster
     macs, images = context.inventory.macs, context.inventory.images
     nodes = context.nodes()
@@ -155,31 +161,35 @@ def _all_node_links(context: RenderContext) -> list[RenderedFile]:
     if len(hyphens) != len(found):  # a MAC with a newline (never from dim): one by one
         hyphens = [mac.replace(":", "-") for mac in found]  # type: ignore[union-attr]
     none = repeat(None)
-    return list(
-        chain.from_iterable(
-            zip(
-                map(
-                    RenderedFile,
-                    affixed(f"{server.http_root}/dim/nodes/", hyphens, ".ipxe"),
-                    none,
-                    map(ipxe.__getitem__, stem_of),
-                ),
-                map(
-                    RenderedFile,
-                    affixed(f"{server.tftp_root}/pxelinux.cfg/01-", hyphens, ""),
-                    none,
-                    map(pxelinux.__getitem__, stem_of),
-                ),
-                map(
-                    RenderedFile,
-                    affixed(f"{server.tftp_root}/grub/nodes/", found, ".cfg"),  # type: ignore[arg-type]
-                    none,
-                    map(grub.__getitem__, stem_of),
-                ),
-                strict=True,
-            )
+    columns = [
+        map(
+            RenderedFile,
+            affixed(f"{server.tftp_root}/pxelinux.cfg/01-", hyphens, ""),
+            none,
+            map(pxelinux.__getitem__, stem_of),
+        ),
+        map(
+            RenderedFile,
+            affixed(f"{server.tftp_root}/grub/nodes/", found, ".cfg"),  # type: ignore[arg-type]
+            none,
+            map(grub.__getitem__, stem_of),
+        ),
+    ]
+    if needs_ipxe_links(server):
+        ipxe_links = map(
+            RenderedFile,
+            affixed(f"{server.http_root}/dim/nodes/", hyphens, ".ipxe"),
+            none,
+            map(ipxe.__getitem__, stem_of),
         )
-    )
+        columns.insert(0, ipxe_links)
+    return list(chain.from_iterable(zip(*columns, strict=True)))
+
+
+def needs_ipxe_links(server: Server) -> bool:
+    """Whether ``server``'s HTTP root needs a script per MAC: only when its boot URL is not
+    answered by ``dim serve``, which answers ``/dim/nodes/<mac>.ipxe`` itself."""
+    return server.http == "none"
 
 
 def node_links(server: Server, mac: str, image: str) -> list[RenderedFile]:
@@ -191,8 +201,12 @@ def node_links(server: Server, mac: str, image: str) -> list[RenderedFile]:
     """
     hyphens = mac.replace(":", "-")
     http, tftp = server.http_root, server.tftp_root
-    return [
-        RenderedFile(f"{http}/dim/nodes/{hyphens}.ipxe", link=f"../images/{image}.ipxe"),
+    links = [
         RenderedFile(f"{tftp}/pxelinux.cfg/01-{hyphens}", link=f"dim-{image}"),
         RenderedFile(f"{tftp}/grub/nodes/{mac}.cfg", link=f"../dim-{image}.cfg"),
     ]
+    if needs_ipxe_links(server):
+        links.insert(
+            0, RenderedFile(f"{http}/dim/nodes/{hyphens}.ipxe", link=f"../images/{image}.ipxe")
+        )
+    return links

@@ -1,8 +1,9 @@
 """An incremental ``dim apply`` installs what a full one would, byte for byte, after any changes.
 
 A seeded random walk of MACs set, imported and cleared, images assigned, nodes switched and
-cluster.xml edited; after every step one incremental apply into a root kept from step to step
-(which learns what changed from the state DB's change journal), then a full apply in dry-run
+cluster.xml edited (the iPXE links per MAC asked for or not, among others); after every step
+one incremental apply into a root kept from step to step (which learns what changed from the
+state DB's change journal), then a full apply in dry-run
 mode on that root, which must find nothing to change, and the boot targets that ``dim serve``
 falls back on compared with a full rewrite's; every few steps a full
 apply into a fresh root too, and the two trees compared: every file's bytes and mode, every
@@ -40,7 +41,7 @@ LAYOUT = """<?xml version="1.0"?>
   <network name="boot" subnet="10.30.0.0/16" gateway="10.30.0.1"/>
   <network name="fast" subnet="10.31.0.0/16"/>
   <network name="bmc" subnet="10.32.0.0/16"/>
-  <server name="srv" address="10.30.0.2" dhcp="{dhcp}" nfs="kernel"/>
+  <server name="srv" address="10.30.0.2" dhcp="{dhcp}" nfs="kernel" http="{http}"/>
   <image name="alpha"><persist path="/etc"/><volatile path="/tmp"/></image>
   <image name="beta"><persist path="/etc"/></image>
   <group name="rack" nodes="r[1-2]n[001-{rack}]" image="beta">
@@ -58,8 +59,8 @@ LAYOUT = """<?xml version="1.0"?>
 RACKS = (40, 50, 60)  # nodes per rack, as cluster.xml is edited
 
 
-def _layout(dhcp: str, rack: int = 50, override: str = "alpha") -> bytes:
-    return LAYOUT.format(dhcp=dhcp, rack=f"{rack:03}", override=override).encode()
+def _layout(dhcp: str, rack: int = 50, override: str = "alpha", http: str = "dim") -> bytes:
+    return LAYOUT.format(dhcp=dhcp, rack=f"{rack:03}", override=override, http=http).encode()
 
 
 def _tree(root: Path) -> dict[str, tuple]:
@@ -132,8 +133,10 @@ def _step(ctx: Context, rng: random.Random, names: list[str], dhcp: str) -> str:
         nodes.switch(ctx, node, "alpha")
         return f"switch {node} alpha"
     rack, override = rng.choice(RACKS), rng.choice(["alpha", "beta"])
-    ctx.config.write_bytes(_layout(dhcp, rack, override))
-    return f"cluster.xml: rack of {rack}, override {override}"
+    # http="none": the iPXE links per MAC come, and with "dim" go (dim.services.loaders)
+    http = rng.choice(["dim", "none"])
+    ctx.config.write_bytes(_layout(dhcp, rack, override, http))
+    return f"cluster.xml: rack of {rack}, override {override}, http {http}"
 
 
 # Kea's file is rendered whole every time (dim.services.incremental): fewer steps prove it.
@@ -149,7 +152,7 @@ def test_incremental_applies_install_what_a_full_apply_installs_after_random_cha
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     config = tmp_path / "cluster.xml"
-    config.write_bytes(_layout(dhcp))
+    config.write_bytes(_layout(dhcp, http=rng.choice(["dim", "none"])))
     ctx = Context(config=config, state=tmp_path / "state")
     source = base_tree(tmp_path / "src")
     store = ctx.store()
@@ -190,10 +193,8 @@ def test_a_one_node_change_renders_that_node_alone_and_validates_its_new_line(ct
     report = apply(ctx, root=root, do_reload=False)
     changes = sorted((c.action, c.path) for c in report.result.changes)
     assert changes == [
-        ("create", "/srv/dim/http/dim/nodes/52-54-00-00-aa-02.ipxe"),
         ("create", "/srv/dim/tftp/grub/nodes/52:54:00:00:aa:02.cfg"),
         ("create", "/srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-aa-02"),
-        ("remove", "/srv/dim/http/dim/nodes/52-54-00-00-00-02.ipxe"),
         ("remove", "/srv/dim/tftp/grub/nodes/52:54:00:00:00:02.cfg"),
         ("remove", "/srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-02"),
         ("update", "/etc/dim/dnsmasq.hosts"),

@@ -98,6 +98,7 @@ def line_of(data: bytes, text: str) -> int:
         ('subnet="10.11.0.0/24"', 'subnet="10.11.0.1/24"', "CIDR", "10.11.0.1/24"),
         ('<group name="gpu"', '<group name="all"', "reserved", 'name="all"'),
         ('dhcp="dnsmasq"', 'dhcp="bogus"', "schema", 'dhcp="bogus"'),
+        ('dhcp="dnsmasq"', 'dhcp="dnsmasq" http="nginx"', "schema", 'http="nginx"'),
         ('dhcp="dnsmasq"', 'dhcp="kea" kea-socket="kea.sock"', "absolute path", "kea.sock"),
     ],
 )
@@ -133,6 +134,12 @@ def test_kea_hooks_and_socket_default_to_debians_and_can_be_set():
     data = broken('dhcp="dnsmasq"', 'dhcp="kea" kea-hooks="/opt/kea/hooks" kea-socket="/tmp/k"')
     server = parse(data, "cluster.xml").servers["srv"]
     assert (server.kea_hooks, server.kea_socket) == ("/opt/kea/hooks", "/tmp/k")
+
+
+def test_dim_serve_answers_the_boot_url_unless_the_server_says_none():
+    assert parse(SMALL, "cluster.xml").servers["srv"].http == "dim"
+    data = broken('dhcp="dnsmasq"', 'dhcp="dnsmasq" http="none"')
+    assert parse(data, "cluster.xml").servers["srv"].http == "none"
 
 
 def test_server_address_reused_by_a_node_is_refused():

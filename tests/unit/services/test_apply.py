@@ -7,11 +7,13 @@ import pytest
 
 from dim.errors import ApplyError, ValidationError
 from dim.layout.model import Inventory
+from dim.layout.parser import parse
 from dim.services import apply as applier
 from dim.services.manifest import Manifest
 from dim.services.render import render_all
 from dim.services.rendering import RenderContext
 from tests.conftest import require_binary
+from tests.unit.conftest import SMALL
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -65,15 +67,45 @@ def test_changing_one_mac_rewrites_only_what_depends_on_it(small_inventory, tmp_
     assert changed == {
         "etc/dim/dnsmasq.hosts",
         "etc/dim/applied.list",
-        "srv/dim/http/dim/nodes/52-54-00-00-00-01.ipxe",
-        "srv/dim/http/dim/nodes/52-54-00-00-00-99.ipxe",
         "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-01",
         "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-99",
         "srv/dim/tftp/grub/nodes/52:54:00:00:00:01.cfg",
         "srv/dim/tftp/grub/nodes/52:54:00:00:00:99.cfg",
     }
-    assert result.counts() == {"create": 3, "update": 1, "remove": 3}
+    assert result.counts() == {"create": 2, "update": 1, "remove": 2}
     assert "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-01" not in after
+
+
+def test_the_ipxe_links_per_mac_go_when_dim_serve_answers_and_nothing_else_changes(
+    small_inventory, tmp_path
+):
+    """A root applied for an HTTP root that another server serves (``http="none"``), then
+    with the default, as a site that declared it and changed its mind, or an upgrade from a
+    dim that rendered them always: the links go, every other file stays as it was."""
+    data = SMALL.replace(b'<server name="srv"', b'<server http="none" name="srv"')
+    elsewhere = Inventory(parse(data, "small.xml"), small_inventory.macs, small_inventory.images)
+    install(elsewhere, tmp_path)
+    nodes = tmp_path / "srv/dim/http/dim/nodes"
+    assert os.readlink(nodes / "52-54-00-00-00-01.ipxe") == "../images/alpha.ipxe"
+    before = snapshot(tmp_path)
+    result = install(small_inventory, tmp_path)
+    after = snapshot(tmp_path)
+    assert result.counts() == {"create": 0, "update": 0, "remove": 4}
+    assert {c.path for c in result.changes} == {
+        f"/srv/dim/http/dim/nodes/{mac}.ipxe"
+        for mac in (
+            "52-54-00-00-00-01",
+            "52-54-00-00-00-02",
+            "52-54-00-00-00-04",
+            "52-54-00-00-01-01",
+        )
+    }
+    assert not list(nodes.iterdir())
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == {"etc/dim/applied.list"} | {
+        k for k in before if k.startswith("srv/dim/http/dim/nodes/")
+    }
+    assert not install(small_inventory, tmp_path).changes
 
 
 def test_refused_configuration_changes_nothing(small_inventory, tmp_path):

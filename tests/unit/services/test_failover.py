@@ -127,9 +127,12 @@ def test_both_servers_export_every_node_of_the_set_with_the_same_ids_and_paths(p
 def test_both_servers_render_the_same_loader_files_each_node_with_its_own_servers(
     pair_inventory,
 ):
+    # HTTP roots served by another server than dim serve: the iPXE links per MAC too
+    data = PAIR.replace(b"<server ", b'<server http="none" ')
+    served_elsewhere = dataclasses.replace(pair_inventory, cluster=parse(data, "pair.xml"))
     rendered = {}
     for server in ("srv1", "srv2"):
-        files = render(pair_inventory, server)
+        files = render(served_elsewhere, server)
         rendered[server] = {
             path: (f.content, f.link)
             for path, f in files.items()

@@ -88,12 +88,29 @@ def test_every_text_file_says_it_is_generated(small_inventory):
 def test_loader_links_follow_each_nodes_current_image(small_inventory):
     files = render(small_inventory)
     links = {p: f.link for p, f in files.items() if f.link is not None}
-    assert links["/srv/dim/http/dim/nodes/52-54-00-00-00-01.ipxe"] == "../images/alpha.ipxe"
+    assert links["/srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-01"] == "dim-alpha"
     # c02 was switched to beta in the state, c04 is beta in the layout
     assert links["/srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-02"] == "dim-beta"
     assert links["/srv/dim/tftp/grub/nodes/52:54:00:00:00:04.cfg"] == "../dim-beta.cfg"
-    # no MAC, no per-node file; three loaders for each of the four known MACs
-    assert len(links) == 12
+    # no MAC, no per-node file; PXELINUX and GRUB for each of the four known MACs (iPXE
+    # nodes ask dim serve, which answers their scripts itself)
+    assert len(links) == 8
+    assert not [p for p in files if p.startswith("/srv/dim/http/dim/nodes/")]
+
+
+def test_a_server_whose_http_root_another_server_serves_gets_an_ipxe_link_per_mac(
+    small_inventory,
+):
+    data = SMALL.replace(b'<server name="srv"', b'<server http="none" name="srv"')
+    inventory = dataclasses.replace(small_inventory, cluster=parse(data, "small.xml"))
+    files = render(inventory)
+    links = {p: f.link for p, f in files.items() if f.link is not None}
+    assert links["/srv/dim/http/dim/nodes/52-54-00-00-00-01.ipxe"] == "../images/alpha.ipxe"
+    assert links["/srv/dim/http/dim/nodes/52-54-00-00-00-02.ipxe"] == "../images/beta.ipxe"
+    assert len(links) == 12  # three loaders for each of the four known MACs
+    # the rest is what a server that dim serve answers for gets
+    others = {p: (f.content, f.link) for p, f in render(small_inventory).items()}
+    assert {p: (f.content, f.link) for p, f in files.items() if "/dim/nodes/" not in p} == others
 
 
 def test_tftp_root_links_each_images_current_boot_build_for_grub(small_inventory, tmp_path):
