@@ -186,7 +186,8 @@ def inmemory_worker(config: str, csv: str) -> dict:
     del files, cluster
 
     started = time.perf_counter()
-    lines = baseline(node_names(size), macs)
+    # the iPXE link per MAC is rendered only for <server http="none"> (i14-apply6)
+    lines = baseline(node_names(size), macs, ipxe_links=links >= 3 * size)
     base = time.perf_counter() - started
     return {
         "imports": imports,
@@ -202,8 +203,9 @@ def inmemory_worker(config: str, csv: str) -> dict:
     }
 
 
-def baseline(names: list[str], macs: dict[tuple[str, str], str]) -> int:
-    """Plain string formatting of the same lines: 3 hosts, 1 DHCP, 1 export, 3 links per node."""
+def baseline(names: list[str], macs: dict[tuple[str, str], str], ipxe_links: bool) -> int:
+    """Plain string formatting of the same lines: 3 hosts, 1 DHCP, 1 export, and the 2 links
+    per node (3 with ``ipxe_links``) that dim renders."""
     hosts, dhcp, exports, links = [], [], [], []
     for index, name in enumerate(names):
         k = index + 256
@@ -216,7 +218,8 @@ def baseline(names: list[str], macs: dict[tuple[str, str], str]) -> int:
         dhcp.append(f"{address},set:boot,{boot},{name},infinite\n")
         exports.append(f"/var/lib/dim/nodes/{name}/rhel9 {boot}(rw,no_root_squash,sync)\n")
         hyphens = address.replace(":", "-")
-        links.append((f"/srv/dim/http/dim/nodes/{hyphens}.ipxe", "../images/rhel9.ipxe"))
+        if ipxe_links:
+            links.append((f"/srv/dim/http/dim/nodes/{hyphens}.ipxe", "../images/rhel9.ipxe"))
         links.append((f"/srv/dim/tftp/pxelinux.cfg/01-{hyphens}", "dim-rhel9"))
         links.append((f"/srv/dim/tftp/grub/nodes/{address}.cfg", "../dim-rhel9.cfg"))
     for chunk in (hosts, dhcp, exports):
