@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 
 from dim import names
@@ -33,6 +32,7 @@ from dim.layout import declarations as declared
 from dim.layout import records
 from dim.layout.model import Cluster, Node
 from dim.paths import StatePaths
+from dim.structs import replace
 
 FORMAT = b"dim-layout-cache 2"
 FOLDER = "layouts"

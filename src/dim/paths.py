@@ -40,11 +40,11 @@ renderers ask for them once per node.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from dim.errors import UsageError
 from dim.names import check_name
+from dim.structs import struct
 
 DB = "state.db"
 # not below boot/: an image may be named targets.json, and boot/<image>/ is its boot builds
@@ -62,7 +62,7 @@ STAGING = ".staging-"
 EXEC = ".exec-"
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class StatePaths:
     """Every path of one state folder, from its root."""
 

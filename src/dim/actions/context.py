@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dim import layout_cache
@@ -40,6 +39,7 @@ from dim.records import (
     sqlite_file,
     sqlite_writer,
 )
+from dim.structs import replace, struct
 
 TYPE_CHECKING = False  # typing's own, without importing typing (15 M instructions)
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 JOURNAL_END = 2**31 - 1  # after every entry of the change journal: an INTEGER key's largest
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Context:
     """Where the layout and the state live; each accessor reads them afresh.
 

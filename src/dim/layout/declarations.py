@@ -10,17 +10,17 @@ Each value is written with its type, from a fixed list of the model's classes (a
 address classes, tuples and dictionaries they hold): a text of another form is refused
 (ValueError), never turned into anything else. The text is a Python literal, read back by
 :func:`ast.literal_eval` (which evaluates literals and nothing else): ``ast`` is imported
-already (``dataclasses`` imports it through ``inspect``), where ``json`` would add 30 million
+already (the parser's expressions import it), where ``json`` would add 30 million
 instructions to ``dim layout check``, which leaves this cache.
 """
 
 from __future__ import annotations
 
 from ast import literal_eval
-from dataclasses import fields, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from dim.layout.model import Cluster, FailoverSet, Group, Image, Network, Server
+from dim.structs import fields, replace
 
 _CLASSES = {c.__name__: c for c in (Cluster, FailoverSet, Group, Image, Network, Server)}
 _ADDRESSES = {c.__name__: c for c in (IPv4Address, IPv4Network)}
