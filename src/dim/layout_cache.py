@@ -21,7 +21,6 @@ Files are written whole under a temporary name and renamed: never changed in pla
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -34,6 +33,11 @@ from dim.layout.model import Cluster, Node
 from dim.paths import StatePaths
 from dim.structs import replace
 
+try:  # hashlib's BLAKE2 without hashlib, whose OpenSSL costs 12 M instructions to load
+    from _blake2 import blake2b
+except ImportError:  # an interpreter built without it
+    from hashlib import blake2b
+
 FORMAT = b"dim-layout-cache 2"
 FOLDER = "layouts"
 MISSING = object()  # lookup's answer without a file for these bytes
@@ -41,13 +45,13 @@ MISSING = object()  # lookup's answer without a file for these bytes
 
 def key(data: bytes) -> str:
     """The digest of ``data`` and of the code that validates it."""
-    digest = hashlib.sha256(FORMAT)
+    digest = blake2b(FORMAT, digest_size=16)
     digest.update(len(data).to_bytes(8, "big") + data)
     layout = Path(records.__file__).parent
     for path in sorted([*layout.glob("*.py"), layout / "cluster.rng", Path(names.__file__)]):
         st = os.stat(path)
         digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()
 
 
 def lookup(paths: StatePaths, data: bytes, name: str) -> Node | None | object:

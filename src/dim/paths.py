@@ -39,7 +39,6 @@ renderers ask for them once per node.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from dim.errors import UsageError
@@ -81,6 +80,8 @@ class StatePaths:
 
     def applied(self, server: str, root: str) -> Path:
         """The inputs of the last ``dim apply`` of ``server`` into ``root``."""
+        import hashlib  # here: OpenSSL's load (12 M instructions) for `dim apply` alone
+
         digest = hashlib.sha256(f"{server}\0{root}".encode()).hexdigest()[:20]
         return self.root / APPLIED / f"{digest}.db"
 
