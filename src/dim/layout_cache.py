@@ -38,7 +38,7 @@ try:  # hashlib's BLAKE2 without hashlib, whose OpenSSL costs 12 M instructions 
 except ImportError:  # an interpreter built without it
     from hashlib import blake2b
 
-FORMAT = b"dim-layout-cache 2"
+FORMAT = b"dim-layout-cache 3"  # 3: the declarations in JSON
 FOLDER = "layouts"
 MISSING = object()  # lookup's answer without a file for these bytes
 
