@@ -13,8 +13,9 @@ the part of :func:`dataclasses.dataclass` that dim uses, with its meaning::
         dns: tuple[str, ...] = ()
         by_name: dict = field(default_factory=dict, compare=False, repr=False)
 
-``__init__`` alone is generated (one small ``exec``: as fast to call as a dataclass's, which
-matters for the 400,000 interfaces and nodes of a 100,000-node layout); equality, hash,
+``__init__`` alone is generated (one small ``exec``, when the first record is made: as fast
+to call as a dataclass's, which matters for the 400,000 interfaces and nodes of a
+100,000-node layout); equality, hash,
 ``repr``, the refusal to assign a field of a frozen record and pickling are shared functions
 over an :func:`operator.attrgetter` of the fields. A struct is a dataclass to the
 :mod:`dataclasses` functions (``dataclasses.replace``, ``fields``, ``asdict``,
@@ -156,20 +157,34 @@ def _make(cls: type, frozen: bool, unsafe_hash: bool) -> type:
         namespace["__delattr__"] = _refuse_deletion
         namespace["__getstate__"] = _state(names)
         namespace["__setstate__"] = _set_state
+    defaulted = False
+    for f in declared:
+        if defaulted and f.default is MISSING and f.default_factory is MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: a field without a default follows one with")
+        defaulted = f.default is not MISSING or f.default_factory is not MISSING
     made = type(cls)(cls.__name__, cls.__bases__, namespace)
-    made.__init__ = _initializer(made, declared, frozen)
+    made.__init__ = _compile_on_first_call(made, declared, frozen)
     return made
+
+
+def _compile_on_first_call(cls: type, declared: tuple[Field, ...], frozen: bool) -> Callable:
+    """``__init__`` until the class's first record: it compiles the real one and hands over,
+    so that a class that a command never instantiates costs it no compile (0.6 M
+    instructions each: half the classes that ``dim layout check`` imports)."""
+
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        init = _initializer(cls, declared, frozen)
+        type.__setattr__(cls, "__init__", init)
+        init(self, *args, **kwargs)
+
+    return __init__
 
 
 def _initializer(cls: type, declared: tuple[Field, ...], frozen: bool) -> Callable:
     """``__init__``, compiled from its source as dataclasses does: a call costs the same."""
     namespace: dict[str, object] = {"MISSING": MISSING}
     parameters, body = [], []
-    defaulted = False
     for f in declared:
-        if defaulted and f.default is MISSING and f.default_factory is MISSING:
-            raise TypeError(f"{cls.__name__}.{f.name}: a field without a default follows one with")
-        defaulted = f.default is not MISSING or f.default_factory is not MISSING
         if f.default_factory is not MISSING:
             namespace[f"_factory_{f.name}"] = f.default_factory
             parameters.append(f"{f.name}=MISSING")
