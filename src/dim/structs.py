@@ -126,15 +126,7 @@ def _make(cls: type, frozen: bool, unsafe_hash: bool) -> type:
     if cls.__bases__ != (object,):
         raise TypeError(f"{cls.__name__}: a struct inherits from no class")
     namespace = dict(cls.__dict__)
-    own = []
-    for name, kind in namespace.get("__annotations__", {}).items():
-        if str(kind).startswith(("ClassVar", "InitVar", "typing.ClassVar", "dataclasses")):
-            raise TypeError(f"{cls.__name__}.{name}: ClassVar and InitVar are not supported")
-        value = namespace.pop(name, MISSING)
-        spec = value if isinstance(value, Field) else Field(default=value)
-        spec.name, spec.type = name, kind
-        own.append(spec)
-    declared = tuple(own)
+    declared = _declared(cls.__name__, namespace)
     names = tuple(f.name for f in declared)
     namespace.pop("__dict__", None)
     namespace.pop("__weakref__", None)
@@ -143,28 +135,48 @@ def _make(cls: type, frozen: bool, unsafe_hash: bool) -> type:
     namespace["__match_args__"] = names
     namespace[FIELDS] = declared
     namespace["__dataclass_fields__"] = _DataclassFields()
-    compared = [f.name for f in declared if f.compare]
-    values = attrgetter(*compared) if compared else (lambda _record: ())
-    namespace.setdefault("__eq__", _equality(values))
-    if frozen or unsafe_hash:
-        namespace["__hash__"] = _hash(values)
-    else:
-        namespace["__hash__"] = None  # as dataclass's: equal but mutable, so unhashable
-    shown = tuple(f.name for f in declared if f.repr)
-    namespace.setdefault("__repr__", _representation(shown))
-    if frozen:
-        namespace["__setattr__"] = _refuse_assignment
-        namespace["__delattr__"] = _refuse_deletion
-        namespace["__getstate__"] = _state(names)
-        namespace["__setstate__"] = _set_state
-    defaulted = False
-    for f in declared:
-        if defaulted and f.default is MISSING and f.default_factory is MISSING:
-            raise TypeError(f"{cls.__name__}.{f.name}: a field without a default follows one with")
-        defaulted = f.default is not MISSING or f.default_factory is not MISSING
+    _add_methods(namespace, declared, frozen, unsafe_hash)
     made = type(cls)(cls.__name__, cls.__bases__, namespace)
     made.__init__ = _compile_on_first_call(made, declared, frozen)
     return made
+
+
+def _declared(name: str, namespace: dict) -> tuple[Field, ...]:
+    """The fields that the class body ``namespace`` annotates, their defaults taken out of it
+    (a slot and a class attribute cannot share a name)."""
+    declared: list[Field] = []
+    for field_name, kind in namespace.get("__annotations__", {}).items():
+        if "ClassVar" in str(kind) or "InitVar" in str(kind):
+            raise TypeError(f"{name}.{field_name}: ClassVar and InitVar are not supported")
+        value = namespace.pop(field_name, MISSING)
+        if isinstance(value, list | dict | set):
+            raise ValueError(f"{name}.{field_name}: a mutable default is shared: use a factory")
+        spec = value if isinstance(value, Field) else Field(default=value)
+        if declared and _has_default(declared[-1]) and not _has_default(spec):
+            raise TypeError(f"{name}.{field_name}: a field without a default follows one with")
+        spec.name, spec.type = field_name, kind
+        declared.append(spec)
+    return tuple(declared)
+
+
+def _has_default(f: Field) -> bool:
+    return f.default is not MISSING or f.default_factory is not MISSING
+
+
+def _add_methods(namespace: dict, declared: tuple[Field, ...], frozen: bool, hashed: bool) -> None:
+    """Equality, hash, ``repr`` (unless the class has its own) and, frozen, the refusals and
+    pickling, shared functions over the fields' values."""
+    compared = [f.name for f in declared if f.compare]
+    values = attrgetter(*compared) if compared else (lambda _record: ())
+    namespace.setdefault("__eq__", _equality(values))
+    # as dataclass's: a mutable record that is equal by value has no hash, unless asked for
+    namespace["__hash__"] = _hash(values) if frozen or hashed else None
+    namespace.setdefault("__repr__", _representation(tuple(f.name for f in declared if f.repr)))
+    if frozen:
+        namespace["__setattr__"] = _refuse_assignment
+        namespace["__delattr__"] = _refuse_deletion
+        namespace["__getstate__"] = _state(tuple(f.name for f in declared))
+        namespace["__setstate__"] = _set_state
 
 
 def _compile_on_first_call(cls: type, declared: tuple[Field, ...], frozen: bool) -> Callable:

@@ -138,3 +138,11 @@ def test_what_struct_does_not_do_is_refused_when_the_class_is_made():
 
             first: int = 0
             second: int
+
+    with pytest.raises(ValueError):
+
+        @struct(slots=True)
+        class Shared:
+            """One list for every record: what default_factory is for."""
+
+            items: list = []
