@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
+from contextlib import suppress
 from pathlib import Path
 
 from dim import names
@@ -41,6 +43,7 @@ except ImportError:  # an interpreter built without it
 FORMAT = b"dim-layout-cache 3"  # 3: the declarations in JSON
 FOLDER = "layouts"
 MISSING = object()  # lookup's answer without a file for these bytes
+STALE_SECONDS = 3600  # a temporary file this old is a killed writer's
 
 
 def key(data: bytes) -> str:
@@ -124,10 +127,10 @@ def store(paths: StatePaths, data: bytes, cluster: Cluster) -> None:
     where = folder / f"{key(data)}.db"
     if where.exists():
         return
-    folder.mkdir(exist_ok=True)
     temporary = folder / f".{where.name}.{os.getpid()}"
-    temporary.unlink(missing_ok=True)
     try:
+        folder.mkdir(exist_ok=True)
+        temporary.unlink(missing_ok=True)
         connection = sqlite3.connect(temporary, isolation_level=None)
         try:
             # One transaction, and no rollback journal: a file that nobody reads until it is
@@ -146,8 +149,24 @@ def store(paths: StatePaths, data: bytes, cluster: Cluster) -> None:
             connection.close()
         os.replace(temporary, where)
     except (OSError, sqlite3.Error, ValueError):
-        temporary.unlink(missing_ok=True)
+        _remove(temporary)
         return  # a cache that cannot be written is a cache miss next time, nothing worse
-    for old in folder.glob("*.db"):
-        if old != where:
-            old.unlink(missing_ok=True)
+    now = time.time()
+    for path in folder.iterdir():
+        if path.suffix == ".db" and path != where:
+            _remove(path)  # another layout's, or another dim's
+        elif path.name.startswith(".") and now - _modified(path) > STALE_SECONDS:
+            _remove(path)  # left by a writer killed half-way (one at work is seconds old)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return time.time()
+
+
+def _remove(path: Path) -> None:
+    # not ours to remove (another user's state folder): nothing worse than a file left
+    with suppress(OSError):
+        path.unlink(missing_ok=True)
