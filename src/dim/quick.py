@@ -83,7 +83,7 @@ def _run_after_answer(work: list[Callable[[], None]]) -> None:
     """Run ``work`` in a child process that the command does not wait for.
 
     The work is the validated-layout cache's writing after a full parse (the first command
-    after cluster.xml changed): 65 M instructions and a disk sync, a quarter of a cold
+    after cluster.xml changed): 65 M instructions and a disk sync, a seventh of a cold
     ``dim layout check`` (2,576 blades), that its answer has no use for. The child holds
     none of the command's output streams, so a pipe or a ``$(dim …)`` ends with the
     command; a child killed half-way leaves only a temporary file, never a cache (the file
