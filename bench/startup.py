@@ -9,7 +9,9 @@ Times, in the same run and alternated (each round in a rotated order), ``nodeset
 ``dim layout check`` and ``dim node list s01c1b01`` on the 2,576-blade
 example, with a fresh state folder (no state DB) and with every blade's MAC recorded, warm (the
 validated-layout cache of these bytes there) and cold (removed before each run: the first
-command after cluster.xml changed); the
+command after cluster.xml changed: its answer out, it leaves the cache's writing to a child
+that it does not wait for, and the bench waits for that child's cache before the next
+command); the
 ``dim`` commands run as ``python -m dim`` from this tree, and ``--version`` also through the
 venv's console script (the shipped way: tests/e2e/test_wheel.py). Prints the median and the
 minimum of ``--runs`` runs per command and its ratio to ``python -c pass``, then the top
@@ -102,8 +104,10 @@ def _record_macs(layout: Path, state: Path, env: dict[str, str]) -> None:
 
 
 def _instructions(argv: list[str], env: dict[str, str]) -> int:
-    """Instructions of one whole process, as callgrind counts them."""
+    """Instructions of one whole process, as callgrind counts them: the process waited for,
+    not the child that a cold command leaves to write the layout cache (dim.quick)."""
     valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    valgrind.append("--child-silent-after-fork=yes")
     run = subprocess.run([*valgrind, *argv], env=env, capture_output=True, text=True, check=True)
     return int(re.search(r"Collected : (\d+)", run.stderr).group(1))
 
@@ -112,6 +116,19 @@ def _cold(name: str, argv: list[str]) -> None:
     """Before a cold command: its state folder without the validated-layout cache."""
     if name.endswith(COLD) or name.endswith(f"{COLD} (before)"):
         shutil.rmtree(Path(argv[argv.index("--state") + 1]) / "layouts", ignore_errors=True)
+
+
+def _settle(name: str, argv: list[str]) -> None:
+    """After a cold command: wait for the layout cache that its child writes after the
+    answer, so that the next command neither shares the CPU with it nor finds it half-made
+    (a cold command after it would read a cache written after its folder was removed)."""
+    if name.endswith(COLD) or name.endswith(f"{COLD} (before)"):
+        folder = Path(argv[argv.index("--state") + 1]) / "layouts"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            list(folder.glob("*.db")) and not list(folder.glob(".*"))
+        ):
+            time.sleep(0.01)
 
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
@@ -203,6 +220,7 @@ def main() -> None:
         for name, argv in commands.items():  # warm-up: bytecode written, pages cached
             _cold(name, argv)
             _time(argv, envs[name])
+            _settle(name, argv)
         times: dict[str, list[float]] = {name: [] for name in commands}
         names = list(commands)
         for run in range(opts.runs):
@@ -210,6 +228,7 @@ def main() -> None:
             for name in names[shift:] + names[:shift]:
                 _cold(name, commands[name])
                 times[name].append(_time(commands[name], envs[name]))
+                _settle(name, commands[name])
         load = os.getloadavg()
         print(f"{opts.runs} runs each, alternated; load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
         base = statistics.median(times["python -c pass"])
@@ -224,12 +243,14 @@ def main() -> None:
                 continue
             _cold(name, argv)
             total, top = _import_costs(argv, envs[name], opts.top)
+            _settle(name, argv)
             print(f"  {name}: {total:.0f} in all; " + ", ".join(top))
         if opts.callgrind:
             print("\ninstructions (callgrind, one run each):")
             for name, argv in commands.items():
                 _cold(name, argv)
                 print(f"  {name}: {_instructions(argv, envs[name]) / 1e6:,.1f} M")
+                _settle(name, argv)
         print("\nlayout check in process (ms):")
         split = subprocess.run(
             [sys.executable, "-c", SPLIT, str(layout), str(fresh)],

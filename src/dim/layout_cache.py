@@ -21,10 +21,10 @@ Files are written whole under a temporary name and renamed: never changed in pla
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
-from dataclasses import replace
+import time
+from contextlib import suppress
 from pathlib import Path
 
 from dim import names
@@ -33,21 +33,28 @@ from dim.layout import declarations as declared
 from dim.layout import records
 from dim.layout.model import Cluster, Node
 from dim.paths import StatePaths
+from dim.structs import replace
 
-FORMAT = b"dim-layout-cache 2"
+try:  # hashlib's BLAKE2 without hashlib, whose OpenSSL costs 12 M instructions to load
+    from _blake2 import blake2b
+except ImportError:  # an interpreter built without it
+    from hashlib import blake2b
+
+FORMAT = b"dim-layout-cache 3"  # 3: the declarations in JSON
 FOLDER = "layouts"
 MISSING = object()  # lookup's answer without a file for these bytes
+STALE_SECONDS = 3600  # a temporary file this old is a killed writer's
 
 
 def key(data: bytes) -> str:
     """The digest of ``data`` and of the code that validates it."""
-    digest = hashlib.sha256(FORMAT)
+    digest = blake2b(FORMAT, digest_size=16)
     digest.update(len(data).to_bytes(8, "big") + data)
     layout = Path(records.__file__).parent
     for path in sorted([*layout.glob("*.py"), layout / "cluster.rng", Path(names.__file__)]):
         st = os.stat(path)
         digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()
 
 
 def lookup(paths: StatePaths, data: bytes, name: str) -> Node | None | object:
@@ -120,10 +127,10 @@ def store(paths: StatePaths, data: bytes, cluster: Cluster) -> None:
     where = folder / f"{key(data)}.db"
     if where.exists():
         return
-    folder.mkdir(exist_ok=True)
     temporary = folder / f".{where.name}.{os.getpid()}"
-    temporary.unlink(missing_ok=True)
     try:
+        folder.mkdir(exist_ok=True)
+        temporary.unlink(missing_ok=True)
         connection = sqlite3.connect(temporary, isolation_level=None)
         try:
             # One transaction, and no rollback journal: a file that nobody reads until it is
@@ -142,8 +149,24 @@ def store(paths: StatePaths, data: bytes, cluster: Cluster) -> None:
             connection.close()
         os.replace(temporary, where)
     except (OSError, sqlite3.Error, ValueError):
-        temporary.unlink(missing_ok=True)
+        _remove(temporary)
         return  # a cache that cannot be written is a cache miss next time, nothing worse
-    for old in folder.glob("*.db"):
-        if old != where:
-            old.unlink(missing_ok=True)
+    now = time.time()
+    for path in folder.iterdir():
+        if path.suffix == ".db" and path != where:
+            _remove(path)  # another layout's, or another dim's
+        elif path.name.startswith(".") and now - _modified(path) > STALE_SECONDS:
+            _remove(path)  # left by a writer killed half-way (one at work is seconds old)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return time.time()
+
+
+def _remove(path: Path) -> None:
+    # not ours to remove (another user's state folder): nothing worse than a file left
+    with suppress(OSError):
+        path.unlink(missing_ok=True)

@@ -39,12 +39,11 @@ renderers ask for them once per node.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from dim.errors import UsageError
 from dim.names import check_name
+from dim.structs import struct
 
 DB = "state.db"
 # not below boot/: an image may be named targets.json, and boot/<image>/ is its boot builds
@@ -62,7 +61,7 @@ STAGING = ".staging-"
 EXEC = ".exec-"
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class StatePaths:
     """Every path of one state folder, from its root."""
 
@@ -81,6 +80,8 @@ class StatePaths:
 
     def applied(self, server: str, root: str) -> Path:
         """The inputs of the last ``dim apply`` of ``server`` into ``root``."""
+        import hashlib  # here: OpenSSL's load (12 M instructions) for `dim apply` alone
+
         digest = hashlib.sha256(f"{server}\0{root}".encode()).hexdigest()[:20]
         return self.root / APPLIED / f"{digest}.db"
 

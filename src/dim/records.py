@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from dim import migrations
 from dim.errors import StateError
 from dim.paths import StatePaths
+from dim.structs import struct
 
 MACS_TABLE = "interface_macs"
 NODE_IMAGES_TABLE = "node_images"
@@ -33,7 +33,7 @@ VERSION_TABLE = "alembic_version"  # Alembic's: the revision the DB's schema is 
 NODE_CHANGES_TABLE = "node_changes"  # the change journal: see dim.state
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Observed:
     """The MACs (by node and network) and image assignments the state DB recorded."""
 
@@ -41,7 +41,7 @@ class Observed:
     images: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Changes:
     """What the change journal holds after an entry: its last entry's number (0: none), and
     the nodes the entries after the one asked name. A last entry lower than the one asked
@@ -51,7 +51,7 @@ class Changes:
     nodes: set[str]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class StaleLease:
     """The MAC that ``node`` had on ``network`` before it was replaced, and since when."""
 
@@ -61,7 +61,7 @@ class StaleLease:
     at: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Event:
     """One entry of the state DB's event log."""
 
@@ -71,7 +71,7 @@ class Event:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Boot:
     """A node fetched its boot script: ``image`` at boot build ``version``, from ``client``."""
 
@@ -86,7 +86,7 @@ class Boot:
         return f"{self.image} v{self.version} from {self.client}"
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class BootTarget:
     """Whose interface a MAC is, and the node's image override (None: the layout's image)."""
 

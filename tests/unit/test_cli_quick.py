@@ -3,6 +3,9 @@ a whole process prints what click's way prints, where it prints it, with its exi
 
 from __future__ import annotations
 
+import shutil
+import time
+
 import pytest
 
 from dim.cli import main
@@ -111,3 +114,21 @@ def test_every_form_of_the_line_gives_what_click_gives(site, form, monkeypatch, 
 def test_shell_completion_is_left_to_click(monkeypatch):
     monkeypatch.setenv("_DIM_COMPLETE", "bash_complete")
     assert run(["layout", "check"]) is CLICK
+
+
+def test_a_cold_command_answers_and_a_child_of_it_leaves_the_layout_cache(site):
+    """The first command after cluster.xml changed parses it in full and prints its answer;
+    the validated-layout cache is written after, by a child it does not wait for, and the
+    next command reads the layout from it."""
+    layout, state = site
+    shutil.rmtree(state / "layouts")
+    argv = ["--config", str(layout), "--state", str(state), "layout", "check"]
+    status, out, _, imported = process(argv, {})
+    assert status == 0 and "is valid" in out
+    assert "lxml" in imported  # parsed and validated in full
+    deadline = time.monotonic() + 30
+    while not list((state / "layouts").glob("*.db")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list((state / "layouts").glob("*.db"))) == 1
+    assert (process(argv, {})[:2]) == (0, out)
+    assert "lxml" not in process(argv, {})[3]  # read from the cache

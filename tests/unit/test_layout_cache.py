@@ -3,6 +3,8 @@ before expands no group; any other bytes are validated in full again, and their 
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,25 @@ def test_the_cache_of_older_bytes_is_replaced(ctx):
     (only,) = (ctx.state / layout_cache.FOLDER).iterdir()
     assert only.name == f"{layout_cache.key(ctx.config.read_bytes())}.db"
     assert ctx.one_node("c05") is not None
+
+
+def test_a_writer_killed_half_way_leaves_nothing_for_long_and_one_at_work_is_spared(ctx):
+    folder = ctx.state / layout_cache.FOLDER
+    folder.mkdir(parents=True)
+    killed, working = folder / ".old.db.12345", folder / ".new.db.12346"
+    killed.write_bytes(b"half")
+    working.write_bytes(b"half")
+    an_hour_ago = time.time() - layout_cache.STALE_SECONDS - 1
+    os.utime(killed, (an_hour_ago, an_hour_ago))
+    ctx.cluster()
+    assert not killed.exists() and working.exists()
+
+
+def test_a_cache_that_cannot_be_written_is_no_error(ctx):
+    ctx.state.mkdir(parents=True, exist_ok=True)
+    (ctx.state / layout_cache.FOLDER).write_text("a file where the folder would be")
+    assert ctx.cluster().node("c01") is not None
+    assert ctx.one_node("c01") is None  # no cache: the next command parses in full
 
 
 def test_a_reading_command_without_a_state_folder_makes_none(layout_file, tmp_path):

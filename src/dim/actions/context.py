@@ -18,8 +18,7 @@ migration; the same code (:mod:`dim.observations`) runs through SQLAlchemy other
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from dim import layout_cache
@@ -40,6 +39,7 @@ from dim.records import (
     sqlite_file,
     sqlite_writer,
 )
+from dim.structs import field, replace, struct
 
 TYPE_CHECKING = False  # typing's own, without importing typing (15 M instructions)
 if TYPE_CHECKING:
@@ -50,20 +50,23 @@ if TYPE_CHECKING:
 JOURNAL_END = 2**31 - 1  # after every entry of the change journal: an INTEGER key's largest
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Context:
     """Where the layout and the state live; each accessor reads them afresh.
 
     Both paths are made absolute here, once, against the folder the command started in:
     renderers write them into NFS exports and kernel arguments, where ``state/images/…``
     would mean nothing to a daemon or a node. ``database`` is the state DB's URL (None:
-    ``state.db`` in the state folder).
+    ``state.db`` in the state folder). ``later``: where to leave the work that the answer
+    does not wait for (the validated-layout cache's writing), for the caller to run once
+    the answer is out (:mod:`dim.quick` does, in a child process); None: done at once.
     """
 
     config: Path
     state: Path
     debug: bool = False
     database: str | None = None
+    later: list[Callable[[], None]] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # abspath, not resolve(): a state folder reached through a symbolic link keeps the
@@ -87,7 +90,11 @@ class Context:
         from dim.layout import parser
 
         cluster = parser.parse(data, str(self.config))
-        layout_cache.store(StatePaths(self.state), data, cluster)
+        paths = StatePaths(self.state)
+        if self.later is None:
+            layout_cache.store(paths, data, cluster)
+        else:
+            self.later.append(lambda: layout_cache.store(paths, data, cluster))
         return cluster
 
     def declarations(self, data: bytes) -> Cluster:

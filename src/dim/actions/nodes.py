@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from dim.actions.context import Context
@@ -24,6 +23,7 @@ from dim.errors import UsageError
 from dim.inventory import node_record, select
 from dim.layout.model import Cluster, Inventory, Node
 from dim.names import normalize_mac
+from dim.structs import struct
 
 TYPE_CHECKING = False  # typing's own: `dim node list` imports no typing (15 M instructions)
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 # pay for them (issue 14: start-up).
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class MacChange:
     """One interface's MAC, as recorded."""
 
@@ -45,14 +45,14 @@ class MacChange:
     changed: bool
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class ImageAssignment:
     nodes: tuple[str, ...]
     image: str
     changed: int  # nodes whose image was another one
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class MacImport:
     source: Path
     macs: int  # lines read
@@ -60,7 +60,7 @@ class MacImport:
     dry_run: bool
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Switch:
     nodes: tuple[str, ...]
     image: str
@@ -70,7 +70,7 @@ class Switch:
     links: int = 0  # per-node loader files pointed at the image (PXELINUX, GRUB, iPXE)
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class ResetPlan:
     """The nodes to reset, by image: checked, nothing done yet (for a confirmation)."""
 
@@ -82,7 +82,7 @@ class ResetPlan:
         return [n for names in self.by_image.values() for n in names]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Reset:
     image: str
     nodes: tuple[str, ...]

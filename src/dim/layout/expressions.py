@@ -34,8 +34,9 @@ import operator
 import re
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
 from operator import itemgetter
+
+from dim.structs import struct
 
 MAX_LENGTH = 256  # characters in one expression: an address needs a few dozen
 MAX_DEPTH = 64  # nested operations and parentheses (a chain of 64 additions is 64 deep)
@@ -142,7 +143,7 @@ Field = Callable[[Numbers, int, str], str]
 Renderer = Callable[[Numbers, int, str], str]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Template:
     """A compiled template: :meth:`render` gives a node's text.
 

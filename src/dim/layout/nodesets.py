@@ -28,8 +28,9 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
 from itertools import product
+
+from dim.structs import struct
 
 ALL_GROUP = "all"  # @all: every node of the layout
 DEFAULT_LIMIT = 2_000_000  # names in one node set; <cluster nodeset-limit="…"> changes it
@@ -47,7 +48,7 @@ class NodeSetError(ValueError):
     """A node set that is malformed or too large; the caller adds where it comes from."""
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Term:
     """One operand of an expression, with the operator that joins it to those before it."""
 

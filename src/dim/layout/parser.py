@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from _socket import AF_INET, inet_pton  # not socket.py: see dim.names
 from collections.abc import Callable
-from dataclasses import replace
 from functools import cache
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
 from pathlib import Path
@@ -53,6 +52,7 @@ from dim.names import (
     check_socket_path,
     ip_to_int,
 )
+from dim.structs import replace
 
 _NUMBERS = re.compile(r"[0-9]+")
 RESERVED_GROUPS = {"all"}

@@ -59,11 +59,11 @@ not change. In a failover set a server may hold every node of the set, and is si
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import repeat
 from operator import is_not
 
 from dim.layout.model import Cluster, Inventory, Node
+from dim.structs import struct
 
 SYSCTL_CONF = "/etc/sysctl.d/60-dim-server.conf"
 THRESHOLD_KEYS = tuple(f"net.ipv4.neigh.default.gc_thresh{n}" for n in (1, 2, 3))
@@ -85,7 +85,7 @@ BUFFER_PER_NODE = 2048
 RECEIVE_BUFFER_CEILING = 64 << 20  # the burst of 32,768 nodes
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class ServerNeeds:
     """What one server needs for its nodes; None: the default holds them."""
 
