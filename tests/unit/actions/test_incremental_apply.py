@@ -28,9 +28,11 @@ from dim.images import operations
 from dim.paths import StatePaths
 from dim.records import MACS_TABLE, NODE_CHANGES_TABLE, BootTarget
 from dim.services import applied, incremental
+from dim.services import apply as applier
 from dim.services.apply import diff
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
+from dim.services.rendering import RenderedFile
 from tests.conftest import require_binary
 from tests.image_trees import base_tree
 
@@ -222,6 +224,42 @@ def test_the_first_last_and_only_hosts_of_a_subnet_are_spliced_as_a_full_apply_r
         assert (spliced[-1] is not None) == splices, f"step {number}: {macs}"
         check = apply(ctx, root=root, dry_run=True, validation=False, full=True)
         assert [c.path for c in check.result.changes] == [], f"step {number}: {macs}"
+
+
+DAEMONS = {
+    "kea": ("kea-dhcp4", "kea-dhcp4-server", "/etc/kea/kea-dhcp4.conf", b'{ "hw-address": '),
+    "isc": ("dhcpd", "isc-dhcp-server", "/etc/dhcp/dhcpd.conf", b"hardware ethernet"),
+}
+
+
+@pytest.mark.parametrize("dhcp", ["kea", "isc"])
+def test_a_spliced_file_is_checked_by_its_daemon_as_its_new_entries_alone(
+    tmp_path, dhcp, monkeypatch
+):
+    program, package, path, entry = DAEMONS[dhcp]
+    require_binary(program, package)
+    config = tmp_path / "cluster.xml"
+    config.write_bytes(_layout(dhcp))
+    ctx = Context(config=config, state=tmp_path / "state")
+    for number, name in enumerate(["r1n001", "r1n002", "r1n003", "g01"], start=1):
+        nodes.set_mac(ctx, name, f"52:54:00:00:00:{number:02x}")
+    root = tmp_path / "root"
+    apply(ctx, root=root, do_reload=False)
+    checked = []
+    validator = applier.VALIDATORS[dhcp]
+    monkeypatch.setitem(
+        applier.VALIDATORS, dhcp, lambda files, *a: checked.append(files) or validator(files, *a)
+    )
+    nodes.set_mac(ctx, "r1n002", "52:54:00:00:aa:02")
+    report = apply(ctx, root=root, do_reload=False)
+    assert ("update", path) in [(c.action, c.path) for c in report.result.changes]
+    assert report.result.validated == [dhcp]
+    (small,) = [files[path] for files in checked]
+    assert small.count(entry) == 1 and b"52:54:00:00:aa:02" in small
+    # and the daemon takes the whole spliced file as well
+    installed = (root / path.lstrip("/")).read_bytes()
+    assert installed.count(entry) == 4 and b"52:54:00:00:aa:02" in installed
+    applier.validate([RenderedFile(path, installed, service=dhcp)], [dhcp], root)
 
 
 def test_a_one_node_change_renders_that_node_alone_and_validates_its_new_line(ctx, tmp_path):
