@@ -35,6 +35,7 @@ from dim.services.manifest import Manifest
 from dim.services.rendering import RenderedFile
 from tests.conftest import require_binary
 from tests.image_trees import base_tree
+from tests.unit.conftest import PAIR, PAIR_MACS
 
 # Only alpha has a version: its nodes get replicas (a copy each), so few nodes have it.
 LAYOUT = """<?xml version="1.0"?>
@@ -224,6 +225,42 @@ def test_the_first_last_and_only_hosts_of_a_subnet_are_spliced_as_a_full_apply_r
         assert (spliced[-1] is not None) == splices, f"step {number}: {macs}"
         check = apply(ctx, root=root, dry_run=True, validation=False, full=True)
         assert [c.path for c in check.result.changes] == [], f"step {number}: {macs}"
+
+
+@pytest.mark.parametrize(("dhcp", "splices"), [("dnsmasq", True), ("kea", True), ("isc", False)])
+def test_a_failover_sets_hosts_are_spliced_with_their_servers_tags_where_they_can_be(
+    tmp_path, dhcp, splices, monkeypatch
+):
+    spliced = []
+    render_changes = incremental.render_changes
+    monkeypatch.setattr(
+        incremental, "render_changes", lambda *a: spliced.append(render_changes(*a)) or spliced[-1]
+    )
+    config = tmp_path / "pair.xml"
+    config.write_bytes(PAIR.replace(b'dhcp="dnsmasq"', f'dhcp="{dhcp}"'.encode()))
+    ctx = Context(config=config, state=tmp_path / "state")
+    for (name, _), mac in PAIR_MACS.items():
+        nodes.set_mac(ctx, name, mac)
+    root = tmp_path / "root"
+    apply(ctx, root=root, server="srv1", do_reload=False, validation=False)
+    for number, (name, mac) in enumerate(
+        [
+            ("b1", "52:54:00:20:01:11"),
+            ("a2", "52:54:00:20:00:12"),
+            ("b2", None),
+            ("b2", "52:54:00:20:01:12"),
+        ]
+    ):
+        if mac is None:
+            _clear_mac(ctx, name)
+        else:
+            nodes.set_mac(ctx, name, mac)
+        apply(ctx, root=root, server="srv1", do_reload=False, validation=False)
+        # dhcpd in a failover set keeps no record: the apply does not try to splice
+        assert len(spliced) == (number + 1 if splices else 0), f"step {number}"
+        assert None not in spliced, f"step {number}: {name} {mac}"
+        check = apply(ctx, root=root, server="srv1", dry_run=True, validation=False, full=True)
+        assert [c.path for c in check.result.changes] == [], f"step {number}: {name} {mac}"
 
 
 DAEMONS = {
