@@ -29,10 +29,11 @@ from dim.paths import StatePaths
 from dim.records import MACS_TABLE, NODE_CHANGES_TABLE, BootTarget
 from dim.services import applied, incremental
 from dim.services import apply as applier
+from dim.services import dhcp as dhcp_files
 from dim.services.apply import diff
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.manifest import Manifest
-from dim.services.rendering import RenderedFile
+from dim.services.rendering import PACKAGE_TEMPLATES, RenderedFile
 from tests.conftest import require_binary
 from tests.image_trees import base_tree
 from tests.unit.conftest import PAIR, PAIR_MACS
@@ -261,6 +262,33 @@ def test_a_failover_sets_hosts_are_spliced_with_their_servers_tags_where_they_ca
         assert None not in spliced, f"step {number}: {name} {mac}"
         check = apply(ctx, root=root, server="srv1", dry_run=True, validation=False, full=True)
         assert [c.path for c in check.result.changes] == [], f"step {number}: {name} {mac}"
+
+
+@pytest.mark.parametrize("dhcp", ["dnsmasq", "kea", "isc"])
+def test_an_override_of_the_template_that_holds_the_hosts_renders_everything(
+    tmp_path, dhcp, monkeypatch
+):
+    spliced = []
+    render_changes = incremental.render_changes
+    monkeypatch.setattr(
+        incremental, "render_changes", lambda *a: spliced.append(render_changes(*a)) or spliced[-1]
+    )
+    config = tmp_path / "cluster.xml"
+    config.write_bytes(_layout(dhcp))
+    ctx = Context(config=config, state=tmp_path / "state")
+    template = incremental.HOSTS_TEMPLATES[dhcp]
+    ctx.template_dir.mkdir()
+    package = (PACKAGE_TEMPLATES / template).read_text()
+    (ctx.template_dir / template).write_text(package.replace("{{ h.mac }}", "{{ h.mac | upper }}"))
+    nodes.set_mac(ctx, "r1n001", "52:54:00:00:00:01")
+    root = tmp_path / "root"
+    apply(ctx, root=root, do_reload=False, validation=False)
+    nodes.set_mac(ctx, "r1n001", "52:54:00:00:00:aa")
+    apply(ctx, root=root, do_reload=False, validation=False)
+    assert spliced == []  # no record kept: not even tried
+    hosts = {"dnsmasq": dhcp_files.DNSMASQ_HOSTS, "kea": dhcp_files.KEA_CONF}
+    installed = (root / hosts.get(dhcp, dhcp_files.ISC_CONF).lstrip("/")).read_bytes()
+    assert b"52:54:00:00:00:AA" in installed and b"52:54:00:00:00:aa" not in installed
 
 
 DAEMONS = {
