@@ -23,10 +23,10 @@ depend on those values:
   before the next node's of its subnet that keeps its line, or last in its subnet. dhcpd's
   hosts follow the subnets, one flat list in the order of dnsmasq's hosts file. The small
   file is what the daemon's test mode checks (:attr:`RenderedFile.check`): at 100,000 nodes
-  ``kea-dhcp4 -t`` on the whole file took 2.7 s here and ``dhcpd -t`` 1.0 s, on one node's
-  26 and 4 ms (docs/benchmarks.md). The spliced file's other lines were checked when they
-  were installed (unless that apply skipped validation), and that no MAC or address is given
-  twice is dim's own check.
+  ``kea-dhcp4 -t`` on the whole file took 2.1-2.7 s here and ``dhcpd -t`` 1.0-1.7 s, on one
+  node's 26-28 and 4-6 ms (``bench/dhcp_check.py``). The spliced file's other lines were
+  checked when they were installed (unless that apply skipped validation), and that no MAC
+  or address is given twice is dim's own check.
 
 The rest (hosts file, NFS exports, image configurations, VRRP) is a function of what the
 fingerprint covers and stays as installed. What cannot be spliced is refused (None) and the
