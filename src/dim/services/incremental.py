@@ -13,8 +13,8 @@ depend on those values:
   with the same template, one node at a time, and spliced between the installed lines of the
   others, in the order a full render gives (boot networks in layout order, nodes in layout
   order within each);
-- dnsmasq's main file, only through which networks have a node with a MAC: unchanged unless
-  that set changes;
+- dnsmasq's main file, only through the subnets it declares (the networks with a node with a
+  MAC, and the server's own): unchanged unless that set changes, as Kea's and dhcpd's;
 - Kea's and ISC dhcpd's one file each, the reservations inside, one line each: the file is
   rendered for a layout of the changed nodes alone (the same template, one render for all of
   them), each one's line is taken from it and spliced into the installed file, in the order a
