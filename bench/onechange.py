@@ -4,13 +4,16 @@ Run by hand, never as a test::
 
     git archive 4e8cc8a src | tar -x -C /tmp/base      # the tree to compare with
     .venv/bin/python bench/onechange.py --src /tmp/base/src --src src [--size 100000] [--rounds 5]
+        [--flavour dnsmasq|kea|isc]
 
 For each tree given by ``--src`` (the first is the baseline), in a folder of its own under
 ``--work`` (default: a temporary folder on the working disk; roots on ``--tmpfs``): the
-cluster.xml of ``bench/layout.py`` (dnsmasq, nfs=kernel, two interfaces and a BMC per node), every
+cluster.xml of ``bench/layout.py`` (DHCP by ``--flavour``, default dnsmasq; nfs=kernel; two
+interfaces and a BMC per node), every
 MAC imported with ``dim node import-macs``, one full ``dim apply --skip-validation`` into a root
 on tmpfs. Then ``--rounds`` rounds, the trees alternated within each round: ``dim node set
-NODE --mac NEW`` and ``dim apply`` (validated by dnsmasq, incremental where the tree can),
+NODE --mac NEW`` and ``dim apply`` (validated by the DHCP daemon's test mode, incremental where
+the tree can),
 each timed as a whole process (wall time, and CPU time of the process and its children from
 ``getrusage``). At the end, ``dim apply --full --dry-run`` on each tree's root must find
 nothing to change: the one-node applies left what a full apply would. Medians are printed,
@@ -57,9 +60,9 @@ def run(src: Path, work: Path, *args: str) -> tuple[float, float, str]:
     return wall, cpu, done.stdout
 
 
-def prepare(src: Path, work: Path, root: Path, size: int) -> None:
+def prepare(src: Path, work: Path, root: Path, size: int, flavour: str) -> None:
     work.mkdir(parents=True)
-    (work / "cluster.xml").write_text(generated.cluster_xml(size, "dnsmasq", "kernel"))
+    (work / "cluster.xml").write_text(generated.cluster_xml(size, flavour, "kernel"))
     names = generated.node_names(size)
     csv = work / "macs.csv"
     csv.write_text("".join(f"{n},{generated.mac('52:54', k)}\n" for k, n in enumerate(names, 1)))
@@ -73,6 +76,7 @@ def main() -> int:
     parser.add_argument("--src", type=Path, action="append", required=True)
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--flavour", choices=generated.FLAVOURS, default="dnsmasq")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--tmpfs", type=Path, default=Path("/dev/shm"))
     parser.add_argument("--keep", action="store_true")
@@ -84,7 +88,7 @@ def main() -> int:
     node = generated.node_names(args.size)[args.size // 2]
     try:
         for number, src in enumerate(trees):
-            prepare(src, work / str(number), roots / str(number), args.size)
+            prepare(src, work / str(number), roots / str(number), args.size, args.flavour)
         times: dict[int, dict[str, list[tuple[float, float]]]] = {
             n: {"set": [], "apply": []} for n in range(len(trees))
         }
@@ -134,7 +138,7 @@ def report(trees, times, args) -> None:
         return statistics.median(p[index] for p in pairs)
 
     print(
-        f"{args.size:,} nodes, {args.rounds} rounds alternated, load at end "
+        f"{args.size:,} nodes, {args.flavour}, {args.rounds} rounds alternated, load at end "
         f"{os.getloadavg()[0]:.1f}; median wall (median CPU)"
     )
     base = None

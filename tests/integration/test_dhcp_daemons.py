@@ -293,10 +293,17 @@ def test_unknown_mac_gets_no_lease(site: Site):
         site.ask(UNKNOWN_MAC, timeout=2)
 
 
-def test_a_new_mac_applied_gets_the_nodes_address_and_the_old_one_nothing(own_site: Site):
+def test_a_new_mac_spliced_in_gets_the_nodes_address_and_the_old_one_nothing(own_site: Site):
     old, new = MACS["node02"], "52:54:00:77:02:02"
+    (record,) = (own_site.folder / "state/applied").glob("*.db")
+    written = record.stat().st_ino
     own_site.dim("node", "set", "node02", "--mac", new)
     own_site.apply()
+    # the record updated where it is, not made anew: the apply spliced node02's new line into
+    # the installed file (dim.services.incremental) rather than rendering everything
+    assert record.stat().st_ino == written
+    full = own_site.dim("apply", "--root", str(own_site.root), "--full", "--dry-run")
+    assert ": 0 files would change" in full
     own_site.serve()
     lease = own_site.ask(new)
     assert (lease.ip, lease.hostname) == ("10.77.0.12", "node02")

@@ -406,7 +406,8 @@ PACKAGES = {
 def validate(
     files: list[RenderedFile], services: Iterable[str], root: Path, *, required: bool = True
 ) -> tuple[list[str], list[str]]:
-    """Run each service's test mode on its complete new configuration.
+    """Run each service's test mode on its complete new configuration (or on a file's
+    ``check``: the new entries of a spliced file, in a document of their own).
 
     Returns (validated, not validated). A daemon that is not installed is an error unless
     ``required`` is false, since installing an unchecked configuration is what we promise not
@@ -417,7 +418,11 @@ def validate(
         validator = VALIDATORS.get(service)
         if validator is None:  # no test mode (nfs-ganesha, exportfs, sysctl)
             continue
-        contents = {f.path: f.content for f in files if f.service == service and f.content}
+        contents = {
+            f.path: f.content if f.check is None else f.check
+            for f in files
+            if f.service == service and f.content
+        }
         with tempfile.TemporaryDirectory(prefix="dim-validate-") as tmp:
             checks = validator(contents, Path(tmp), root)
             program = checks[0][0][0]

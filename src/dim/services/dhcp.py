@@ -58,6 +58,8 @@ KEA_CONF = "/etc/kea/kea-dhcp4.conf"
 KEA_LEASES = "/var/lib/kea/kea-leases4.csv"
 KEA_LEASE_CMDS = "libdhcp_lease_cmds.so"
 ISC_CONF = "/etc/dhcp/dhcpd.conf"
+KEA_TEMPLATE = "kea-dhcp4.conf.j2"
+ISC_TEMPLATE = "dhcpd.conf.j2"
 
 
 # Not frozen: one per node when Jinja2 iterates them (Kea, ISC dhcpd: dim.services.rows), and
@@ -249,12 +251,7 @@ def render(context: RenderContext) -> list[RenderedFile]:
             _dnsmasq_hosts(context, dhcp),
             RenderedFile(DNS_CONF, context.render("dnsmasq-dns.conf.j2", dhcp=dhcp), service="dns"),
         ]
-    if flavour == "kea":
-        files = [
-            RenderedFile(KEA_CONF, context.render("kea-dhcp4.conf.j2", dhcp=dhcp), service="kea")
-        ]
-    else:
-        files = [RenderedFile(ISC_CONF, context.render("dhcpd.conf.j2", dhcp=dhcp), service="isc")]
+    files = [_main_file(context, dhcp)]
     if context.server.tftp == "dnsmasq":  # Kea and dhcpd serve no TFTP: dnsmasq does
         files.append(
             RenderedFile(
@@ -268,6 +265,18 @@ def dnsmasq_hosts(context: RenderContext) -> RenderedFile:
     """dnsmasq's hosts file alone, as :func:`render` gives it (an incremental apply renders
     the lines of a few nodes, :mod:`dim.services.incremental`, and not the main file)."""
     return _dnsmasq_hosts(context, dhcp_context(context))
+
+
+def main_file(context: RenderContext) -> RenderedFile:
+    """Kea's or ISC dhcpd's file alone, as :func:`render` gives it (an incremental apply
+    renders it for the changed nodes alone, :mod:`dim.services.incremental`)."""
+    return _main_file(context, dhcp_context(context))
+
+
+def _main_file(context: RenderContext, dhcp: DhcpContext) -> RenderedFile:
+    if context.server.dhcp == "kea":
+        return RenderedFile(KEA_CONF, context.render(KEA_TEMPLATE, dhcp=dhcp), service="kea")
+    return RenderedFile(ISC_CONF, context.render(ISC_TEMPLATE, dhcp=dhcp), service="isc")
 
 
 def _dnsmasq_hosts(context: RenderContext, dhcp: DhcpContext) -> RenderedFile:

@@ -55,6 +55,10 @@ class RenderedFile:
     link: str | None = None  # the target, when the file is a symbolic link
     mode: int = 0o644
     service: str | None = None  # dnsmasq | kea | isc | ganesha | kernel | None
+    # what the daemon's test mode is given instead of ``content``: an incremental apply's
+    # spliced file has its new entries checked in a document of their own
+    # (:mod:`dim.services.incremental`)
+    check: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
