@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-from dim.services.rows import joined
+from dim.services.rows import HostRows, joined
 
 Jinja = Callable[[Mapping[str, object]], str]  # the same template rendered by Jinja2
 Compiled = Callable[[Mapping[str, object], Jinja], tuple[str, int]]
@@ -39,6 +39,8 @@ def hosts_file(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]:
     """hosts.j2: one line per (address, fully qualified name, short name)."""
     entries = context["entries"]
     lines = [f"# {context['header']}\n# Hosts of cluster {context['cluster']}.\n"]
+    if isinstance(entries, HostRows):  # dim.services.hosts's columns, joined in C
+        return lines[0] + entries.text(), 2 + len(entries)
     lines += [
         f"{ip}\t{fqdn} {name}\n" if fqdn != name else f"{ip}\t{name}\n"
         for ip, fqdn, name in entries  # type: ignore[attr-defined]

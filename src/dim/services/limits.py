@@ -55,10 +55,9 @@ not change. In a failover set a server may hold every node of the set, and is si
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import repeat
-from operator import is_not
 
-from dim.layout.model import Cluster, Inventory, Node
+from dim.layout.columns import ServedColumns, served_columns
+from dim.layout.model import Cluster, Inventory
 
 SYSCTL_CONF = "/etc/sysctl.d/60-dim-server.conf"
 THRESHOLD_KEYS = tuple(f"net.ipv4.neigh.default.gc_thresh{n}" for n in (1, 2, 3))
@@ -94,19 +93,17 @@ class ServerNeeds:
     receive_buffer: int | None  # net.core.rmem_default
 
 
-def served(cluster: Cluster, server: str) -> list[Node]:
-    """The nodes ``server`` serves: its own, and in a failover set its peers' too (as
-    ``RenderContext.nodes``, whose module imports Jinja2, which ``layout check`` must not)."""
-    peers = set(cluster.peers(server))
-    return [n for n in cluster.nodes if n.server in peers]
+def served(cluster: Cluster, server: str) -> ServedColumns:
+    """The nodes ``server`` serves, as columns: its own, and in a failover set its peers' too
+    (as ``RenderContext.served``, whose module imports Jinja2, which ``layout check`` must
+    not)."""
+    return served_columns(cluster.nodes, set(cluster.peers(server)))
 
 
 def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
-    nodes = served(inventory.cluster, server)
-    # a map per column, not a generator step per node (100,000 at the bench's size); `is not`,
-    # not `count(None)`, which would call Bmc.__eq__ in Python on every BMC
-    bmcs = sum(map(is_not, [n.bmc for n in nodes], repeat(None)))
-    neighbours = sum(map(len, [n.interfaces for n in nodes])) + bmcs
+    columns = served(inventory.cluster, server)
+    nodes = columns.name
+    neighbours = sum(columns.addresses)  # each node's interfaces and BMC
     return ServerNeeds(
         server=server,
         nodes=len(nodes),

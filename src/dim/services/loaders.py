@@ -128,14 +128,11 @@ def _all_node_links(context: RenderContext) -> list[RenderedFile]:
     link in turn."""
     server, cluster = context.server, context.inventory.cluster
     macs, images = context.inventory.macs, context.inventory.images
-    nodes = context.nodes()
-    names = [n.name for n in nodes]
-    networks = [n.interfaces[0].network for n in nodes]
-    found = list(map(macs.get, zip(names, networks, strict=True)))
-    chosen = [n.image for n in nodes]
+    served = context.served()
+    names, chosen, owners = served.name, served.image, served.server
+    found = list(map(macs.get, zip(names, served.boot_network, strict=True)))
     if images:
         chosen = list(map(images.get, names, chosen))
-    owners = [n.server for n in nodes]
     if None in found or None in chosen:
         none = repeat(None)
         linked = list(map(and_, map(is_not, found, none), map(is_not, chosen, none)))
