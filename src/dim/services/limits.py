@@ -56,8 +56,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dim.layout.columns import ServedColumns, served_columns
-from dim.layout.model import Cluster, Inventory
+from dim.layout.columns import served_columns
+from dim.layout.model import Cluster, Inventory, Node
 
 SYSCTL_CONF = "/etc/sysctl.d/60-dim-server.conf"
 THRESHOLD_KEYS = tuple(f"net.ipv4.neigh.default.gc_thresh{n}" for n in (1, 2, 3))
@@ -93,15 +93,17 @@ class ServerNeeds:
     receive_buffer: int | None  # net.core.rmem_default
 
 
-def served(cluster: Cluster, server: str) -> ServedColumns:
-    """The nodes ``server`` serves, as columns: its own, and in a failover set its peers' too
-    (as ``RenderContext.served``, whose module imports Jinja2, which ``layout check`` must
-    not)."""
-    return served_columns(cluster.nodes, set(cluster.peers(server)))
+def served(cluster: Cluster, server: str) -> list[Node]:
+    """The nodes ``server`` serves: its own, and in a failover set its peers' too (as
+    ``RenderContext.nodes``, whose module imports Jinja2, which ``layout check`` must not)."""
+    peers = set(cluster.peers(server))
+    return [n for n in cluster.nodes if n.server in peers]
 
 
 def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
-    columns = served(inventory.cluster, server)
+    cluster = inventory.cluster
+    # served(), as columns: no node made (dim.layout.columns)
+    columns = served_columns(cluster.nodes, set(cluster.peers(server)))
     nodes = columns.name
     neighbours = sum(columns.addresses)  # each node's interfaces and BMC
     return ServerNeeds(
