@@ -21,21 +21,23 @@ from __future__ import annotations
 
 import re
 from _socket import AF_INET, inet_pton
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from itertools import repeat
 from typing import TYPE_CHECKING
 
 from dim.layout.columns import GroupColumns
+from dim.layout.expressions import render_column
 from dim.names import BMC_ADDRESS, HOST_NAME
 
 if TYPE_CHECKING:  # aliases for the annotations only: nothing to build at import
-    Function = Callable[[tuple[int, ...], int, str], str]
+    from dim.layout.expressions import Template
+
     # One interface of the group: its network, the first and last address allowed, its
-    # templates' functions (the host name's None: the node's name).
-    InterfaceColumns = tuple[str, int, int, Function, Function | None]
-    # A BMC: its address's function, its driver and credentials.
-    BmcColumns = tuple[Function, str, str | None]
+    # templates (the host name's None: the node's name).
+    InterfaceColumns = tuple[str, int, int, Template, Template | None]
+    # A BMC: its address's template, its driver and credentials.
+    BmcColumns = tuple[Template, str, str | None]
     Settings = tuple[str | None, str, bool]  # image, server, secure boot
 
 
@@ -85,14 +87,15 @@ def _build(group, line, names, uses_numbers, interfaces, bmc, default, overrides
     else:
         nums = list(repeat((), count))
     ips_columns, hostname_columns = [], []
-    for _network, first, last, ip_of, hostname_of in interfaces:
-        ips = list(map(ip_of, nums, range(count), names))
+    shared: dict[str, Sequence[str]] = {}  # the group's fields, each computed once
+    for _network, first, last, ip_template, hostname_template in interfaces:
+        ips = render_column(ip_template, nums, names, shared)
         values = list(map(int.from_bytes, map(inet_pton, repeat(AF_INET), ips), repeat("big")))
         if min(values) < first or max(values) > last:
             return None
         hostnames = names
-        if hostname_of is not None:
-            hostnames = list(map(hostname_of, nums, range(count), names))
+        if hostname_template is not None:
+            hostnames = render_column(hostname_template, nums, names, shared)
             if max(map(len, hostnames)) > room or not _all_host_names(hostnames):
                 return None
         ips_columns.append(ips)
@@ -100,7 +103,7 @@ def _build(group, line, names, uses_numbers, interfaces, bmc, default, overrides
     bmc_columns = None
     if bmc is not None:
         address, driver, credentials = bmc
-        addresses = list(map(address, nums, range(count), names))
+        addresses = render_column(address, nums, names, shared)
         if max(map(len, names)) > bmc_room or not _all_match(
             _whole_column(BMC_ADDRESS.pattern), addresses
         ):

@@ -46,6 +46,7 @@ class GroupColumns:
         "bmc",
         "settings",
         "default",
+        "_settings_columns",
     )
 
     def __init__(
@@ -64,6 +65,7 @@ class GroupColumns:
         self.networks, self.ips, self.hostnames = networks, ips, hostnames
         self.bmc = bmc  # driver, addresses, credentials
         self.settings, self.default = settings, default
+        self._settings_columns: tuple[list[str | None], list[str], list[bool]] | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -112,13 +114,18 @@ class GroupColumns:
         )
 
     def _settings(self) -> tuple[list[str | None], list[str], list[bool]]:
-        """Each node's image, server and Secure Boot setting, a list each."""
-        if self.settings is None:
+        """Each node's image, server and Secure Boot setting, a list each (made once: every
+        renderer reads them)."""
+        if self._settings_columns is None:
             count = len(self.names)
-            image, server, secure = self.default
-            return [image] * count, [server] * count, [secure] * count
-        images, servers, secure_boot = zip(*self.settings, strict=True)
-        return list(images), list(servers), list(secure_boot)
+            if self.settings is None:
+                image, server, secure = self.default
+                columns = [image] * count, [server] * count, [secure] * count
+            else:
+                images, servers, secure_boot = zip(*self.settings, strict=True)
+                columns = list(images), list(servers), list(secure_boot)
+            self._settings_columns = columns
+        return self._settings_columns
 
 
 Block = GroupColumns | Sequence[Node]

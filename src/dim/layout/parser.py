@@ -503,10 +503,18 @@ class _Parser:
             groups[name] = Group(name, el.get("nodes"), el.sourceline)
             block = self._expand(el, networks, servers, images)
             names = block.names if isinstance(block, GroupColumns) else [n.name for n in block]
-            fresh = dict.fromkeys(names, el.sourceline)
-            if len(fresh) != len(names) or not seen.keys().isdisjoint(fresh):
-                self._duplicate_name(el, names, seen)
-            seen.update(fresh)
+            # A node set names each node once (ClusterShell's is a set; a plain pattern's
+            # brackets hold each number once): only another group's names can clash, and
+            # with one group, as most layouts have, nothing is looked up.
+            if not blocks:
+                first = names, el.sourceline
+            else:
+                if not seen:
+                    seen = dict.fromkeys(*first)
+                fresh = dict.fromkeys(names, el.sourceline)
+                if len(fresh) != len(names) or not seen.keys().isdisjoint(fresh):
+                    self._duplicate_name(el, names, seen)
+                seen.update(fresh)
             blocks.append(block)
         return groups, Nodes(blocks)
 
@@ -560,7 +568,8 @@ class _Parser:
         bmc_el = el.find("bmc")
         bmc_template = self._template(bmc_el, "address") if bmc_el is not None else None
         # Per interface: its element, network, first and last address, the address template
-        # and its compiled function, and the host name's (None: the node's name).
+        # and its compiled function, the host name's (None: the node's name), and the two
+        # templates (the bulk build's).
         checks = [
             (
                 i[0],
@@ -569,6 +578,7 @@ class _Parser:
                 i[2],
                 i[2].function,
                 None if i[3].text == "{name}" else i[3].function,
+                None if i[3].text == "{name}" else i[3],
             )
             for i in interfaces
         ]
@@ -590,8 +600,8 @@ class _Parser:
             line,
             nodeset,
             uses_numbers,
-            [(c[1], c[2], c[3], c[5], c[6]) for c in checks],
-            None if bmc_el is None else (bmc_address, bmc_driver, bmc_credentials),
+            [(c[1], c[2], c[3], c[4], c[7]) for c in checks],
+            None if bmc_el is None else (bmc_template, bmc_driver, bmc_credentials),
             default,
             overrides,
             (name_room, room, bmc_room),
@@ -610,7 +620,7 @@ class _Parser:
                 nums = tuple(map(int, numbers(name))) if uses_numbers else ()
                 node_image, node_server, node_secure = overrides.get(name, default)
                 built = []
-                for element, network, first, last, ip_t, ip_of, hostname_of in checks:
+                for element, network, first, last, ip_t, ip_of, hostname_of, _ in checks:
                     ip = ip_of(nums, index, name)
                     try:  # dim.names.ip_to_int, inlined
                         value = from_bytes(pton(inet, ip), "big")
