@@ -137,11 +137,17 @@ def _all_node_links(context: RenderContext) -> list[RenderedFile]:
         none = repeat(None)
         linked = list(map(and_, map(is_not, found, none), map(is_not, chosen, none)))
         found, chosen, owners = (list(compress(c, linked)) for c in (found, chosen, owners))
-    # (server, image) -> its config_stem, for the few pairs there are
-    stems = {pair: config_stem(cluster, *pair) for pair in set(zip(owners, chosen, strict=True))}
-    stem_of = list(map(stems.__getitem__, zip(owners, chosen, strict=True)))
+    if len(cluster.peers(server.name)) == 1:  # every node this server's: stem = image
+        stem_of: list[str] = chosen  # type: ignore[assignment]  # None filtered out above
+        stems = set(stem_of)
+    else:  # (server, image) -> its config_stem, for the few pairs there are
+        pairs = {
+            pair: config_stem(cluster, *pair) for pair in set(zip(owners, chosen, strict=True))
+        }
+        stem_of = list(map(pairs.__getitem__, zip(owners, chosen, strict=True)))
+        stems = set(pairs.values())
     ipxe, pxelinux, grub = ({}, {}, {})  # each stem's link target, once per stem
-    for stem in stems.values():
+    for stem in stems:
         ipxe[stem], pxelinux[stem], grub[stem] = (
             f"../images/{stem}.ipxe",
             f"dim-{stem}",
