@@ -21,10 +21,8 @@ field. Either way the same lists, so a renderer gives the same bytes from both.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import chain, compress, repeat
 from operator import is_not
-from typing import overload
 
 from dim.layout.model import Bmc, Interface, Node
 
@@ -164,11 +162,8 @@ class Nodes(Sequence[Node]):
     def __iter__(self) -> Iterator[Node]:
         return iter(self.all())
 
-    @overload
-    def __getitem__(self, index: int) -> Node: ...
-    @overload
-    def __getitem__(self, index: slice) -> tuple[Node, ...]: ...
-    def __getitem__(self, index: int | slice) -> Node | tuple[Node, ...]:
+    # no typing.overload: this module is on ``dim layout check``'s path, which imports no typing
+    def __getitem__(self, index: int | slice) -> Node | tuple[Node, ...]:  # type: ignore[override]
         if self._nodes is not None or isinstance(index, slice):
             return self.all()[index]
         count = len(self)
@@ -243,21 +238,45 @@ class NodeIndex(Mapping[str, Node]):
         return repr(dict(self.items()))
 
 
-@dataclass(frozen=True, slots=True)
 class ServedColumns:
     """What the renderers read of the nodes a server serves, one list per field, in layout
     order: each node's name, server, image (the layout's), Secure Boot setting, its boot
     interface's network, address and host name, and how many addresses it has (interfaces
-    and BMC)."""
+    and BMC). A plain class, not a dataclass: this module is on ``dim layout check``'s path,
+    where each dataclass made at import costs (docs/benchmarks.md)."""
 
-    name: list[str]
-    server: list[str]
-    image: list[str | None]
-    secure_boot: list[bool]
-    boot_network: list[str]
-    boot_ip: list[str]
-    boot_hostname: list[str]
-    addresses: list[int]
+    __slots__ = (
+        "name",
+        "server",
+        "image",
+        "secure_boot",
+        "boot_network",
+        "boot_ip",
+        "boot_hostname",
+        "addresses",
+    )
+
+    def __init__(
+        self,
+        name: list[str],
+        server: list[str],
+        image: list[str | None],
+        secure_boot: list[bool],
+        boot_network: list[str],
+        boot_ip: list[str],
+        boot_hostname: list[str],
+        addresses: list[int],
+    ) -> None:
+        self.name, self.server, self.image, self.secure_boot = name, server, image, secure_boot
+        self.boot_network, self.boot_ip, self.boot_hostname = boot_network, boot_ip, boot_hostname
+        self.addresses = addresses
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServedColumns):
+            return NotImplemented
+        return _fields(self) == _fields(other)
+
+    __hash__ = None  # type: ignore[assignment]  # lists inside
 
 
 def served_columns(nodes: Sequence[Node], servers: set[str] | None = None) -> ServedColumns:
@@ -307,7 +326,7 @@ def _block_columns(block: Block) -> ServedColumns:
 
 
 def _fields(columns: ServedColumns) -> list[list]:
-    return [getattr(columns, name) for name in ServedColumns.__slots__]  # type: ignore[attr-defined]
+    return [getattr(columns, name) for name in ServedColumns.__slots__]
 
 
 def _concatenated(parts: list[ServedColumns]) -> ServedColumns:
