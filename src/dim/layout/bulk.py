@@ -5,10 +5,12 @@ name, addresses and host names in turn and raises the error of the first one tha
 At 100,000 nodes that loop is most of the expansion's time: a few dozen bytecodes per node
 between the calls that do the work. Here the same checks run once per column, each in one C
 call or one ``map`` (a name column checked by one regular expression over the names joined by
-newlines, which no accepted value holds), and the objects are built by ``map`` as well::
+newlines, which no accepted value holds), and the columns are kept as they are: a
+:class:`~dim.layout.columns.GroupColumns`, whose nodes are made only when something reads
+them (:mod:`dim.layout.columns`)::
 
-    >>> nodes = build(group, line, names, uses_numbers, interfaces, bmc, default, overrides,
-    ...               rooms)       # the group's nodes, or None
+    >>> columns = build(group, line, names, uses_numbers, interfaces, bmc, default, overrides,
+    ...                 rooms)     # the group's nodes as columns, or None
 
 None means "some check failed, or a template raised": the caller then runs its per-node loop,
 which finds the first faulty node and raises its error, word for word as before. So this
@@ -19,21 +21,23 @@ from __future__ import annotations
 
 import re
 from _socket import AF_INET, inet_pton
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from itertools import repeat
 from typing import TYPE_CHECKING
 
-from dim.layout.model import Bmc, Interface, Node
+from dim.layout.columns import GroupColumns
+from dim.layout.expressions import render_column
 from dim.names import BMC_ADDRESS, HOST_NAME
 
 if TYPE_CHECKING:  # aliases for the annotations only: nothing to build at import
-    Function = Callable[[tuple[int, ...], int, str], str]
+    from dim.layout.expressions import Template
+
     # One interface of the group: its network, the first and last address allowed, its
-    # templates' functions (the host name's None: the node's name).
-    InterfaceColumns = tuple[str, int, int, Function, Function | None]
-    # A BMC: its address's function, its driver and credentials.
-    BmcColumns = tuple[Function, str, str | None]
+    # templates (the host name's None: the node's name).
+    InterfaceColumns = tuple[str, int, int, Template, Template | None]
+    # A BMC: its address's template, its driver and credentials.
+    BmcColumns = tuple[Template, str, str | None]
     Settings = tuple[str | None, str, bool]  # image, server, secure boot
 
 
@@ -55,8 +59,8 @@ def build(
     default: Settings,
     overrides: dict[str, Settings],
     rooms: tuple[int, int, int],
-) -> list[Node] | None:
-    """The group's nodes in order, or None when any node needs the per-node loop's checks.
+) -> GroupColumns | None:
+    """The group's nodes in order, as columns; None when a node needs the per-node checks.
 
     ``rooms``: the longest node name, host name, and node name whose ``<name>-bmc`` fits.
     """
@@ -71,8 +75,10 @@ def build(
 def _build(group, line, names, uses_numbers, interfaces, bmc, default, overrides, rooms):
     name_room, room, bmc_room = rooms
     count = len(names)
+    networks = tuple(i[0] for i in interfaces)
     if not count:
-        return []
+        empty = [[] for _ in networks]
+        return GroupColumns(group, line, [], networks, empty, empty, None, None, default)
     if max(map(len, names)) > name_room or not _all_host_names(names):
         return None
     if uses_numbers:
@@ -80,46 +86,40 @@ def _build(group, line, names, uses_numbers, interfaces, bmc, default, overrides
         nums: Sequence[tuple[int, ...]] = [tuple(map(int, numbers(n))) for n in names]
     else:
         nums = list(repeat((), count))
-    columns = []
-    for network, first, last, ip_of, hostname_of in interfaces:
-        ips = list(map(ip_of, nums, range(count), names))
+    ips_columns, hostname_columns = [], []
+    shared: dict[str, Sequence[str]] = {}  # the group's fields, each computed once
+    for _network, first, last, ip_template, hostname_template in interfaces:
+        ips = render_column(ip_template, nums, names, shared)
         values = list(map(int.from_bytes, map(inet_pton, repeat(AF_INET), ips), repeat("big")))
         if min(values) < first or max(values) > last:
             return None
         hostnames = names
-        if hostname_of is not None:
-            hostnames = list(map(hostname_of, nums, range(count), names))
+        if hostname_template is not None:
+            hostnames = render_column(hostname_template, nums, names, shared)
             if max(map(len, hostnames)) > room or not _all_host_names(hostnames):
                 return None
-        columns.append(list(map(Interface, repeat(network), ips, hostnames)))
-    interfaces = list(zip(*columns, strict=True)) if columns else list(repeat((), count))
-    bmcs: Sequence[Bmc | None] = list(repeat(None, count))
+        ips_columns.append(ips)
+        hostname_columns.append(hostnames)
+    bmc_columns = None
     if bmc is not None:
         address, driver, credentials = bmc
-        addresses = list(map(address, nums, range(count), names))
+        addresses = render_column(address, nums, names, shared)
         if max(map(len, names)) > bmc_room or not _all_match(
             _whole_column(BMC_ADDRESS.pattern), addresses
         ):
             return None
-        bmcs = list(map(Bmc, repeat(driver), addresses, repeat(credentials)))
-    if overrides:
-        images, servers, secure = zip(*[overrides.get(n, default) for n in names], strict=True)
-    else:
-        image, server, secure_boot = default
-        images, servers, secure = repeat(image), repeat(server), repeat(secure_boot)
-    return list(
-        map(
-            Node,
-            names,
-            repeat(group),
-            range(count),
-            interfaces,
-            images,
-            servers,
-            bmcs,
-            repeat(line),
-            secure,
-        )
+        bmc_columns = (driver, addresses, credentials)
+    settings = list(map(overrides.get, names, repeat(default))) if overrides else None
+    return GroupColumns(
+        group,
+        line,
+        names,
+        networks,
+        ips_columns,
+        hostname_columns,
+        bmc_columns,
+        settings,
+        default,
     )
 
 

@@ -33,7 +33,9 @@ import ast
 import operator
 import re
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache
+from itertools import chain, repeat
 from operator import itemgetter
 
 from dim.structs import struct
@@ -158,6 +160,10 @@ class Template:
     fields: tuple[Field, ...]
     function: Renderer
     uses_numbers: bool = False  # whether a field reads n1, n2…: the caller may pass () if not
+    # The text between the fields, and each field's key (:func:`render_column`): "name" for
+    # {name}, else its compiled form's dump, the same for the same expression and width.
+    literals: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
 
     def render(self, nums: Numbers, index: int, name: str) -> str:
         try:
@@ -181,6 +187,8 @@ def compile_template(text: str) -> Template:
     pattern: list[str] = []
     fields: list[Field] = []
     parts: list[ast.expr] = []
+    literals: list[str] = []
+    keys: list[str] = []
     uses_numbers = False
     position = 0
     for match in _FIELD.finditer(text):
@@ -190,11 +198,115 @@ def compile_template(text: str) -> Template:
         part = _formatted(match.group(1))
         uses_numbers = uses_numbers or any(isinstance(n, ast.Subscript) for n in ast.walk(part))
         parts += [ast.Constant(literal), part]
+        literals.append(literal)
+        key = _NAME if _is_name(part) else ast.dump(part)
+        _PARTS.setdefault(key, part)
+        keys.append(key)
         position = match.end()
     literal = _literal(text[position:], text)
     pattern.append(literal)
     parts.append(ast.Constant(literal))
-    return Template(text, "".join(pattern), tuple(fields), _function(parts), uses_numbers)
+    literals.append(literal)
+    return Template(
+        text,
+        "".join(pattern),
+        tuple(fields),
+        _function(parts),
+        uses_numbers,
+        tuple(literals),
+        tuple(keys),
+    )
+
+
+# -- every node's text at once ---------------------------------------------------------------
+#
+# A group's templates often share fields (the last octets of each interface's address, and the
+# BMC's): each distinct field is computed once per group, as a column, by one compiled list
+# comprehension (no Python call per node), and each template's texts are the columns joined
+# with its literals in C. At 100,000 nodes (bench/layout.py's layout: three addresses sharing
+# two fields, a host name) the expansion took 260 M fewer instructions of 3,020 M.
+
+_NAME = "name"
+_PARTS: dict[str, ast.FormattedValue] = {}  # each field's tree (from _formatted), by its key
+Column = Callable[[Sequence[Numbers], int, Sequence[str]], list[str]]
+
+
+def _is_name(part: ast.FormattedValue) -> bool:
+    return isinstance(part.value, ast.Name) and part.value.id == "name"
+
+
+def render_column(
+    template: Template,
+    nums: Sequence[Numbers],
+    names: Sequence[str],
+    shared: dict[str, Sequence[str]],
+) -> list[str]:
+    """``template``'s text for every node (node ``k``: ``nums[k]``, index ``k``,
+    ``names[k]``), as ``[template.function(nums[k], k, names[k]) for k …]`` gives them.
+
+    ``shared`` holds the columns of fields computed already (key: the field's); pass the same
+    dictionary for the templates of one group. It raises what the template's function would
+    (IndexError, ZeroDivisionError): the caller then evaluates node by node to say why.
+    """
+    count = len(names)
+    columns: list[Sequence[str]] = []
+    for key in template.keys:
+        column = shared.get(key)
+        if column is None:
+            column = names if key == _NAME else _column(key)(nums, count, names)
+            shared[key] = column
+        columns.append(column)
+    literals = template.literals
+    if not columns:
+        return [template.pattern] * count
+    if len(columns) == 1 and literals == ("", ""):
+        return list(columns[0])
+    pieces: list[Iterable[str]] = []
+    for literal, column in zip(literals, columns, strict=False):
+        if literal:
+            pieces.append(repeat(literal))
+        pieces.append(column)
+    pieces.append(repeat(literals[-1] + "\n"))
+    texts = "".join(chain.from_iterable(zip(*pieces, strict=False))).split("\n")
+    texts.pop()  # after the last newline
+    if len(texts) != count:  # a newline in a literal or a name: one by one
+        return list(map(template.function, nums, range(count), names))
+    return texts
+
+
+@cache
+def _column(key: str) -> Column:
+    """The list comprehension of one field, by its key: around the tree that
+    :func:`compile_template` compiled for it (made by :func:`_python` alone)."""
+    part = _PARTS[key]
+    variables = {n.id for n in ast.walk(part) if isinstance(n, ast.Name)}
+    if "nums" in variables:
+        target: ast.expr = ast.Tuple(
+            [ast.Name("nums", ast.Store()), ast.Name("i", ast.Store())], ast.Store()
+        )
+        source: ast.expr = ast.Call(
+            ast.Name("zip", ast.Load()),
+            [ast.Name("nums_column", ast.Load()), _range()],
+            [],
+        )
+    else:
+        target, source = ast.Name("i", ast.Store()), _range()
+    body = ast.ListComp(ast.JoinedStr([part]), [ast.comprehension(target, source, [], is_async=0)])
+    arguments = ast.arguments(
+        posonlyargs=[],
+        args=[ast.arg(a) for a in ("nums_column", "count", "names")],
+        kwonlyargs=[],
+        kw_defaults=[],
+        defaults=[],
+    )
+    tree = ast.Expression(ast.Lambda(arguments, body))
+    code = compile(ast.fix_missing_locations(tree), "<template column>", "eval")
+    (function,) = (c for c in code.co_consts if isinstance(c, types.CodeType))
+    return types.FunctionType(function, {"__builtins__": {}, "zip": zip, "range": range})
+
+
+def _range() -> ast.expr:
+    return ast.Call(ast.Name("range", ast.Load()), [ast.Name("count", ast.Load())], [])
 
 
 # -- compiling a template into one function ------------------------------------------------------

@@ -172,7 +172,10 @@ class Cluster:
 
     def __post_init__(self) -> None:
         if not self.by_name:
-            object.__setattr__(self, "by_name", {n.name: n for n in self.nodes})
+            # the parser's nodes (dim.layout.columns.Nodes) are made when first looked up
+            by_name = getattr(self.nodes, "by_name", None)
+            index = by_name() if by_name else {n.name: n for n in self.nodes}
+            object.__setattr__(self, "by_name", index)
 
     def node(self, name: str) -> Node | None:
         return self.by_name.get(name)

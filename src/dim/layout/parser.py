@@ -15,6 +15,7 @@ from _socket import AF_INET, inet_pton  # not socket.py: see dim.names
 from collections.abc import Callable
 from functools import cache
 from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from itertools import chain
 from pathlib import Path
 
 from lxml import etree
@@ -22,6 +23,7 @@ from lxml import etree
 from dim.allocation import bulk_allocation
 from dim.errors import LayoutError
 from dim.layout import bulk, nodesets, read
+from dim.layout.columns import GroupColumns, Nodes
 from dim.layout.expressions import ExpressionError, Template, compile_template
 from dim.layout.model import (
     Bmc,
@@ -207,7 +209,7 @@ class _Parser:
                 g.get("name"): Group(g.get("name"), g.get("nodes"), g.sourceline)
                 for g in root.iterfind("group")
             }
-            nodes = []
+            nodes = ()
         return Cluster(
             name=root.get("name"),
             domain=root.get("domain"),
@@ -215,7 +217,7 @@ class _Parser:
             servers=servers,
             images=images,
             groups=groups,
-            nodes=tuple(nodes),
+            nodes=nodes,
             source=self.source,
             nodeset_limit=self.nodeset_limit,
             failover=failover,
@@ -492,7 +494,7 @@ class _Parser:
 
     def _groups(self, root, networks, servers, images):
         groups: dict[str, Group] = {}
-        nodes: list[Node] = []
+        blocks: list[GroupColumns | list[Node]] = []
         seen: dict[str, int] = {}
         for el in root.iterfind("group"):
             name = el.get("name")
@@ -501,16 +503,32 @@ class _Parser:
             if name in RESERVED_GROUPS:
                 raise self.error("this group name is reserved", el, name)
             groups[name] = Group(name, el.get("nodes"), el.sourceline)
-            for node in self._expand(el, networks, servers, images):
-                if node.name in seen:
-                    raise self.error(
-                        f"duplicate node name (also declared at line {seen[node.name]})",
-                        el,
-                        node.name,
-                    )
-                seen[node.name] = el.sourceline
-                nodes.append(node)
-        return groups, nodes
+            block = self._expand(el, networks, servers, images)
+            names = block.names if isinstance(block, GroupColumns) else [n.name for n in block]
+            # A node set names each node once (ClusterShell's is a set; a plain pattern's
+            # brackets hold each number once): only another group's names can clash, and
+            # with one group, as most layouts have, nothing is looked up.
+            if not blocks:
+                first = names, el.sourceline
+            else:
+                if not seen:
+                    seen = dict.fromkeys(*first)
+                fresh = dict.fromkeys(names, el.sourceline)
+                if len(fresh) != len(names) or not seen.keys().isdisjoint(fresh):
+                    self._duplicate_name(el, names, seen)
+                seen.update(fresh)
+            blocks.append(block)
+        return groups, Nodes(blocks)
+
+    def _duplicate_name(self, el, names: list[str], seen: dict[str, int]) -> None:
+        """Raise the error that names the group's first node declared before."""
+        earlier = dict(seen)
+        for name in names:
+            if name in earlier:
+                raise self.error(
+                    f"duplicate node name (also declared at line {earlier[name]})", el, name
+                )
+            earlier[name] = el.sourceline
 
     def _reference(self, element, attribute: str, known: dict, kind: str) -> str | None:
         value = element.get(attribute)
@@ -528,7 +546,7 @@ class _Parser:
             server = next(iter(servers))
         return server
 
-    def _expand(self, el, networks, servers, images):
+    def _expand(self, el, networks, servers, images) -> GroupColumns | list[Node]:
         group = el.get("name")
         nodeset = self._nodeset(el, "nodes")
         image = self._reference(el, "image", images, "image")
@@ -552,7 +570,8 @@ class _Parser:
         bmc_el = el.find("bmc")
         bmc_template = self._template(bmc_el, "address") if bmc_el is not None else None
         # Per interface: its element, network, first and last address, the address template
-        # and its compiled function, and the host name's (None: the node's name).
+        # and its compiled function, the host name's (None: the node's name), and the two
+        # templates (the bulk build's).
         checks = [
             (
                 i[0],
@@ -561,6 +580,7 @@ class _Parser:
                 i[2],
                 i[2].function,
                 None if i[3].text == "{name}" else i[3].function,
+                None if i[3].text == "{name}" else i[3],
             )
             for i in interfaces
         ]
@@ -582,15 +602,15 @@ class _Parser:
             line,
             nodeset,
             uses_numbers,
-            [(c[1], c[2], c[3], c[5], c[6]) for c in checks],
-            None if bmc_el is None else (bmc_address, bmc_driver, bmc_credentials),
+            [(c[1], c[2], c[3], c[4], c[7]) for c in checks],
+            None if bmc_el is None else (bmc_template, bmc_driver, bmc_credentials),
             default,
             overrides,
             (name_room, room, bmc_room),
         )
         if built is not None:
-            yield from built
-            return
+            return built
+        nodes: list[Node] = []
         host_name, numbers = HOST_NAME.fullmatch, _NUMBERS.findall
         pton, inet, from_bytes = inet_pton, AF_INET, int.from_bytes
         # The loop below runs once per node (100,000 and more): locals and few calls.
@@ -602,7 +622,7 @@ class _Parser:
                 nums = tuple(map(int, numbers(name))) if uses_numbers else ()
                 node_image, node_server, node_secure = overrides.get(name, default)
                 built = []
-                for element, network, first, last, ip_t, ip_of, hostname_of in checks:
+                for element, network, first, last, ip_t, ip_of, hostname_of, _ in checks:
                     ip = ip_of(nums, index, name)
                     try:  # dim.names.ip_to_int, inlined
                         value = from_bytes(pton(inet, ip), "big")
@@ -626,16 +646,18 @@ class _Parser:
                     if len(name) > bmc_room:
                         self._bmc_hostname(bmc_el, name, address, room)
                     bmc = Bmc(bmc_driver, address, bmc_credentials)
-                yield Node(
-                    name,
-                    group,
-                    index,
-                    tuple(built),
-                    node_image,
-                    node_server,
-                    bmc,
-                    line,
-                    node_secure,
+                nodes.append(
+                    Node(
+                        name,
+                        group,
+                        index,
+                        tuple(built),
+                        node_image,
+                        node_server,
+                        bmc,
+                        line,
+                        node_secure,
+                    )
                 )
         except (IndexError, ZeroDivisionError):  # from a template's compiled function
             self._template_error(interfaces, bmc_el, bmc_template, nums, index, name)
@@ -643,6 +665,7 @@ class _Parser:
             raise self.error(f"node {name}: {exc}", element) from None
         except ValueError as exc:  # from check_bmc_address
             raise self.error(f"node {name}: {exc}", element) from None
+        return nodes
 
     def _template_error(self, interfaces, bmc_el, bmc_template, nums, index, name) -> None:
         """Evaluate a node's templates again, in the same order, field by field: the one whose
@@ -745,7 +768,7 @@ class _Parser:
         )
 
 
-def _check_unique_addresses(parser: _Parser, nodes: list[Node], root) -> None:
+def _check_unique_addresses(parser: _Parser, nodes: Nodes, root) -> None:
     """Every IP (interfaces, BMCs, servers) and every host name appears once."""
     owners: dict[str, str] = {}
     for server in root.iterfind("server"):
@@ -795,16 +818,25 @@ def _check_unique_addresses(parser: _Parser, nodes: list[Node], root) -> None:
                 )
 
 
-def _all_distinct(nodes: list[Node], servers: dict[str, str]) -> bool:
+def _all_distinct(nodes: Nodes, servers: dict[str, str]) -> bool:
     """Whether no two interfaces or BMCs share an address, none of them a server's, and no two
     interfaces share a host name: sets compared with lists, 0.1 s at 100,000 nodes where the
-    owner of each value, looked up one by one, takes 0.4 s."""
-    ips = [iface.ip for node in nodes for iface in node.interfaces]
-    ips += [node.bmc.address for node in nodes if node.bmc is not None]
+    owner of each value, looked up one by one, takes 0.4 s; a group's columns as they are."""
+    ips: list[str] = []
+    hostnames: list[str] = []
+    for block in nodes.blocks:
+        if isinstance(block, GroupColumns):
+            ips += chain.from_iterable(block.ips)
+            if block.bmc is not None:
+                ips += block.bmc[1]
+            hostnames += chain.from_iterable(block.hostnames)
+        else:
+            ips += [iface.ip for node in block for iface in node.interfaces]
+            ips += [node.bmc.address for node in block if node.bmc is not None]
+            hostnames += [iface.hostname for node in block for iface in node.interfaces]
     unique = set(ips)
     if len(unique) != len(ips) or not unique.isdisjoint(servers):
         return False
-    hostnames = [iface.hostname for node in nodes for iface in node.interfaces]
     return len(set(hostnames)) == len(hostnames)
 
 

@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import and_, eq, is_not
 
-from dim.layout.model import Node, Server
+from dim.layout.columns import ServedColumns
+from dim.layout.model import Server
 from dim.services import clients, limits
 from dim.services.clients import loader_for
 from dim.services.rendering import RenderContext, RenderedFile
@@ -157,7 +158,7 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
     server = context.server
     peers = cluster.peers(server.name)
     tags = {name: f"dim-{name}" if len(peers) > 1 else "" for name in peers}
-    nodes = context.nodes()
+    nodes = context.served()
     by_network = _hosts_by_network(nodes, inventory.macs, tags)
     # The server's own network is always declared, even before any MAC is known.
     by_network.setdefault(server.network, Rows(DhcpHost, *([],) * 6))
@@ -202,27 +203,26 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         kea_socket=server.kea_socket,
         boot_servers=tuple(boot_server(cluster.servers[n], tags[n]) for n in peers),
         dynamic_bind=len(peers) > 1,
-        lease_max=limits.dnsmasq_lease_max(len(nodes)),
-        tftp_max=limits.tftp_max(len(nodes)),
+        lease_max=limits.dnsmasq_lease_max(len(nodes.name)),
+        tftp_max=limits.tftp_max(len(nodes.name)),
     )
 
 
 def _hosts_by_network(
-    nodes: list[Node], macs: dict[tuple[str, str], str], tags: dict[str, str]
+    nodes: ServedColumns, macs: dict[tuple[str, str], str], tags: dict[str, str]
 ) -> dict[str, Rows[DhcpHost]]:
     """The reservations of the nodes with a boot MAC, by boot network, in layout order: a
-    column per field (dim.services.rows), each built by one comprehension or ``map``."""
-    names = [node.name for node in nodes]
-    boots = [node.interfaces[0] for node in nodes]  # Node.boot, without a property's call
-    networks = [boot.network for boot in boots]
+    column per field (dim.services.rows), each as the layout's columns hold it or built by one
+    ``map``."""
+    names, networks = nodes.name, nodes.boot_network
     found = list(map(macs.get, zip(names, networks, strict=True)))
     columns = (
         names,
         found,
-        [boot.ip for boot in boots],
-        [boot.hostname for boot in boots],
-        [node.secure_boot for node in nodes],
-        list(map(tags.__getitem__, [node.server for node in nodes])),
+        nodes.boot_ip,
+        nodes.boot_hostname,
+        nodes.secure_boot,
+        list(map(tags.__getitem__, nodes.server)),
     )
     with_mac = list(map(is_not, found, repeat(None)))
     distinct = dict.fromkeys(networks)  # the boot networks, most often one

@@ -59,9 +59,7 @@ not change. In a failover set a server may hold every node of the set, and is si
 
 from __future__ import annotations
 
-from itertools import repeat
-from operator import is_not
-
+from dim.layout.columns import served_columns
 from dim.layout.model import Cluster, Inventory, Node
 from dim.structs import struct
 
@@ -108,11 +106,11 @@ def served(cluster: Cluster, server: str) -> list[Node]:
 
 
 def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
-    nodes = served(inventory.cluster, server)
-    # a map per column, not a generator step per node (100,000 at the bench's size); `is not`,
-    # not `count(None)`, which would call Bmc.__eq__ in Python on every BMC
-    bmcs = sum(map(is_not, [n.bmc for n in nodes], repeat(None)))
-    neighbours = sum(map(len, [n.interfaces for n in nodes])) + bmcs
+    cluster = inventory.cluster
+    # served(), as columns: no node made (dim.layout.columns)
+    columns = served_columns(cluster.nodes, set(cluster.peers(server)))
+    nodes = columns.name
+    neighbours = sum(columns.addresses)  # each node's interfaces and BMC
     return ServerNeeds(
         server=server,
         nodes=len(nodes),

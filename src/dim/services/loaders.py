@@ -134,23 +134,26 @@ def _all_node_links(context: RenderContext) -> list[RenderedFile]:
     node's iPXE (``http="none"`` only), PXELINUX and GRUB link in turn."""
     server, cluster = context.server, context.inventory.cluster
     macs, images = context.inventory.macs, context.inventory.images
-    nodes = context.nodes()
-    names = [n.name for n in nodes]
-    networks = [n.interfaces[0].network for n in nodes]
-    found = list(map(macs.get, zip(names, networks, strict=True)))
-    chosen = [n.image for n in nodes]
+    served = context.served()
+    names, chosen, owners = served.name, served.image, served.server
+    found = list(map(macs.get, zip(names, served.boot_network, strict=True)))
     if images:
         chosen = list(map(images.get, names, chosen))
-    owners = [n.server for n in nodes]
     if None in found or None in chosen:
         none = repeat(None)
         linked = list(map(and_, map(is_not, found, none), map(is_not, chosen, none)))
         found, chosen, owners = (list(compress(c, linked)) for c in (found, chosen, owners))
-    # (server, image) -> its config_stem, for the few pairs there are
-    stems = {pair: config_stem(cluster, *pair) for pair in set(zip(owners, chosen, strict=True))}
-    stem_of = list(map(stems.__getitem__, zip(owners, chosen, strict=True)))
+    if len(cluster.peers(server.name)) == 1:  # every node this server's: stem = image
+        stem_of: list[str] = chosen  # type: ignore[assignment]  # None filtered out above
+        stems = set(stem_of)
+    else:  # (server, image) -> its config_stem, for the few pairs there are
+        pairs = {
+            pair: config_stem(cluster, *pair) for pair in set(zip(owners, chosen, strict=True))
+        }
+        stem_of = list(map(pairs.__getitem__, zip(owners, chosen, strict=True)))
+        stems = set(pairs.values())
     ipxe, pxelinux, grub = ({}, {}, {})  # each stem's link target, once per stem
-    for stem in stems.values():
+    for stem in stems:
         ipxe[stem], pxelinux[stem], grub[stem] = (
             f"../images/{stem}.ipxe",
             f"dim-{stem}",

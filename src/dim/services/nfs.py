@@ -114,16 +114,16 @@ FAILOVER_LEASE = 5
 
 def nfs_context(context: RenderContext) -> NfsContext:
     inventory = context.inventory
-    nodes = context.nodes()
+    served = context.served()
     folder = context.node_path("")  # <state>/nodes/, each node's name after it
-    names = [node.name for node in nodes]
-    addresses = [node.interfaces[0].ip for node in nodes]  # each node's boot address
+    names = served.name
+    addresses = served.boot_ip
     paths = affixed(folder, names, "")
     first = FIRST_NODE_EXPORT_ID
     # One row per node, kept as columns (dim.services.rows says why)
     replicas = Rows(
         ReplicaExport,
-        range(first, first + len(nodes)),
+        range(first, first + len(names)),
         names,
         paths,
         addresses,
@@ -143,7 +143,7 @@ def nfs_context(context: RenderContext) -> NfsContext:
         bind_address="0.0.0.0" if in_set else str(server.address),
         identity=f"dim.{inventory.cluster.name}.{server.failover}" if in_set else None,
         lease=FAILOVER_LEASE if in_set else LEASE,
-        max_connections=limits.ganesha_connections(len(nodes)),
+        max_connections=limits.ganesha_connections(len(names)),
     )
 
 

@@ -36,6 +36,7 @@ from functools import cache
 from pathlib import Path
 
 from dim.errors import RenderError
+from dim.layout.columns import ServedColumns, served_columns
 from dim.layout.model import Inventory, Node, Server
 from dim.names import shown
 from dim.paths import images_folder, live_folder, node_folder
@@ -81,6 +82,12 @@ class RenderContext:
         if len(peers) == 1:
             return [n for n in cluster.nodes if n.server == self.server_name]
         return [n for n in cluster.nodes if n.server in peers]
+
+    def served(self) -> ServedColumns:
+        """:meth:`nodes` as columns (:mod:`dim.layout.columns`): what a renderer reads of
+        100,000 nodes without making one."""
+        cluster = self.inventory.cluster
+        return served_columns(cluster.nodes, set(cluster.peers(self.server_name)))
 
     def live_path(self, image: str) -> str:
         return live_folder(self.state_dir, image)

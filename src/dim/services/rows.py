@@ -94,3 +94,61 @@ def joined(*parts: Sequence[str] | str) -> str:
     """
     columns = [repeat(part) if isinstance(part, str) else part for part in parts]
     return "".join(chain.from_iterable(zip(*columns, strict=False)))  # repeat() never ends
+
+
+# Columns of one part of a hosts file: addresses, names, and what follows each name ("-bmc").
+HostColumns = tuple[Sequence[str], Sequence[str], str]
+
+
+class HostRows(Sequence[tuple[str, str, str]]):
+    """The hosts file's rows, (address, fully qualified name, short name), kept as parts of
+    columns: in each part, row ``k`` of every column triple in turn (a node's interfaces, then
+    its BMC), the short name ``names[k] + extra``, the long one that and ``suffix``. A compiled
+    template joins them in C (:meth:`text`); Jinja2 iterates the rows::
+
+        >>> rows = HostRows(".x", [[(["10.0.0.1"], ["n1"], ""), (["10.1.0.1"], ["n1"], "-bmc")]])
+        >>> list(rows)
+        [('10.0.0.1', 'n1.x', 'n1'), ('10.1.0.1', 'n1-bmc.x', 'n1-bmc')]
+        >>> rows.text()
+        '10.0.0.1\\tn1.x n1\\n10.1.0.1\\tn1-bmc.x n1-bmc\\n'
+    """
+
+    __slots__ = ("suffix", "parts", "_rows")
+
+    def __init__(self, suffix: str, parts: Sequence[Sequence[HostColumns]]) -> None:
+        self.suffix, self.parts = suffix, parts
+        self._rows: list[tuple[str, str, str]] | None = None
+
+    def __len__(self) -> int:
+        return sum(len(part[0][0]) * len(part) for part in self.parts if part)
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        suffix = self.suffix
+        for part in self.parts:
+            for row in zip(*[zip(ips, names, strict=True) for ips, names, _ in part], strict=True):
+                for (ip, name), (_, _, extra) in zip(row, part, strict=True):
+                    short = name + extra
+                    yield ip, short + suffix, short
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, str, str]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, str, str] | list[tuple[str, str, str]]:
+        if self._rows is None:
+            self._rows = list(self)
+        return self._rows[index]
+
+    def text(self) -> str:
+        """Every row as the hosts file's line: ``address<TAB>long short``, or with no suffix
+        ``address<TAB>short``."""
+        texts = []
+        for part in self.parts:
+            columns: list[Sequence[str] | str] = []
+            for ips, names, extra in part:
+                if self.suffix:
+                    columns += [ips, "\t", names, f"{extra}{self.suffix} ", names, f"{extra}\n"]
+                else:
+                    columns += [ips, "\t", names, f"{extra}\n"]
+            texts.append(joined(*columns))
+        return "".join(texts)

@@ -122,3 +122,9 @@ def test_a_host_name_with_a_newline_is_refused_with_jinja2s_message():
     inventory = Inventory(cluster, {}, {})  # no MAC: dnsmasq's hosts file does not see it
     with pytest.raises(RenderError, match="template hosts.j2: a value holds a newline"):
         render_all(RenderContext(inventory, "srv", STATE))
+
+
+def test_a_substituted_template_with_other_syntax_is_left_to_jinja2():
+    # hosts.j2 has a loop: its text comes from Jinja2, with a line count no text can have
+    render = compiled.substituted("hosts.j2")
+    assert render({"header": "h"}, lambda values: "jinja2's\n") == ("jinja2's\n", -1)
