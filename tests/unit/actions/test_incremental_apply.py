@@ -203,10 +203,9 @@ EDGES = [
 ]
 
 
-@pytest.mark.parametrize("dhcp", ["dnsmasq", "kea", "isc"])
-def test_the_first_last_and_only_hosts_of_a_subnet_are_spliced_as_a_full_apply_renders_them(
-    tmp_path, dhcp, monkeypatch
-):
+def _watched_splices(tmp_path, dhcp, monkeypatch) -> tuple[list, Context]:
+    """A context on ``_layout(dhcp)``, and the list that each ``render_changes`` result
+    (None where it could not splice) is appended to."""
     spliced = []
     render_changes = incremental.render_changes
     monkeypatch.setattr(
@@ -214,7 +213,14 @@ def test_the_first_last_and_only_hosts_of_a_subnet_are_spliced_as_a_full_apply_r
     )
     config = tmp_path / "cluster.xml"
     config.write_bytes(_layout(dhcp))
-    ctx = Context(config=config, state=tmp_path / "state")
+    return spliced, Context(config=config, state=tmp_path / "state")
+
+
+@pytest.mark.parametrize("dhcp", ["dnsmasq", "kea", "isc"])
+def test_the_first_last_and_only_hosts_of_a_subnet_are_spliced_as_a_full_apply_renders_them(
+    tmp_path, dhcp, monkeypatch
+):
+    spliced, ctx = _watched_splices(tmp_path, dhcp, monkeypatch)
     for name, mac in [("r1n001", "01:01"), ("r1n002", "01:02"), ("g01", "09:01")]:
         nodes.set_mac(ctx, name, f"52:54:00:00:{mac}")
     root = tmp_path / "root"
@@ -271,14 +277,7 @@ def test_a_failover_sets_hosts_are_spliced_with_their_servers_tags_where_they_ca
 def test_an_override_of_the_template_that_holds_the_hosts_renders_everything(
     tmp_path, dhcp, monkeypatch
 ):
-    spliced = []
-    render_changes = incremental.render_changes
-    monkeypatch.setattr(
-        incremental, "render_changes", lambda *a: spliced.append(render_changes(*a)) or spliced[-1]
-    )
-    config = tmp_path / "cluster.xml"
-    config.write_bytes(_layout(dhcp))
-    ctx = Context(config=config, state=tmp_path / "state")
+    spliced, ctx = _watched_splices(tmp_path, dhcp, monkeypatch)
     template = incremental.HOSTS_TEMPLATES[dhcp]
     ctx.template_dir.mkdir()
     package = (PACKAGE_TEMPLATES / template).read_text()
