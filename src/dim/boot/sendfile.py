@@ -13,13 +13,14 @@ invalid or asks for several ranges (RFC 9110 lets a server ignore it)::
 
 With a ``send_timeout`` T, a client must take a share of 256 KiB (:attr:`SentFile.PIECE`) in
 every T seconds, or the connection is cut: the whole floor when its file is the only one being
-sent, 1/N of it while N files are sent at once (N the worker's :class:`Senders`, averaged
-over the T seconds). A client that stops reading takes nothing and is cut whatever the load;
-one that reads slowly on an idle server is cut below 12.8 kB/s, as before. What no longer
-happens is the cut of a storm's node that takes its fair share of a link shared by thousands:
-2,500 nodes on 1 GbE get 50 kB/s each, and a loaded server or slow clients much less (hundreds
-of kernels cut in bench/storm.py runs at 2,500 nodes with the per-connection floor). "Taken"
-is what the client's TCP acknowledged (``tcpi_bytes_acked``), not what went into the socket's
+sent, 1/N of it while N files are sent at once (N from :class:`Senders`, every worker's
+files, averaged over the T seconds). A client that stops reading takes nothing and is cut
+whatever the load; one that reads slowly on an idle server is cut below 12.8 kB/s, as
+before. What no longer happens is the cut of a storm's node that takes its fair share of a
+link shared by thousands: 2,500 nodes on 1 GbE get 50 kB/s each, and a loaded server or slow
+clients much less (hundreds of kernels cut in bench/storm.py runs at 2,500 nodes with the
+per-connection floor). "Taken" is what the client's TCP acknowledged (``tcpi_bytes_acked``),
+not what went into the socket's
 buffers (megabytes: the old test of 256 KiB pieces entering them)::
 
     2,500 files sent at once, T = 20 s: each must take 104 bytes in every 20 s
@@ -27,9 +28,11 @@ buffers (megabytes: the old test of 256 KiB pieces entering them)::
     a client that stops reading:        nothing in the last 20 s: cut within 25 s
 
 The price: while N files are sent, a slow reader is held as long as it takes 1/N of the floor;
-as the storm ends, its share grows back to the whole floor and it is cut. The count is the
-worker's own (workers share the link too: with W workers, the floor is about W times a fair
-one, still far below a storm's share).
+as the storm ends, its share grows back to the whole floor and it is cut. The count covers
+every worker of ``dim serve --workers`` (a shared board, :meth:`Senders.board`): counted per
+worker, the share asked of each client was about W times a fair one (a 2,500-node storm on 2
+workers cut 51 kernels of clients reading 300–600 bytes a second, each held to the share of
+the 20–34 files its own worker was sending).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import asyncio
 import collections
 import contextlib
 import mimetypes
+import mmap
 import os
 import re
 import socket
@@ -50,24 +54,70 @@ from aiohttp.abc import AbstractStreamWriter
 
 
 class Senders:
-    """The files one worker is sending at once, and that count integrated over time, so that
-    a client's floor over a window is shared by the files sent in it on average."""
+    """The files being sent at once, and that count integrated over time, so that a client's
+    floor over a window is shared by the files sent in it on average.
 
-    __slots__ = ("count", "_area", "_changed")
+    A worker of ``dim serve --workers N`` keeps its own count in its slot of a shared
+    ``board`` (:meth:`board`, made before the workers fork) and reads the others' there: the
+    floor is shared by every file the server sends, not one worker's. Each slot is written by
+    one worker only, with a sequence number around the write (odd while writing), so that a
+    reader in another process retries a slot caught half written; times are the event loop's
+    (``time.monotonic``, one clock for all processes of the machine)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("count", "_area", "_changed", "_board", "_slot")
+
+    def __init__(self, board: mmap.mmap | None = None, slot: int = 0) -> None:
         self.count = 0
         self._area = 0.0  # count × seconds, up to _changed
         self._changed = 0.0
+        self._board = board
+        self._slot = slot
+
+    @staticmethod
+    def board(workers: int) -> mmap.mmap:
+        """Shared memory for ``workers`` slots, inherited by the processes forked after it."""
+        return mmap.mmap(-1, _SLOT.size * workers)  # anonymous, MAP_SHARED
 
     def area(self, now: float) -> float:
-        """Files being sent, integrated over time up to ``now`` (loop time)."""
-        return self._area + self.count * (now - self._changed)
+        """Files being sent by every worker, integrated over time up to ``now``."""
+        own = self._own(now)
+        if self._board is None:
+            return own
+        total = own
+        for slot in range(len(self._board) // _SLOT.size):
+            if slot != self._slot:
+                _, count, area, changed = self._read(slot)
+                total += area + count * (now - changed)
+        return total
 
     def add(self, now: float, change: int) -> None:
-        self._area = self.area(now)
+        self._area = self._own(now)
         self._changed = now
         self.count += change
+        if self._board is not None:
+            offset = self._slot * _SLOT.size
+            sequence = _SLOT.unpack_from(self._board, offset)[0]
+            _SEQUENCE.pack_into(self._board, offset, sequence + 1)
+            _SLOT.pack_into(self._board, offset, sequence + 1, self.count, self._area, now)
+            _SEQUENCE.pack_into(self._board, offset, sequence + 2)
+
+    def _own(self, now: float) -> float:
+        return self._area + self.count * (now - self._changed)
+
+    def _read(self, slot: int) -> tuple[int, int, float, float]:
+        """A slot's values as one write left them (a few tries; then as they are: a floor
+        counted once a little off is no harm)."""
+        offset = slot * _SLOT.size
+        for _ in range(8):
+            values = _SLOT.unpack_from(self._board, offset)
+            if values[0] % 2 == 0 and _SEQUENCE.unpack_from(self._board, offset)[0] == values[0]:
+                break
+        return values
+
+
+# a worker's slot: sequence number, files being sent, their area up to the last change, when
+_SLOT = struct.Struct("=qqdd")
+_SEQUENCE = struct.Struct("=q")
 
 
 class SentFile(web.StreamResponse):

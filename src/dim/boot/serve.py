@@ -488,15 +488,18 @@ class BootRecorder:
 SERVICE = web.AppKey("service", BootService)
 RECORDER = web.AppKey("recorder", BootRecorder)
 LIMITS = web.AppKey("limits", Limits)
-SENDERS = web.AppKey("senders", Senders)  # the files this worker is sending at once
+SENDERS = web.AppKey("senders", Senders)  # the files being sent at once, by every worker
 
 
-def make_app(service: BootService, limits: Limits = DEFAULT_LIMITS) -> web.Application:
-    """The aiohttp application; its startup starts the boot recorder, its cleanup flushes it."""
+def make_app(
+    service: BootService, limits: Limits = DEFAULT_LIMITS, senders: Senders | None = None
+) -> web.Application:
+    """The aiohttp application; its startup starts the boot recorder, its cleanup flushes it.
+    ``senders``: the files being sent, shared with the other workers (a worker's own else)."""
     app = web.Application(middlewares=[_dim_errors])
     app[SERVICE] = service
     app[LIMITS] = limits
-    app[SENDERS] = Senders()
+    app[SENDERS] = senders if senders is not None else Senders()
     app[RECORDER] = BootRecorder(service.database, service.outage)
     app.on_startup.append(_start_recorder)
     app.on_cleanup.append(_stop_recorder)
@@ -619,6 +622,7 @@ async def start(
     *,
     sock: socket.socket | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    senders: Senders | None = None,
 ) -> web.AppRunner:
     """Serve in the running event loop (a lab, a test) on ``host:port``, or on ``sock`` (see
     :func:`listen`), within ``limits``; ``await runner.cleanup()`` stops it and writes the
@@ -626,7 +630,7 @@ async def start(
     if sock is None:
         sock = listen(host, port)
     options = runner_options(limits)
-    runner = web.AppRunner(make_app(service, limits), **options)
+    runner = web.AppRunner(make_app(service, limits, senders), **options)
     await runner.setup()
     await GuardedSite(runner, sock, limits, options).start()
     return runner
@@ -675,31 +679,36 @@ def run(
     else:
         # a SIGTERM between two forks waits until every worker is known to the supervisor
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        _supervise([_fork_worker(service, sock, limits) for _ in range(workers)])
+        board = Senders.board(workers)
+        _supervise([_fork_worker(service, sock, limits, Senders(board, n)) for n in range(workers)])
     log.info("stopped")
 
 
-async def _serve(service: BootService, sock: socket.socket, limits: Limits) -> None:
+async def _serve(
+    service: BootService, sock: socket.socket, limits: Limits, senders: Senders | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in STOP_SIGNALS:
         loop.add_signal_handler(number, stop.set)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    runner = await start(service, sock=sock, limits=limits)
+    runner = await start(service, sock=sock, limits=limits, senders=senders)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
 
 
-def _fork_worker(service: BootService, sock: socket.socket, limits: Limits) -> int:
+def _fork_worker(
+    service: BootService, sock: socket.socket, limits: Limits, senders: Senders
+) -> int:
     pid = os.fork()
     if pid:
         return pid
     status = 0
     try:
         service.after_fork()
-        asyncio.run(_serve(service, sock, limits))
+        asyncio.run(_serve(service, sock, limits, senders))
     except BaseException as exc:  # a worker never returns into the caller's code
         log.error("worker %d: %s", os.getpid(), exc)
         status = 1

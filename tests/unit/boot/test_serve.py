@@ -799,6 +799,31 @@ def test_the_files_sent_at_once_are_counted_over_time_not_at_the_moment_of_a_loo
     assert senders.area(4.0) - began == 34.0
 
 
+def test_the_files_of_every_worker_share_the_floor_through_their_board():
+    """Two workers' counts on one board: each sees the other's files in its area (a worker
+    alone would ask each of its clients for twice the share)."""
+    board = Senders.board(2)
+    first, second = Senders(board, 0), Senders(board, 1)
+    first.add(0.0, 1)
+    second.add(0.0, 3)
+    assert first.area(2.0) == second.area(2.0) == 8.0  # 4 files for 2 s
+    second.add(2.0, -3)
+    assert first.area(4.0) == 10.0  # and 1 file for 2 s more
+    assert Senders().area(4.0) == 0.0  # a lone worker's counts its own files only
+
+
+def test_a_worker_in_another_process_is_counted_through_the_shared_board():
+    board = Senders.board(2)
+    here = Senders(board, 0)
+    pid = os.fork()
+    if pid == 0:  # the other worker: 5 files from t = 1 s
+        Senders(board, 1).add(1.0, 5)
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    here.add(0.0, 1)
+    assert here.area(3.0) == 3.0 + 10.0
+
+
 def test_a_slow_reader_alone_is_cut_below_256_kib_per_send_timeout(service, site, caplog):
     with open(site / "http" / "big.img", "wb") as big:
         big.truncate(8 << 20)
