@@ -112,6 +112,21 @@ def ganesha_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]
     return head + text, head.count("\n") + len(ids)
 
 
+def _interface_lines(dhcp: Any, verb: str) -> list[str]:
+    """A dnsmasq's interface and how it binds to it (both dnsmasq templates: ``verb`` is
+    their one differing word)."""
+    if not dhcp.interface:
+        return []
+    if dhcp.dynamic_bind:
+        return [
+            f"interface={dhcp.interface}\n",
+            f"# a failover set's server: also {verb} on its peers' service addresses when they "
+            "move here\n",
+            "bind-dynamic\n",
+        ]
+    return [f"interface={dhcp.interface}\n", "bind-interfaces\n"]
+
+
 def dnsmasq_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]:
     """dnsmasq.conf.j2: DHCP of the DHCP-only dnsmasq, one item of ``out`` per line."""
     dhcp: Any = context["dhcp"]
@@ -119,16 +134,7 @@ def dnsmasq_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]
         f"# {context['header']}\n",
         f"# DHCP for cluster {dhcp.cluster}, image server {dhcp.server_name}.\n",
     ]
-    if dhcp.interface:
-        out.append(f"interface={dhcp.interface}\n")
-        if dhcp.dynamic_bind:
-            out += [
-                "# a failover set's server: also listen on its peers' service addresses when they "
-                "move here\n",
-                "bind-dynamic\n",
-            ]
-        else:
-            out.append("bind-interfaces\n")
+    out += _interface_lines(dhcp, "listen")
     out += [
         "# DHCP only: the names are served by a DNS-only dnsmasq of their own "
         "(/etc/dim/dnsmasq-dns.conf,\n",
@@ -229,16 +235,7 @@ def dnsmasq_dns_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, 
         "every\n",
         "# lease after each lease change, quadratic over a boot storm (docs/benchmarks.md).\n",
     ]
-    if dhcp.interface:
-        out.append(f"interface={dhcp.interface}\n")
-        if dhcp.dynamic_bind:
-            out += [
-                "# a failover set's server: also answer on its peers' service addresses when they "
-                "move here\n",
-                "bind-dynamic\n",
-            ]
-        else:
-            out.append("bind-interfaces\n")
+    out += _interface_lines(dhcp, "answer")
     out.append(f"addn-hosts={dhcp.hosts_file}\n")
     return "".join(out), len(out)
 
