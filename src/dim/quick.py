@@ -23,7 +23,7 @@ import sys
 from stat import S_ISDIR, S_ISREG
 
 from dim.commands import DEFAULT_CONFIG, DEFAULT_STATE, HELP_OPTIONS
-from dim.printable import counted
+from dim.printable import counted, printable
 
 TYPE_CHECKING = False  # typing's own, without importing typing
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ def run(argv: list[str]) -> int | None:
 
     from dim.actions.context import Context
     from dim.errors import DimError
-    from dim.printable import printable
 
     later: list[Callable[[], None]] = []
     try:
