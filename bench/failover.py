@@ -160,8 +160,9 @@ def main() -> None:
             cluster.restore(args.dir, holder, say=lambda _: None)
             time.sleep(6)
             say(f"boot up {up[-1]:.1f} s, during the outage {down[-1]:.1f} s")
-        results["boot_all_up"] = summary(up)
-        results["boot_server_down"] = summary(down)
+        if args.boots:
+            results["boot_all_up"] = summary(up)
+            results["boot_server_down"] = summary(down)
 
         gaps = []
         for number in range(args.rounds):
