@@ -454,8 +454,10 @@ def bench_size(size: int, args, dim: str, disk: Path, tmpfs: Path) -> SizeResult
                     configs[flavour], "apply", "--root", str(root), "--no-reload"
                 )
                 full.add(seconds, phases, changed_files(out))
-                if full.changed[-1] < 3 * size:
-                    raise BenchError(f"a full apply installed only {full.changed[-1]} files")
+                # into an empty root, every file is created: the files per node vary with the
+                # server's loaders (none with the defaults), so no count tells a full apply
+                if SUMMARY.search(out).group(2) != "0":  # type: ignore[union-attr]
+                    raise BenchError(f"a full apply found files unchanged: {out[-300:]}")
             node = names[len(names) // 2]
             one = result.one[flavour] = Timings()
             node_set = result.node_set[flavour] = Timings()
