@@ -49,6 +49,7 @@ from operator import and_, is_not
 from pathlib import Path
 
 from dim.boot.builds import find_build
+from dim.layout.columns import ServedColumns
 from dim.layout.model import Cluster, Image, Server
 from dim.paths import StatePaths
 from dim.services.clients import KINDS, PER_MAC_CONFIG, SECURE_BOOT, loader_for
@@ -146,9 +147,10 @@ def _all_node_links(context: RenderContext) -> list[RenderedFile]:
     three times as much), in the same order: each node's iPXE, PXELINUX and GRUB link."""
     server = context.server
     rule = link_rule(context.inventory.cluster, server.name, context.template_dir)
-    if not rule.ipxe and not rule.secure_boot:
+    served = context.served()
+    if not rule.ipxe and not rule.every_node and True not in served.secure_boot:
         return []  # every loader the set sends is iPXE, and dim serve answers it
-    found, stem_of, secure = _linked_nodes(context)
+    found, stem_of, secure = _linked_nodes(context, served)
     stems = set(stem_of)
     # every MAC is a string now: their hyphenated forms by one replace over them all
     hyphens = "\n".join(found).replace(":", "-").split("\n") if found else []
@@ -174,12 +176,13 @@ def _all_node_links(context: RenderContext) -> list[RenderedFile]:
     return list(filter(None, files) if some else files)
 
 
-def _linked_nodes(context: RenderContext) -> tuple[list[str], list[str], list[bool]]:
-    """Of the nodes served that have a MAC and an image, in layout order: the MACs, the
+def _linked_nodes(
+    context: RenderContext, served: ServedColumns
+) -> tuple[list[str], list[str], list[bool]]:
+    """Of the nodes ``served`` that have a MAC and an image, in layout order: the MACs, the
     config stems and whether each is declared secure-boot."""
     cluster, server = context.inventory.cluster, context.server_name
     macs, images = context.inventory.macs, context.inventory.images
-    served = context.served()
     names, chosen, owners = served.name, served.image, served.server
     secure = served.secure_boot
     found = list(map(macs.get, zip(names, served.boot_network, strict=True)))
