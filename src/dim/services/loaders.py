@@ -149,7 +149,7 @@ def _all_node_links(context: RenderContext) -> list[RenderedFile]:
     rule = link_rule(context.inventory.cluster, server.name, context.template_dir)
     served = context.served()
     if not rule.ipxe and not rule.every_node and True not in served.secure_boot:
-        return []  # every loader the set sends is iPXE, and dim serve answers it
+        return []  # the set sends iPXE alone, dim serve answers it, no node uses shim
     found, stem_of, secure = _linked_nodes(context, served)
     stems = set(stem_of)
     # every MAC is a string now: their hyphenated forms by one replace over them all
