@@ -29,6 +29,12 @@ SMALL = b"""<?xml version="1.0"?>
   </group>
 </cluster>
 """
+# SMALL whose server sends PXELINUX to BIOS clients and GRUB to UEFI ones: each node with a MAC
+# gets a link per MAC for both (dim.services.loaders.link_rule); with SMALL's default loaders,
+# all iPXE, none.
+LINKED = SMALL.replace(
+    b'<server name="srv"', b'<server bios-loader="lpxelinux.0" uefi-loader="grubx64.efi" name="srv"'
+)
 
 
 # A failover set of two servers with loaders and ports of their own, and a lone server beside it.
@@ -92,6 +98,12 @@ def small_inventory(small_cluster) -> Inventory:
         ("g1", "boot"): "52:54:00:00:01:01",
     }
     return Inventory(small_cluster, macs, {"c02": "beta"})
+
+
+@pytest.fixture
+def linked_inventory(small_inventory) -> Inventory:
+    """`small_inventory` over `LINKED`: PXELINUX and GRUB links per MAC."""
+    return Inventory(parse(LINKED, "small.xml"), small_inventory.macs, small_inventory.images)
 
 
 @pytest.fixture

@@ -176,29 +176,41 @@ def switch(
     switched = ctx.set_images(cluster, nodes, image)
     found = [n for n in nodes if n not in created]
     observed = ctx.node_observed(nodes)  # theirs alone: the layout is parsed already
-    links = _point_node_links(cluster, observed.macs, chosen, image, root)
+    links = _point_node_links(cluster, observed.macs, chosen, image, root, ctx.template_dir)
     # dim serve answers from these while the state DB is unreachable: the switch holds there too
     boot_targets.refresh(ctx)
     return Switch(tuple(nodes), image, switched, tuple(created), tuple(found), links)
 
 
 def _point_node_links(
-    cluster: Cluster, macs: dict[tuple[str, str], str], chosen: list[Node], image: str, root: Path
+    cluster: Cluster,
+    macs: dict[tuple[str, str], str],
+    chosen: list[Node],
+    image: str,
+    root: Path,
+    template_dir: Path | None,
 ) -> int:
     """Retarget the installed per-node loader links of ``chosen`` to ``image``; how many.
 
-    Only links that are there: a node never applied gets its files at the next ``dim apply``.
+    Only links that are there, of the loaders that ``dim apply`` links for the node (its
+    server's :func:`~dim.services.loaders.link_rule`): a node never applied gets its files at
+    the next ``dim apply``.
     """
     from dim.services.apply import install_link, target
-    from dim.services.loaders import config_stem, node_links
+    from dim.services.loaders import LinkRule, config_stem, link_rule, node_links
 
     count = 0
+    rules: dict[str, LinkRule] = {}
     for node in chosen:
         mac = macs.get((node.name, node.boot.network))
         if mac is None:
             continue
+        if node.server not in rules:
+            rules[node.server] = link_rule(cluster, node.server, template_dir)
         stem = config_stem(cluster, node.server, image)
-        for file in node_links(cluster.servers[node.server], mac, stem):
+        server = cluster.servers[node.server]
+        links = node_links(server, rules[node.server], mac, stem, secure_boot=node.secure_boot)
+        for file in links:
             where = target(root, file.path)
             if os.path.islink(where) and os.readlink(where) != file.link:
                 install_link(where, file.link or "")

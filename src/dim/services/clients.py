@@ -102,6 +102,21 @@ SHIPPED: dict[str, tuple[tuple[str, ShippedFile], ...]] = {
 }
 
 
+#: What each loader of :data:`SHIPPED` (and ``boot.ipxe``) reads of the files per MAC that
+#: :mod:`dim.services.loaders` links in the TFTP root: PXELINUX ``pxelinux.cfg/01-<mac>``, GRUB
+#: (loaded as such or by shim) ``grub/nodes/<mac>.cfg``, iPXE neither (it asks DHCP again and
+#: gets ``boot.ipxe``). A name not here is a site's own loader: it may read either.
+PER_MAC_CONFIG: dict[str, str | None] = {
+    "boot.ipxe": None,
+    "undionly.kpxe": None,
+    "snponly.efi": None,
+    "ipxe.efi": None,
+    "lpxelinux.0": "pxelinux",
+    "grubx64.efi": "grub",
+    "shimx64.efi": "grub",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class LoaderFile:
     """One file a server's loaders need: where it goes, and where dim copies it from.

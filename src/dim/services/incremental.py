@@ -6,9 +6,10 @@ same root, and builds a :class:`RenderContext` over a partial layout holding onl
 (rebuilt from their records, cluster.xml not expanded). Of every file dim renders, these
 depend on those values:
 
-- each node's boot loader links (:func:`dim.services.loaders.node_links`), named after its MAC
-  and pointing at its image's configuration: the changed nodes' are rendered, and their old
-  ones that are no longer rendered are to be removed;
+- each node's boot loader links (:func:`dim.services.loaders.node_links`, those its server's
+  :func:`~dim.services.loaders.link_rule` gives it), named after its MAC and pointing at its
+  image's configuration: the changed nodes' are rendered, and their old ones that are no
+  longer rendered are to be removed;
 - dnsmasq's hosts file, one line per node with a MAC: the changed nodes' lines are rendered
   with the same template, one node at a time, and spliced between the installed lines of the
   others, in the order a full render gives (boot networks in layout order, nodes in layout
@@ -119,19 +120,25 @@ def _link_paths(
     (by path)."""
     server, inventory = context.server, context.inventory
     cluster = inventory.cluster
+    # the rule of the last apply too: what it depends on (cluster.xml, the template
+    # overrides) is in the record's fingerprint
+    rule = loaders.link_rule(cluster, server.name, context.template_dir)
     old: list[str] = []
     new: dict[str, RenderedFile] = {}
     for name in changed:
         entry, node = entries[name], cluster.by_name[name]
         if not entry.served:
             continue
+        secure = node.secure_boot
         if entry.mac is not None and (entry.image or node.image) is not None:
             stem = loaders.config_stem(cluster, node.server, entry.image or node.image)
-            old += [f.path for f in loaders.node_links(server, entry.mac, stem)]
+            was = loaders.node_links(server, rule, entry.mac, stem, secure_boot=secure)
+            old += [f.path for f in was]
         mac, image = inventory.mac(node), inventory.image(node)
         if mac is not None and image is not None:
             stem = loaders.config_stem(cluster, node.server, image)
-            new.update((f.path, f) for f in loaders.node_links(server, mac, stem))
+            now = loaders.node_links(server, rule, mac, stem, secure_boot=secure)
+            new.update((f.path, f) for f in now)
     return old, new
 
 

@@ -1,14 +1,15 @@
 """An incremental ``dim apply`` installs what a full one would, byte for byte, after any changes.
 
 A seeded random walk of MACs set, imported and cleared, images assigned, nodes switched and
-cluster.xml edited (the iPXE links per MAC asked for or not, among others); after every step
-one incremental apply into a root kept from step to step (which learns what changed from the
-state DB's change journal), then a full apply in dry-run
-mode on that root, which must find nothing to change, and the boot targets that ``dim serve``
-falls back on compared with a full rewrite's; every few steps a full
-apply into a fresh root too, and the two trees compared: every file's bytes and mode, every
-link's target, and the installed-files journal read as entries (it is a journal: the appended
-lines of successive applies are not those of one apply, what they say is).
+cluster.xml edited (among others the server's loaders, its HTTP server and nodes declared
+secure-boot, and an iPXE template overridden or not: the links per MAC each asks for); after
+every step one incremental apply into a root kept from step to step (which learns what
+changed from the state DB's change journal), then a full apply in dry-run mode on that root,
+which must find nothing to change, and the boot targets that ``dim serve`` falls back on
+compared with a full rewrite's; every few steps a full apply into a fresh root too, and the
+two trees compared: every file's bytes and mode, every link's target, and the installed-files
+journal read as entries (it is a journal: the appended lines of successive applies are not
+those of one apply, what they say is).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dim.services.manifest import Manifest
 from dim.services.rendering import PACKAGE_TEMPLATES, RenderedFile
 from tests.conftest import require_binary
 from tests.image_trees import base_tree
-from tests.unit.conftest import PAIR, PAIR_MACS
+from tests.unit.conftest import LINKED, PAIR, PAIR_MACS, SMALL
 
 # Only alpha has a version: its nodes get replicas (a copy each), so few nodes have it.
 LAYOUT = """<?xml version="1.0"?>
@@ -45,14 +46,14 @@ LAYOUT = """<?xml version="1.0"?>
   <network name="boot" subnet="10.30.0.0/16" gateway="10.30.0.1"/>
   <network name="fast" subnet="10.31.0.0/16"/>
   <network name="bmc" subnet="10.32.0.0/16"/>
-  <server name="srv" address="10.30.0.2" dhcp="{dhcp}" nfs="kernel" http="{http}"/>
+  <server name="srv" address="10.30.0.2" dhcp="{dhcp}" nfs="kernel" http="{http}"{loaders}/>
   <image name="alpha"><persist path="/etc"/><volatile path="/tmp"/></image>
   <image name="beta"><persist path="/etc"/></image>
   <group name="rack" nodes="r[1-2]n[001-{rack}]" image="beta">
     <interface network="boot" ip="10.30.{{n1}}.{{n2}}"/>
     <interface network="fast" ip="10.31.{{n1}}.{{n2}}"/>
     <bmc driver="redfish" address="10.32.{{n1}}.{{n2}}" credentials="default"/>
-    <node name="r1n00[1-3]" image="{override}"/>
+    <node name="r1n00[1-3]" image="{override}"/>{secure}
   </group>
   <group name="gpu" nodes="g[01-40]" image="beta">
     <interface network="fast" ip="10.31.9.{{n1}}"/>
@@ -63,8 +64,57 @@ LAYOUT = """<?xml version="1.0"?>
 RACKS = (40, 50, 60)  # nodes per rack, as cluster.xml is edited
 
 
-def _layout(dhcp: str, rack: int = 50, override: str = "alpha", http: str = "dim") -> bytes:
-    return LAYOUT.format(dhcp=dhcp, rack=f"{rack:03}", override=override, http=http).encode()
+# The server's loaders, which decide which links per MAC are rendered (dim.services.loaders):
+# none (all iPXE), PXELINUX, GRUB, both, iPXE for Secure Boot nodes too, a site's own loader
+LOADERS = (
+    "",
+    "",
+    ' bios-loader="lpxelinux.0"',
+    ' uefi-loader="grubx64.efi"',
+    ' bios-loader="lpxelinux.0" uefi-http-loader="grubx64.efi"',
+    ' secure-boot-loader="snponly.efi"',
+    ' uefi-http-loader="site/own.efi"',
+)
+# nodes declared secure-boot (shim, then GRUB, reads their file by MAC), often, or none
+SECURE = ("", *['\n    <node name="r[1-2]n0[04-25]" secure-boot="yes"/>'] * 2)
+
+
+def _layout(
+    dhcp: str,
+    rack: int = 50,
+    override: str = "alpha",
+    http: str = "dim",
+    loaders: str = "",
+    secure: str = "",
+) -> bytes:
+    return LAYOUT.format(
+        dhcp=dhcp,
+        rack=f"{rack:03}",
+        override=override,
+        http=http,
+        loaders=loaders,
+        secure=secure,
+    ).encode()
+
+
+def _boot_settings(rng: random.Random) -> dict[str, str]:
+    return {
+        "http": rng.choice(["dim", "none"]),
+        "loaders": rng.choice(LOADERS),
+        "secure": rng.choice(SECURE),
+    }
+
+
+def _override_or_not(ctx: Context, rng: random.Random) -> str:
+    """An override of an iPXE template, which makes every link per MAC rendered, or none."""
+    override = ctx.template_dir / "image.ipxe.j2"
+    if rng.random() < 0.3:
+        ctx.template_dir.mkdir(exist_ok=True)
+        text = (PACKAGE_TEMPLATES / "image.ipxe.j2").read_text()
+        override.write_text(text + "# the site's own\n")
+        return "image.ipxe.j2 overridden"
+    override.unlink(missing_ok=True)
+    return "no override"
 
 
 def _tree(root: Path) -> dict[str, tuple]:
@@ -137,10 +187,13 @@ def _step(ctx: Context, rng: random.Random, names: list[str], dhcp: str) -> str:
         nodes.switch(ctx, node, "alpha")
         return f"switch {node} alpha"
     rack, override = rng.choice(RACKS), rng.choice(["alpha", "beta"])
-    # http="none": the iPXE links per MAC come, and with "dim" go (dim.services.loaders)
-    http = rng.choice(["dim", "none"])
-    ctx.config.write_bytes(_layout(dhcp, rack, override, http))
-    return f"cluster.xml: rack of {rack}, override {override}, http {http}"
+    # which links per MAC are rendered: http="none" the iPXE ones, the loaders and the
+    # secure-boot nodes PXELINUX's and GRUB's, a template override all (dim.services.loaders)
+    settings = _boot_settings(rng)
+    ctx.config.write_bytes(_layout(dhcp, rack, override, **settings))
+    return f"cluster.xml: rack of {rack}, override {override}, {settings}; " + _override_or_not(
+        ctx, rng
+    )
 
 
 @pytest.mark.parametrize("dhcp", ["dnsmasq", "kea", "isc"])
@@ -156,7 +209,7 @@ def test_incremental_applies_install_what_a_full_apply_installs_after_random_cha
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     config = tmp_path / "cluster.xml"
-    config.write_bytes(_layout(dhcp, http=rng.choice(["dim", "none"])))
+    config.write_bytes(_layout(dhcp, **_boot_settings(rng)))
     ctx = Context(config=config, state=tmp_path / "state")
     source = base_tree(tmp_path / "src")
     store = ctx.store()
@@ -331,6 +384,7 @@ def test_a_spliced_file_is_checked_by_its_daemon_as_its_new_entries_alone(
 
 def test_a_one_node_change_renders_that_node_alone_and_validates_its_new_line(ctx, tmp_path):
     require_binary("dnsmasq", "dnsmasq")
+    ctx.config.write_bytes(LINKED)  # PXELINUX and GRUB: a link per MAC for each
     for number, name in enumerate(["c01", "c02", "c03"], start=1):
         nodes.set_mac(ctx, name, f"52:54:00:00:00:{number:02x}")
     root = tmp_path / "root"
@@ -354,6 +408,35 @@ def test_a_one_node_change_renders_that_node_alone_and_validates_its_new_line(ct
     assert report.result.unchanged + counts["create"] + counts["update"] == len(
         fresh.result.changes
     )
+
+
+def test_a_secure_boot_nodes_change_moves_its_grub_link_alone(ctx, tmp_path, monkeypatch):
+    """The default loaders (iPXE) and c02 declared secure-boot: shim loads GRUB, which reads
+    c02's file by its MAC; the incremental apply moves that link, and no other is rendered."""
+    secure = b'<node name="c02" secure-boot="yes"/>\n    <node name="c04" image="beta"/>'
+    ctx.config.write_bytes(SMALL.replace(b'<node name="c04" image="beta"/>', secure))
+    for number, name in enumerate(["c01", "c02", "c03"], start=1):
+        nodes.set_mac(ctx, name, f"52:54:00:00:00:{number:02x}")
+    root = tmp_path / "root"
+    apply(ctx, root=root, do_reload=False, validation=False)
+    assert [p.name for p in (root / "srv/dim/tftp/grub/nodes").iterdir()] == [
+        "52:54:00:00:00:02.cfg"
+    ]
+    nodes.set_mac(ctx, "c02", "52:54:00:00:aa:02")
+    nodes.set_mac(ctx, "c03", "52:54:00:00:aa:03")
+    spliced = []
+    render_changes = incremental.render_changes
+    monkeypatch.setattr(
+        incremental, "render_changes", lambda *a: spliced.append(render_changes(*a)) or spliced[-1]
+    )
+    report = apply(ctx, root=root, do_reload=False, validation=False)
+    assert spliced and spliced[0] is not None  # the incremental apply
+    assert sorted((c.action, c.path) for c in report.result.changes) == [
+        ("create", "/srv/dim/tftp/grub/nodes/52:54:00:00:aa:02.cfg"),
+        ("remove", "/srv/dim/tftp/grub/nodes/52:54:00:00:00:02.cfg"),
+        ("update", "/etc/dim/dnsmasq.hosts"),
+    ]
+    assert not apply(ctx, root=root, do_reload=False, validation=False, full=True).result.changes
 
 
 def test_a_changed_layout_or_an_emptied_root_renders_everything(ctx, tmp_path, monkeypatch):

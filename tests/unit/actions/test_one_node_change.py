@@ -35,9 +35,9 @@ def packages(modules: set[str]) -> set[str]:
 def test_node_set_and_the_apply_after_it_import_no_sqlalchemy_parser_nor_template_engine(
     layout_file, tmp_path
 ):
-    """The apply's files are the node's loader links and its line of dnsmasq's hosts file,
-    whose template has a compiled function: nothing is rendered by Jinja2; and no node lacks a
-    replica, so nothing of what makes one is imported."""
+    """The apply's files are the node's loader links (none: every loader is iPXE) and its
+    line of dnsmasq's hosts file, whose template has a compiled function: nothing is rendered
+    by Jinja2; and no node lacks a replica, so nothing of what makes one is imported."""
     state, root = tmp_path / "state", str(tmp_path / "root")
     dim(layout_file, state, "node", "set", "c01", "--mac", "52:54:00:00:00:01")  # makes the DB
     dim(layout_file, state, "apply", "--root", root, "--no-reload", "--skip-validation")
@@ -49,4 +49,4 @@ def test_node_set_and_the_apply_after_it_import_no_sqlalchemy_parser_nor_templat
     out, modules = dim(layout_file, state, *argv)
     assert not packages(modules) & {"sqlalchemy", "alembic", "jinja2", "lxml", "ClusterShell"}
     assert "dim.images.operations" not in modules  # no replica to make
-    assert "2 created" in out  # c02's PXELINUX and GRUB links; its hosts line updates one file
+    assert "(0 created, 1 updated, 0 removed)" in out  # c02's line of the hosts file

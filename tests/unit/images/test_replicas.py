@@ -268,6 +268,26 @@ def test_switch_points_each_nodes_installed_loader_files_at_the_new_image(dim, s
     assert os.readlink(grub) == "../dim-beta.cfg"  # another root: not touched
 
 
+def test_switch_points_only_the_links_that_apply_renders_for_the_node(dim, src, tmp_path):
+    """dnsmasq with the default loaders (iPXE) and n1 declared secure-boot: apply links n1's
+    GRUB file alone (shim loads GRUB), and the switch retargets that one; a PXELINUX file by
+    its MAC that dim does not render (the site's own, say) is left as it is."""
+    layout = dim.config.read_text().replace('dhcp="none"', 'dhcp="dnsmasq"')
+    dim.config.write_text(layout.replace("</group>", '<node name="n1" secure-boot="yes"/></group>'))
+    dim.ok("image", "import", "beta", "--from", str(src))
+    _imported(dim, src, "n1")
+    dim.ok("node", "set", "n1", "--mac", "52:54:00:78:00:01")
+    root = tmp_path / "root"
+    dim.ok("apply", "--root", str(root), "--skip-validation", "--no-reload")
+    grub = root / "srv/dim/tftp/grub/nodes/52:54:00:78:00:01.cfg"
+    pxelinux = root / "srv/dim/tftp/pxelinux.cfg/01-52-54-00-78-00-01"
+    assert os.readlink(grub) == "../dim-alpha.cfg" and not pxelinux.is_symlink()
+    pxelinux.symlink_to("dim-alpha")
+    out = dim.ok("node", "switch", "n1", "beta", "--root", str(root))
+    assert os.readlink(grub) == "../dim-beta.cfg" and os.readlink(pxelinux) == "dim-alpha"
+    assert "1 loader files" in out
+
+
 def test_a_switch_rewrites_the_boot_targets_dim_serve_answers_from_in_an_outage(dim, src):
     _imported(dim, src, "n1")
     dim.ok("image", "import", "beta", "--from", str(src))

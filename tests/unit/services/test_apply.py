@@ -39,8 +39,8 @@ def _dnsmasq():
     require_binary("dnsmasq", "dnsmasq")
 
 
-def test_first_apply_creates_everything_and_validates(small_inventory, tmp_path):
-    result = install(small_inventory, tmp_path)
+def test_first_apply_creates_everything_and_validates(linked_inventory, tmp_path):
+    result = install(linked_inventory, tmp_path)
     assert result.counts()["create"] == len(result.changes) > 0
     assert result.validated == ["dns", "dnsmasq"]  # dnsmasq's DNS-only file, and its DHCP's
     assert (tmp_path / "etc/dnsmasq.d/dim.conf").is_file()
@@ -56,12 +56,12 @@ def test_reapplying_unchanged_configuration_writes_nothing(small_inventory, tmp_
     assert snapshot(tmp_path) == before
 
 
-def test_changing_one_mac_rewrites_only_what_depends_on_it(small_inventory, tmp_path):
-    install(small_inventory, tmp_path)
+def test_changing_one_mac_rewrites_only_what_depends_on_it(linked_inventory, tmp_path):
+    install(linked_inventory, tmp_path)
     before = snapshot(tmp_path)
-    macs = dict(small_inventory.macs)
+    macs = dict(linked_inventory.macs)
     macs[("c01", "boot")] = "52:54:00:00:00:99"
-    result = install(Inventory(small_inventory.cluster, macs, small_inventory.images), tmp_path)
+    result = install(Inventory(linked_inventory.cluster, macs, linked_inventory.images), tmp_path)
     after = snapshot(tmp_path)
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     assert changed == {
@@ -108,6 +108,41 @@ def test_the_ipxe_links_per_mac_go_when_dim_serve_answers_and_nothing_else_chang
     assert not install(small_inventory, tmp_path).changes
 
 
+def test_the_pxelinux_and_grub_links_go_when_no_loader_reads_them_and_nothing_else_changes(
+    linked_inventory, small_inventory, tmp_path
+):
+    """A root applied for a server that sends PXELINUX and GRUB, then with the defaults (iPXE
+    for every kind of client), as a site that changed its loaders, or an upgrade from a dim
+    that rendered them always: the dry run lists the links as removed, the apply removes
+    them, and every other file but the DHCP file that names the loaders stays as it was."""
+    install(linked_inventory, tmp_path)
+    tftp = tmp_path / "srv/dim/tftp"
+    assert os.readlink(tftp / "pxelinux.cfg/01-52-54-00-00-00-01") == "dim-alpha"
+    before = snapshot(tmp_path)
+    macs = ("52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:04", "52:54:00:00:01:01")
+    links = {f"/srv/dim/tftp/grub/nodes/{mac}.cfg" for mac in macs} | {
+        f"/srv/dim/tftp/pxelinux.cfg/01-{mac.replace(':', '-')}" for mac in macs
+    }
+    preview = install(small_inventory, tmp_path, dry_run=True)
+    assert {c.path for c in preview.changes if c.action == "remove"} == links
+    assert snapshot(tmp_path) == before
+    result = install(small_inventory, tmp_path)
+    assert result.counts() == {"create": 0, "update": 1, "remove": 8}
+    assert {c.path for c in result.changes} == links | {"/etc/dnsmasq.d/dim.conf"}
+    assert not list((tftp / "grub/nodes").iterdir())
+    assert sorted(p.name for p in (tftp / "pxelinux.cfg").iterdir()) == [
+        "default",
+        "dim-alpha",
+        "dim-beta",
+    ]
+    after = snapshot(tmp_path)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == {"etc/dim/applied.list", "etc/dnsmasq.d/dim.conf"} | {
+        k.lstrip("/") for k in links
+    }
+    assert not install(small_inventory, tmp_path).changes
+
+
 def test_refused_configuration_changes_nothing(small_inventory, tmp_path):
     install(small_inventory, tmp_path)
     before = snapshot(tmp_path)
@@ -139,7 +174,7 @@ def test_missing_validator_is_an_error_unless_skipped(small_inventory, tmp_path,
 
 
 def test_interrupted_write_leaves_whole_files_and_a_rerun_completes(
-    small_inventory, tmp_path, monkeypatch
+    linked_inventory, tmp_path, monkeypatch
 ):
     real = applier.install_link
     calls = []
@@ -152,17 +187,17 @@ def test_interrupted_write_leaves_whole_files_and_a_rerun_completes(
 
     monkeypatch.setattr(applier, "install_link", failing)
     with pytest.raises(ApplyError, match="No space left on device"):
-        install(small_inventory, tmp_path)
+        install(linked_inventory, tmp_path)
     assert not list(tmp_path.rglob(".*.dim-*"))
     monkeypatch.setattr(applier, "install_link", real)
-    install(small_inventory, tmp_path)
-    assert install(small_inventory, tmp_path).changes == []
+    install(linked_inventory, tmp_path)
+    assert install(linked_inventory, tmp_path).changes == []
 
 
-def test_a_file_no_longer_rendered_is_removed(small_inventory, tmp_path):
-    install(small_inventory, tmp_path)
-    macs = {k: v for k, v in small_inventory.macs.items() if k[0] != "g1"}
-    install(Inventory(small_inventory.cluster, macs, small_inventory.images), tmp_path)
+def test_a_file_no_longer_rendered_is_removed(linked_inventory, tmp_path):
+    install(linked_inventory, tmp_path)
+    macs = {k: v for k, v in linked_inventory.macs.items() if k[0] != "g1"}
+    install(Inventory(linked_inventory.cluster, macs, linked_inventory.images), tmp_path)
     assert not (tmp_path / "srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-01-01").exists()
     installed = Manifest.read(str(tmp_path / "etc/dim/applied.list")).paths()
     assert "/srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-01-01" not in installed

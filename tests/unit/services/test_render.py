@@ -85,8 +85,8 @@ def test_every_text_file_says_it_is_generated(small_inventory):
                 assert HEADER in file.content.decode(), file.path
 
 
-def test_loader_links_follow_each_nodes_current_image(small_inventory):
-    files = render(small_inventory)
+def test_loader_links_follow_each_nodes_current_image(linked_inventory):
+    files = render(linked_inventory)
     links = {p: f.link for p, f in files.items() if f.link is not None}
     assert links["/srv/dim/tftp/pxelinux.cfg/01-52-54-00-00-00-01"] == "dim-alpha"
     # c02 was switched to beta in the state, c04 is beta in the layout
@@ -98,6 +98,23 @@ def test_loader_links_follow_each_nodes_current_image(small_inventory):
     assert not [p for p in files if p.startswith("/srv/dim/http/dim/nodes/")]
 
 
+def test_no_link_per_mac_when_every_loader_is_ipxe_and_the_rest_is_the_same(
+    small_inventory, linked_inventory
+):
+    """The default loaders (iPXE for every kind of client, shim for no node): nothing reads a
+    file per MAC; every other file is what a server that sends PXELINUX and GRUB gets, but
+    the DHCP files that name those loaders."""
+    files = render(small_inventory)
+    assert not [f.path for f in files.values() if f.link is not None]
+    dhcp = {"/etc/dnsmasq.d/dim.conf"}
+    linked = {
+        p: (f.content, f.link)
+        for p, f in render(linked_inventory).items()
+        if "/pxelinux.cfg/01-" not in p and "/grub/nodes/" not in p and p not in dhcp
+    }
+    assert {p: (f.content, f.link) for p, f in files.items() if p not in dhcp} == linked
+
+
 def test_a_server_whose_http_root_another_server_serves_gets_an_ipxe_link_per_mac(
     small_inventory,
 ):
@@ -107,10 +124,32 @@ def test_a_server_whose_http_root_another_server_serves_gets_an_ipxe_link_per_ma
     links = {p: f.link for p, f in files.items() if f.link is not None}
     assert links["/srv/dim/http/dim/nodes/52-54-00-00-00-01.ipxe"] == "../images/alpha.ipxe"
     assert links["/srv/dim/http/dim/nodes/52-54-00-00-00-02.ipxe"] == "../images/beta.ipxe"
-    assert len(links) == 12  # three loaders for each of the four known MACs
+    assert len(links) == 4  # iPXE's for each of the four known MACs: every loader is iPXE
     # the rest is what a server that dim serve answers for gets
     others = {p: (f.content, f.link) for p, f in render(small_inventory).items()}
     assert {p: (f.content, f.link) for p, f in files.items() if "/dim/nodes/" not in p} == others
+
+
+def test_a_secure_boot_node_alone_gets_a_grub_link_between_the_others_links(small_inventory):
+    """shim loads GRUB, which reads the node's file by its MAC; with the default loaders the
+    node declared secure-boot is the only one with a link per MAC. With http="none" every
+    node has its iPXE link, c04's GRUB link after its own, in layout order."""
+    data = SMALL.replace(
+        b'<node name="c04" image="beta"/>', b'<node name="c04" image="beta" secure-boot="yes"/>'
+    )
+    secure = dataclasses.replace(small_inventory, cluster=parse(data, "small.xml"))
+    links = [(f.path, f.link) for f in render_all(RenderContext(secure, "srv", STATE)) if f.link]
+    assert links == [("/srv/dim/tftp/grub/nodes/52:54:00:00:00:04.cfg", "../dim-beta.cfg")]
+    data = data.replace(b'<server name="srv"', b'<server http="none" name="srv"')
+    served = dataclasses.replace(small_inventory, cluster=parse(data, "small.xml"))
+    paths = [f.path for f in render_all(RenderContext(served, "srv", STATE)) if f.link]
+    assert paths == [
+        "/srv/dim/http/dim/nodes/52-54-00-00-00-01.ipxe",
+        "/srv/dim/http/dim/nodes/52-54-00-00-00-02.ipxe",
+        "/srv/dim/http/dim/nodes/52-54-00-00-00-04.ipxe",
+        "/srv/dim/tftp/grub/nodes/52:54:00:00:00:04.cfg",
+        "/srv/dim/http/dim/nodes/52-54-00-00-01-01.ipxe",
+    ]
 
 
 def test_tftp_root_links_each_images_current_boot_build_for_grub(small_inventory, tmp_path):
