@@ -30,14 +30,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from dim.errors import LabError
-from dim.lab import netns
 from dim.lab.processes import Process, alive, sleep_until
 from dim.lab.processes import stop as stop_process
 
