@@ -207,6 +207,7 @@ def stop(cluster: Cluster) -> None:
     for daemon in reversed(cluster.daemons):
         if _ours(cluster, daemon):
             stop_process(daemon.pid, timeout=15.0)
+        _reap(daemon.pid)
     _save(replace(cluster, daemons=()))
 
 
@@ -283,6 +284,13 @@ def unmount(mount: Mount) -> None:
     if os.path.ismount(mount.path):
         subprocess.run(["fusermount", "-u", "-z", mount.path], check=False, capture_output=True)
     stop_process(mount.process.pid)
+    _reap(mount.process.pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect a process this one started and stopped, lest it stay a zombie meanwhile."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 # -- the steps -------------------------------------------------------------------------------
