@@ -149,7 +149,8 @@ def measure(cluster: ceph.Cluster, args: argparse.Namespace) -> None:
     try:
         print(f"  ceph-fuse RSS {rss_mib(first.process.pid):6.0f} MiB (mounted, idle)")
         small_file_rounds(cluster, Path(first.path), first.process.pid, args)
-        print(f"  ceph-fuse RSS {rss_mib(first.process.pid):6.0f} MiB (after the loops)")
+        for process in (*cluster.daemons, first.process):
+            print(f"  {process.name:8} RSS {rss_mib(process.pid):6.0f} MiB (after the loops)")
         a, b = Path(first.path), Path(second.path)
         for label, reader in (
             ("nobody reads", None),

@@ -29,19 +29,34 @@ from pathlib import Path
 import pytest
 
 from dim.lab import ceph
-from dim.lab.processes import alive
+from dim.lab.netns import Segment, run, segment, tcp_listening
+from dim.lab.processes import alive, sleep_until
 from tests.conftest import require, require_binary, require_root
 
 pytestmark = pytest.mark.integration
 
 
+SERVER = "10.77.0.1"  # the cluster's address, and the ganesha head's, on the segment
+NFS_PORT = 2049
+CEPH_FSAL = Path("/usr/lib/x86_64-linux-gnu/ganesha/libfsalceph.so")
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[ceph.Cluster]:
+def network() -> Iterator[Segment]:
+    """A segment: the server namespace (the cluster, a ganesha head) and one client's."""
     require_root()
+    require_binary("ip", "iproute2")
+    with segment(f"{SERVER}/24", clients=1) as seg:
+        yield seg
+
+
+@pytest.fixture(scope="module")
+def cluster(network, tmp_path_factory) -> Iterator[ceph.Cluster]:
     require(ceph.available(), f"Ceph is not installed (apt-get install {ceph.PACKAGES})")
     require_binary("ceph-fuse", "ceph-fuse")
     require(os.path.exists("/dev/fuse"), "no /dev/fuse: ceph-fuse cannot mount")
-    started = ceph.start(tmp_path_factory.mktemp("ceph") / "cluster")
+    folder = tmp_path_factory.mktemp("ceph") / "cluster"
+    started = ceph.start(folder, host=SERVER, namespace=network.server)
     try:
         ceph.wait_healthy(started)
         yield started
@@ -172,3 +187,72 @@ def test_a_stopped_cluster_leaves_no_daemon_and_starts_again_on_its_data(cluster
     ceph.wait_healthy(again)
     assert again.port == cluster.port and again.fsid == cluster.fsid
     assert (writer / "kept").read_bytes() == b"across a restart\n"
+
+
+def test_a_file_written_through_cephfs_reads_back_through_a_ganesha_head(
+    network, cluster, folders, tmp_path
+):
+    require_binary("ganesha.nfsd", "nfs-ganesha")
+    require(CEPH_FSAL.exists(), "ganesha's CephFS back end: apt-get install nfs-ganesha-ceph")
+    require_binary("nfs-cat", "libnfs-utils")
+    here, _ = folders
+    (here / "hello").write_text("written by dim through ceph-fuse\n")
+    config = tmp_path / "ganesha.conf"
+    config.write_text(ganesha_conf(cluster, f"/{here.name}", tmp_path))
+    command = ["ganesha.nfsd", "-F", "-N", "NIV_EVENT", "-f", str(config)]
+    command += ["-L", str(tmp_path / "ganesha.log"), "-p", str(tmp_path / "ganesha.pid")]
+    head = network.start(privately(tmp_path, command), log=tmp_path / "ganesha.out")
+    try:
+        listening = sleep_until(lambda: tcp_listening(network.server, NFS_PORT), 20.0, 0.1)
+        assert listening, (tmp_path / "ganesha.log").read_text(errors="replace")[-2000:]
+        url = f"nfs://{SERVER}/store/hello?version=4"
+        read = run(network.clients[0].namespace, ["nfs-cat", url], timeout=30.0, check=False)
+        assert read.stdout == "written by dim through ceph-fuse\n", read.stderr
+    finally:
+        head.stop(timeout=15.0)
+        network.daemons.remove(head)
+
+
+def privately(base: Path, argv: list[str]) -> list[str]:
+    """``argv`` with its own /var/lib/nfs and /run (as tests/integration/test_nfs_ganesha.py
+    runs ganesha): ``ip netns exec``'s mount namespace hides the binds from the host."""
+    lib, runtime = base / "var-lib-nfs", base / "run"
+    lib.mkdir()
+    runtime.mkdir()
+    script = 'mount --bind "$1" /var/lib/nfs && mount --bind "$2" /run && shift 2 && exec "$@"'
+    return ["sh", "-c", script, "sh", str(lib), str(runtime), *argv]
+
+
+def ganesha_conf(cluster: ceph.Cluster, path: str, state: Path) -> str:
+    """One read-only export of ``path`` of the CephFS through FSAL_CEPH, as client.dim."""
+    return f"""NFS_CORE_PARAM {{
+    Protocols = 4;
+    Enable_NLM = false;
+    Enable_RQUOTA = false;
+    Enable_UDP = false;
+    Bind_Addr = {SERVER};
+}}
+NFSv4 {{
+    Graceless = true;
+    RecoveryBackend = fs;
+    RecoveryRoot = "{state}/recovery";
+    Only_Numeric_Owners = true;
+}}
+CEPH {{
+    Ceph_Conf = "{cluster.conf}";
+}}
+EXPORT {{
+    Export_Id = 1;
+    Path = "{path}";
+    Pseudo = "/store";
+    Access_Type = RO;
+    Squash = No_Root_Squash;
+    Protocols = 4;
+    Transports = TCP;
+    FSAL {{
+        Name = CEPH;
+        Filesystem = "{ceph.FS}";
+        User_Id = "{ceph.CLIENT}";
+    }}
+}}
+"""

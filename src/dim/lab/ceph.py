@@ -34,6 +34,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from dim.errors import LabError
 from dim.lab.processes import Process, alive, sleep_until
@@ -46,6 +47,7 @@ FS = "dimfs"
 CLIENT = "dim"  # client.dim: the key a ganesha head and dim's writer use
 DEFAULT_PORT = 3300  # the monitor's, in a namespace of its own; on the host a free one
 BLOCK_SIZE = 8 << 30  # each OSD's BlueStore file: sparse, it costs what is written
+MADE = "made"  # written in the folder once the cluster and its CephFS are made
 PG_NUM = 16  # per CephFS pool: 32 PGs x 3 copies over 3 OSDs, no autoscaler
 
 # Settings of ceph.conf's [global] that keep the cluster small and its health OK on one
@@ -167,7 +169,12 @@ def start(
     """
     folder = Path(folder).absolute()
     saved = _load(folder)
-    made = saved is not None
+    made = (folder / MADE).exists()
+    if saved is not None and not made:
+        raise LabError(
+            f"the Ceph cluster in {folder} was never fully made (an earlier start failed)",
+            hint=f"its logs are in {folder}/logs; remove the folder and start again",
+        )
     if saved is None:
         if port is None:
             port = DEFAULT_PORT if namespace else _free_port(host)
@@ -185,6 +192,7 @@ def start(
         _save(cluster)
         if not made:
             _make_filesystem(cluster)
+            (folder / MADE).touch()
         if not sleep_until(lambda: _fs_active(cluster), timeout, step=0.3):
             raise LabError(f"CephFS of {folder} has no active MDS after {timeout:.0f} s")
     except BaseException:
@@ -223,7 +231,7 @@ def ceph(cluster: Cluster, *args: str, user: str = "admin", timeout: float = 60.
     return _run(cluster, ["ceph", "--name", f"client.{user}", *args], timeout=timeout)
 
 
-def status(cluster: Cluster) -> dict[str, object]:
+def status(cluster: Cluster) -> dict[str, Any]:
     """``ceph status`` as JSON."""
     return json.loads(ceph(cluster, "status", "--format", "json"))
 
@@ -234,13 +242,13 @@ def healthy(cluster: Cluster) -> bool:
         report = status(cluster)
     except LabError:
         return False
-    pgs = report["pgmap"]  # type: ignore[index]
+    pgs = report["pgmap"]
     clean = sum(
         s["count"] for s in pgs.get("pgs_by_state", ()) if s["state_name"] == "active+clean"
     )
-    fsmap = report.get("fsmap", {})  # type: ignore[union-attr]
+    fsmap = report.get("fsmap", {})
     return (
-        report["health"]["status"] == "HEALTH_OK"  # type: ignore[index]
+        report["health"]["status"] == "HEALTH_OK"
         and pgs["num_pgs"] > 0
         and clean == pgs["num_pgs"]
         and fsmap.get("up", 0) >= 1
