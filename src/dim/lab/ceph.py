@@ -413,8 +413,7 @@ def _make_osd(cluster: Cluster, osd: int) -> None:
     _run(
         cluster,
         ["ceph-osd", "-i", str(osd), "--mkfs", "--osd-uuid", osd_uuid, "--key", secret],
-        network=False,
-        timeout=120.0,
+        timeout=120.0,  # in the namespace: mkfs asks the monitor for its map
     )
     keyring = data / "keyring"  # ceph-osd --mkfs takes the key but does not write it
     keyring.write_text(f"[osd.{osd}]\n\tkey = {secret}\n")
