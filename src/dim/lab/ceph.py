@@ -18,9 +18,9 @@ The monitor listens on one address, messenger v2 only: loopback with a free port
 or with ``namespace`` an address inside that network namespace (the lab's), port 3300. Cephx
 is on; the client ``client.dim`` may do what a ganesha head or dim's writer needs on the
 CephFS and nothing more (``ceph fs authorize``). The memory settings (:data:`MEMORY`) are
-small (the OSDs' target at Ceph's floor): idle, the six daemons hold about 540 MiB together (the manager 300
-of it); under a loop of 10,000 small files an OSD grew to 840 MiB and the MDS to 530 MiB.
-docs/ceph-lab.md says why each setting is there.
+small, the OSDs' target at Ceph's floor: idle, the six daemons hold about 540 MiB together
+(the manager 300 of it); under a loop of 10,000 small files an OSD grew to 840 MiB and the
+MDS to 530 MiB. docs/ceph-lab.md says why each setting is there.
 """
 
 from __future__ import annotations
@@ -290,8 +290,9 @@ def mount_fuse(
 
 
 def unmount(mount: Mount) -> None:
-    """Unmount a ceph-fuse mount, then stop its process by id."""
-    if os.path.ismount(mount.path):
+    """Unmount a ceph-fuse mount, then stop its process by id (which unmounts too, where
+    fusermount is missing)."""
+    if os.path.ismount(mount.path) and shutil.which("fusermount"):
         subprocess.run(["fusermount", "-u", "-z", mount.path], check=False, capture_output=True)
     stop_process(mount.process.pid)
     _reap(mount.process.pid)
