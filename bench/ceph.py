@@ -19,8 +19,10 @@ that holds the cluster's files): ``--files`` files each written to a temporary n
 renamed into place (how the store writes), hard-linked into a second folder (a version), then
 all renamed over again with new content (a live update), then removed. For each: wall
 seconds, the CPU seconds of this process, and on CephFS those of ceph-fuse and the daemons.
-Finally, the rename-over-a-file loop of tests/integration/test_ceph_store.py, 50 renames
-while a second client (or nobody) reads the file: seconds per rename.
+Finally, the rename-over-a-file loop of tests/integration/test_ceph_store.py, 30 renames
+while nobody, the same client or a second client reads the file (in a loop, or every 10 ms,
+100 ms, 1 s) or another file of its folder: milliseconds per rename (``--renames-only``: only
+these, after the start-up figures).
 """
 
 from __future__ import annotations
@@ -82,14 +84,18 @@ def small_files(folder: Path, files: int) -> None:
     shutil.rmtree(folder)
 
 
-def renames(written: Path, read: Path | None, times: int = 50) -> float:
-    """Seconds per rename of a new file over ``written`` while ``read`` is read in a loop."""
+def renames(written: Path, read: Path | None, times: int = 50, pause: float = 0.0) -> float:
+    """Seconds per rename of a new file over ``written`` while ``read`` is read in a loop,
+    ``pause`` seconds between two reads."""
     written.write_bytes(b"old" * 4096)
+    if read is not None and not read.exists():
+        read.write_bytes(b"another file of the folder\n")
     stop = threading.Event()
 
     def reader() -> None:
         while read is not None and not stop.is_set():
             read.read_bytes()
+            stop.wait(pause)
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -114,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    parser.add_argument("--renames-only", action="store_true", help="no small-file loop")
     args = parser.parse_args(argv)
     if (args.dir / "cluster.json").exists():
         sys.exit(f"bench/ceph.py: {args.dir} holds a cluster already; remove it first")
@@ -148,17 +155,24 @@ def measure(cluster: ceph.Cluster, args: argparse.Namespace) -> None:
     second = ceph.mount_fuse(cluster, where / "b")
     try:
         print(f"  ceph-fuse RSS {rss_mib(first.process.pid):6.0f} MiB (mounted, idle)")
-        small_file_rounds(cluster, Path(first.path), first.process.pid, args)
+        if not args.renames_only:
+            small_file_rounds(cluster, Path(first.path), first.process.pid, args)
         for process in (*cluster.daemons, first.process):
             print(f"  {process.name:8} RSS {rss_mib(process.pid):6.0f} MiB (after the loops)")
         a, b = Path(first.path), Path(second.path)
-        for label, reader in (
-            ("nobody reads", None),
-            ("same client reads", a / "lib"),
-            ("other client reads", b / "lib"),
+        for label, reader, pause in (
+            ("nobody reads", None, 0.0),
+            ("same client reads", a / "lib", 0.0),
+            ("other client reads", b / "lib", 0.0),
+            ("other client reads every 10 ms", b / "lib", 0.01),
+            ("other client reads every 100 ms", b / "lib", 0.1),
+            ("other client reads every 1 s", b / "lib", 1.0),
+            ("other client reads another file of the folder", b / "other", 0.0),
         ):
-            per = renames(a / "lib", reader)
+            per = renames(a / "lib", reader, 30, pause)
             print(f"rename over a file, {label}: {per * 1000:.1f} ms each", flush=True)
+        if args.renames_only:
+            return
         args.local.mkdir(parents=True, exist_ok=True)
         for label, reader in (("nobody reads", None), ("same folder read", args.local / "lib")):
             per = renames(args.local / "lib", reader)

@@ -31,6 +31,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -298,10 +299,21 @@ def unmount(mount: Mount) -> None:
     _reap(mount.process.pid)
 
 
-def _reap(pid: int) -> None:
-    """Collect a process this one started and stopped, lest it stay a zombie meanwhile."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+def _reap(pid: int, timeout: float = 5.0) -> None:
+    """Collect a process this one started and stopped, lest it stay a zombie meanwhile.
+
+    Waits a little: a many-threaded daemon's main thread shows as a zombie (`alive` is False)
+    while its other threads still exit, and until they have, there is nothing to collect.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not this process's child, or collected already
+            return
+        if done or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 # -- the steps -------------------------------------------------------------------------------
