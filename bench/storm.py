@@ -40,7 +40,9 @@ interface. Each node, all started at once:
 4. ``mount``: the image's read-only export and the node's own read-write export, NFSv4 (libnfs:
    one TCP connection per node from its own address, as a kernel client holds one per server;
    ganesha's pseudo-root mounted, each export's root looked up, ganesha admitting a node to
-   its own export only: before the storm, node 2's address is shown to be refused node 1's);
+   its own export only: before the storm, node 2's address is shown to be refused node 1's;
+   a mount refused ``NFS4ERR_STALE_CLIENTID`` starts again on a new connection, a retry, as
+   a kernel client establishes its client ID again);
 5. ``reads``: the files a booting Debian 12 reads (``--reads``, recorded from a lab boot),
    replayed: READ of the bytes recorded, READDIR, READLINK, one after the other.
 
