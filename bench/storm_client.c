@@ -328,12 +328,14 @@ static void on_mount(int err, struct nfs_context *nfs, void *data, void *private
 		/* ganesha forgot the client ID between SETCLIENTID and its CONFIRM (a lease, 15 s in
 		 * dim's configuration, passed in its queue): a kernel client establishes its ID
 		 * again, libnfs fails the mount, so the node mounts again on a new connection */
-		if (!node->mounted && strstr(data, "STALE_CLIENTID") && node->retries < MOUNT_TRIES) {
+		if (!node->mounted && data && strstr(data, "STALE_CLIENTID") &&
+		    node->retries < MOUNT_TRIES) {
 			node->remount = 1;
 			return;
 		}
 		snprintf(message, sizeof(message), "%s: %s",
-			 node->mounted ? node->root[node->mounted - 1] : "/", (char *)data);
+			 node->mounted ? node->root[node->mounted - 1] : "/",
+			 data ? (char *)data : "?");
 		nfs_fail(node, "mount", message);
 		return;
 	}
