@@ -8,6 +8,7 @@ Run by hand, as root, never as a test (minutes at 2,500 nodes)::
                                     [--dir /var/tmp/dst-storm] [--namespace dststorm]
                                     [--tftp-max N] [--json FILE] [--reuse] [--skip-reads]
                                     [--receive-buffer dim|kernel] [--timeout S]
+                                    [--http-workers K]
                                     [--ganesha-root TREE] [--ganesha-option BLOCK.Name=Value]
 
 For each node count, the image server is set up by dim itself, as an administrator would:
@@ -31,14 +32,17 @@ interface. Each node, all started at once:
 2. ``loader``: that loader (``undionly.kpxe``) over TFTP, as the ROM fetches it;
 3. boot path ``http`` (iPXE): ``dhcp2``, the iPXE DHCP (user class iPXE, option 175), which must
    name dim serve's ``boot.ipxe``; ``script``: ``boot.ipxe`` and the node's own script over
-   HTTP (aiohttp, one keep-alive connection per node from its own address, as iPXE);
+   HTTP (aiohttp, one keep-alive connection per node from its own address, as iPXE; the
+   nodes spread over ``--http-workers`` processes, node N to worker N mod K);
    ``kernel``: kernel and initrd named by that script, from ``dim serve``;
    boot path ``tftp`` (PXELINUX): ``script``: ``pxelinux.cfg/01-<mac>`` over TFTP;
    ``kernel``: kernel and initrd over TFTP (``<tftp-root>/dim/images/storm/…``);
 4. ``mount``: the image's read-only export and the node's own read-write export, NFSv4 (libnfs:
    one TCP connection per node from its own address, as a kernel client holds one per server;
    ganesha's pseudo-root mounted, each export's root looked up, ganesha admitting a node to
-   its own export only: before the storm, node 2's address is shown to be refused node 1's);
+   its own export only: before the storm, node 2's address is shown to be refused node 1's;
+   a mount refused ``NFS4ERR_STALE_CLIENTID`` starts again on a new connection, a retry, as
+   a kernel client establishes its client ID again);
 5. ``reads``: the files a booting Debian 12 reads (``--reads``, recorded from a lab boot),
    replayed: READ of the bytes recorded, READDIR, READLINK, one after the other.
 
@@ -46,13 +50,16 @@ TFTP and NFS run in `bench/storm_client.c` (compiled here with cc and libnfs-dev
 per-packet cost would make the client the bottleneck), DHCP and HTTP in Python. The modules
 beside this one: ``storm_setup`` (the server, by dim), ``storm_network`` (namespaces, kernel
 settings and drops), ``storm_daemons`` (started, CPU, memory), ``storm_nodes`` (run inside the
-nodes' namespace), ``storm_dhcp`` (a ROM's and iPXE's DHCP), ``storm_report`` (the figures),
+nodes' namespace), ``storm_dhcp`` (a ROM's and iPXE's DHCP), ``storm_http`` (the HTTP worker
+processes), ``storm_report`` (the figures),
 ``storm_cluster`` (addresses, names, stages). Reported per storm and stage: seconds until
 all N nodes are through (from the common start), per-node latency of the stage (median, p95,
 p99, max), failures and retries; per daemon, CPU seconds used during the storm and peak
 memory (VmHWM summed over its processes, from /proc); whether every daemon still runs with
-the process id it started with (no restart). The physical bound of a 10 GbE server, from the
-bytes per node, is printed next to it.
+the process id it started with (no restart); the simulator's CPU seconds per process (its
+nodes' process, the C client, each HTTP worker) and how late each Python event loop ran at
+worst, to tell a starved simulator from a server at fault. The physical bound of a 10 GbE
+server, from the bytes per node, is printed next to it.
 
 Limits: dnsmasq's ``dhcp-lease-max`` and ``tftp-max`` are what ``dim apply`` renders for N
 nodes (2N each, tftp-max up to 20,000; ``--tftp-max`` overrides it). Bench-only: the host's ARP
@@ -118,6 +125,7 @@ def storm(
     buffer: int | None = None,
     until: str = "reads",
     ganesha_root: Path | None = None,
+    http_workers: int = 4,
 ):
     """Fresh daemons, the N nodes started at once from the nodes' namespace, the figures."""
     shutil.rmtree(folder / "run", ignore_errors=True)
@@ -143,7 +151,7 @@ def storm(
             "--count", str(count), "--boot", boot, "--timeout", str(timeout),
             "--image-export", image_export, "--node-export", node_export,
             "--client", str(client_binary(folder)), "--reads-file", str(reads_file(folder, reads)),
-            "--until", until,
+            "--until", until, "--http-workers", str(http_workers),
         ]  # fmt: skip
         inside = subprocess.run(command, capture_output=True, text=True, check=False)
         if inside.returncode != 0:
@@ -184,6 +192,12 @@ def main() -> None:
         "--tftp-max", type=int, default=0, help="dnsmasq's tftp-max (0: what dim renders)"
     )
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--http-workers",
+        type=int,
+        default=4,
+        help="processes of the nodes' HTTP clients (one could not read 10,000 nodes' files)",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--skip-reads",
@@ -246,6 +260,7 @@ def main() -> None:
                         else None,
                         until=args.until,
                         ganesha_root=args.ganesha_root,
+                        http_workers=args.http_workers,
                     )
                     result |= {"dhcp": flavour, "boot": boot_path, "setup_s": setup}
                     result["ganesha"] = {

@@ -56,6 +56,7 @@
 #define MAX_FILES 8
 #define CHUNK (1024 * 1024)
 #define PATH_SIZE 1024
+#define MOUNT_TRIES 5
 
 static struct in_addr current_source; /* the node libnfs works for at this moment */
 static struct sockaddr_in server;
@@ -163,6 +164,7 @@ struct nfs_node {
 	int active;   /* a READ operation (OPEN, READs, CLOSE) is under way */
 	int deferred; /* the next operation waits for the renewal to end */
 	int mounted, failed, done, operation, retries;
+	int remount; /* the mount starts again on a new connection (the main loop does it) */
 	uint64_t offset, bytes;
 	struct nfsfh *file;
 	struct nfs_node *next;
@@ -323,8 +325,17 @@ static void on_mount(int err, struct nfs_context *nfs, void *data, void *private
 	struct nfs_node *node = private;
 	if (err) {
 		char message[PATH_SIZE + 200];
+		/* ganesha forgot the client ID between SETCLIENTID and its CONFIRM (a lease, 15 s in
+		 * dim's configuration, passed in its queue): a kernel client establishes its ID
+		 * again, libnfs fails the mount, so the node mounts again on a new connection */
+		if (!node->mounted && data && strstr(data, "STALE_CLIENTID") &&
+		    node->retries < MOUNT_TRIES) {
+			node->remount = 1;
+			return;
+		}
 		snprintf(message, sizeof(message), "%s: %s",
-			 node->mounted ? node->root[node->mounted - 1] : "/", (char *)data);
+			 node->mounted ? node->root[node->mounted - 1] : "/",
+			 data ? (char *)data : "?");
 		nfs_fail(node, "mount", message);
 		return;
 	}
@@ -340,26 +351,44 @@ static void on_mount(int err, struct nfs_context *nfs, void *data, void *private
 	next_operation(node);
 }
 
-static void start_nfs(char *id, char *source, char *image_export, char *node_export)
+static void mount_node(struct nfs_node *node)
 {
-	struct nfs_node *node = calloc(1, sizeof(*node));
 	char name[128];
-	snprintf(node->id, sizeof(node->id), "%s", id);
-	inet_pton(AF_INET, source, &node->source);
-	node->root[0] = strdup(image_export);
-	node->root[1] = strdup(node_export);
-	node->next = nfs_nodes;
-	nfs_nodes = node;
 	current_source = node->source;
 	node->context = nfs_init_context();
 	nfs_set_version(node->context, NFS_V4_VERSION);
 	nfs_set_timeout(node->context, 120000);
 	/* each node its own NFSv4 client: one name for all would have ganesha take every new
 	 * node for a reboot of the same client and drop the others' state */
-	snprintf(name, sizeof(name), "dim-storm-%s", id);
+	snprintf(name, sizeof(name), "dim-storm-%s", node->id);
 	nfs4_set_client_name(node->context, name);
 	if (nfs_mount_async(node->context, inet_ntoa(server.sin_addr), "/", on_mount, node))
 		nfs_fail(node, "mount", nfs_get_error(node->context));
+}
+
+static void start_nfs(char *id, char *source, char *image_export, char *node_export)
+{
+	struct nfs_node *node = calloc(1, sizeof(*node));
+	snprintf(node->id, sizeof(node->id), "%s", id);
+	inet_pton(AF_INET, source, &node->source);
+	node->root[0] = strdup(image_export);
+	node->root[1] = strdup(node_export);
+	node->next = nfs_nodes;
+	nfs_nodes = node;
+	mount_node(node);
+}
+
+/* outside libnfs's callbacks: a context is not destroyed from its own */
+static void remount(void)
+{
+	for (struct nfs_node *node = nfs_nodes; node; node = node->next) {
+		if (!node->remount)
+			continue;
+		node->remount = 0;
+		node->retries++;
+		nfs_destroy_context(node->context);
+		mount_node(node);
+	}
 }
 
 /* -- TFTP nodes ---------------------------------------------------------------------------- */
@@ -614,7 +643,7 @@ int main(int argc, char **argv)
 			struct nfs_node *n = owners[i];
 			if ((fds[i].revents || scan) && !n->failed && !n->done) {
 				current_source = n->source;
-				if (nfs_service(n->context, fds[i].revents) < 0)
+				if (nfs_service(n->context, fds[i].revents) < 0 && !n->remount)
 					nfs_fail(n, n->mounted < 3 ? "mount" : "reads",
 						 nfs_get_error(n->context));
 			}
@@ -623,6 +652,7 @@ int main(int argc, char **argv)
 			if (fds[i].revents && !((struct tftp_node *)owners[i])->finished)
 				tftp_receive(owners[i]);
 		tftp_timeouts(moment);
+		remount();
 		if (scan)
 			renew_leases(moment);
 		if (fds[0].revents) {

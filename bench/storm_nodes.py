@@ -2,7 +2,13 @@
 started at once, each through the stages of its boot; JSON of what each did on stdout::
 
     python bench/storm_nodes.py --count N --boot http|tftp --timeout S --image-export PATH \\
-        --node-export PATH --client BINARY --reads-file FILE
+        --node-export PATH --client BINARY --reads-file FILE [--http-workers K]
+
+This process runs each node's stages and records them; the work is elsewhere: DHCP on a
+thread of its own (`storm_dhcp`), TFTP and NFS in the C client, HTTP in K worker processes
+(`storm_http`). Each of these reports its CPU seconds, and the Python ones how late their
+event loop ran at worst: a simulator that cannot keep up shows there, not as the server's
+fault.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import resource
 import socket
 import statistics
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from storm_cluster import SERVER, Failed, Node, node_address, node_mac, node_name, stages
 from storm_dhcp import DhcpThread
+from storm_http import Fetched, watch_lag
 
 
 class Client:
@@ -56,24 +62,61 @@ async def tftp(client: Client, node: Node, files: list[str]) -> tuple[float, int
     return moment, count, retries
 
 
-async def http_get(session, url: str) -> tuple[bytes | int, int]:
-    """A script's text, or a file's length (read to the end, not kept)."""
-    async with session.get(url) as response:
-        if response.status != 200:
-            raise Failed(f"HTTP {response.status} for {url}")
-        if url.endswith(".ipxe"):
-            return await response.read(), 0
-        total = 0
-        while chunk := await response.content.readany():
-            total += len(chunk)
-        return total, 0
+class HttpWorkers:
+    """The processes that fetch the nodes' scripts and boot files over HTTP
+    (`bench/storm_http.py`), node N given to worker N mod K."""
+
+    def __init__(self, processes: list[asyncio.subprocess.Process]) -> None:
+        self.processes = processes
+        self.waiting: dict[str, asyncio.Future] = {}
+        self.figures: list[dict] = [{} for _ in processes]
+        self.readers = [asyncio.create_task(self.read(n)) for n in range(len(processes))]
+
+    @classmethod
+    async def start(cls, count: int) -> HttpWorkers:
+        command = [sys.executable, str(Path(__file__).with_name("storm_http.py"))]
+        processes = [
+            await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            )
+            for _ in range(count)
+        ]
+        return cls(processes)
+
+    async def read(self, worker: int) -> None:
+        async for line in self.processes[worker].stdout:
+            name, *fields = line.decode().rstrip("\n").split(" ", 4)
+            if name == "-":
+                cpu, lag = fields[:2]
+                self.figures[worker] = {"cpu_s": float(cpu), "loop_lag_max_s": float(lag)}
+                continue
+            future = self.waiting.pop(name, None)
+            if future is not None and not future.done():
+                future.set_result(Fetched.parse(fields))
+
+    async def fetch(self, node: Node, url: str, last: str) -> Fetched:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[node.name] = future
+        worker = self.processes[node.number % len(self.processes)]
+        worker.stdin.write(f"{node.name} {node.address} {node.mac} {url} {last}\n".encode())
+        return await future
+
+    async def stop(self) -> list[dict]:
+        """Each worker's CPU seconds and its event loop's longest lateness, once stopped."""
+        for process in self.processes:
+            process.stdin.close()
+        for process in self.processes:
+            await process.wait()
+        await asyncio.gather(*self.readers)
+        return self.figures
 
 
-async def boot(node: Node, start: float, args, dhcps: DhcpThread, client: Client) -> None:
-    import aiohttp
-
-    def passed(stage: str, began: float, retries: int) -> float:
-        end = node_done(node, stage, start, began, retries)
+async def boot(
+    node: Node, start: float, args, dhcps: DhcpThread, client: Client, http: HttpWorkers
+) -> None:
+    def passed(stage: str, began: float, retries: int, end: float | None = None) -> float:
+        end = time.monotonic() if end is None else end
+        node.done(stage, start, began, end, retries)
         if stage == args.until:
             raise Through
         return end
@@ -105,22 +148,16 @@ async def boot(node: Node, start: float, args, dhcps: DhcpThread, client: Client
                 raise Failed(f"iPXE's DHCP named {reply['file']!r}, not boot.ipxe")
             began = passed(stage, began, retries)
             stage = "script"
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=60)
-            connector = aiohttp.TCPConnector(local_addr=(node.address, 0), limit=1)
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                entry, _ = await http_get(session, reply["file"])
-                base = reply["file"].rsplit("/", 1)[0]
-                own, _ = await http_get(
-                    session, f"{base}/dim/nodes/{node.mac.replace(':', '-')}.ipxe"
-                )
-                urls = re.findall(r"^(?:kernel|initrd)(?: --name \S+)? (\S+)", own.decode(), re.M)
-                if len(urls) != 2 or b"chain" not in entry:
-                    raise Failed(f"unexpected iPXE scripts: {own[:200]!r}")
-                began = passed(stage, began, 0)
-                stage = "kernel"
-                sizes = [(await http_get(session, url))[0] for url in urls]
-                node.bytes["kernel"] = sum(sizes)
-                began = passed(stage, began, 0)
+            last = "script" if args.until == "script" else "kernel"
+            fetched = await http.fetch(node, reply["file"], last)
+            if fetched.script_end is None:
+                raise Failed(fetched.error)
+            began = passed(stage, began, 0, fetched.script_end)
+            stage = "kernel"
+            if fetched.kernel_end is None:
+                raise Failed(fetched.error)
+            node.bytes["kernel"] = fetched.size
+            began = passed(stage, began, 0, fetched.kernel_end)
         stage = "mount"
         mounted = client.expect("mount", node.name)
         read = client.expect("reads", node.name)
@@ -140,7 +177,7 @@ async def boot(node: Node, start: float, args, dhcps: DhcpThread, client: Client
         pass
     except Failed as exc:
         node.failed_at, node.error = stage, str(exc)
-    except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+    except (TimeoutError, OSError) as exc:
         node.failed_at, node.error = stage, f"{type(exc).__name__}: {exc}"
 
 
@@ -169,12 +206,6 @@ class Through(Exception):
     """The node is through the last stage asked for (``--until``)."""
 
 
-def node_done(node: Node, stage: str, start: float, began: float, retries: int) -> float:
-    end = time.monotonic()
-    node.done(stage, start, began, end, retries)
-    return end
-
-
 async def run_nodes(args) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -188,9 +219,12 @@ async def run_nodes(args) -> dict:
     nodes = [Node(n, node_name(n), node_mac(n), node_address(n)) for n in range(1, args.count + 1)]
     nfs = "mount" in stages(args.boot, args.until)
     foreign = await foreign_export(client, args) if nfs else "not asked (no NFS)"
+    http = await HttpWorkers.start(args.http_workers if args.boot == "http" else 0)
+    longest_lag = [0.0]
+    watcher = asyncio.create_task(watch_lag(longest_lag))
     cpu_before = os.times()
     start = time.monotonic()
-    tasks = [asyncio.create_task(boot(n, start, args, dhcps, client)) for n in nodes]
+    tasks = [asyncio.create_task(boot(n, start, args, dhcps, client, http)) for n in nodes]
     done, pending = await asyncio.wait(tasks, timeout=args.timeout)
     for task in pending:
         task.cancel()
@@ -199,10 +233,13 @@ async def run_nodes(args) -> dict:
             node.failed_at = next(s for s in stages(args.boot, args.until) if s not in node.ends)
             node.error = f"not through after {args.timeout:.0f} s"
     connections = nfs_connections()
+    watcher.cancel()
     process.stdin.close()
     process.kill()
     await process.wait()
     reader.cancel()
+    cpu_c_client = os.times()
+    http_figures = await http.stop()
     cpu_after = os.times()
     finished = [n for n in nodes if not n.failed_at]
     per_node = {}
@@ -224,9 +261,16 @@ async def run_nodes(args) -> dict:
         "bytes_per_node": per_node,
         "foreign_export": foreign,
         "nfs_connections": connections,
-        "client_cpu_s": round(
-            sum(cpu_after[:4]) - sum(cpu_before[:4]), 1
-        ),  # this process and the C client (its child, waited for)
+        # this process, the C client and the HTTP workers (its children, waited for)
+        "client_cpu_s": round(sum(cpu_after[:4]) - sum(cpu_before[:4]), 1),
+        "client_processes": {
+            "nodes": {
+                "cpu_s": round(sum(cpu_after[:2]) - sum(cpu_before[:2]), 1),
+                "loop_lag_max_s": round(longest_lag[0], 3),
+            },
+            "tftp_nfs_cpu_s": round(sum(cpu_c_client[2:4]) - sum(cpu_before[2:4]), 1),
+            "http": http_figures,
+        },
     }
 
 
@@ -237,6 +281,7 @@ def nodes_main(argv: list[str]) -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--until", default="reads")
+    parser.add_argument("--http-workers", type=int, default=4)
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(run_nodes(args))))
 

@@ -46,6 +46,7 @@ def summarise(nodes: dict, boot: str, count: int, until: str = "reads") -> dict:
         "bytes_per_node": nodes["bytes_per_node"],
         "errors": errors,
         "client_cpu_s": nodes["client_cpu_s"],
+        "client_processes": nodes["client_processes"],
         "foreign_export": nodes["foreign_export"],
         "nfs_connections": nodes["nfs_connections"],
     }
@@ -59,6 +60,17 @@ def physical_bound(result: dict) -> float:
     aside): loader, kernel and initrd, boot reads."""
     per_node = sum(result["bytes_per_node"].values())
     return per_node * result["nodes"] / GBE10
+
+
+def simulator_line(processes: dict) -> str:
+    """The simulator's processes: CPU seconds each, and (Python's) event loops' worst lateness
+    in seconds, which shows a client process that could not keep up."""
+    nodes, http = processes["nodes"], processes["http"]
+    workers = ", ".join(f"{w.get('cpu_s')} ({w.get('loop_lag_max_s')})" for w in http)
+    return (
+        f"simulator CPU s (loop lag max s): nodes {nodes['cpu_s']} ({nodes['loop_lag_max_s']}),"
+        f" C client {processes['tftp_nfs_cpu_s']}, HTTP workers [{workers}]"
+    )
 
 
 def print_table(results: list[dict]) -> None:
@@ -77,6 +89,7 @@ def print_table(results: list[dict]) -> None:
             )
         print(f"    daemon CPU s {result['daemon_cpu_s']}  peak MB {result['daemon_peak_mb']}")
         print(f"    client CPU s {result['client_cpu_s']}  kernel drops {result['kernel_drops']}")
+        print(f"    {simulator_line(result['client_processes'])}")
         print(f"    server rmem_default {result['receive_buffer']}")
         print(f"    daemons listening after (s) {result['daemon_start_s']}")
         print(f"    node 2 mounting node 1's export: {result['foreign_export']}")

@@ -56,7 +56,7 @@ def test_every_node_of_a_small_storm_boots_through_every_stage_on_both_paths(
         sys.executable, str(BENCH / "storm.py"), "--nodes", str(NODES), "--dhcp", "dnsmasq",
         "--boot", "http,tftp", "--reads", str(reads), "--dir", str(tmp_path / "storm"),
         "--namespace", f"dimstorm{os.getpid() % 100000}", "--timeout", "120",
-        "--json", str(output),
+        "--json", str(output), "--http-workers", "3",
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -75,6 +75,11 @@ def test_every_node_of_a_small_storm_boots_through_every_stage_on_both_paths(
     assert list(results["http"]["stages"]) == [
         "dhcp", "loader", "dhcp2", "script", "kernel", "mount", "reads",
     ]  # fmt: skip
+    # the nodes' HTTP spread over 3 processes (8 nodes: 3, 3, 2), each with its figures
+    workers = results["http"]["client_processes"]["http"]
+    assert len(workers) == 3 and all(w["cpu_s"] > 0 for w in workers), workers
+    assert all(0 <= w["loop_lag_max_s"] < 60 for w in workers), workers
+    assert results["tftp"]["client_processes"]["http"] == []
     assert list(results["tftp"]["stages"]) == [
         "dhcp",
         "loader",
