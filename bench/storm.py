@@ -242,10 +242,10 @@ def main() -> None:
                 setup = set_up(args.dir, count, args.reads)
             client_binary(args.dir)
             for flavour in args.dhcp.split(","):
-                apply_flavour(args.dir, flavour, count, args.tftp_max)
-                conf = args.dir / "root/etc/ganesha/ganesha.conf"
-                conf.write_text(set_options(conf.read_text(), args.ganesha_option))
                 for boot_path in args.boot.split(","):
+                    apply_flavour(args.dir, flavour, count, args.tftp_max, boot_path)
+                    conf = args.dir / "root/etc/ganesha/ganesha.conf"
+                    conf.write_text(set_options(conf.read_text(), args.ganesha_option))
                     say(f"storm: {count} nodes, {flavour}, {boot_path}")
                     result = storm(
                         args.dir,

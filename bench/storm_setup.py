@@ -22,7 +22,7 @@ LAYOUT = """<?xml version="1.0"?>
 <cluster name="storm" domain="storm.dim">
   <network name="boot" subnet="10.77.0.0/16" gateway="10.77.0.1" dns="10.77.0.1"/>
   <server name="stormsrv" address="10.77.0.1" dhcp="{flavour}" nfs="ganesha" interface="br0"
-          tftp-root="/srv/dim/tftp" http-root="/srv/dim/http"/>
+          tftp-root="/srv/dim/tftp" http-root="/srv/dim/http"{loader}/>
   <image name="storm" kernel-args="console=ttyS0">
     <persist path="/etc"/> <persist path="/var"/> <persist path="/root"/>
     <volatile path="/tmp"/> <volatile path="/var/tmp"/>
@@ -122,16 +122,22 @@ def set_up(folder: Path, count: int, reads: Path, say=say) -> dict:
     return {k: round(v, 2) for k, v in timings.items()}
 
 
-def write_layout(folder: Path, count: int, flavour: str) -> None:
-    text = LAYOUT.format(count=count, flavour=flavour, per=PER_SUBNET)
+# the loader DHCP sends a PXE ROM, by boot path: iPXE (dim's default) for the HTTP path; for
+# the TFTP path PXELINUX, which reads its node's pxelinux.cfg/01-<mac> (dim renders that link
+# only where a server sends PXELINUX, as a site on this path declares)
+BIOS_LOADER = {"http": "", "tftp": ' bios-loader="lpxelinux.0"'}
+
+
+def write_layout(folder: Path, count: int, flavour: str, boot: str = "http") -> None:
+    text = LAYOUT.format(count=count, flavour=flavour, per=PER_SUBNET, loader=BIOS_LOADER[boot])
     (folder / "cluster.xml").write_text(text)
 
 
-def apply_flavour(folder: Path, flavour: str, count: int, tftp_max: int) -> None:
+def apply_flavour(folder: Path, flavour: str, count: int, tftp_max: int, boot: str) -> None:
     from dim.actions import apply as applying
     from dim.actions.context import Context
 
-    write_layout(folder, count, flavour)
+    write_layout(folder, count, flavour, boot)
     ctx = Context(config=folder / "cluster.xml", state=folder / "state")
     applying.apply(ctx, root=folder / "root", do_reload=False)
     # dim renders dnsmasq's dhcp-lease-max and tftp-max for the nodes (services/limits.py);
