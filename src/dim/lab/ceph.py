@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -180,7 +179,7 @@ def start(
         )
     if saved is None:
         if port is None:
-            port = DEFAULT_PORT if namespace else _free_port(host)
+            port = DEFAULT_PORT if namespace else netns.free_port(host)
         saved = Cluster(str(folder), str(uuid.uuid4()), host, port, namespace)
         _make_folder(saved)
     cluster = replace(saved, daemons=())
@@ -525,13 +524,6 @@ def _save(cluster: Cluster) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(asdict(cluster), indent=1))
     os.replace(temporary, path)
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -38,6 +38,7 @@ import itertools
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -350,6 +351,15 @@ def tcp_listening(namespace: str, port: int) -> bool:
     text = run(namespace, ["cat", "/proc/net/tcp", "/proc/net/tcp6"], timeout=5.0).stdout
     rows = [r.split() for r in text.splitlines() if r.strip() and not r.lstrip().startswith("sl")]
     return any(r[1].endswith(f":{port:04X}") and r[3] == "0A" for r in rows)
+
+
+def free_port(host: str) -> int:
+    """A TCP port free on ``host`` now (the kernel's pick), for a daemon started on loopback
+    beside others of its kind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def set_mac(namespace: str, iface: str, mac: str) -> None:

@@ -34,7 +34,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from dim.errors import LabError
+from dim.lab.netns import free_port
 from dim.lab.processes import alive
 
 BIN = Path("/usr/lib/postgresql/15/bin")
@@ -112,7 +112,7 @@ def start(
     saved = _load(folder)
     if saved is None:
         if port is None:
-            port = DEFAULT_PORT if namespace else _free_port(host)
+            port = DEFAULT_PORT if namespace else free_port(host)
         saved = Server(str(folder), 0, host, port, database, role, secrets.token_hex(16), namespace)
     if not (folder / "data" / "PG_VERSION").exists():
         _initdb(folder)
@@ -333,13 +333,6 @@ def _save(server: Server) -> None:
     with os.fdopen(fd, "w") as handle:
         json.dump({**asdict(server), "pid": 0}, handle)
     os.replace(temporary, path)
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
