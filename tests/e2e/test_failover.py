@@ -236,6 +236,17 @@ def test_lab_servers_have_host_names_of_their_own(ha: Lab) -> None:
     assert " : srv2 : " in log
 
 
+def test_lab_servers_start_ganesha_with_epochs_apart_by_their_rank(ha: Lab) -> None:
+    """ganesha's client and session ids start from its epoch (dim.services.nfs): the lab
+    starts it as Debian's service would, with the epoch of the script dim rendered."""
+    epochs = {}
+    for rank, server in enumerate(SERVICE):
+        log = Path(ha.folder / "servers" / server / "logs" / "ganesha.log").read_text()
+        epochs[server] = int(re.findall(r" : epoch ([0-9a-f]+) : ", log)[-1], 16)
+        assert epochs[server] & 0xF == rank, f"{server}: epoch {epochs[server]:x}"
+    assert epochs["srv1"] != epochs["srv2"]
+
+
 def test_g_a_node_boots_while_the_state_database_is_down_and_its_boot_is_recorded_after(
     ha: Lab,
 ) -> None:

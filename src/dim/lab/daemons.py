@@ -97,7 +97,7 @@ def server_daemon_specs(
     dhcp = _dhcp_spec(flavour, binds, run_dir, iface=SERVER_IFACE, pid_files=True)
     specs = [dhcp, _dns_spec(binds) if flavour == "dnsmasq" else _tftp_spec(binds)]
     specs += [
-        _ganesha_spec(binds, run_dir, base / "logs"),
+        _ganesha_spec(binds, run_dir, base / "logs", epoch=True),
         DaemonSpec(
             "serve",
             (*dim_argv(folder), "serve", "--server", server, "--port", str(HTTP_PORT)),
@@ -132,20 +132,28 @@ def server_daemon_specs(
     ]
 
 
-def _ganesha_spec(binds: Mapping[str, Path], run_dir: Path, logs: Path) -> DaemonSpec:
-    """nfs-ganesha in the foreground, its state (/var/lib/nfs, /run) in ``run_dir``."""
+def _ganesha_spec(
+    binds: Mapping[str, Path], run_dir: Path, logs: Path, *, epoch: bool = False
+) -> DaemonSpec:
+    """nfs-ganesha in the foreground, its state (/var/lib/nfs, /run) in ``run_dir``; with
+    ``epoch``, its server epoch from the script ``dim apply`` rendered for a server of a
+    failover set, as Debian's service passes it (EPOCH_EXEC, dim.services.nfs)."""
+    command = (
+        "ganesha.nfsd",
+        "-F",
+        "-f",
+        "/etc/ganesha/ganesha.conf",
+        "-L",
+        str(logs / "ganesha.log"),
+        "-p",
+        f"{run_dir}/ganesha.pid",
+    )
+    if epoch:
+        script = 'e=/etc/ganesha/dim-epoch; [ -x $e ] && set -- "$@" -E "$($e)"; exec "$@"'
+        command = ("sh", "-c", script, "sh", *command)
     return DaemonSpec(
         "ganesha",
-        (
-            "ganesha.nfsd",
-            "-F",
-            "-f",
-            "/etc/ganesha/ganesha.conf",
-            "-L",
-            str(logs / "ganesha.log"),
-            "-p",
-            f"{run_dir}/ganesha.pid",
-        ),
+        command,
         {**binds, "/var/lib/nfs": run_dir / "nfs-lib", "/run": run_dir / "nfs-run"},
         2049,
         False,

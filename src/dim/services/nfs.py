@@ -47,6 +47,8 @@ from dim.services.rows import Rows, affixed
 
 KERNEL_EXPORTS = "/etc/exports.d/dim.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
+GANESHA_EPOCH = "/etc/ganesha/dim-epoch"  # a failover set's server only (_epoch_files)
+GANESHA_DEBIAN = "/etc/ganesha/nfs-ganesha"  # Debian's service reads EPOCH_EXEC there
 GANESHA_MAX_EXPORT_ID = 65535
 FIRST_NODE_EXPORT_ID = 1000
 
@@ -211,5 +213,30 @@ def render(context: RenderContext) -> list[RenderedFile]:
             hint='split the nodes across several servers, or use nfs="kernel" for this server',
         )
     return [
-        RenderedFile(GANESHA_CONF, context.render("ganesha.conf.j2", nfs=nfs), service="ganesha")
+        RenderedFile(GANESHA_CONF, context.render("ganesha.conf.j2", nfs=nfs), service="ganesha"),
+        *_epoch_files(context),
+    ]
+
+
+def _epoch_files(context: RenderContext) -> list[RenderedFile]:
+    """For a server of a failover set: a script that prints ganesha's server epoch, unique
+    among the set's servers (its rank in the low 4 bits: a set has 16 servers at most), and
+    Debian's /etc/ganesha/nfs-ganesha naming it. ganesha's default epoch, its start time in
+    seconds, is the same for two servers started in the same second: their client and
+    session ids collide, and a node that fails over to the peer finds its session id taken
+    by another node's there (CI saw node01 stop: ganesha logged "Not a replay request")."""
+    server = context.server
+    if server.failover is None:
+        return []
+    members = context.inventory.cluster.failover[server.failover].servers
+    script = context.render(
+        "ganesha-epoch.j2", server=server.name, set=server.failover, rank=members.index(server.name)
+    )
+    return [
+        RenderedFile(GANESHA_EPOCH, script, mode=0o755, service="ganesha"),
+        RenderedFile(
+            GANESHA_DEBIAN,
+            context.render("ganesha-debian.j2", script=GANESHA_EPOCH),
+            service="ganesha",
+        ),
     ]

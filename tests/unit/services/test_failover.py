@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,37 @@ def test_a_lone_server_beside_a_set_renders_as_without_sets(pair_inventory, dhcp
     assert not re.search(r"\b(a1|b1)\b", everything)  # the set's nodes are not its own
     ganesha = text(files, "/etc/ganesha/ganesha.conf")
     assert "Bind_addr = 10.20.0.3;" in ganesha and "Server_Scope" not in ganesha
+    assert "/etc/ganesha/dim-epoch" not in files  # Debian's defaults: its start time
+
+
+def test_the_servers_of_a_set_start_ganesha_with_epochs_no_other_server_of_it_has(
+    pair_inventory, tmp_path
+):
+    """ganesha numbers its client and session ids from its epoch: two servers started in the
+    same second must still have different ones, and one server a new one at each start."""
+    epochs = {}
+    for rank, server in enumerate(("srv1", "srv2")):
+        files = render(pair_inventory, server)
+        script = files["/etc/ganesha/dim-epoch"]
+        assert script.mode == 0o755 and script.service == "ganesha"
+        debian = text(files, "/etc/ganesha/nfs-ganesha")
+        assert 'EPOCH_EXEC="/etc/ganesha/dim-epoch"' in debian
+        assert 'OPTIONS="-L /var/log/ganesha/ganesha.log -f /etc/ganesha/ganesha.conf' in debian
+        # run it as Debian's nfs-ganesha-config.sh does, with the clock stopped at one second
+        clock = tmp_path / "bin"
+        clock.mkdir(exist_ok=True)
+        (clock / "date").write_text("#!/bin/sh\necho 1764660000\n")
+        (clock / "date").chmod(0o755)
+        path = tmp_path / f"{server}-epoch"
+        path.write_bytes(script.content)
+        path.chmod(0o755)
+        printed = subprocess.run(
+            [str(path)], capture_output=True, text=True, check=True,
+            env={"PATH": f"{clock}:/usr/bin:/bin"},
+        ).stdout  # fmt: skip
+        epochs[server] = int(printed)
+        assert epochs[server] == (1764660000 << 4 | rank) & 0xFFFFFFFF
+    assert epochs["srv1"] != epochs["srv2"]
 
 
 # -- the same exports and loader files on every server of the set -------------------------------
