@@ -48,15 +48,18 @@ def test_debian_reaches_multi_user_keeps_etc_and_var_and_sees_a_live_change(
     try:
         seconds = lab.boot([NODE])[NODE]
         assert lab.marker(NODE).groups() == (NODE, image, "ro")
-        # the marker's unit may finish before multi-user.target does (on a loaded machine a
-        # job such as e2scrub_reap still runs then): wait for the target, within a boot's time
-        reached = r"Reached target .*multi-user\.target"
-        assert sleep_until(lambda: re.search(reached, lab.console(NODE)), BOOT_TIMEOUT), lab.tail(
-            NODE
-        )
+        # multi-user.target, asked of systemd: its "Reached target" line on the console is not
+        # a proof either way (systemd stops printing its status on the console while a getty
+        # holds it: the line came in some boots and not in others, CI 2026-12-02)
         lab.shell(NODE, timeout=BOOT_TIMEOUT)
-        target = lab.ok(NODE, "systemctl is-active multi-user.target").strip()
-        assert target.splitlines()[-1] == "active", f"{target}\n{lab.tail(NODE)}"
+
+        def target() -> str:
+            said = lab.run(NODE, "systemctl is-active multi-user.target")[1].strip()
+            return said.splitlines()[-1] if said else ""
+
+        assert sleep_until(lambda: target() == "active", BOOT_TIMEOUT), lab.run(
+            NODE, "systemctl list-jobs --no-pager"
+        )[1]
         state = lab.ok(NODE, "systemctl is-system-running || true").strip()
         assert state.splitlines()[-1] in ("running", "degraded"), state
         assert lab.ok(NODE, "cat /proc/1/comm").strip() == "systemd"
