@@ -8,7 +8,7 @@ Run by hand, as root, never as a test (minutes at 2,500 nodes)::
                                     [--dir /var/tmp/dst-storm] [--namespace dststorm]
                                     [--tftp-max N] [--json FILE] [--reuse] [--skip-reads]
                                     [--receive-buffer dim|kernel] [--timeout S]
-                                    [--http-workers K]
+                                    [--http-workers K] [--tftp-nfs-workers K]
                                     [--ganesha-root TREE] [--ganesha-option BLOCK.Name=Value]
 
 For each node count, the image server is set up by dim itself, as an administrator would:
@@ -47,11 +47,13 @@ interface. Each node, all started at once:
    replayed: READ of the bytes recorded, READDIR, READLINK, one after the other.
 
 TFTP and NFS run in `bench/storm_client.c` (compiled here with cc and libnfs-dev: Python's
-per-packet cost would make the client the bottleneck), DHCP and HTTP in Python. The modules
+per-packet cost would make the client the bottleneck), ``--tftp-nfs-workers`` processes of it
+(node N to process N mod K, as the HTTP workers: one process for 10,000 nodes' NFS did not
+renew their leases in time on a loaded machine), DHCP and HTTP in Python. The modules
 beside this one: ``storm_setup`` (the server, by dim), ``storm_network`` (namespaces, kernel
 settings and drops), ``storm_daemons`` (started, CPU, memory), ``storm_nodes`` (run inside the
 nodes' namespace), ``storm_dhcp`` (a ROM's and iPXE's DHCP), ``storm_http`` (the HTTP worker
-processes), ``storm_report`` (the figures),
+processes), ``storm_workers`` (a pool of client processes), ``storm_report`` (the figures),
 ``storm_cluster`` (addresses, names, stages). Reported per storm and stage: seconds until
 all N nodes are through (from the common start), per-node latency of the stage (median, p95,
 p99, max), failures and retries; per daemon, CPU seconds used during the storm and peak
@@ -126,6 +128,7 @@ def storm(
     until: str = "reads",
     ganesha_root: Path | None = None,
     http_workers: int = 4,
+    tftp_nfs_workers: int = 4,
 ):
     """Fresh daemons, the N nodes started at once from the nodes' namespace, the figures."""
     shutil.rmtree(folder / "run", ignore_errors=True)
@@ -152,6 +155,7 @@ def storm(
             "--image-export", image_export, "--node-export", node_export,
             "--client", str(client_binary(folder)), "--reads-file", str(reads_file(folder, reads)),
             "--until", until, "--http-workers", str(http_workers),
+            "--tftp-nfs-workers", str(tftp_nfs_workers),
         ]  # fmt: skip
         inside = subprocess.run(command, capture_output=True, text=True, check=False)
         if inside.returncode != 0:
@@ -197,6 +201,13 @@ def main() -> None:
         type=int,
         default=4,
         help="processes of the nodes' HTTP clients (one could not read 10,000 nodes' files)",
+    )
+    parser.add_argument(
+        "--tftp-nfs-workers",
+        type=int,
+        default=4,
+        help="processes of the nodes' TFTP and NFS clients (one could not renew 10,000 "
+        "nodes' NFS leases in time)",
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
@@ -261,6 +272,7 @@ def main() -> None:
                         until=args.until,
                         ganesha_root=args.ganesha_root,
                         http_workers=args.http_workers,
+                        tftp_nfs_workers=args.tftp_nfs_workers,
                     )
                     result |= {"dhcp": flavour, "boot": boot_path, "setup_s": setup}
                     result["ganesha"] = {

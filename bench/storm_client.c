@@ -9,6 +9,12 @@
  *                                ->  mount ID ok|fail T 0 RETRIES [error]
  *                                    reads ID ok|fail T BYTES OPERATIONS [error]
  *
+ * At the end of stdin (the storm is over: a node still under way is one it gave up on) it
+ * writes "- CPU_SECONDS LAG_SECONDS" and exits: its CPU time, and the longest its loop ran
+ * late (between two polls, beyond the poll's own wait), which shows a client that could not
+ * keep up, as bench/storm_http.py reports its event loop's. bench/storm_nodes.py starts
+ * several of these, node N given to process N mod K.
+ *
  * (IMAGE_EXPORT and NODE_EXPORT: pseudo paths below "/", the node's own export second.)
  *
  * SRC is the node's own address: every socket of a node is bound to it, so that ganesha's
@@ -45,6 +51,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +64,7 @@
 #define CHUNK (1024 * 1024)
 #define PATH_SIZE 1024
 #define MOUNT_TRIES 5
+#define POLL_WAIT 0.020 /* seconds */
 
 static struct in_addr current_source; /* the node libnfs works for at this moment */
 static struct sockaddr_in server;
@@ -590,15 +598,25 @@ static void prune(void)
 	}
 }
 
+static void report_end(double longest_lag)
+{
+	struct rusage usage;
+	getrusage(RUSAGE_SELF, &usage);
+	printf("- %.2f %.3f\n",
+	       usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + usage.ru_stime.tv_sec +
+		       usage.ru_stime.tv_usec / 1e6,
+	       longest_lag);
+	fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	static char buffer[1 << 20];
 	size_t buffered = 0;
-	int input_open = 1;
 	struct pollfd *fds = NULL;
 	void **owners = NULL;
 	int capacity = 0;
-	double last_scan = now();
+	double last_scan = now(), last_poll = last_scan, longest_lag = 0;
 	if (argc != 3) {
 		fprintf(stderr, "usage: storm-client SERVER OPSFILE\n");
 		return 2;
@@ -608,7 +626,7 @@ int main(int argc, char **argv)
 	inet_pton(AF_INET, argv[1], &server.sin_addr);
 	load_operations(argv[2]);
 	fcntl(0, F_SETFL, O_NONBLOCK);
-	while (input_open || tftp_nodes || nfs_nodes) {
+	for (;;) { /* until the end of stdin */
 		int count = 0, wanted = 1;
 		for (struct tftp_node *t = tftp_nodes; t; t = t->next)
 			wanted++;
@@ -619,7 +637,7 @@ int main(int argc, char **argv)
 			fds = realloc(fds, capacity * sizeof(*fds));
 			owners = realloc(owners, capacity * sizeof(*owners));
 		}
-		fds[count] = (struct pollfd){.fd = input_open ? 0 : -1, .events = POLLIN};
+		fds[count] = (struct pollfd){.fd = 0, .events = POLLIN};
 		owners[count++] = NULL;
 		for (struct tftp_node *t = tftp_nodes; t; t = t->next) {
 			fds[count] = (struct pollfd){.fd = t->socket, .events = POLLIN};
@@ -631,11 +649,14 @@ int main(int argc, char **argv)
 						     .events = nfs_which_events(n->context)};
 			owners[count++] = n;
 		}
-		if (poll(fds, count, 20) < 0 && errno != EINTR) {
+		if (poll(fds, count, POLL_WAIT * 1000) < 0 && errno != EINTR) {
 			perror("poll");
 			return 1;
 		}
 		double moment = now();
+		if (moment - last_poll - POLL_WAIT > longest_lag)
+			longest_lag = moment - last_poll - POLL_WAIT;
+		last_poll = moment;
 		int scan = moment - last_scan > 0.5; /* libnfs's timeouts are checked in service */
 		if (scan)
 			last_scan = moment;
@@ -657,8 +678,10 @@ int main(int argc, char **argv)
 			renew_leases(moment);
 		if (fds[0].revents) {
 			ssize_t got = read(0, buffer + buffered, sizeof(buffer) - buffered - 1);
-			if (got == 0)
-				input_open = 0;
+			if (got == 0) {
+				report_end(longest_lag);
+				return 0;
+			}
 			if (got > 0) {
 				buffered += got;
 				buffer[buffered] = 0;
@@ -674,5 +697,4 @@ int main(int argc, char **argv)
 		}
 		prune();
 	}
-	return 0;
 }

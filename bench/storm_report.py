@@ -62,14 +62,18 @@ def physical_bound(result: dict) -> float:
     return per_node * result["nodes"] / GBE10
 
 
+def each_process(workers: list[dict]) -> str:
+    return ", ".join(f"{w.get('cpu_s')} ({w.get('loop_lag_max_s')})" for w in workers)
+
+
 def simulator_line(processes: dict) -> str:
-    """The simulator's processes: CPU seconds each, and (Python's) event loops' worst lateness
-    in seconds, which shows a client process that could not keep up."""
-    nodes, http = processes["nodes"], processes["http"]
-    workers = ", ".join(f"{w.get('cpu_s')} ({w.get('loop_lag_max_s')})" for w in http)
+    """The simulator's processes: CPU seconds each, and each one's loop's worst lateness in
+    seconds, which shows a client process that could not keep up."""
+    nodes = processes["nodes"]
     return (
         f"simulator CPU s (loop lag max s): nodes {nodes['cpu_s']} ({nodes['loop_lag_max_s']}),"
-        f" C client {processes['tftp_nfs_cpu_s']}, HTTP workers [{workers}]"
+        f" C clients [{each_process(processes['tftp_nfs'])}],"
+        f" HTTP workers [{each_process(processes['http'])}]"
     )
 
 
