@@ -42,7 +42,9 @@ interface. Each node, all started at once:
    ganesha's pseudo-root mounted, each export's root looked up, ganesha admitting a node to
    its own export only: before the storm, node 2's address is shown to be refused node 1's;
    a mount refused ``NFS4ERR_STALE_CLIENTID`` starts again on a new connection, a retry, as
-   a kernel client establishes its client ID again);
+   a kernel client establishes its client ID again; so does one failed with no error text,
+   as dim's init.sh tries a mount again; a node renews its NFSv4.0 lease by an OPEN and
+   CLOSE of an image file when it sent nothing stateful for 2.5 s, libnfs sending no RENEW);
 5. ``reads``: the files a booting Debian 12 reads (``--reads``, recorded from a lab boot),
    replayed: READ of the bytes recorded, READDIR, READLINK, one after the other.
 
