@@ -35,16 +35,19 @@ def summarise(nodes: dict, boot: str, count: int, until: str = "reads") -> dict:
         if stage.startswith("dhcp"):  # through, but after a real ROM would have given up
             stages[stage]["past_rom"] = sum(1 for n in nodes["nodes"] if n["past_rom"].get(stage))
     errors: dict[str, int] = {}
-    for n in nodes["nodes"]:
+    failures = []  # each failed node's own error, with its figures (the grouping hides them)
+    for number, n in enumerate(nodes["nodes"], 1):
         if n.get("error"):
             key = re.sub(r"\d+", "N", n["error"])[:160]
             errors[key] = errors.get(key, 0) + 1
+            failures.append({"node": number, "stage": n["failed_at"], "error": n["error"]})
     return {
         "nodes": count,
         "failed_nodes": sum(1 for n in nodes["nodes"] if n.get("failed_at")),
         "stages": stages,
         "bytes_per_node": nodes["bytes_per_node"],
         "errors": errors,
+        "failures": failures,
         "client_cpu_s": nodes["client_cpu_s"],
         "client_processes": nodes["client_processes"],
         "foreign_export": nodes["foreign_export"],
