@@ -26,7 +26,7 @@ interface. Each node, all started at once:
    its own MAC, through a relay (giaddr 10.77.0.2: one socket speaks for all MACs; each server
    answers relayed requests); the ACK must give the node's address and a loader. Sent again
    after 4, 8, 16, 32 s as the PXE specification times it (iPXE below: 1, 2, 4, 8 s), with
-   one transaction id per exchange as ROMs keep it (a late answer counts), on an event loop
+   one transaction id per exchange as ROMs keep it (a late answer counts), in a process
    of its own; then a second round, as a BIOS that tries its boot order again: the nodes
    that needed it (a ROM alone gives up after 60 s) are counted, ``past the ROM's tries``;
 2. ``loader``: that loader (``undionly.kpxe``) over TFTP, as the ROM fetches it;
@@ -61,7 +61,7 @@ all N nodes are through (from the common start), per-node latency of the stage (
 p99, max), failures and retries; per daemon, CPU seconds used during the storm and peak
 memory (VmHWM summed over its processes, from /proc); whether every daemon still runs with
 the process id it started with (no restart); the simulator's CPU seconds per process (its
-nodes' process, the C client, each HTTP worker) and how late each Python event loop ran at
+nodes' process, its DHCP, each C client, each HTTP worker) and how late each one's loop ran at
 worst, to tell a starved simulator from a server at fault. The physical bound of a 10 GbE
 server, from the bytes per node, is printed next to it.
 

@@ -5,8 +5,8 @@ started at once, each through the stages of its boot; JSON of what each did on s
         --node-export PATH --client BINARY --reads-file FILE [--http-workers K] \\
         [--tftp-nfs-workers K]
 
-This process runs each node's stages and records them; the work is elsewhere: DHCP on a
-thread of its own (`storm_dhcp`), TFTP and NFS in K processes of the C client, HTTP in K
+This process runs each node's stages and records them; the work is elsewhere: DHCP in a
+process of its own (`storm_dhcp`), TFTP and NFS in K processes of the C client, HTTP in K
 worker processes (`storm_http`), node N given to process N mod K of each pool
 (`storm_workers`). Each of these reports its CPU seconds and how late its loop ran at worst:
 a simulator that cannot keep up shows there, not as the server's fault.
@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 from storm_cluster import SERVER, Failed, Node, node_address, node_mac, node_name, stages
-from storm_dhcp import DhcpThread
 from storm_http import Fetched, watch_lag
 from storm_workers import WorkerPool
 
@@ -37,6 +36,29 @@ def client_answer(line: str) -> tuple[tuple[str, str], tuple]:
     and node."""
     stage, ident, status, moment, count, retries, *error = line.split(" ", 6)
     return (stage, ident), (status, float(moment), int(count), int(retries), error)
+
+
+def dhcp_answer(line: str) -> tuple[tuple[str, str], tuple[str, int, bool]]:
+    """A line of the DHCP process: ``NAME pxe|ipxe ok RETRIES PAST_ROM FILE`` or ``NAME
+    pxe|ipxe fail RETRIES ERROR``, keyed by node and kind; its value is the loader named
+    (``-`` for none), the retries and whether the ROM's own tries were not enough."""
+    name, kind, status, retries, rest = line.split(" ", 4)
+    if status != "ok":
+        return (name, kind), (Failed(rest), int(retries), False)
+    past_rom, loader = rest.split(" ", 1)
+    return (name, kind), ("" if loader == "-" else loader, int(retries), past_rom == "1")
+
+
+async def dhcp(dhcps: WorkerPool, node: Node, ipxe: bool) -> tuple[str, int, bool]:
+    """The loader a node's DHCP names (`storm_dhcp.dhcp`, in the DHCP process), its retries
+    and whether it needed the BIOS's second round."""
+    kind = "ipxe" if ipxe else "pxe"
+    answer = dhcps.expect(node.number, (node.name, kind))
+    dhcps.send(node.number, f"{node.name} {node.mac} {node.address} {kind}")
+    loader, retries, past_rom = await answer
+    if isinstance(loader, Failed):
+        raise loader
+    return loader, retries, past_rom
 
 
 def http_answer(line: str) -> tuple[str, Fetched]:
@@ -62,7 +84,7 @@ async def fetch(http: WorkerPool, node: Node, url: str, last: str) -> Fetched:
 
 
 async def boot(
-    node: Node, start: float, args, dhcps: DhcpThread, client: WorkerPool, http: WorkerPool
+    node: Node, start: float, args, dhcps: WorkerPool, client: WorkerPool, http: WorkerPool
 ) -> None:
     def passed(stage: str, began: float, retries: int, end: float | None = None) -> float:
         end = time.monotonic() if end is None else end
@@ -73,12 +95,12 @@ async def boot(
 
     stage, began = "dhcp", start
     try:
-        reply, retries, node.past_rom["dhcp"] = await dhcps.dhcp(node, ipxe=False)
-        if not reply["file"]:
+        loader, retries, node.past_rom["dhcp"] = await dhcp(dhcps, node, ipxe=False)
+        if not loader:
             raise Failed("DHCP named no loader")
         began = passed(stage, began, retries)
         stage = "loader"
-        _, size, retries = await tftp(client, node, [reply["file"]])
+        _, size, retries = await tftp(client, node, [loader])
         node.bytes["loader"] = size
         began = passed(stage, began, retries)
         if args.boot == "tftp":
@@ -93,13 +115,13 @@ async def boot(
             began = passed(stage, began, retries)
         else:
             stage = "dhcp2"
-            reply, retries, node.past_rom["dhcp2"] = await dhcps.dhcp(node, ipxe=True)
-            if not reply["file"].endswith("boot.ipxe"):
-                raise Failed(f"iPXE's DHCP named {reply['file']!r}, not boot.ipxe")
+            script, retries, node.past_rom["dhcp2"] = await dhcp(dhcps, node, ipxe=True)
+            if not script.endswith("boot.ipxe"):
+                raise Failed(f"iPXE's DHCP named {script!r}, not boot.ipxe")
             began = passed(stage, began, retries)
             stage = "script"
             last = "script" if args.until == "script" else "kernel"
-            fetched = await fetch(http, node, reply["file"], last)
+            fetched = await fetch(http, node, script, last)
             if fetched.script_end is None:
                 raise Failed(fetched.error)
             began = passed(stage, began, 0, fetched.script_end)
@@ -159,7 +181,9 @@ class Through(Exception):
 async def run_nodes(args) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    dhcps = DhcpThread()
+    dhcps = await WorkerPool.start(
+        [sys.executable, str(Path(__file__).with_name("storm_dhcp.py"))], 1, dhcp_answer, "DHCP"
+    )
     client = await WorkerPool.start(
         [args.client, SERVER, args.reads_file], args.tftp_nfs_workers, client_answer,
         "TFTP and NFS client",
@@ -185,6 +209,7 @@ async def run_nodes(args) -> dict:
             node.error = f"not through after {args.timeout:.0f} s"
     connections = nfs_connections()
     watcher.cancel()
+    dhcp_figures = await dhcps.stop()
     client_figures = await client.stop()
     http_figures = await http.stop()
     cpu_after = os.times()
@@ -215,6 +240,7 @@ async def run_nodes(args) -> dict:
                 "cpu_s": round(sum(cpu_after[:2]) - sum(cpu_before[:2]), 1),
                 "loop_lag_max_s": round(longest_lag[0], 3),
             },
+            "dhcp": dhcp_figures,
             "tftp_nfs": client_figures,
             "http": http_figures,
         },

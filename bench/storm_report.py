@@ -75,6 +75,7 @@ def simulator_line(processes: dict) -> str:
     nodes = processes["nodes"]
     return (
         f"simulator CPU s (loop lag max s): nodes {nodes['cpu_s']} ({nodes['loop_lag_max_s']}),"
+        f" DHCP [{each_process(processes['dhcp'])}],"
         f" C clients [{each_process(processes['tftp_nfs'])}],"
         f" HTTP workers [{each_process(processes['http'])}]"
     )

@@ -78,6 +78,9 @@ def test_every_node_of_a_small_storm_boots_through_every_stage_on_both_paths(
         workers = result["client_processes"]["tftp_nfs"]
         assert len(workers) == 3, (boot, workers)
         assert all(w["cpu_s"] >= 0 and 0 <= w["loop_lag_max_s"] < 60 for w in workers), workers
+        # the DHCP of every node in a process of its own, with its figures
+        [dhcp] = result["client_processes"]["dhcp"]
+        assert dhcp["cpu_s"] > 0 and 0 <= dhcp["loop_lag_max_s"] < 60, (boot, dhcp)
     assert list(results["http"]["stages"]) == [
         "dhcp", "loader", "dhcp2", "script", "kernel", "mount", "reads",
     ]  # fmt: skip
