@@ -8,7 +8,7 @@ Run by hand, as root, never as a test (minutes at 2,500 nodes)::
                                     [--dir /var/tmp/dst-storm] [--namespace dststorm]
                                     [--tftp-max N] [--json FILE] [--reuse] [--skip-reads]
                                     [--receive-buffer dim|kernel] [--timeout S]
-                                    [--http-workers K]
+                                    [--http-workers K] [--tftp-nfs-workers K]
                                     [--ganesha-root TREE] [--ganesha-option BLOCK.Name=Value]
 
 For each node count, the image server is set up by dim itself, as an administrator would:
@@ -26,7 +26,7 @@ interface. Each node, all started at once:
    its own MAC, through a relay (giaddr 10.77.0.2: one socket speaks for all MACs; each server
    answers relayed requests); the ACK must give the node's address and a loader. Sent again
    after 4, 8, 16, 32 s as the PXE specification times it (iPXE below: 1, 2, 4, 8 s), with
-   one transaction id per exchange as ROMs keep it (a late answer counts), on an event loop
+   one transaction id per exchange as ROMs keep it (a late answer counts), in a process
    of its own; then a second round, as a BIOS that tries its boot order again: the nodes
    that needed it (a ROM alone gives up after 60 s) are counted, ``past the ROM's tries``;
 2. ``loader``: that loader (``undionly.kpxe``) over TFTP, as the ROM fetches it;
@@ -42,22 +42,26 @@ interface. Each node, all started at once:
    ganesha's pseudo-root mounted, each export's root looked up, ganesha admitting a node to
    its own export only: before the storm, node 2's address is shown to be refused node 1's;
    a mount refused ``NFS4ERR_STALE_CLIENTID`` starts again on a new connection, a retry, as
-   a kernel client establishes its client ID again);
+   a kernel client establishes its client ID again; so does one failed with no error text,
+   as dim's init.sh tries a mount again; a node renews its NFSv4.0 lease by an OPEN and
+   CLOSE of an image file when it sent nothing stateful for 2.5 s, libnfs sending no RENEW);
 5. ``reads``: the files a booting Debian 12 reads (``--reads``, recorded from a lab boot),
    replayed: READ of the bytes recorded, READDIR, READLINK, one after the other.
 
 TFTP and NFS run in `bench/storm_client.c` (compiled here with cc and libnfs-dev: Python's
-per-packet cost would make the client the bottleneck), DHCP and HTTP in Python. The modules
+per-packet cost would make the client the bottleneck), ``--tftp-nfs-workers`` processes of it
+(node N to process N mod K, as the HTTP workers: one process for 10,000 nodes' NFS did not
+renew their leases in time on a loaded machine), DHCP and HTTP in Python. The modules
 beside this one: ``storm_setup`` (the server, by dim), ``storm_network`` (namespaces, kernel
 settings and drops), ``storm_daemons`` (started, CPU, memory), ``storm_nodes`` (run inside the
 nodes' namespace), ``storm_dhcp`` (a ROM's and iPXE's DHCP), ``storm_http`` (the HTTP worker
-processes), ``storm_report`` (the figures),
+processes), ``storm_workers`` (a pool of client processes), ``storm_report`` (the figures),
 ``storm_cluster`` (addresses, names, stages). Reported per storm and stage: seconds until
 all N nodes are through (from the common start), per-node latency of the stage (median, p95,
 p99, max), failures and retries; per daemon, CPU seconds used during the storm and peak
 memory (VmHWM summed over its processes, from /proc); whether every daemon still runs with
 the process id it started with (no restart); the simulator's CPU seconds per process (its
-nodes' process, the C client, each HTTP worker) and how late each Python event loop ran at
+nodes' process, its DHCP, each C client, each HTTP worker) and how late each one's loop ran at
 worst, to tell a starved simulator from a server at fault. The physical bound of a 10 GbE
 server, from the bytes per node, is printed next to it.
 
@@ -126,6 +130,7 @@ def storm(
     until: str = "reads",
     ganesha_root: Path | None = None,
     http_workers: int = 4,
+    tftp_nfs_workers: int = 4,
 ):
     """Fresh daemons, the N nodes started at once from the nodes' namespace, the figures."""
     shutil.rmtree(folder / "run", ignore_errors=True)
@@ -152,6 +157,7 @@ def storm(
             "--image-export", image_export, "--node-export", node_export,
             "--client", str(client_binary(folder)), "--reads-file", str(reads_file(folder, reads)),
             "--until", until, "--http-workers", str(http_workers),
+            "--tftp-nfs-workers", str(tftp_nfs_workers),
         ]  # fmt: skip
         inside = subprocess.run(command, capture_output=True, text=True, check=False)
         if inside.returncode != 0:
@@ -197,6 +203,13 @@ def main() -> None:
         type=int,
         default=4,
         help="processes of the nodes' HTTP clients (one could not read 10,000 nodes' files)",
+    )
+    parser.add_argument(
+        "--tftp-nfs-workers",
+        type=int,
+        default=4,
+        help="processes of the nodes' TFTP and NFS clients (one could not renew 10,000 "
+        "nodes' NFS leases in time)",
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument(
@@ -261,6 +274,7 @@ def main() -> None:
                         until=args.until,
                         ganesha_root=args.ganesha_root,
                         http_workers=args.http_workers,
+                        tftp_nfs_workers=args.tftp_nfs_workers,
                     )
                     result |= {"dhcp": flavour, "boot": boot_path, "setup_s": setup}
                     result["ganesha"] = {

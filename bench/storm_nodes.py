@@ -2,13 +2,14 @@
 started at once, each through the stages of its boot; JSON of what each did on stdout::
 
     python bench/storm_nodes.py --count N --boot http|tftp --timeout S --image-export PATH \\
-        --node-export PATH --client BINARY --reads-file FILE [--http-workers K]
+        --node-export PATH --client BINARY --reads-file FILE [--http-workers K] \\
+        [--tftp-nfs-workers K]
 
-This process runs each node's stages and records them; the work is elsewhere: DHCP on a
-thread of its own (`storm_dhcp`), TFTP and NFS in the C client, HTTP in K worker processes
-(`storm_http`). Each of these reports its CPU seconds, and the Python ones how late their
-event loop ran at worst: a simulator that cannot keep up shows there, not as the server's
-fault.
+This process runs each node's stages and records them; the work is elsewhere: DHCP in a
+process of its own (`storm_dhcp`), TFTP and NFS in K processes of the C client, HTTP in K
+worker processes (`storm_http`), node N given to process N mod K of each pool
+(`storm_workers`). Each of these reports its CPU seconds and how late its loop ran at worst:
+a simulator that cannot keep up shows there, not as the server's fault.
 """
 
 from __future__ import annotations
@@ -26,93 +27,64 @@ import time
 from pathlib import Path
 
 from storm_cluster import SERVER, Failed, Node, node_address, node_mac, node_name, stages
-from storm_dhcp import DhcpThread
 from storm_http import Fetched, watch_lag
+from storm_workers import WorkerPool
 
 
-class Client:
-    """The C client (TFTP, NFS): tasks in on stdin, one line per finished stage out."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.waiting: dict[tuple[str, str], asyncio.Future] = {}
-
-    async def read(self) -> None:
-        async for line in self.process.stdout:
-            stage, ident, status, moment, count, retries, *error = line.decode().split(" ", 6)
-            future = self.waiting.pop((stage, ident), None)
-            if future is not None and not future.done():
-                future.set_result((status, float(moment), int(count), int(retries), error))
-
-    def expect(self, stage: str, ident: str) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        self.waiting[(stage, ident)] = future
-        return future
-
-    def send(self, line: str) -> None:
-        self.process.stdin.write(line.encode() + b"\n")
+def client_answer(line: str) -> tuple[tuple[str, str], tuple]:
+    """A line of the C client: ``STAGE ID ok|fail T COUNT RETRIES [error]``, keyed by stage
+    and node."""
+    stage, ident, status, moment, count, retries, *error = line.split(" ", 6)
+    return (stage, ident), (status, float(moment), int(count), int(retries), error)
 
 
-async def tftp(client: Client, node: Node, files: list[str]) -> tuple[float, int, int]:
-    result = client.expect("tftp", node.name)
-    client.send(f"tftp {node.name} {node.address} {' '.join(files)}")
+def dhcp_answer(line: str) -> tuple[tuple[str, str], tuple[str, int, bool]]:
+    """A line of the DHCP process: ``NAME pxe|ipxe ok RETRIES PAST_ROM FILE`` or ``NAME
+    pxe|ipxe fail RETRIES ERROR``, keyed by node and kind; its value is the loader named
+    (``-`` for none), the retries and whether the ROM's own tries were not enough."""
+    name, kind, status, retries, rest = line.split(" ", 4)
+    if status != "ok":
+        return (name, kind), (Failed(rest), int(retries), False)
+    past_rom, loader = rest.split(" ", 1)
+    return (name, kind), ("" if loader == "-" else loader, int(retries), past_rom == "1")
+
+
+async def dhcp(dhcps: WorkerPool, node: Node, ipxe: bool) -> tuple[str, int, bool]:
+    """The loader a node's DHCP names (`storm_dhcp.dhcp`, in the DHCP process), its retries
+    and whether it needed the BIOS's second round."""
+    kind = "ipxe" if ipxe else "pxe"
+    answer = dhcps.expect(node.number, (node.name, kind))
+    dhcps.send(node.number, f"{node.name} {node.mac} {node.address} {kind}")
+    loader, retries, past_rom = await answer
+    if isinstance(loader, Failed):
+        raise loader
+    return loader, retries, past_rom
+
+
+def http_answer(line: str) -> tuple[str, Fetched]:
+    """A line of an HTTP worker: ``NAME SCRIPT_END KERNEL_END BYTES ERROR``, keyed by node."""
+    name, *fields = line.split(" ", 4)
+    return name, Fetched.parse(fields)
+
+
+async def tftp(client: WorkerPool, node: Node, files: list[str]) -> tuple[float, int, int]:
+    result = client.expect(node.number, ("tftp", node.name))
+    client.send(node.number, f"tftp {node.name} {node.address} {' '.join(files)}")
     status, moment, count, retries, error = await result
     if status != "ok":
         raise Failed(f"TFTP {' '.join(files)}: {''.join(error).strip()}")
     return moment, count, retries
 
 
-class HttpWorkers:
-    """The processes that fetch the nodes' scripts and boot files over HTTP
-    (`bench/storm_http.py`), node N given to worker N mod K."""
-
-    def __init__(self, processes: list[asyncio.subprocess.Process]) -> None:
-        self.processes = processes
-        self.waiting: dict[str, asyncio.Future] = {}
-        self.figures: list[dict] = [{} for _ in processes]
-        self.readers = [asyncio.create_task(self.read(n)) for n in range(len(processes))]
-
-    @classmethod
-    async def start(cls, count: int) -> HttpWorkers:
-        command = [sys.executable, str(Path(__file__).with_name("storm_http.py"))]
-        processes = [
-            await asyncio.create_subprocess_exec(
-                *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-            )
-            for _ in range(count)
-        ]
-        return cls(processes)
-
-    async def read(self, worker: int) -> None:
-        async for line in self.processes[worker].stdout:
-            name, *fields = line.decode().rstrip("\n").split(" ", 4)
-            if name == "-":
-                cpu, lag = fields[:2]
-                self.figures[worker] = {"cpu_s": float(cpu), "loop_lag_max_s": float(lag)}
-                continue
-            future = self.waiting.pop(name, None)
-            if future is not None and not future.done():
-                future.set_result(Fetched.parse(fields))
-
-    async def fetch(self, node: Node, url: str, last: str) -> Fetched:
-        future = asyncio.get_running_loop().create_future()
-        self.waiting[node.name] = future
-        worker = self.processes[node.number % len(self.processes)]
-        worker.stdin.write(f"{node.name} {node.address} {node.mac} {url} {last}\n".encode())
-        return await future
-
-    async def stop(self) -> list[dict]:
-        """Each worker's CPU seconds and its event loop's longest lateness, once stopped."""
-        for process in self.processes:
-            process.stdin.close()
-        for process in self.processes:
-            await process.wait()
-        await asyncio.gather(*self.readers)
-        return self.figures
+async def fetch(http: WorkerPool, node: Node, url: str, last: str) -> Fetched:
+    """iPXE's fetches for one node (`storm_http.fetch`), by its HTTP worker."""
+    fetched = http.expect(node.number, node.name)
+    http.send(node.number, f"{node.name} {node.address} {node.mac} {url} {last}")
+    return await fetched
 
 
 async def boot(
-    node: Node, start: float, args, dhcps: DhcpThread, client: Client, http: HttpWorkers
+    node: Node, start: float, args, dhcps: WorkerPool, client: WorkerPool, http: WorkerPool
 ) -> None:
     def passed(stage: str, began: float, retries: int, end: float | None = None) -> float:
         end = time.monotonic() if end is None else end
@@ -123,12 +95,12 @@ async def boot(
 
     stage, began = "dhcp", start
     try:
-        reply, retries, node.past_rom["dhcp"] = await dhcps.dhcp(node, ipxe=False)
-        if not reply["file"]:
+        loader, retries, node.past_rom["dhcp"] = await dhcp(dhcps, node, ipxe=False)
+        if not loader:
             raise Failed("DHCP named no loader")
         began = passed(stage, began, retries)
         stage = "loader"
-        _, size, retries = await tftp(client, node, [reply["file"]])
+        _, size, retries = await tftp(client, node, [loader])
         node.bytes["loader"] = size
         began = passed(stage, began, retries)
         if args.boot == "tftp":
@@ -143,13 +115,13 @@ async def boot(
             began = passed(stage, began, retries)
         else:
             stage = "dhcp2"
-            reply, retries, node.past_rom["dhcp2"] = await dhcps.dhcp(node, ipxe=True)
-            if not reply["file"].endswith("boot.ipxe"):
-                raise Failed(f"iPXE's DHCP named {reply['file']!r}, not boot.ipxe")
+            script, retries, node.past_rom["dhcp2"] = await dhcp(dhcps, node, ipxe=True)
+            if not script.endswith("boot.ipxe"):
+                raise Failed(f"iPXE's DHCP named {script!r}, not boot.ipxe")
             began = passed(stage, began, retries)
             stage = "script"
             last = "script" if args.until == "script" else "kernel"
-            fetched = await http.fetch(node, reply["file"], last)
+            fetched = await fetch(http, node, script, last)
             if fetched.script_end is None:
                 raise Failed(fetched.error)
             began = passed(stage, began, 0, fetched.script_end)
@@ -159,10 +131,10 @@ async def boot(
             node.bytes["kernel"] = fetched.size
             began = passed(stage, began, 0, fetched.kernel_end)
         stage = "mount"
-        mounted = client.expect("mount", node.name)
-        read = client.expect("reads", node.name)
+        mounted = client.expect(node.number, ("mount", node.name))
+        read = client.expect(node.number, ("reads", node.name))
         own_export = args.node_export.format(node=node.name)
-        client.send(f"nfs {node.name} {node.address} {args.image_export} {own_export}")
+        client.send(node.number, f"nfs {node.name} {node.address} {args.image_export} {own_export}")
         status, moment, _, retries, error = await mounted
         if status != "ok":
             raise Failed(f"NFS mount: {''.join(error).strip()}")
@@ -189,15 +161,15 @@ def nfs_connections() -> int:
     return sum(1 for line in lines if line.split()[2] == server and line.split()[3] == "01")
 
 
-async def foreign_export(client: Client, args) -> str:
+async def foreign_export(client: WorkerPool, args) -> str:
     """What ganesha answers when node 2's address mounts node 1's read-write export (before
     the storm): the proof that the nodes' mounts exercise the per-node access rules. Its error,
     or "mounted" (a wrong rendering)."""
     if args.count < 2:
         return ""
-    mounted = client.expect("mount", "probe")
+    mounted = client.expect(2, ("mount", "probe"))
     export = args.node_export.format(node=node_name(1))
-    client.send(f"nfs probe {node_address(2)} {args.image_export} {export}")
+    client.send(2, f"nfs probe {node_address(2)} {args.image_export} {export}")
     status, _, _, _, error = await mounted
     return "mounted" if status == "ok" else "".join(error).strip()
 
@@ -209,17 +181,20 @@ class Through(Exception):
 async def run_nodes(args) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    dhcps = DhcpThread()
-    process = await asyncio.create_subprocess_exec(
-        args.client, SERVER, args.reads_file,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 20,
+    dhcps = await WorkerPool.start(
+        [sys.executable, str(Path(__file__).with_name("storm_dhcp.py"))], 1, dhcp_answer, "DHCP"
+    )
+    client = await WorkerPool.start(
+        [args.client, SERVER, args.reads_file], args.tftp_nfs_workers, client_answer,
+        "TFTP and NFS client",
     )  # fmt: skip
-    client = Client(process)
-    reader = asyncio.create_task(client.read())
     nodes = [Node(n, node_name(n), node_mac(n), node_address(n)) for n in range(1, args.count + 1)]
     nfs = "mount" in stages(args.boot, args.until)
     foreign = await foreign_export(client, args) if nfs else "not asked (no NFS)"
-    http = await HttpWorkers.start(args.http_workers if args.boot == "http" else 0)
+    http = await WorkerPool.start(
+        [sys.executable, str(Path(__file__).with_name("storm_http.py"))],
+        args.http_workers if args.boot == "http" else 0, http_answer, "HTTP worker",
+    )  # fmt: skip
     longest_lag = [0.0]
     watcher = asyncio.create_task(watch_lag(longest_lag))
     cpu_before = os.times()
@@ -234,11 +209,8 @@ async def run_nodes(args) -> dict:
             node.error = f"not through after {args.timeout:.0f} s"
     connections = nfs_connections()
     watcher.cancel()
-    process.stdin.close()
-    process.kill()
-    await process.wait()
-    reader.cancel()
-    cpu_c_client = os.times()
+    dhcp_figures = await dhcps.stop()
+    client_figures = await client.stop()
     http_figures = await http.stop()
     cpu_after = os.times()
     finished = [n for n in nodes if not n.failed_at]
@@ -261,14 +233,15 @@ async def run_nodes(args) -> dict:
         "bytes_per_node": per_node,
         "foreign_export": foreign,
         "nfs_connections": connections,
-        # this process, the C client and the HTTP workers (its children, waited for)
+        # this process, the C clients and the HTTP workers (its children, waited for)
         "client_cpu_s": round(sum(cpu_after[:4]) - sum(cpu_before[:4]), 1),
         "client_processes": {
             "nodes": {
                 "cpu_s": round(sum(cpu_after[:2]) - sum(cpu_before[:2]), 1),
                 "loop_lag_max_s": round(longest_lag[0], 3),
             },
-            "tftp_nfs_cpu_s": round(sum(cpu_c_client[2:4]) - sum(cpu_before[2:4]), 1),
+            "dhcp": dhcp_figures,
+            "tftp_nfs": client_figures,
             "http": http_figures,
         },
     }
@@ -282,6 +255,7 @@ def nodes_main(argv: list[str]) -> None:
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--until", default="reads")
     parser.add_argument("--http-workers", type=int, default=4)
+    parser.add_argument("--tftp-nfs-workers", type=int, default=4)
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(run_nodes(args))))
 

@@ -35,16 +35,19 @@ def summarise(nodes: dict, boot: str, count: int, until: str = "reads") -> dict:
         if stage.startswith("dhcp"):  # through, but after a real ROM would have given up
             stages[stage]["past_rom"] = sum(1 for n in nodes["nodes"] if n["past_rom"].get(stage))
     errors: dict[str, int] = {}
-    for n in nodes["nodes"]:
+    failures = []  # each failed node's own error, with its figures (the grouping hides them)
+    for number, n in enumerate(nodes["nodes"], 1):
         if n.get("error"):
             key = re.sub(r"\d+", "N", n["error"])[:160]
             errors[key] = errors.get(key, 0) + 1
+            failures.append({"node": number, "stage": n["failed_at"], "error": n["error"]})
     return {
         "nodes": count,
         "failed_nodes": sum(1 for n in nodes["nodes"] if n.get("failed_at")),
         "stages": stages,
         "bytes_per_node": nodes["bytes_per_node"],
         "errors": errors,
+        "failures": failures,
         "client_cpu_s": nodes["client_cpu_s"],
         "client_processes": nodes["client_processes"],
         "foreign_export": nodes["foreign_export"],
@@ -62,14 +65,19 @@ def physical_bound(result: dict) -> float:
     return per_node * result["nodes"] / GBE10
 
 
+def each_process(workers: list[dict]) -> str:
+    return ", ".join(f"{w.get('cpu_s')} ({w.get('loop_lag_max_s')})" for w in workers)
+
+
 def simulator_line(processes: dict) -> str:
-    """The simulator's processes: CPU seconds each, and (Python's) event loops' worst lateness
-    in seconds, which shows a client process that could not keep up."""
-    nodes, http = processes["nodes"], processes["http"]
-    workers = ", ".join(f"{w.get('cpu_s')} ({w.get('loop_lag_max_s')})" for w in http)
+    """The simulator's processes: CPU seconds each, and each one's loop's worst lateness in
+    seconds, which shows a client process that could not keep up."""
+    nodes = processes["nodes"]
     return (
         f"simulator CPU s (loop lag max s): nodes {nodes['cpu_s']} ({nodes['loop_lag_max_s']}),"
-        f" C client {processes['tftp_nfs_cpu_s']}, HTTP workers [{workers}]"
+        f" DHCP [{each_process(processes['dhcp'])}],"
+        f" C clients [{each_process(processes['tftp_nfs'])}],"
+        f" HTTP workers [{each_process(processes['http'])}]"
     )
 
 
