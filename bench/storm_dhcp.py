@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import resource
 import socket
 import struct
 import sys
 
 from storm_cluster import RELAY, SERVER, Failed, Node
-from storm_http import cpu_seconds, watch_lag
+from storm_http import serve_lines
 
 
 class Relay(asyncio.DatagramProtocol):
@@ -162,22 +161,8 @@ async def answer(relay: Relay, line: str) -> None:
 async def serve_nodes() -> None:
     """The nodes' DHCP, one per line of stdin, as they reach that stage, until its end (on
     the main loop of this process: DHCP's timers and its socket are all it serves)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    loop = asyncio.get_running_loop()
     relay = await open_relay()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    longest = [0.0]
-    watcher = asyncio.create_task(watch_lag(longest))
-    tasks = set()
-    while line := await reader.readline():
-        task = asyncio.create_task(answer(relay, line.decode()))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    watcher.cancel()
-    sys.stdout.write(f"- {cpu_seconds():.2f} {longest[0]:.3f}\n")
-    sys.stdout.flush()
+    await serve_lines(lambda line: answer(relay, line))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import re
 import resource
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from storm_cluster import Failed
@@ -111,7 +112,10 @@ async def answer(line: str) -> None:
     sys.stdout.flush()
 
 
-async def serve_nodes() -> None:
+async def serve_lines(answer: Callable[[str], Awaitable[None]]) -> None:
+    """A worker's life: each line of stdin answered by ``answer`` in a task of its own, until
+    the end of stdin (the storm is over: a node still at work is one the storm gave up on),
+    then the worker's CPU seconds and its loop's worst lateness, on a line of its own."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     loop = asyncio.get_running_loop()
@@ -125,9 +129,12 @@ async def serve_nodes() -> None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     watcher.cancel()
-    # the end of stdin: the storm is over (a node still fetching is one the storm gave up on)
     sys.stdout.write(f"- {cpu_seconds():.2f} {longest[0]:.3f}\n")
     sys.stdout.flush()
+
+
+async def serve_nodes() -> None:
+    await serve_lines(answer)
 
 
 if __name__ == "__main__":
