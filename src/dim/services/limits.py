@@ -45,8 +45,12 @@ Every default below suits a home router, not a segment of thousands of nodes::
   the count to the hard limit and says so.)
 - **nfs-ganesha** ``RPC_Max_Connections`` (default 1,024, at most 10,000): an NFSv4 client
   holds one TCP connection per server, and a rebooted node's old one lingers until
-  ``RPC_Idle_Timeout_S`` (300 s): two per node. Past 10,000 ganesha cannot follow:
-  ``dim layout check`` warns. (ganesha raises its own open-file limit to the hard one.)
+  ``RPC_Idle_Timeout_S`` (300 s): two per node. ganesha counts its own listening sockets
+  (NFS over TCP and UDP) in that number, so one ganesha holds 9,998 clients at most: past
+  that, nodes cannot mount at all, even at a first boot (a 10,000-node storm: 2 mounts
+  refused, ``svc_xprt_lookup … max_connections 10000 exceeded``). ``dim layout check``
+  warns past 4,999 nodes (reboots) and again past 9,998 (mounts refused). (ganesha raises
+  its own open-file limit to the hard one.)
 - **dnsmasq's DHCP** has no setting to raise: one process answers a storm one packet at a
   time. At 2,500 nodes booting at once it answered iPXE slower than iPXE's 1-second retries:
   1,400 to 2,000 nodes needed a second round of the iPXE DHCP, and 72 failed (median of three
@@ -72,6 +76,7 @@ TFTP_MAX_CEILING = 20_000  # a UDP port and a descriptor each: within 65,536 fil
 SERVE_CONNECTIONS = 2048
 GANESHA_CONNECTIONS = 1024
 GANESHA_MAX_CONNECTIONS = 10_000
+GANESHA_LISTENERS = 2  # counted in RPC_Max_Connections: NFS over TCP and over UDP
 DNSMASQ_STORM_NODES = 1000  # booting at once, past which dnsmasq's DHCP answers iPXE too late
 # the default of datagram sockets that set none (rmem_max, the most one may ask, is left alone:
 # a site may have raised it for other needs)
@@ -95,6 +100,7 @@ class ServerNeeds:
     tftp_max: int | None
     ganesha_connections: int | None
     ganesha_short: int  # connections beyond ganesha's maximum (0: none)
+    ganesha_refused: int  # nodes that cannot mount at all, even at a first boot (0: none)
     receive_buffer: int | None  # net.core.rmem_default
 
 
@@ -120,6 +126,7 @@ def server_needs(inventory: Inventory, server: str) -> ServerNeeds:
         tftp_max=tftp_max(len(nodes)),
         ganesha_connections=ganesha_connections(len(nodes)),
         ganesha_short=max(0, 2 * len(nodes) - GANESHA_MAX_CONNECTIONS),
+        ganesha_refused=max(0, len(nodes) + GANESHA_LISTENERS - GANESHA_MAX_CONNECTIONS),
         receive_buffer=receive_buffer(len(nodes)),
     )
 
@@ -132,7 +139,15 @@ def shortfalls(inventory: Inventory, local: list[str], current: dict[str, int]) 
     lines = []
     for name, server in inventory.cluster.servers.items():
         needs = server_needs(inventory, name)
-        if server.nfs == "ganesha" and needs.ganesha_short:
+        if server.nfs == "ganesha" and needs.ganesha_refused:
+            lines.append(
+                f"server {name} serves {needs.nodes} nodes over nfs-ganesha, which holds at most "
+                f"{GANESHA_MAX_CONNECTIONS - GANESHA_LISTENERS} clients ({GANESHA_MAX_CONNECTIONS} "
+                f"connections, its {GANESHA_LISTENERS} listeners included): "
+                f"{needs.ganesha_refused} cannot mount even at a first boot; split the nodes "
+                f"over more servers"
+            )
+        elif server.nfs == "ganesha" and needs.ganesha_short:
             lines.append(
                 f"server {name} serves {needs.nodes} nodes over nfs-ganesha, which holds at most "
                 f"{GANESHA_MAX_CONNECTIONS} connections (RPC_Max_Connections): after a reboot "

@@ -185,6 +185,22 @@ def test_more_nodes_than_ganesha_can_hold_after_a_reboot_is_a_warning():
     assert "2000 wait up to 300 s" in line
 
 
+def test_more_nodes_than_ganesha_has_connections_for_is_a_warning_of_refused_mounts():
+    cluster = parse(
+        RACKS.replace("@dhcp", "kea")
+        .replace("r[01-08]n[001-250]", "n[00001-09999]")
+        .replace("10.80.{n1}.{n2}", "10.80.{i//250+1}.{i%250+1}")
+        .replace("10.81.{n1}.{n2}", "10.81.{i//250+1}.{i%250+1}")
+        .encode()
+    )
+    (line,) = limits.shortfalls(Inventory(cluster, {}, {}), [], {})
+    assert line == (
+        "server srv serves 9999 nodes over nfs-ganesha, which holds at most 9998 clients "
+        "(10000 connections, its 2 listeners included): 1 cannot mount even at a first boot; "
+        "split the nodes over more servers"
+    )
+
+
 def test_a_dnsmasq_server_of_more_than_1000_nodes_is_advised_kea_or_dhcpd_wherever_it_runs():
     (line,) = limits.shortfalls(racks(), [], {})
     assert line == (
