@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Hashable, Sequence
 
 from storm_cluster import Failed
@@ -45,13 +46,17 @@ class WorkerPool:
         self.readers = [asyncio.create_task(self.read(n)) for n in range(len(processes))]
 
     @classmethod
-    async def start(cls, command: Sequence[str], count: int, parse: Parse, name: str) -> WorkerPool:
+    async def start(
+        cls, command: Sequence[str], count: int, parse: Parse, name: str, nice: int = 0
+    ) -> WorkerPool:
+        """``nice``: added to the processes' niceness (negative: ahead of the daemons)."""
         processes = [
             await asyncio.create_subprocess_exec(
                 *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=1 << 20,
+                preexec_fn=(lambda: os.nice(nice)) if nice else None,
             )
             for _ in range(count)
         ]

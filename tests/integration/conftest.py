@@ -15,12 +15,14 @@ under ``CI=true`` (see tests/conftest.py).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
-from dim.lab.netns import Segment, segment
-from tests.conftest import require_binary, require_root
+from dim.lab import ceph
+from dim.lab.netns import Segment, ip, segment
+from tests.conftest import require, require_binary, require_root
 from tests.doubles.dhcp import DHCP_PROGRAMS
 
 PACKAGES = {"dnsmasq": "dnsmasq", "kea": "kea-dhcp4-server", "isc": "isc-dhcp-server"}
@@ -44,3 +46,40 @@ def lab() -> Iterator[Segment]:
     require_lab()
     with segment("10.77.0.1/24", clients=1) as seg:
         yield seg
+
+
+# The session's Ceph cluster (dim.lab.ceph), shared by the tests of the CephFS store: its
+# segment, the cluster's and a ganesha head's address, and two clients' (a node's, and one
+# the tests' layouts do not know).
+CEPH_SERVER = "10.78.0.1"
+CEPH_NODE = "10.78.0.11"
+CEPH_STRANGER = "10.78.0.99"
+CEPH_RECOVERY_POOL, CEPH_STORE = "dim_nfs", "lab"
+
+
+@pytest.fixture(scope="session")
+def ceph_network() -> Iterator[Segment]:
+    """A server namespace for the Ceph cluster and a head, two client namespaces."""
+    require_root()
+    require_binary("ip", "iproute2")
+    with segment(f"{CEPH_SERVER}/24", clients=2) as seg:
+        for client, address in zip(seg.clients, (CEPH_NODE, CEPH_STRANGER), strict=True):
+            ip("-n", client.namespace, "addr", "add", f"{address}/24", "dev", "eth0")
+        yield seg
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster(ceph_network, tmp_path_factory) -> Iterator[ceph.Cluster]:
+    """One real Ceph cluster for the session (about 15 s to HEALTH_OK), with client.dim's
+    rights on the store's grace database; removed at the end, by process id."""
+    require(ceph.available(), f"Ceph is not installed (apt-get install {ceph.PACKAGES})")
+    require_binary("ceph-fuse", "ceph-fuse")
+    require(os.path.exists("/dev/fuse"), "no /dev/fuse: ceph-fuse cannot mount")
+    folder = tmp_path_factory.mktemp("ceph") / "cluster"
+    started = ceph.start(folder, host=CEPH_SERVER, namespace=ceph_network.server)
+    try:
+        ceph.wait_healthy(started)
+        ceph.grant_recovery(started, CEPH_RECOVERY_POOL, CEPH_STORE)
+        yield started
+    finally:
+        ceph.remove(started)

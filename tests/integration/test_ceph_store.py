@@ -29,41 +29,27 @@ from pathlib import Path
 import pytest
 
 from dim.lab import ceph
-from dim.lab.netns import Segment, ip, run, segment, tcp_listening
+from dim.lab.netns import Segment, run, tcp_listening
 from dim.lab.processes import alive, sleep_until
-from tests.conftest import require, require_binary, require_root
+from tests.conftest import require, require_binary
+from tests.integration.conftest import CEPH_NODE, CEPH_SERVER
 
 pytestmark = pytest.mark.integration
 
 
-SERVER = "10.77.0.1"  # the cluster's address, and the ganesha head's, on the segment
-CLIENT = "10.77.0.11"  # a node's, reading through the head
+SERVER, CLIENT = CEPH_SERVER, CEPH_NODE  # the cluster's and the head's, a node's
 NFS_PORT = 2049
 CEPH_FSAL = Path("/usr/lib/x86_64-linux-gnu/ganesha/libfsalceph.so")
 
 
 @pytest.fixture(scope="module")
-def network() -> Iterator[Segment]:
-    """A segment: the server namespace (the cluster, a ganesha head) and one client's."""
-    require_root()
-    require_binary("ip", "iproute2")
-    with segment(f"{SERVER}/24", clients=1) as seg:
-        ip("-n", seg.clients[0].namespace, "addr", "add", f"{CLIENT}/24", "dev", "eth0")
-        yield seg
+def network(ceph_network) -> Segment:
+    return ceph_network
 
 
 @pytest.fixture(scope="module")
-def cluster(network, tmp_path_factory) -> Iterator[ceph.Cluster]:
-    require(ceph.available(), f"Ceph is not installed (apt-get install {ceph.PACKAGES})")
-    require_binary("ceph-fuse", "ceph-fuse")
-    require(os.path.exists("/dev/fuse"), "no /dev/fuse: ceph-fuse cannot mount")
-    folder = tmp_path_factory.mktemp("ceph") / "cluster"
-    started = ceph.start(folder, host=SERVER, namespace=network.server)
-    try:
-        ceph.wait_healthy(started)
-        yield started
-    finally:
-        ceph.remove(started)
+def cluster(ceph_cluster) -> ceph.Cluster:
+    return ceph_cluster
 
 
 @pytest.fixture(scope="module")

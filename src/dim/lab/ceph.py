@@ -51,6 +51,7 @@ DEFAULT_PORT = 3300  # the monitor's, in a namespace of its own; on the host a f
 BLOCK_SIZE = 8 << 30  # each OSD's BlueStore file: sparse, it costs what is written
 MADE = "made"  # written in the folder once the cluster and its CephFS are made
 PG_NUM = 16  # per CephFS pool: 32 PGs x 3 copies over 3 OSDs, no autoscaler
+RECOVERY_PG_NUM = 8  # ganesha's grace database: a few small objects
 
 # Settings of ceph.conf's [global] that keep the cluster small and its health OK on one
 # machine; docs/ceph-lab.md gives the reason for each.
@@ -432,6 +433,24 @@ def _make_osd(cluster: Cluster, osd: int) -> None:
     keyring = data / "keyring"  # ceph-osd --mkfs takes the key but does not write it
     keyring.write_text(f"[osd.{osd}]\n\tkey = {secret}\n")
     keyring.chmod(0o600)
+
+
+def grant_recovery(cluster: Cluster, pool: str, namespace: str, *, user: str = CLIENT) -> None:
+    """The pool of ganesha's ``rados_cluster`` grace database (made if missing), and
+    ``client.<user>``'s right to read and write it in ``namespace`` alone, beside its CephFS
+    rights: what a head of a store needs (docs/ha.md). Both are the same again when run
+    again."""
+    pools = json.loads(ceph(cluster, "osd", "pool", "ls", "--format", "json"))
+    if pool not in pools:
+        ceph(cluster, "osd", "pool", "create", pool, str(RECOVERY_PG_NUM), str(RECOVERY_PG_NUM))
+        ceph(cluster, "osd", "pool", "application", "enable", pool, "nfs")
+    ceph(
+        cluster,
+        "auth", "caps", f"client.{user}",
+        "mds", f"allow rw fsname={FS}",
+        "mon", f"allow r fsname={FS}",
+        "osd", f"allow rw tag cephfs data={FS}, allow rw pool={pool} namespace={namespace}",
+    )  # fmt: skip
 
 
 def _make_filesystem(cluster: Cluster) -> None:

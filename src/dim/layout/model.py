@@ -57,6 +57,7 @@ class Server:
     # that nodes are given and that floats (VRRP) to a peer when this server dies.
     own_address: IPv4Address | None = None
     failover: str | None = None  # the failover set the server belongs to
+    store: str | None = None  # the CephFS store whose ganesha head the server is (Store)
     # health checks of the failover set's VRRP: (service, command) overrides of the defaults
     checks: tuple[tuple[str, str], ...] = ()
 
@@ -81,6 +82,41 @@ class FailoverSet:
     preempt: bool = False
     preempt_delay: int = 0
     line: int = 0
+
+
+@struct(frozen=True, slots=True)
+class Store:
+    """The state folder on a CephFS: dim writes it through a mount (kernel or ceph-fuse) at
+    the state folder's path, and each of ``servers`` (its heads) exports it with ganesha's
+    CephFS back end (FSAL_CEPH), as the Ceph user ``user`` whose key ``ceph_conf`` leads to.
+    ``root`` is the CephFS folder mounted as the state folder; by default the state folder's
+    own path, so that each export's CephFS path is the path the nodes mount. Grace periods
+    are coordinated across the heads by ganesha's ``rados_cluster`` recovery (its database in
+    ``recovery_pool``, namespace the store's name), or not at all (``recovery="none"``: each
+    head graceless, as a failover set on a shared folder is)."""
+
+    name: str
+    cephfs: str
+    servers: tuple[str, ...]
+    user: str = "dim"
+    ceph_conf: str = "/etc/ceph/ceph.conf"
+    root: str | None = None
+    recovery: str = "rados_cluster"
+    recovery_pool: str = "dim_nfs"
+    line: int = 0
+
+    def path(self, local: str, state: str) -> str:
+        """The CephFS path of ``local``, the state folder ``state`` or a path below it.
+
+        >>> Store("s", "fs", ("a",), root="/dim").path("/var/lib/dim/images", "/var/lib/dim")
+        '/dim/images'
+        >>> Store("s", "fs", ("a",), root="/").path("/var/lib/dim", "/var/lib/dim")
+        '/'
+        >>> Store("s", "fs", ("a",)).path("/var/lib/dim/images", "/var/lib/dim")
+        '/var/lib/dim/images'
+        """
+        root = state if self.root is None else self.root
+        return root.rstrip("/") + local[len(state.rstrip("/")) :] or "/"
 
 
 @struct(frozen=True, slots=True)
@@ -168,6 +204,7 @@ class Cluster:
     source: str = "<memory>"
     nodeset_limit: int = DEFAULT_LIMIT  # names one node set may make, before it is expanded
     failover: dict[str, FailoverSet] = field(default_factory=dict)
+    stores: dict[str, Store] = field(default_factory=dict)
     by_name: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ from dim.layout.model import (
     Network,
     Node,
     Server,
+    Store,
 )
 from dim.names import (
     BMC_ADDRESS,
@@ -110,6 +111,14 @@ ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
     ("failover", "servers"): "a node set of declared server names",
     ("failover", "preempt"): "one of the schema's values",
     ("failover", "preempt-delay"): "seconds, 0 to 3600",
+    ("store", "name"): ("store", check_name),
+    ("store", "cephfs"): ("CephFS", check_name),
+    ("store", "servers"): "a node set of declared server names",
+    ("store", "user"): ("Ceph user", check_name),
+    ("store", "ceph-conf"): ("ceph-conf", check_path),
+    ("store", "root"): ("store root", check_path),
+    ("store", "recovery"): "one of the schema's values",
+    ("store", "recovery-pool"): ("recovery pool", check_name),
     ("reload", "service"): "one of the schema's values",
     ("reload", "command"): ("reload command", check_command),
     ("image", "name"): ("image", check_name),
@@ -200,6 +209,7 @@ class _Parser:
         networks = self._networks(root)
         servers = self._servers(root, networks)
         failover = self._failover(root, networks, servers)
+        stores = self._stores(root, servers, failover)
         images = self._images(root)
         if expand:
             groups, nodes = self._groups(root, networks, servers, images)
@@ -221,6 +231,7 @@ class _Parser:
             source=self.source,
             nodeset_limit=self.nodeset_limit,
             failover=failover,
+            stores=stores,
         )
 
     def _check_values(self, root) -> None:
@@ -419,6 +430,70 @@ class _Parser:
                 f"{len(in_sets)} servers in failover sets: VRRP numbers 255 at most", None
             )
         return sets
+
+    def _stores(
+        self, root, servers: dict[str, Server], failover: dict[str, FailoverSet]
+    ) -> dict[str, Store]:
+        """The CephFS stores; each head is told which (``Server.store``). A failover set's
+        servers share one file system: all of them are heads of one store, or none is."""
+        stores: dict[str, Store] = {}
+        elements = {s.get("name"): s for s in root.iterfind("server")}
+        for el in root.iterfind("store"):
+            name = el.get("name")
+            if name in stores:
+                raise self.error("duplicate store name", el, name)
+            heads = self._nodeset(el, "servers")
+            unknown = [m for m in heads if m not in servers]
+            if unknown:
+                raise self.error(
+                    f"store {name}: no server {unknown[0]} in the layout", el, unknown[0]
+                )
+            heads = [m for m in servers if m in heads]  # layout order, as failover sets
+            for head in heads:
+                server = servers[head]
+                if server.store is not None:
+                    raise self.error(
+                        f"server {head} is a head of stores {server.store} and {name}: a "
+                        "server exports one store",
+                        el,
+                        head,
+                    )
+                if server.nfs != "ganesha":
+                    raise self.error(
+                        f'store {name}: server {head} has nfs="{server.nfs}"; a CephFS store '
+                        "is exported by nfs-ganesha's CephFS back end",
+                        elements[head],
+                        server.nfs,
+                    )
+                servers[head] = replace(server, store=name)
+            root_path = el.get("root")
+            root_path = None if root_path is None else root_path.rstrip("/") or "/"
+            stores[name] = Store(
+                name=name,
+                cephfs=el.get("cephfs"),
+                servers=tuple(heads),
+                user=el.get("user", "dim"),
+                ceph_conf=el.get("ceph-conf", "/etc/ceph/ceph.conf").rstrip("/"),
+                root=root_path,
+                recovery=el.get("recovery", "rados_cluster"),
+                recovery_pool=el.get("recovery-pool", "dim_nfs"),
+                line=el.sourceline or 0,
+            )
+        for set_ in failover.values():
+            held = {m: servers[m].store for m in set_.servers}
+            if len(set(held.values())) > 1:
+                first, other = (
+                    set_.servers[0],
+                    next(m for m in set_.servers if held[m] != held[set_.servers[0]]),
+                )
+                raise self.error(
+                    f"failover set {set_.name}: server {first} exports "
+                    f"{_store_words(held[first])}, {other} {_store_words(held[other])}: the "
+                    "servers of a set share one file system",
+                    elements[other],
+                    other,
+                )
+        return stores
 
     def _images(self, root) -> dict[str, Image]:
         images: dict[str, Image] = {}
@@ -848,6 +923,10 @@ def _check_distinct_interfaces(parser: _Parser, node: Node, element) -> None:
         twice = next((v for v in values if values.count(v) > 1), None)
         if twice is not None:
             raise parser.error(f"duplicate {kind}: node {node.name} twice", element, twice)
+
+
+def _store_words(store: str | None) -> str:
+    return f"store {store}" if store else "the state folder (no store)"
 
 
 def _offending_value(root, entry) -> str | None:

@@ -43,7 +43,8 @@ DEFAULT_RELOAD = {
     "isc": "systemctl restart isc-dhcp-server",
     "tftp": "systemctl restart dnsmasq",
     "dns": DNS_RELOAD,
-    "ganesha": "systemctl restart nfs-ganesha",
+    # daemon-reload: a CephFS head's drop-in (dim.services.nfs._grace_files) may be new
+    "ganesha": "systemctl daemon-reload && systemctl restart nfs-ganesha",
     "kernel": "exportfs -ra",
     "keepalived": "systemctl reload keepalived",
     "sysctl": f"sysctl -p {SYSCTL_CONF}",

@@ -87,7 +87,7 @@ def kernel_exports(context: Mapping[str, object], jinja: Jinja) -> tuple[str, in
         clients = " ".join(f"{c}(ro,no_root_squash,no_subtree_check,async)" for c in export.clients)
         lines.append(f"{export.path} {clients}\n")
     lines.append("# Each node's replicas (one folder per image): read-write to that node only.\n")
-    _, _, paths, clients, _ = nfs.replicas.columns  # type: ignore[attr-defined]
+    _, _, paths, clients, _, _ = nfs.replicas.columns  # type: ignore[attr-defined]
     lines.append(joined(paths, " ", clients, "(rw,no_root_squash,no_subtree_check,sync)\n"))
     return "".join(lines), len(lines) + 1 + len(paths)  # three lines in the first item
 
@@ -97,15 +97,15 @@ def ganesha_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]
     their values; then one export per node, the template's last loop."""
     nfs = context["nfs"]
     head = jinja({**context, "nfs": dataclasses.replace(nfs, replicas=())})  # type: ignore[type-var]
-    ids, _, _, clients, paths = nfs.replicas.columns  # type: ignore[attr-defined]
+    ids, _, _, clients, paths, fs_paths = nfs.replicas.columns  # type: ignore[attr-defined]
     text = joined(
         "EXPORT { Export_Id = ",
         list(map(str, ids)),
         "; Path = ",
-        paths,
+        fs_paths,
         "; Pseudo = ",
         paths,
-        "; FSAL { Name = VFS; } CLIENT { Clients = ",
+        f"; FSAL {{ {nfs.fsal} }} CLIENT {{ Clients = ",
         clients,
         "; Access_Type = RW; } }\n",
     )
@@ -320,7 +320,7 @@ TEMPLATES: dict[str, tuple[str, Compiled]] = {
         kernel_exports,
     ),
     "ganesha.conf.j2": (
-        "eff0084c15b5e0a242dcbcc1e6425e2268b0eb905aff138f288a847cfa1edf88",
+        "6ad0b838e9fadb13fe6e7e536e14f63588105e768dd12c1b797586a65584ac86",
         ganesha_conf,
     ),
     "dnsmasq.conf.j2": (

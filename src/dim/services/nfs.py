@@ -49,6 +49,8 @@ KERNEL_EXPORTS = "/etc/exports.d/dim.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
 GANESHA_EPOCH = "/etc/ganesha/dim-epoch"  # a failover set's server only (_epoch_files)
 GANESHA_DEBIAN = "/etc/ganesha/nfs-ganesha"  # Debian's service reads EPOCH_EXEC there
+GANESHA_GRACE = "/etc/ganesha/dim-grace"  # a rados_cluster head's only (_grace_files)
+GANESHA_GRACE_UNIT = "/etc/systemd/system/nfs-ganesha.service.d/dim-grace.conf"
 GANESHA_MAX_EXPORT_ID = 65535
 FIRST_NODE_EXPORT_ID = 1000
 
@@ -79,6 +81,7 @@ class ImageExport:
     path: str  # the image store
     clients: tuple[str, ...]  # CIDR blocks
     conf_path: str  # the path as a word of ganesha.conf (ganesha_path)
+    fs_path: str  # ganesha's Path: conf_path, or on a CephFS store the CephFS path's word
 
 
 # Not frozen: one per node, when Jinja2 iterates them (dim.services.rows).
@@ -89,6 +92,7 @@ class ReplicaExport:
     path: str  # the node's folder of replicas
     client: str
     conf_path: str  # the path as a word of ganesha.conf (ganesha_path)
+    fs_path: str  # as ImageExport's
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,25 @@ class NfsContext:
     identity: str | None = None
     lease: int = 15
     max_connections: int | None = None  # RPC_Max_Connections (dim.services.limits)
+    # the FSAL block's settings: the server's own file system, or a CephFS store's
+    fsal: str = "Name = VFS;"
+    ceph: CephHead | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CephHead:
+    """What a ganesha head of a CephFS store (dim.layout.model.Store) adds to its
+    configuration: the Ceph configuration its libcephfs and librados read (and through it the
+    user's keyring), and, with ``rados_cluster`` recovery, where the shared grace database is
+    and this head's name in it."""
+
+    ceph_conf: str
+    user: str
+    recovery: str  # rados_cluster | none
+    pool: str
+    namespace: str  # the store's name: one grace database per store
+    nodeid: str  # the server's name
+    grace: int  # Grace_Period, seconds
 
 
 LEASE = 15
@@ -112,6 +135,10 @@ LEASE = 15
 # client that comes back sooner (preemption) waits for that: measured, a 16 s pause with a
 # 15 s lease (docs/ha.md).
 FAILOVER_LEASE = 5
+# A CephFS head's grace period with rados_cluster recovery, in leases: long enough for every
+# client of a restarted head to renew once and reclaim, and ganesha lifts it earlier when
+# every client it knew has reclaimed. Meanwhile every head of the store refuses new state.
+GRACE_LEASES = 3
 
 
 def nfs_context(context: RenderContext) -> NfsContext:
@@ -122,6 +149,29 @@ def nfs_context(context: RenderContext) -> NfsContext:
     addresses = served.boot_ip
     paths = affixed(folder, names, "")
     first = FIRST_NODE_EXPORT_ID
+    server = context.server
+    in_set = server.failover is not None
+    store = inventory.cluster.stores[server.store] if server.store else None
+    conf_paths = _ganesha_paths(folder, names, paths)
+    images_path = context.images_path()
+    fs_paths, fs_images = conf_paths, ganesha_path(images_path)
+    ceph, fsal, lease = None, "Name = VFS;", FAILOVER_LEASE if in_set else LEASE
+    if store is not None:
+        state = str(context.state_dir)
+        fs_folder = store.path(folder, state)
+        if fs_folder != folder:
+            fs_paths = _ganesha_paths(fs_folder, names, affixed(fs_folder, names, ""))
+            fs_images = ganesha_path(store.path(images_path, state))
+        fsal = f"Name = CEPH; Filesystem = {store.cephfs}; User_Id = {store.user};"
+        ceph = CephHead(
+            ganesha_path(store.ceph_conf),
+            store.user,
+            store.recovery,
+            store.recovery_pool,
+            store.name,
+            server.name,
+            GRACE_LEASES * lease,
+        )
     # One row per node, kept as columns (dim.services.rows says why)
     replicas = Rows(
         ReplicaExport,
@@ -129,13 +179,15 @@ def nfs_context(context: RenderContext) -> NfsContext:
         names,
         paths,
         addresses,
-        _ganesha_paths(folder, names, paths),
+        conf_paths,
+        fs_paths,
     )
     clients = cidr_blocks(addresses)
-    store = context.images_path()
-    images = (ImageExport(1, store, clients, ganesha_path(store)),) if clients else ()
-    server = context.server
-    in_set = server.failover is not None
+    images = (
+        (ImageExport(1, images_path, clients, ganesha_path(images_path), fs_images),)
+        if clients
+        else ()
+    )
     return NfsContext(
         inventory.cluster.name,
         server.name,
@@ -144,8 +196,10 @@ def nfs_context(context: RenderContext) -> NfsContext:
         replicas,
         bind_address="0.0.0.0" if in_set else str(server.address),
         identity=f"dim.{inventory.cluster.name}.{server.failover}" if in_set else None,
-        lease=FAILOVER_LEASE if in_set else LEASE,
+        lease=lease,
         max_connections=limits.ganesha_connections(len(names)),
+        fsal=fsal,
+        ceph=ceph,
     )
 
 
@@ -215,6 +269,28 @@ def render(context: RenderContext) -> list[RenderedFile]:
     return [
         RenderedFile(GANESHA_CONF, context.render("ganesha.conf.j2", nfs=nfs), service="ganesha"),
         *_epoch_files(context),
+        *_grace_files(context, nfs),
+    ]
+
+
+def _grace_files(context: RenderContext, nfs: NfsContext) -> list[RenderedFile]:
+    """For a head of a CephFS store with rados_cluster recovery: a script that makes the
+    server a member of the store's grace database, and the drop-in that runs it before
+    ganesha starts (ganesha exits on a database that does not list it)."""
+    if nfs.ceph is None or nfs.ceph.recovery != "rados_cluster":
+        return []
+    return [
+        RenderedFile(
+            GANESHA_GRACE,
+            context.render("ganesha-grace.j2", ceph=nfs.ceph),
+            mode=0o755,
+            service="ganesha",
+        ),
+        RenderedFile(
+            GANESHA_GRACE_UNIT,
+            context.render("ganesha-grace-unit.j2", script=GANESHA_GRACE),
+            service="ganesha",
+        ),
     ]
 
 

@@ -60,11 +60,19 @@ def _small(dhcp: str = "dnsmasq", nfs: str = "kernel") -> Inventory:
     return Inventory(parse(data, "small.xml"), {("c01", "boot"): "52:54:00:00:00:01"}, {})
 
 
+def _pair_store(attributes: str) -> Inventory:
+    store = f'<store name="dimfs" cephfs="dimfs" servers="srv[1-2]" {attributes}/>'
+    data = PAIR.replace(b"</cluster>", store.encode() + b"\n</cluster>")
+    return Inventory(parse(data, "pair.xml"), dict(PAIR_MACS), {})
+
+
 INVENTORIES = {
     "small": (_small, "srv"),
     "small-kea": (lambda: _small("kea"), "srv"),
     "small-ganesha": (lambda: _small(nfs="ganesha"), "srv"),
     "pair": (lambda: Inventory(parse(PAIR, "pair.xml"), dict(PAIR_MACS), {}), "srv1"),
+    "pair-cephfs": (lambda: _pair_store('root="/dim"'), "srv1"),
+    "pair-cephfs-same-paths": (lambda: _pair_store('recovery="none"'), "srv2"),
     "wide": (_wide, "s1"),
     "wide-no-macs": (lambda: dataclasses.replace(_wide(), macs={}), "s1"),
 }

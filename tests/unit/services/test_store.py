@@ -1,0 +1,187 @@
+"""A CephFS store in cluster.xml (``<store>``) and what its heads' ganesha is given: every
+export through the CephFS back end at the CephFS path of the folder the nodes mount, the
+Ceph configuration by reference, and rados_cluster recovery with the script and unit that
+make the head a member of the store's grace database. Each refusal is one line naming the
+file, the line and the value. tests/integration/test_ceph_heads.py runs the rendered
+configuration in a real ganesha over a real CephFS."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dim.errors import LayoutError
+from dim.layout.model import Inventory, Store
+from dim.layout.parser import parse
+from dim.services.nfs import GANESHA_GRACE, GANESHA_GRACE_UNIT
+from dim.services.render import render_all
+from dim.services.rendering import RenderContext
+from tests.unit.conftest import PAIR, PAIR_MACS
+from tests.unit.services.test_nfs_render import _block, value
+
+STATE = Path("/var/lib/dim")
+STORE = '<store name="dimfs" cephfs="dimfs" servers="srv[1-2]"{extra}/>'
+
+
+def layout(extra: str = "", store: str = STORE) -> bytes:
+    element = store.format(extra=extra)
+    return PAIR.replace(b"</cluster>", element.encode() + b"\n</cluster>")
+
+
+def files(data: bytes, server: str = "srv1") -> dict[str, str]:
+    inventory = Inventory(parse(data, "pair.xml"), dict(PAIR_MACS), {})
+    rendered = render_all(RenderContext(inventory, server, STATE))
+    return {f.path: f.content.decode() for f in rendered if f.content is not None}
+
+
+def conf(data: bytes, server: str = "srv1") -> dict:
+
+    text = re.sub(r"#.*", "", files(data, server)["/etc/ganesha/ganesha.conf"])
+    tokens = re.findall(r'"[^"]*"|[{};=,]|[^\s{};=,"]+', text)
+    block, position = _block(tokens, 0)
+    assert position == len(tokens)
+    return block
+
+
+def test_a_store_names_its_heads_in_layout_order_with_its_defaults():
+    cluster = parse(layout(), "pair.xml")
+    assert cluster.stores == {"dimfs": Store("dimfs", "dimfs", ("srv1", "srv2"), line=25)}
+    assert [s.store for s in cluster.servers.values()] == ["dimfs", "dimfs", None]
+
+
+def test_every_export_of_a_head_goes_through_cephfs_at_the_path_the_nodes_mount():
+    exports = conf(layout())["export"]
+    assert len(exports) == 1 + 4  # the image store, and a1 a2 b1 b2 of the set (not c1)
+    for export in exports:
+        (fsal,) = export["fsal"]
+        assert fsal == {"name": ["CEPH"], "filesystem": ["dimfs"], "user_id": ["dim"]}
+        assert value(export, "path") == value(export, "pseudo")
+    paths = {value(e, "path") for e in exports}
+    assert paths == {"/var/lib/dim/images"} | {
+        f"/var/lib/dim/nodes/{n}" for n in ["a1", "a2", "b1", "b2"]
+    }
+
+
+def test_a_store_root_maps_each_export_to_its_cephfs_path_and_keeps_what_nodes_mount():
+    exports = conf(layout(' root="/dim/"'))["export"]
+    pairs = {value(e, "pseudo"): value(e, "path") for e in exports}
+    assert pairs["/var/lib/dim/images"] == "/dim/images"
+    assert pairs["/var/lib/dim/nodes/b2"] == "/dim/nodes/b2"
+    (client,) = [e for e in exports if value(e, "pseudo") == "/var/lib/dim/nodes/b2"][0]["client"]
+    assert client["clients"] == ["10.20.0.112"] and value(client, "access_type") == "RW"
+
+
+def test_rados_cluster_recovery_is_the_default_with_the_grace_database_of_the_store():
+    block = conf(
+        layout(' user="head" recovery-pool="nfs_grace" ceph-conf="/etc/ceph/site.conf"'), "srv2"
+    )
+    (v4,) = block["nfsv4"]
+    assert value(v4, "recoverybackend") == "rados_cluster" and "graceless" not in v4
+    assert value(v4, "grace_period") == "15"  # three of a failover set's 5 s leases
+    (ceph,) = block["ceph"]
+    assert value(ceph, "ceph_conf") == "/etc/ceph/site.conf"
+    (kv,) = block["rados_kv"]
+    assert {k: value(kv, k) for k in kv} == {
+        "ceph_conf": "/etc/ceph/site.conf",
+        "userid": "head",
+        "pool": "nfs_grace",
+        "namespace": "dimfs",
+        "nodeid": "srv2",
+    }
+    assert value(block["export"][0]["fsal"][0], "user_id") == "head"
+
+
+def test_recovery_none_keeps_each_head_graceless_without_a_grace_database():
+    data = layout(' recovery="none"')
+    block = conf(data)
+    (v4,) = block["nfsv4"]
+    assert value(v4, "graceless") == "true" and "recoverybackend" not in v4
+    assert "rados_kv" not in block and "ceph" in block
+    assert GANESHA_GRACE not in files(data) and GANESHA_GRACE_UNIT not in files(data)
+
+
+def test_a_head_gets_a_membership_script_run_before_ganesha_starts(tmp_path):
+    rendered = files(layout(' recovery-pool="nfs_grace"'), "srv2")
+    assert f"ExecStartPre={GANESHA_GRACE}\n" in rendered[GANESHA_GRACE_UNIT]
+    # run with a fake ganesha-rados-grace that knows no member: the script adds srv2
+    fake = tmp_path / "ganesha-rados-grace"
+    fake.write_text('#!/bin/sh\necho "$@" >> "$0.calls"\n[ "$9" = add ]\n')
+    fake.chmod(0o755)
+    script = tmp_path / "dim-grace"
+    script.write_text(rendered[GANESHA_GRACE])
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    common = "--cephconf /etc/ceph/ceph.conf --userid dim --pool nfs_grace --ns dimfs"
+    assert Path(f"{fake}.calls").read_text().splitlines() == [
+        f"{common} member srv2",
+        f"{common} add srv2",
+    ]
+
+
+def test_a_server_outside_the_store_exports_its_own_file_system():
+    block = conf(layout(), "solo")
+    assert all(e["fsal"][0] == {"name": ["VFS"]} for e in block["export"])
+    assert "ceph" not in block and "rados_kv" not in block
+
+
+@pytest.mark.parametrize(
+    ("store", "message", "offending"),
+    [
+        (
+            '<store name="s" cephfs="dimfs" servers="srv[1-3]"/>',
+            "store s: no server srv3 in the layout",
+            "srv3",
+        ),
+        (
+            '<store name="s" cephfs="dimfs" servers="srv1"/>',
+            "failover set pair: server srv1 exports store s, srv2 the state folder (no store): "
+            "the servers of a set share one file system",
+            "srv2",
+        ),
+        (
+            '<store name="s" cephfs="dimfs" servers="srv[1-2]"/>'
+            '<store name="t" cephfs="other" servers="srv2"/>',
+            "server srv2 is a head of stores s and t: a server exports one store",
+            "srv2",
+        ),
+        (
+            '<store name="s" cephfs="dim fs" servers="srv[1-2]"/>',
+            "invalid CephFS name 'dim fs'",
+            None,
+        ),
+        (
+            '<store name="s" cephfs="dimfs" servers="srv[1-2]" ceph-conf="etc/ceph.conf"/>',
+            "ceph-conf",
+            None,
+        ),
+        (
+            '<store name="s" cephfs="dimfs" servers="srv[1-2]" user="dim;rm"/>',
+            "invalid Ceph user name",
+            None,
+        ),
+    ],
+)
+def test_a_bad_store_is_one_line_naming_the_problem(store, message, offending):
+    with pytest.raises(LayoutError) as caught:
+        parse(layout(store=store.replace("{", "{{").replace("}", "}}")), "pair.xml")
+    text = str(caught.value)
+    assert message in text and "\n" not in text
+    assert text.startswith("pair.xml:")
+    if offending:
+        assert repr(offending) in text or offending in text
+
+
+def test_a_store_head_must_serve_nfs_with_ganesha():
+    data = layout().replace(
+        b'<server name="solo" address="10.20.0.3" dhcp="dnsmasq" nfs="ganesha"/>',
+        b'<server name="solo" address="10.20.0.3" dhcp="dnsmasq" nfs="kernel"/>',
+    )
+    data = data.replace(
+        b'servers="srv[1-2]"/>\n</cluster>', b'servers="srv[1-2],solo"/>\n</cluster>'
+    )
+    with pytest.raises(LayoutError, match='store dimfs: server solo has nfs="kernel"'):
+        parse(data, "pair.xml")
