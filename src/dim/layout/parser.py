@@ -345,14 +345,7 @@ class _Parser:
             name = el.get("name")
             if name in sets:
                 raise self.error("duplicate failover set name", el, name)
-            members = self._nodeset(el, "servers")  # counted before it is expanded
-            unknown = [m for m in members if m not in servers]
-            if unknown:
-                raise self.error(
-                    f"failover set {name}: no server {unknown[0]} in the layout", el, unknown[0]
-                )
-            # layout order, not the node set's: the same on every server, as exports must be
-            members = [m for m in servers if m in members]
+            members = self._servers_named(el, f"failover set {name}", servers)
             if len(members) < 2:
                 raise self.error(
                     f"failover set {name} has one server: a failover set needs a peer to fail "
@@ -431,6 +424,16 @@ class _Parser:
             )
         return sets
 
+    def _servers_named(self, el, owner: str, servers: dict[str, Server]) -> list[str]:
+        """The declared servers of ``el``'s ``servers=`` node set (counted before it is
+        expanded), in layout order, not the node set's: the same on every server, as exports
+        must be."""
+        named = self._nodeset(el, "servers")
+        unknown = [m for m in named if m not in servers]
+        if unknown:
+            raise self.error(f"{owner}: no server {unknown[0]} in the layout", el, unknown[0])
+        return [m for m in servers if m in named]
+
     def _stores(
         self, root, servers: dict[str, Server], failover: dict[str, FailoverSet]
     ) -> dict[str, Store]:
@@ -442,13 +445,7 @@ class _Parser:
             name = el.get("name")
             if name in stores:
                 raise self.error("duplicate store name", el, name)
-            heads = self._nodeset(el, "servers")
-            unknown = [m for m in heads if m not in servers]
-            if unknown:
-                raise self.error(
-                    f"store {name}: no server {unknown[0]} in the layout", el, unknown[0]
-                )
-            heads = [m for m in servers if m in heads]  # layout order, as failover sets
+            heads = self._servers_named(el, f"store {name}", servers)
             for head in heads:
                 server = servers[head]
                 if server.store is not None:
