@@ -320,7 +320,7 @@ TEMPLATES: dict[str, tuple[str, Compiled]] = {
         kernel_exports,
     ),
     "ganesha.conf.j2": (
-        "6ad0b838e9fadb13fe6e7e536e14f63588105e768dd12c1b797586a65584ac86",
+        "79459c502acb1dd37e8be29559840a70db7fdb750775374a29cbecbabe616a1f",
         ganesha_conf,
     ),
     "dnsmasq.conf.j2": (
