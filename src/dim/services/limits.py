@@ -77,6 +77,10 @@ SERVE_CONNECTIONS = 2048
 GANESHA_CONNECTIONS = 1024
 GANESHA_MAX_CONNECTIONS = 10_000
 GANESHA_LISTENERS = 2  # counted in RPC_Max_Connections: NFS over TCP and over UDP
+# A head of a CephFS store: ganesha opens one CephFS client per export (per node), measured
+# 14 threads, 1.4 MB and 0.08 s of start-up each (docs/benchmarks.md, session 12)
+CEPH_HEAD_NODES = 500
+CEPH_CLIENT_THREADS, CEPH_CLIENT_MB, CEPH_CLIENT_START_S = 14, 1.4, 0.08
 DNSMASQ_STORM_NODES = 1000  # booting at once, past which dnsmasq's DHCP answers iPXE too late
 # the default of datagram sockets that set none (rmem_max, the most one may ask, is left alone:
 # a site may have raised it for other needs)
@@ -153,6 +157,15 @@ def shortfalls(inventory: Inventory, local: list[str], current: dict[str, int]) 
                 f"{GANESHA_MAX_CONNECTIONS} connections (RPC_Max_Connections): after a reboot "
                 f"of them all, {needs.ganesha_short} wait up to 300 s (RPC_Idle_Timeout_S) for "
                 f"their old ones to go; split the nodes over more servers"
+            )
+        if server.store and needs.nodes > CEPH_HEAD_NODES:
+            clients = needs.nodes + 1
+            lines.append(
+                f"server {name} exports {needs.nodes} nodes' folders from CephFS store "
+                f"{server.store}: nfs-ganesha opens one CephFS client per export, {clients} "
+                f"here, about {round(clients * CEPH_CLIENT_THREADS, -3):.0f} threads and "
+                f"{clients * CEPH_CLIENT_MB / 1024:.1f} GiB, {clients * CEPH_CLIENT_START_S:.0f} s "
+                f"to start; split the nodes over more heads"
             )
         if server.dhcp == "dnsmasq" and needs.nodes > DNSMASQ_STORM_NODES:
             lines.append(

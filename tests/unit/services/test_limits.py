@@ -201,6 +201,20 @@ def test_more_nodes_than_ganesha_has_connections_for_is_a_warning_of_refused_mou
     )
 
 
+def test_a_cephfs_head_of_many_nodes_is_warned_of_a_ceph_client_per_export():
+    data = RACKS.replace("@dhcp", "kea").replace(
+        "</cluster>", '<store name="s" cephfs="dimfs" servers="srv"/>\n</cluster>'
+    )
+    (line,) = limits.shortfalls(Inventory(parse(data.encode()), {}, {}), [], {})
+    assert line == (
+        "server srv exports 2000 nodes' folders from CephFS store s: nfs-ganesha opens one "
+        "CephFS client per export, 2001 here, about 28000 threads and 2.7 GiB, 160 s to start; "
+        "split the nodes over more heads"
+    )
+    small = data.replace("r[01-08]", "r[01-02]")  # 500 nodes
+    assert limits.shortfalls(Inventory(parse(small.encode()), {}, {}), [], {}) == []
+
+
 def test_a_dnsmasq_server_of_more_than_1000_nodes_is_advised_kea_or_dhcpd_wherever_it_runs():
     (line,) = limits.shortfalls(racks(), [], {})
     assert line == (
