@@ -276,14 +276,20 @@ def wait_healthy(cluster: Cluster, timeout: float = 120.0) -> None:
 
 
 def mount_fuse(
-    cluster: Cluster, where: Path, *, user: str = CLIENT, timeout: float = 30.0
+    cluster: Cluster,
+    where: Path,
+    *,
+    user: str = CLIENT,
+    timeout: float = 30.0,
+    options: tuple[str, ...] = FUSE_OPTIONS,
 ) -> Mount:
     """Mount the CephFS on ``where`` with ceph-fuse as ``client.<user>``, in the foreground
-    of a process of its own (stopped by `unmount`)."""
+    of a process of its own (stopped by `unmount`); ``options``: ceph-fuse's (the default
+    switches its inode cache off, :data:`FUSE_OPTIONS`)."""
     where.mkdir(parents=True, exist_ok=True)
     name = f"ceph-fuse.{where.name}"
     argv = ["ceph-fuse", "-f", "--conf", str(cluster.conf), "--name", f"client.{user}"]
-    argv += ["--client_fs", FS, *FUSE_OPTIONS, str(where)]
+    argv += ["--client_fs", FS, *options, str(where)]
     log = Path(cluster.folder) / "logs" / f"{name}.out"
     # in the cluster's network namespace but the host's mount namespace: a FUSE mount made
     # through ``ip netns exec`` would stay in that command's private mount namespace
