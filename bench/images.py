@@ -119,6 +119,7 @@ def ceph_store(folder: Path) -> dict[str, CephStore]:
     finally:
         for mount in mounts:
             ceph.unmount(mount)
+            Path(mount.path).rmdir()
         ceph.remove(cluster)
 
 
@@ -464,8 +465,8 @@ def main() -> None:
         for row in _medians(rows):
             print(_propagation_line(row), flush=True)
     if args.no_minbase:
-        return
-    if args.minbase.is_file():
+        print("# minbase: left out (--no-minbase)")
+    elif args.minbase.is_file():
         m = minbase(args.minbase, args.repeat)
         print(
             f"# minbase ({m['files']} files, {m['tree_bytes'] / 1e6:.0f} MB): new version with "
