@@ -5,14 +5,24 @@ Run by hand, as root, never as a test::
     .venv/bin/python bench/images.py [--replicas 2500,10000] [--where tmpfs,disk]
                                      [--minbase TAR] [--markdown]
                                      [--large 140000 [--large-bytes 5.5e9]]
+    .venv/bin/python bench/images.py --where disk,cephfs,cephfs-cached --replicas 50 \
+                                     --rounds 3 --rsync-sample 10 --no-minbase
 
 1. **Propagation.** An image whose /etc holds ``--etc-files`` files (default 60, 4 kB each),
    ``R`` node replicas of it, and a new version with 20 of those files changed. Measured: the
    time of ``ImageChange.commit`` (new version, live, and every replica by the three-way rule), and,
    on a second set of ``R`` replicas of the same image in the same folder, a loop of
    ``rsync -a NEW/etc/ REPLICA/etc/`` (the baseline; run on at most ``--rsync-sample``
-   replicas and extrapolated linearly, as said in the output). On tmpfs (a fresh mount) and on
-   the working disk (a folder under /var/tmp).
+   replicas and extrapolated linearly, as said in the output). On tmpfs (a fresh mount), on
+   the working disk (a folder under /var/tmp) and on ``cephfs``: a ceph-fuse mount, as
+   client.dim, of a throwaway cluster of :mod:`dim.lab.ceph` (one monitor, manager and MDS,
+   three OSDs; on loopback, its files in ``--ceph-dir``), made once for the run and removed
+   at its end, mounted as the lab mounts it (no inode cache); ``cephfs-cached`` is a second
+   mount of it with ceph-fuse's default cache, which loses hard links (docs/images.md, "On
+   CephFS"): what the cure costs. ``--rounds N`` runs every place N times, alternating
+   (disk, cephfs, disk…), and gives medians; the CPU seconds of the bench and its workers
+   (``cpu``) and of ceph-fuse and the Ceph daemons (``ceph cpu``) during the commit are
+   reported beside the wall time.
 2. **A new version of a Debian minbase image with 20 files changed** (``--minbase``: a tarball
    of a debootstrap minbase tree; the test suite caches one at
    /var/cache/dim-tests/minbase-bookworm.tar): ``dim image sync`` from a directory that differs
@@ -38,19 +48,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from dim.images import operations, replicas, sources
 from dim.images.commit import changing
 from dim.images.store import Store
 from dim.images.tree import scan
+from dim.lab import ceph
 from dim.layout.model import Image
 
 IMAGE = Image("bench", persistent=("/etc", "/var"), volatile=("/tmp",), keepout=("/etc/hostname",))
@@ -74,6 +87,63 @@ def disk() -> Path:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True, slots=True)
+class CephStore:
+    """The run's CephFS: where it is mounted, and the processes whose CPU it costs."""
+
+    mount: Path
+    pids: tuple[int, ...]
+
+
+@contextmanager
+def ceph_store(folder: Path) -> dict[str, CephStore]:
+    """A new cluster of dim.lab.ceph in ``folder``, its CephFS mounted twice with ceph-fuse:
+    ``cephfs`` as the lab mounts it (no inode cache, docs/images.md "On CephFS") and
+    ``cephfs-cached`` with ceph-fuse's default cache (which loses hard links: measured only,
+    to show what the cure costs); all removed at the end, by process id."""
+    if (folder / "cluster.json").exists():
+        sys.exit(f"bench/images.py: {folder} holds a cluster already; remove it first")
+    cluster = ceph.start(folder)
+    mounts = []
+    try:
+        ceph.wait_healthy(cluster)
+        daemons = tuple(d.pid for d in cluster.daemons)
+        stores = {}
+        for name, options in (("cephfs", ceph.FUSE_OPTIONS), ("cephfs-cached", ())):
+            where = folder.with_name(f"{folder.name}-{name}")
+            mounts.append(ceph.mount_fuse(cluster, where, options=options))
+            stores[name] = CephStore(where, (mounts[-1].process.pid, *daemons))
+        yield stores
+    finally:
+        for mount in mounts:
+            ceph.unmount(mount)
+            Path(mount.path).rmdir()
+        ceph.remove(cluster)
+
+
+@contextmanager
+def on_cephfs(store: CephStore) -> Path:
+    """A new folder on the run's CephFS (left for the cluster's removal: deleting its
+    thousands of files would cost the run minutes)."""
+    yield Path(tempfile.mkdtemp(prefix="dim-bench-", dir=store.mount))
+
+
+def cpu_seconds(pids: tuple[int, ...] = ()) -> float:
+    """CPU seconds (user + system) of this process and its waited-for children, or of
+    ``pids`` (/proc)."""
+    if not pids:
+        own, children = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.user + own.system + children.ru_utime + children.ru_stime
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        except (FileNotFoundError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def make_source(root: Path, files: int) -> Path:
@@ -108,12 +178,24 @@ def copy_replicas(template: Path, folder: Path, count: int) -> list[Path]:
     return made
 
 
-def propagation(where: str, count: int, etc_files: int, sample: int) -> dict:
-    context = tmpfs() if where == "tmpfs" else disk()
-    with context as root:
+def place(where: str, cephfs: CephStore | None):
+    """The context manager of a new folder on ``where`` (tmpfs, disk, cephfs or
+    cephfs-cached)."""
+    if where.startswith("cephfs"):
+        assert cephfs is not None
+        return on_cephfs(cephfs)
+    return tmpfs() if where == "tmpfs" else disk()
+
+
+def propagation(
+    where: str, count: int, etc_files: int, sample: int, cephfs: CephStore | None = None
+) -> dict:
+    with place(where, cephfs) as root:
         store = Store(root / "state")
         source = make_source(root, etc_files)
+        started = time.monotonic()
         operations.import_image(store, IMAGE, str(source), incremental=False)
+        import_seconds = time.monotonic() - started
         replicas.create(store, IMAGE, "template")
         template = store.paths.replica("template", IMAGE.name)
         started = time.monotonic()
@@ -130,8 +212,11 @@ def propagation(where: str, count: int, etc_files: int, sample: int) -> dict:
             origin = sources.parse_source(str(source))
             change.removed = sources.fill(origin, change.staging, change.live)
             started = time.monotonic()
+            cpu, ceph_cpu = cpu_seconds(), cpu_seconds(cephfs.pids if cephfs else ())
             result = change.commit("bench")
             dim_seconds = time.monotonic() - started
+            cpu = cpu_seconds() - cpu
+            ceph_cpu = cpu_seconds(cephfs.pids) - ceph_cpu if cephfs else 0.0
         assert result.replicas_updated == count + 1, result
         new_etc = store.paths.version(IMAGE.name, 2) / "etc"
         os.sync()
@@ -148,6 +233,9 @@ def propagation(where: str, count: int, etc_files: int, sample: int) -> dict:
         "rsync_sampled": len(baseline),
         "ratio": rsync_seconds / dim_seconds,
         "setup_s": setup,
+        "import_s": import_seconds,
+        "cpu_s": cpu,
+        "ceph_cpu_s": ceph_cpu if cephfs else None,
     }
 
 
@@ -338,6 +426,9 @@ def main() -> None:
     parser.add_argument("--large-nodes", type=int, default=100)
     parser.add_argument("--large-where", choices=("disk", "tmpfs"), default="disk")
     parser.add_argument("--large-only", action="store_true", help="only the large image")
+    parser.add_argument("--rounds", type=int, default=1, help="propagation: runs per place")
+    parser.add_argument("--ceph-dir", type=Path, default=Path("/var/tmp/dim-bench-images-ceph"))
+    parser.add_argument("--no-minbase", action="store_true", help="propagation only")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/images.py needs root (tmpfs mounts, chown, overlay for exec)")
@@ -355,18 +446,27 @@ def main() -> None:
         if args.large_only:
             return
     print(f"# propagation of 20 changed files under /etc ({args.etc_files} files there)")
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    wheres = args.where.split(",") if args.where else []
     rows = []
-    for where in args.where.split(",") if args.where else ():
-        for count in (int(c) for c in args.replicas.split(",")):
-            row = propagation(where, count, args.etc_files, args.rsync_sample)
-            rows.append(row)
-            print(
-                f"{where:5} {count:6} replicas: dim {row['dim_s']:.2f} s, rsync loop "
-                f"{row['rsync_s']:.1f} s (sampled on {row['rsync_sampled']}), "
-                f"ratio {row['ratio']:.1f}x  [setup {row['setup_s']:.0f} s]",
-                flush=True,
-            )
-    if args.minbase.is_file():
+    with ExitStack() as stack:
+        ceph_wanted = any(w.startswith("cephfs") for w in wheres)
+        cephfs = stack.enter_context(ceph_store(args.ceph_dir)) if ceph_wanted else {}
+        for _ in range(args.rounds):
+            for count in (int(c) for c in args.replicas.split(",")):
+                for where in wheres:
+                    on = cephfs.get(where)
+                    row = propagation(where, count, args.etc_files, args.rsync_sample, on)
+                    rows.append(row)
+                    print(_propagation_line(row), flush=True)
+    print(f"load average at end: {os.getloadavg()}", flush=True)
+    if args.rounds > 1:
+        print(f"# medians of {args.rounds} rounds")
+        for row in _medians(rows):
+            print(_propagation_line(row), flush=True)
+    if args.no_minbase:
+        print("# minbase: left out (--no-minbase)")
+    elif args.minbase.is_file():
         m = minbase(args.minbase, args.repeat)
         print(
             f"# minbase ({m['files']} files, {m['tree_bytes'] / 1e6:.0f} MB): new version with "
@@ -385,12 +485,37 @@ def main() -> None:
         print(f"# {args.minbase} missing: run the image tests once to build it")
     if args.markdown:
         print("\n| where | replicas | dim | rsync loop | ratio |\n|---|---|---|---|---|")
-        for r in rows:
+        for r in _medians(rows) if args.rounds > 1 else rows:
             print(
                 f"| {r['where']} | {r['replicas']:,} | {r['dim_s']:.2f} s | "
                 f"{r['rsync_s']:.1f} s (sampled on {r['rsync_sampled']:,}) | "
                 f"{r['ratio']:.1f}× |"
             )
+
+
+def _propagation_line(row: dict) -> str:
+    ceph_cpu = "" if row["ceph_cpu_s"] is None else f", ceph cpu {row['ceph_cpu_s']:.2f} s"
+    return (
+        f"{row['where']:6} {row['replicas']:6} replicas: dim {row['dim_s']:.2f} s "
+        f"(cpu {row['cpu_s']:.2f} s{ceph_cpu}), rsync loop {row['rsync_s']:.1f} s (sampled on "
+        f"{row['rsync_sampled']}), ratio {row['ratio']:.1f}x; import {row['import_s']:.2f} s "
+        f"[setup {row['setup_s']:.0f} s]"
+    )
+
+
+def _medians(rows: list[dict]) -> list[dict]:
+    """One row per place and replica count: the median of each figure over the rounds."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["where"], row["replicas"]), []).append(row)
+    medians = []
+    for (where, count), group in groups.items():
+        row = {"where": where, "replicas": count, "rsync_sampled": group[0]["rsync_sampled"]}
+        for key in ("dim_s", "rsync_s", "ratio", "setup_s", "import_s", "cpu_s", "ceph_cpu_s"):
+            values = [r[key] for r in group if r[key] is not None]
+            row[key] = statistics.median(values) if values else None
+        medians.append(row)
+    return medians
 
 
 if __name__ == "__main__":

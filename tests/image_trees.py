@@ -59,12 +59,17 @@ class Run:
 
 
 class Dim:
-    """``dim`` run in-process on a layout and state folder of its own, output captured."""
+    """``dim`` run in-process on a layout and state folder of its own, output captured.
 
-    def __init__(self, root: Path, capsys, layout: str = LAYOUT) -> None:
+    The state folder is ``root/state`` unless ``state`` names another (the image tests on a
+    CephFS mount, tests/integration/test_images_cephfs.py)."""
+
+    def __init__(
+        self, root: Path, capsys, layout: str = LAYOUT, *, state: Path | None = None
+    ) -> None:
         self.config = root / "cluster.xml"
         self.config.write_text(layout)
-        self.state = root / "state"
+        self.state = root / "state" if state is None else state
         self.capsys = capsys
         self.store = Store(self.state)
 

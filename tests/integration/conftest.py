@@ -15,8 +15,11 @@ under ``CI=true`` (see tests/conftest.py).
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +86,32 @@ def ceph_cluster(ceph_network, tmp_path_factory) -> Iterator[ceph.Cluster]:
         yield started
     finally:
         ceph.remove(started)
+
+
+@pytest.fixture(scope="session")
+def cephfs_mount(ceph_cluster, tmp_path_factory) -> Iterator[Path]:
+    """The session's CephFS, mounted once with ceph-fuse as client.dim (as dim's writer on an
+    image server mounts it), unmounted by process id at the end."""
+    mount = ceph.mount_fuse(ceph_cluster, tmp_path_factory.mktemp("cephfs") / "store")
+    try:
+        yield Path(mount.path)
+    finally:
+        ceph.unmount(mount)
+
+
+@pytest.fixture
+def cephfs_folder(cephfs_mount, request) -> Iterator[Path]:
+    """A new folder of the test's own on the session's CephFS, removed after the test."""
+    folder = cephfs_mount / "tests" / f"{next(_folders)}-{_folder_name(request.node.name)}"
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_folders = itertools.count(1)
+
+
+def _folder_name(test: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in test)[:200]

@@ -82,7 +82,7 @@ def exec_in_image(
                 f"image {image.name} has no version yet",
                 hint=f"dim image import {image.name} --from SOURCE",
             )
-        work = store.paths.exec_work(image.name, os.getpid())
+        work = sources.upper_folder(store.paths.exec_work(image.name, os.getpid()), os.getpid())
         try:
             change.removed = sources.run_in_image(live, change.staging, work, command)
         finally:

@@ -24,6 +24,7 @@ import os
 import re
 import shlex
 import stat
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -338,8 +339,51 @@ def stage_upper(upper: Path, staging: Path, lower: Path) -> set[str]:
         e = replace(e, xattrs=tuple((n, v) for n, v in e.xattrs if not n.startswith(OVERLAY_XATTR)))
         set_metadata(folder, e)
         os.utime(folder, ns=(e.mtime_ns, e.mtime_ns))
-    os.rename(upper, staging)
+    _move_tree(upper, staging)
     return removed
+
+
+def _move_tree(folder: Path, target: Path) -> None:
+    """``folder`` renamed to ``target``, or copied there whole (hard links, attributes,
+    devices) when it lies on another file system (:func:`upper_folder`)."""
+    if os.stat(folder).st_dev == os.stat(target.parent).st_dev:
+        os.rename(folder, target)
+        return
+    argv = ["rsync", "-aHAX", "--numeric-ids", f"{folder}/", f"{target}/"]
+    copied = processes.run(argv)
+    if copied.returncode != 0:
+        raise ImageError(f"cannot copy the change of exec into the store: {copied.stderr.strip()}")
+    remove_tree(folder)
+
+
+# File systems that cannot be an overlay's upper layer: FUSE has no RENAME_WHITEOUT (the
+# kernel says "overlayfs: upper fs missing required features" for ceph-fuse, for one).
+NO_UPPER = ("fuse", "fuseblk")
+SCRATCH = Path("/var/tmp")  # exec's overlay when the store cannot hold it: a local disk
+
+
+def upper_folder(store_folder: Path, pid: int) -> Path:
+    """Where ``image exec`` keeps its overlay (upper, work and merged folders): in the store
+    (``store_folder``, so that the change becomes the staging folder by a rename), unless the
+    store's file system cannot be an overlay's upper layer; then a new folder of
+    :data:`SCRATCH`, and the change is copied into the store."""
+    if filesystem_type(store_folder.parent).partition(".")[0] not in NO_UPPER:
+        return store_folder
+    return Path(tempfile.mkdtemp(prefix=f"dim-exec-{pid}-", dir=SCRATCH))
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the file system holding ``path`` (``ext4``, ``fuse.ceph-fuse``…), from the
+    mount that is its longest prefix in /proc/self/mountinfo; "" if none is found."""
+    where, found, longest = os.path.realpath(path), "", -1
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
+        for line in mounts:
+            fields, _, rest = line.partition(" - ")
+            point = fields.split()[4].replace("\\040", " ")
+            inside = where == point or where.startswith(point.rstrip("/") + "/")
+            if inside and len(point) > longest:
+                found, longest = rest.split()[0], len(point)
+    return found
 
 
 def _is_whiteout(st: os.stat_result) -> bool:

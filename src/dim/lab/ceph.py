@@ -52,6 +52,11 @@ BLOCK_SIZE = 8 << 30  # each OSD's BlueStore file: sparse, it costs what is writ
 MADE = "made"  # written in the folder once the cluster and its CephFS are made
 PG_NUM = 16  # per CephFS pool: 32 PGs x 3 copies over 3 OSDs, no autoscaler
 RECOVERY_PG_NUM = 8  # ganesha's grace database: a few small objects
+# ceph-fuse 16.2 loses a hard link from its own cache when the file's other name is renamed
+# over (live -> the version's name vanishes for dim a few seconds later, while every other
+# client still sees it); with no inode cache it asks the MDS, which is right. See
+# docs/images.md, "On CephFS".
+FUSE_OPTIONS = ("--client_cache_size=0",)
 
 # Settings of ceph.conf's [global] that keep the cluster small and its health OK on one
 # machine; docs/ceph-lab.md gives the reason for each.
@@ -271,14 +276,20 @@ def wait_healthy(cluster: Cluster, timeout: float = 120.0) -> None:
 
 
 def mount_fuse(
-    cluster: Cluster, where: Path, *, user: str = CLIENT, timeout: float = 30.0
+    cluster: Cluster,
+    where: Path,
+    *,
+    user: str = CLIENT,
+    timeout: float = 30.0,
+    options: tuple[str, ...] = FUSE_OPTIONS,
 ) -> Mount:
     """Mount the CephFS on ``where`` with ceph-fuse as ``client.<user>``, in the foreground
-    of a process of its own (stopped by `unmount`)."""
+    of a process of its own (stopped by `unmount`); ``options``: ceph-fuse's (the default
+    switches its inode cache off, :data:`FUSE_OPTIONS`)."""
     where.mkdir(parents=True, exist_ok=True)
     name = f"ceph-fuse.{where.name}"
     argv = ["ceph-fuse", "-f", "--conf", str(cluster.conf), "--name", f"client.{user}"]
-    argv += ["--client_fs", FS, str(where)]
+    argv += ["--client_fs", FS, *options, str(where)]
     log = Path(cluster.folder) / "logs" / f"{name}.out"
     # in the cluster's network namespace but the host's mount namespace: a FUSE mount made
     # through ``ip netns exec`` would stay in that command's private mount namespace

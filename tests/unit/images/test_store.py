@@ -11,9 +11,11 @@ import json
 import os
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
+from dim.images import sources
 from tests.image_trees import T0, T1, digest, inode, snapshot, touch_tree, version_tree, write
 
 
@@ -234,3 +236,20 @@ def test_versions_list_and_diff_commands(dim, src):
     }
     run = dim("image", "diff", "alpha", "1", "9")
     assert run.status == 1 and "image alpha has no version 9" in run.err
+
+
+def test_exec_keeps_its_overlay_in_the_store_on_a_local_file_system(tmp_path):
+    store_folder = tmp_path / "images" / "alpha" / ".exec-42"
+    store_folder.parent.mkdir(parents=True)
+    assert sources.filesystem_type(Path("/proc/self")) == "proc"
+    assert sources.upper_folder(store_folder, 42) == store_folder
+
+
+def test_exec_keeps_its_overlay_on_a_local_disk_when_the_store_is_on_fuse(tmp_path, monkeypatch):
+    """ceph-fuse cannot be an overlay's upper layer (no RENAME_WHITEOUT)."""
+    monkeypatch.setattr(sources, "filesystem_type", lambda path: "fuse.ceph-fuse")
+    monkeypatch.setattr(sources, "SCRATCH", tmp_path / "scratch")
+    (tmp_path / "scratch").mkdir()
+    folder = sources.upper_folder(tmp_path / "store" / ".exec-42", 42)
+    assert folder.parent == tmp_path / "scratch" and folder.name.startswith("dim-exec-42-")
+    assert folder.is_dir()
