@@ -204,9 +204,14 @@ def start(
     return cluster
 
 
+def recorded(folder: Path) -> Cluster | None:
+    """The cluster of ``folder`` as ``cluster.json`` records it, running or not."""
+    return _load(Path(folder).absolute())
+
+
 def running(folder: Path) -> Cluster | None:
     """The cluster of ``folder`` as ``cluster.json`` records it, if any of its daemons runs."""
-    cluster = _load(Path(folder).absolute())
+    cluster = recorded(folder)
     if cluster is None or not any(_ours(cluster, d) for d in cluster.daemons):
         return None
     return cluster
