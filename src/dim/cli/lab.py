@@ -39,6 +39,7 @@ def lab_group() -> None:
 
     \b
     dim lab up              network, image, configuration, daemons
+                            (--servers 2 --store ceph: two ganesha heads over a CephFS)
     dim lab boot --watch    power on the nodes and follow them to their marker
     dim lab watch NODE      follow a node to its marker (after dim power reset NODE)
     dim lab env             the exports that point dim's commands at the lab

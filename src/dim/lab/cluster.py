@@ -11,7 +11,8 @@ tap devices in the bridge network-boot from it (through iPXE, or OVMF's own PXE 
 
     <lab>/cluster.xml   the lab's layout (package data, dim/lab/lab.xml; examples/lab.xml in a
                         checkout) with the chosen DHCP flavour and node count
-    <lab>/state/        dim's state: DB, images, replicas, boot builds
+    <lab>/state/        dim's state: DB, images, replicas, boot builds (with ``--store ceph``
+                        the CephFS of <lab>/ceph/, the lab's Ceph cluster: dim.lab.store)
     <lab>/root/         what `dim apply --root` installed (configs, boot files)
     <lab>/logs/         daemon logs and one serial console per node
     <lab>/lab.json      namespace, daemons and nodes with their process ids
