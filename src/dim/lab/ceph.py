@@ -458,6 +458,16 @@ def grant_recovery(cluster: Cluster, pool: str, namespace: str, *, user: str = C
     )  # fmt: skip
 
 
+def clear_recovery(cluster: Cluster, pool: str, namespace: str) -> None:
+    """Delete every object of ``namespace`` in ``pool``: ganesha's grace database and its
+    heads' client records, for heads that all start afresh with no client to reclaim. A
+    member left there with its NEED flag (a head stopped during a grace, never started
+    again) would hold every other head in grace for good."""
+    rados = ["rados", "--name", "client.admin", "--pool", pool, "--namespace", namespace]
+    for name in _run(cluster, [*rados, "ls"]).split():
+        _run(cluster, [*rados, "rm", name])
+
+
 def _make_filesystem(cluster: Cluster) -> None:
     """The CephFS's pools, the file system, and client.dim's key (least rights on it)."""
     for pool in ("metadata", "data"):
