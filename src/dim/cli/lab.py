@@ -39,6 +39,7 @@ def lab_group() -> None:
 
     \b
     dim lab up              network, image, configuration, daemons
+                            (--servers 2 --store ceph: two ganesha heads over a CephFS)
     dim lab boot --watch    power on the nodes and follow them to their marker
     dim lab watch NODE      follow a node to its marker (after dim power reset NODE)
     dim lab env             the exports that point dim's commands at the lab
@@ -92,6 +93,14 @@ def lab_group() -> None:
     help="Image servers; 2 or more: one failover set, each server in a namespace of its own "
     "with its own host name, daemons and keepalived, over one shared state folder.",
 )
+@click.option(
+    "--store",
+    type=click.Choice(["folder", "ceph"]),
+    default="folder",
+    show_default=True,
+    help="Where the state folder (images, replicas) lives: a folder of this host, or the "
+    "CephFS of a small Ceph cluster the lab starts (each server a ganesha head over it).",
+)
 def lab_up(
     folder: str,
     nodes: int,
@@ -100,6 +109,7 @@ def lab_up(
     namespace: str,
     bmcs: bool,
     servers: int,
+    store: str,
 ) -> None:
     """Build the lab and start its daemons (root needed)."""
     from dim.lab import cluster
@@ -114,6 +124,7 @@ def lab_up(
         namespace=namespace,
         bmcs=bmcs,
         servers=servers,
+        store=store,
     )
     click.echo(f"lab up in {folder}: dim lab boot --watch starts the nodes")
     click.echo(f'dim commands on the lab: eval "$(dim lab env --dir {folder})"')
@@ -242,6 +253,10 @@ def lab_status(folder: str, as_json: bool) -> None:
         click.echo(f"no lab is up in {folder}")
         return
     click.echo(f"lab in {report['folder']} ({report['flavour']})")
+    if "store" in report:
+        store = report["store"]
+        mounted = "mounted" if store["mounted"] else "NOT MOUNTED"
+        click.echo(f"  store    CephFS {store['health']}, {mounted} on {store['mount']}")
     for name, server in report.get("servers", {}).items():
         click.echo(f"  {name:<8} holds {', '.join(server['addresses']) or 'no address'}")
     for name, d in report["daemons"].items():

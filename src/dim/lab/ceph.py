@@ -209,9 +209,14 @@ def start(
     return cluster
 
 
+def recorded(folder: Path) -> Cluster | None:
+    """The cluster of ``folder`` as ``cluster.json`` records it, running or not."""
+    return _load(Path(folder).absolute())
+
+
 def running(folder: Path) -> Cluster | None:
     """The cluster of ``folder`` as ``cluster.json`` records it, if any of its daemons runs."""
-    cluster = _load(Path(folder).absolute())
+    cluster = recorded(folder)
     if cluster is None or not any(_ours(cluster, d) for d in cluster.daemons):
         return None
     return cluster
@@ -462,6 +467,16 @@ def grant_recovery(cluster: Cluster, pool: str, namespace: str, *, user: str = C
         "mon", f"allow r fsname={FS}",
         "osd", f"allow rw tag cephfs data={FS}, allow rw pool={pool} namespace={namespace}",
     )  # fmt: skip
+
+
+def clear_recovery(cluster: Cluster, pool: str, namespace: str) -> None:
+    """Delete every object of ``namespace`` in ``pool``: ganesha's grace database and its
+    heads' client records, for heads that all start afresh with no client to reclaim. A
+    member left there with its NEED flag (a head stopped during a grace, never started
+    again) would hold every other head in grace for good."""
+    rados = ["rados", "--name", "client.admin", "--pool", pool, "--namespace", namespace]
+    for name in _run(cluster, [*rados, "ls"]).split():
+        _run(cluster, [*rados, "rm", name])
 
 
 def _make_filesystem(cluster: Cluster) -> None:

@@ -11,7 +11,8 @@ tap devices in the bridge network-boot from it (through iPXE, or OVMF's own PXE 
 
     <lab>/cluster.xml   the lab's layout (package data, dim/lab/lab.xml; examples/lab.xml in a
                         checkout) with the chosen DHCP flavour and node count
-    <lab>/state/        dim's state: DB, images, replicas, boot builds
+    <lab>/state/        dim's state: DB, images, replicas, boot builds (with ``--store ceph``
+                        the CephFS of <lab>/ceph/, the lab's Ceph cluster: dim.lab.store)
     <lab>/root/         what `dim apply --root` installed (configs, boot files)
     <lab>/logs/         daemon logs and one serial console per node
     <lab>/lab.json      namespace, daemons and nodes with their process ids
@@ -43,6 +44,7 @@ from dim.actions import nodes as node_actions
 from dim.actions.context import Context
 from dim.errors import LabError
 from dim.lab import console, images, network, postgres
+from dim.lab import store as lab_store
 from dim.lab.bmcs import start_bmcs
 from dim.lab.daemons import Say, restart_daemon, start_daemons
 from dim.lab.images import MARKER
@@ -58,18 +60,22 @@ from dim.lab.qemu import (
 from dim.lab.state import LabState, database, locked
 
 
-def layout_text(flavour: str, nodes: int, servers: int = 1) -> str:
+def layout_text(flavour: str, nodes: int, servers: int = 1, ceph_conf: Path | None = None) -> str:
     """The lab's layout (package data) with the DHCP flavour and node count asked for.
 
     With several ``servers``: ``srv1``… in one failover set, service addresses 10.77.0.K
     (nodes are given those), own addresses 10.77.0.(100+K) on their namespace's ``eth0``; the
-    nodes dealt out in turn, node01 to srv1, node02 to srv2…
+    nodes dealt out in turn, node01 to srv1, node02 to srv2… With ``ceph_conf`` (the lab's
+    Ceph cluster's), a ``<store>`` on its CephFS whose heads are every server
+    (`dim.lab.store.store_element`).
     """
     text = resources.files("dim.lab").joinpath("lab.xml").read_text()
     text = re.sub(r'dhcp="\w+"', f'dhcp="{flavour}"', text, count=1)
     text = re.sub(r'nodes="node\[01-\d+\]"', f'nodes="node[01-{nodes:02}]"', text, count=1)
     if servers < 2:
-        return text
+        store = lab_store.store_element(ceph_conf, "labsrv") if ceph_conf else ""
+        return text.replace("  <image ", store + "  <image ", 1)
+    store = lab_store.store_element(ceph_conf, f"srv[1-{servers}]") if ceph_conf else ""
     line = re.search(r"  <server [^>]*/>\n", text)
     assert line is not None
     declared = "".join(
@@ -79,7 +85,7 @@ def layout_text(flavour: str, nodes: int, servers: int = 1) -> str:
         .replace('interface="br0"', f'interface="{network.SERVER_IFACE}"')
         for k in range(1, servers + 1)
     )
-    declared += f'  <failover name="lab" servers="srv[1-{servers}]"/>\n'
+    declared += f'  <failover name="lab" servers="srv[1-{servers}]"/>\n' + store
     text = text.replace(line.group(), declared)
     deal = "".join(
         f'    <node name="{name}" server="srv{k}"/>\n'
@@ -100,14 +106,22 @@ def up(
     namespace: str = NAMESPACE,
     bmcs: bool = True,
     servers: int = 1,
+    store: str = "folder",
 ) -> LabState:
     """Build the lab's network, image and configuration, and start its daemons.
 
     ``namespace`` names the lab's network namespace: two labs (a hand-run one and a test's)
     can be up at once when their namespaces differ, though only one with ``bmcs`` (a simulated
-    IPMI BMC per node, `dim.lab.bmcs`, on the host's loopback). If a step fails, everything
-    started so far is stopped again (`down`) and the error raised.
+    IPMI BMC per node, `dim.lab.bmcs`, on the host's loopback). ``store``: ``folder`` (the
+    host's state folder, shared by the servers) or ``ceph`` (`dim.lab.store`: the state folder
+    a CephFS of the lab's own Ceph cluster, every server a ganesha head over it). If a step
+    fails, everything started so far is stopped again (`down`) and the error raised.
     """
+    if store not in lab_store.KINDS:
+        raise LabError(f"unknown store {store!r}", hint=f"one of {', '.join(lab_store.KINDS)}")
+    on_ceph = store == "ceph"
+    if on_ceph:
+        lab_store.check_available()
     existing = LabState.load(folder)
     if existing is not None and network.exists(existing.namespace):
         raise LabError(
@@ -116,7 +130,8 @@ def up(
         )
     for sub in ("logs", "state", "root"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    (folder / "cluster.xml").write_text(layout_text(flavour, nodes, servers))
+    conf = lab_store.ceph_conf(folder) if on_ceph else None
+    (folder / "cluster.xml").write_text(layout_text(flavour, nodes, servers, conf))
     macs = folder / "macs.csv"
     macs.write_text("".join(f"{n},{m}\n" for n, m in node_macs(nodes).items()))
     if network.exists(namespace):
@@ -125,12 +140,16 @@ def up(
             hint="dim lab down --dir FOLDER stops the lab that made it; or pick another name",
         )
     names = tuple(f"srv{k}" for k in range(1, servers + 1)) if servers > 1 else ()
-    state = LabState(str(folder), namespace, flavour, servers=names)
+    state = LabState(
+        str(folder), namespace, flavour, servers=names, store="ceph" if on_ceph else ""
+    )
     network.make(namespace, servers=bool(names))
     state.save()
     try:
         for number, name in enumerate(names, start=1):
             network.add_server(namespace, name, f"10.77.0.{100 + number}")
+        if on_ceph:  # before the images: dim writes the store through CephFS
+            state = lab_store.start(state, say)
         if names:  # several servers share one state DB: PostgreSQL, as on a real site
             say("database: PostgreSQL (the state DB of every server)")
             database = postgres.start(_database_folder(folder, namespace))
@@ -421,6 +440,7 @@ def status(folder: Path) -> dict:
         "folder": str(folder),
         "flavour": state.flavour,
         **({"servers": servers} if servers else {}),
+        **({"store": lab_store.status(state)} if state.store else {}),
         "daemons": {
             d.name: {"pid": d.pid, "running": alive(d.pid), "log": d.log} for d in state.daemons
         },
@@ -536,14 +556,18 @@ def restore(folder: Path, server: str, *, say: Say) -> LabState:
 def down(folder: Path) -> list[str]:
     """Stop every process the lab started and delete its namespace; files stay.
 
-    Nodes first, then daemons in reverse start order. Without ``lab.json`` there is nothing
+    Nodes first, then daemons in reverse start order, then a CephFS store's mount and Ceph
+    cluster (`dim.lab.store.stop`; its folder stays). Without ``lab.json`` there is nothing
     of this lab's to stop, and no namespace is touched: it may be another lab's.
     """
     state = LabState.load(folder)
     if state is None:
         return []
     for process in [*state.nodes.values(), *reversed(state.daemons)]:
-        stop(process.pid)
+        if process.name != lab_store.FUSE:  # unmounted by lab_store.stop
+            stop(process.pid)
+    if state.store:
+        lab_store.stop(state)
     state.without_processes().save()
     database = postgres.running((folder / "postgres").resolve())
     if database is not None:

@@ -97,7 +97,7 @@ def server_daemon_specs(
     dhcp = _dhcp_spec(flavour, binds, run_dir, iface=SERVER_IFACE, pid_files=True)
     specs = [dhcp, _dns_spec(binds) if flavour == "dnsmasq" else _tftp_spec(binds)]
     specs += [
-        _ganesha_spec(binds, run_dir, base / "logs", epoch=True),
+        _ganesha_spec(binds, run_dir, base / "logs"),
         DaemonSpec(
             "serve",
             (*dim_argv(folder), "serve", "--server", server, "--port", str(HTTP_PORT)),
@@ -132,12 +132,18 @@ def server_daemon_specs(
     ]
 
 
-def _ganesha_spec(
-    binds: Mapping[str, Path], run_dir: Path, logs: Path, *, epoch: bool = False
-) -> DaemonSpec:
-    """nfs-ganesha in the foreground, its state (/var/lib/nfs, /run) in ``run_dir``; with
-    ``epoch``, its server epoch from the script ``dim apply`` rendered for a server of a
-    failover set, as Debian's service passes it (EPOCH_EXEC, dim.services.nfs)."""
+# Before ganesha, as a site's systemd runs them (dim.services.nfs): a CephFS head's grace
+# database membership (ExecStartPre; ganesha exits unless a member), and a failover set
+# server's epoch (EPOCH_EXEC). Each runs only where dim apply rendered it.
+GANESHA_START = (
+    "g=/etc/ganesha/dim-grace; if [ -x $g ]; then $g || exit 1; fi; "
+    'e=/etc/ganesha/dim-epoch; [ -x $e ] && set -- "$@" -E "$($e)"; exec "$@"'
+)
+
+
+def _ganesha_spec(binds: Mapping[str, Path], run_dir: Path, logs: Path) -> DaemonSpec:
+    """nfs-ganesha in the foreground, its state (/var/lib/nfs, /run) in ``run_dir``, after
+    the scripts of :data:`GANESHA_START`."""
     command = (
         "ganesha.nfsd",
         "-F",
@@ -148,9 +154,7 @@ def _ganesha_spec(
         "-p",
         f"{run_dir}/ganesha.pid",
     )
-    if epoch:
-        script = 'e=/etc/ganesha/dim-epoch; [ -x $e ] && set -- "$@" -E "$($e)"; exec "$@"'
-        command = ("sh", "-c", script, "sh", *command)
+    command = ("sh", "-c", GANESHA_START, "sh", *command)
     return DaemonSpec(
         "ganesha",
         command,

@@ -44,6 +44,9 @@ class LabState:
     # the state DB's URL when the lab runs a PostgreSQL server (dim.lab.postgres); "" for
     # state.db in the lab's state folder. Every dim the lab runs, and `dim lab env`, use it.
     database: str = ""
+    # "ceph" when the state folder is a CephFS of the lab's own Ceph cluster (dim.lab.store);
+    # "" for the shared folder of the host
+    store: str = ""
 
     @property
     def folder(self) -> Path:
@@ -92,6 +95,7 @@ class LabState:
             {k: Process(**v) for k, v in data["nodes"].items()},
             tuple(data.get("servers", ())),
             data.get("database", ""),  # absent from the lab.json of an older dim
+            data.get("store", ""),
         )
 
     @classmethod
