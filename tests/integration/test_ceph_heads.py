@@ -124,6 +124,7 @@ def head(network, cluster, rendered, tmp_path_factory) -> Iterator[Path]:
     finally:
         daemon.stop(timeout=15.0)
         network.daemons.remove(daemon)
+        ceph.evict_heads(cluster)  # else kept 300 s for a reclaim, and the MDS waits for them
 
 
 def nfs(network: Segment, client: int, *argv: str, timeout: float = 60.0):
@@ -196,8 +197,18 @@ def test_the_head_is_a_member_of_the_stores_grace_database_with_rados_cluster(
     grace = ["ganesha-rados-grace", "--cephconf", str(cluster.conf), "--userid", ceph.CLIENT]
     grace += ["--pool", POOL, "--ns", STORE]
     # `member` answers by its exit status (`dump` crashes in Debian 12's 4.3 as client.dim)
-    assert run(network.server, [*grace, "member", "srv"], timeout=60.0, check=False).returncode == 0
-    stranger = run(network.server, [*grace, "member", "srv9"], timeout=60.0, check=False)
-    assert stranger.returncode != 0
+    assert member(network, grace, "srv") == 0
+    assert member(network, grace, "srv9") not in (0, None)
     log = head.read_text(errors="replace")
     assert "rados_cluster" in log or "RADOS" in log, log[-2000:]
+
+
+def member(network: Segment, grace: list[str], nodeid: str) -> int | None:
+    """``ganesha-rados-grace member``'s exit status, asked again while the tool dies of a
+    signal (it does now and then in Debian 12: "EVP_DecryptInit_ex failed"); None if it
+    always did."""
+    for _ in range(3):
+        status = run(network.server, [*grace, "member", nodeid], timeout=60.0, check=False)
+        if status.returncode >= 0:
+            return status.returncode
+    return None

@@ -469,6 +469,25 @@ def grant_recovery(cluster: Cluster, pool: str, namespace: str, *, user: str = C
     )  # fmt: skip
 
 
+def evict_heads(cluster: Cluster) -> list[int]:
+    """End the CephFS sessions that stopped ganesha heads left; the ids of those evicted.
+
+    ganesha's CephFS back end names each of its sessions ``ganesha-<nodeid>-<export id>`` and
+    asks the MDS to keep them 300 s after it goes silent, for a restarted head to reclaim.
+    A head that will not come back (a test's, a lab's) leaves them behind: a restarted MDS
+    then waits for them, and other clients' opens of files they held wait for their timeout.
+    Other clients' sessions (ceph-fuse mounts) are left alone."""
+    sessions = json.loads(ceph(cluster, "tell", "mds.a", "session", "ls", "--format", "json"))
+    heads = [
+        s["id"]
+        for s in sessions
+        if str(s.get("client_metadata", {}).get("uuid", "")).startswith("ganesha-")
+    ]
+    for session in heads:
+        ceph(cluster, "tell", "mds.a", "client", "evict", f"id={session}", timeout=30.0)
+    return heads
+
+
 def clear_recovery(cluster: Cluster, pool: str, namespace: str) -> None:
     """Delete every object of ``namespace`` in ``pool``: ganesha's grace database and its
     heads' client records, for heads that all start afresh with no client to reclaim. A

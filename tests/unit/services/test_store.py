@@ -122,6 +122,23 @@ def test_a_head_gets_a_membership_script_run_before_ganesha_starts(tmp_path):
     ]
 
 
+def test_the_membership_script_asks_again_when_the_tool_dies_of_a_signal(tmp_path):
+    rendered = files(layout(), "srv1")
+    fake = tmp_path / "ganesha-rados-grace"
+    # the first call dies of SIGSEGV (as Debian 12's tool does now and then), then a member
+    fake.write_text(
+        '#!/bin/sh\necho "$9" >> "$0.calls"\n'
+        '[ "$(wc -l < "$0.calls")" -gt 1 ] || kill -SEGV $$\nexit 0\n'
+    )
+    fake.chmod(0o755)
+    script = tmp_path / "dim-grace"
+    script.write_text(rendered[GANESHA_GRACE])
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert Path(f"{fake}.calls").read_text().split() == ["member", "member"]  # never "add"
+
+
 def test_a_server_outside_the_store_exports_its_own_file_system():
     block = conf(layout(), "solo")
     assert all(e["fsal"][0] == {"name": ["VFS"]} for e in block["export"])
