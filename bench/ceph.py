@@ -34,24 +34,12 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
+from proc_cpu import cpu_seconds
+
 from dim.lab import ceph
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU seconds of the processes ``pids`` so far."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-        except (FileNotFoundError, IndexError):
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
 
 
 def rss_mib(pid: int) -> float:

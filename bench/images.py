@@ -59,6 +59,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from proc_cpu import cpu_seconds as processes_cpu_seconds
+
 from dim.images import operations, replicas, sources
 from dim.images.commit import changing
 from dim.images.store import Store
@@ -136,14 +138,7 @@ def cpu_seconds(pids: tuple[int, ...] = ()) -> float:
     if not pids:
         own, children = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.user + own.system + children.ru_utime + children.ru_stime
-    tick, total = os.sysconf("SC_CLK_TCK"), 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-        except (FileNotFoundError, IndexError):
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
+    return processes_cpu_seconds(pids)
 
 
 def make_source(root: Path, files: int) -> Path:

@@ -145,6 +145,19 @@ class Lab:
         status, output = console.console_run(self.folder, name, command, timeout=timeout)
         return status, console.without_kernel_messages(output)
 
+    def wait_for(self, name: str, command: str, expected: str, *, timeout: float) -> float:
+        """``run`` ``command`` on the node until it prints ``expected``: seconds it took."""
+        started = time.monotonic()
+        while True:
+            status, output = self.run(name, command, timeout=10)
+            if status == 0 and output == expected:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                pytest.fail(
+                    f"{name}: {command!r} said {output!r} (status {status}) after {timeout} s"
+                )
+            time.sleep(0.2)
+
     def ok(self, name: str, command: str, *, timeout: float = 30.0) -> str:
         """``run``, asserting exit status 0; the output."""
         status, output = self.run(name, command, timeout=timeout)

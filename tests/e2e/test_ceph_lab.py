@@ -103,18 +103,6 @@ def test_b_a_node_boots_through_each_head_with_root_and_replica_from_cephfs(
     assert {"srv1", "srv2"} <= heads, heads
 
 
-def wait_on_node(lab: Lab, node: str, command: str, expected: str, timeout: float) -> float:
-    """Run ``command`` on the node until it prints ``expected``: seconds it took."""
-    started = time.monotonic()
-    while True:
-        status, output = lab.run(node, command, timeout=10)
-        if status == 0 and output == expected:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"{node}: {command!r} said {output!r} (status {status}) after {timeout} s")
-        time.sleep(0.2)
-
-
 def test_c_a_live_change_reaches_both_running_nodes_within_seconds(ceph_lab: Lab) -> None:
     for node in NODES:
         assert ceph_lab.run(node, "cat /bin/dim-ceph-change")[0] != 0
@@ -123,7 +111,7 @@ def test_c_a_live_change_reaches_both_running_nodes_within_seconds(ceph_lab: Lab
     ceph_lab.dim("image", "sync", "tiny", "--from", str(tree))
     changed = time.monotonic()
     for node in NODES:
-        wait_on_node(ceph_lab, node, "cat /bin/dim-ceph-change", "on-cephfs\n", WITHIN)
+        ceph_lab.wait_for(node, "cat /bin/dim-ceph-change", "on-cephfs\n", timeout=WITHIN)
     seen = time.monotonic() - changed
     assert seen <= WITHIN, f"the nodes saw the change after {seen:.1f} s"
     ceph_lab.say(f"live change (sync) seen by both nodes {seen:.1f} s after dim image sync")
@@ -135,7 +123,7 @@ def test_c_a_change_made_with_image_exec_reaches_a_running_node_within_seconds(
     change = "echo by-exec > /bin/dim-ceph-exec"
     ceph_lab.dim("image", "exec", "tiny", "--", "sh", "-c", change)
     changed = time.monotonic()
-    wait_on_node(ceph_lab, "node01", "cat /bin/dim-ceph-exec", "by-exec\n", WITHIN)
+    ceph_lab.wait_for("node01", "cat /bin/dim-ceph-exec", "by-exec\n", timeout=WITHIN)
     ceph_lab.say(f"live change (exec) seen {time.monotonic() - changed:.1f} s after dim image exec")
 
 

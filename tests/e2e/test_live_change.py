@@ -29,18 +29,6 @@ NEW = "/usr/share/dim-e2e/newname"
 ETC = "/etc/dim-e2e-live"
 
 
-def wait_on_node(lab: Lab, command: str, expected: str, timeout: float) -> float:
-    """Run ``command`` on the node until it prints ``expected``: seconds it took."""
-    started = time.monotonic()
-    while True:
-        status, output = lab.run(NODE, command, timeout=10)
-        if status == 0 and output == expected:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"{NODE}: {command!r} said {output!r} (status {status}) after {timeout} s")
-        time.sleep(0.2)
-
-
 def test_a_running_node_sees_added_replaced_and_persistent_files_within_seconds(
     lab: Lab, fleet: Fleet
 ) -> None:
@@ -48,7 +36,7 @@ def test_a_running_node_sees_added_replaced_and_persistent_files_within_seconds(
     make_old = f"mkdir -p /usr/share/dim-e2e && head -c 1048576 /dev/urandom > {OLD}"
     lab.dim("image", "exec", "tiny", "--", "sh", "-c", make_old)
     old_digest = hashlib.md5((lab.live("tiny") / OLD.lstrip("/")).read_bytes()).hexdigest()
-    wait_on_node(lab, f"md5sum < {OLD}", f"{old_digest}  -\n", timeout=30)
+    lab.wait_for(NODE, f"md5sum < {OLD}", f"{old_digest}  -\n", timeout=30)
 
     # the node looks the new names up before they exist
     assert lab.run(NODE, f"ls {NEW}")[0] != 0
@@ -66,13 +54,13 @@ def test_a_running_node_sees_added_replaced_and_persistent_files_within_seconds(
     assert (lab.live("tiny") / NEW.lstrip("/")).read_text() == "new\n"
     assert (lab.replica(NODE, "tiny") / ETC.lstrip("/")).read_text() == "persistent\n"
 
-    wait_on_node(lab, f"cat {NEW}", "new\n", timeout=WITHIN)
-    wait_on_node(lab, f"cat {OLD}", "replaced\n", timeout=WITHIN)
-    wait_on_node(lab, f"cat {ETC}", "persistent\n", timeout=WITHIN)
+    lab.wait_for(NODE, f"cat {NEW}", "new\n", timeout=WITHIN)
+    lab.wait_for(NODE, f"cat {OLD}", "replaced\n", timeout=WITHIN)
+    lab.wait_for(NODE, f"cat {ETC}", "persistent\n", timeout=WITHIN)
     seen = time.monotonic() - changed
     assert seen <= WITHIN, f"the node saw the change after {seen:.1f} s"
 
     # the holder read the old content through its descriptor, without an error
-    wait_on_node(lab, "cat /tmp/held.rc", "0\n", timeout=30)
+    lab.wait_for(NODE, "cat /tmp/held.rc", "0\n", timeout=30)
     assert lab.ok(NODE, "cat /tmp/held") == f"{old_digest}  -\n"
     print(f"{NODE} saw the whole change {seen:.1f} s after dim image exec returned")

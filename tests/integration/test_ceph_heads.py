@@ -21,6 +21,7 @@ libnfs-utils (scripts/bootstrap installs them): skips without them, fails under 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,7 +146,7 @@ def read_when_out_of_grace(
     for _ in range(30):
         if "GRACE" not in result.stderr:
             break
-        subprocess.run(["sleep", "1"], check=True)
+        time.sleep(1)
         result = nfs(network, client, "nfs-cat", address)
     return result
 

@@ -107,16 +107,10 @@ def test_a_head_gets_a_membership_script_run_before_ganesha_starts(tmp_path):
     rendered = files(layout(' recovery-pool="nfs_grace"'), "srv2")
     assert f"ExecStartPre={GANESHA_GRACE}\n" in rendered[GANESHA_GRACE_UNIT]
     # run with a fake ganesha-rados-grace that knows no member: the script adds srv2
-    fake = tmp_path / "ganesha-rados-grace"
-    fake.write_text('#!/bin/sh\necho "$@" >> "$0.calls"\n[ "$9" = add ]\n')
-    fake.chmod(0o755)
-    script = tmp_path / "dim-grace"
-    script.write_text(rendered[GANESHA_GRACE])
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
-    run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+    fake = '#!/bin/sh\necho "$@" >> "$0.calls"\n[ "$9" = add ]\n'
+    calls = run_grace_script(rendered[GANESHA_GRACE], fake, tmp_path)
     common = "--cephconf /etc/ceph/ceph.conf --userid dim --pool nfs_grace --ns dimfs"
-    assert Path(f"{fake}.calls").read_text().splitlines() == [
+    assert calls.splitlines() == [
         f"{common} member srv2",
         f"{common} add srv2",
     ]
@@ -124,19 +118,27 @@ def test_a_head_gets_a_membership_script_run_before_ganesha_starts(tmp_path):
 
 def test_the_membership_script_asks_again_when_the_tool_dies_of_a_signal(tmp_path):
     rendered = files(layout(), "srv1")
-    fake = tmp_path / "ganesha-rados-grace"
     # the first call dies of SIGSEGV (as Debian 12's tool does now and then), then a member
-    fake.write_text(
+    fake = (
         '#!/bin/sh\necho "$9" >> "$0.calls"\n'
         '[ "$(wc -l < "$0.calls")" -gt 1 ] || kill -SEGV $$\nexit 0\n'
     )
+    calls = run_grace_script(rendered[GANESHA_GRACE], fake, tmp_path)
+    assert calls.split() == ["member", "member"]  # never "add"
+
+
+def run_grace_script(script: str, fake_tool: str, folder: Path) -> str:
+    """Run the rendered membership ``script`` with ``fake_tool`` as ganesha-rados-grace
+    (it appends to ``$0.calls``); assert it succeeds; the calls the tool recorded."""
+    fake = folder / "ganesha-rados-grace"
+    fake.write_text(fake_tool)
     fake.chmod(0o755)
-    script = tmp_path / "dim-grace"
-    script.write_text(rendered[GANESHA_GRACE])
-    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
-    run = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
+    path = folder / "dim-grace"
+    path.write_text(script)
+    env = {"PATH": f"{folder}:/usr/bin:/bin"}
+    run = subprocess.run(["sh", str(path)], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert Path(f"{fake}.calls").read_text().split() == ["member", "member"]  # never "add"
+    return Path(f"{fake}.calls").read_text()
 
 
 def test_a_server_outside_the_store_exports_its_own_file_system():
