@@ -47,6 +47,7 @@ from dim.lab.images import MARKER
 from dim.lab.network import SERVER
 from dim.lab.qemu import OVMF
 from dim.lab.state import LabState
+from dim.lab.workload import ERRORS
 from dim.paths import StatePaths
 from tests.conftest import require, require_binary, require_root
 
@@ -161,8 +162,25 @@ class Lab:
     def ok(self, name: str, command: str, *, timeout: float = 30.0) -> str:
         """``run``, asserting exit status 0; the output."""
         status, output = self.run(name, command, timeout=timeout)
-        assert status == 0, f"{name}: {command!r} exited with {status}:\n{output}"
+        assert status == 0, f"{name}: {command!r} exited with {status}:\n{output}" + (
+            self.why(name)
+        )
         return output
+
+    def why(self, name: str) -> str:
+        """What a failed command leaves to read: the node's NFS client's kernel messages and
+        the end of each ganesha log of the lab (an Input/output error on a node, CI
+        2026-12-02, came with nothing else to go on)."""
+        parts = []
+        try:
+            parts.append(f"{name}'s NFS messages:\n{self.run(name, ERRORS, timeout=10)[1]}")
+        except Exception as error:  # noqa: BLE001 - a node in trouble may not answer
+            parts.append(f"{name}'s shell did not answer: {error}")
+        logs = [self.folder / "logs/ganesha.log", *self.folder.glob("servers/*/logs/ganesha.log")]
+        for log in filter(Path.exists, logs):
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            parts.append(f"{log.relative_to(self.folder)}:\n" + "\n".join(tail))
+        return "\n" + "\n".join(parts)
 
     def shell(self, name: str, *, timeout: float = 90.0) -> None:
         """Wait until the node's console shell answers (a getty flushes what came before)."""

@@ -302,11 +302,14 @@ def lab_reload(folder: str) -> None:
 @lab_dir
 @click.argument("server")
 def lab_fail(folder: str, server: str) -> None:
-    """Fail SERVER as a power loss would: SIGKILL every daemon of it, its link down.
+    """Fail SERVER as a power loss would: SIGKILL every daemon of it, its link down. In a
+    lab on CephFS (--store ceph), SERVER may be one of the store's OSDs: osd.0, osd.1 or
+    osd.2, killed alone.
 
     
     dim lab fail srv1; dim lab status     # srv2 holds 10.77.0.1 too
     dim lab restore srv1
+    dim lab fail osd.1; dim lab restore osd.1
     """
     from dim.lab import cluster
 
@@ -318,7 +321,8 @@ def lab_fail(folder: str, server: str) -> None:
 @lab_dir
 @click.argument("server")
 def lab_restore(folder: str, server: str) -> None:
-    """Bring a failed SERVER back: its link up, its daemons started again."""
+    """Bring a failed SERVER back: its link up, its daemons started again (an OSD of a lab
+    on CephFS: started again)."""
     from dim.lab import cluster
 
     _root()

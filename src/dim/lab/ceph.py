@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -232,6 +233,38 @@ def stop(cluster: Cluster) -> None:
     _save(replace(cluster, daemons=()))
 
 
+def kill(cluster: Cluster, name: str) -> Cluster:
+    """SIGKILL the daemon ``name`` (``osd.1``) as a crash or a pulled disk would end it: no
+    goodbye to the monitor, whose peers find it gone. The cluster as it is now."""
+    daemon = _daemon(cluster, name)
+    if _ours(cluster, daemon):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(daemon.pid, signal.SIGKILL)
+        sleep_until(lambda: not alive(daemon.pid), 10.0, step=0.05)
+        _reap(daemon.pid)
+    return cluster
+
+
+def revive(cluster: Cluster, name: str) -> Cluster:
+    """Start the daemon ``name`` again if it does not run (after `kill`); the cluster with
+    its new process id, saved."""
+    daemon = _daemon(cluster, name)
+    if _ours(cluster, daemon):
+        return cluster
+    kind, _, ident = name.partition(".")
+    cluster = _launch(cluster, name, [f"ceph-{kind}", "-i", ident])
+    _save(cluster)
+    return cluster
+
+
+def _daemon(cluster: Cluster, name: str) -> Process:
+    for daemon in cluster.daemons:
+        if daemon.name == name:
+            return daemon
+    names = ", ".join(d.name for d in cluster.daemons)
+    raise LabError(f"the lab's Ceph cluster has no daemon {name!r}", hint=f"its daemons: {names}")
+
+
 def remove(cluster: Cluster) -> None:
     """Stop the cluster of ``cluster``'s folder if it runs, and delete the folder."""
     current = running(Path(cluster.folder)) or cluster
@@ -287,10 +320,12 @@ def mount_fuse(
     user: str = CLIENT,
     timeout: float = 30.0,
     options: tuple[str, ...] = FUSE_OPTIONS,
+    namespace: str | None = None,
 ) -> Mount:
     """Mount the CephFS on ``where`` with ceph-fuse as ``client.<user>``, in the foreground
     of a process of its own (stopped by `unmount`); ``options``: ceph-fuse's (the default
-    switches its inode cache off, :data:`FUSE_OPTIONS`)."""
+    switches its inode cache off, :data:`FUSE_OPTIONS`); ``namespace``: the network
+    namespace it talks from, the cluster's by default."""
     where.mkdir(parents=True, exist_ok=True)
     name = f"ceph-fuse.{where.name}"
     argv = ["ceph-fuse", "-f", "--conf", str(cluster.conf), "--name", f"client.{user}"]
@@ -298,7 +333,7 @@ def mount_fuse(
     log = Path(cluster.folder) / "logs" / f"{name}.out"
     # in the cluster's network namespace but the host's mount namespace: a FUSE mount made
     # through ``ip netns exec`` would stay in that command's private mount namespace
-    process = _popen(argv, log, namespace=cluster.namespace, mounts=True)
+    process = _popen(argv, log, namespace=namespace or cluster.namespace, mounts=True)
     mount = Mount(str(where), Process(name, process, str(log)))
     if not sleep_until(lambda: os.path.ismount(where), timeout, step=0.1):
         unmount(mount)
@@ -454,8 +489,9 @@ def _make_osd(cluster: Cluster, osd: int) -> None:
 def grant_recovery(cluster: Cluster, pool: str, namespace: str, *, user: str = CLIENT) -> None:
     """The pool of ganesha's ``rados_cluster`` grace database (made if missing), and
     ``client.<user>``'s right to read and write it in ``namespace`` alone, beside its CephFS
-    rights: what a head of a store needs (docs/ha.md). Both are the same again when run
-    again."""
+    rights, and ``osd blocklist`` for a head to fence a dead peer and lift its own fence
+    (dim.services.vrrp): what a head of a store needs (docs/ha.md). Both are the same again
+    when run again."""
     pools = json.loads(ceph(cluster, "osd", "pool", "ls", "--format", "json"))
     if pool not in pools:
         ceph(cluster, "osd", "pool", "create", pool, str(RECOVERY_PG_NUM), str(RECOVERY_PG_NUM))
@@ -464,7 +500,7 @@ def grant_recovery(cluster: Cluster, pool: str, namespace: str, *, user: str = C
         cluster,
         "auth", "caps", f"client.{user}",
         "mds", f"allow rw fsname={FS}",
-        "mon", f"allow r fsname={FS}",
+        "mon", f'allow r fsname={FS}, allow command "osd blocklist"',
         "osd", f"allow rw tag cephfs data={FS}, allow rw pool={pool} namespace={namespace}",
     )  # fmt: skip
 

@@ -501,8 +501,12 @@ def set_preempt(folder: Path, preempt: bool, *, say: Say | None = None) -> None:
 def fail(folder: Path, server: str, *, say: Say | None = None) -> list[str]:
     """A power loss of one lab server: SIGKILL to every daemon of it at once (no clean stop,
     no goodbye from keepalived), and its link to the bridge down. Its namespace stays, so
-    that `restore` brings it back; which daemons were killed."""
+    that `restore` brings it back; which daemons were killed. In a lab on CephFS, ``server``
+    may name one of the store's OSDs (``osd.1``): that daemon alone is killed."""
     state = LabState.running(folder)
+    if state.store and server.startswith("osd."):
+        lab_store.fail_osd(state, server, say=say)
+        return [server]
     if server not in state.servers:
         raise LabError(
             f"the lab has no server {server!r}",
@@ -543,8 +547,12 @@ def kill(folder: Path, name: str) -> None:
 
 
 def restore(folder: Path, server: str, *, say: Say) -> LabState:
-    """The failed ``server`` back: link up, its daemons started again as ``up`` did."""
+    """The failed ``server`` back: link up, its daemons started again as ``up`` did (a
+    killed OSD of the store: that daemon started again)."""
     state = LabState.running(folder)
+    if state.store and server.startswith("osd."):
+        lab_store.restore_osd(state, server, say=say)
+        return state
     if server not in state.servers:
         raise LabError(f"the lab has no server {server!r}")
     network.set_server_link(state.namespace, server, up=True)

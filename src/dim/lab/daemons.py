@@ -132,10 +132,11 @@ def server_daemon_specs(
     ]
 
 
-# Before ganesha, as a site's systemd runs them (dim.services.nfs): a CephFS head's grace
-# database membership (ExecStartPre; ganesha exits unless a member), and a failover set
-# server's epoch (EPOCH_EXEC). Each runs only where dim apply rendered it.
+# Before ganesha, as a site's systemd runs them (dim.services.nfs): a CephFS head's fence
+# lifted and its grace database membership (ExecStartPre; ganesha exits unless a member),
+# and a failover set server's epoch (EPOCH_EXEC). Each runs only where dim apply rendered it.
 GANESHA_START = (
+    "u=/etc/ganesha/dim-unfence; if [ -x $u ]; then $u || exit 1; fi; "
     "g=/etc/ganesha/dim-grace; if [ -x $g ]; then $g || exit 1; fi; "
     'e=/etc/ganesha/dim-epoch; [ -x $e ] && set -- "$@" -E "$($e)"; exec "$@"'
 )

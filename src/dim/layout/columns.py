@@ -281,10 +281,10 @@ class ServedColumns:
 
 def served_columns(nodes: Sequence[Node], servers: set[str] | None = None) -> ServedColumns:
     """The columns of ``nodes`` whose server is one of ``servers`` (None: every node)."""
-    if isinstance(nodes, Nodes) and not nodes.made:
+    if isinstance(nodes, Nodes) and not nodes.made and nodes.blocks:
         parts = [_block_columns(b) for b in nodes.blocks]
         columns = parts[0] if len(parts) == 1 else _concatenated(parts)
-    else:
+    else:  # built nodes, or a layout without any (no blocks to concatenate)
         columns = _block_columns(nodes)
     if servers is None or servers.issuperset(set(columns.server)):
         return columns

@@ -50,6 +50,9 @@ GANESHA_CONF = "/etc/ganesha/ganesha.conf"
 GANESHA_EPOCH = "/etc/ganesha/dim-epoch"  # a failover set's server only (_epoch_files)
 GANESHA_DEBIAN = "/etc/ganesha/nfs-ganesha"  # Debian's service reads EPOCH_EXEC there
 GANESHA_GRACE = "/etc/ganesha/dim-grace"  # a rados_cluster head's only (_grace_files)
+# a failover set's CephFS head only (_unfence_file): lifts the fence a peer put on it
+GANESHA_UNFENCE = "/etc/ganesha/dim-unfence"
+# runs dim-unfence and dim-grace, those of them rendered, before ganesha starts
 GANESHA_GRACE_UNIT = "/etc/systemd/system/nfs-ganesha.service.d/dim-grace.conf"
 GANESHA_MAX_EXPORT_ID = 65535
 FIRST_NODE_EXPORT_ID = 1000
@@ -269,29 +272,32 @@ def render(context: RenderContext) -> list[RenderedFile]:
     return [
         RenderedFile(GANESHA_CONF, context.render("ganesha.conf.j2", nfs=nfs), service="ganesha"),
         *_epoch_files(context),
-        *_grace_files(context, nfs),
+        *_start_files(context, nfs),
     ]
 
 
-def _grace_files(context: RenderContext, nfs: NfsContext) -> list[RenderedFile]:
-    """For a head of a CephFS store with rados_cluster recovery: a script that makes the
-    server a member of the store's grace database, and the drop-in that runs it before
-    ganesha starts (ganesha exits on a database that does not list it)."""
-    if nfs.ceph is None or nfs.ceph.recovery != "rados_cluster":
+def _start_files(context: RenderContext, nfs: NfsContext) -> list[RenderedFile]:
+    """What a head of a CephFS store runs before its ganesha starts, and the drop-in that
+    runs it: in a failover set, a script that lifts the fence a peer may have put on this
+    server (dim.services.vrrp); with rados_cluster recovery, a script that makes the server
+    a member of the store's grace database (ganesha exits on a database that does not list
+    it)."""
+    if nfs.ceph is None:
         return []
-    return [
-        RenderedFile(
-            GANESHA_GRACE,
-            context.render("ganesha-grace.j2", ceph=nfs.ceph),
-            mode=0o755,
-            service="ganesha",
-        ),
-        RenderedFile(
-            GANESHA_GRACE_UNIT,
-            context.render("ganesha-grace-unit.j2", script=GANESHA_GRACE),
-            service="ganesha",
-        ),
-    ]
+    files = []
+    if context.server.failover is not None:
+        script = context.render(
+            "ganesha-unfence.j2", ceph=nfs.ceph, address=str(context.server.own_address)
+        )
+        files.append(RenderedFile(GANESHA_UNFENCE, script, mode=0o755, service="ganesha"))
+    if nfs.ceph.recovery == "rados_cluster":
+        script = context.render("ganesha-grace.j2", ceph=nfs.ceph)
+        files.append(RenderedFile(GANESHA_GRACE, script, mode=0o755, service="ganesha"))
+    if not files:
+        return []
+    scripts = [f.path for f in files]
+    unit = context.render("ganesha-grace-unit.j2", scripts=scripts)
+    return [*files, RenderedFile(GANESHA_GRACE_UNIT, unit, service="ganesha")]
 
 
 def _epoch_files(context: RenderContext) -> list[RenderedFile]:

@@ -10,8 +10,10 @@ FAULT and gives up every address it holds, as a dead host would::
     /etc/keepalived/dim-check-nfs       TCP connect to ganesha on the server's own address
     /etc/keepalived/dim-check-http      GET /dim/health from dim serve on its own address
     /etc/keepalived/dim-check-dhcp      the DHCP daemon's pid file names a running process
+    /etc/keepalived/dim-fence           heads of a CephFS store only: fences a dead peer
 
 A ``<check service="…" command="…"/>`` of the server replaces a default check. The peers talk
+
 unicast between their own (fixed) addresses: no multicast to get through switches, and what
 one nftables rule cuts in the split-brain test.
 
@@ -20,6 +22,15 @@ its takeover: a node that misses that burst keeps sending to the dead server's M
 neighbour entry ages out, then waits for TCP's next backed-off retransmission. Measured in the
 lab with the burst dropped on the bridge: node01's writes stopped for 55 and 59 s, against 4 to
 12 s when the burst arrives (docs/ha.md).
+
+When the set's servers are the heads of a CephFS store, the server that takes a peer's address
+fences the peer first (``notify_master``): the store's Ceph cluster blocklists every client of
+the peer's own address, which ends its ganesha's CephFS sessions at once. A dead head's
+sessions otherwise hold the files its nodes had open (their capabilities) until the MDS gives
+up on them, 300 s for ganesha's, and every open of those files through the survivor waits as
+long (measured with a dead client: 67.9 s at ceph-fuse's 60 s timeout, 0 s once blocklisted;
+docs/ha.md). The fenced server lifts its own entry before its ganesha starts again
+(dim.services.nfs, ``dim-unfence``).
 
 By default a server that comes back does not take its address back (``nopreempt``): its
 nodes were moved once, a second move is a second interruption. ``preempt="yes"`` on the set
@@ -35,6 +46,7 @@ from dim.services.rendering import RenderContext, RenderedFile
 
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 CHECKS = "/etc/keepalived"
+FENCE = "/etc/keepalived/dim-fence"
 # Far apart: keepalived's instances start in BACKUP, and the first whose wait for an advert
 # (3 adverts + (256 - priority)/256 s) ends becomes master. 250 against 100 gives the owner a
 # lead of 0.6 s at a cold start of the whole set; with nopreempt whoever is master stays it.
@@ -55,6 +67,7 @@ class Instance:
     priority: int
     address: str
     prefix: int
+    notify_master: str = ""  # a peer's address on a CephFS store's head: fence the peer
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,15 @@ class VrrpContext:
     checks: tuple[tuple[str, str], ...]  # (service, script path)
     preempt: bool
     preempt_delay: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """How a head of a CephFS store reaches its Ceph cluster to fence a peer: the store's
+    ceph.conf and user."""
+
+    ceph_conf: str
+    user: str
 
 
 def vrid(cluster: Cluster, server: str) -> int:
@@ -107,7 +129,10 @@ def render(context: RenderContext) -> list[RenderedFile]:
         behind = (rank - members.index(name)) % len(members)
         priority = OWNER_PRIORITY if behind == 0 else PEER_PRIORITY - 5 * (behind - 1)
         prefix = network.subnet.prefixlen
-        instances.append(Instance(name, vrid(cluster, name), priority, str(owner.address), prefix))
+        notify = f"{FENCE} {owner.own_address}" if server.store and name != server.name else ""
+        instances.append(
+            Instance(name, vrid(cluster, name), priority, str(owner.address), prefix, notify)
+        )
     checks = default_checks(server) | dict(server.checks)
     files = [
         RenderedFile(
@@ -128,6 +153,11 @@ def render(context: RenderContext) -> list[RenderedFile]:
         preempt=cluster.failover[server.failover].preempt,
         preempt_delay=cluster.failover[server.failover].preempt_delay,
     )
+    if server.store:
+        store = cluster.stores[server.store]
+        fence = Fence(store.ceph_conf, store.user)
+        script = context.render("keepalived-fence.j2", vrrp=vrrp, fence=fence)
+        files.append(RenderedFile(FENCE, script, mode=0o755, service="keepalived"))
     files.append(
         RenderedFile(
             KEEPALIVED_CONF, context.render("keepalived.conf.j2", vrrp=vrrp), service="keepalived"

@@ -76,3 +76,11 @@ def test_a_templates_column_raises_what_its_function_raises():
         render_column(template, [(2,), (1,)], ["n2", "n1"], {})
     with pytest.raises(IndexError):
         render_column(compile_template("{n2}"), [(2,)], ["n2"], {})
+
+
+def test_a_layout_without_nodes_serves_no_columns_rather_than_failing():
+    xml = b"""<?xml version="1.0"?>
+<cluster name="empty"><network name="boot" subnet="10.78.0.0/24"/>
+<server name="srv" address="10.78.0.1" dhcp="none" nfs="ganesha"/><image name="a"/></cluster>"""
+    columns = served_columns(parse(xml, "empty.xml").nodes, {"srv"})
+    assert columns.name == [] and columns.boot_ip == []

@@ -16,9 +16,10 @@ import pytest
 from dim.errors import LayoutError
 from dim.layout.model import Inventory, Store
 from dim.layout.parser import parse
-from dim.services.nfs import GANESHA_GRACE, GANESHA_GRACE_UNIT
+from dim.services.nfs import GANESHA_GRACE, GANESHA_GRACE_UNIT, GANESHA_UNFENCE
 from dim.services.render import render_all
 from dim.services.rendering import RenderContext
+from dim.services.vrrp import FENCE, KEEPALIVED_CONF
 from tests.unit.conftest import PAIR, PAIR_MACS
 from tests.unit.services.test_nfs_render import _block, value
 
@@ -100,12 +101,20 @@ def test_recovery_none_keeps_each_head_graceless_without_a_grace_database():
     (v4,) = block["nfsv4"]
     assert value(v4, "graceless") == "true" and "recoverybackend" not in v4
     assert "rados_kv" not in block and "ceph" in block
-    assert GANESHA_GRACE not in files(data) and GANESHA_GRACE_UNIT not in files(data)
+    rendered = files(data)
+    assert GANESHA_GRACE not in rendered
+    # a failover set's head still lifts its fence before ganesha starts
+    assert rendered[GANESHA_GRACE_UNIT].count("ExecStartPre=") == 1
+    assert f"ExecStartPre={GANESHA_UNFENCE}\n" in rendered[GANESHA_GRACE_UNIT]
 
 
 def test_a_head_gets_a_membership_script_run_before_ganesha_starts(tmp_path):
     rendered = files(layout(' recovery-pool="nfs_grace"'), "srv2")
-    assert f"ExecStartPre={GANESHA_GRACE}\n" in rendered[GANESHA_GRACE_UNIT]
+    # the fence lifted first: a fenced head's membership call could not reach the cluster
+    assert re.findall(r"^ExecStartPre=(.*)$", rendered[GANESHA_GRACE_UNIT], re.M) == [
+        GANESHA_UNFENCE,
+        GANESHA_GRACE,
+    ]
     # run with a fake ganesha-rados-grace that knows no member: the script adds srv2
     fake = '#!/bin/sh\necho "$@" >> "$0.calls"\n[ "$9" = add ]\n'
     calls = run_grace_script(rendered[GANESHA_GRACE], fake, tmp_path)
@@ -130,15 +139,80 @@ def test_the_membership_script_asks_again_when_the_tool_dies_of_a_signal(tmp_pat
 def run_grace_script(script: str, fake_tool: str, folder: Path) -> str:
     """Run the rendered membership ``script`` with ``fake_tool`` as ganesha-rados-grace
     (it appends to ``$0.calls``); assert it succeeds; the calls the tool recorded."""
-    fake = folder / "ganesha-rados-grace"
-    fake.write_text(fake_tool)
-    fake.chmod(0o755)
-    path = folder / "dim-grace"
+    run, calls = run_script(script, "ganesha-rados-grace", fake_tool, folder)
+    assert run.returncode == 0, run.stderr
+    return calls
+
+
+def run_script(
+    script: str, tool: str, fake_tool: str, folder: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run a rendered ``script`` with ``fake_tool`` as the program ``tool`` (it appends to
+    ``$0.calls``) and ``logger`` a no-op: how it ended, and the calls the tool recorded."""
+    for name, text in ((tool, fake_tool), ("logger", "#!/bin/sh\n"), ("sleep", "#!/bin/sh\n")):
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    path = folder / "script"
     path.write_text(script)
     env = {"PATH": f"{folder}:/usr/bin:/bin"}
-    run = subprocess.run(["sh", str(path)], env=env, capture_output=True, text=True)
+    run = subprocess.run(["sh", str(path), *args], env=env, capture_output=True, text=True)
+    calls = folder / f"{tool}.calls"
+    return run, calls.read_text() if calls.exists() else ""
+
+
+CEPH_CALLS = '#!/bin/sh\necho "$@" >> "$0.calls"\n'
+
+
+def test_a_head_that_takes_a_peers_address_fences_that_peer_and_only_on_a_peers_address():
+    rendered = files(layout(' user="head" ceph-conf="/etc/ceph/site.conf"'), "srv2")
+    conf = rendered[KEEPALIVED_CONF]
+    instances = dict(re.findall(r"vrrp_instance dim_(\w+) \{(.*?)\n\}", conf, re.S))
+    assert f'notify_master "{FENCE} 10.20.0.11"' in instances["srv1"]  # srv1's own address
+    assert "notify_master" not in instances["srv2"]  # its own address: nobody to fence
+    assert rendered[FENCE].startswith("#!/bin/sh\n")
+
+
+def test_the_fence_blocklists_the_peers_own_address_in_the_stores_cluster(tmp_path):
+    rendered = files(layout(' user="head" ceph-conf="/etc/ceph/site.conf"'), "srv2")
+    run, calls = run_script(rendered[FENCE], "ceph", CEPH_CALLS, tmp_path, "10.20.0.11")
     assert run.returncode == 0, run.stderr
-    return Path(f"{fake}.calls").read_text()
+    assert calls.splitlines() == [
+        "--conf /etc/ceph/site.conf --id head --connect-timeout 10 osd blocklist add 10.20.0.11"
+    ]
+
+
+@pytest.mark.parametrize("asked", ["10.20.0.12", "10.20.0.3", "10.20.0.1", "", "10.20.0.11 x"])
+def test_the_fence_refuses_any_address_but_a_peers_own(tmp_path, asked):
+    rendered = files(layout(), "srv2")  # srv2's own 10.20.0.12, srv1's service 10.20.0.1
+    run, calls = run_script(rendered[FENCE], "ceph", CEPH_CALLS, tmp_path, asked)
+    assert run.returncode == 2 and calls == ""
+    assert run.stderr == f"dim-fence: '{asked}' is not the own address of a peer of srv2\n"
+
+
+def test_the_fence_asks_again_while_the_cluster_does_not_answer_then_says_it_failed(tmp_path):
+    rendered = files(layout(), "srv2")
+    down = '#!/bin/sh\necho x >> "$0.calls"\necho "error connecting to the cluster" >&2\nexit 1\n'
+    run, calls = run_script(rendered[FENCE], "ceph", down, tmp_path, "10.20.0.11")
+    assert run.returncode == 1 and len(calls.split()) == 10
+    assert run.stderr == (
+        "dim-fence: could not fence 10.20.0.11: error connecting to the cluster\n"
+    )
+
+
+def test_a_head_lifts_the_fence_on_its_own_address_before_ganesha_starts(tmp_path):
+    rendered = files(layout(' ceph-conf="/etc/ceph/site.conf"'), "srv1")
+    run, calls = run_script(rendered[GANESHA_UNFENCE], "ceph", CEPH_CALLS, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert calls.splitlines() == [
+        "--conf /etc/ceph/site.conf --id dim --connect-timeout 20 osd blocklist rm 10.20.0.11"
+    ]
+
+
+def test_a_head_outside_a_failover_set_is_never_fenced_nor_fences(tmp_path):
+    alone = STORE.replace('servers="srv[1-2]"', 'servers="solo"')
+    rendered = files(layout(store=alone), "solo")
+    assert FENCE not in rendered and GANESHA_UNFENCE not in rendered
+    assert re.findall(r"^ExecStartPre=(.*)$", rendered[GANESHA_GRACE_UNIT], re.M) == [GANESHA_GRACE]
 
 
 def test_a_server_outside_the_store_exports_its_own_file_system():
