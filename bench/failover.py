@@ -4,6 +4,7 @@ Run by hand, as root, never as a test (about 10 minutes)::
 
     .venv/bin/python bench/failover.py [--dhcp dnsmasq] [--rounds 10] [--preempt-rounds 5]
                                        [--boots 3] [--dir /var/tmp/dim-bench-failover]
+                                       [--stores folder,ceph,ceph-none]
 
 A lab with two servers in a failover set (``dim lab up --servers 2``), node01 on srv1 and
 node02 on srv2, each running the workload of `dim.lab.workload` (a numbered line with fsync
@@ -19,6 +20,14 @@ every half second, programs started from the NFS root, files held open). Then:
   address back (the cost that the default, no preemption, spares);
 - ``boot``: node01 rebooted ``--boots`` times with both servers up, and as many times while
   its server is down, alternated: seconds to the marker.
+
+With ``--stores``, the same rounds for each store in turn, in one run (a lab each): ``folder``
+(the host's shared state folder, heads on their own file system), ``ceph`` (the state folder
+on the lab's CephFS, every server an active head with rados_cluster recovery, issue 15),
+``ceph-none`` (the same, heads graceless: ``recovery="none"``). Each round also gives node02's
+longest gap (``survivor_gap`` when node02's server stayed up) and both nodes' longest gap
+after the failed server came back (``restore_gap``: with rados_cluster, a head that starts
+puts every head in a grace period).
 
 Every line of node01 must be there once: a lost or doubled line fails the bench.
 """
@@ -86,21 +95,30 @@ class Bench:
         if errors:
             raise SystemExit(f"node01 saw errors: {errors}")
 
-    def move(self, preempt: bool) -> float:
-        """Fail node01's server; with ``preempt``, restore it and time the move back."""
+    def move(self, preempt: bool, seen: dict[str, list[float]] | None = None) -> float:
+        """Fail node01's server; with ``preempt``, restore it and time the move back. In
+        ``seen``: node02's gap (``survivor`` when its server stayed up) and both nodes'
+        longest gap after the restore (``restore``)."""
         holder = self.holder()
         assert holder is not None
         peer = "srv2" if holder == "srv1" else "srv1"
         self.lines_for(2)
         before = self.uptime()
+        before2 = self.uptime("node02")
         cluster.fail(self.folder, holder)
         if not sleep_until(lambda: self.holder() == peer, 20):
             raise SystemExit(f"{peer} did not take {ADDRESS}")
         self.lines_for(10)
         gap = self.trace().since(before).longest_gap
+        if seen is not None and self.holder("10.77.0.2") != holder:
+            seen["survivor"].append(self.trace("node02").since(before2).longest_gap)
         if not preempt:
+            restored = {node: self.uptime(node) for node in ("node01", "node02")}
             cluster.restore(self.folder, holder, say=lambda _: None)
-            time.sleep(6)
+            for node in ("node01", "node02"):
+                self.lines_for(10 if node == "node01" else 0, node)
+            if seen is not None:
+                seen["restore"] += [self.trace(n).since(u).longest_gap for n, u in restored.items()]
             return gap
         before = self.uptime()
         cluster.restore(self.folder, holder, say=lambda _: None)
@@ -128,6 +146,22 @@ def summary(values: list[float]) -> dict:
     }
 
 
+def lab_up(folder: Path, dhcp: str, store: str) -> None:
+    """The lab of ``store`` (folder, ceph, ceph-none) in ``folder``."""
+    kind = "ceph" if store.startswith("ceph") else "folder"
+    cluster.up(
+        folder, flavour=dhcp, nodes=2, servers=2, bmcs=False, say=say, namespace=NAMESPACE,
+        store=kind,
+    )  # fmt: skip
+    if store == "ceph-none":
+        config = folder / "cluster.xml"
+        layout = config.read_text()
+        config.write_text(
+            layout.replace('recovery-pool="dim_nfs"/>', 'recovery-pool="dim_nfs" recovery="none"/>')
+        )
+        cluster.reload(folder, say=say)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dhcp", default="dnsmasq", choices=["dnsmasq", "isc", "kea"])
@@ -135,14 +169,22 @@ def main() -> None:
     parser.add_argument("--preempt-rounds", type=int, default=5)
     parser.add_argument("--boots", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/dim-bench-failover"))
+    parser.add_argument("--stores", default="folder", help="folder, ceph, ceph-none: a lab each")
     args = parser.parse_args()
-    shutil.rmtree(args.dir, ignore_errors=True)
-    args.dir.mkdir(parents=True)
+    everything = {}
+    for store in args.stores.split(","):
+        say(f"store {store}")
+        everything[store] = run(args, store, args.dir / store)
+    print(json.dumps(everything, indent=1))
+
+
+def run(args: argparse.Namespace, store: str, folder: Path) -> dict:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    args.dir = folder
     bench = Bench(args.dir)
-    results: dict = {"dhcp": args.dhcp}
-    cluster.up(
-        args.dir, flavour=args.dhcp, nodes=2, servers=2, bmcs=False, say=say, namespace=NAMESPACE
-    )
+    results: dict = {"dhcp": args.dhcp, "store": store}
+    lab_up(args.dir, args.dhcp, store)
     try:
         cluster.boot(args.dir, ["node01", "node02"], say=say)
         cluster.watch(args.dir, ["node01", "node02"], timeout=240, say=lambda _: None)
@@ -164,12 +206,16 @@ def main() -> None:
             results["boot_all_up"] = summary(up)
             results["boot_server_down"] = summary(down)
 
-        gaps = []
+        gaps: list[float] = []
+        seen: dict[str, list[float]] = {"survivor": [], "restore": []}
         for number in range(args.rounds):
-            gaps.append(bench.move(preempt=False))
+            gaps.append(bench.move(preempt=False, seen=seen))
             bench.check()
-            say(f"failover {number + 1}: node01's longest gap {gaps[-1]:.2f} s")
+            say(f"failover {number + 1}: node01's longest gap {gaps[-1]:.2f} s, {seen}")
         results["failover_gap"] = summary(gaps)
+        for name, values in seen.items():
+            if values:
+                results[f"{name}_gap"] = summary(values)
 
         if args.preempt_rounds:
             cluster.set_preempt(args.dir, True)
@@ -184,7 +230,8 @@ def main() -> None:
         results["lines_ok"] = bench.trace().numbers_ok
     finally:
         cluster.down(args.dir)
-    print(json.dumps(results, indent=1))
+    say(json.dumps(results))
+    return results
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ store's Ceph cluster blocklists every client of the peer's own address. Here, on
 real Ceph cluster:
 
 - the "dead peer" is a ceph-fuse client at the stranger's address (10.78.0.99) that wrote to a
-  file without closing it, then froze (SIGSTOP: it answers no revocation, as a dead box);
+  file without closing it, then froze (SIGSTOP: it answers no revocation) and lost its link,
+  as a dead box (the fence probes the peer's address first: one that answers is alive);
 - the survivor's open of that file (dim's writer, at the cluster's address) waits, until the
   rendered fence script, run with the peer's own address, blocklists it: then it goes through
   at once, long before the peer's session would have timed out;
@@ -68,6 +69,13 @@ def rendered(cluster: ceph.Cluster, server: str) -> dict[str, str]:
     return {f.path: f.content.decode() for f in files if f.content is not None}
 
 
+def link(network: Segment, *, up: bool) -> None:
+    """The stranger's link, down as a dead box's, or up again."""
+    namespace = network.clients[1].namespace
+    state = "up" if up else "down"
+    subprocess.run(["ip", "-n", namespace, "link", "set", "eth0", state], check=True)
+
+
 def blocklist(cluster: ceph.Cluster) -> str:
     return ceph.ceph(cluster, "osd", "blocklist", "ls")
 
@@ -97,8 +105,10 @@ def dead_peer(
     try:
         assert writer.stdout is not None and writer.stdout.readline() == "open\n"
         os.kill(mount.process.pid, signal.SIGSTOP)
+        link(ceph_network, up=False)
         yield cephfs_folder / "held"
     finally:
+        link(ceph_network, up=True)
         with contextlib.suppress(ProcessLookupError):
             os.kill(mount.process.pid, signal.SIGCONT)
         writer.kill()
@@ -145,6 +155,7 @@ def test_the_survivor_fences_a_dead_peer_and_its_open_file_is_free_at_once(
     print(f"survivor's open: waited {WAIT:.0f} s unfenced, through {freed:.1f} s after the fence")
 
     # the peer, back, lifts its own fence before its ganesha starts
+    link(ceph_network, up=True)
     unfence = tmp_path / "dim-unfence"
     unfence.write_text(rendered(ceph_cluster, "srv1")[GANESHA_UNFENCE])
     said = run(ceph_network.clients[1].namespace, ["sh", str(unfence)], timeout=120.0)

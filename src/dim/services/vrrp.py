@@ -25,7 +25,11 @@ lab with the burst dropped on the bridge: node01's writes stopped for 55 and 59 
 
 When the set's servers are the heads of a CephFS store, the server that takes a peer's address
 fences the peer first (``notify_master``): the store's Ceph cluster blocklists every client of
-the peer's own address, which ends its ganesha's CephFS sessions at once. A dead head's
+the peer's own address, which ends its ganesha's CephFS sessions at once; only a peer whose own
+address does not answer at all is fenced: a living one (a failed check, its ganesha
+restarting) ends its old sessions itself when its ganesha starts, and fenced, that new
+ganesha would lose the CephFS under it (seen in the lab: a restart of srv1's ganesha made
+srv2 take srv1's address and fence it while the new ganesha started). A dead head's
 sessions otherwise hold the files its nodes had open (their capabilities) until the MDS gives
 up on them, 300 s for ganesha's, and every open of those files through the survivor waits as
 long (measured with a dead client: 67.9 s at ceph-fuse's 60 s timeout, 0 s once blocklisted;
@@ -47,6 +51,9 @@ from dim.services.rendering import RenderContext, RenderedFile
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 CHECKS = "/etc/keepalived"
 FENCE = "/etc/keepalived/dim-fence"
+# seconds the fence waits for a peer's own address to answer before taking it for dead: an
+# address nobody holds fails ARP in about 3 s (EHOSTUNREACH)
+FENCE_PROBE = 2
 # Far apart: keepalived's instances start in BACKUP, and the first whose wait for an advert
 # (3 adverts + (256 - priority)/256 s) ends becomes master. 250 against 100 gives the owner a
 # lead of 0.6 s at a cold start of the whole set; with nopreempt whoever is master stays it.
@@ -156,7 +163,7 @@ def render(context: RenderContext) -> list[RenderedFile]:
     if server.store:
         store = cluster.stores[server.store]
         fence = Fence(store.ceph_conf, store.user)
-        script = context.render("keepalived-fence.j2", vrrp=vrrp, fence=fence)
+        script = context.render("keepalived-fence.j2", vrrp=vrrp, fence=fence, probe=FENCE_PROBE)
         files.append(RenderedFile(FENCE, script, mode=0o755, service="keepalived"))
     files.append(
         RenderedFile(

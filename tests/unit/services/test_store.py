@@ -144,18 +144,24 @@ def run_grace_script(script: str, fake_tool: str, folder: Path) -> str:
     return calls
 
 
+DEAD = "#!/bin/sh\nexit 124\n"  # `timeout`'s status when the peer never answered
+
+
 def run_script(
-    script: str, tool: str, fake_tool: str, folder: Path, *args: str
+    script: str, tool: str, fake_tool: str, folder: Path, *args: str, probe: str = DEAD
 ) -> tuple[subprocess.CompletedProcess[str], str]:
     """Run a rendered ``script`` with ``fake_tool`` as the program ``tool`` (it appends to
-    ``$0.calls``) and ``logger`` a no-op: how it ended, and the calls the tool recorded."""
-    for name, text in ((tool, fake_tool), ("logger", "#!/bin/sh\n"), ("sleep", "#!/bin/sh\n")):
+    ``$0.calls``), ``logger`` and ``sleep`` no-ops, and ``probe`` as ``timeout`` (the fence's
+    probe of the peer, by default a peer that never answers): how it ended, and the calls
+    the tool recorded."""
+    fakes = [(tool, fake_tool), ("logger", "#!/bin/sh\n"), ("sleep", "#!/bin/sh\n")]
+    for name, text in [*fakes, ("timeout", probe)]:
         (folder / name).write_text(text)
         (folder / name).chmod(0o755)
     path = folder / "script"
     path.write_text(script)
     env = {"PATH": f"{folder}:/usr/bin:/bin"}
-    run = subprocess.run(["sh", str(path), *args], env=env, capture_output=True, text=True)
+    run = subprocess.run(["bash", str(path), *args], env=env, capture_output=True, text=True)
     calls = folder / f"{tool}.calls"
     return run, calls.read_text() if calls.exists() else ""
 
@@ -169,7 +175,7 @@ def test_a_head_that_takes_a_peers_address_fences_that_peer_and_only_on_a_peers_
     instances = dict(re.findall(r"vrrp_instance dim_(\w+) \{(.*?)\n\}", conf, re.S))
     assert f'notify_master "{FENCE} 10.20.0.11"' in instances["srv1"]  # srv1's own address
     assert "notify_master" not in instances["srv2"]  # its own address: nobody to fence
-    assert rendered[FENCE].startswith("#!/bin/sh\n")
+    assert rendered[FENCE].startswith("#!/bin/bash\n")
 
 
 def test_the_fence_blocklists_the_peers_own_address_in_the_stores_cluster(tmp_path):
@@ -179,6 +185,22 @@ def test_the_fence_blocklists_the_peers_own_address_in_the_stores_cluster(tmp_pa
     assert calls.splitlines() == [
         "--conf /etc/ceph/site.conf --id head --connect-timeout 10 osd blocklist add 10.20.0.11"
     ]
+
+
+@pytest.mark.parametrize(
+    "probe",
+    [
+        "#!/bin/sh\nexit 0\n",  # its ganesha answers (it gave up its address for another check)
+        "#!/bin/sh\necho 'bash: connect: Connection refused' >&2\nexit 1\n",  # its kernel does
+    ],
+)
+def test_a_peer_that_answers_on_its_own_address_is_alive_and_not_fenced(tmp_path, probe):
+    rendered = files(layout(), "srv2")
+    run, calls = run_script(
+        rendered[FENCE], "ceph", CEPH_CALLS, tmp_path, "10.20.0.11", probe=probe
+    )
+    assert run.returncode == 0, run.stderr
+    assert calls == ""  # its restarted ganesha ends its old sessions itself
 
 
 @pytest.mark.parametrize("asked", ["10.20.0.12", "10.20.0.3", "10.20.0.1", "", "10.20.0.11 x"])
