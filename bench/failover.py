@@ -4,7 +4,7 @@ Run by hand, as root, never as a test (about 10 minutes)::
 
     .venv/bin/python bench/failover.py [--dhcp dnsmasq] [--rounds 10] [--preempt-rounds 5]
                                        [--boots 3] [--dir /var/tmp/dim-bench-failover]
-                                       [--stores folder,ceph,ceph-none]
+                                       [--stores folder,ceph,ceph-rados]
 
 A lab with two servers in a failover set (``dim lab up --servers 2``), node01 on srv1 and
 node02 on srv2, each running the workload of `dim.lab.workload` (a numbered line with fsync
@@ -19,15 +19,18 @@ every half second, programs started from the NFS root, files held open). Then:
   restore it, and measure the gap of the second move, when the restored server takes its
   address back (the cost that the default, no preemption, spares);
 - ``boot``: node01 rebooted ``--boots`` times with both servers up, and as many times while
-  its server is down, alternated: seconds to the marker.
+  its server is down, alternated: seconds to the marker;
+- ``live change``: ``--changes`` times, ``dim image exec`` writes a new file in the image,
+  and the seconds from its return until both nodes read it (polled on their consoles, each
+  poll about 0.1-0.3 s).
 
 With ``--stores``, the same rounds for each store in turn, in one run (a lab each): ``folder``
 (the host's shared state folder, heads on their own file system), ``ceph`` (the state folder
-on the lab's CephFS, every server an active head with rados_cluster recovery, issue 15),
-``ceph-none`` (the same, heads graceless: ``recovery="none"``). Each round also gives node02's
-longest gap (``survivor_gap`` when node02's server stayed up) and both nodes' longest gap
-after the failed server came back (``restore_gap``: with rados_cluster, a head that starts
-puts every head in a grace period).
+on the lab's CephFS, every server an active head, graceless: dim's default for a failover
+set of heads, issue 15), ``ceph-rados`` (the same with ``recovery="rados_cluster"``). Each
+round also gives node02's longest gap (``survivor_gap`` when node02's server stayed up) and
+both nodes' longest gap after the failed server came back (``restore_gap``: with
+rados_cluster, a head that starts puts every head in a grace period).
 
 Every line of node01 must be there once: a lost or doubled line fails the bench.
 """
@@ -36,8 +39,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from dim.lab import cluster, network  # noqa: E402
+from dim.lab.daemons import dim_argv  # noqa: E402
 from dim.lab.processes import sleep_until  # noqa: E402
 from dim.lab.workload import ERRORS, LOOP, START, Trace  # noqa: E402
 from dim.paths import StatePaths  # noqa: E402
@@ -127,6 +133,22 @@ class Bench:
         self.lines_for(10)
         return self.trace().since(before).longest_gap
 
+    def live_change(self, number: int) -> float:
+        """``dim image exec`` writes a file; seconds until node01 and node02 both read it."""
+        text = f"change-{number}-{time.time():.0f}"
+        command = [*dim_argv(self.folder), "image", "exec", "tiny", "--", "sh", "-c"]
+        command.append(f"echo {text} > /bin/dim-bench-change")
+        env = {**os.environ, "DIM_ROOT": str(self.folder / "root")}
+        subprocess.run(command, check=True, capture_output=True, env=env, timeout=300)
+        changed = time.monotonic()
+        for node in ("node01", "node02"):
+            if not sleep_until(lambda n=node: self.changed(n) == text, 60, step=0.1):
+                raise SystemExit(f"{node} did not see the change within 60 s")
+        return time.monotonic() - changed
+
+    def changed(self, node: str) -> str:
+        return cluster.run(self.folder, node, "cat /bin/dim-bench-change")[1].strip()
+
     def boot(self) -> float:
         cluster.boot(self.folder, ["node01"], say=lambda _: None)
         seconds = cluster.watch(self.folder, ["node01"], timeout=240, say=lambda _: None)["node01"]
@@ -147,17 +169,19 @@ def summary(values: list[float]) -> dict:
 
 
 def lab_up(folder: Path, dhcp: str, store: str) -> None:
-    """The lab of ``store`` (folder, ceph, ceph-none) in ``folder``."""
+    """The lab of ``store`` (folder, ceph, ceph-rados) in ``folder``."""
     kind = "ceph" if store.startswith("ceph") else "folder"
     cluster.up(
         folder, flavour=dhcp, nodes=2, servers=2, bmcs=False, say=say, namespace=NAMESPACE,
         store=kind,
     )  # fmt: skip
-    if store == "ceph-none":
+    if store == "ceph-rados":
         config = folder / "cluster.xml"
         layout = config.read_text()
         config.write_text(
-            layout.replace('recovery-pool="dim_nfs"/>', 'recovery-pool="dim_nfs" recovery="none"/>')
+            layout.replace(
+                'recovery-pool="dim_nfs"/>', 'recovery-pool="dim_nfs" recovery="rados_cluster"/>'
+            )
         )
         cluster.reload(folder, say=say)
 
@@ -168,8 +192,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--preempt-rounds", type=int, default=5)
     parser.add_argument("--boots", type=int, default=3)
+    parser.add_argument("--changes", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/dim-bench-failover"))
-    parser.add_argument("--stores", default="folder", help="folder, ceph, ceph-none: a lab each")
+    parser.add_argument("--stores", default="folder", help="folder, ceph, ceph-rados: a lab each")
     args = parser.parse_args()
     everything = {}
     for store in args.stores.split(","):
@@ -205,6 +230,11 @@ def run(args: argparse.Namespace, store: str, folder: Path) -> dict:
         if args.boots:
             results["boot_all_up"] = summary(up)
             results["boot_server_down"] = summary(down)
+
+        changes = [bench.live_change(number) for number in range(args.changes)]
+        if changes:
+            results["live_change"] = summary(changes)
+            say(f"live changes seen by both nodes after {results['live_change']}")
 
         gaps: list[float] = []
         seen: dict[str, list[float]] = {"survivor": [], "restore": []}

@@ -3,7 +3,8 @@
 One lab of its own (``dim lab up --servers 2 --store ceph``, namespace ``dimceph<pid>``): the
 lab's Ceph cluster (dim.lab.store) in a namespace of its own on the bridge, its CephFS
 mounted with ceph-fuse on the state folder before the images are imported, srv1 and srv2
-each running ganesha on dim's rendered configuration (FSAL_CEPH, rados_cluster recovery).
+each running ganesha on dim's rendered configuration (FSAL_CEPH, graceless: dim's default for
+a failover set of heads; tests/e2e/test_ceph_failover.py runs rados_cluster too).
 The tiny busybox image is enough: its root and its read-write replica are both NFS exports,
 and nothing else can serve them but the heads' libcephfs. In order:
 

@@ -93,7 +93,8 @@ class Store:
     own path, so that each export's CephFS path is the path the nodes mount. Grace periods
     are coordinated across the heads by ganesha's ``rados_cluster`` recovery (its database in
     ``recovery_pool``, namespace the store's name), or not at all (``recovery="none"``: each
-    head graceless, as a failover set on a shared folder is)."""
+    head graceless, as a failover set on a shared folder is; the parser's default when every
+    head is in a failover set)."""
 
     name: str
     cephfs: str

@@ -472,7 +472,7 @@ class _Parser:
                 user=el.get("user", "dim"),
                 ceph_conf=el.get("ceph-conf", "/etc/ceph/ceph.conf").rstrip("/"),
                 root=root_path,
-                recovery=el.get("recovery", "rados_cluster"),
+                recovery=el.get("recovery") or _default_recovery(heads, servers),
                 recovery_pool=el.get("recovery-pool", "dim_nfs"),
                 line=el.sourceline or 0,
             )
@@ -936,3 +936,14 @@ def _offending_value(root, entry) -> str | None:
         if element.sourceline == entry.line and element.get(attribute) is not None:
             return element.get(attribute)
     return None
+
+
+def _default_recovery(heads: list[str], servers: dict[str, Server]) -> str:
+    """A store's recovery when cluster.xml names none: ``none`` when every head is in a
+    failover set, whose nodes move to a peer when their head dies and never reclaim on it,
+    so that a grace period on its return would stop every node of every head for its
+    length (measured 17-20 s, docs/ha.md); ``rados_cluster`` otherwise, where a head's
+    nodes wait for it and reclaim their state when it is back."""
+    if all(servers[head].failover is not None for head in heads):
+        return "none"
+    return "rados_cluster"

@@ -17,7 +17,7 @@ from dim.lab.daemons import GANESHA_START, lab_specs
 from dim.lab.state import LabState
 from dim.layout.model import Inventory
 from dim.layout.parser import parse
-from dim.services.nfs import GANESHA_CONF, GANESHA_GRACE
+from dim.services.nfs import GANESHA_CONF, GANESHA_GRACE, GANESHA_UNFENCE
 from dim.services.render import render_all
 from dim.services.rendering import RenderContext
 
@@ -30,24 +30,33 @@ def test_a_lab_on_ceph_declares_every_server_a_head_of_its_cephfs_store(
     layout = parse(cluster.layout_text("dnsmasq", 2, servers, conf).encode(), "lab.xml")
     (store,) = layout.stores.values()
     assert store.servers == heads and store.ceph_conf == str(conf)
-    assert (store.root, store.recovery) == ("/", "rados_cluster")
+    # one server: its nodes wait for it; two, a failover set: graceless (docs/ha.md)
+    assert (store.root, store.recovery) == ("/", "rados_cluster" if servers == 1 else "none")
     assert all(layout.servers[name].store == store.name for name in heads)
     assert not parse(cluster.layout_text("dnsmasq", 2, servers).encode(), "lab.xml").stores
 
 
-def test_each_head_of_the_labs_store_exports_through_cephfs_and_has_its_grace_script(
-    tmp_path: Path,
+@pytest.mark.parametrize("recovery", ["rados_cluster", "none"])
+def test_each_head_of_the_labs_store_exports_through_cephfs_with_its_start_scripts(
+    recovery: str, tmp_path: Path
 ) -> None:
     text = cluster.layout_text("dnsmasq", 2, 2, lab_store.ceph_conf(tmp_path))
+    text = text.replace(
+        'recovery-pool="dim_nfs"/>', f'recovery-pool="dim_nfs" recovery="{recovery}"/>'
+    )
     inventory = Inventory(parse(text.encode(), "lab.xml"), {}, {})
     state = tmp_path / "state"
-    for server in ("srv1", "srv2"):
+    for server, own in (("srv1", "10.77.0.101"), ("srv2", "10.77.0.102")):
         files = {f.path: f.content for f in render_all(RenderContext(inventory, server, state))}
         conf = files[GANESHA_CONF].decode()
         assert "FSAL { Name = CEPH; Filesystem = dimfs; User_Id = dim; }" in conf
         assert f"Ceph_Conf = {tmp_path}/ceph/ceph.conf;" in conf
-        assert f"nodeid = {server};" in conf
-        assert f"add {server}" in files[GANESHA_GRACE].decode()
+        assert f"osd blocklist rm {own}" in files[GANESHA_UNFENCE].decode()
+        if recovery == "rados_cluster":
+            assert f"nodeid = {server};" in conf
+            assert f"add {server}" in files[GANESHA_GRACE].decode()
+        else:
+            assert "Graceless = true;" in conf and GANESHA_GRACE not in files
 
 
 def start_script(folder: Path, grace: str | None) -> subprocess.CompletedProcess[str]:

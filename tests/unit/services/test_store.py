@@ -49,7 +49,9 @@ def conf(data: bytes, server: str = "srv1") -> dict:
 
 def test_a_store_names_its_heads_in_layout_order_with_its_defaults():
     cluster = parse(layout(), "pair.xml")
-    assert cluster.stores == {"dimfs": Store("dimfs", "dimfs", ("srv1", "srv2"), line=25)}
+    # every head in a failover set: graceless by default (docs/ha.md says why)
+    expected = Store("dimfs", "dimfs", ("srv1", "srv2"), recovery="none", line=25)
+    assert cluster.stores == {"dimfs": expected}
     assert [s.store for s in cluster.servers.values()] == ["dimfs", "dimfs", None]
 
 
@@ -75,10 +77,9 @@ def test_a_store_root_maps_each_export_to_its_cephfs_path_and_keeps_what_nodes_m
     assert client["clients"] == ["10.20.0.112"] and value(client, "access_type") == "RW"
 
 
-def test_rados_cluster_recovery_is_the_default_with_the_grace_database_of_the_store():
-    block = conf(
-        layout(' user="head" recovery-pool="nfs_grace" ceph-conf="/etc/ceph/site.conf"'), "srv2"
-    )
+def test_rados_cluster_recovery_names_the_grace_database_of_the_store():
+    extra = ' user="head" recovery="rados_cluster" recovery-pool="nfs_grace"'
+    block = conf(layout(extra + ' ceph-conf="/etc/ceph/site.conf"'), "srv2")
     (v4,) = block["nfsv4"]
     assert value(v4, "recoverybackend") == "rados_cluster" and "graceless" not in v4
     assert value(v4, "grace_period") == "15"  # three of a failover set's 5 s leases
@@ -109,7 +110,7 @@ def test_recovery_none_keeps_each_head_graceless_without_a_grace_database():
 
 
 def test_a_head_gets_a_membership_script_run_before_ganesha_starts(tmp_path):
-    rendered = files(layout(' recovery-pool="nfs_grace"'), "srv2")
+    rendered = files(layout(' recovery="rados_cluster" recovery-pool="nfs_grace"'), "srv2")
     # the fence lifted first: a fenced head's membership call could not reach the cluster
     assert re.findall(r"^ExecStartPre=(.*)$", rendered[GANESHA_GRACE_UNIT], re.M) == [
         GANESHA_UNFENCE,
@@ -126,7 +127,7 @@ def test_a_head_gets_a_membership_script_run_before_ganesha_starts(tmp_path):
 
 
 def test_the_membership_script_asks_again_when_the_tool_dies_of_a_signal(tmp_path):
-    rendered = files(layout(), "srv1")
+    rendered = files(layout(' recovery="rados_cluster"'), "srv1")
     # the first call dies of SIGSEGV (as Debian 12's tool does now and then), then a member
     fake = (
         '#!/bin/sh\necho "$9" >> "$0.calls"\n'
@@ -233,6 +234,8 @@ def test_a_head_lifts_the_fence_on_its_own_address_before_ganesha_starts(tmp_pat
 def test_a_head_outside_a_failover_set_is_never_fenced_nor_fences(tmp_path):
     alone = STORE.replace('servers="srv[1-2]"', 'servers="solo"')
     rendered = files(layout(store=alone), "solo")
+    # its nodes wait for it: rados_cluster by default, their state reclaimed on its return
+    assert parse(layout(store=alone), "pair.xml").stores["dimfs"].recovery == "rados_cluster"
     assert FENCE not in rendered and GANESHA_UNFENCE not in rendered
     assert re.findall(r"^ExecStartPre=(.*)$", rendered[GANESHA_GRACE_UNIT], re.M) == [GANESHA_GRACE]
 
