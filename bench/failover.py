@@ -111,12 +111,13 @@ class Bench:
         self.lines_for(2)
         before = self.uptime()
         before2 = self.uptime("node02")
+        stays = self.holder("10.77.0.2") != holder  # node02's server is not the one failed
         cluster.fail(self.folder, holder)
         if not sleep_until(lambda: self.holder() == peer, 20):
             raise SystemExit(f"{peer} did not take {ADDRESS}")
         self.lines_for(10)
         gap = self.trace().since(before).longest_gap
-        if seen is not None and self.holder("10.77.0.2") != holder:
+        if seen is not None and stays:
             seen["survivor"].append(self.trace("node02").since(before2).longest_gap)
         if not preempt:
             restored = {node: self.uptime(node) for node in ("node01", "node02")}

@@ -41,7 +41,8 @@ from pathlib import Path
 import pytest
 
 from dim.errors import LabError
-from dim.lab import cluster, console, images
+from dim.lab import cluster, console, images, postgres
+from dim.lab import store as lab_store
 from dim.lab.daemons import HTTP_PORT, dim_argv
 from dim.lab.images import MARKER
 from dim.lab.network import SERVER
@@ -75,6 +76,18 @@ def require_e2e() -> None:
     require(IPXE_ROM.exists(), "QEMU's iPXE ROMs are missing (apt-get install ipxe-qemu)")
     require(OVMF.exists(), f"{OVMF} is missing (apt-get install ovmf)")
     require(os.path.exists("/dev/net/tun"), "no /dev/net/tun for QEMU's tap devices")
+
+
+def require_ceph_lab() -> None:
+    """`require_e2e`, and what a lab of two servers on CephFS needs (``dim lab up --servers 2
+    --store ceph``): keepalived, PostgreSQL, Ceph and ganesha's CephFS back end."""
+    require_e2e()
+    require_binary("keepalived", "keepalived")
+    require(postgres.available(), "PostgreSQL 15 is missing (apt-get install postgresql-15)")
+    try:
+        lab_store.check_available()
+    except LabError as missing:
+        require(False, f"{missing.message} ({missing.hint})")
 
 
 @dataclass(slots=True)
@@ -257,6 +270,20 @@ class Lab:
 
     def live(self, image: str) -> Path:
         return StatePaths(self.state).live(image)
+
+
+@contextmanager
+def lab_up(folder: Path, namespace: str, **options: object) -> Iterator[Lab]:
+    """A lab of its own in ``folder`` (``cluster.up`` with ``options``), down and its outside
+    files discarded afterwards, what it measured kept in ``said.txt``."""
+    lab = Lab(folder, namespace)
+    try:
+        cluster.up(folder, say=lab.say, namespace=namespace, **options)  # type: ignore[arg-type]
+        yield lab
+    finally:
+        cluster.down(folder)
+        cluster.discard_outside(folder)
+        (folder / "said.txt").write_text("\n".join(lab.said) + "\n")
 
 
 @dataclass(frozen=True, slots=True)

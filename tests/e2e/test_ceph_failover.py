@@ -27,74 +27,41 @@ tests/e2e/test_failover.py runs the same failures on the shared local folder.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from dim.errors import LabError
-from dim.lab import ceph, cluster, network, postgres
+from dim.lab import ceph, cluster
 from dim.lab import store as lab_store
 from dim.lab.processes import sleep_until
-from dim.lab.workload import ERRORS, LOOP, START, Trace
-from tests.conftest import require, require_binary
-from tests.e2e.conftest import Lab, require_e2e
+from dim.lab.workload import ERRORS
+from tests.e2e.conftest import Lab, lab_up, require_ceph_lab
+from tests.e2e.workload import (
+    SERVICE,
+    held,
+    lines_after,
+    reboot_during_outage,
+    start_workload,
+    trace,
+    uptime,
+)
 
 pytestmark = pytest.mark.e2e
 
 GAP_LIMIT = 15.0  # as test_failover's: one failover under TCG
-SERVICE = {"srv1": "10.77.0.1", "srv2": "10.77.0.2"}
 OWN = {"srv1": "10.77.0.101", "srv2": "10.77.0.102"}  # where each head reaches Ceph from
 NODES = ("node01", "node02")
 
 
 @pytest.fixture(scope="module")
 def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    require_e2e()
-    require_binary("keepalived", "keepalived")
-    require(postgres.available(), "PostgreSQL 15 is missing (apt-get install postgresql-15)")
-    try:
-        lab_store.check_available()
-    except LabError as missing:
-        require(False, f"{missing.message} ({missing.hint})")
+    require_ceph_lab()
     folder = tmp_path_factory.mktemp("ceph-ha")
-    lab = Lab(folder, f"dimcephha{os.getpid()}")
-    try:
-        cluster.up(
-            folder,
-            nodes=2,
-            servers=2,
-            store="ceph",
-            bmcs=False,
-            say=lab.say,
-            namespace=lab.namespace,
-        )
+    options = {"nodes": 2, "servers": 2, "store": "ceph", "bmcs": False}
+    with lab_up(folder, f"dimcephha{os.getpid()}", **options) as lab:
         lab.boot(list(NODES))
-        for node in NODES:
-            (lab.replica(node, "tiny") / "root" / "loop.sh").write_text(LOOP)
-            assert sleep_until(lambda n=node: lab.run(n, "test -f /root/loop.sh")[0] == 0, 10)
-            lab.ok(node, START)
+        start_workload(lab, list(NODES))
         yield lab
-    finally:
-        cluster.down(folder)
-        cluster.discard_outside(folder)
-        (folder / "said.txt").write_text("\n".join(lab.said) + "\n")  # what was measured
-
-
-def trace(lab: Lab, node: str) -> Trace:
-    path = lab.replica(node, "tiny") / "root" / "lines"
-    return Trace.parse(path.read_text() if path.exists() else "")
-
-
-def uptime(lab: Lab, node: str) -> float:
-    return float(lab.ok(node, "cat /proc/uptime").split()[0])
-
-
-def held(lab: Lab) -> dict[str, list[str]]:
-    return {
-        server: network.addresses(network.server_namespace(lab.namespace, server))[1:]
-        for server in SERVICE
-    }
 
 
 def store(lab: Lab) -> ceph.Cluster:
@@ -105,15 +72,6 @@ def store(lab: Lab) -> ceph.Cluster:
 
 def blocklist(lab: Lab) -> str:
     return ceph.ceph(store(lab), "osd", "blocklist", "ls")
-
-
-def lines_after(lab: Lab, node: str, seconds: float) -> None:
-    """Wait until the node has written ``seconds`` worth of new lines (at least 4)."""
-    count = len(trace(lab, node).numbers)
-    assert sleep_until(lambda: len(trace(lab, node).numbers) >= count + 4, seconds + 60), (
-        f"{node} stopped writing lines:\n{lab.tail(node)}{lab.why(node)}"
-    )
-    time.sleep(seconds)
 
 
 def assert_whole(lab: Lab, node: str, since: float, limit: float) -> float:
@@ -166,15 +124,7 @@ def test_c_a_change_made_during_the_outage_reaches_the_node(ha: Lab) -> None:
 def test_d_a_node_rebooted_during_the_outage_boots_from_the_peer_with_its_state(
     ha: Lab,
 ) -> None:
-    assert SERVICE["srv1"] in held(ha)["srv2"], "srv1 should be down (test b)"
-    lines = len(trace(ha, "node01").numbers)
-    seconds = ha.boot(["node01"])
-    assert f"{SERVICE['srv1']}:{ha.live('tiny')} on / type nfs4" in ha.ok("node01", "mount")
-    assert len(trace(ha, "node01").numbers) >= lines
-    ha.ok("node01", START)  # the workload again, numbering on from the last line
-    lines_after(ha, "node01", 2)
-    assert trace(ha, "node01").numbers_ok
-    ha.say(f"node01 rebooted during the outage in {seconds['node01']:.1f} s")
+    reboot_during_outage(ha)
 
 
 def test_e_a_restored_head_lifts_its_own_fence_and_serves_again(ha: Lab) -> None:

@@ -28,12 +28,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from dim.errors import LabError
-from dim.lab import ceph, cluster, postgres
+from dim.lab import ceph, cluster
 from dim.lab import store as lab_store
 from dim.lab.processes import sleep_until
-from tests.conftest import require, require_binary
-from tests.e2e.conftest import Lab, require_e2e
+from tests.e2e.conftest import Lab, lab_up, require_ceph_lab
 
 pytestmark = pytest.mark.e2e
 
@@ -43,32 +41,13 @@ WITHIN = 5.0  # seconds from the end of `dim image exec` to a node seeing the ch
 
 @pytest.fixture(scope="module")
 def ceph_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    require_e2e()
-    require_binary("keepalived", "keepalived")
-    require(postgres.available(), "PostgreSQL 15 is missing (apt-get install postgresql-15)")
-    try:
-        lab_store.check_available()
-    except LabError as missing:
-        require(False, f"{missing.message} ({missing.hint})")
+    require_ceph_lab()
     folder = tmp_path_factory.mktemp("ceph-lab")
-    lab = Lab(folder, f"dimceph{os.getpid()}")
-    try:
-        started = time.monotonic()
-        cluster.up(
-            folder,
-            nodes=2,
-            servers=2,
-            store="ceph",
-            bmcs=False,
-            say=lab.say,
-            namespace=lab.namespace,
-        )
+    options = {"nodes": 2, "servers": 2, "store": "ceph", "bmcs": False}
+    started = time.monotonic()
+    with lab_up(folder, f"dimceph{os.getpid()}", **options) as lab:
         lab.say(f"lab up in {time.monotonic() - started:.1f} s")
         yield lab
-    finally:
-        cluster.down(folder)
-        cluster.discard_outside(folder)
-        (folder / "said.txt").write_text("\n".join(lab.said) + "\n")  # what was measured
 
 
 def fuse_mounts() -> dict[str, str]:
