@@ -65,9 +65,7 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def store(lab: Lab) -> ceph.Cluster:
-    running = ceph.running(lab_store.cluster_folder(lab.folder))
-    assert running is not None, "the lab's Ceph cluster does not run"
-    return running
+    return lab_store.running_cluster(lab.folder)
 
 
 def blocklist(lab: Lab) -> str:

@@ -76,8 +76,7 @@ def test_b_a_node_boots_through_each_head_with_root_and_replica_from_cephfs(
         replica = ceph_lab.replica(node, "tiny")
         assert f"{address}:{replica} on /run/dim/rw type nfs4" in mounts, mounts
         ceph_lab.say(f"{node} up through {server} in {seconds[node]:.1f} s")
-    cephfs = ceph.running(lab_store.cluster_folder(ceph_lab.folder))
-    assert cephfs is not None
+    cephfs = lab_store.running_cluster(ceph_lab.folder)
     sessions = json.loads(ceph.ceph(cephfs, "tell", "mds.a", "session", "ls", "--format", "json"))
     heads = {s["client_metadata"].get("hostname") for s in sessions}
     assert {"srv1", "srv2"} <= heads, heads

@@ -8,7 +8,7 @@ import time
 
 from dim.lab import network
 from dim.lab.processes import sleep_until
-from dim.lab.workload import ERRORS, LOOP, START, Trace
+from dim.lab.workload import LOOP, START, Trace
 from tests.e2e.conftest import Lab
 
 SERVICE = {"srv1": "10.77.0.1", "srv2": "10.77.0.2"}
@@ -50,20 +50,16 @@ def lines_after(lab: Lab, node: str, seconds: float) -> None:
 
 
 def stalled(lab: Lab, node: str) -> str:
-    """What a stalled node and the servers show: the node's console, what its NFS client
-    logged (if its shell still answers), who holds which address, the servers' logs' ends."""
+    """What a stalled node and the servers show: the node's console, who holds which
+    address, each keepalived log's end, then `Lab.why` (what the node's NFS client logged,
+    if its shell still answers, and each ganesha log's end)."""
     parts = [lab.tail(node), f"addresses held: {held(lab)}"]
-    try:
-        parts.append(f"{node}'s errors:\n{lab.run(node, ERRORS, timeout=10)[1]}")
-    except Exception as error:  # noqa: BLE001 - a stalled node may not answer at all
-        parts.append(f"{node}'s shell did not answer: {error}")
     for server in SERVICE:
-        for daemon in ("keepalived", "ganesha"):
-            log = lab.folder / "servers" / server / "logs" / f"{daemon}.log"
-            if log.exists():
-                tail = log.read_text(errors="replace").splitlines()[-12:]
-                parts.append(f"{server} {daemon}.log:\n" + "\n".join(tail))
-    return "\n".join(parts)
+        log = lab.folder / "servers" / server / "logs" / "keepalived.log"
+        if log.exists():
+            tail = log.read_text(errors="replace").splitlines()[-12:]
+            parts.append(f"{server} keepalived.log:\n" + "\n".join(tail))
+    return "\n".join(parts) + lab.why(node)
 
 
 def reboot_during_outage(lab: Lab) -> None:

@@ -233,16 +233,15 @@ def stop(cluster: Cluster) -> None:
     _save(replace(cluster, daemons=()))
 
 
-def kill(cluster: Cluster, name: str) -> Cluster:
+def kill(cluster: Cluster, name: str) -> None:
     """SIGKILL the daemon ``name`` (``osd.1``) as a crash or a pulled disk would end it: no
-    goodbye to the monitor, whose peers find it gone. The cluster as it is now."""
+    goodbye to the monitor, whose peers find it gone; `revive` starts it again."""
     daemon = _daemon(cluster, name)
     if _ours(cluster, daemon):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(daemon.pid, signal.SIGKILL)
         sleep_until(lambda: not alive(daemon.pid), 10.0, step=0.05)
         _reap(daemon.pid)
-    return cluster
 
 
 def revive(cluster: Cluster, name: str) -> Cluster:

@@ -120,22 +120,22 @@ def fail_osd(state: LabState, name: str, *, say: Callable[[str], None] | None = 
     """Kill the store's OSD ``name`` (``osd.1``) by its process id, as a failed disk would
     stop it; its copies' work goes to the two left (3 copies, 2 needed: the CephFS stays
     writable)."""
-    cluster = _running(state)
-    ceph.kill(cluster, name)
+    ceph.kill(running_cluster(state.folder), name)
     if say:
         say(f"store: {name} killed")
 
 
 def restore_osd(state: LabState, name: str, *, say: Callable[[str], None] | None = None) -> None:
     """Start the store's OSD ``name`` again after `fail_osd`; it catches up by itself."""
-    cluster = ceph.revive(_running(state), name)
+    cluster = ceph.revive(running_cluster(state.folder), name)
     if say:
         pid = next(d.pid for d in cluster.daemons if d.name == name)
         say(f"store: {name} started again (pid {pid})")
 
 
-def _running(state: LabState) -> ceph.Cluster:
-    cluster = ceph.running(cluster_folder(state.folder))
+def running_cluster(folder: Path) -> ceph.Cluster:
+    """The Ceph cluster of the lab in ``folder``, which must run."""
+    cluster = ceph.running(cluster_folder(folder))
     if cluster is None:
         raise LabError("the lab's Ceph cluster does not run", hint="dim lab up --store ceph")
     return cluster

@@ -49,8 +49,8 @@ KERNEL_EXPORTS = "/etc/exports.d/dim.exports"
 GANESHA_CONF = "/etc/ganesha/ganesha.conf"
 GANESHA_EPOCH = "/etc/ganesha/dim-epoch"  # a failover set's server only (_epoch_files)
 GANESHA_DEBIAN = "/etc/ganesha/nfs-ganesha"  # Debian's service reads EPOCH_EXEC there
-GANESHA_GRACE = "/etc/ganesha/dim-grace"  # a rados_cluster head's only (_grace_files)
-# a failover set's CephFS head only (_unfence_file): lifts the fence a peer put on it
+GANESHA_GRACE = "/etc/ganesha/dim-grace"  # a rados_cluster head's only (_start_files)
+# a failover set's CephFS head only (_start_files): lifts the fence a peer put on it
 GANESHA_UNFENCE = "/etc/ganesha/dim-unfence"
 # runs dim-unfence and dim-grace, those of them rendered, before ganesha starts
 GANESHA_GRACE_UNIT = "/etc/systemd/system/nfs-ganesha.service.d/dim-grace.conf"

@@ -13,7 +13,6 @@ FAULT and gives up every address it holds, as a dead host would::
     /etc/keepalived/dim-fence           heads of a CephFS store only: fences a dead peer
 
 A ``<check service="…" command="…"/>`` of the server replaces a default check. The peers talk
-
 unicast between their own (fixed) addresses: no multicast to get through switches, and what
 one nftables rule cuts in the split-brain test.
 
@@ -89,15 +88,6 @@ class VrrpContext:
     preempt_delay: int
 
 
-@dataclass(frozen=True, slots=True)
-class Fence:
-    """How a head of a CephFS store reaches its Ceph cluster to fence a peer: the store's
-    ceph.conf and user."""
-
-    ceph_conf: str
-    user: str
-
-
 def vrid(cluster: Cluster, server: str) -> int:
     """The VRRP router id of ``server``'s address: its rank among the servers of failover
     sets, in layout order (the parser allows 255 of them)."""
@@ -162,8 +152,7 @@ def render(context: RenderContext) -> list[RenderedFile]:
     )
     if server.store:
         store = cluster.stores[server.store]
-        fence = Fence(store.ceph_conf, store.user)
-        script = context.render("keepalived-fence.j2", vrrp=vrrp, fence=fence, probe=FENCE_PROBE)
+        script = context.render("keepalived-fence.j2", vrrp=vrrp, store=store, probe=FENCE_PROBE)
         files.append(RenderedFile(FENCE, script, mode=0o755, service="keepalived"))
     files.append(
         RenderedFile(
