@@ -72,6 +72,11 @@ class Family:
 # Each summary is the first line of the command's own help (tests/unit/test_cli_startup.py
 # compares them): `dim --help` lists them without importing the families.
 FAMILIES = {
+    "api": Family(
+        "dim.cli.api",
+        "group",
+        "Serve the REST API (/api/v1, OpenAPI at /api/v1/openapi.json) until stopped.",
+    ),
     "apply": Family(
         "dim.cli.apply",
         "command",

@@ -40,7 +40,11 @@ class Executor(Protocol):
 
 
 def set_macs(
-    db: Executor, cluster: Cluster, changes: Mapping[tuple[str, str], str], source: str = "set"
+    db: Executor,
+    cluster: Cluster,
+    changes: Mapping[tuple[str, str], str],
+    source: str = "set",
+    actor: str | None = None,
 ) -> int:
     """Record MACs for (node, network) pairs; returns how many changed.
 
@@ -76,12 +80,15 @@ def set_macs(
             [{"n": n, "net": net, "m": m} for (n, net), m in changed.items()],
         )
         _record_stale(db, current, changed)
-        log(db, [(n, "mac", f"{net} {m} ({source})") for (n, net), m in changed.items()])
+        entries = [(n, "mac", f"{net} {m} ({source})") for (n, net), m in changed.items()]
+        log(db, entries, actor)
         _journal(db, {n for n, _ in changed})
     return len(changed)
 
 
-def set_images(db: Executor, cluster: Cluster, nodes: Iterable[str], image: str) -> int:
+def set_images(
+    db: Executor, cluster: Cluster, nodes: Iterable[str], image: str, actor: str | None = None
+) -> int:
     """Assign ``image`` to nodes; an image equal to the layout's choice clears the override."""
     if image not in cluster.images:
         raise StateError(f"unknown image {image!r}: it is not in {cluster.source}")
@@ -103,17 +110,17 @@ def set_images(db: Executor, cluster: Cluster, nodes: Iterable[str], image: str)
                 f"INSERT INTO {NODE_IMAGES_TABLE} (node, image) VALUES (:n, :i)",
                 [{"n": n, "i": image} for n in overrides],
             )
-        log(db, [(n, "image", image) for n in changed])
+        log(db, [(n, "image", image) for n in changed], actor)
         _journal(db, set(changed))
     return len(changed)
 
 
-def log(db: Executor, entries: list[tuple[str | None, str, str]]) -> None:
-    """Events, all at this moment."""
+def log(db: Executor, entries: list[tuple[str | None, str, str]], actor: str | None = None) -> None:
+    """Events, all at this moment, made by ``actor`` (None: the command line)."""
     now = time.time()
     db.run(
-        f"INSERT INTO {EVENTS_TABLE} (at, node, kind, detail) VALUES (:at, :n, :k, :d)",
-        [{"at": now, "n": n, "k": k, "d": d} for n, k, d in entries],
+        f"INSERT INTO {EVENTS_TABLE} (at, node, kind, detail, actor) VALUES (:at, :n, :k, :d, :a)",
+        [{"at": now, "n": n, "k": k, "d": d, "a": actor} for n, k, d in entries],
     )
 
 

@@ -69,6 +69,8 @@ class Event:
     node: str | None
     kind: str
     detail: str
+    id: int = 0  # its number in the log: later events have greater ones
+    actor: str | None = None  # who made the change: ``api:TOKEN-NAME``; None from the CLI
 
 
 @struct(frozen=True, slots=True)

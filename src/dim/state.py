@@ -104,6 +104,7 @@ events_table = sa.Table(
     sa.Column("node", sa.String, nullable=True, index=True),
     sa.Column("kind", sa.String, nullable=False),
     sa.Column("detail", sa.String, nullable=False, default=""),
+    sa.Column("actor", sa.String, nullable=True),
 )
 
 # The last boot script each node fetched: one row per node, replaced at every boot, so that
@@ -279,13 +280,21 @@ class StateDB:
 
         return self._read(read, BOOTS_TABLE, {})
 
-    def events(self, node: str | None = None, limit: int = 100) -> list[Event]:
+    def events(
+        self, node: str | None = None, limit: int = 100, after: int | None = None
+    ) -> list[Event]:
+        """The newest ``limit`` events (of ``node``; after the event numbered ``after``),
+        newest first."""
         query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
         if node is not None:
             query = query.where(events_table.c.node == node)
+        if after is not None:
+            query = query.where(events_table.c.id > after)
 
         def read(conn: sa.Connection) -> list[Event]:
-            return [Event(r.at, r.node, r.kind, r.detail) for r in conn.execute(query)]
+            return [
+                Event(r.at, r.node, r.kind, r.detail, r.id, r.actor) for r in conn.execute(query)
+            ]
 
         return self._read(read, EVENTS_TABLE, [])
 
@@ -309,13 +318,18 @@ class StateDB:
     # -- changing --------------------------------------------------------------------------
 
     def set_macs(
-        self, cluster: Cluster, changes: Mapping[tuple[str, str], str], *, source: str = "set"
+        self,
+        cluster: Cluster,
+        changes: Mapping[tuple[str, str], str],
+        *,
+        source: str = "set",
+        actor: str | None = None,
     ) -> int:
         """Record MACs for (node, network) pairs in one transaction; returns how many changed
         (:func:`dim.observations.set_macs`: checked as a whole, replaced MACs kept as stale
         leases)."""
         with self._transaction() as conn:
-            return observations.set_macs(_Executor(conn), cluster, changes, source)
+            return observations.set_macs(_Executor(conn), cluster, changes, source, actor)
 
     def forget_stale_leases(self, leases: Iterable[StaleLease]) -> None:
         """Drop stale leases that were released, or that need no release."""
@@ -324,14 +338,18 @@ class StateDB:
             with self._transaction() as conn:
                 observations.delete_stale(_Executor(conn), keys)
 
-    def set_images(self, cluster: Cluster, nodes: Iterable[str], image: str) -> int:
+    def set_images(
+        self, cluster: Cluster, nodes: Iterable[str], image: str, *, actor: str | None = None
+    ) -> int:
         """Assign ``image`` to nodes; an image equal to the layout's choice clears the override."""
         with self._transaction() as conn:
-            return observations.set_images(_Executor(conn), cluster, nodes, image)
+            return observations.set_images(_Executor(conn), cluster, nodes, image, actor)
 
-    def log(self, node: str | None, kind: str, detail: str = "") -> None:
+    def log(
+        self, node: str | None, kind: str, detail: str = "", *, actor: str | None = None
+    ) -> None:
         with self._transaction() as conn:
-            observations.log(_Executor(conn), [(node, kind, detail)])
+            observations.log(_Executor(conn), [(node, kind, detail)], actor)
 
     def record_boots(self, boots: list[Boot]) -> None:
         """Log each boot as a ``boot`` event and remember it as its node's last, in one

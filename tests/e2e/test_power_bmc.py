@@ -4,9 +4,13 @@ PXE-boots to the marker; off stops it. The real IPMI driver (pyghmi) talks to th
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dim.lab.bmcs import start_bmcs
+from dim.lab.daemons import ganesha_pid_files
+from dim.lab.network import SERVER
 from dim.lab.processes import sleep_until
 from tests.e2e.conftest import Lab
 
@@ -26,9 +30,24 @@ def test_power_on_through_the_bmc_pxe_boots_the_node_and_off_stops_it(
     assert lab.marker(NODE).group(1) == NODE
     assert lab.ok(NODE, "hostname").strip() == NODE
     assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["on", NODE]
+    up = node_status(lab, "--power")
+    assert (up["state"], up["power"], up["session"]) == ("up", "on", SERVER), up
+    assert up["booted"]["image"] == up["image"] and up["live_version"] >= 1
     lab.dim("power", "off", NODE, "--yes")
     assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["off", NODE]
+    off = node_status(lab, "--power")
+    assert (off["state"], off["power"]) == ("off", "off"), off
     assert not sleep_until(lambda: _qemu_runs("52:54:00:77:00:06"), 3)
+
+
+def node_status(lab: Lab, *options: str) -> dict:
+    """``dim node status NODE --json`` with the lab's ganesha as the NFS server (dim lab env)."""
+    pid_file = str(ganesha_pid_files(lab.folder)[0])
+    shown = lab.dim("node", "status", NODE, "--nfs-pid-file", pid_file, "--json", *options)
+    report = json.loads(shown.stdout)
+    assert report["sessions_known"], shown.stderr
+    (found,) = report["nodes"]
+    return found
 
 
 def _qemu_runs(mac: str) -> bool:

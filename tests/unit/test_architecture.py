@@ -4,7 +4,7 @@ Every ``import`` in ``src/dim`` counts, function-local ones too (they hide a cir
 removing it); only imports under ``if TYPE_CHECKING:`` are left out, since they never run.
 The floors, top to bottom, as docs/architecture.md draws them::
 
-    cli -> lab -> actions -> {boot, services, images, power} -> {inventory, state}
+    cli -> api -> lab -> actions -> {boot, services, images, power} -> {inventory, state}
         -> layout -> common (errors, files, names, paths, processes, allocation, printable)
 
 A module may import its own floor (no circle) or any floor below it, never one above.
@@ -49,6 +49,7 @@ FLOORS = (
     ("domain", ("dim.boot", "dim.services", "dim.images", "dim.power")),
     ("actions", ("dim.actions",)),
     ("lab", ("dim.lab",)),
+    ("api", ("dim.api",)),
     ("cli", ("dim.cli", "dim.__main__", "dim.commands", "dim.helptext", "dim.quick")),
 )
 

@@ -66,6 +66,7 @@ class Context:
     state: Path
     debug: bool = False
     database: str | None = None
+    actor: str | None = None  # who changes things, in the event log: ``api:NAME``; None: CLI
     later: list[Callable[[], None]] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -162,22 +163,22 @@ class Context:
         """Record MACs (:func:`dim.observations.set_macs`); how many changed."""
         writer = self._writer()
         if writer is None:
-            return self.db().set_macs(cluster, changes, source=source)
+            return self.db().set_macs(cluster, changes, source=source, actor=self.actor)
         from dim import observations  # here: reading commands need neither it nor typing
 
         with writer as db:
-            return observations.set_macs(db, cluster, changes, source)
+            return observations.set_macs(db, cluster, changes, source, self.actor)
 
     def set_images(self, cluster: Cluster, nodes: Iterable[str], image: str) -> int:
         """Assign ``image`` to ``nodes`` (:func:`dim.observations.set_images`); how many
         changed."""
         writer = self._writer()
         if writer is None:
-            return self.db().set_images(cluster, nodes, image)
+            return self.db().set_images(cluster, nodes, image, actor=self.actor)
         from dim import observations
 
         with writer as db:
-            return observations.set_images(db, cluster, nodes, image)
+            return observations.set_images(db, cluster, nodes, image, self.actor)
 
     def _writer(self) -> SqliteWriter | None:
         """An SQLite state DB's writer without SQLAlchemy, when it needs no migration."""

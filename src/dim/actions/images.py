@@ -24,6 +24,7 @@ from dim.images.commit import CommitResult
 from dim.images.delta import Delta
 from dim.images.operations import CheckResult, GcResult, ImageReport, Progress
 from dim.images.store import Store
+from dim.inventory import fold
 from dim.layout.model import Cluster
 
 if TYPE_CHECKING:
@@ -77,6 +78,28 @@ def reports(ctx: Context) -> list[ImageReport]:
         operations.report(store, inventory, name, sizes=False)
         for name in operations.all_images(store, inventory)
     ]
+
+
+def list_record(r: ImageReport) -> dict:
+    """One image of ``dim image list --json`` and of the REST API's list."""
+    return {
+        "name": r.name,
+        "versions": r.versions,
+        "live": r.live,
+        "nodes": fold(r.users),
+        "replicas": len(r.replicas),
+        "declared": r.declared,
+    }
+
+
+def show_record(r: ImageReport) -> dict:
+    """``dim image show --json``: the list's record, each replica's version (and disk use)."""
+    return {**list_record(r), "replicas": r.replicas}
+
+
+def version_records(r: ImageReport) -> list[dict]:
+    """``dim image versions --json``: each version's metadata and number."""
+    return [r.meta[v] | {"version": v} for v in r.versions]
 
 
 def report(ctx: Context, name: str, *, sizes: bool = True) -> ImageReport:

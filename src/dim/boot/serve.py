@@ -51,6 +51,7 @@ from aiohttp.abc import AbstractAccessLogger
 from dim.boot.builds import FILES as BOOT_FILES
 from dim.boot.builds import BootBuild, find_build
 from dim.boot.connections import REFUSED, GuardedSite, Limits, raise_file_limit
+from dim.boot.metrics import ServeMetrics, forget_shared, share_between_workers
 from dim.boot.sendfile import SEND_CUT, Senders, SentFile
 from dim.boot.targets import Snapshot
 from dim.errors import DimError, StateUnavailable
@@ -489,22 +490,31 @@ SERVICE = web.AppKey("service", BootService)
 RECORDER = web.AppKey("recorder", BootRecorder)
 LIMITS = web.AppKey("limits", Limits)
 SENDERS = web.AppKey("senders", Senders)  # the files being sent at once, by every worker
+METRICS = web.AppKey("metrics", object)  # a ServeMetrics, None without GET /metrics
 
 
 def make_app(
-    service: BootService, limits: Limits = DEFAULT_LIMITS, senders: Senders | None = None
+    service: BootService,
+    limits: Limits = DEFAULT_LIMITS,
+    senders: Senders | None = None,
+    *,
+    metrics: bool = True,
 ) -> web.Application:
     """The aiohttp application; its startup starts the boot recorder, its cleanup flushes it.
-    ``senders``: the files being sent, shared with the other workers (a worker's own else)."""
+    ``senders``: the files being sent, shared with the other workers (a worker's own else);
+    ``metrics``: ``GET /metrics`` for Prometheus (:mod:`dim.boot.metrics`)."""
     app = web.Application(middlewares=[_dim_errors])
     app[SERVICE] = service
     app[LIMITS] = limits
     app[SENDERS] = senders if senders is not None else Senders()
     app[RECORDER] = BootRecorder(service.database, service.outage)
+    app[METRICS] = ServeMetrics() if metrics else None
     app.on_startup.append(_start_recorder)
     app.on_cleanup.append(_stop_recorder)
     app.router.add_get("/boot.ipxe", _entry)
     app.router.add_get("/dim/health", _health)
+    if metrics:
+        app.router.add_get("/metrics", _metrics)
     app.router.add_get("/dim/nodes/{name}", _node)
     app.router.add_get("/dim/images/{image}/{file}", _boot_file)
     app.router.add_get("/dim/images/{image}/{version}/{file}", _boot_file)
@@ -561,7 +571,16 @@ async def _node(request: web.Request) -> web.StreamResponse:
     answer = await asyncio.to_thread(service.node_script, name, client, boot_url)
     if answer.boot is not None and request.method == "GET":
         request.app[RECORDER].record(answer.boot)
+        if request.app[METRICS] is not None:
+            request.app[METRICS].boot(answer.boot.image, service.server_name or "-")
     return _reply(answer)
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    body, kind = request.app[METRICS].exposition()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = kind  # with its version parameter, as Prometheus wants
+    return response
 
 
 async def _boot_file(request: web.Request) -> web.StreamResponse:
@@ -591,12 +610,23 @@ class RequestLog(AbstractAccessLogger):
     """One line per request: client, method and path, status, body bytes, milliseconds; for a
     refused request, why: ``10.0.0.9 - - 400 16 0.2ms refused: Invalid HTTP version``."""
 
+    metrics: ServeMetrics | None = None  # set on a subclass per application (runner_options)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         # body_length misses what sendfile(2) sent: the body's declared length is the count
         size = 0 if request.method == "HEAD" else (response.content_length or 0)
         refused = request.get(REFUSED)
         parsed = refused is None or refused[1]
         cut = request.get(SEND_CUT)
+        if self.metrics is not None:
+            self.metrics.request(
+                request.path if parsed else "-",
+                response.status,
+                size,
+                time,
+                refused=refused[0] if refused else None,
+                cut=cut,
+            )
         self.logger.info(
             "%s %s %s %d %d %.1fms%s",
             request.remote,
@@ -609,10 +639,13 @@ class RequestLog(AbstractAccessLogger):
         )
 
 
-def runner_options(limits: Limits = DEFAULT_LIMITS) -> dict:
-    """How an aiohttp runner of this app logs requests (:class:`RequestLog` to ``dim.serve``)
-    and how long it waits for idle connections and for bodies."""
-    return {"access_log_class": RequestLog, "access_log": log, **limits.handler_options()}
+def runner_options(limits: Limits = DEFAULT_LIMITS, metrics: ServeMetrics | None = None) -> dict:
+    """How an aiohttp runner of this app logs requests (:class:`RequestLog` to ``dim.serve``,
+    counted in ``metrics``) and how long it waits for idle connections and for bodies."""
+    logger = (
+        RequestLog if metrics is None else type("RequestLog", (RequestLog,), {"metrics": metrics})
+    )
+    return {"access_log_class": logger, "access_log": log, **limits.handler_options()}
 
 
 async def start(
@@ -623,14 +656,16 @@ async def start(
     sock: socket.socket | None = None,
     limits: Limits = DEFAULT_LIMITS,
     senders: Senders | None = None,
+    metrics: bool = True,
 ) -> web.AppRunner:
     """Serve in the running event loop (a lab, a test) on ``host:port``, or on ``sock`` (see
     :func:`listen`), within ``limits``; ``await runner.cleanup()`` stops it and writes the
     boots still queued."""
     if sock is None:
         sock = listen(host, port)
-    options = runner_options(limits)
-    runner = web.AppRunner(make_app(service, limits, senders), **options)
+    app = make_app(service, limits, senders, metrics=metrics)
+    options = runner_options(limits, app[METRICS])
+    runner = web.AppRunner(app, **options)
     await runner.setup()
     await GuardedSite(runner, sock, limits, options).start()
     return runner
@@ -656,11 +691,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run(
-    service: BootService, host: str, port: int, workers: int = 1, limits: Limits = DEFAULT_LIMITS
+    service: BootService,
+    host: str,
+    port: int,
+    workers: int = 1,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    metrics: bool = True,
 ) -> None:
     """Serve until SIGTERM or SIGINT with ``workers`` processes sharing one listening socket
     (as nginx's workers do: the kernel's work of sending files spreads over the cores), each
-    within ``limits``; boots still queued are written before returning."""
+    within ``limits``, with ``GET /metrics`` unless not ``metrics``; boots still queued are
+    written before returning."""
     sock = listen(host, port)
     limits = raise_file_limit(limits)
     log.info(
@@ -675,24 +717,40 @@ def run(
         limits.max_connections,
     )
     if workers <= 1:
-        asyncio.run(_serve(service, sock, limits))
+        asyncio.run(_serve(service, sock, limits, metrics=metrics))
     else:
+        # every worker's counts in one folder, so that a scrape answered by any shows them all
+        shared = share_between_workers() if metrics else None
         # a SIGTERM between two forks waits until every worker is known to the supervisor
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         board = Senders.board(workers)
-        _supervise([_fork_worker(service, sock, limits, Senders(board, n)) for n in range(workers)])
+        try:
+            _supervise(
+                [
+                    _fork_worker(service, sock, limits, Senders(board, n), metrics)
+                    for n in range(workers)
+                ]
+            )
+        finally:
+            if shared is not None:
+                forget_shared(shared)
     log.info("stopped")
 
 
 async def _serve(
-    service: BootService, sock: socket.socket, limits: Limits, senders: Senders | None = None
+    service: BootService,
+    sock: socket.socket,
+    limits: Limits,
+    senders: Senders | None = None,
+    *,
+    metrics: bool = True,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in STOP_SIGNALS:
         loop.add_signal_handler(number, stop.set)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    runner = await start(service, sock=sock, limits=limits, senders=senders)
+    runner = await start(service, sock=sock, limits=limits, senders=senders, metrics=metrics)
     try:
         await stop.wait()
     finally:
@@ -700,7 +758,7 @@ async def _serve(
 
 
 def _fork_worker(
-    service: BootService, sock: socket.socket, limits: Limits, senders: Senders
+    service: BootService, sock: socket.socket, limits: Limits, senders: Senders, metrics: bool
 ) -> int:
     pid = os.fork()
     if pid:
@@ -708,7 +766,7 @@ def _fork_worker(
     status = 0
     try:
         service.after_fork()
-        asyncio.run(_serve(service, sock, limits, senders))
+        asyncio.run(_serve(service, sock, limits, senders, metrics=metrics))
     except BaseException as exc:  # a worker never returns into the caller's code
         log.error("worker %d: %s", os.getpid(), exc)
         status = 1

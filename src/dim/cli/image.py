@@ -129,19 +129,7 @@ def image_list(ctx: Context, as_json: bool) -> None:
     """Images declared or stored: latest version, live version, nodes, replicas."""
     reports = images.reports(ctx)
     if as_json:
-        emit_json(
-            [
-                {
-                    "name": r.name,
-                    "versions": r.versions,
-                    "live": r.live,
-                    "nodes": fold(r.users),
-                    "replicas": len(r.replicas),
-                    "declared": r.declared,
-                }
-                for r in reports
-            ]
-        )
+        emit_json([images.list_record(r) for r in reports])
         return
     table(
         [
@@ -167,15 +155,7 @@ def image_show(ctx: Context, name: str, as_json: bool) -> None:
     """One image: versions, the nodes that use it, each replica's version and disk use."""
     r = images.report(ctx, name)
     if as_json:
-        emit_json(
-            {
-                "name": r.name,
-                "versions": r.versions,
-                "live": r.live,
-                "nodes": fold(r.users),
-                "replicas": r.replicas,
-            }
-        )
+        emit_json(images.show_record(r))
         return
     click.echo(
         f"{r.name}: versions {fold([str(v) for v in r.versions]) or '-'}, "
@@ -195,7 +175,7 @@ def image_versions(ctx: Context, name: str, as_json: bool) -> None:
     """NAME's versions: when, from what, and how much changed."""
     r = images.report(ctx, name, sizes=False)
     if as_json:
-        emit_json([r.meta[v] | {"version": v} for v in r.versions])
+        emit_json(images.version_records(r))
         return
     rows = []
     for v in r.versions:

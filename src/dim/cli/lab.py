@@ -134,8 +134,9 @@ def lab_up(
 @lab_dir
 def lab_env(folder: str) -> None:
     """Print the shell exports that point dim's commands at the lab: its layout, its state,
-    its state DB (DIM_DATABASE, unset for the state folder's), and the root its daemons'
-    files are installed under.
+    its state DB (DIM_DATABASE, unset for the state folder's), the root its daemons'
+    files are installed under, and its ganeshas' pid files (DIM_NFS_PID_FILES, for
+    `dim node status`).
 
     \b
     eval "$(dim lab env)"
@@ -143,6 +144,7 @@ def lab_env(folder: str) -> None:
     """
     from shlex import quote
 
+    from dim.lab.daemons import ganesha_pid_files
     from dim.lab.state import database
 
     lab = _folder(folder)
@@ -152,6 +154,8 @@ def lab_env(folder: str) -> None:
     # unset otherwise: another lab's URL left in the shell would take this lab's commands
     click.echo(f"export DIM_DATABASE={quote(url)}" if url else "unset DIM_DATABASE")
     click.echo(f"export DIM_ROOT={quote(str(lab / 'root'))}")
+    pid_files = ":".join(str(p) for p in ganesha_pid_files(lab))
+    click.echo(f"export DIM_NFS_PID_FILES={quote(pid_files)}")
 
 
 def _debian_releases(value: str) -> tuple[str, ...]:

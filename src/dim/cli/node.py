@@ -15,7 +15,7 @@ import click
 
 from dim.actions import nodes
 from dim.cli.context import Context, pass_context, root_option
-from dim.cli.output import delta, emit_json, progress
+from dim.cli.output import delta, emit_json, progress, table
 from dim.errors import UsageError
 from dim.inventory import fold
 from dim.quick import list_lines
@@ -45,6 +45,75 @@ def node_list(ctx: Context, nodeset: str | None, exclude: str | None, as_json: b
         return
     for line in list_lines(records):  # what `dim node list` prints without click too
         click.echo(line)
+
+
+@group.command("status")
+@click.argument("nodeset", required=False)
+@click.option("-x", "--exclude", metavar="NODESET", help="Leave these nodes out.")
+@click.option("--power", is_flag=True, help="Also ask every node's BMC for its power state.")
+@click.option(
+    "--nfs-pid-file",
+    "pid_files",
+    multiple=True,
+    metavar="FILE",
+    help="Pid file of an NFS server whose sessions to read, repeatable; 'self' for this "
+    "machine's own (kernel nfsd). Default: $DIM_NFS_PID_FILES (colon-separated), else "
+    "/run/ganesha/ganesha.pid.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def node_status(
+    ctx: Context,
+    nodeset: str | None,
+    exclude: str | None,
+    power: bool,
+    pid_files: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """The state of each node (all, or NODESET): up, booting, down, off or unknown.
+
+    \b
+    up       it holds an NFS session with an image server now
+    booting  no session yet, boot script fetched in the last 5 minutes
+    down     no session; it booted from dim before
+    off      its BMC says so (--power)
+    unknown  no NFS server's sessions readable, or never seen booting
+
+    A session is a connection to an NFS server's port 2049 that the node sent something on
+    in the last 45 s (a running node renews its NFS lease every few seconds), read with ss
+    in the servers' network namespaces on this machine: no agent on the nodes. Nodes with
+    the same state, images and session are folded into one line.
+    """
+    from dim.actions import status
+    from dim.services import sessions
+
+    files = list(pid_files) or sessions.pid_files_from_env() or list(sessions.DEFAULT_PID_FILES)
+    found = sessions.clients(files)
+    states = status.power_states(ctx, nodeset, exclude) if power else None
+    report = status.statuses(ctx, nodeset, exclude, sessions=found, power=states)
+    if as_json:
+        emit_json(report.record())
+        return
+    if not report.sessions_known:
+        click.echo(f"dim: no NFS server's sessions readable ({', '.join(files)})", err=True)
+    rows: dict[tuple, list[str]] = {}
+    for n in report.nodes:
+        booted = f"{n.booted['image']}" if n.booted else "-"
+        key = (
+            n.state,
+            n.image,
+            booted,
+            "-" if n.live_version is None else str(n.live_version),
+            n.session or "-",
+            n.power or ("?" if n.power_error else "-"),
+        )
+        rows.setdefault(key, []).append(n.name)
+    table(
+        [[fold(names), *key] for key, names in rows.items()],
+        ["NODES", "STATE", "IMAGE", "BOOTED", "LIVE", "SESSION", "POWER"],
+    )
+    counts = ", ".join(f"{count} {state}" for state, count in report.counts.items() if count)
+    click.echo(counts or "no node")
 
 
 @group.command("set")

@@ -69,13 +69,7 @@ def node_counter(total: int) -> Callable[[int, int], None] | None:
 def delta(changes: Delta, as_json: bool) -> None:
     """Paths added (+), changed (~) and removed (-), one a line; or three JSON lists."""
     if as_json:
-        emit_json(
-            {
-                "added": ["/" + p for p in changes.added],
-                "changed": ["/" + p for p in changes.changed],
-                "removed": ["/" + p for p in changes.removed],
-            }
-        )
+        emit_json(changes.record())
         return
     for sign, paths in (("+", changes.added), ("~", changes.changed), ("-", changes.removed)):
         for path in paths:

@@ -75,6 +75,13 @@ from dim.services import limits
     help="Open connections per worker; beyond it a new one gets 503 and is closed. "
     "[default: 2048, or the nodes this server serves and 64 more]",
 )
+@click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Answer GET /metrics (Prometheus's text format, no authentication, as Prometheus "
+    "scrapes).",
+)
 @pass_context
 def command(
     ctx: Context,
@@ -88,6 +95,7 @@ def command(
     keepalive_timeout: float,
     send_timeout: float,
     max_connections: int | None,
+    metrics: bool,
 ) -> None:
     """Serve iPXE boot scripts, kernels, initrds and http-root over HTTP until stopped.
 
@@ -96,6 +104,7 @@ def command(
     /dim/nodes/<mac>.ipxe             the node's current image, from the state DB at each boot
     /dim/images/<image>/vmlinuz       the current boot build (also initrd.img)
     /dim/health                       "ok" while serving (keepalived's check in a failover set)
+    /metrics                          boots, latencies, bytes and refusals, for Prometheus
     anything else                     a file below http-root, never outside it
 
     One line per request on stderr: client, method and path, status, bytes, milliseconds;
@@ -132,4 +141,6 @@ def command(
     workers = workers or min(os.cpu_count() or 1, 8)
     # a failover set's server also answers on its peers' addresses, when they move here
     default = "0.0.0.0" if srv.failover else str(srv.address)
-    boot_serve.run(service, listen or default, port or srv.http_port, workers, settings)
+    boot_serve.run(
+        service, listen or default, port or srv.http_port, workers, settings, metrics=metrics
+    )

@@ -30,6 +30,14 @@ class Delta:
     def empty(self) -> bool:
         return not (self.added or self.changed or self.removed)
 
+    def record(self) -> dict:
+        """The three lists of absolute paths, for ``--json`` and the REST API."""
+        return {
+            "added": ["/" + p for p in self.added],
+            "changed": ["/" + p for p in self.changed],
+            "removed": ["/" + p for p in self.removed],
+        }
+
     def bytes_added(self) -> int:
         """Bytes of file content the new tree holds that the old one did not."""
         known = {(e.dev, e.ino) for e in self.old.values() if e.kind == "f"}

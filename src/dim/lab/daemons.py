@@ -142,6 +142,13 @@ GANESHA_START = (
 )
 
 
+def ganesha_pid_files(folder: Path) -> list[Path]:
+    """The pid files of the lab's ganeshas (one per server), whose network namespaces hold
+    the nodes' NFS sessions (:mod:`dim.services.sessions`)."""
+    found = sorted(folder.glob("servers/*/run/ganesha.pid"))
+    return found or [folder / "run" / "ganesha.pid"]
+
+
 def _ganesha_spec(binds: Mapping[str, Path], run_dir: Path, logs: Path) -> DaemonSpec:
     """nfs-ganesha in the foreground, its state (/var/lib/nfs, /run) in ``run_dir``, after
     the scripts of :data:`GANESHA_START`."""

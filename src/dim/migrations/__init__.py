@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from alembic.config import Config
 
-HEAD = "0002"
+HEAD = "0003"
 FOLDER = Path(__file__).resolve().parent
 
 

@@ -177,6 +177,36 @@ def test_node_script_boots_the_current_build_with_the_node_arguments(http, site)
     )
 
 
+def test_metrics_count_boots_files_bytes_and_refusals(http):
+    http.get("/dim/nodes/52-54-00-00-00-01.ipxe")
+    http.get("/dim/images/alpha/2/vmlinuz")
+    http.get("/dim/images/alpha/2/vmlinuz")
+    assert http.raw("/../secret.txt").status == 403
+    reply = http.get("/metrics")
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/plain")
+    lines = set(reply.text.splitlines())
+    assert 'dim_boots_total{image="alpha",server="srv"} 1.0' in lines
+    assert 'dim_serve_request_seconds_count{kind="kernel"} 2.0' in lines
+    assert f'dim_serve_sent_bytes_total{{kind="kernel"}} {2.0 * len(KERNEL)}' in lines
+    assert 'dim_serve_refused_requests_total{reason="forbidden",status="403"} 1.0' in lines
+
+
+def test_without_metrics_the_path_is_a_file_of_http_root_like_any_other(service):
+    async def serve() -> int:
+        runner = await start(service, "127.0.0.1", 0, metrics=False)
+        host, port = runner.addresses[0][:2]
+        try:
+            async with (
+                ClientSession() as client,
+                client.get(f"http://{host}:{port}/metrics") as answer,
+            ):
+                return answer.status
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(serve()) == 404
+
+
 def test_node_script_follows_an_image_assigned_while_serving(http, site):
     folder = site / "state" / "boot" / "beta" / "7"
     folder.mkdir(parents=True)
@@ -989,7 +1019,9 @@ def test_serve_listens_on_every_address_in_a_set_and_on_its_own_alone(
 
     started = []
     monkeypatch.setattr(
-        boot_serve, "run", lambda service, host, port, *rest: started.append((host, port))
+        boot_serve,
+        "run",
+        lambda service, host, port, *rest, **options: started.append((host, port)),
     )
     assert dim(pair_site, "serve", "--server", server) == 0
     assert started == [(listen, 8080)]
@@ -1029,7 +1061,9 @@ def test_each_worker_holds_every_node_of_its_server_at_once_unless_told(
         (site / "cluster.xml").write_text(RACKS)
     started = []
     monkeypatch.setattr(
-        boot_serve, "run", lambda service, host, port, workers, limits: started.append(limits)
+        boot_serve,
+        "run",
+        lambda service, host, port, workers, limits, **options: started.append(limits),
     )
     assert dim(site, "serve", *options) == 0
     assert [limits.max_connections for limits in started] == [connections]

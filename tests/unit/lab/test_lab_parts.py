@@ -131,7 +131,19 @@ def test_lab_env_points_dim_at_the_labs_layout_and_state(
         f"export DIM_STATE='{tmp_path}/my lab/state'",
         "unset DIM_DATABASE",
         f"export DIM_ROOT='{tmp_path}/my lab/root'",
+        f"export DIM_NFS_PID_FILES='{tmp_path}/my lab/run/ganesha.pid'",
     ]
+
+
+def test_lab_env_names_the_ganesha_of_each_server_of_a_lab_with_several(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for server in ("srv1", "srv2"):
+        (tmp_path / "servers" / server / "run").mkdir(parents=True)
+        (tmp_path / "servers" / server / "run" / "ganesha.pid").write_text("1\n")
+    assert main(["lab", "env", "--dir", str(tmp_path)]) == 0
+    pid_files = [f"{tmp_path}/servers/{s}/run/ganesha.pid" for s in ("srv1", "srv2")]
+    assert f"export DIM_NFS_PID_FILES={':'.join(pid_files)}" in capsys.readouterr().out
 
 
 def test_a_lab_with_a_database_server_points_every_dim_it_runs_at_it(

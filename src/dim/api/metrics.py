@@ -1,0 +1,83 @@
+"""``dim api``'s metrics, for Prometheus (``GET /metrics``): what the cluster is, read at each
+scrape (nodes per state, images' versions and replicas, each node set's size) and what the API
+did (requests by route and status).
+
+::
+
+    metrics = ApiMetrics(service)
+    metrics.request("GET /api/v1/nodes", 200)
+    body, kind = metrics.exposition()          # reads the state DB, the store, the sessions
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from dim.actions import images
+from dim.actions import status as node_status
+from dim.actions.context import Context
+from dim.services import sessions
+
+
+class ClusterCollector:
+    """A prometheus_client collector that reads the cluster when scraped."""
+
+    def __init__(self, ctx: Context, pid_files: Callable[[], tuple[str, ...]]) -> None:
+        self.ctx = ctx
+        self.pid_files = pid_files
+
+    def collect(self) -> Iterator:
+        from prometheus_client.core import GaugeMetricFamily
+
+        found = sessions.clients(self.pid_files())
+        report = node_status.statuses(self.ctx, sessions=found)
+        nodes = GaugeMetricFamily(
+            "dim_nodes", "Nodes by state (dim node status).", labels=["state"]
+        )
+        for state, count in report.counts.items():
+            nodes.add_metric([state], count)
+        yield nodes
+        known = GaugeMetricFamily(
+            "dim_nfs_sessions_known", "1 when an NFS server's sessions could be read."
+        )
+        known.add_metric([], 1 if report.sessions_known else 0)
+        yield known
+        live = GaugeMetricFamily(
+            "dim_image_live_version", "The version of each image that nodes see.", labels=["image"]
+        )
+        versions = GaugeMetricFamily(
+            "dim_image_versions", "Versions kept of each image.", labels=["image"]
+        )
+        replicas = GaugeMetricFamily(
+            "dim_image_replicas", "Nodes' replicas of each image.", labels=["image"]
+        )
+        users = GaugeMetricFamily("dim_image_nodes", "Nodes assigned each image.", labels=["image"])
+        for r in images.reports(self.ctx):
+            if r.live is not None:
+                live.add_metric([r.name], r.live)
+            versions.add_metric([r.name], len(r.versions))
+            replicas.add_metric([r.name], len(r.replicas))
+            users.add_metric([r.name], len(r.users))
+        yield from (live, versions, replicas, users)
+
+
+class ApiMetrics:
+    def __init__(self, ctx: Context, pid_files: tuple[str, ...]) -> None:
+        from prometheus_client import CollectorRegistry, Counter
+
+        self.registry = CollectorRegistry()
+        self.registry.register(ClusterCollector(ctx, lambda: pid_files))
+        self.requests = Counter(
+            "dim_api_requests",
+            "API requests answered, by route and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+
+    def request(self, route: str, status: int) -> None:
+        self.requests.labels(route, str(status)).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,206 @@
+"""What each route of the REST API does: plain functions of a Context and the request's values,
+returning what goes out as JSON. They run in a worker thread (the actions block on files,
+the state DB and BMCs) and call :mod:`dim.actions`, as the CLI does; their errors are the
+actions' :class:`dim.errors.DimError`, whose message the CLI prints too.
+
+Each takes ``(ctx, request)``, where ``request`` is an :class:`Inputs`: the path's values,
+the query's and the JSON body's, each checked by kind (:func:`text`, :func:`number`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from dim.actions import images, nodes
+from dim.actions import status as node_status
+from dim.actions.context import Context
+from dim.errors import UsageError
+from dim.inventory import fold
+from dim.printable import printable
+from dim.structs import struct
+
+LONGEST_TEXT = 4096  # a node set, an image name: anything longer is refused, not parsed
+MOST_EVENTS = 1000
+
+
+@struct(frozen=True, slots=True)
+class Inputs:
+    path: Mapping[str, str]
+    query: Mapping[str, str]
+    body: Mapping[str, object]
+    root: Path  # where dim apply installed the loader files (dim api --root)
+    pid_files: tuple[str, ...]  # the NFS servers whose sessions make a node "up"
+    token: Mapping[str, object]  # the caller's token: name, role, created
+
+
+def whoami(ctx: Context, request: Inputs) -> dict:
+    return dict(request.token)
+
+
+def text(values: Mapping, name: str, *, required: bool = True) -> str | None:
+    """A string value, at most :data:`LONGEST_TEXT` characters, printable."""
+    value = values.get(name)
+    if value is None:
+        if required:
+            raise UsageError(f"missing {name!r}")
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"{name!r} must be a string")
+    if len(value) > LONGEST_TEXT or printable(value) != value or not value:
+        raise UsageError(f"{name!r} is not a plausible value: {printable(value[:80])!r}")
+    return value
+
+
+def number(values: Mapping, name: str, default: int | None, least: int, most: int) -> int | None:
+    """A whole number between ``least`` and ``most``."""
+    value = values.get(name)
+    if value is None:
+        return default
+    try:
+        found = int(value) if isinstance(value, str) and value.isascii() else None
+    except ValueError:
+        found = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        found = value
+    if found is None or not least <= found <= most:
+        raise UsageError(f"{name!r} must be a whole number from {least} to {most}")
+    return found
+
+
+# -- nodes -----------------------------------------------------------------------------------
+
+
+def node_list(ctx: Context, request: Inputs) -> dict:
+    query = request.query
+    return {"nodes": nodes.records(ctx, text(query, "nodeset", required=False), _exclude(query))}
+
+
+def node_show(ctx: Context, request: Inputs) -> dict:
+    name = text(request.path, "name")
+    found = nodes.records(ctx, name)
+    if len(found) != 1:
+        raise UsageError(f"{name!r} is not one node")
+    report = _statuses(ctx, request, name, None)
+    events = ctx.existing_db()
+    return {
+        **found[0],
+        "status": report.nodes[0].record(),
+        "events": [_event(e) for e in events.events(name, limit=50)] if events else [],
+    }
+
+
+def node_status_report(ctx: Context, request: Inputs) -> dict:
+    query = request.query
+    return _statuses(ctx, request, text(query, "nodeset", required=False), _exclude(query)).record()
+
+
+def node_switch(ctx: Context, request: Inputs) -> dict:
+    nodeset = text(request.path, "nodeset")
+    image = text(request.body, "image")
+    s = nodes.switch(ctx, nodeset, image, root=request.root)
+    return {
+        "nodes": fold(list(s.nodes)),
+        "image": s.image,
+        "switched": s.switched,
+        "created": fold(list(s.created)),
+        "found": fold(list(s.found)),
+        "loader_files": s.links,
+    }
+
+
+def node_set_image(ctx: Context, request: Inputs) -> dict:
+    a = nodes.set_image(ctx, text(request.path, "nodeset"), text(request.body, "image"))
+    return {"nodes": fold(list(a.nodes)), "image": a.image, "changed": a.changed}
+
+
+def group_list(ctx: Context, request: Inputs) -> dict:
+    inventory = ctx.inventory(cached=True)
+    members: dict[str, list] = {name: [] for name in inventory.cluster.groups}
+    for node in inventory.cluster.nodes:
+        members[node.group].append(node)
+    return {
+        "groups": [
+            {
+                "name": group.name,
+                "nodeset": group.nodeset,
+                "nodes": len(members[group.name]),
+                "images": sorted({inventory.image(n) for n in members[group.name]}),
+                "servers": sorted({n.server for n in members[group.name] if n.server}),
+            }
+            for group in inventory.cluster.groups.values()
+        ]
+    }
+
+
+# -- images ----------------------------------------------------------------------------------
+
+
+def image_list(ctx: Context, request: Inputs) -> dict:
+    return {"images": [images.list_record(r) for r in images.reports(ctx)]}
+
+
+def image_show(ctx: Context, request: Inputs) -> dict:
+    report = _image(ctx, text(request.path, "name"))
+    return {**images.show_record(report), "history": images.version_records(report)}
+
+
+def image_diff(ctx: Context, request: Inputs) -> dict:
+    name = text(request.path, "name")
+    first = number(request.query, "from", None, 1, 2**31)
+    second = number(request.query, "to", None, 1, 2**31)
+    if first is None or second is None:
+        raise UsageError("give the two versions to compare: ?from=N&to=M")
+    stored = _image(ctx, name).versions
+    for version in (first, second):
+        if version not in stored:  # the store's own message, as a bad request
+            raise UsageError(
+                f"image {name} has no version {version}",
+                hint=f"`dim image versions {name}` lists them",
+            )
+    return images.diff(ctx, name, first, second).record()
+
+
+def _image(ctx: Context, name: str):
+    report = images.report(ctx, name, sizes=False)
+    if not report.declared and not report.versions:
+        raise UsageError(f"unknown image {name!r}: neither declared nor stored")
+    return report
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+def event_list(ctx: Context, request: Inputs) -> dict:
+    query = request.query
+    db = ctx.existing_db()
+    if db is None:
+        return {"events": []}
+    found = db.events(
+        text(query, "node", required=False),
+        limit=number(query, "limit", 100, 1, MOST_EVENTS),
+        after=number(query, "after", None, 0, 2**63),
+    )
+    return {"events": [_event(e) for e in found]}
+
+
+def _event(e) -> dict:
+    return {
+        "id": e.id,
+        "at": e.at,
+        "node": e.node,
+        "kind": e.kind,
+        "detail": e.detail,
+        "actor": e.actor,
+    }
+
+
+def _exclude(query: Mapping) -> str | None:
+    return text(query, "exclude", required=False)
+
+
+def _statuses(ctx: Context, request: Inputs, nodeset: str | None, exclude: str | None):
+    from dim.services import sessions
+
+    found = sessions.clients(request.pid_files)
+    return node_status.statuses(ctx, nodeset, exclude, sessions=found)
