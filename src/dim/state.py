@@ -281,13 +281,19 @@ class StateDB:
         return self._read(read, BOOTS_TABLE, {})
 
     def events(
-        self, node: str | None = None, limit: int = 100, after: int | None = None
+        self,
+        node: str | None = None,
+        limit: int = 100,
+        after: int | None = None,
+        kinds: tuple[str, ...] = (),
     ) -> list[Event]:
-        """The newest ``limit`` events (of ``node``; after the event numbered ``after``),
-        newest first."""
+        """The newest ``limit`` events (of ``node``; after the event numbered ``after``; of
+        ``kinds``), newest first."""
         query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
         if node is not None:
             query = query.where(events_table.c.node == node)
+        if kinds:
+            query = query.where(events_table.c.kind.in_(kinds))
         if after is not None:
             query = query.where(events_table.c.id > after)
 
@@ -348,8 +354,14 @@ class StateDB:
     def log(
         self, node: str | None, kind: str, detail: str = "", *, actor: str | None = None
     ) -> None:
+        self.log_events([(node, kind, detail)], actor=actor)
+
+    def log_events(
+        self, entries: list[tuple[str | None, str, str]], *, actor: str | None = None
+    ) -> None:
+        """Events (node or None, kind, detail), in one transaction."""
         with self._transaction() as conn:
-            observations.log(_Executor(conn), [(node, kind, detail)], actor)
+            observations.log(_Executor(conn), entries, actor)
 
     def record_boots(self, boots: list[Boot]) -> None:
         """Log each boot as a ``boot`` event and remember it as its node's last, in one

@@ -36,8 +36,8 @@ from dim.actions import boot_targets
 from dim.actions.context import Context
 from dim.allocation import bulk_allocation
 from dim.boot.builds import find_build
-from dim.errors import ApplyError
-from dim.inventory import server_name
+from dim.errors import ApplyError, DimError
+from dim.inventory import fold, server_name
 from dim.layout.model import Cluster, Inventory, Server
 from dim.paths import StatePaths
 from dim.records import StaleLease
@@ -67,6 +67,25 @@ class ApplyReport:
         """How many stale leases a release was tried on and failed."""
         return sum(1 for r in self.released if not r.ok)
 
+    def record(self) -> dict:
+        """``dim apply --json``, and the REST API's answer."""
+        result = self.result
+        return {
+            "server": self.server,
+            "root": str(self.root),
+            "dry_run": self.dry_run,
+            "changes": [
+                {"path": c.path, "action": c.action, "service": c.service} for c in result.changes
+            ],
+            "unchanged": result.unchanged,
+            "validated": result.validated,
+            "not_validated": result.not_validated,
+            "reloaded": result.reloaded,
+            "replicas_created": fold(list(self.replicas_created)),
+            "warnings": list(self.warnings),
+            **_release_records(self.released, self.waiting),
+        }
+
     def raise_for_unreleased(self) -> None:
         """Raise :class:`ApplyError` if a stale lease was not released (they stay recorded)."""
         if self.unreleased:
@@ -75,6 +94,28 @@ class ApplyReport:
                 f"{self.unreleased} stale DHCP lease{many} not released",
                 hint="they stay recorded: the next dim apply that reloads tries again",
             )
+
+
+_RELEASE_KEYS = {
+    leases.RELEASED: "released",
+    leases.NOT_NEEDED: "release_not_needed",
+    leases.FAILED: "release_failed",
+}
+
+
+def _release_records(
+    results: tuple[leases.ReleaseResult, ...], waiting: tuple[StaleLease, ...]
+) -> dict[str, list[dict]]:
+    records: dict[str, list[dict]] = {key: [] for key in _RELEASE_KEYS.values()}
+    for r in results:
+        record = {"node": r.lease.node, "network": r.lease.network, "mac": r.lease.mac, "ip": r.ip}
+        if r.message:
+            record["reason" if r.ok else "error"] = r.message
+        records[_RELEASE_KEYS[r.outcome]].append(record)
+    records["release_pending"] = [
+        {"node": s.node, "network": s.network, "mac": s.mac} for s in waiting
+    ]
+    return records
 
 
 def apply(
@@ -101,9 +142,26 @@ def apply(
     options = _Options(root, dry_run, do_reload, validation)
     # Comparing and writing 300,000 files makes as many objects again after the layout's and
     # the rendered files' own: the cycle detector would scan them all several times over.
-    with bulk_allocation():
-        report = None if full else _apply_changes(ctx, server, options)
-        return report if report is not None else _apply_all(ctx, server, options)
+    try:
+        with bulk_allocation():
+            report = None if full else _apply_changes(ctx, server, options)
+            report = report if report is not None else _apply_all(ctx, server, options)
+    except DimError as exc:
+        if not dry_run:
+            _log(ctx, "apply-failed", f"{server or '-'}: {exc.message}")
+        raise
+    if not dry_run:
+        result = report.result
+        reloaded = f"; reloaded {', '.join(result.reloaded)}" if result.reloaded else ""
+        _log(ctx, "apply", f"{report.server}: {len(result.changes)} files changed{reloaded}")
+    return report
+
+
+def _log(ctx: Context, kind: str, detail: str) -> None:
+    """The apply's event (the last apply's time and result, for people and for metrics), in
+    a state DB that exists: an apply never creates one only to say so."""
+    if ctx.has_db():
+        ctx.log_events([(None, kind, detail[:1000])])
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,6 +180,19 @@ class Context:
         with writer as db:
             return observations.set_images(db, cluster, nodes, image, self.actor)
 
+    def log_events(self, entries: list[tuple[str | None, str, str]]) -> None:
+        """Events (node or None, kind, detail), all at this moment, by :attr:`actor`."""
+        if not entries:
+            return
+        writer = self._writer()
+        if writer is None:
+            self.db().log_events(entries, actor=self.actor)
+            return
+        from dim import observations
+
+        with writer as db:
+            observations.log(db, entries, self.actor)
+
     def _writer(self) -> SqliteWriter | None:
         """An SQLite state DB's writer without SQLAlchemy, when it needs no migration."""
         path = self._sqlite_file()
@@ -191,6 +204,11 @@ class Context:
         from dim.state import StateDB
 
         return StateDB.open(self.state, url=self.database, create=create)
+
+    def has_db(self) -> bool:
+        """Whether the state DB exists (a PostgreSQL one always does)."""
+        path = self._sqlite_file()
+        return path is None or path.exists()
 
     def existing_db(self) -> StateDB | None:
         """The state DB if there is one; reading commands need not create it."""

@@ -47,7 +47,7 @@ class NodeStatus:
     name: str
     group: str
     state: str  # one of STATES
-    image: str  # the image the node boots next
+    image: str | None  # the image the node boots next (None: the layout gives it none)
     booted: Mapping | None  # its last boot: at (ISO 8601), image, version, client; None
     session: str | None  # the server address its NFS session is connected to
     power: str | None  # "on", "off", None (not asked, or the BMC did not answer)
@@ -147,7 +147,7 @@ def _status(
     boot: Boot | None,
     sessions: Mapping[str, str] | None,
     power: Mapping[str, tuple[str | None, str | None]] | None,
-    live: Mapping[str, int | None],
+    live: Mapping[str | None, int | None],
     now: float,
 ) -> NodeStatus:
     session = None
@@ -169,11 +169,12 @@ def _status(
     )
 
 
-def _seen_image(inventory: Inventory, node: Node, boot: Boot | None) -> str:
+def _seen_image(inventory: Inventory, node: Node, boot: Boot | None) -> str | None:
     """The image a running node sees: the one it booted, else the one it will boot."""
     return boot.image if boot is not None else inventory.image(node)
 
 
-def _live_versions(ctx: Context, images: set[str]) -> dict[str, int | None]:
+def _live_versions(ctx: Context, images: set[str | None]) -> dict[str | None, int | None]:
+    """Each image's live version; a node without an image sees none."""
     store = ctx.store()
-    return {image: store.live_version(image) for image in images}
+    return {image: store.live_version(image) if image else None for image in images}

@@ -25,7 +25,8 @@ from pathlib import Path
 from aiohttp import web
 
 from dim.actions.context import Context
-from dim.api import openapi
+from dim.api import openapi, stream
+from dim.api.jobs import Jobs
 from dim.api.resources import Inputs
 from dim.api.routes import PREFIX, ROUTES, Route
 from dim.api.tokens import Token, TokenFile
@@ -40,6 +41,14 @@ LARGEST_BODY = 64 * 1024
 SERVICE: web.AppKey = web.AppKey("service", object)
 METRICS: web.AppKey = web.AppKey("metrics", object)  # an ApiMetrics, None when off
 METRIC_MODES = ("public", "token", "off")
+STATIC = Path(__file__).resolve().parent / "static"  # the dashboard: no build step
+# the page runs only its own scripts and talks only to this service
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 @struct(frozen=True, slots=True)
@@ -52,6 +61,8 @@ class Service:
     root: Path = Path("/")
     pid_files: tuple[str, ...] = ()
     metrics: str = "public"  # GET /metrics: "public" (Prometheus's habit), "token" or "off"
+    credentials: Path | None = None  # the BMC credentials file (None: dim's default)
+    jobs: Jobs = field(default_factory=Jobs, compare=False, repr=False)
     threads: Callable = field(default=asyncio.to_thread, compare=False, repr=False)
 
 
@@ -59,13 +70,18 @@ def make_app(service: Service) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=LARGEST_BODY)
     app[SERVICE] = service
     app[METRICS] = None
+    app[stream.STOPPING] = asyncio.Event()
+    app.on_shutdown.append(stream.stop_feeds)
     for route in ROUTES:
         app.router.add_route(route.method, PREFIX + route.path, _handler(route))
     app.router.add_get(PREFIX + "/openapi.json", _openapi)
+    app.router.add_get("/", _dashboard)
+    app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
     if service.metrics != "off":
         from dim.api.metrics import ApiMetrics
 
         app[METRICS] = ApiMetrics(service.ctx, service.pid_files)
+        service.jobs.observer = app[METRICS].power_results
         app.router.add_get("/metrics", _metrics)
     return app
 
@@ -95,8 +111,12 @@ def _handler(route: Route):
             root=service.root,
             pid_files=service.pid_files,
             token=token.record(),
+            jobs=service.jobs,
+            credentials=service.credentials,
         )
         ctx = replace(service.ctx, actor=f"api:{token.name}")
+        if asyncio.iscoroutinefunction(route.handler):  # a stream: it answers as it goes
+            return await route.handler(request, ctx, inputs)
         data = await service.threads(route.handler, ctx, inputs)
         if route.method != "GET":
             log.info("%s %s %s by %s", request.remote, route.method, request.path, token.name)
@@ -121,6 +141,8 @@ async def _token(request: web.Request, service: Service) -> Token:
 
 
 async def _body(request: web.Request) -> dict:
+    if not request.can_read_body:  # no body: as {}, for routes whose members are optional
+        return {}
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
@@ -128,6 +150,11 @@ async def _body(request: web.Request) -> dict:
     if not isinstance(body, dict):
         raise Refused(400, "the body must be a JSON object")
     return body
+
+
+async def _dashboard(request: web.Request) -> web.FileResponse:
+    """The dashboard's page: no data in it, so no token; the page signs in by itself."""
+    return web.FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
 
 async def _openapi(request: web.Request) -> web.Response:

@@ -1,6 +1,6 @@
 """``dim api``'s metrics, for Prometheus (``GET /metrics``): what the cluster is, read at each
-scrape (nodes per state, images' versions and replicas, each node set's size) and what the API
-did (requests by route and status).
+scrape (nodes per state, images' versions and replicas, the last apply's time and result) and
+what the API did (requests by route and status, nodes' power results).
 
 ::
 
@@ -59,6 +59,22 @@ class ClusterCollector:
             replicas.add_metric([r.name], len(r.replicas))
             users.add_metric([r.name], len(r.users))
         yield from (live, versions, replicas, users)
+        yield from self._last_apply()
+
+    def _last_apply(self) -> Iterator:
+        from prometheus_client.core import GaugeMetricFamily
+
+        db = self.ctx.existing_db()
+        found = db.events(limit=1, kinds=("apply", "apply-failed")) if db else []
+        if not found:
+            return
+        at = GaugeMetricFamily(
+            "dim_last_apply_timestamp_seconds", "When the last dim apply (not a dry run) ended."
+        )
+        at.add_metric([], found[0].at)
+        ok = GaugeMetricFamily("dim_last_apply_success", "1 if the last dim apply succeeded.")
+        ok.add_metric([], 1 if found[0].kind == "apply" else 0)
+        yield from (at, ok)
 
 
 class ApiMetrics:
@@ -73,9 +89,19 @@ class ApiMetrics:
             ["route", "status"],
             registry=self.registry,
         )
+        self.power = Counter(
+            "dim_power_results",
+            "Nodes' power and boot-device results of the API's jobs, by action and outcome.",
+            ["action", "ok"],
+            registry=self.registry,
+        )
 
     def request(self, route: str, status: int) -> None:
         self.requests.labels(route, str(status)).inc()
+
+    def power_results(self, action: str, results: list[dict]) -> None:
+        for r in results:
+            self.power.labels(action, "true" if r.get("ok") else "false").inc()
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -86,8 +86,8 @@ def _operation(route: Route) -> dict:
             "content": _json(
                 {
                     "type": "object",
-                    "required": list(route.body),
-                    "properties": {name: {"type": "string"} for name in route.body},
+                    "required": [m.name for m in route.body if m.required],
+                    "properties": {m.name: {"type": m.kind} for m in route.body},
                 }
             ),
         }

@@ -13,12 +13,17 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dim.actions import images, nodes
+from dim.actions import power as remote
 from dim.actions import status as node_status
 from dim.actions.context import Context
 from dim.errors import UsageError
 from dim.inventory import fold
 from dim.printable import printable
 from dim.structs import struct
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dim.api.jobs import Jobs
 
 LONGEST_TEXT = 4096  # a node set, an image name: anything longer is refused, not parsed
 MOST_EVENTS = 1000
@@ -32,6 +37,8 @@ class Inputs:
     root: Path  # where dim apply installed the loader files (dim api --root)
     pid_files: tuple[str, ...]  # the NFS servers whose sessions make a node "up"
     token: Mapping[str, object]  # the caller's token: name, role, created
+    jobs: Jobs  # the service's asynchronous jobs
+    credentials: Path | None  # the BMC credentials file (None: dim's default)
 
 
 def whoami(ctx: Context, request: Inputs) -> dict:
@@ -68,6 +75,14 @@ def number(values: Mapping, name: str, default: int | None, least: int, most: in
     return found
 
 
+def flag(values: Mapping, name: str, default: bool = False) -> bool:
+    """A JSON boolean (true or false, nothing else)."""
+    value = values.get(name, default)
+    if not isinstance(value, bool):
+        raise UsageError(f"{name!r} must be true or false")
+    return value
+
+
 # -- nodes -----------------------------------------------------------------------------------
 
 
@@ -86,7 +101,7 @@ def node_show(ctx: Context, request: Inputs) -> dict:
     return {
         **found[0],
         "status": report.nodes[0].record(),
-        "events": [_event(e) for e in events.events(name, limit=50)] if events else [],
+        "events": [event_record(e) for e in events.events(name, limit=50)] if events else [],
     }
 
 
@@ -114,6 +129,20 @@ def node_set_image(ctx: Context, request: Inputs) -> dict:
     return {"nodes": fold(list(a.nodes)), "image": a.image, "changed": a.changed}
 
 
+def node_reset(ctx: Context, request: Inputs) -> dict:
+    """Fresh replicas for the nodes: what a person confirms on the command line is said here
+    with ``{"confirm": true}``."""
+    plan = nodes.reset_plan(ctx, text(request.path, "nodeset"))
+    if not flag(request.body, "confirm"):
+        raise UsageError(
+            f"resetting discards the persistent state of {fold(plan.nodes)}: "
+            'send {"confirm": true}'
+        )
+    done = nodes.reset(ctx, plan)
+    ctx.log_events([(n, "reset", r.image) for r in done for n in r.nodes])
+    return {"reset": [{"image": r.image, "nodes": fold(list(r.nodes))} for r in done]}
+
+
 def group_list(ctx: Context, request: Inputs) -> dict:
     inventory = ctx.inventory(cached=True)
     members: dict[str, list] = {name: [] for name in inventory.cluster.groups}
@@ -133,6 +162,86 @@ def group_list(ctx: Context, request: Inputs) -> dict:
     }
 
 
+# -- power -----------------------------------------------------------------------------------
+
+POWER_ACTIONS = ("on", "off", "reset", "cycle", "soft")
+BOOT_DEVICES = ("pxe", "disk")
+
+
+def node_power(ctx: Context, request: Inputs) -> dict:
+    """A power action on a node set, as a job: its number now, its results at /jobs/{id}."""
+    action = _choice(request.body, "action", POWER_ACTIONS)
+    chosen = _chosen(ctx, request)
+
+    def work() -> list[dict]:
+        run = remote.power(chosen, action)
+        ctx.log_events([(r.node, "power", f"{action}: {r.outcome}") for r in run.results])
+        return [r.record() for r in run.results]
+
+    return _job(request, f"power {action}", chosen.names, work)
+
+
+def node_power_status(ctx: Context, request: Inputs) -> dict:
+    """The nodes' power states, asked of their BMCs, as a job."""
+    chosen = _chosen(ctx, request)
+    return _job(
+        request,
+        "power status",
+        chosen.names,
+        lambda: [r.record() for r in remote.status(chosen).results],
+    )
+
+
+def node_bootdev(ctx: Context, request: Inputs) -> dict:
+    """The boot device for next time (pxe or disk), as a job."""
+    device = _choice(request.body, "device", BOOT_DEVICES)
+    chosen = _chosen(ctx, request)
+
+    def work() -> list[dict]:
+        run = remote.bootdev(chosen, device)
+        ctx.log_events([(r.node, "bootdev", f"{device}: {r.outcome}") for r in run.results])
+        return [r.record() for r in run.results]
+
+    return _job(request, f"bootdev {device}", chosen.names, work)
+
+
+def job_show(ctx: Context, request: Inputs) -> dict:
+    number = number_of(request.path, "id")
+    job = request.jobs.get(number)
+    if job is None:
+        raise UsageError(f"no job {number}: jobs are kept in memory, the newest 200")
+    return job.record()
+
+
+def job_list(ctx: Context, request: Inputs) -> dict:
+    return {"jobs": [{**j.record(), "results": None} for j in request.jobs.recent()]}
+
+
+def _chosen(ctx: Context, request: Inputs) -> remote.Selection:
+    """The node set's nodes and their BMC credentials, checked before any job starts."""
+    nodeset = text(request.path, "nodeset")
+    return remote.select_nodes(ctx, nodeset, credentials_file=request.credentials)
+
+
+def _job(request: Inputs, kind: str, names: list[str], work) -> dict:
+    job = request.jobs.start(kind, fold(names), str(request.token["name"]), work)
+    return {"job": job.id, "state": job.state, "nodes": job.nodes}
+
+
+def _choice(values: Mapping, name: str, allowed: tuple[str, ...]) -> str:
+    value = text(values, name)
+    if value not in allowed:
+        raise UsageError(f"{name!r} must be one of {', '.join(allowed)}, not {value[:40]!r}")
+    return value
+
+
+def number_of(values: Mapping, name: str) -> int:
+    found = number(values, name, None, 1, 2**63)
+    if found is None:
+        raise UsageError(f"missing {name!r}")
+    return found
+
+
 # -- images ----------------------------------------------------------------------------------
 
 
@@ -143,6 +252,44 @@ def image_list(ctx: Context, request: Inputs) -> dict:
 def image_show(ctx: Context, request: Inputs) -> dict:
     report = _image(ctx, text(request.path, "name"))
     return {**images.show_record(report), "history": images.version_records(report)}
+
+
+def image_rollback(ctx: Context, request: Inputs) -> dict:
+    name = text(request.path, "name")
+    version = number_of(request.body, "version")
+    force = flag(request.body, "force")
+    if version not in _image(ctx, name).versions:
+        raise UsageError(f"image {name} has no version {version}")
+
+    def work() -> list[dict]:
+        result = images.rollback(ctx, name, version, force=force)
+        ctx.log_events([(None, "image", f"{name} v{result.version}: rollback to v{version}")])
+        return [
+            {
+                "ok": True,
+                "image": result.image,
+                "version": result.version,
+                "delta": result.delta,
+                "replicas_updated": result.replicas_updated,
+                "conflicts": [{"node": n, "path": "/" + p} for n, p in result.conflicts],
+            }
+        ]
+
+    return _job(request, f"rollback {name} to {version}", [], work)
+
+
+def apply(ctx: Context, request: Inputs) -> dict:
+    from dim.actions import apply as applying
+
+    dry_run = flag(request.body, "dry_run")
+    full = flag(request.body, "full")
+    server = text(request.body, "server", required=False)
+
+    def work() -> list[dict]:
+        report = applying.apply(ctx, root=request.root, server=server, dry_run=dry_run, full=full)
+        return [{"ok": not report.unreleased, **report.record()}]
+
+    return _job(request, "apply (dry run)" if dry_run else "apply", [], work)
 
 
 def image_diff(ctx: Context, request: Inputs) -> dict:
@@ -181,10 +328,10 @@ def event_list(ctx: Context, request: Inputs) -> dict:
         limit=number(query, "limit", 100, 1, MOST_EVENTS),
         after=number(query, "after", None, 0, 2**63),
     )
-    return {"events": [_event(e) for e in found]}
+    return {"events": [event_record(e) for e in found]}
 
 
-def _event(e) -> dict:
+def event_record(e) -> dict:
     return {
         "id": e.id,
         "at": e.at,

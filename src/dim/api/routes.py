@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dim.api import resources as r
+from dim.api.stream import event_stream
 from dim.structs import struct
 
 PREFIX = "/api/v1"
@@ -24,6 +25,15 @@ class Parameter:
 
 
 @struct(frozen=True, slots=True)
+class Member:
+    """A member of a request's JSON body."""
+
+    name: str
+    kind: str = "string"  # string, integer or boolean
+    required: bool = True
+
+
+@struct(frozen=True, slots=True)
 class Route:
     method: str
     path: str  # below PREFIX, aiohttp's {name} for a path's value
@@ -31,7 +41,7 @@ class Route:
     role: str  # the token's least role: reader or admin
     summary: str
     parameters: tuple[Parameter, ...] = ()
-    body: tuple[str, ...] = ()  # the JSON body's string members, all required
+    body: tuple[Member, ...] = ()  # the JSON body's members
     tag: str = "nodes"
 
 
@@ -80,7 +90,7 @@ ROUTES = (
         "Switch nodes to an image: replicas made or found, loader files pointed at it "
         "(dim node switch). The nodes boot it at their next reset.",
         (NODESET_PATH,),
-        ("image",),
+        (Member("image"),),
     ),
     Route(
         "POST",
@@ -89,7 +99,84 @@ ROUTES = (
         "admin",
         "Assign an image to nodes, nothing else (dim node set --image).",
         (NODESET_PATH,),
-        ("image",),
+        (Member("image"),),
+    ),
+    Route(
+        "POST",
+        "/nodes/{nodeset}/power",
+        r.node_power,
+        "admin",
+        "A power action on nodes through their BMCs (on, off, reset, cycle, soft), as a job: "
+        "its number now, each node's result at /jobs/{id}. Logged as power events.",
+        (NODESET_PATH,),
+        (Member("action"),),
+        tag="power",
+    ),
+    Route(
+        "POST",
+        "/nodes/{nodeset}/power-status",
+        r.node_power_status,
+        "reader",
+        "Ask nodes' BMCs for their power state, as a job (dim power status).",
+        (NODESET_PATH,),
+        tag="power",
+    ),
+    Route(
+        "POST",
+        "/nodes/{nodeset}/bootdev",
+        r.node_bootdev,
+        "admin",
+        "Boot from the network (pxe) or disk next time, as a job (dim bootdev).",
+        (NODESET_PATH,),
+        (Member("device"),),
+        tag="power",
+    ),
+    Route(
+        "GET", "/jobs", r.job_list, "reader", "The newest jobs, without their results.", tag="power"
+    ),
+    Route(
+        "GET",
+        "/jobs/{id}",
+        r.job_show,
+        "reader",
+        "A job: its state (running, done, failed) and each node's result.",
+        (Parameter("id", "path", "integer", "The job's number.", required=True),),
+        tag="power",
+    ),
+    Route(
+        "POST",
+        "/nodes/{nodeset}/reset",
+        r.node_reset,
+        "admin",
+        "Give nodes fresh replicas of their image; the old ones are kept until image gc "
+        "(dim node reset).",
+        (NODESET_PATH,),
+        (Member("confirm", "boolean"),),
+    ),
+    Route(
+        "POST",
+        "/images/{name}/rollback",
+        r.image_rollback,
+        "admin",
+        "Make an image's tree a former version's again, as a new version, as a job (dim image "
+        "rollback). Nodes' own changes are left alone unless force.",
+        (_path("name", "An image's name."),),
+        (Member("version", "integer"), Member("force", "boolean", required=False)),
+        tag="images",
+    ),
+    Route(
+        "POST",
+        "/apply",
+        r.apply,
+        "admin",
+        "Render, validate with the real daemons, install and reload, as a job (dim apply); "
+        "dry_run plans and validates only.",
+        body=(
+            Member("dry_run", "boolean", required=False),
+            Member("full", "boolean", required=False),
+            Member("server", required=False),
+        ),
+        tag="apply",
     ),
     Route("GET", "/groups", r.group_list, "reader", "Groups: node set, size, images, servers."),
     Route(
@@ -133,6 +220,16 @@ ROUTES = (
             Parameter("limit", "query", "integer", "At most this many (1-1000, default 100)."),
             Parameter("after", "query", "integer", "Only events numbered above this."),
         ),
+        tag="events",
+    ),
+    Route(
+        "GET",
+        "/events/stream",
+        event_stream,
+        "reader",
+        "New events as they are written, as Server-Sent Events (text/event-stream): the "
+        "newest 100 first, or those after ?after=ID.",
+        (Parameter("after", "query", "integer", "Only events numbered above this."),),
         tag="events",
     ),
 )

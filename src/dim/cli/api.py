@@ -49,6 +49,11 @@ def _tokens(ctx: Context, option: Path | None):
     show_default=True,
     help="GET /metrics for Prometheus: without a token (Prometheus's habit), with one, or not.",
 )
+@click.option(
+    "--credentials",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The BMC credentials file for power actions (default: as dim power).",
+)
 @root_option("Where dim apply installed the nodes' loader files")
 @click.pass_context
 def group(
@@ -60,11 +65,13 @@ def group(
     tokens: Path | None,
     pid_files: tuple[str, ...],
     metrics: str,
+    credentials: Path | None,
     root: Path,
 ) -> None:
     """Serve the REST API (/api/v1, OpenAPI at /api/v1/openapi.json) until stopped.
 
-    Every request needs a bearer token (dim api token add). It listens on localhost unless
+    The dashboard is at / (open /#token=TOKEN to sign in). Every API request needs a bearer
+    token (dim api token add). It listens on localhost unless
     told otherwise; give --cert and --key for HTTPS. Changes made through it are logged in
     the state DB's events with the token's name.
     """
@@ -81,7 +88,12 @@ def group(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     context = app.tls(cert, key)
     service = app.Service(
-        ctx, _tokens(ctx, tokens), root=root, pid_files=tuple(files), metrics=metrics
+        ctx,
+        _tokens(ctx, tokens),
+        root=root,
+        pid_files=tuple(files),
+        metrics=metrics,
+        credentials=credentials,
     )
     app.run(app.make_app(service), listen, port, context)
 

@@ -75,29 +75,10 @@ def command(
         full=full,
     )
     if as_json:
-        emit_json(_record(report))
+        emit_json(report.record())
     else:
         _print(report, show_diff)
     report.raise_for_unreleased()
-
-
-def _record(report: ApplyReport) -> dict:
-    result = report.result
-    return {
-        "server": report.server,
-        "root": str(report.root),
-        "dry_run": report.dry_run,
-        "changes": [
-            {"path": c.path, "action": c.action, "service": c.service} for c in result.changes
-        ],
-        "unchanged": result.unchanged,
-        "validated": result.validated,
-        "not_validated": result.not_validated,
-        "reloaded": result.reloaded,
-        "replicas_created": fold(list(report.replicas_created)),
-        "warnings": list(report.warnings),
-        **_release_records(report.released, report.waiting),
-    }
 
 
 def _print(report: ApplyReport, show_diff: bool) -> None:
@@ -124,28 +105,6 @@ def _print(report: ApplyReport, show_diff: bool) -> None:
         what = "would create" if dry_run else "created"
         click.echo(f"{what} replicas for {fold(list(report.replicas_created))}")
     _print_releases(report.released, report.waiting, dry_run)
-
-
-_RELEASE_KEYS = {
-    leases.RELEASED: "released",
-    leases.NOT_NEEDED: "release_not_needed",
-    leases.FAILED: "release_failed",
-}
-
-
-def _release_records(
-    results: tuple[leases.ReleaseResult, ...], waiting: tuple[StaleLease, ...]
-) -> dict[str, list[dict]]:
-    records: dict[str, list[dict]] = {key: [] for key in _RELEASE_KEYS.values()}
-    for r in results:
-        record = {"node": r.lease.node, "network": r.lease.network, "mac": r.lease.mac, "ip": r.ip}
-        if r.message:
-            record["reason" if r.ok else "error"] = r.message
-        records[_RELEASE_KEYS[r.outcome]].append(record)
-    records["release_pending"] = [
-        {"node": s.node, "network": s.network, "mac": s.mac} for s in waiting
-    ]
-    return records
 
 
 def _print_releases(

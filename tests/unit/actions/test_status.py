@@ -66,3 +66,18 @@ def test_a_node_set_chooses_and_excludes(ctx):
     report = status.statuses(ctx, "@compute", "c[02-03]", sessions={}, now=time.time())
     assert [n.name for n in report.nodes] == ["c01", "c04"]
     assert [n.state for n in report.nodes] == ["unknown", "unknown"]
+
+
+def test_a_node_without_an_image_sees_no_version(tmp_path):
+    from dim.actions.context import Context
+
+    layout = tmp_path / "cluster.xml"
+    layout.write_text(
+        '<?xml version="1.0"?><cluster name="t" domain="t.example">'
+        '<network name="boot" subnet="10.10.0.0/24"/>'
+        '<server name="srv" address="10.10.0.2" dhcp="dnsmasq" nfs="ganesha"/>'
+        '<group name="g" nodes="n1"><interface network="boot" ip="10.10.0.{10+n1}"/></group>'
+        "</cluster>"
+    )
+    report = status.statuses(Context(config=layout, state=tmp_path / "state"), sessions={})
+    assert [(n.image, n.live_version) for n in report.nodes] == [(None, None)]

@@ -82,6 +82,16 @@ class Api:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
+    def job(self, token: str, number: int, timeout: float = 120) -> dict:
+        """Job ``number`` once it ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, job = self.call("GET", f"{PREFIX}/jobs/{number}", token)
+            assert status == 200, job
+            if job["state"] != "running" or time.monotonic() > deadline:
+                return job
+            time.sleep(0.1)
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
@@ -177,7 +187,7 @@ def test_a_removed_token_is_refused_from_the_next_request(site, api):
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_every_route_refuses_a_request_without_a_valid_token(api, route):
-    path = PREFIX + route.path.format(name="c01", nodeset="c01")
+    path = PREFIX + route.path.format(name="c01", nodeset="c01", id="1")
     assert api.call(route.method, path)[0] == 401
     status, answer = api.call(route.method, path, "dim_not-a-token")
     assert (status, answer) == (401, {"error": "unknown token"})
@@ -330,6 +340,34 @@ def test_images_their_versions_and_a_diff(site, tokens, api):
     assert (alpha["versions"], alpha["live"], len(alpha["history"])) == ([1, 2], 2, 2)
     status, delta = api.call("GET", f"{PREFIX}/images/alpha/diff?from=1&to=2", tokens["reader"])
     assert delta == {"added": ["/etc/issue"], "changed": ["/etc/motd"], "removed": []}
+
+
+def test_a_reset_must_be_confirmed_then_gives_fresh_replicas(site, tokens, api):
+    path = f"{PREFIX}/nodes/c03/reset"
+    status, answer = api.call("POST", path, tokens["admin"], {})
+    assert status == 400 and 'send {"confirm": true}' in answer["error"]
+    assert api.call("POST", path, tokens["admin"], {"confirm": "yes"})[0] == 400
+    status, answer = api.call("POST", path, tokens["admin"], {"confirm": True})
+    assert (status, answer) == (200, {"reset": [{"image": "alpha", "nodes": "c03"}]})
+    status, events = api.call("GET", f"{PREFIX}/events?node=c03&limit=1", tokens["reader"])
+    assert [(e["kind"], e["actor"]) for e in events["events"]] == [("reset", "api:ops")]
+
+
+def test_a_rollback_runs_as_a_job_and_makes_a_new_version(site, tokens, api):
+    status, started = api.call(
+        "POST", f"{PREFIX}/images/alpha/rollback", tokens["admin"], {"version": 1}
+    )
+    assert status == 200, started
+    job = api.job(tokens["admin"], started["job"])
+    assert job["state"] == "done", job
+    (result,) = job["results"]
+    assert result["version"] == 3 and result["delta"]["removed"] == 1
+    status, alpha = api.call("GET", f"{PREFIX}/images/alpha", tokens["reader"])
+    assert alpha["live"] == 3
+    status, answer = api.call(
+        "POST", f"{PREFIX}/images/alpha/rollback", tokens["admin"], {"version": 9}
+    )
+    assert status == 400 and "no version 9" in answer["error"]
 
 
 def test_events_after_a_number_are_the_newer_ones(tokens, api):
