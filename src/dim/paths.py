@@ -56,6 +56,7 @@ META = "meta"
 NODES = "nodes"
 LOCKS = "locks"
 BOOT = "boot"
+CONFLICTS = "conflicts.json"
 MARKER = ".version"  # suffix of the file that says which version a tree matches
 STAGING = ".staging-"
 EXEC = ".exec-"
@@ -99,6 +100,10 @@ class StatePaths:
 
     def live_marker(self, image: str) -> Path:
         return self.image(image) / f"{LIVE}{MARKER}"
+
+    def conflicts(self, image: str) -> Path:
+        """The paths each node's replica of ``image`` kept against the image's changes."""
+        return self.image(image) / CONFLICTS
 
     def versions(self, image: str) -> Path:
         return self.image(image) / VERSIONS

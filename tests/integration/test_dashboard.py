@@ -128,6 +128,7 @@ def test_a_reader_sees_a_node_without_power_buttons_and_an_admin_with_them(
         page.wait_for_selector("#power-status")
         assert len(page.query_selector_all("button[id^='power-']:not(#power-status)")) == buttons
         assert "booting" in page.inner_text("main")
+        assert page.inner_text("#no-conflicts") == "none"
         if role == "admin":
             shot(page, "dashboard-node.png", tmp_path)
         context.close()

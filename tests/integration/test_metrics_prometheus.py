@@ -162,6 +162,8 @@ def test_prometheus_scrapes_boots_latencies_and_the_cluster_from_both_services(
     assert sum(nodes.values()) == 6 and nodes, nodes
     live = values(prometheus, 'dim_image_live_version{image="alpha"}')
     assert list(live.values()) == [1.0]
+    conflicts = values(prometheus, 'dim_image_replica_conflicts{image="alpha"}')
+    assert list(conflicts.values()) == [0.0]
     requests = values(prometheus, 'dim_api_requests_total{route="GET /metrics"}')
     assert requests and min(requests.values()) >= 1
 

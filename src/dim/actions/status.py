@@ -5,7 +5,10 @@ Three observations, each optional, are folded into one state per node:
 - its last network boot, as ``dim serve`` recorded it (the state DB);
 - whether it holds a live NFS session right now (:mod:`dim.services.sessions`: the NFS
   servers' connections on port 2049 from the node's addresses that carried data lately);
-- its power state, from its BMC, when asked (``power=True``: a fan-out, seconds).
+- its power state, from its BMC, when asked (``power=True``: a fan-out, seconds);
+
+and, beside the state, the live version of its image that it sees and the paths its replica
+kept against the image's changes (conflicts: :func:`dim.images.replicas.record_conflicts`).
 
 ::
 
@@ -53,6 +56,7 @@ class NodeStatus:
     power: str | None  # "on", "off", None (not asked, or the BMC did not answer)
     power_error: str | None
     live_version: int | None  # the version of its image that it sees now (booted image's)
+    conflicts: tuple[str, ...] = ()  # paths its replica kept against the image's changes
 
     def record(self) -> dict:
         """One object of ``--json`` output and of the REST API."""
@@ -66,6 +70,7 @@ class NodeStatus:
             "power": self.power,
             "power_error": self.power_error,
             "live_version": self.live_version,
+            "conflicts": ["/" + p for p in self.conflicts],
         }
 
 
@@ -107,9 +112,11 @@ def statuses(
     inventory = ctx.inventory(cached=True)
     boots = ctx.last_boots()
     chosen = select(inventory.cluster, nodeset, exclude, empty_ok=True)
-    live = _live_versions(ctx, {_seen_image(inventory, n, boots.get(n.name)) for n in chosen})
+    seen = {_seen_image(inventory, n, boots.get(n.name)) for n in chosen}
+    live = _live_versions(ctx, seen)
+    conflicts = _conflicts(ctx, seen)
     nodes = tuple(
-        _status(inventory, node, boots.get(node.name), sessions, power, live, now)
+        _status(inventory, node, boots.get(node.name), sessions, power, live, conflicts, now)
         for node in chosen
     )
     return StatusReport(nodes, sessions is not None, now)
@@ -148,6 +155,7 @@ def _status(
     sessions: Mapping[str, str] | None,
     power: Mapping[str, tuple[str | None, str | None]] | None,
     live: Mapping[str | None, int | None],
+    conflicts: Mapping[str | None, Mapping[str, list[str]]],
     now: float,
 ) -> NodeStatus:
     session = None
@@ -156,6 +164,7 @@ def _status(
         session = next((sessions[a] for a in addresses if a in sessions), None)
     state, error = (power or {}).get(node.name, (None, None))
     record = node_record(inventory, node, boot)
+    image = _seen_image(inventory, node, boot)
     return NodeStatus(
         name=node.name,
         group=node.group,
@@ -165,13 +174,22 @@ def _status(
         session=session,
         power=state,
         power_error=error,
-        live_version=live.get(_seen_image(inventory, node, boot)),
+        live_version=live.get(image),
+        conflicts=tuple(conflicts.get(image, {}).get(node.name, ())),
     )
 
 
 def _seen_image(inventory: Inventory, node: Node, boot: Boot | None) -> str | None:
     """The image a running node sees: the one it booted, else the one it will boot."""
     return boot.image if boot is not None else inventory.image(node)
+
+
+def _conflicts(ctx: Context, images: set[str | None]) -> dict:
+    """image -> node -> the paths its replica kept against the image's changes."""
+    from dim.images.replicas import read_conflicts
+
+    store = ctx.store()
+    return {image: read_conflicts(store, image) for image in images if image}
 
 
 def _live_versions(ctx: Context, images: set[str | None]) -> dict[str | None, int | None]:

@@ -1,6 +1,6 @@
 """``dim api``'s metrics, for Prometheus (``GET /metrics``): what the cluster is, read at each
-scrape (nodes per state, images' versions and replicas, the last apply's time and result) and
-what the API did (requests by route and status, nodes' power results).
+scrape (nodes per state, images' versions, replicas and their conflicts, the last apply's time
+and result) and what the API did (requests by route and status, nodes' power results).
 
 ::
 
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dim.actions import images
 from dim.actions import status as node_status
 from dim.actions.context import Context
+from dim.images.replicas import read_conflicts
 from dim.services import sessions
 
 
@@ -52,13 +53,27 @@ class ClusterCollector:
             "dim_image_replicas", "Nodes' replicas of each image.", labels=["image"]
         )
         users = GaugeMetricFamily("dim_image_nodes", "Nodes assigned each image.", labels=["image"])
+        conflicted = GaugeMetricFamily(
+            "dim_image_conflicted_replicas",
+            "Replicas that kept paths of their own against the image's changes.",
+            labels=["image"],
+        )
+        conflicts = GaugeMetricFamily(
+            "dim_image_replica_conflicts",
+            "Paths that replicas kept against the image's changes, all replicas together.",
+            labels=["image"],
+        )
+        store = self.ctx.store()
         for r in images.reports(self.ctx):
             if r.live is not None:
                 live.add_metric([r.name], r.live)
             versions.add_metric([r.name], len(r.versions))
             replicas.add_metric([r.name], len(r.replicas))
             users.add_metric([r.name], len(r.users))
-        yield from (live, versions, replicas, users)
+            kept = read_conflicts(store, r.name)
+            conflicted.add_metric([r.name], len(kept))
+            conflicts.add_metric([r.name], sum(len(paths) for paths in kept.values()))
+        yield from (live, versions, replicas, users, conflicted, conflicts)
         yield from self._last_apply()
 
     def _last_apply(self) -> Iterator:

@@ -81,8 +81,9 @@ def node_status(
 
     A session is a connection to an NFS server's port 2049 that the node sent something on
     in the last 45 s (a running node renews its NFS lease every few seconds), read with ss
-    in the servers' network namespaces on this machine: no agent on the nodes. Nodes with
-    the same state, images and session are folded into one line.
+    in the servers' network namespaces on this machine: no agent on the nodes. CONFLICTS
+    counts the paths its replica kept against the image's changes (--json lists them). Nodes
+    alike are folded into one line.
     """
     from dim.actions import status
     from dim.services import sessions
@@ -106,11 +107,12 @@ def node_status(
             "-" if n.live_version is None else str(n.live_version),
             n.session or "-",
             n.power or ("?" if n.power_error else "-"),
+            str(len(n.conflicts)) if n.conflicts else "-",
         )
         rows.setdefault(key, []).append(n.name)
     table(
         [[fold(names), *key] for key, names in rows.items()],
-        ["NODES", "STATE", "IMAGE", "BOOTED", "LIVE", "SESSION", "POWER"],
+        ["NODES", "STATE", "IMAGE", "BOOTED", "LIVE", "SESSION", "POWER", "CONFLICTS"],
     )
     counts = ", ".join(f"{count} {state}" for state, count in report.counts.items() if count)
     click.echo(counts or "no node")

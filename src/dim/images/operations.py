@@ -274,7 +274,9 @@ def reset(store: Store, image: Image, nodes: list[str]) -> list[str]:
     """Fresh replicas; the old contents are kept aside until gc. Returns where they went."""
     with store.locked(image.name):
         recover(store, image)
-        return [str(replicas.reset(store, image, n).relative_to(store.root)) for n in nodes]
+        aside = [str(replicas.reset(store, image, n).relative_to(store.root)) for n in nodes]
+        replicas.forget_conflicts(store, image.name, nodes)
+        return aside
 
 
 @dataclass(slots=True)

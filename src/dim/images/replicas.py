@@ -16,6 +16,7 @@ and renames it over the old one, so the node never reads half a file.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -27,7 +28,14 @@ from pathlib import Path
 
 from dim import processes
 from dim.errors import ImageError
-from dim.files import is_temporary, remove_path, remove_tree, temporary_name, write_number
+from dim.files import (
+    is_temporary,
+    remove_path,
+    remove_tree,
+    temporary_name,
+    write_atomically,
+    write_number,
+)
 from dim.images.crash import crash_point
 from dim.images.delta import Delta, compare, kept_out
 from dim.images.history import History
@@ -93,7 +101,59 @@ def sync_all(
                 conflicts.extend(found)
     finally:
         _JOB = None
+    record_conflicts(store, image.name, nodes, sorted(conflicts), at_before, part)
     return updated, sorted(conflicts)
+
+
+def record_conflicts(
+    store: Store,
+    image: str,
+    nodes: list[str],
+    found: list[tuple[str, str]],
+    synced: list[str],
+    part: Delta,
+) -> None:
+    """Keep, per node, the paths its replica kept against the image's changes, for `dim node
+    status`, the API and the metrics. A path stays until a later change of the image reaches
+    it on that node (forced, or the node's copy equal again) or the replica is reset. For the
+    nodes brought from the common version (``synced``) the change is ``part``; the others
+    came from elsewhere and keep this change's conflicts alone."""
+    kept = read_conflicts(store, image)
+    touched = {*part.added, *part.changed, *part.removed}
+    now: dict[str, set[str]] = {}
+    for node, path in found:
+        now.setdefault(node, set()).add(path)
+    common = set(synced)
+    for node in nodes:
+        before = set(kept.get(node, ())) - touched if node in common else set()
+        paths = sorted(before | now.get(node, set()))
+        if paths:
+            kept[node] = paths
+        else:
+            kept.pop(node, None)
+    _write_conflicts(store, image, kept)
+
+
+def read_conflicts(store: Store, image: str) -> dict[str, list[str]]:
+    """node -> the paths (relative, as in deltas) its replica of ``image`` kept."""
+    try:
+        found = json.loads(store.paths.conflicts(image).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def forget_conflicts(store: Store, image: str, nodes: list[str]) -> None:
+    """Fresh replicas have none."""
+    kept = read_conflicts(store, image)
+    if any(kept.pop(node, None) is not None for node in list(nodes)):
+        _write_conflicts(store, image, kept)
+
+
+def _write_conflicts(store: Store, image: str, kept: dict[str, list[str]]) -> None:
+    path = store.paths.conflicts(image)
+    if kept or path.exists():
+        write_atomically(path, json.dumps(kept, sort_keys=True).encode())
 
 
 CHUNK = 100  # replicas per task of a worker process

@@ -295,3 +295,34 @@ def test_a_switch_rewrites_the_boot_targets_dim_serve_answers_from_in_an_outage(
     dim.ok("node", "switch", "n1", "beta")
     found = Snapshot(StatePaths(dim.state).boot_targets).targets()
     assert found == {"52:54:00:00:00:01": BootTarget("n1", "boot", "beta")}
+
+
+def test_conflicts_are_kept_per_node_until_a_change_reaches_the_path_or_a_reset(dim, src):
+    from dim.images.replicas import read_conflicts
+
+    _imported(dim, src, "n[1-2]")
+    write(_replica(dim, "n1"), "etc/motd", "n1 was here\n", mtime=T1)
+    write(src, "etc/motd", "new welcome\n", mtime=T1 + 1)
+    touch_tree(src)
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    assert read_conflicts(dim.store, "alpha") == {"n1": ["etc/motd"]}
+    # a change elsewhere leaves n1's motd as it was: still its own
+    write(src, "etc/app/app.conf", "level=3\n", mtime=T1 + 2)
+    touch_tree(src)
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    assert read_conflicts(dim.store, "alpha") == {"n1": ["etc/motd"]}
+    # a forced change of the path reaches n1: no conflict any more
+    write(src, "etc/motd", "newer\n", mtime=T1 + 3)
+    touch_tree(src)
+    dim.ok("image", "sync", "alpha", "--from", str(src), "--force")
+    assert read_conflicts(dim.store, "alpha") == {}
+    # made again, then a reset gives n1 a fresh replica: none
+    write(_replica(dim, "n1"), "etc/motd", "mine again\n", mtime=T1 + 4)
+    write(src, "etc/motd", "newest\n", mtime=T1 + 5)
+    touch_tree(src)
+    dim.ok("image", "sync", "alpha", "--from", str(src))
+    assert read_conflicts(dim.store, "alpha") == {"n1": ["etc/motd"]}
+    shown = json.loads(dim.ok("node", "status", "n1", "--json", "--nfs-pid-file", "self"))
+    assert shown["nodes"][0]["conflicts"] == ["/etc/motd"]
+    dim.ok("node", "reset", "n1", "--yes")
+    assert read_conflicts(dim.store, "alpha") == {}

@@ -218,7 +218,10 @@ async function showNode(name) {
   m.appendChild(el("h3", "Last boots and events"));
   m.appendChild(table(["when", "event", "detail", "by"],
     node.events.map((e) => [when(e.at), e.kind, e.detail, e.actor || "-"])));
-  m.appendChild(el("p", "Persistent-path conflicts are not recorded yet.", {class: "muted"}));
+  m.appendChild(el("h3", "Persistent-path conflicts"));
+  m.appendChild(s.conflicts.length
+    ? table(["path its replica kept against the image's changes"], s.conflicts.map((p) => [p]))
+    : el("p", "none", {class: "muted", id: "no-conflicts"}));
 }
 
 async function runJob(path, body, where) {
