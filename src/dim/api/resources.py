@@ -16,14 +16,11 @@ from dim.actions import images, nodes
 from dim.actions import power as remote
 from dim.actions import status as node_status
 from dim.actions.context import Context
+from dim.api.jobs import KEPT, Jobs
 from dim.errors import UsageError
 from dim.inventory import fold
 from dim.printable import printable
 from dim.structs import struct
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from dim.api.jobs import Jobs
 
 LONGEST_TEXT = 4096  # a node set, an image name: anything longer is refused, not parsed
 MOST_EVENTS = 1000
@@ -173,11 +170,7 @@ def node_power(ctx: Context, request: Inputs) -> dict:
     action = _choice(request.body, "action", POWER_ACTIONS)
     chosen = _chosen(ctx, request)
 
-    def work() -> list[dict]:
-        run = remote.power(chosen, action)
-        ctx.log_events([(r.node, "power", f"{action}: {r.outcome}") for r in run.results])
-        return [r.record() for r in run.results]
-
+    work = lambda: _logged(ctx, "power", action, remote.power(chosen, action))  # noqa: E731
     return _job(request, f"power {action}", chosen.names, work)
 
 
@@ -197,19 +190,21 @@ def node_bootdev(ctx: Context, request: Inputs) -> dict:
     device = _choice(request.body, "device", BOOT_DEVICES)
     chosen = _chosen(ctx, request)
 
-    def work() -> list[dict]:
-        run = remote.bootdev(chosen, device)
-        ctx.log_events([(r.node, "bootdev", f"{device}: {r.outcome}") for r in run.results])
-        return [r.record() for r in run.results]
-
+    work = lambda: _logged(ctx, "bootdev", device, remote.bootdev(chosen, device))  # noqa: E731
     return _job(request, f"bootdev {device}", chosen.names, work)
+
+
+def _logged(ctx: Context, kind: str, asked: str, run: remote.PowerRun) -> list[dict]:
+    """A fan-out's results, each node's outcome logged as an event of ``kind``."""
+    ctx.log_events([(r.node, kind, f"{asked}: {r.outcome}") for r in run.results])
+    return [r.record() for r in run.results]
 
 
 def job_show(ctx: Context, request: Inputs) -> dict:
     number = number_of(request.path, "id")
     job = request.jobs.get(number)
     if job is None:
-        raise UsageError(f"no job {number}: jobs are kept in memory, the newest 200")
+        raise UsageError(f"no job {number}: jobs are kept in memory, the newest {KEPT}")
     return job.record()
 
 
