@@ -31,6 +31,8 @@ EVENTS_TABLE = "events"
 BOOTS_TABLE = "boots"
 VERSION_TABLE = "alembic_version"  # Alembic's: the revision the DB's schema is at
 NODE_CHANGES_TABLE = "node_changes"  # the change journal: see dim.state
+NFS_SAMPLES_TABLE = "nfs_samples"  # when each image server last read its NFS sessions
+NFS_SESSIONS_TABLE = "nfs_sessions"  # what it read: see dim.state
 
 
 @struct(frozen=True, slots=True)
@@ -86,6 +88,24 @@ class Boot:
     @property
     def detail(self) -> str:
         return f"{self.image} v{self.version} from {self.client}"
+
+
+@struct(frozen=True, slots=True)
+class NfsSession:
+    """A node's live NFS session: the server address its connection reaches, and the image
+    server whose ``dim serve`` read it (None: read on this machine)."""
+
+    address: str
+    server: str | None = None
+
+
+@struct(frozen=True, slots=True)
+class NfsSessions:
+    """The sessions the image servers read lately: client address -> its session, and when
+    each server last read (a server with no client still counts: its nodes are not up)."""
+
+    clients: Mapping[str, NfsSession]
+    servers: Mapping[str, float]
 
 
 @struct(frozen=True, slots=True)
@@ -235,6 +255,16 @@ def _chunks(items: list, size: int = 500) -> Iterable[list]:
 def read_last_boots(path: Path) -> dict[str, Boot]:
     rows = _rows(path, f"SELECT node, image, version, client, at FROM {BOOTS_TABLE}")
     return {r[0]: Boot(*r) for r in rows}
+
+
+def read_nfs_sessions(path: Path, since: float) -> NfsSessions:
+    """The sessions of the servers that read theirs at ``since`` or later."""
+    servers = dict(
+        _rows(path, f"SELECT server, at FROM {NFS_SAMPLES_TABLE} WHERE at >= ?", (since,))
+    )
+    query = f"SELECT client, address, server FROM {NFS_SESSIONS_TABLE}"
+    clients = {c: NfsSession(a, s) for c, a, s in _rows(path, query) if s in servers}
+    return NfsSessions(clients, servers)
 
 
 def read_stale_leases(path: Path) -> list[StaleLease]:

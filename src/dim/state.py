@@ -47,6 +47,8 @@ from dim.records import (  # noqa: F401
     BOOTS_TABLE,
     EVENTS_TABLE,
     MACS_TABLE,
+    NFS_SAMPLES_TABLE,
+    NFS_SESSIONS_TABLE,
     NODE_CHANGES_TABLE,
     NODE_IMAGES_TABLE,
     STALE_LEASES_TABLE,
@@ -55,6 +57,8 @@ from dim.records import (  # noqa: F401
     BootTarget,
     Changes,
     Event,
+    NfsSession,
+    NfsSessions,
     Observed,
     StaleLease,
 )
@@ -127,6 +131,24 @@ node_changes_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("node", sa.String, nullable=False),
+)
+
+# Each image server's dim serve reads the NFS sessions on its own machine every few seconds
+# (dim.boot.serve): when it last did, and what it found, so that `dim node status` anywhere
+# sees the nodes of every server. A server that stopped reading goes stale, not down.
+nfs_samples_table = sa.Table(
+    NFS_SAMPLES_TABLE,
+    metadata,
+    sa.Column("server", sa.String, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+nfs_sessions_table = sa.Table(
+    NFS_SESSIONS_TABLE,
+    metadata,
+    sa.Column("server", sa.String, primary_key=True),
+    sa.Column("client", sa.String, primary_key=True),
+    sa.Column("address", sa.String, nullable=False),
 )
 
 # Built once: constructing the statement costs more than running it (0.5 ms against 0.2 ms).
@@ -280,16 +302,36 @@ class StateDB:
 
         return self._read(read, BOOTS_TABLE, {})
 
+    def nfs_sessions(self, since: float) -> NfsSessions:
+        """The sessions of the servers that read theirs at ``since`` or later."""
+
+        def read(conn: sa.Connection) -> NfsSessions:
+            samples = nfs_samples_table.c
+            servers = {
+                r.server: r.at
+                for r in conn.execute(sa.select(nfs_samples_table).where(samples.at >= since))
+            }
+            rows = conn.execute(sa.select(nfs_sessions_table))
+            clients = {
+                r.client: NfsSession(r.address, r.server) for r in rows if r.server in servers
+            }
+            return NfsSessions(clients, servers)
+
+        return self._read(read, NFS_SAMPLES_TABLE, NfsSessions({}, {}))
+
     def events(
         self,
         node: str | None = None,
         limit: int = 100,
         after: int | None = None,
         kinds: tuple[str, ...] = (),
+        oldest_first: bool = False,
     ) -> list[Event]:
         """The newest ``limit`` events (of ``node``; after the event numbered ``after``; of
-        ``kinds``), newest first."""
-        query = sa.select(events_table).order_by(events_table.c.id.desc()).limit(limit)
+        ``kinds``), newest first; or with ``oldest_first``, the oldest ``limit`` of them, in
+        order (to page through them with ``after``)."""
+        order = events_table.c.id.asc() if oldest_first else events_table.c.id.desc()
+        query = sa.select(events_table).order_by(order).limit(limit)
         if node is not None:
             query = query.where(events_table.c.node == node)
         if kinds:
@@ -391,6 +433,25 @@ class StateDB:
                     for b in last.values()
                 ],
             )
+
+    def record_nfs_sessions(
+        self, server: str, clients: Mapping[str, str] | None, at: float
+    ) -> None:
+        """Server ``server`` read its NFS sessions at ``at``: client address -> server address,
+        replacing those it read before; None: they are unchanged since its last call (only
+        the time is written, as a server polling every few seconds mostly finds)."""
+        with self._transaction() as conn:
+            conn.execute(nfs_samples_table.delete().where(nfs_samples_table.c.server == server))
+            conn.execute(nfs_samples_table.insert(), [{"server": server, "at": at}])
+            if clients is None:
+                return
+            table = nfs_sessions_table
+            conn.execute(table.delete().where(table.c.server == server))
+            if clients:
+                conn.execute(
+                    table.insert(),
+                    [{"server": server, "client": c, "address": a} for c, a in clients.items()],
+                )
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self)

@@ -30,6 +30,7 @@ The DHCP flavour is the test's parameter: dnsmasq, ISC dhcpd and Kea.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -43,6 +44,7 @@ from dim.lab import cluster, network, postgres
 from dim.lab.processes import sleep_until
 from dim.lab.state import LabState
 from dim.lab.workload import ERRORS, START
+from dim.services import sessions
 from tests.conftest import require, require_binary
 from tests.e2e.conftest import Lab, lab_up, require_e2e
 from tests.e2e.workload import (
@@ -83,6 +85,26 @@ def assert_no_errors(lab: Lab, node: str) -> None:
     assert lab.ok(node, ERRORS).strip() == "", f"{node} saw errors"
 
 
+def carriers(lab: Lab) -> dict[str, tuple[str, str | None, str | None]]:
+    """node -> (state, session address, image server) as ``dim node status`` reads them from
+    what each server's dim serve recorded in the shared state DB (nothing read here)."""
+    shown = lab.dim("node", "status", "--nfs-pid-file", "none", "--json")
+    return {
+        n["name"]: (n["state"], n["session"], n["session_server"])
+        for n in json.loads(shown.stdout)["nodes"]
+    }
+
+
+def test_node_status_sees_the_nodes_of_both_servers_as_each_dim_serve_recorded_them(
+    ha: Lab,
+) -> None:
+    expected = {
+        "node01": ("up", SERVICE["srv1"], "srv1"),
+        "node02": ("up", SERVICE["srv2"], "srv2"),
+    }
+    assert sleep_until(lambda: carriers(ha) == expected, sessions.FRESH), carriers(ha)
+
+
 def test_a_node_keeps_running_when_its_server_loses_power(ha: Lab) -> None:
     lines_after(ha, "node01", 3)
     before = {node: uptime(ha, node) for node in ("node01", "node02")}
@@ -103,6 +125,14 @@ def test_a_node_keeps_running_when_its_server_loses_power(ha: Lab) -> None:
         f"failover gap node01 {moved.since(before['node01']).longest_gap} s, "
         f"node02 {stayed.since(before['node02']).longest_gap} s"
     )
+
+
+def test_after_the_failover_node_status_shows_the_peer_carrying_the_node(ha: Lab) -> None:
+    assert SERVICE["srv1"] in held(ha)["srv2"], "srv1 should be down (test a)"
+    # srv1's dim serve died with it: its recording goes stale, srv2's names node01
+    expected = ("up", SERVICE["srv1"], "srv2")
+    waited = sessions.FRESH + 2 * sessions.INTERVAL
+    assert sleep_until(lambda: carriers(ha)["node01"] == expected, waited), carriers(ha)
 
 
 def test_b_a_change_made_during_the_outage_reaches_the_node(ha: Lab) -> None:

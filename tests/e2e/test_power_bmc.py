@@ -33,6 +33,13 @@ def test_power_on_through_the_bmc_pxe_boots_the_node_and_off_stops_it(
     up = node_status(lab, "--power")
     assert (up["state"], up["power"], up["session"]) == ("up", "on", SERVER), up
     assert up["booted"]["image"] == up["image"] and up["live_version"] >= 1
+    # the same session as the lab's dim serve records it in the state DB, read from there alone
+    recorded = node_status(lab, pid_file="none")
+    assert (recorded["state"], recorded["session"], recorded["session_server"]) == (
+        "up",
+        SERVER,
+        "labsrv",
+    ), recorded
     lab.dim("power", "off", NODE, "--yes")
     assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["off", NODE]
     off = node_status(lab, "--power")
@@ -40,9 +47,10 @@ def test_power_on_through_the_bmc_pxe_boots_the_node_and_off_stops_it(
     assert not sleep_until(lambda: _qemu_runs("52:54:00:77:00:06"), 3)
 
 
-def node_status(lab: Lab, *options: str) -> dict:
-    """``dim node status NODE --json`` with the lab's ganesha as the NFS server (dim lab env)."""
-    pid_file = str(ganesha_pid_files(lab.folder)[0])
+def node_status(lab: Lab, *options: str, pid_file: str | None = None) -> dict:
+    """``dim node status NODE --json`` with the lab's ganesha as the NFS server (dim lab env),
+    or ``pid_file``'s (``none``: only the sessions recorded by the image servers)."""
+    pid_file = pid_file or str(ganesha_pid_files(lab.folder)[0])
     shown = lab.dim("node", "status", NODE, "--nfs-pid-file", pid_file, "--json", *options)
     report = json.loads(shown.stdout)
     assert report["sessions_known"], shown.stderr

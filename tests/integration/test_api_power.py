@@ -170,3 +170,23 @@ def test_the_dashboard_page_and_its_files_are_served_without_a_token(api):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{api.port}{path}", timeout=10)
         assert refused.value.code in (403, 404)
+
+
+def test_the_command_lines_power_outcomes_are_events_and_metrics_too(site, sim, tokens, api):
+    credentials = ["--credentials", str(site / "credentials"), "--timeout", "2", "--retries", "0"]
+    on = dim(site, "power", "on", "cn1", *credentials)
+    assert on.returncode == 0, on.stderr
+    assert sim.state("power") == "1"
+    pxe = dim(site, "bootdev", "cn[1-2]", "pxe", *credentials)
+    assert pxe.returncode == 1, pxe.stderr  # cn2's BMC is dead
+    status, events = api.call("GET", f"{PREFIX}/events?limit=3", tokens["reader"])
+    seen = [(e["node"], e["kind"], e["detail"].split(":")[0], e["actor"]) for e in events["events"]]
+    assert sorted(seen) == [
+        ("cn1", "bootdev", "pxe", None),
+        ("cn1", "power", "on", None),
+        ("cn2", "bootdev-failed", "pxe", None),
+    ]
+    with urllib.request.urlopen(f"http://127.0.0.1:{api.port}/metrics", timeout=30) as scraped:
+        metrics = scraped.read().decode()
+    assert 'dim_power_results_total{action="power on",ok="true"} 1.0' in metrics
+    assert 'dim_power_results_total{action="bootdev pxe",ok="false"} 1.0' in metrics

@@ -28,11 +28,13 @@ from dim.paths import StatePaths
 from dim.records import (
     Boot,
     Changes,
+    NfsSessions,
     Observed,
     SqliteWriter,
     StaleLease,
     read_changes,
     read_last_boots,
+    read_nfs_sessions,
     read_node_observed,
     read_observed,
     read_stale_leases,
@@ -151,6 +153,14 @@ class Context:
         """Each node's last network boot, as ``dim serve`` recorded it (none without a DB)."""
         path = self._sqlite_file()
         return read_last_boots(path) if path else self.db(create=False).last_boots()
+
+    def nfs_sessions(self, since: float) -> NfsSessions:
+        """The NFS sessions the image servers recorded at ``since`` or later (none without
+        a DB)."""
+        path = self._sqlite_file()
+        if path:
+            return read_nfs_sessions(path, since)
+        return self.db(create=False).nfs_sessions(since)
 
     def stale_leases(self) -> list[StaleLease]:
         """The replaced MACs whose DHCP leases are still to be released, oldest first."""

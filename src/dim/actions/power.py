@@ -10,6 +10,9 @@ many and which::
 
 A node's failure is its result, never an exception; :meth:`PowerRun.raise_for_failures`
 turns "some failed" into a :class:`dim.errors.DimError` once the results are shown.
+
+Changes (power, boot device) are logged per node in the state DB, whoever asked (the command
+line, the API), by :func:`log_outcomes`: the dashboard's feed and the API's metrics read them.
 """
 
 from __future__ import annotations
@@ -122,6 +125,17 @@ def bootdev(
     from dim.power import fanout
 
     return _run(chosen, fanout.bootdev(device, persistent), options, progress)
+
+
+def log_outcomes(ctx: Context, kind: str, asked: str, run: PowerRun) -> None:
+    """Each node's outcome of ``asked`` (``on``, ``pxe``…) as an event ``kind`` (power,
+    bootdev), or ``kind-failed``, by the context's actor; nothing without a state DB (a
+    power command never creates one)."""
+    if not ctx.has_db():
+        return
+    ctx.log_events(
+        [(r.node, kind if r.ok else f"{kind}-failed", f"{asked}: {r.outcome}") for r in run.results]
+    )
 
 
 def discover(

@@ -81,7 +81,6 @@ def make_app(service: Service) -> web.Application:
         from dim.api.metrics import ApiMetrics
 
         app[METRICS] = ApiMetrics(service.ctx, service.pid_files)
-        service.jobs.observer = app[METRICS].power_results
         app.router.add_get("/metrics", _metrics)
     return app
 

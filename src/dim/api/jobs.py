@@ -57,8 +57,6 @@ class Job:
 
 class Jobs:
     def __init__(self) -> None:
-        # told each ended job's kind and results (the metrics' power outcomes)
-        self.observer: Callable[[str, list[dict]], None] | None = None
         self._jobs: OrderedDict[int, Job] = OrderedDict()
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
@@ -78,8 +76,6 @@ class Jobs:
                 job.error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             finally:
                 job.ended = time.time()
-                if self.observer is not None:
-                    self.observer(job.kind, job.results)
 
         threading.Thread(target=run, name=f"dim-api-job-{job.id}", daemon=True).start()
         return job

@@ -17,7 +17,6 @@ from dim.actions import images
 from dim.actions import status as node_status
 from dim.actions.context import Context
 from dim.images.replicas import read_conflicts
-from dim.services import sessions
 
 
 class ClusterCollector:
@@ -30,7 +29,7 @@ class ClusterCollector:
     def collect(self) -> Iterator:
         from prometheus_client.core import GaugeMetricFamily
 
-        found = sessions.clients(self.pid_files())
+        found = node_status.live_sessions(self.ctx, self.pid_files())
         report = node_status.statuses(self.ctx, sessions=found)
         nodes = GaugeMetricFamily(
             "dim_nodes", "Nodes by state (dim node status).", labels=["state"]
@@ -92,6 +91,50 @@ class ClusterCollector:
         yield from (at, ok)
 
 
+POWER_KINDS = ("power", "power-failed", "bootdev", "bootdev-failed")
+
+
+class PowerOutcomes:
+    """Nodes' power and boot-device results since the service started, counted from the
+    events that :func:`dim.actions.power.log_outcomes` logs, whoever asked (the API's jobs,
+    ``dim power`` on the command line, Slurm's scripts): read at each scrape, from the
+    last event counted on."""
+
+    PAGE = 10_000
+
+    def __init__(self, ctx: Context, registry) -> None:
+        from prometheus_client import Counter
+
+        self.ctx = ctx
+        self.counter = Counter(
+            "dim_power_results",
+            "Nodes' power and boot-device results since dim api started (API jobs and "
+            "command line alike), by action and outcome.",
+            ["action", "ok"],
+            registry=registry,
+        )
+        self.last = self._newest()
+
+    def _newest(self) -> int:
+        db = self.ctx.existing_db()
+        found = db.events(limit=1) if db else []
+        return found[0].id if found else 0
+
+    def catch_up(self) -> None:
+        db = self.ctx.existing_db()
+        while db is not None:
+            found = db.events(
+                limit=self.PAGE, after=self.last, kinds=POWER_KINDS, oldest_first=True
+            )
+            for e in found:
+                kind, ok = e.kind.removesuffix("-failed"), not e.kind.endswith("-failed")
+                self.counter.labels(f"{kind} {e.detail.split(':')[0]}", str(ok).lower()).inc()
+            if found:
+                self.last = found[-1].id
+            if len(found) < self.PAGE:
+                return
+
+
 class ApiMetrics:
     def __init__(self, ctx: Context, pid_files: tuple[str, ...]) -> None:
         from prometheus_client import CollectorRegistry, Counter
@@ -104,21 +147,13 @@ class ApiMetrics:
             ["route", "status"],
             registry=self.registry,
         )
-        self.power = Counter(
-            "dim_power_results",
-            "Nodes' power and boot-device results of the API's jobs, by action and outcome.",
-            ["action", "ok"],
-            registry=self.registry,
-        )
+        self.power = PowerOutcomes(ctx, self.registry)
 
     def request(self, route: str, status: int) -> None:
         self.requests.labels(route, str(status)).inc()
 
-    def power_results(self, action: str, results: list[dict]) -> None:
-        for r in results:
-            self.power.labels(action, "true" if r.get("ok") else "false").inc()
-
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        self.power.catch_up()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -196,7 +196,7 @@ def node_bootdev(ctx: Context, request: Inputs) -> dict:
 
 def _logged(ctx: Context, kind: str, asked: str, run: remote.PowerRun) -> list[dict]:
     """A fan-out's results, each node's outcome logged as an event of ``kind``."""
-    ctx.log_events([(r.node, kind, f"{asked}: {r.outcome}") for r in run.results])
+    remote.log_outcomes(ctx, kind, asked, run)
     return [r.record() for r in run.results]
 
 
@@ -342,7 +342,5 @@ def _exclude(query: Mapping) -> str | None:
 
 
 def _statuses(ctx: Context, request: Inputs, nodeset: str | None, exclude: str | None):
-    from dim.services import sessions
-
-    found = sessions.clients(request.pid_files)
+    found = node_status.live_sessions(ctx, request.pid_files)
     return node_status.statuses(ctx, nodeset, exclude, sessions=found)

@@ -62,6 +62,7 @@ from dim.names import check_name, normalize_mac
 from dim.paths import StatePaths
 from dim.services.loaders import BootImage, kernel_args
 from dim.services.rendering import RenderContext
+from dim.services.sessions import Sampler
 from dim.state import Boot, BootTarget, StateDB
 
 log = logging.getLogger("dim.serve")
@@ -491,6 +492,7 @@ RECORDER = web.AppKey("recorder", BootRecorder)
 LIMITS = web.AppKey("limits", Limits)
 SENDERS = web.AppKey("senders", Senders)  # the files being sent at once, by every worker
 METRICS = web.AppKey("metrics", object)  # a ServeMetrics, None without GET /metrics
+SAMPLER = web.AppKey("sampler", object)  # a Sampler, None when another worker samples
 
 
 def make_app(
@@ -499,16 +501,20 @@ def make_app(
     senders: Senders | None = None,
     *,
     metrics: bool = True,
+    sessions: tuple[str, ...] = (),
 ) -> web.Application:
     """The aiohttp application; its startup starts the boot recorder, its cleanup flushes it.
     ``senders``: the files being sent, shared with the other workers (a worker's own else);
-    ``metrics``: ``GET /metrics`` for Prometheus (:mod:`dim.boot.metrics`)."""
+    ``metrics``: ``GET /metrics`` for Prometheus (:mod:`dim.boot.metrics`); ``sessions``: the
+    pid files of the NFS servers whose sessions to record in the state DB every few seconds
+    (:class:`dim.services.sessions.Sampler`; ``self``: this machine's), none: not recorded."""
     app = web.Application(middlewares=[_dim_errors])
     app[SERVICE] = service
     app[LIMITS] = limits
     app[SENDERS] = senders if senders is not None else Senders()
     app[RECORDER] = BootRecorder(service.database, service.outage)
     app[METRICS] = ServeMetrics() if metrics else None
+    app[SAMPLER] = _sampler(service, sessions) if sessions else None
     app.on_startup.append(_start_recorder)
     app.on_cleanup.append(_stop_recorder)
     app.router.add_get("/boot.ipxe", _entry)
@@ -535,10 +541,23 @@ async def _dim_errors(request: web.Request, handler) -> web.StreamResponse:
 
 async def _start_recorder(app: web.Application) -> None:
     app[RECORDER].start()
+    if app[SAMPLER] is not None:
+        app[SAMPLER].start()
 
 
 async def _stop_recorder(app: web.Application) -> None:
     await asyncio.to_thread(app[RECORDER].stop)
+    if app[SAMPLER] is not None:
+        await asyncio.to_thread(app[SAMPLER].stop)
+
+
+def _sampler(service: BootService, pid_files: tuple[str, ...]) -> Sampler:
+    """Records the NFS sessions on this machine as the service's server's, in the state DB."""
+
+    def write(clients, at: float) -> None:
+        service.database().record_nfs_sessions(service.server_name, clients, at)
+
+    return Sampler(pid_files, write)
 
 
 def _boot_url(request: web.BaseRequest) -> str | None:
@@ -657,13 +676,14 @@ async def start(
     limits: Limits = DEFAULT_LIMITS,
     senders: Senders | None = None,
     metrics: bool = True,
+    sessions: tuple[str, ...] = (),
 ) -> web.AppRunner:
     """Serve in the running event loop (a lab, a test) on ``host:port``, or on ``sock`` (see
     :func:`listen`), within ``limits``; ``await runner.cleanup()`` stops it and writes the
     boots still queued."""
     if sock is None:
         sock = listen(host, port)
-    app = make_app(service, limits, senders, metrics=metrics)
+    app = make_app(service, limits, senders, metrics=metrics, sessions=sessions)
     options = runner_options(limits, app[METRICS])
     runner = web.AppRunner(app, **options)
     await runner.setup()
@@ -698,10 +718,12 @@ def run(
     limits: Limits = DEFAULT_LIMITS,
     *,
     metrics: bool = True,
+    sessions: tuple[str, ...] = (),
 ) -> None:
     """Serve until SIGTERM or SIGINT with ``workers`` processes sharing one listening socket
     (as nginx's workers do: the kernel's work of sending files spreads over the cores), each
-    within ``limits``, with ``GET /metrics`` unless not ``metrics``; boots still queued are
+    within ``limits``, with ``GET /metrics`` unless not ``metrics``, recording the NFS
+    sessions of ``sessions``'s servers (the first worker does); boots still queued are
     written before returning."""
     sock = listen(host, port)
     limits = raise_file_limit(limits)
@@ -717,7 +739,7 @@ def run(
         limits.max_connections,
     )
     if workers <= 1:
-        asyncio.run(_serve(service, sock, limits, metrics=metrics))
+        asyncio.run(_serve(service, sock, limits, metrics=metrics, sessions=sessions))
     else:
         # every worker's counts in one folder, so that a scrape answered by any shows them all
         shared = share_between_workers() if metrics else None
@@ -727,7 +749,9 @@ def run(
         try:
             _supervise(
                 [
-                    _fork_worker(service, sock, limits, Senders(board, n), metrics)
+                    _fork_worker(
+                        service, sock, limits, Senders(board, n), metrics, () if n else sessions
+                    )
                     for n in range(workers)
                 ]
             )
@@ -744,13 +768,16 @@ async def _serve(
     senders: Senders | None = None,
     *,
     metrics: bool = True,
+    sessions: tuple[str, ...] = (),
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in STOP_SIGNALS:
         loop.add_signal_handler(number, stop.set)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    runner = await start(service, sock=sock, limits=limits, senders=senders, metrics=metrics)
+    runner = await start(
+        service, sock=sock, limits=limits, senders=senders, metrics=metrics, sessions=sessions
+    )
     try:
         await stop.wait()
     finally:
@@ -758,7 +785,12 @@ async def _serve(
 
 
 def _fork_worker(
-    service: BootService, sock: socket.socket, limits: Limits, senders: Senders, metrics: bool
+    service: BootService,
+    sock: socket.socket,
+    limits: Limits,
+    senders: Senders,
+    metrics: bool,
+    sessions: tuple[str, ...],
 ) -> int:
     pid = os.fork()
     if pid:
@@ -766,7 +798,7 @@ def _fork_worker(
     status = 0
     try:
         service.after_fork()
-        asyncio.run(_serve(service, sock, limits, senders, metrics=metrics))
+        asyncio.run(_serve(service, sock, limits, senders, metrics=metrics, sessions=sessions))
     except BaseException as exc:  # a worker never returns into the caller's code
         log.error("worker %d: %s", os.getpid(), exc)
         status = 1

@@ -87,6 +87,8 @@ def group(
     files = list(pid_files) or sessions.pid_files_from_env() or list(sessions.DEFAULT_PID_FILES)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     context = app.tls(cert, key)
+    if not ctx.has_db():  # the API's changes are events with their token's name: kept from now
+        ctx.db()
     service = app.Service(
         ctx,
         _tokens(ctx, tokens),

@@ -56,8 +56,9 @@ def node_list(ctx: Context, nodeset: str | None, exclude: str | None, as_json: b
     "pid_files",
     multiple=True,
     metavar="FILE",
-    help="Pid file of an NFS server whose sessions to read, repeatable; 'self' for this "
-    "machine's own (kernel nfsd). Default: $DIM_NFS_PID_FILES (colon-separated), else "
+    help="Pid file of an NFS server on this machine whose sessions to read, repeatable; "
+    "'self' for this machine's own (kernel nfsd); 'none' to read only those the image "
+    "servers recorded. Default: $DIM_NFS_PID_FILES (colon-separated), else "
     "/run/ganesha/ganesha.pid.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -80,8 +81,10 @@ def node_status(
     unknown  no NFS server's sessions readable, or never seen booting
 
     A session is a connection to an NFS server's port 2049 that the node sent something on
-    in the last 45 s (a running node renews its NFS lease every few seconds), read with ss
-    in the servers' network namespaces on this machine: no agent on the nodes. CONFLICTS
+    in the last 45 s (a running node renews its NFS lease every few seconds): no agent on the
+    nodes. Each image server's `dim serve` records those it holds in the state DB every 5 s
+    (SESSION names that server); the NFS servers of this machine are read with ss as well
+    (`--nfs-pid-file none`: not). CONFLICTS
     counts the paths its replica kept against the image's changes (--json lists them). Nodes
     alike are folded into one line.
     """
@@ -89,14 +92,18 @@ def node_status(
     from dim.services import sessions
 
     files = list(pid_files) or sessions.pid_files_from_env() or list(sessions.DEFAULT_PID_FILES)
-    found = sessions.clients(files)
+    found = status.live_sessions(ctx, files)
     states = status.power_states(ctx, nodeset, exclude) if power else None
     report = status.statuses(ctx, nodeset, exclude, sessions=found, power=states)
     if as_json:
         emit_json(report.record())
         return
     if not report.sessions_known:
-        click.echo(f"dim: no NFS server's sessions readable ({', '.join(files)})", err=True)
+        click.echo(
+            f"dim: no NFS server's sessions readable ({', '.join(files)}) or recorded by an "
+            f"image server's dim serve in the last {sessions.FRESH:.0f} s",
+            err=True,
+        )
     rows: dict[tuple, list[str]] = {}
     for n in report.nodes:
         booted = f"{n.booted['image']}" if n.booted else "-"
@@ -105,7 +112,7 @@ def node_status(
             n.image,
             booted,
             "-" if n.live_version is None else str(n.live_version),
-            n.session or "-",
+            _session(n.session, n.session_server),
             n.power or ("?" if n.power_error else "-"),
             str(len(n.conflicts)) if n.conflicts else "-",
         )
@@ -116,6 +123,12 @@ def node_status(
     )
     counts = ", ".join(f"{count} {state}" for state, count in report.counts.items() if count)
     click.echo(counts or "no node")
+
+
+def _session(address: str | None, server: str | None) -> str:
+    if address is None:
+        return "-"
+    return f"{address} ({server})" if server else address
 
 
 @group.command("set")
@@ -197,7 +210,7 @@ def node_switch(
         + (f"; {s.links} loader files pointed at {s.image}" if s.links else "")
     )
     if chosen is not None:
-        act(chosen, "reset", remote.DEFAULT_OPTIONS, yes=True)
+        act(ctx, chosen, "reset", remote.DEFAULT_OPTIONS, yes=True)
 
 
 @group.command("reset")

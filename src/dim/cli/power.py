@@ -85,6 +85,7 @@ def _options(opts: dict) -> FanoutOptions:
 
 
 def act(
+    ctx: Context,
     chosen: Selection,
     action: str,
     options: FanoutOptions,
@@ -98,7 +99,9 @@ def act(
     if not yes:
         confirm(action, chosen.names, confirm_above)
     progress = node_counter(len(chosen.nodes))
-    _report(remote.power(chosen, action, options, progress), as_json)
+    run = remote.power(chosen, action, options, progress)
+    remote.log_outcomes(ctx, "power", action, run)
+    _report(run, as_json)
 
 
 def confirm(action: str, names: list[str], confirm_above: int = DEFAULT_CONFIRM_ABOVE) -> None:
@@ -180,7 +183,8 @@ def _power_command(action: str, text: str) -> None:
         **opts,
     ) -> None:
         chosen = _select(ctx, nodeset, exclude, opts)
-        act(chosen, action, _options(opts), yes=yes, confirm_above=confirm_above, as_json=as_json)
+        options = _options(opts)
+        act(ctx, chosen, action, options, yes=yes, confirm_above=confirm_above, as_json=as_json)
 
 
 for _action, _text in zip(
@@ -226,6 +230,7 @@ def bootdev(
         options=_options(opts),
         progress=node_counter(len(chosen.nodes)),
     )
+    remote.log_outcomes(ctx, "bootdev", device, run)
     _report(run, as_json)
 
 

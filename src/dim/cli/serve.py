@@ -82,6 +82,15 @@ from dim.services import limits
     help="Answer GET /metrics (Prometheus's text format, no authentication, as Prometheus "
     "scrapes).",
 )
+@click.option(
+    "--nfs-pid-file",
+    "pid_files",
+    multiple=True,
+    metavar="FILE",
+    help="Record the NFS sessions of the server with this pid file (repeatable; `self`: "
+    "this machine's own network namespace, where ganesha or the kernel's nfsd usually run; "
+    "`none`: record none). Default: self.",
+)
 @pass_context
 def command(
     ctx: Context,
@@ -96,6 +105,7 @@ def command(
     send_timeout: float,
     max_connections: int | None,
     metrics: bool,
+    pid_files: tuple[str, ...],
 ) -> None:
     """Serve iPXE boot scripts, kernels, initrds and http-root over HTTP until stopped.
 
@@ -110,6 +120,8 @@ def command(
     One line per request on stderr: client, method and path, status, bytes, milliseconds;
     a refused request adds why (`refused: …`), never a traceback.
     Each node script served is recorded as the node's last boot (`dim node list`).
+    Every 5 s the nodes' live NFS sessions on this machine are recorded in the state DB as
+    this server's, so that `dim node status` run on any machine sees them.
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("dim serve: %(message)s"))
@@ -142,5 +154,11 @@ def command(
     # a failover set's server also answers on its peers' addresses, when they move here
     default = "0.0.0.0" if srv.failover else str(srv.address)
     boot_serve.run(
-        service, listen or default, port or srv.http_port, workers, settings, metrics=metrics
+        service,
+        listen or default,
+        port or srv.http_port,
+        workers,
+        settings,
+        metrics=metrics,
+        sessions=() if "none" in pid_files else pid_files or ("self",),
     )

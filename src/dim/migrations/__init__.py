@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from alembic.config import Config
 
-HEAD = "0003"
+HEAD = "0004"
 FOLDER = Path(__file__).resolve().parent
 
 

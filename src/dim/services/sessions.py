@@ -14,24 +14,37 @@ for this process's namespace (the kernel's nfsd, a server on the host)::
     {'10.0.1.12': '10.0.0.2', …}
 
 None from :func:`clients` means no server could be read: the caller cannot tell up from down.
+
+That reads the servers on this machine. Each image server's ``dim serve`` runs a
+:class:`Sampler` that reads its own machine's every :data:`INTERVAL` seconds and writes what
+it found to the shared state DB (:meth:`dim.state.StateDB.record_nfs_sessions`), so that
+``dim node status`` run anywhere sees the nodes of every server; a server whose last reading
+is older than :data:`FRESH` is not believed (its dim serve stopped, or its machine died).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import re
 import subprocess
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from dim import processes
+
+log = logging.getLogger("dim.serve")
 
 NFS_PORT = 2049
 SILENCE = 45.0  # seconds without a byte from the node: three leases of 15 s
 DEFAULT_PID_FILES = ("/run/ganesha/ganesha.pid",)
 PID_FILES_ENV = "DIM_NFS_PID_FILES"  # colon-separated; `dim lab env` sets it for a lab
+INTERVAL = 5.0  # seconds between two readings of a server's sessions by its dim serve
+FRESH = 20.0  # seconds within which a server's reading counts: four intervals
 _LAST_RECEIVED = re.compile(r"\blastrcv:(\d+)")
 
 
@@ -125,3 +138,65 @@ def _address(endpoint: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return str(address.ipv4_mapped)
     return str(address)
+
+
+class Sampler:
+    """Reads the sessions of the servers of ``pid_files`` every ``interval`` seconds, in a
+    thread of its own, and hands each reading to ``write(clients, at)``: ``clients`` is None
+    when nothing changed since the last reading written (so that a quiet cluster costs one
+    small write per interval). A reading that fails (no server running) is not written: the
+    last one goes stale. ``write`` raising is logged once per kind of failure, and the next
+    reading is written whole."""
+
+    def __init__(
+        self,
+        pid_files: Iterable[str],
+        write: Callable[[Mapping[str, str] | None, float], None],
+        interval: float = INTERVAL,
+        port: int = NFS_PORT,
+    ) -> None:
+        self.pid_files = tuple(pid_files)
+        self.port = port
+        self.write = write
+        self.interval = interval
+        self._stop = threading.Event()
+        self._written: Mapping[str, str] | None = None
+        self._failure: str | None = None
+        self._thread = threading.Thread(target=self._run, name="dim-nfs-sessions", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def sample(self) -> None:
+        """One reading, written."""
+        found = clients(self.pid_files, self.port)
+        if found is None:
+            self._failed(f"no NFS server's sessions readable ({', '.join(self.pid_files)})")
+            return
+        changed = found != self._written
+        try:
+            self.write(found if changed else None, time.time())
+        except Exception as exc:  # the DB down: the sessions go stale, the boots go on
+            self._written = None
+            self._failed(f"NFS sessions not recorded: {exc}")
+            return
+        self._written = found
+        if self._failure is not None:
+            log.info("NFS sessions: recorded again (%d clients)", len(found))
+            self._failure = None
+
+    def _failed(self, message: str) -> None:
+        if message != self._failure:
+            log.error("%s", message)
+            self._failure = message
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.interval):
+                return

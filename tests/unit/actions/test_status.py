@@ -7,7 +7,7 @@ import time
 import pytest
 
 from dim.actions import status
-from dim.records import Boot
+from dim.records import Boot, NfsSession, NfsSessions
 
 NOW = 1_800_000_000.0
 
@@ -37,7 +37,8 @@ def test_state_follows_the_table_first_match_wins(boot_ago, session, known, powe
 def test_statuses_fold_boots_sessions_and_power_per_node(ctx):
     db = ctx.db()
     db.record_boots([boot("c01", 3600), boot("c02", 5), boot("c03", 3600, client="10.10.0.77")])
-    sessions = {"10.10.0.11": "10.10.0.2", "10.10.0.77": "10.10.0.2"}  # c01's, c03's last client
+    live = NfsSession("10.10.0.2")
+    sessions = NfsSessions({"10.10.0.11": live, "10.10.0.77": live}, {})  # c01's, c03's client
     power = {"g2": ("off", None), "g1": (None, "timeout")}
     report = status.statuses(ctx, sessions=sessions, power=power, now=NOW)
     states = {n.name: n.state for n in report.nodes}
@@ -63,7 +64,9 @@ def test_without_readable_sessions_nothing_is_up_or_down(ctx):
 
 
 def test_a_node_set_chooses_and_excludes(ctx):
-    report = status.statuses(ctx, "@compute", "c[02-03]", sessions={}, now=time.time())
+    report = status.statuses(
+        ctx, "@compute", "c[02-03]", sessions=NfsSessions({}, {}), now=time.time()
+    )
     assert [n.name for n in report.nodes] == ["c01", "c04"]
     assert [n.state for n in report.nodes] == ["unknown", "unknown"]
 
@@ -79,5 +82,7 @@ def test_a_node_without_an_image_sees_no_version(tmp_path):
         '<group name="g" nodes="n1"><interface network="boot" ip="10.10.0.{10+n1}"/></group>'
         "</cluster>"
     )
-    report = status.statuses(Context(config=layout, state=tmp_path / "state"), sessions={})
+    report = status.statuses(
+        Context(config=layout, state=tmp_path / "state"), sessions=NfsSessions({}, {})
+    )
     assert [(n.image, n.live_version) for n in report.nodes] == [(None, None)]

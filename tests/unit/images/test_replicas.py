@@ -239,7 +239,9 @@ def test_switch_with_reset_resets_the_switched_nodes_through_their_bmcs(dim, src
         remote, "select_nodes", lambda ctx, nodeset: picked.append(nodeset) or nodeset
     )
     monkeypatch.setattr(
-        cli_power, "act", lambda chosen, action, options, yes: done.append((chosen, action, yes))
+        cli_power,
+        "act",
+        lambda _ctx, chosen, action, _options, yes: done.append((chosen, action, yes)),
     )
     out = dim.ok("node", "switch", "n[1-2]", "alpha", "--reset", "--yes")
     assert "image alpha (2 switched)" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -82,3 +83,66 @@ def test_the_environment_names_the_pid_files(monkeypatch):
     assert sessions.pid_files_from_env() == ["/a.pid", "/b.pid"]
     monkeypatch.delenv(sessions.PID_FILES_ENV)
     assert sessions.pid_files_from_env() is None
+
+
+class Written(list):
+    """What a Sampler handed to its writer: (clients or None, at) per reading."""
+
+    def __call__(self, clients, at):
+        self.append(None if clients is None else dict(clients))
+
+
+def test_a_sampler_writes_a_reading_whole_then_only_its_time_until_it_changes(connection):
+    port, client, accepted = connection
+    written = Written()
+    sampler = sessions.Sampler(["self"], written, port=port)
+    client.send(b"renew")
+    sampler.sample()
+    sampler.sample()
+    accepted.close()
+    client.close()
+    sampler.sample()
+    assert written == [{"127.0.0.1": "127.0.0.1"}, None, {}]
+
+
+def test_a_reading_that_failed_to_be_written_is_written_whole_next_time(connection, caplog):
+    caplog.set_level(logging.INFO, "dim.serve")
+    port, client, _ = connection
+    client.send(b"renew")
+    written = Written()
+    down = True
+
+    def write(clients, at):
+        if down:
+            raise OSError("the state DB is unreachable")
+        written(clients, at)
+
+    sampler = sessions.Sampler(["self"], write, port=port)
+    sampler.sample()
+    sampler.sample()
+    down = False
+    sampler.sample()
+    assert written == [{"127.0.0.1": "127.0.0.1"}]
+    failures = [r for r in caplog.records if "not recorded" in r.getMessage()]
+    assert len(failures) == 1  # logged once while it lasts, not at every reading
+    assert any("recorded again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_sampler_that_reads_no_server_writes_nothing(tmp_path):
+    written = Written()
+    sessions.Sampler([str(tmp_path / "gone.pid")], written).sample()
+    assert written == []
+
+
+def test_a_sampler_thread_reads_at_once_and_stops_when_told(connection):
+    port, client, _ = connection
+    client.send(b"renew")
+    written = Written()
+    sampler = sessions.Sampler(["self"], written, interval=60, port=port)
+    sampler.start()
+    started = time.monotonic()
+    while not written and time.monotonic() - started < 10:
+        time.sleep(0.05)
+    sampler.stop()
+    assert written == [{"127.0.0.1": "127.0.0.1"}]
+    assert time.monotonic() - started < 10  # stop did not wait out the 60 s interval

@@ -171,7 +171,7 @@ function hover(event) {
   const cell = cellAt(event);
   if (!cell) { tip.hidden = true; return; }
   const n = cell.node;
-  tip.textContent = `${n.name}: ${n.state}, ${n.image}` + (n.session ? ` via ${n.session}` : "");
+  tip.textContent = `${n.name}: ${n.state}, ${n.image}` + (n.session ? ` via ${n.session}` : "") + (n.session_server ? ` (${n.session_server})` : "");
   tip.style.left = event.clientX + 12 + "px";
   tip.style.top = event.clientY + 12 + "px";
   tip.hidden = false;
@@ -190,7 +190,7 @@ async function showNode(name) {
   m.appendChild(table(["", ""], [
     ["state", s.state], ["group", node.group], ["image (next boot)", node.image],
     ["booted", booted ? `${booted.image} (boot build ${booted.version}) at ${booted.at} from ${booted.client}` : "-"],
-    ["live version it sees", s.live_version], ["NFS session with", s.session],
+    ["live version it sees", s.live_version], ["NFS session with", s.session && `${s.session}` + (s.session_server ? ` (${s.session_server})` : "")],
     ["server", node.server], ["BMC", node.bmc ? `${node.bmc.driver} ${node.bmc.address}` : "-"],
   ]));
   m.appendChild(el("h3", "Interfaces"));
