@@ -45,6 +45,7 @@ class Api:
     """A running ``dim api``, and requests to it."""
 
     def __init__(self, site: Path, *options: str, scheme: str = "http") -> None:
+        self.site = site
         self.port = free_port()
         self.scheme = scheme
         self.context: ssl.SSLContext | None = None
