@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable
 from datetime import datetime
 
 from dim.errors import UsageError
@@ -171,6 +172,7 @@ def node_record(inventory: Inventory, node: Node, last_boot: Boot | None = None)
     return {
         "name": node.name,
         "group": node.group,
+        "arch": inventory.cluster.groups[node.group].arch,
         "image": inventory.image(node),
         "server": node.server,
         "secure_boot": node.secure_boot,
@@ -260,3 +262,25 @@ def image_servers(inventory: Inventory, image: str) -> list[Server]:
     cluster = inventory.cluster
     names = {n.server for n in cluster.nodes if inventory.image(n) == image}
     return [s for name, s in cluster.servers.items() if name in names or not names]
+
+
+def refuse_foreign(cluster: Cluster, nodes: Iterable[Node], image: str, arch: str | None) -> None:
+    """A usage error naming the nodes whose group's architecture is not ``arch``, the
+    architecture of ``image``'s binaries (None: none found, nothing to check), and both."""
+    if arch is None:
+        return
+    foreign: dict[str, list[str]] = {}
+    for node in nodes:
+        group = cluster.groups[node.group]
+        if group.arch != arch:
+            foreign.setdefault(group.name, []).append(node.name)
+    if foreign:
+        group, names = next(iter(foreign.items()))
+        more = len(foreign) - 1
+        others = f"; nor can the nodes of {more} more group{'s' if more > 1 else ''}"
+        raise UsageError(
+            f"{fold(names)} (group {group}, {cluster.groups[group].arch}) cannot boot image "
+            f"{image}, whose binaries are {arch}" + (others if more else ""),
+            hint=f"give them an image of their architecture, or state the group's arch= in "
+            f"{cluster.source}",
+        )

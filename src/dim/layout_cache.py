@@ -7,7 +7,8 @@ set NODE --mac …`` needs one node. Every command that parses cluster.xml in fu
 file (the standard library's ``sqlite3``) of every node's expanded record
 (:mod:`dim.layout.records`), keyed by name, and the declarations without the nodes
 (:mod:`dim.layout.declarations`). ``key`` digests the exact bytes parsed and the
-code that parsed and checked them (the files of :mod:`dim.layout` and :mod:`dim.names`:
+code that parsed and checked them (the files of :mod:`dim.layout`, :mod:`dim.names` and
+:mod:`dim.architectures`:
 name, size, modification time), so a hit means "these exact bytes were validated, all of
 them, by this code": an edited cluster.xml or another dim misses, and the next full parse
 validates it and leaves its own file (the older ones are removed)::
@@ -27,7 +28,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from dim import names
+from dim import architectures, names
 from dim.allocation import bulk_allocation
 from dim.layout import declarations as declared
 from dim.layout import records
@@ -51,7 +52,9 @@ def key(data: bytes) -> str:
     digest = blake2b(FORMAT, digest_size=16)
     digest.update(len(data).to_bytes(8, "big") + data)
     layout = Path(records.__file__).parent
-    for path in sorted([*layout.glob("*.py"), layout / "cluster.rng", Path(names.__file__)]):
+    table = Path(architectures.__file__)  # what arch= may name
+    checked = [*layout.glob("*.py"), layout / "cluster.rng", Path(names.__file__), table]
+    for path in sorted([*checked, table.with_suffix(".toml")]):
         st = os.stat(path)
         digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return digest.hexdigest()

@@ -37,8 +37,8 @@ from dim.actions.context import Context
 from dim.allocation import bulk_allocation
 from dim.boot.builds import find_build
 from dim.errors import ApplyError, DimError
-from dim.inventory import fold, server_name
-from dim.layout.model import Cluster, Inventory, Server
+from dim.inventory import fold, refuse_foreign, server_name
+from dim.layout.model import Cluster, Inventory, Node, Server
 from dim.paths import StatePaths
 from dim.records import StaleLease
 from dim.services import applied, incremental, leases
@@ -184,6 +184,7 @@ def _apply_all(ctx: Context, server: str | None, options: _Options) -> ApplyRepo
     observed = ctx.observed()
     inventory = Inventory(cluster, observed.macs, observed.images)
     name = server_name(cluster, server)
+    _refuse_foreign(ctx, inventory)
     keep = data is not None and incremental.supported(cluster.servers[name], ctx.template_dir)
     key = _fingerprint(ctx, cluster, name, options.root, data) if keep else ""
     context = RenderContext(inventory, name, ctx.state, ctx.template_dir)
@@ -323,6 +324,23 @@ def _install(
         warnings=tuple(warnings),
     )
     return report, len(files) + len(loaders)
+
+
+def _refuse_foreign(ctx: Context, inventory: Inventory) -> None:
+    """A node given an image of another architecture than its group's is an error, before
+    anything is written: it could not run it."""
+    store, cluster = ctx.store(), inventory.cluster
+    arches = {image: store.architecture(image) for image in cluster.images}
+    groups = {g.arch for g in cluster.groups.values()}
+    if len(groups) == 1 and set(arches.values()) <= {None, *groups}:
+        return  # one architecture: no node to look at (100,000 of them cost 0.1 s)
+    by_image: dict[str, list[Node]] = {}
+    for node in inventory.cluster.nodes:
+        image = inventory.image(node)
+        if image is not None:
+            by_image.setdefault(image, []).append(node)
+    for image, nodes in by_image.items():
+        refuse_foreign(cluster, nodes, image, arches.get(image))
 
 
 def _ensure_replicas(ctx: Context, inventory: Inventory, name: str, *, dry_run: bool) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dim.actions.context import Context
+from dim.errors import UsageError
 from dim.images import operations
 from dim.images.commit import CommitResult
 from dim.images.delta import Delta
@@ -84,6 +85,7 @@ def list_record(r: ImageReport) -> dict:
     """One image of ``dim image list --json`` and of the REST API's list."""
     return {
         "name": r.name,
+        "arch": r.arch,
         "versions": r.versions,
         "live": r.live,
         "nodes": fold(r.users),
@@ -103,8 +105,15 @@ def version_records(r: ImageReport) -> list[dict]:
 
 
 def report(ctx: Context, name: str, *, sizes: bool = True) -> ImageReport:
-    """One image: versions and their metadata, users, replicas (with disk use if ``sizes``)."""
-    return operations.report(ctx.store(), ctx.inventory(), name, sizes=sizes)
+    """One image: versions and their metadata, users, replicas (with disk use if ``sizes``);
+    a usage error for an image neither declared nor stored."""
+    found = operations.report(ctx.store(), ctx.inventory(), name, sizes=sizes)
+    if not found.declared and not found.versions:
+        raise UsageError(
+            f"unknown image {name!r}: neither declared in {ctx.config} nor stored",
+            hint="`dim image list` lists them",
+        )
+    return found
 
 
 def diff(ctx: Context, name: str, first: int, second: int) -> Delta:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dim.actions.context import Context
 from dim.errors import UsageError
-from dim.inventory import node_record, select
+from dim.inventory import node_record, refuse_foreign, select
 from dim.layout.model import Cluster, Inventory, Node
 from dim.names import normalize_mac
 from dim.structs import struct
@@ -130,7 +130,9 @@ def set_mac(ctx: Context, nodeset: str, mac: str, network: str | None = None) ->
 def set_image(ctx: Context, nodeset: str, image: str) -> ImageAssignment:
     """Assign ``image`` to every node of ``nodeset`` (replicas come with the next apply)."""
     cluster = ctx.one_node(nodeset) or ctx.cluster()
-    names = tuple(n.name for n in select(cluster, nodeset))
+    chosen = select(cluster, nodeset)
+    refuse_foreign(cluster, chosen, image, ctx.store().architecture(image))
+    names = tuple(n.name for n in chosen)
     return ImageAssignment(names, image, ctx.set_images(cluster, names, image))
 
 
@@ -171,6 +173,7 @@ def switch(
     cluster = ctx.cluster()
     declared = operations.declared(cluster, image)
     chosen = select(cluster, nodeset)
+    refuse_foreign(cluster, chosen, image, ctx.store().architecture(image))
     nodes = [n.name for n in chosen]
     created = operations.switch(ctx.store(), cluster, nodes, declared, progress=progress)
     switched = ctx.set_images(cluster, nodes, image)

@@ -304,10 +304,7 @@ def image_diff(ctx: Context, request: Inputs) -> dict:
 
 
 def _image(ctx: Context, name: str):
-    report = images.report(ctx, name, sizes=False)
-    if not report.declared and not report.versions:
-        raise UsageError(f"unknown image {name!r}: neither declared nor stored")
-    return report
+    return images.report(ctx, name, sizes=False)
 
 
 # -- events ----------------------------------------------------------------------------------

@@ -126,7 +126,10 @@ def image_rollback(ctx: Context, name: str, version: int, force: bool, as_json: 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
 def image_list(ctx: Context, as_json: bool) -> None:
-    """Images declared or stored: latest version, live version, nodes, replicas."""
+    """Images declared or stored: architecture, latest version, live version, nodes, replicas.
+
+    ARCH is the processor architecture of the image's binaries, read at each change of the
+    image (`-` if it holds none)."""
     reports = images.reports(ctx)
     if as_json:
         emit_json([images.list_record(r) for r in reports])
@@ -135,6 +138,7 @@ def image_list(ctx: Context, as_json: bool) -> None:
         [
             [
                 r.name,
+                r.arch or "-",
                 str(r.versions[-1]) if r.versions else "-",
                 str(r.live or "-"),
                 str(len(r.users)),
@@ -143,7 +147,7 @@ def image_list(ctx: Context, as_json: bool) -> None:
             ]
             for r in reports
         ],
-        ["IMAGE", "LATEST", "LIVE", "NODES", "REPLICAS", ""],
+        ["IMAGE", "ARCH", "LATEST", "LIVE", "NODES", "REPLICAS", ""],
     )
 
 
@@ -158,8 +162,9 @@ def image_show(ctx: Context, name: str, as_json: bool) -> None:
         emit_json(images.show_record(r))
         return
     click.echo(
-        f"{r.name}: versions {fold([str(v) for v in r.versions]) or '-'}, "
-        f"live {r.live or '-'}, used by {fold(r.users) or 'no node'}"
+        f"{r.name}: {r.arch or 'no ELF binary'}, versions "
+        f"{fold([str(v) for v in r.versions]) or '-'}, live {r.live or '-'}, used by "
+        f"{fold(r.users) or 'no node'}"
     )
     table(
         [[node, str(info["version"]), human(info["bytes"])] for node, info in r.replicas.items()],

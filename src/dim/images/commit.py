@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dim import architectures
 from dim.errors import ImageError
 from dim.files import (
     fsync_folder,
@@ -128,12 +129,15 @@ class ImageChange:
         before = self.latest
         if before is None:
             delta, changes = compare({}, scan(self.staging)), None
+            arch = architectures.detect([self.staging])
         else:
-            delta, changes = staged_delta(store.paths.live(name), self.staging, self.removed)
+            live = store.paths.live(name)
+            delta, changes = staged_delta(live, self.staging, self.removed)
             if delta.empty:
                 return CommitResult(name, None, delta.summary(), seconds=time.monotonic() - started)
             _keep_only_written(self.staging, changes)
-        meta = {"source": source, "parent": before, **delta.summary()}
+            arch = architectures.detect([self.staging, live], changes.removed)
+        meta = {"source": source, "parent": before, "arch": arch, **delta.summary()}
         number = record(store, name, self.staging, meta, changes)
         crash_point("after-record")
         known = delta if store.live_version(name) == before else None

@@ -288,6 +288,7 @@ class ImageReport:
     replicas: dict[str, dict]  # node -> {"version": n, "bytes": n}
     declared: bool
     meta: dict[int, dict]
+    arch: str | None = None  # its binaries' processor architecture (None: none found)
 
 
 def report(store: Store, inventory: Inventory, name: str, *, sizes: bool = True) -> ImageReport:
@@ -306,6 +307,7 @@ def report(store: Store, inventory: Inventory, name: str, *, sizes: bool = True)
         replicas=replicas_info,
         declared=name in inventory.cluster.images,
         meta={v: store.version(name, v).meta for v in versions},
+        arch=store.architecture(name),
     )
 
 

@@ -100,6 +100,20 @@ class Store:
             return self.paths.live(image)
         return None
 
+    def architecture(self, image: str) -> str | None:
+        """The processor architecture of ``image``'s binaries (:func:`dim.architectures.detect`),
+        as its latest version recorded it; read from its live tree for a version made before
+        dim recorded it; None for an image without versions or without ELF binaries."""
+        latest = self.latest(image)
+        if latest is None:
+            return None
+        meta = self.version(image, latest).meta
+        if "arch" in meta:
+            return meta["arch"]
+        from dim import architectures
+
+        return architectures.detect([self.paths.live(image)])
+
     def live_version(self, image: str) -> int | None:
         return read_number(self.paths.live_marker(image))
 

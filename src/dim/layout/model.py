@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
+from dim.architectures import DEFAULT as DEFAULT_ARCH
 from dim.layout.nodesets import DEFAULT_LIMIT
 from dim.structs import field, struct
 
@@ -189,6 +190,7 @@ class Group:
     name: str
     nodeset: str
     line: int = 0
+    arch: str = DEFAULT_ARCH  # its nodes' processor architecture (dim.architectures)
 
 
 @struct(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from dim import architectures
 from dim.allocation import bulk_allocation
 from dim.errors import LayoutError
 from dim.layout import bulk, nodesets, read
@@ -132,6 +133,7 @@ ATTRIBUTES: dict[tuple[str, str], tuple[str, Check] | str] = {
     ("group", "image"): ("image", check_name),
     ("group", "server"): ("server name", check_hostname),
     ("group", "secure-boot"): "one of the schema's values",
+    ("group", "arch"): "a processor architecture dim boots",
     ("interface", "network"): ("network", check_name),
     ("interface", "ip"): "a template; each node's address is an IPv4 address in the network",
     ("interface", "hostname"): "a template; each node's value is a host name",
@@ -574,7 +576,7 @@ class _Parser:
                 raise self.error("duplicate group name", el, name)
             if name in RESERVED_GROUPS:
                 raise self.error("this group name is reserved", el, name)
-            groups[name] = Group(name, el.get("nodes"), el.sourceline)
+            groups[name] = Group(name, el.get("nodes"), el.sourceline, self._arch(el))
             block = self._expand(el, networks, servers, images)
             names = block.names if isinstance(block, GroupColumns) else [n.name for n in block]
             # A node set names each node once (ClusterShell's is a set; a plain pattern's
@@ -591,6 +593,16 @@ class _Parser:
                 seen.update(fresh)
             blocks.append(block)
         return groups, Nodes(blocks)
+
+    def _arch(self, el) -> str:
+        value = el.get("arch")
+        if value is None:
+            return architectures.DEFAULT
+        found = architectures.canonical(value)
+        if found is None:
+            choices = ", ".join(architectures.choices())
+            raise self.error(f"unknown architecture (dim boots {choices})", el, value)
+        return found
 
     def _duplicate_name(self, el, names: list[str], seen: dict[str, int]) -> None:
         """Raise the error that names the group's first node declared before."""

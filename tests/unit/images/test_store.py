@@ -214,6 +214,7 @@ def test_versions_list_and_diff_commands(dim, src):
     assert listing == [
         {
             "name": "alpha",
+            "arch": None,  # a tree of text files: no ELF binary tells
             "versions": [1, 2],
             "live": 2,
             "nodes": "",
@@ -222,6 +223,7 @@ def test_versions_list_and_diff_commands(dim, src):
         },
         {
             "name": "beta",
+            "arch": None,
             "versions": [],
             "live": None,
             "nodes": "",
