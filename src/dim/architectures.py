@@ -69,9 +69,11 @@ class Architecture:
     dhcp_uefi_http: tuple[int, ...]
     qemu_system: str
     qemu_machine: str
+    qemu_cpu: str
     firmware_package: str
     firmware_code: str
     firmware_vars: str
+    console: str
 
 
 @cache

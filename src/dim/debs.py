@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from dim import processes
 from dim.errors import DimError
 
 COMPLETE = ".complete"  # written last in an unpacked tree: a half-unpacked one is done again
@@ -50,7 +51,7 @@ def unpacked(package: str, cache: Path) -> Path:
 
 def _run(argv: list[str], what: str, cwd: str, hint: str | None = None) -> None:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=600)
+        done = processes.run(argv, cwd=cwd, timeout=600)
     except FileNotFoundError as exc:
         raise DimError(f"{what}: {argv[0]} is not installed", hint=hint) from exc
     except subprocess.TimeoutExpired as exc:

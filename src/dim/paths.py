@@ -56,6 +56,7 @@ META = "meta"
 NODES = "nodes"
 LOCKS = "locks"
 BOOT = "boot"
+CACHE = "cache"
 CONFLICTS = "conflicts.json"
 MARKER = ".version"  # suffix of the file that says which version a tree matches
 STAGING = ".staging-"
@@ -171,6 +172,11 @@ class StatePaths:
 
     def boot_build(self, image: str, version: int | str) -> Path:
         return self.boot(image) / _checked("version", str(version))
+
+    @property
+    def cache(self) -> Path:
+        """What dim fetched and may fetch again: Debian packages of other architectures."""
+        return self.root / CACHE
 
 
 def live_folder(state: str | Path, image: str) -> str:

@@ -44,6 +44,7 @@ def run(
     input: str | bytes | None = None,
     timeout: float | None = None,
     env: dict[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
 ) -> subprocess.CompletedProcess:
     """:func:`subprocess.run` for a child that dies with dim and holds its locks.
 
@@ -57,6 +58,7 @@ def run(
         input=input,
         timeout=timeout,
         env=env,
+        cwd=cwd,
         preexec_fn=_child_setup(os.getpid()),
         pass_fds=tuple(_inherited),
     )

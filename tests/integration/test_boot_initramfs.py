@@ -27,11 +27,13 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from dim import architectures
 from dim.boot.arguments import node_arguments
 from dim.cli import main
 from dim.lab.images import MARKER, fetch_kernel, tiny_tree
@@ -58,7 +60,7 @@ LAYOUT = """\
   <image name="tiny">
     <persist path="/etc"/> <volatile path="/tmp"/> <volatile path="/var/tmp"/>
   </image>
-  <group name="nodes" nodes="node[01-02]" image="tiny">
+  <group name="nodes" nodes="node[01-02]" image="tiny" arch="{arch}">
     <interface network="boot" ip="10.77.0.{{10+n1}}"/>
   </group>
 </cluster>
@@ -82,6 +84,7 @@ class Site:
     initrd: Path
     image_args: str  # the kernel arguments of the image's rendered PXELINUX entry
     taps: int = 0
+    arch: str = "x86_64"  # the nodes' (dim.architectures): QEMU's system, machine, console
 
     @property
     def state(self) -> Path:
@@ -98,12 +101,14 @@ class Site:
         ip("-n", self.lab.server, "tuntap", "add", "dev", tap, "mode", "tap")
         ip("-n", self.lab.server, "link", "set", tap, "master", self.lab.bridge)
         ip("-n", self.lab.server, "link", "set", tap, "up")
-        cmdline = f"console=ttyS0 {args if args is not None else self.image_args}"
+        facts = architectures.named(self.arch)
+        cmdline = f"console={facts.console} {args if args is not None else self.image_args}"
         if pxelinux:
             cmdline += " BOOTIF=01-" + NODES[node].replace(":", "-")
         else:
             cmdline += " " + node_arguments(node, NODES[node])
-        argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "256", "-nographic", "-no-reboot"]
+        argv = [facts.qemu_system, "-M", facts.qemu_machine, "-cpu", facts.qemu_cpu]
+        argv += ["-accel", "tcg", "-m", "512", "-nographic", "-no-reboot"]
         argv += ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", cmdline]
         argv += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no"]
         argv += ["-device", f"virtio-net-pci,netdev=net0,mac={NODES[node]}"]
@@ -190,10 +195,18 @@ def require_boot_lab() -> None:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     require_boot_lab()
     folder = tmp_path_factory.mktemp("boot")
-    (folder / "tftp").mkdir()  # dnsmasq's enable-tftp wants it
-    (folder / "cluster.xml").write_text(LAYOUT.format(folder=folder))
-    (folder / "macs.csv").write_text("".join(f"{n},{m}\n" for n, m in NODES.items()))
     tiny_tree(folder / "tree", fetch_kernel(), rc_local=RC_LOCAL)
+    with serving(folder, "x86_64") as site:
+        yield site
+
+
+@contextmanager
+def serving(folder: Path, arch: str) -> Iterator[Site]:
+    """The tiny image of ``folder/tree`` imported, applied and built for nodes of ``arch``,
+    dnsmasq and ganesha serving it on the lab segment."""
+    (folder / "tftp").mkdir()  # dnsmasq's enable-tftp wants it
+    (folder / "cluster.xml").write_text(LAYOUT.format(folder=folder, arch=arch))
+    (folder / "macs.csv").write_text("".join(f"{n},{m}\n" for n, m in NODES.items()))
     dim(folder, "node", "import-macs", str(folder / "macs.csv"))
     dim(folder, "image", "import", "tiny", "--from", str(folder / "tree"))
     root = folder / "root"
@@ -214,6 +227,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             build / "vmlinuz",
             build / "initrd.img",
             pxelinux_args(root, folder),
+            arch=arch,
         )
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dim import architectures, debs
-from dim.errors import UsageError
+from dim.boot.build import busybox_for
+from dim.errors import BootError, DimError, UsageError
 from dim.lab.images import CACHE
 from tests.conftest import require
 
@@ -124,3 +125,19 @@ def test_debians_arm64_busybox_runs_here_through_qemu_user(tmp_path):
         [str(arm64_busybox()), "uname", "-m"], capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "aarch64", done.stderr
+
+
+def test_a_package_apt_does_not_know_is_one_error_naming_it(tmp_path):
+    with pytest.raises(DimError, match=r"apt-get download dim-no-such-package:arm64 failed"):
+        debs.unpacked("dim-no-such-package:arm64", tmp_path)
+    assert not any((tmp_path / "debs").iterdir())  # no half-unpacked folder left
+
+
+def test_the_initramfs_busybox_is_of_the_images_architecture(tmp_path):
+    require(HOST_BUSYBOX.exists(), "busybox-static is not installed")
+    assert busybox_for("x86_64", tmp_path) == HOST_BUSYBOX
+    assert busybox_for(None, tmp_path) == HOST_BUSYBOX  # an image without ELF binaries
+    arm = busybox_for("aarch64", CACHE)
+    assert architectures.elf_machine(arm) == (183, True)
+    with pytest.raises(BootError, match="riscv64, which dim does not boot"):
+        busybox_for("riscv64", tmp_path, "rv")

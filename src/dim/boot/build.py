@@ -35,15 +35,17 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
+from dim import architectures, debs
 from dim.boot import compat, initramfs
 from dim.boot.builds import INITRD, KERNEL, BootBuild, build_of, digest
 from dim.boot.modules import ModuleIndex, Selection, load_index, select
-from dim.errors import BootError
+from dim.errors import BootError, DimError
 from dim.files import write_atomically
 from dim.images.store import Store
 from dim.layout.model import Image
 
 BUSYBOX = Path("/bin/busybox")
+BINFMT = Path("/proc/sys/fs/binfmt_misc")  # qemu-user's entries run other architectures' programs
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +95,12 @@ def build(
 ) -> BuildResult:
     """Kernel and initramfs of ``image``'s latest version: reused if its inputs are unchanged.
 
-    ``busybox`` is the static busybox the initramfs carries (default: the host's /bin/busybox).
+    ``busybox`` is the static busybox the initramfs carries (default: :func:`busybox_for` the
+    image's architecture).
     ``nfs_servers`` are the flavours (``ganesha``, ``kernel``) of the NFS servers that export
     the image, for the warnings of :mod:`dim.boot.compat`.
     """
     started = time.monotonic()
-    busybox = busybox if busybox is not None else BUSYBOX
     version = store.latest(image.name)
     if version is None:
         raise BootError(
@@ -111,6 +113,8 @@ def build(
             f"live of image {image.name} is not at its latest version {version}",
             hint=f"dim image check {image.name}",
         )
+    if busybox is None:
+        busybox = busybox_for(store.architecture(image.name), store.paths.cache, image.name)
     kernel_file = kernel if kernel is not None else find_kernel(root, image.name, version)
     kernel_version = read_kernel_version(kernel_file)
     modules_dir = find_modules(root, kernel_version, image.name, version)
@@ -143,6 +147,36 @@ def build(
         initrd_bytes=manifest["outputs"][INITRD]["bytes"],
         seconds=time.monotonic() - started,
     )
+
+
+def busybox_for(arch: str | None, cache: Path, image: str = "") -> Path:
+    """The static busybox for an image of ``arch``: this machine's /bin/busybox when it is of
+    that architecture (or the image's is unknown), else the busybox package of Debian for it
+    (:mod:`dim.architectures`), downloaded once into ``cache``."""
+    here = architectures.elf_machine(BUSYBOX)
+    if arch is None or (here is not None and architectures.machine_name(*here) == arch):
+        return BUSYBOX
+    if architectures.canonical(arch) is None:
+        raise BootError(
+            f"image {image} is {arch}, which dim does not boot: no busybox for it",
+            hint="docs/architectures.md says what another architecture needs",
+        )
+    facts = architectures.named(arch)
+    package = f"{facts.busybox}:{facts.debian}"
+    if not (BINFMT / facts.qemu_user).exists():  # its --list-full runs here, through QEMU
+        raise BootError(
+            f"image {image} is {arch}, whose programs this machine cannot run: binfmt_misc has "
+            f"no {facts.qemu_user}",
+            hint=f"apt-get install qemu-user-static binfmt-support; update-binfmts --enable "
+            f"{facts.qemu_user}",
+        )
+    try:
+        return debs.unpacked(package, cache) / "bin" / "busybox"
+    except DimError as exc:
+        raise BootError(
+            f"no {arch} busybox for image {image}: {exc.message}",
+            hint=exc.hint or f"apt-get download {package}",
+        ) from exc
 
 
 def _initrd(

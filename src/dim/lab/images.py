@@ -62,7 +62,7 @@ EXTRA_MODULES = ("virtio_blk", "virtio_console", "virtio_scsi", "sd_mod", "squas
 INITTAB = """\
 # dim lab image: busybox init.
 ::sysinit:/etc/init.d/rcS
-ttyS0::respawn:-/bin/sh
+{console}::respawn:-/bin/sh
 ::ctrlaltdel:/sbin/reboot -f
 ::shutdown:/bin/sync
 """
@@ -208,11 +208,14 @@ def tiny_tree(
     rc_local: str | None = None,
     busybox: Path = BUSYBOX,
     extra_modules: tuple[str, ...] = EXTRA_MODULES,
+    console: str = "ttyS0",
 ) -> Path:
     """Make the tiny image's root tree in ``dest`` (which must not exist or be empty).
 
     ``rc_local``, if given, becomes ``/etc/dim-rc.local``: commands the node runs at boot
-    before it prints the marker.
+    before it prints the marker. ``busybox`` and ``kernel`` may be of another architecture
+    than this machine's (Debian's arm64 ones), ``console`` the serial console that gets a
+    shell (the architecture's: :mod:`dim.architectures`).
     """
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
@@ -229,7 +232,7 @@ def tiny_tree(
         link.symlink_to("/bin/busybox")
     _write(dest / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
     _write(dest / "etc/group", "root:x:0:\n")
-    _write(dest / "etc/inittab", INITTAB)
+    _write(dest / "etc/inittab", INITTAB.format(console=console))
     _write(dest / "etc/init.d/rcS", RCS, 0o755)
     if rc_local is not None:
         _write(dest / "etc/dim-rc.local", rc_local, 0o755)
