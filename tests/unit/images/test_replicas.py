@@ -210,7 +210,7 @@ def test_image_show_reports_the_disk_used_by_each_replica(dim, src):
     assert 300_000 <= n1["bytes"] < 400_000
     assert n2["bytes"] - n1["bytes"] >= 700_000
     lines = dim.ok("image", "show", "alpha").splitlines()
-    assert lines[0] == "alpha: versions 1, live 1, used by n[1-2]"
+    assert lines[0] == "alpha: no ELF binary, versions 1, live 1, used by n[1-2]"
     assert lines[1].split() == ["REPLICA", "VERSION", "DISK"]
     assert lines[2].split()[:2] == ["n1", "1"] and lines[2].endswith("kB")
     assert lines[3].split()[:2] == ["n2", "1"] and lines[3].endswith("MB")
