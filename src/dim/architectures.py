@@ -67,6 +67,8 @@ class Architecture:
     dhcp_bios: tuple[int, ...]
     dhcp_uefi: tuple[int, ...]
     dhcp_uefi_http: tuple[int, ...]
+    uefi_loader: str
+    uefi_http_loader: str
     qemu_system: str
     qemu_machine: str
     qemu_cpu: str

@@ -36,7 +36,9 @@ from string import Template
 
 import pytest
 
+from dim.debs import unpacked
 from dim.lab.netns import Daemon, Segment, run, segment
+from dim.services.clients import SIGNED_GRUB_ARM64
 from tests.conftest import require_binary
 from tests.doubles.dhcp import DhcpLease, NoLeaseError, dhcp_request, start_dhcp_server
 from tests.doubles.dns import resolve
@@ -46,9 +48,12 @@ pytestmark = pytest.mark.integration
 
 FLAVOURS = ("dnsmasq", "kea", "isc")
 MACS = {"node01": "52:54:00:77:00:01", "node02": "52:54:00:77:00:02", "node03": "52:54:00:77:00:03"}
+ARM_MAC = "52:54:00:77:0a:01"  # arm01, of the group of arch="aarch64"
 UNKNOWN_MAC = "52:54:00:77:00:99"
 SERVER = "10.77.0.1"
 RESOLVER = "10.77.0.50"
+# Debian's arm64 GRUB, which dim apply takes from its package for the aarch64 group's nodes
+DEBS_CACHE = Path("/var/cache/dim-lab/debs-cache")
 IPXE_URL = f"http://{SERVER}:8080/boot.ipxe"
 
 LAYOUT = Template("""\
@@ -64,6 +69,9 @@ LAYOUT = Template("""\
   <image name="tiny"><persist path="/etc"/><volatile path="/tmp"/></image>
   <group name="nodes" nodes="node[01-03]" image="tiny">
     <interface network="boot" ip="10.77.0.{10+n1}"/>
+  </group>
+  <group name="arm" nodes="arm01" image="tiny" arch="aarch64">
+    <interface network="boot" ip="10.77.0.21"/>
   </group>
 </cluster>
 """)
@@ -93,6 +101,7 @@ class Site:
     flavour: str
     lab: Segment
     folder: Path
+    lab_cache: Path
     daemon: Daemon | None = None
 
     @property
@@ -114,7 +123,12 @@ class Site:
         (self.folder / "reload").chmod(0o755)
         csv = self.folder / "macs.csv"
         csv.write_text("".join(f"{node},{mac}\n" for node, mac in macs.items()))
+        csv.write_text(csv.read_text() + f"arm01,{ARM_MAC}\n")
         self.dim("node", "import-macs", str(csv))
+        arm_grub = unpacked(SIGNED_GRUB_ARM64.package, self.lab_cache)
+        cached = self.folder / "state" / "cache" / "debs" / arm_grub.name
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.symlink_to(arm_grub)  # downloaded once per session, not once per site
         self.apply()
 
     def apply(self) -> None:
@@ -197,7 +211,7 @@ def served(flavour: str, folder: Path) -> Iterator[Site]:
     require_lab()
     require_dhcp_server(flavour)
     with segment(f"{SERVER}/24", clients=1) as lab:
-        site = Site(flavour, lab, folder)
+        site = Site(flavour, lab, folder, DEBS_CACHE)
         site.configure(MACS)
         site.serve()
         yield site
@@ -241,7 +255,7 @@ def test_dnsmasq_answers_every_name_of_the_layout_from_its_dns_instance(named_si
             assert resolve(client, name, SERVER) == [address], name
             asked += 1
         assert resolve(client, _reverse(address), SERVER, "PTR") == [names[0]]
-    assert asked == 8  # the server and three nodes, each by its full and its short name
+    assert asked == 10  # the server and four nodes, each by its full and its short name
     assert resolve(client, "node99.itest.dim", SERVER) == []
 
 
@@ -272,12 +286,48 @@ def test_every_recorded_node_gets_its_own_address(site: Site):
         "node02": ("10.77.0.12", "node02"),
         "node03": ("10.77.0.13", "node03"),
     }
+    assert site.ask(ARM_MAC).ip == "10.77.0.21"
 
 
 @pytest.mark.parametrize("arch", [7, 9])
 def test_uefi_client_gets_the_uefi_loader(site: Site, arch: int):
     lease = site.ask(MACS["node01"], uefi=True, arch=arch)
     assert (lease.ip, lease.boot_file, lease.next_server) == ("10.77.0.11", "snponly.efi", SERVER)
+
+
+def test_aarch64_uefi_client_gets_debians_arm64_grub_over_tftp(site: Site):
+    lease = site.ask(ARM_MAC, uefi=True, arch=11)
+    assert (lease.ip, lease.boot_file, lease.next_server) == ("10.77.0.21", "grubaa64.efi", SERVER)
+    grub = site.root / str(site.folder / "tftp/grubaa64.efi").lstrip("/")
+    assert pe_machine(grub) == 0xAA64  # an arm64 EFI program, from Debian's package
+
+
+def test_aarch64_uefi_http_client_gets_the_url_of_grub_and_its_vendor_class(site: Site):
+    lease = site.ask(ARM_MAC, arch=19, vendor_class="HTTPClient:Arch:00019:UNDI:003001")
+    assert (lease.ip, lease.boot_file) == ("10.77.0.21", f"http://{SERVER}:8080/grubaa64.efi")
+    assert lease.vendor_class == "HTTPClient"  # without it the firmware ignores the offer
+    assert pe_machine(site.root / str(site.folder / "http/grubaa64.efi").lstrip("/")) == 0xAA64
+
+
+@pytest.mark.parametrize(
+    ("client", "boot_file"),
+    [
+        ({"arch": 19}, "undionly.kpxe"),  # arch 19 without HTTPClient: not an HTTP boot
+        ({"uefi": True, "arch": 7}, "snponly.efi"),
+        ({}, "undionly.kpxe"),
+    ],
+    ids=["arch19-pxe", "arch7", "bios"],
+)
+def test_x86_kinds_are_unchanged_beside_an_aarch64_group(site: Site, client: dict, boot_file):
+    assert site.ask(MACS["node03"], **client).boot_file == boot_file
+
+
+def pe_machine(path: Path) -> int:
+    """The Machine field of a PE (EFI) program's COFF header."""
+    data = path.read_bytes()
+    offset = int.from_bytes(data[0x3C:0x40], "little")
+    assert data[:2] == b"MZ" and data[offset : offset + 4] == b"PE\0\0", path
+    return int.from_bytes(data[offset + 4 : offset + 6], "little")
 
 
 @pytest.mark.parametrize("uefi", [False, True], ids=["bios", "uefi"])

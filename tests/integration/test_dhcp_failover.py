@@ -26,11 +26,13 @@ from string import Template
 
 import pytest
 
+from dim.debs import unpacked
 from dim.lab.netns import Client, Daemon, Segment, ip, run, segment
+from dim.services.clients import SIGNED_GRUB_ARM64
 from tests.conftest import require_binary
 from tests.doubles.dhcp import HTTP_CLIENT, DhcpLease, dhcp_request, dhcp_server_command
 from tests.integration.conftest import require_dhcp_server, require_lab
-from tests.integration.test_dhcp_daemons import DIM, runnable_config
+from tests.integration.test_dhcp_daemons import DEBS_CACHE, DIM, runnable_config
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +59,12 @@ LAYOUT = Template("""\
     <interface network="boot" ip="10.77.0.{10+n1}"/>
     <node name="node04" secure-boot="yes"/>
   </group>
+  <group name="arm1" nodes="node05" image="tiny" server="srv1" arch="aarch64">
+    <interface network="boot" ip="10.77.0.15"/>
+  </group>
+  <group name="arm2" nodes="node06" image="tiny" server="srv2" arch="aarch64">
+    <interface network="boot" ip="10.77.0.16"/>
+  </group>
 </cluster>
 """)
 MACS = {
@@ -64,8 +72,17 @@ MACS = {
     "node02": "52:54:00:77:01:02",
     "node03": "52:54:00:77:02:03",
     "node04": "52:54:00:77:02:04",
+    "node05": "52:54:00:77:01:05",  # aarch64
+    "node06": "52:54:00:77:02:06",  # aarch64
 }
-OWNER = {"node01": "srv1", "node02": "srv1", "node03": "srv2", "node04": "srv2"}
+OWNER = {
+    "node01": "srv1",
+    "node02": "srv1",
+    "node03": "srv2",
+    "node04": "srv2",
+    "node05": "srv1",
+    "node06": "srv2",
+}
 SERVICE = {"srv1": "10.77.0.1", "srv2": "10.77.0.3"}
 OWN = {"srv1": "10.77.0.2", "srv2": "10.77.0.4"}
 # What each server's nodes must be sent, by client kind: (boot file, next-server or None)
@@ -76,6 +93,8 @@ SENT = {
         "ipxe": ("http://10.77.0.1:8080/boot.ipxe", None),
         "uefi-http": ("http://10.77.0.1:8080/snponly.efi", None),
         "secure-boot": ("sb1.efi", "10.77.0.1"),
+        "aarch64-uefi": ("grubaa64.efi", "10.77.0.1"),
+        "aarch64-uefi-http": ("http://10.77.0.1:8080/grubaa64.efi", None),
     },
     "srv2": {
         "bios": ("bios2.kpxe", "10.77.0.3"),
@@ -83,6 +102,8 @@ SENT = {
         "ipxe": ("http://10.77.0.3:8080/boot.ipxe", None),
         "uefi-http": ("http://10.77.0.3:8080/http2.efi", None),
         "secure-boot": ("sb2.efi", "10.77.0.3"),
+        "aarch64-uefi": ("grubaa64.efi", "10.77.0.3"),
+        "aarch64-uefi-http": ("http://10.77.0.3:8080/grubaa64.efi", None),
     },
 }
 REQUESTS = {  # how each kind of client asks (tests/doubles/dhcp.py)
@@ -91,6 +112,8 @@ REQUESTS = {  # how each kind of client asks (tests/doubles/dhcp.py)
     "ipxe": {"ipxe": True},
     "uefi-http": {"arch": 16, "vendor_class": HTTP_CLIENT},
     "secure-boot": {"uefi": True},
+    "aarch64-uefi": {"uefi": True, "arch": 11},
+    "aarch64-uefi-http": {"arch": 19, "vendor_class": "HTTPClient:Arch:00019:UNDI:003001"},
 }
 
 
@@ -120,6 +143,10 @@ class Pair:
             ip("-n", self.hosts[server].namespace, "addr", "add", f"{SERVICE[server]}/24",
                "dev", "eth0")  # fmt: skip
         self.dim("srv1", "node", "import-macs", str(csv))
+        arm_grub = unpacked(SIGNED_GRUB_ARM64.package, DEBS_CACHE)  # once per session
+        cached = self.folder / "state/cache/debs" / arm_grub.name
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.symlink_to(arm_grub)
         for server in SERVICE:
             root = self.folder / server / "root"
             self.dim(server, "apply", "--server", server, "--root", str(root), "--no-reload")
@@ -186,9 +213,11 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
 
 
 def kinds(node: str) -> list[str]:
-    return (
-        ["secure-boot"] if node in ("node02", "node04") else ["bios", "uefi", "ipxe", "uefi-http"]
-    )
+    if node in ("node05", "node06"):
+        return ["aarch64-uefi", "aarch64-uefi-http", "ipxe"]
+    if node in ("node02", "node04"):
+        return ["secure-boot"]
+    return ["bios", "uefi", "ipxe", "uefi-http"]
 
 
 def check_every_answer(pair: Pair, answering: set[str]) -> None:
@@ -204,7 +233,7 @@ def check_every_answer(pair: Pair, answering: set[str]) -> None:
                 assert lease.next_server == next_server, (node, kind)
             if kind == "ipxe":
                 assert lease.encapsulated(175) == {176: b"\x01"}
-            if kind == "uefi-http":
+            if kind.endswith("uefi-http"):
                 assert lease.vendor_class == "HTTPClient"
             assert lease.server_id in {OWN[s] for s in answering}, (node, kind, lease.server_id)
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dim import debs
 from dim.actions import boot_targets
 from dim.actions.context import Context
 from dim.allocation import bulk_allocation
@@ -44,6 +45,7 @@ from dim.records import StaleLease
 from dim.services import applied, incremental, leases
 from dim.services import apply as applier
 from dim.services.apply import ApplyResult, target
+from dim.services.clients import KINDS, ClientKind, kinds_of
 from dim.services.clients import loader_files as needed_loaders
 from dim.services.manifest import PATH as MANIFEST
 from dim.services.rendering import RenderContext, RenderedFile
@@ -300,7 +302,14 @@ def _install(
     created = _ensure_replicas(ctx, inventory, name, dry_run=dry_run)
     srv = cluster.servers[name]
     peers = [cluster.servers[p] for p in cluster.peers(name) if p != name]
-    loaders, warnings = loader_files(srv, root, secure_boot=secure_boot, peers=peers)
+    loaders, warnings = loader_files(
+        srv,
+        root,
+        secure_boot=secure_boot,
+        peers=peers,
+        kinds=kinds_of(cluster),
+        cache=StatePaths(ctx.state).cache,
+    )
     result = applier.apply(
         files + loaders,
         root,
@@ -391,17 +400,25 @@ def _fingerprint(ctx: Context, cluster: Cluster, server: str, root: Path, data: 
 
 
 def loader_files(
-    server: Server, root: Path, *, secure_boot: bool = False, peers: Sequence[Server] = ()
+    server: Server,
+    root: Path,
+    *,
+    secure_boot: bool = False,
+    peers: Sequence[Server] = (),
+    kinds: Iterable[ClientKind] = KINDS,
+    cache: Path | None = None,
 ) -> tuple[list[RenderedFile], list[str]]:
-    """The loader files dim ships for ``server``'s clients (and in a failover set its
-    ``peers``' clients), read from their Debian packages, and a warning for each of the site's
-    own loaders that is not under ``root``.
+    """The loader files dim ships for ``server``'s clients of ``kinds`` (and in a failover
+    set its ``peers``' clients), read from their Debian packages, and a warning for each of
+    the site's own loaders that is not under ``root``. A package of another architecture
+    (``name:arm64``) that is not installed is fetched and unpacked under ``cache``
+    (:mod:`dim.debs`) once.
 
     Raises :class:`ApplyError` naming the file and the package to install when a shipped
     loader's source is missing: nothing is installed then.
     """
     files, warnings = [], []
-    for loader in needed_loaders(server, secure_boot=secure_boot, peers=peers):
+    for loader in needed_loaders(server, secure_boot=secure_boot, peers=peers, kinds=kinds):
         if loader.shipped is None:
             if not os.path.exists(target(root, loader.path)):
                 warnings.append(
@@ -410,6 +427,9 @@ def loader_files(
                 )
             continue
         source = loader.shipped.source
+        arch = loader.shipped.package.partition(":")[2]
+        if arch and cache is not None and not os.path.exists(source):
+            source = str(debs.unpacked(loader.shipped.package, cache) / source.lstrip("/"))
         try:
             with open(source, "rb") as handle:
                 content = handle.read()

@@ -220,6 +220,11 @@ class Cluster:
     def node(self, name: str) -> Node | None:
         return self.by_name.get(name)
 
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """The architectures of its groups' nodes, sorted (the default's alone if none)."""
+        return tuple(sorted({g.arch for g in self.groups.values()} or {DEFAULT_ARCH}))
+
     def peers(self, server: str) -> tuple[str, ...]:
         """The servers that serve ``server``'s nodes: its failover set, or itself alone."""
         name = self.servers[server].failover

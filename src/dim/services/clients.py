@@ -21,14 +21,25 @@ A server's ``bios-loader``, ``uefi-loader``, ``uefi-http-loader`` and ``secure-b
 attributes replace the defaults: a name of :data:`SHIPPED` (``lpxelinux.0``, ``grubx64.efi``…)
 is copied from its Debian package like the defaults; any other name is the site's own loader,
 which must already be in the root.
+
+Nodes of another architecture than the default (cluster.xml's ``<group arch=>``) are told
+apart by their option 93 alone: :func:`kinds_of` adds, for each architecture of the cluster's
+groups, ``<arch>-uefi-http`` and ``<arch>-uefi-pxe`` with the loaders of its table in
+``architectures.toml`` (aarch64: Debian's signed network GRUB, ``grubaa64.efi``, fetched from
+Debian's arm64 package by ``dim apply``)::
+
+    >>> [k.name for k in kinds_of(cluster)]  # a group of arch="aarch64"
+    ['ipxe', 'uefi-http', 'uefi-pxe', 'aarch64-uefi-http', 'aarch64-uefi-pxe', 'bios-pxe']
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
-from dim.layout.model import Server
+from dim import architectures
+from dim.layout.model import Cluster, Server
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +58,12 @@ class ClientKind:
     transport: str  # tftp | http
     default: str  # the boot file, relative to the TFTP or HTTP root
     attribute: str | None  # the <server> attribute that overrides the default
+    architecture: str = architectures.DEFAULT  # of its clients ("": any)
 
 
 #: First match wins; the last kind matches every client left.
 KINDS: tuple[ClientKind, ...] = (
-    ClientKind("ipxe", (), None, "iPXE", "http", "boot.ipxe", None),
+    ClientKind("ipxe", (), None, "iPXE", "http", "boot.ipxe", None, ""),
     ClientKind("uefi-http", (16,), "HTTPClient", None, "http", "snponly.efi", "uefi-http-loader"),
     ClientKind("uefi-pxe", (7, 9), None, None, "tftp", "snponly.efi", "uefi-loader"),
     ClientKind("bios-pxe", (), None, None, "tftp", "undionly.kpxe", "bios-loader"),
@@ -65,6 +77,41 @@ SECURE_BOOT = ClientKind(
 BY_NAME = {kind.name: kind for kind in (*KINDS, SECURE_BOOT)}
 
 
+@cache
+def foreign_kinds(names: tuple[str, ...]) -> tuple[ClientKind, ...]:
+    """The kinds of UEFI clients of the architectures ``names`` other than the default, from
+    their tables (``architectures.toml``): ``<arch>-uefi-http`` (its HTTP boot option 93
+    values, option 60 ``HTTPClient``) and ``<arch>-uefi-pxe``, each sent its architecture's
+    loader. Their option 93 values tell them from each other and from the default's kinds."""
+    found = []
+    for name in names:
+        if name == architectures.DEFAULT:
+            continue
+        arch = architectures.known()[name]
+        if arch.dhcp_uefi_http:
+            found.append(
+                ClientKind(
+                    f"{name}-uefi-http", arch.dhcp_uefi_http, "HTTPClient", None, "http",
+                    arch.uefi_http_loader, None, name,
+                )
+            )  # fmt: skip
+        if arch.dhcp_uefi:
+            found.append(
+                ClientKind(
+                    f"{name}-uefi-pxe", arch.dhcp_uefi, None, None, "tftp", arch.uefi_loader,
+                    None, name,
+                )
+            )  # fmt: skip
+    return tuple(found)
+
+
+def kinds_of(cluster: Cluster) -> tuple[ClientKind, ...]:
+    """Every kind of client of ``cluster``'s nodes, first match wins: :data:`KINDS`, with
+    those of its groups' other architectures (:func:`foreign_kinds`) before BIOS PXE, which
+    takes every client left."""
+    return (*KINDS[:-1], *foreign_kinds(cluster.architectures), KINDS[-1])
+
+
 @dataclass(frozen=True, slots=True)
 class ShippedFile:
     """A file of a Debian package that dim installs as a loader or a loader's companion."""
@@ -75,6 +122,12 @@ class ShippedFile:
 
 SIGNED_GRUB = ShippedFile(
     "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", "grub-efi-amd64-signed"
+)
+#: Debian's arm64 package cannot be installed beside the amd64 GRUB (grub-common is not
+#: Multi-Arch: same): ``dim apply`` takes the file from the package unpacked into its cache
+#: (:mod:`dim.debs`) when it is not installed.
+SIGNED_GRUB_ARM64 = ShippedFile(
+    "/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed", "grub-efi-arm64-signed:arm64"
 )
 
 #: Loaders dim installs, by the name a server gives them, with the files each one needs next
@@ -92,6 +145,7 @@ SHIPPED: dict[str, tuple[tuple[str, ShippedFile], ...]] = {
         ),
     ),
     "grubx64.efi": (("grubx64.efi", SIGNED_GRUB),),
+    "grubaa64.efi": (("grubaa64.efi", SIGNED_GRUB_ARM64),),
     # Secure Boot: Microsoft-signed shim loads grubx64.efi from its own folder and checks
     # Debian's signature on it; mmx64.efi (MokManager) is what shim starts if keys are pending.
     "shimx64.efi": (
@@ -113,6 +167,7 @@ PER_MAC_CONFIG: dict[str, str | None] = {
     "ipxe.efi": None,
     "lpxelinux.0": "pxelinux",
     "grubx64.efi": "grub",
+    "grubaa64.efi": "grub",
     "shimx64.efi": "grub",
 }
 
@@ -129,19 +184,24 @@ class LoaderFile:
     kind: str
 
 
-def loader_for(server: Server, kind: str) -> str:
+def loader_for(server: Server, kind: str | ClientKind) -> str:
     """The boot file ``server`` sends to clients of ``kind``: its override, or the default."""
-    found = BY_NAME[kind]
+    found = BY_NAME[kind] if isinstance(kind, str) else kind
     if found.attribute is None:
         return found.default
     return getattr(server, found.attribute.replace("-", "_")) or found.default
 
 
 def loader_files(
-    server: Server, *, secure_boot: bool = False, peers: Sequence[Server] = ()
+    server: Server,
+    *,
+    secure_boot: bool = False,
+    peers: Sequence[Server] = (),
+    kinds: Iterable[ClientKind] = KINDS,
 ) -> list[LoaderFile]:
-    """Every loader file that the server's clients fetch, once each, in the table's order;
-    with ``secure_boot`` (the server boots nodes declared so) the Secure Boot loader's too.
+    """Every loader file that the server's clients fetch, once each, in the order of
+    ``kinds`` (:func:`kinds_of` its cluster); with ``secure_boot`` (the server boots nodes
+    declared so) the Secure Boot loader's too.
 
     ``peers``, the other servers of its failover set: their loaders as well, in this server's
     roots. A peer's node fetches its loader from the peer's service address, which this
@@ -149,11 +209,11 @@ def loader_files(
     """
     files: dict[str, LoaderFile] = {}
     for owner in (server, *peers):
-        for kind in (*KINDS, SECURE_BOOT) if secure_boot else KINDS:
-            if kind.attribute is None:
+        for kind in (*kinds, SECURE_BOOT) if secure_boot else kinds:
+            if kind.name == "ipxe":
                 continue  # boot.ipxe is rendered, not copied
             root = server.tftp_root if kind.transport == "tftp" else server.http_root
-            path = f"{root.rstrip('/')}/{loader_for(owner, kind.name).lstrip('/')}"
+            path = f"{root.rstrip('/')}/{loader_for(owner, kind).lstrip('/')}"
             folder, _, name = path.rpartition("/")
             shipped = SHIPPED.get(name)  # efi/snponly.efi is snponly.efi too
             if shipped is None:

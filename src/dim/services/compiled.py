@@ -191,6 +191,11 @@ def dnsmasq_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]
     out += [f"dhcp-match=set:httparch,option:client-arch,{arch}\n" for arch in dhcp.http_arch]
     out.append("tag-if=set:efihttp,tag:httpclient,tag:httparch\n")
     out += [f"dhcp-match=set:efi64,option:client-arch,{arch}\n" for arch in dhcp.uefi_arch]
+    for k in dhcp.other_kinds:
+        arch_tag = f"{k.name}-arch" if k.http else k.name
+        out += [f"dhcp-match=set:{arch_tag},option:client-arch,{arch}\n" for arch in k.arch]
+        if k.http:
+            out.append(f"tag-if=set:{k.name},tag:httpclient,tag:{arch_tag}\n")
     for b in dhcp.boot_servers:
         t = f"tag:{b.tag}," if b.tag else ""
         if b.tag:
@@ -203,9 +208,24 @@ def dnsmasq_conf(context: Mapping[str, object], jinja: Jinja) -> tuple[str, int]
             f"{dhcp.http_vendor_class}\n",
             f"dhcp-boot={t}tag:!ipxe,tag:!secureboot,tag:!efihttp,tag:efi64,{b.uefi_loader},"
             f"{b.name},{b.address}\n",
-            f"dhcp-boot={t}tag:!ipxe,tag:!secureboot,tag:!efihttp,tag:!efi64,{b.bios_loader},"
-            f"{b.name},{b.address}\n",
         ]
+        for k, loader in zip(dhcp.other_kinds, b.other_loaders, strict=True):
+            if k.http:
+                out += [
+                    f"dhcp-boot={t}tag:!ipxe,tag:!secureboot,tag:{k.name},{loader}\n",
+                    f"dhcp-option-force={t}tag:!ipxe,tag:!secureboot,tag:{k.name},"
+                    f"option:vendor-class,{dhcp.http_vendor_class}\n",
+                ]
+            else:
+                out.append(
+                    f"dhcp-boot={t}tag:!ipxe,tag:!secureboot,tag:{k.name},{loader},"
+                    f"{b.name},{b.address}\n"
+                )
+        others = "".join(f"tag:!{k.name}," for k in dhcp.other_kinds)
+        out.append(
+            f"dhcp-boot={t}tag:!ipxe,tag:!secureboot,tag:!efihttp,tag:!efi64,{others}"
+            f"{b.bios_loader},{b.name},{b.address}\n"
+        )
     out += [
         "# iPXE: no-pxedhcp, so that it does not wait for a ProxyDHCP offer.\n",
         "dhcp-option=encap:175,176,1b\n",
@@ -324,7 +344,7 @@ TEMPLATES: dict[str, tuple[str, Compiled]] = {
         ganesha_conf,
     ),
     "dnsmasq.conf.j2": (
-        "7071fff5f900054ac79e663c5a3853ec4a682c02731047789c5b3192d762b0a4",
+        "264d0643bc70317439148c923ea56f73bba2c3e57c26c24276e9428d5556bc78",
         dnsmasq_conf,
     ),
     "dnsmasq-dns.conf.j2": (

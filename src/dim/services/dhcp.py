@@ -93,6 +93,20 @@ class BootServer:
     bios_loader: str
     uefi_loader: str
     secure_boot_loader: str
+    # what it sends each of DhcpContext.other_kinds, in their order: a URL (HTTP boot) or a
+    # file of its TFTP root
+    other_loaders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OtherKind:
+    """A kind of client of another architecture than the default
+    (:func:`dim.services.clients.foreign_kinds`), as the templates match it: by option 93
+    alone, and for HTTP boot option 60 too."""
+
+    name: str  # aarch64-uefi-pxe: dnsmasq's tag, Kea's class
+    arch: tuple[int, ...]
+    http: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +145,7 @@ class DhcpContext:
     kea_lease_cmds: str
     kea_socket: str
     boot_servers: tuple[BootServer, ...] = ()
+    other_kinds: tuple[OtherKind, ...] = ()  # the cluster's other architectures' clients
     # A failover set's dnsmasq listens on addresses that arrive later (its peers' service
     # addresses, for TFTP): bind-dynamic, not bind-interfaces.
     dynamic_bind: bool = False
@@ -139,7 +154,9 @@ class DhcpContext:
     tftp_max: int | None = None
 
 
-def boot_server(server: Server, tag: str = "") -> BootServer:
+def boot_server(
+    server: Server, tag: str = "", others: tuple[clients.ClientKind, ...] = ()
+) -> BootServer:
     return BootServer(
         name=server.name,
         tag=tag,
@@ -149,7 +166,13 @@ def boot_server(server: Server, tag: str = "") -> BootServer:
         bios_loader=loader_for(server, "bios-pxe"),
         uefi_loader=loader_for(server, "uefi-pxe"),
         secure_boot_loader=loader_for(server, "uefi-secureboot"),
+        other_loaders=tuple(_sent(server, kind) for kind in others),
     )
+
+
+def _sent(server: Server, kind: clients.ClientKind) -> str:
+    loader = loader_for(server, kind)
+    return f"{server.boot_url}/{loader.lstrip('/')}" if kind.transport == "http" else loader
 
 
 def dhcp_context(context: RenderContext) -> DhcpContext:
@@ -158,6 +181,7 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
     server = context.server
     peers = cluster.peers(server.name)
     tags = {name: f"dim-{name}" if len(peers) > 1 else "" for name in peers}
+    others = clients.foreign_kinds(cluster.architectures)
     nodes = context.served()
     by_network = _hosts_by_network(nodes, inventory.macs, tags)
     # The server's own network is always declared, even before any MAC is known.
@@ -201,7 +225,8 @@ def dhcp_context(context: RenderContext) -> DhcpContext:
         kea_leases=KEA_LEASES,
         kea_lease_cmds=f"{server.kea_hooks.rstrip('/')}/{KEA_LEASE_CMDS}",
         kea_socket=server.kea_socket,
-        boot_servers=tuple(boot_server(cluster.servers[n], tags[n]) for n in peers),
+        boot_servers=tuple(boot_server(cluster.servers[n], tags[n], others) for n in peers),
+        other_kinds=tuple(OtherKind(k.name, k.arch, k.transport == "http") for k in others),
         dynamic_bind=len(peers) > 1,
         lease_max=limits.dnsmasq_lease_max(len(nodes.name)),
         tftp_max=limits.tftp_max(len(nodes.name)),

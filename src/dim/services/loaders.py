@@ -52,7 +52,7 @@ from dim.boot.builds import find_build
 from dim.layout.columns import ServedColumns
 from dim.layout.model import Cluster, Image, Server
 from dim.paths import StatePaths
-from dim.services.clients import KINDS, PER_MAC_CONFIG, SECURE_BOOT, loader_for
+from dim.services.clients import PER_MAC_CONFIG, SECURE_BOOT, kinds_of, loader_for
 from dim.services.rendering import RenderContext, RenderedFile
 from dim.services.rows import affixed
 
@@ -270,7 +270,7 @@ def link_rule(cluster: Cluster, server: str, template_dir: Path | None) -> LinkR
     ipxe = needs_ipxe_links(cluster.servers[server])
     if any(s.dhcp == "none" for s in servers) or _overridden(template_dir):
         return LinkRule(ipxe, TFTP_LOADERS, TFTP_LOADERS)
-    every_node = _reading(loader_for(s, kind.name) for s in servers for kind in KINDS)
+    every_node = _reading(loader_for(s, kind) for s in servers for kind in kinds_of(cluster))
     secure_boot = _reading(loader_for(s, SECURE_BOOT.name) for s in servers)
     return LinkRule(ipxe, every_node, every_node | secure_boot)
 

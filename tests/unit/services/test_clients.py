@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dim import architectures
 from dim.layout.parser import parse
 from dim.services import clients
 from dim.services.clients import KINDS, SHIPPED, loader_files, loader_for
@@ -45,8 +46,60 @@ def test_every_default_loader_is_shipped_from_a_debian_package():
         "pxelinux",
         "syslinux-common",
         "grub-efi-amd64-signed",
+        "grub-efi-arm64-signed:arm64",
         "shim-signed",
     }
+
+
+ARM_GROUP = b"""  <group name="arm" nodes="a[1-2]" image="alpha" arch="arm64">
+    <interface network="boot" ip="10.10.0.{200+n1}"/>
+  </group>
+</cluster>"""
+
+
+def with_arm_group():
+    return parse(SMALL.replace(b"</cluster>", ARM_GROUP), "small.xml")
+
+
+def test_a_cluster_of_one_architecture_has_the_default_kinds_only():
+    assert clients.kinds_of(parse(SMALL, "small.xml")) == KINDS
+
+
+def test_an_aarch64_group_adds_its_uefi_kinds_before_bios_with_its_table_s_codes_and_loader():
+    kinds = clients.kinds_of(with_arm_group())
+    assert [(k.name, k.arch, k.transport, k.default, k.architecture) for k in kinds[3:]] == [
+        ("aarch64-uefi-http", (19,), "http", "grubaa64.efi", "aarch64"),
+        ("aarch64-uefi-pxe", (11,), "tftp", "grubaa64.efi", "aarch64"),
+        ("bios-pxe", (), "tftp", "undionly.kpxe", "x86_64"),
+    ]
+    assert kinds[3].vendor_class == "HTTPClient"
+
+
+def test_the_default_kinds_agree_with_the_x86_64_table():
+    x86 = architectures.known()["x86_64"]
+    assert clients.BY_NAME["uefi-pxe"].arch == x86.dhcp_uefi
+    assert clients.BY_NAME["uefi-http"].arch == x86.dhcp_uefi_http
+    assert clients.BY_NAME["uefi-pxe"].default == x86.uefi_loader
+    assert clients.BY_NAME["uefi-http"].default == x86.uefi_http_loader
+
+
+def test_aarch64_nodes_bring_debians_arm64_grub_into_both_roots():
+    cluster = with_arm_group()
+    files = loader_files(cluster.servers["srv"], kinds=clients.kinds_of(cluster))
+    arm = [(f.path, f.shipped.package, f.kind) for f in files if "aa64" in f.path]
+    assert arm == [
+        ("/srv/dim/http/grubaa64.efi", "grub-efi-arm64-signed:arm64", "aarch64-uefi-http"),
+        ("/srv/dim/tftp/grubaa64.efi", "grub-efi-arm64-signed:arm64", "aarch64-uefi-pxe"),
+    ]
+    sources = {f.shipped.source for f in files if "aa64" in f.path}
+    assert sources == {"/usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed"}
+
+
+def test_aarch64_nodes_get_grubs_links_per_mac_and_x86_only_clusters_none():
+    from dim.services.loaders import GRUB, link_rule
+
+    assert GRUB in link_rule(with_arm_group(), "srv", None).loaders(False)
+    assert GRUB not in link_rule(parse(SMALL, "small.xml"), "srv", None).loaders(False)
 
 
 def test_defaults_go_to_the_tftp_root_and_the_http_loader_to_the_http_root():

@@ -66,6 +66,16 @@ def _pair_store(attributes: str) -> Inventory:
     return Inventory(parse(data, "pair.xml"), dict(PAIR_MACS), {})
 
 
+def _aarch64(inventory: Inventory, group: bytes) -> Inventory:
+    """``inventory`` with ``group``'s nodes of aarch64: its DHCP has their kinds too."""
+    source = Path(inventory.cluster.source)
+    data = {"wide.xml": WIDE, "pair.xml": PAIR}[source.name]
+    data = data.replace(
+        b'<group name="' + group + b'"', b'<group arch="aarch64" name="' + group + b'"'
+    )
+    return dataclasses.replace(inventory, cluster=parse(data, source.name))
+
+
 INVENTORIES = {
     "small": (_small, "srv"),
     "small-kea": (lambda: _small("kea"), "srv"),
@@ -75,6 +85,11 @@ INVENTORIES = {
     "pair-cephfs-same-paths": (lambda: _pair_store('recovery="none"'), "srv2"),
     "wide": (_wide, "s1"),
     "wide-no-macs": (lambda: dataclasses.replace(_wide(), macs={}), "s1"),
+    "wide-aarch64": (lambda: _aarch64(_wide(), b"x"), "s1"),
+    "pair-aarch64": (
+        lambda: _aarch64(Inventory(parse(PAIR, "pair.xml"), dict(PAIR_MACS), {}), b"b"),
+        "srv1",
+    ),
 }
 
 
