@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from dim import architectures, debs
-from dim.lab.images import CACHE, MARKER, fetch_kernel, kernel_package, tiny_tree
+from dim import architectures
+from dim.lab.images import MARKER, foreign_tiny_tree
 from tests.conftest import require, require_binary
 from tests.integration.test_boot_initramfs import (
     RC_LOCAL,
@@ -49,10 +49,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "qemu-user-static's qemu-aarch64 is not registered with binfmt_misc",
     )
     folder = tmp_path_factory.mktemp("boot-aarch64")
-    kernel = fetch_kernel(package=kernel_package("linux-image-arm64:arm64"))
-    busybox = debs.unpacked("busybox-static:arm64", CACHE) / "bin" / "busybox"
-    console = architectures.named("aarch64").console
-    tiny_tree(folder / "tree", kernel, rc_local=RC_LOCAL, busybox=busybox, console=console)
+    foreign_tiny_tree(folder / "tree", "aarch64", rc_local=RC_LOCAL)
     with serving(folder, "aarch64") as site:
         yield site
 

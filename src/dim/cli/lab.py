@@ -101,6 +101,16 @@ def lab_group() -> None:
     help="Where the state folder (images, replicas) lives: a folder of this host, or the "
     "CephFS of a small Ceph cluster the lab starts (each server a ganesha head over it).",
 )
+@click.option(
+    "--arch",
+    "arches",
+    metavar="ARCHES",
+    default="x86_64",
+    show_default=True,
+    callback=lambda ctx, param, value: _architectures(value),
+    help="The nodes' architectures, comma-separated: x86_64 (node01…) and aarch64 (arm01…, "
+    "booted by Debian's AAVMF UEFI in qemu-system-aarch64 -M virt, TCG), --nodes of each.",
+)
 def lab_up(
     folder: str,
     nodes: int,
@@ -110,6 +120,7 @@ def lab_up(
     bmcs: bool,
     servers: int,
     store: str,
+    arches: tuple[str, ...],
 ) -> None:
     """Build the lab and start its daemons (root needed)."""
     from dim.lab import cluster
@@ -125,6 +136,7 @@ def lab_up(
         bmcs=bmcs,
         servers=servers,
         store=store,
+        arches=arches,
     )
     click.echo(f"lab up in {folder}: dim lab boot --watch starts the nodes")
     click.echo(f'dim commands on the lab: eval "$(dim lab env --dir {folder})"')
@@ -156,6 +168,21 @@ def lab_env(folder: str) -> None:
     click.echo(f"export DIM_ROOT={quote(str(lab / 'root'))}")
     pid_files = ":".join(str(p) for p in ganesha_pid_files(lab))
     click.echo(f"export DIM_NFS_PID_FILES={quote(pid_files)}")
+
+
+def _architectures(value: str) -> tuple[str, ...]:
+    """``x86_64,aarch64`` (or aliases) as the table's names; x86-64's nodes are always there."""
+    from dim import architectures
+
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    found = [architectures.canonical(n) for n in names]
+    unknown = [n for n, f in zip(names, found, strict=True) if f is None]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown architecture {', '.join(unknown)} "
+            f"(known: {', '.join(architectures.choices())})"
+        )
+    return tuple(dict.fromkeys([architectures.DEFAULT, *(f for f in found if f)]))
 
 
 def _debian_releases(value: str) -> tuple[str, ...]:

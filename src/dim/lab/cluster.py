@@ -38,6 +38,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from dim import architectures
 from dim.actions import apply as applying
 from dim.actions import images as image_actions
 from dim.actions import nodes as node_actions
@@ -52,7 +53,11 @@ from dim.lab.network import NAMESPACE
 from dim.lab.processes import Process, alive, sleep_until, spawn, stop
 from dim.lab.qemu import (
     DEFAULT_FIRMWARE,
+    FOREIGN_NODES,
     firmware_kind,
+    foreign_command,
+    foreign_macs,
+    lab_macs,
     node_macs,
     nvram_template,
     qemu_command,
@@ -60,8 +65,17 @@ from dim.lab.qemu import (
 from dim.lab.state import LabState, database, locked
 
 
-def layout_text(flavour: str, nodes: int, servers: int = 1, ceph_conf: Path | None = None) -> str:
+def layout_text(
+    flavour: str,
+    nodes: int,
+    servers: int = 1,
+    ceph_conf: Path | None = None,
+    arches: tuple[str, ...] = (),
+) -> str:
     """The lab's layout (package data) with the DHCP flavour and node count asked for.
+
+    Each architecture of ``arches`` other than x86-64 adds as many nodes of its own (aarch64:
+    ``arm01``…, 10.77.0.(200+N), `foreign_group`) and an image for them, ``tiny-<arch>``.
 
     With several ``servers``: ``srv1``… in one failover set, service addresses 10.77.0.K
     (nodes are given those), own addresses 10.77.0.(100+K) on their namespace's ``eth0``; the
@@ -70,6 +84,12 @@ def layout_text(flavour: str, nodes: int, servers: int = 1, ceph_conf: Path | No
     (`dim.lab.store.store_element`).
     """
     text = resources.files("dim.lab").joinpath("lab.xml").read_text()
+    foreign = "".join(
+        foreign_group(arch, nodes, "srv1" if servers > 1 else None)
+        for arch in arches
+        if arch != architectures.DEFAULT
+    )
+    text = text.replace("</cluster>", foreign + "</cluster>")
     text = re.sub(r'dhcp="\w+"', f'dhcp="{flavour}"', text, count=1)
     text = re.sub(r'nodes="node\[01-\d+\]"', f'nodes="node[01-{nodes:02}]"', text, count=1)
     if servers < 2:
@@ -96,6 +116,30 @@ def layout_text(flavour: str, nodes: int, servers: int = 1, ceph_conf: Path | No
     return text.replace("  </group>", deal + "  </group>", 1)
 
 
+def foreign_group(arch: str, nodes: int, server: str | None) -> str:
+    """The image and group of the lab's ``nodes`` nodes of ``arch`` (another than x86-64),
+    as cluster.xml elements."""
+    prefix, _ = FOREIGN_NODES[arch]
+    if nodes > 50:
+        raise LabError(
+            f"at most 50 {arch} nodes in the lab (10.77.0.201-250): {nodes} asked",
+            hint="--nodes 50 or fewer",
+        )
+    console = architectures.named(arch).console
+    on = f' server="{server}"' if server else ""
+    return (
+        f'  <image name="tiny-{arch}" kernel-args="console={console}">\n'
+        '    <persist path="/etc"/> <persist path="/root"/>\n'
+        '    <volatile path="/tmp"/>\n'
+        '    <keepout path="/etc/hostname"/>\n'
+        "  </image>\n"
+        f'  <group name="{arch}" nodes="{prefix}[01-{nodes:02}]" image="tiny-{arch}" '
+        f'arch="{arch}"{on}>\n'
+        '    <interface network="boot" ip="10.77.0.{200+n1}"/>\n'
+        "  </group>\n"
+    )
+
+
 def up(
     folder: Path,
     *,
@@ -107,8 +151,13 @@ def up(
     bmcs: bool = True,
     servers: int = 1,
     store: str = "folder",
+    arches: tuple[str, ...] = (),
 ) -> LabState:
     """Build the lab's network, image and configuration, and start its daemons.
+
+    ``arches``: the architectures of the lab's nodes besides x86-64's ``nodeNN``, each with
+    as many nodes (`foreign_group`) booting an image of busybox and Debian's kernel of their
+    architecture.
 
     ``namespace`` names the lab's network namespace: two labs (a hand-run one and a test's)
     can be up at once when their namespaces differ, though only one with ``bmcs`` (a simulated
@@ -131,9 +180,13 @@ def up(
     for sub in ("logs", "state", "root"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     conf = lab_store.ceph_conf(folder) if on_ceph else None
-    (folder / "cluster.xml").write_text(layout_text(flavour, nodes, servers, conf))
+    foreign = tuple(a for a in dict.fromkeys(arches) if a != architectures.DEFAULT)
+    (folder / "cluster.xml").write_text(layout_text(flavour, nodes, servers, conf, foreign))
     macs = folder / "macs.csv"
-    macs.write_text("".join(f"{n},{m}\n" for n, m in node_macs(nodes).items()))
+    every = node_macs(nodes)
+    for arch in foreign:
+        every |= foreign_macs(arch, nodes)
+    macs.write_text("".join(f"{n},{m}\n" for n, m in every.items()))
     if network.exists(namespace):
         raise LabError(
             f"the network namespace {namespace} exists already (another lab?)",
@@ -155,7 +208,7 @@ def up(
             database = postgres.start(_database_folder(folder, namespace))
             state = dataclasses.replace(state, database=database.socket_url)
             state.save()
-        _build_images(folder, debian=debian, say=say)
+        _build_images(folder, debian=debian, arches=foreign, say=say)
         node_actions.import_macs(context(folder), macs)
         _apply(folder, names)
         state = start_daemons(state, say)
@@ -218,8 +271,11 @@ def _wait_own_addresses(state: LabState, say: Say, timeout: float = 15.0) -> Non
         say(f"{name}: holds {address}")
 
 
-def _build_images(folder: Path, *, debian: tuple[str, ...], say: Say) -> None:
-    """The tiny image (and tiny2, to switch to), the Debian releases asked, their boot files."""
+def _build_images(
+    folder: Path, *, debian: tuple[str, ...], arches: tuple[str, ...] = (), say: Say
+) -> None:
+    """The tiny image (and tiny2, to switch to), ``tiny-<arch>`` for each other architecture,
+    the Debian releases asked, their boot files."""
     say("image: tiny (busybox and the Debian kernel)")
     kernel = images.fetch_kernel()
     shutil.rmtree(folder / "trees" / "tiny", ignore_errors=True)
@@ -227,6 +283,12 @@ def _build_images(folder: Path, *, debian: tuple[str, ...], say: Say) -> None:
     _import(folder, "tiny", tree)
     _import(folder, "tiny2", tree)
     built = ["tiny", "tiny2"]
+    for arch in arches:
+        image = f"tiny-{arch}"
+        say(f"image: {image} (Debian's {arch} busybox and kernel)")
+        shutil.rmtree(folder / "trees" / image, ignore_errors=True)
+        _import(folder, image, images.foreign_tiny_tree(folder / "trees" / image, arch))
+        built.append(image)
     for number in debian:
         release = images.RELEASES[number]
         say(f"image: {release.image} ({release.suite} minbase with systemd and its kernel)")
@@ -316,10 +378,13 @@ def last_firmware(folder: Path, name: str) -> str:
 
 def _boot(folder: Path, names: list[str], kind: str, memory: int, say: Say) -> LabState:
     state = LabState.running(folder)
-    macs = node_macs(99)
+    macs = lab_macs()
+    arches = _architectures(folder, names)
     for name in names:
         if name not in macs:
             raise LabError(f"unknown lab node {name!r}")
+        arch = arches[name]
+        node_kind = kind if arch == architectures.DEFAULT else _foreign_kind(name, arch, kind)
         previous = state.nodes.get(name)
         if previous is not None:
             stop(previous.pid)
@@ -330,25 +395,56 @@ def _boot(folder: Path, names: list[str], kind: str, memory: int, say: Say) -> L
             log.replace(log.with_suffix(".console.1"))
         log.touch()
         tap = network.add_tap(state.namespace)
-        nvram = _nvram(folder, name, kind)
-        command = qemu_command(macs[name], tap, log, firmware=kind, memory=memory, nvram=nvram)
+        nvram = _nvram(folder, name, node_kind, arch)
+        if arch == architectures.DEFAULT:
+            command = qemu_command(macs[name], tap, log, firmware=kind, memory=memory, nvram=nvram)
+        else:
+            assert nvram is not None
+            command = foreign_command(arch, macs[name], tap, log, memory=memory, nvram=nvram)
         qemu_log = folder / "logs" / f"{name}.qemu.log"
         process = spawn(state.namespace, name, command, qemu_log, tap=tap)
         state = state.with_node(name, process)
         state.save()
         (folder / "run").mkdir(exist_ok=True)
-        (folder / "run" / f"{name}.firmware").write_text(f"{kind}\n")
-        say(f"{name}: powered on ({kind}, pid {process.pid})")
+        (folder / "run" / f"{name}.firmware").write_text(f"{node_kind}\n")
+        on = "" if arch == architectures.DEFAULT else f" {arch}"
+        say(f"{name}: powered on ({node_kind}{on}, pid {process.pid})")
     return state
 
 
-def _nvram(folder: Path, name: str, kind: str) -> Path | None:
-    """The node's own OVMF variables for ``kind``, made from the template the first time."""
-    template = nvram_template(kind)
+def _architectures(folder: Path, names: list[str]) -> dict[str, str]:
+    """The architecture of each of the lab's nodes ``names``, as its layout states it."""
+    cluster = context(folder).cluster()
+    found = {}
+    for name in names:
+        node = cluster.node(name)
+        found[name] = cluster.groups[node.group].arch if node else architectures.DEFAULT
+    return found
+
+
+def _foreign_kind(name: str, arch: str, kind: str) -> str:
+    """The firmware of a node of another architecture: its UEFI's own PXE, the one kind the
+    lab has for it (asked for the default, BIOS with iPXE's ROM, it is that too)."""
+    if kind not in (DEFAULT_FIRMWARE, "uefi-pxe"):
+        raise LabError(
+            f"{name} ({arch}) boots by its UEFI firmware's PXE only, not {kind}",
+            hint="--firmware uefi-pxe, or none",
+        )
+    return "uefi-pxe"
+
+
+def _nvram(folder: Path, name: str, kind: str, arch: str = architectures.DEFAULT) -> Path | None:
+    """The node's own UEFI variables for ``kind``, made from the template the first time."""
+    if arch == architectures.DEFAULT:
+        template = nvram_template(kind)
+        package = "ovmf"
+    else:
+        facts = architectures.named(arch)
+        template, package = Path(facts.firmware_vars), facts.firmware_package
     if template is None:
         return None
     if not template.exists():
-        raise LabError(f"no {template} for firmware {kind}", hint="apt-get install ovmf")
+        raise LabError(f"no {template} for firmware {kind}", hint=f"apt-get install {package}")
     path = folder / "nvram" / f"{name}.{kind}.fd"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from dim import architectures, debs
 from dim.actions import images as image_actions
 from dim.actions.context import Context
 from dim.boot import initramfs
@@ -104,14 +105,27 @@ class DebianRelease:
     @property
     def minbase(self) -> Path:
         """debootstrap's minbase, shared with tests/integration/test_images_debian.py."""
-        return MINBASE_CACHE / f"minbase-{self.suite}.tar"
+        return self.minbase_of("x86_64")
+
+    def minbase_of(self, arch: str) -> Path:
+        """debootstrap's minbase for ``arch`` (dim.architectures: another than this machine's
+        runs its second stage through qemu-user)."""
+        debian = architectures.named(arch).debian
+        suffix = "" if debian == "amd64" else f"-{debian}"
+        return MINBASE_CACHE / f"minbase-{self.suite}{suffix}.tar"
 
 
 MINBASE_CACHE = Path("/var/cache/dim-tests")
 RELEASES = {r.number: r for r in (DebianRelease("12", "bookworm"), DebianRelease("13", "trixie"))}
 BOOKWORM = RELEASES["12"]
-#: kmod: modprobe and static device nodes; linux-image-amd64: the release's own kernel.
+#: kmod: modprobe and static device nodes; and the release's own kernel (debian_packages).
 DEBIAN_PACKAGES = ("systemd-sysv", "udev", "kmod", "linux-image-amd64")
+
+
+def debian_packages(arch: str = "x86_64") -> tuple[str, ...]:
+    """What the lab's Debian image of ``arch`` installs: its kernel is linux-image-<debian>."""
+    return (*DEBIAN_PACKAGES[:-1], f"linux-image-{architectures.named(arch).debian}")
+
 
 MARKER_UNIT = """\
 # dim lab image: say on the serial console that the node reached multi-user.
@@ -241,6 +255,20 @@ def tiny_tree(
     return dest
 
 
+def foreign_tiny_tree(
+    dest: Path, arch: str, *, cache: Path = CACHE, rc_local: str | None = None
+) -> Path:
+    """The tiny image of ``arch`` (another than this machine's) in ``dest``: Debian's static
+    busybox and kernel of that architecture (its table's packages, fetched once into
+    ``cache``), its serial console; the same ``/init``, rcS and marker."""
+    facts = architectures.named(arch)
+    kernel = fetch_kernel(
+        cache, package=kernel_package(f"linux-image-{facts.debian}:{facts.debian}")
+    )
+    busybox = debs.unpacked(f"{facts.busybox}:{facts.debian}", cache) / "bin" / "busybox"
+    return tiny_tree(dest, kernel, rc_local=rc_local, busybox=busybox, console=facts.console)
+
+
 def build_tiny_image(dest: Path, *, cache: Path = CACHE, rc_local: str | None = None) -> Path:
     """:func:`fetch_kernel` then :func:`tiny_tree`: a tree ready for ``dim image import``."""
     return tiny_tree(dest, fetch_kernel(cache), rc_local=rc_local)
@@ -252,9 +280,12 @@ def minbase_tarball(
     *,
     mirror: str | None = None,
     progress: Progress = None,
+    arch: str = "x86_64",
 ) -> Path:
-    """``debootstrap --variant=minbase SUITE`` as a tarball, made once (about 40 s)."""
-    path = path or release.minbase
+    """``debootstrap --variant=minbase SUITE`` as a tarball, made once (about 40 s; for another
+    architecture, whose second stage runs through qemu-user, some minutes)."""
+    path = path or release.minbase_of(arch)
+    debian = architectures.named(arch).debian
     if path.exists():
         return path
     mirror = mirror or debian_mirror()
@@ -268,9 +299,11 @@ def minbase_tarball(
     with tempfile.TemporaryDirectory(prefix=".minbase-", dir=path.parent) as work:
         root = Path(work) / "root"
         _run(
-            ["debootstrap", "--variant=minbase", release.suite, str(root), mirror],
-            f"debootstrap {release.suite}",
-            hint="apt-get install debootstrap; the Debian mirror must be reachable",
+            ["debootstrap", "--variant=minbase", f"--arch={debian}", release.suite, str(root)]
+            + [mirror],
+            f"debootstrap --arch={debian} {release.suite}",
+            hint="apt-get install debootstrap qemu-user-static; the Debian mirror must be "
+            "reachable",
         )
         partial = Path(work) / "minbase.tar"
         _tar_create(root, partial)
@@ -316,15 +349,19 @@ def debian_tree(
     cache: Path = CACHE,
     minbase: Path | None = None,
     progress: Progress = None,
+    arch: str = "x86_64",
 ) -> Path:
-    """Make a bootable Debian minbase tree of ``release`` in ``dest`` (absent or empty)."""
+    """Make a bootable Debian minbase tree of ``release`` for ``arch`` in ``dest`` (absent or
+    empty)."""
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise LabError(f"{dest} is not empty", hint="give a new folder for the image tree")
-    cached = cache / "debian" / f"{release.suite}-{_recipe_digest(release)}.tar"
+    debian = architectures.named(arch).debian
+    name = release.suite if debian == "amd64" else f"{release.suite}-{debian}"
+    cached = cache / "debian" / f"{name}-{_recipe_digest(release, arch)}.tar"
     if not cached.exists():
-        minbase = minbase or minbase_tarball(release, progress=progress)
-        _build_debian(cached, release, minbase, progress)
+        minbase = minbase or minbase_tarball(release, progress=progress, arch=arch)
+        _build_debian(cached, release, minbase, progress, arch)
     _run(
         ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", str(cached)]
         + ["-C", str(dest)],
@@ -333,13 +370,20 @@ def debian_tree(
     return dest
 
 
-def _recipe_digest(release: DebianRelease) -> str:
-    recipe = [release.suite, *DEBIAN_PACKAGES, MARKER_UNIT, MARKER_SCRIPT, AUTOLOGIN, ROOT_PROFILE]
+def _recipe_digest(release: DebianRelease, arch: str = "x86_64") -> str:
+    packages = debian_packages(arch)
+    recipe = [release.suite, *packages, MARKER_UNIT, MARKER_SCRIPT, AUTOLOGIN, ROOT_PROFILE]
+    console = architectures.named(arch).console
+    recipe += [] if console == "ttyS0" else [console]  # x86-64's digest as it was
     return hashlib.sha256("\0".join(recipe).encode()).hexdigest()[:12]
 
 
-def _build_debian(cached: Path, release: DebianRelease, minbase: Path, progress: Progress) -> None:
-    """Minbase plus systemd, udev and the kernel (installed by ``dim image exec``), the units."""
+def _build_debian(
+    cached: Path, release: DebianRelease, minbase: Path, progress: Progress, arch: str = "x86_64"
+) -> None:
+    """Minbase plus systemd, udev and the kernel (installed by ``dim image exec``, through
+    qemu-user for another architecture), the units."""
+    packages = debian_packages(arch)
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".debian-", dir=cached.parent) as work:
         config, state = Path(work) / "cluster.xml", Path(work) / "state"
@@ -347,8 +391,8 @@ def _build_debian(cached: Path, release: DebianRelease, minbase: Path, progress:
 
         ctx = Context(config=config, state=state)  # a scratch layout and state, not the lab's
         if progress:
-            progress(f"{release.image}: {minbase.name} plus {', '.join(DEBIAN_PACKAGES)} (apt-get)")
-        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *DEBIAN_PACKAGES]
+            progress(f"{release.image}: {minbase.name} plus {', '.join(packages)} (apt-get)")
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
         # INITRD=No: the kernel's hook makes no initramfs of its own; dim builds the node's.
         environment = ["env", "DEBIAN_FRONTEND=noninteractive", "INITRD=No"]
         try:
@@ -361,12 +405,13 @@ def _build_debian(cached: Path, release: DebianRelease, minbase: Path, progress:
             ) from None
         tree = Path(work) / "tree"
         _run(["cp", "-a", str(StatePaths(state).live("debian")), str(tree)], "cp -a")
-        _finish_debian(tree)
+        _finish_debian(tree, architectures.named(arch).console)
         partial = Path(work) / "debian.tar"
         _tar_create(tree, partial)
         os.rename(partial, cached)
-    for older in cached.parent.glob(f"{release.suite}-*.tar"):  # other recipes
-        if older != cached:
+    prefix = cached.name.rsplit("-", 1)[0]
+    for older in cached.parent.glob(f"{prefix}-*.tar"):  # other recipes
+        if older != cached and older.name.rsplit("-", 1)[0] == prefix:
             older.unlink()
 
 
@@ -380,17 +425,18 @@ _SCRATCH_LAYOUT = """<?xml version="1.0"?>
 """
 
 
-def _finish_debian(tree: Path) -> None:
-    """The marker unit and the console shell: all the lab adds to the release's tree."""
+def _finish_debian(tree: Path, console: str = "ttyS0") -> None:
+    """The marker unit and the console shell (on ``console``, the architecture's serial
+    console): all the lab adds to the release's tree."""
     units = tree / "etc/systemd/system"
-    _write(units / "dim-node-up.service", MARKER_UNIT)
-    _write(tree / "usr/local/sbin/dim-node-up", MARKER_SCRIPT, 0o755)
+    _write(units / "dim-node-up.service", MARKER_UNIT.replace("ttyS0", console))
+    _write(tree / "usr/local/sbin/dim-node-up", MARKER_SCRIPT.replace("ttyS0", console), 0o755)
     wants = units / "multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "dim-node-up.service").symlink_to("/etc/systemd/system/dim-node-up.service")
-    _write(units / "serial-getty@ttyS0.service.d/autologin.conf", AUTOLOGIN)
+    _write(units / f"serial-getty@{console}.service.d/autologin.conf", AUTOLOGIN)
     with (tree / "root/.profile").open("a") as profile:
-        profile.write("\n" + ROOT_PROFILE)
+        profile.write("\n" + ROOT_PROFILE.replace("ttyS0", console))
 
 
 def _tar_create(root: Path, archive: Path) -> None:

@@ -28,11 +28,19 @@ code read-only, the variables (NVRAM: boot entries, keys) a writable copy per no
 `nvram_template` names and the caller copies once and keeps, as a server keeps its NVRAM.
 There is no ``bios-pxe``: SeaBIOS has no network stack and every NIC ROM packaged for QEMU
 here is iPXE, so a BIOS node's PXE client is always iPXE (see docs/dim.md, ``lab boot``).
+
+A node of another architecture (the lab's ``armNN`` nodes: aarch64) runs that
+architecture's QEMU, machine, CPU and UEFI firmware from its table in
+``dim/architectures.toml`` (``qemu-system-aarch64 -M virt``, Debian's AAVMF), and boots by the
+firmware's own PXE (``uefi-pxe``: DHCP with option 93 = 11, GRUB over TFTP), the one kind
+there is for it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from dim import architectures
 
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
 OVMF_DIR = Path("/usr/share/OVMF")
@@ -75,6 +83,70 @@ def nvram_template(firmware: str) -> Path | None:
 def node_macs(count: int) -> dict[str, str]:
     """The MAC of nodeNN is 52:54:00:77:00:NN (in hex), for NN from 1 to ``count``."""
     return {f"node{n:02}": f"52:54:00:77:00:{n:02x}" for n in range(1, count + 1)}
+
+
+# The lab's nodes of each other architecture: their names' prefix and their MACs' fifth byte.
+FOREIGN_NODES = {"aarch64": ("arm", 0x0A)}
+
+
+def foreign_macs(arch: str, count: int) -> dict[str, str]:
+    """The lab's nodes of ``arch`` (another than x86-64): armNN is 52:54:00:77:0a:NN."""
+    prefix, byte = FOREIGN_NODES[arch]
+    return {f"{prefix}{n:02}": f"52:54:00:77:{byte:02x}:{n:02x}" for n in range(1, count + 1)}
+
+
+def lab_macs(count: int = 99) -> dict[str, str]:
+    """Every name a lab node may have, of every architecture, with its MAC."""
+    found = node_macs(count)
+    for arch in FOREIGN_NODES:
+        found |= foreign_macs(arch, count)
+    return found
+
+
+def foreign_command(
+    arch: str, mac: str, tap: str, console: Path, *, memory: int, nvram: Path
+) -> list[str]:
+    """QEMU for a node of ``arch`` (another than x86-64), from its table: its system, machine,
+    CPU, UEFI firmware (code read-only, ``nvram`` the node's own variables), booting by the
+    firmware's PXE; the same console, NIC (its ROM off) and random source as `qemu_command`."""
+    facts = architectures.named(arch)
+    return [
+        facts.qemu_system,
+        "-accel",
+        "tcg",
+        "-machine",
+        facts.qemu_machine,
+        "-cpu",
+        facts.qemu_cpu,
+        "-m",
+        str(memory),
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-chardev",
+        f"socket,id=console,path={console.with_suffix('.sock')},server=on,wait=off,"
+        f"logfile={console},logappend=on",
+        "-serial",
+        "chardev:console",
+        "-netdev",
+        f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-device",
+        f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1,romfile=",
+        "-object",
+        "rng-random,id=rng0,filename=/dev/urandom",
+        "-device",
+        "virtio-rng-pci,rng=rng0",
+        "-no-reboot",
+        "-drive",
+        f"if=pflash,format=raw,unit=0,readonly=on,file={facts.firmware_code}",
+        "-drive",
+        f"if=pflash,format=raw,unit=1,file={nvram}",
+    ]
 
 
 def qemu_command(

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
 
 from dim.cli import main
+from dim.errors import LabError
 from dim.lab import cluster
 from dim.lab.qemu import (
     FIRMWARES,
     OVMF,
     OVMF_DIR,
     firmware_kind,
+    foreign_command,
+    foreign_macs,
+    lab_macs,
     nvram_template,
     qemu_command,
 )
@@ -148,3 +153,56 @@ def test_a_node_gets_its_own_nvram_per_kind_once_and_keeps_it(tmp_path: Path) ->
     secure = cluster._nvram(tmp_path, "node01", "uefi-secureboot")
     assert secure.read_bytes() == (OVMF_DIR / "OVMF_VARS_4M.ms.fd").read_bytes()
     assert cluster._nvram(tmp_path, "node01", "bios-ipxe-rom") is None
+
+
+def test_an_aarch64_node_runs_its_tables_qemu_machine_cpu_and_aavmf_from_flash() -> None:
+    argv = foreign_command("aarch64", "52:54:00:77:0a:01", "tap4", CONSOLE, memory=384, nvram=NVRAM)
+    assert argv[:3] == ["qemu-system-aarch64", "-accel", "tcg"]
+    assert values(argv, "-machine") == ["virt"] and values(argv, "-cpu") == ["cortex-a57"]
+    assert values(argv, "-drive") == [
+        "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd",
+        f"if=pflash,format=raw,unit=1,file={NVRAM}",
+    ]
+    # the firmware's own PXE: no option ROM (no iPXE for arm64), the same console and NIC
+    assert nic(argv) == "virtio-net-pci,netdev=n0,mac=52:54:00:77:0a:01,bootindex=1,romfile="
+    assert values(argv, "-serial") == ["chardev:console"] and "-no-reboot" in argv
+
+
+def test_the_labs_aarch64_nodes_are_armNN_with_macs_of_their_own() -> None:
+    assert foreign_macs("aarch64", 2) == {
+        "arm01": "52:54:00:77:0a:01",
+        "arm02": "52:54:00:77:0a:02",
+    }
+    every = lab_macs()
+    assert every["node01"] == MAC and every["arm99"] == "52:54:00:77:0a:63"
+    assert len(set(every.values())) == len(every) == 198
+
+
+def test_an_aarch64_lab_declares_a_group_of_that_arch_with_its_own_image_and_addresses() -> None:
+    from dim.layout.parser import parse
+
+    layout = parse(cluster.layout_text("dnsmasq", 2, arches=("aarch64",)).encode(), "lab.xml")
+    group = layout.groups["aarch64"]
+    assert (group.nodeset, group.arch) == ("arm[01-02]", "aarch64")
+    arm = layout.node("arm02")
+    assert (arm.image, str(arm.boot.ip)) == ("tiny-aarch64", "10.77.0.202")
+    assert layout.images["tiny-aarch64"].kernel_args == "console=ttyAMA0"
+    assert "aarch64" not in parse(cluster.layout_text("dnsmasq", 2).encode(), "l.xml").groups
+    paired = parse(cluster.layout_text("dnsmasq", 2, 2, arches=("aarch64",)).encode(), "l.xml")
+    assert paired.node("arm01").server == "srv1"
+
+
+def test_an_aarch64_node_boots_by_uefi_pxe_only() -> None:
+    assert cluster._foreign_kind("arm01", "aarch64", "bios-ipxe-rom") == "uefi-pxe"  # default
+    assert cluster._foreign_kind("arm01", "aarch64", "uefi-pxe") == "uefi-pxe"
+    with pytest.raises(LabError, match=r"arm01 \(aarch64\) boots by its UEFI firmware's PXE"):
+        cluster._foreign_kind("arm01", "aarch64", "uefi-http")
+
+
+def test_lab_up_takes_architectures_by_name_or_alias_and_refuses_unknown_ones() -> None:
+    from dim.cli.lab import _architectures
+
+    assert _architectures("arm64") == ("x86_64", "aarch64")
+    assert _architectures("x86_64,aarch64,amd64") == ("x86_64", "aarch64")
+    with pytest.raises(click.BadParameter, match="unknown architecture riscv64"):
+        _architectures("x86_64,riscv64")
