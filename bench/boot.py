@@ -4,6 +4,7 @@ Run by hand, as root, never as a test::
 
     .venv/bin/python bench/boot.py [--nodes 1,2,4] [--firmware bios,uefi] [--repeat 3]
                                    [--images tiny,debian12,debian13] [--nfs-versions 4.1,4.2]
+                                   [--arch x86_64,aarch64]
                                    [--dir /var/tmp/dim-bench-boot] [--namespace dimbench]
                                    [--markdown] [--keep]
 
@@ -19,10 +20,15 @@ iPXE's, so it is empty for GRUB. ``--nfs-versions`` adds ``vers=X``
 to every image's nfs-options in the lab's cluster.xml (and reloads the lab) before that
 version's runs; without it each image mounts with dim's default. A follower thread reads
 the lab's logs every 20 ms and stamps each new line with the time it appeared, so the stages
-need no clock on the node:
+need no clock on the node. ``--arch x86_64,aarch64`` adds the lab's aarch64 nodes (arm01…,
+`dim lab up --arch`): each case then runs as many of them beside, powered on at the same time
+as the x86-64 ones, booting the ``tiny-aarch64`` image by AAVMF's own PXE and GRUB whatever
+the x86-64 nodes' firmware (the busybox image only: there is no Debian image of arm64 in the
+lab yet); the table has a row per architecture:
 
     DHCP         dnsmasq's log: DHCPACK to the node's MAC (iPXE's, the first one)
-    loader       dim serve's log: the node's own iPXE script fetched (GET /dim/nodes/<mac>.ipxe)
+    loader       dim serve's log: the node's own iPXE script fetched (GET /dim/nodes/<mac>.ipxe);
+                 for GRUB (aarch64 nodes), the console: "Welcome to GRUB!"
     kernel       the node's console: the kernel's first line ("Linux version")
     initramfs    the console: dim's /init, "dim: step 1/9"
     switch_root  the console: "dim: step 9/9 switch_root"
@@ -60,7 +66,7 @@ from pathlib import Path
 from dim.actions import nodes as node_actions
 from dim.lab import cluster, console
 from dim.lab.images import MARKER
-from dim.lab.qemu import firmware_kind, node_macs
+from dim.lab.qemu import firmware_kind, lab_macs
 
 STAGES = ("dhcp", "loader", "kernel", "initramfs", "switch_root", "init", "crng", "marker")
 STEPS = {  # /init's profile: from one step line to the next
@@ -130,6 +136,9 @@ def _finished(text: str) -> bool:
 
 
 def node_ip(name: str) -> str:
+    """The lab's address of nodeNN (10.77.0.(10+N)) or of armNN (10.77.0.(200+N))."""
+    if name.startswith("arm"):
+        return f"10.77.0.{200 + int(name.removeprefix('arm'))}"
     return f"10.77.0.{10 + int(name.removeprefix('node'))}"
 
 
@@ -156,7 +165,8 @@ def run_once(
     started = {}
     for name in names:
         started[name] = time.monotonic()
-        cluster.boot(folder, [name], firmware=firmware, say=lambda _: None)
+        kind = "uefi-pxe" if name.startswith("arm") else firmware  # AAVMF's PXE: its only kind
+        cluster.boot(folder, [name], firmware=kind, say=lambda _: None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(_finished(console.read(folder, n)) for n in names):
@@ -167,7 +177,7 @@ def run_once(
     cluster.power_off(folder, names)
     if show:
         print(trace(follower, started[names[0]], [consoles[names[0]], logs / "serve.log"]))
-    macs = node_macs(99)
+    macs = lab_macs()
     results = []
     for name in names:
         t0, mac, log = started[name], macs[name], consoles[name]
@@ -179,7 +189,8 @@ def run_once(
                 logs / "serve.log",
                 rf"{node_ip(name)} GET /dim/nodes/{mac.replace(':', '-')}\.ipxe 200",
                 t0,
-            ),
+            )
+            or follower.first(log, r"Welcome to GRUB!"),
             "kernel": follower.first(log, r"Linux version"),
             "initramfs": follower.first(log, r"^dim: step 1/9"),
             "switch_root": follower.first(log, r"^dim: step 9/9"),
@@ -192,6 +203,7 @@ def run_once(
             a, b = follower.first(log, start), follower.first(log, end)
             row[step] = b - a if a is not None and b is not None else None
         row["node"] = name
+        row["arch"] = "aarch64" if name.startswith("arm") else "x86_64"
         results.append(row)
     return results
 
@@ -235,11 +247,13 @@ def summarize(runs: list[list[dict]]) -> dict:
     return summary
 
 
-def table(results: dict[tuple[str, str, str, int], dict], markdown: bool) -> str:
-    head = ["image", "nfs", "firmware", "nodes", *STAGES, "all up", *STEPS]
+def table(results: dict[tuple[str, str, str, int, str], dict], markdown: bool) -> str:
+    head = ["arch", "image", "nfs", "firmware", "nodes", *STAGES, "all up", *STEPS]
     lines = []
-    for (image, version, firmware, count), s in results.items():
-        cells = [image, version, firmware, str(count)]
+    for (image, version, firmware, count, arch), s in results.items():
+        if arch != "x86_64":
+            image, firmware = f"tiny-{arch}", "uefi-pxe"
+        cells = [arch, image, version, firmware, str(count)]
         cells += [*(fmt(s[k]) for k in STAGES), fmt(s["all_up"])]
         cells += [fmt(s[k]) for k in STEPS]
         if s["failed"]:
@@ -264,6 +278,9 @@ def main() -> int:
     parser.add_argument(
         "--nfs-versions", default="", help="e.g. 4.1,4.2 (default: each image's own options)"
     )
+    parser.add_argument(
+        "--arch", default="x86_64", help="x86_64,aarch64: also as many aarch64 nodes, beside"
+    )
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--dir", default="/var/tmp/dim-bench-boot")
     parser.add_argument("--namespace", default="dimbench")
@@ -284,6 +301,7 @@ def main() -> int:
     wanted = args.images.split(",")
     debian = tuple(i.removeprefix("debian") for i in wanted if i.startswith("debian"))
     versions = args.nfs_versions.split(",") if args.nfs_versions else [""]
+    arches = tuple(a for a in args.arch.split(",") if a and a != "x86_64")
     folder = Path(args.dir)
     shutil.rmtree(folder, ignore_errors=True)
     said = io.StringIO()  # dim's own output while the lab comes up: shown if it fails
@@ -296,6 +314,7 @@ def main() -> int:
                 say=lambda m: print(f"  lab: {m}"),
                 namespace=args.namespace,
                 bmcs=False,  # the bench powers nodes itself; a hand lab may hold the BMC ports
+                arches=arches,
             )
     except BaseException:
         print(said.getvalue())
@@ -321,6 +340,8 @@ def main() -> int:
                 node_actions.switch(cluster.context(folder), everyone, image)
                 cluster.reload(folder)
                 names = [f"node{i:02}" for i in range(1, count + 1)]
+                if arches and image == "tiny":  # the aarch64 nodes beside, at the same time
+                    names += [f"arm{i:02}" for i in range(1, count + 1)]
                 run = run_once(
                     folder,
                     names,
@@ -337,8 +358,12 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     results = {
-        (image, version or "default", firmware, count): summarize(done)
+        (image, version or "default", firmware, count, arch): summarize(
+            [[row for row in run if row["arch"] == arch] for run in done]
+        )
         for (image, version, firmware, count), done in runs.items()
+        for arch in ("x86_64", *arches)
+        if any(row["arch"] == arch for run in done for row in run)
     }
     print(f"\nseconds since QEMU start, medians of {args.repeat} runs (profile: durations)")
     print(table(results, args.markdown))
