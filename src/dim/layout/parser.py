@@ -602,6 +602,17 @@ class _Parser:
         if found is None:
             choices = ", ".join(architectures.choices())
             raise self.error(f"unknown architecture (dim boots {choices})", el, value)
+        if found != architectures.DEFAULT:
+            # DHCP sends a node declared so the Secure Boot loader, shimx64.efi: an x86-64
+            # program (dim ships no shim of another architecture yet)
+            for declared in (el, *el.iterfind("node")):
+                if declared.get("secure-boot") == "yes":
+                    raise self.error(
+                        f'secure-boot="yes" is for x86_64 nodes only: dim sends shimx64.efi, '
+                        f"which a {found} node cannot run",
+                        declared,
+                        "yes",
+                    )
         return found
 
     def _duplicate_name(self, el, names: list[str], seen: dict[str, int]) -> None:

@@ -83,6 +83,21 @@ def test_an_unknown_architecture_is_a_layout_error_with_its_line(site):
     assert "cluster.xml:10: unknown architecture" in err and "sparc64" in err, err
 
 
+def test_an_aarch64_node_declared_secure_boot_is_a_layout_error_naming_shimx64(site):
+    text = site.config.read_text()
+    site.config.write_text(text.replace('arch="arm64">', 'arch="arm64" secure-boot="yes">'))
+    status, _, err = site.dim("layout", "check")
+    assert status != 0 and "cluster.xml:10: " in err and "shimx64.efi" in err, err
+    site.config.write_text(
+        text.replace(
+            "  </group>\n</cluster>",
+            '    <node name="a2" secure-boot="yes"/>\n  </group>\n</cluster>',
+        )
+    )
+    status, _, err = site.dim("layout", "check")
+    assert status != 0 and "cluster.xml:12: " in err and "aarch64 node cannot run" in err, err
+
+
 def test_exec_in_an_arm64_image_runs_its_binaries_through_qemu_user_and_keeps_its_arch(site):
     require(
         Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
