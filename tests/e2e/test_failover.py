@@ -283,9 +283,10 @@ def watch_arp(lab: Lab, node: str, address: str) -> int:
         "rm -f /tmp/dim-tick; mkfifo /tmp/dim-tick; "
         "(cd /proc/net; exec 5<> /tmp/dim-tick; while :; do found=none; "
         f'while read -r ip _ _ mac _; do [ "$ip" = {address} ] && found=$mac; done < arp; '
-        'echo "DIM-ARP $found"; read -t 1 _ <&5; done) > /dev/console 2>&1 & echo $!'
+        'echo "DIM-ARP $found"; read -t 1 _ <&5; done) > /dev/console 2>&1 & echo "DIM-PID $!"'
     )
-    return int(re.findall(r"^(\d+)$", lab.ok(node, loop), re.M)[-1])
+    # not anchored either: the loop's first line may land amid the pid's (CI saw it)
+    return int(re.findall(r"DIM-PID (\d+)", lab.ok(node, loop))[-1])
 
 
 def arp_seen(lab: Lab, node: str) -> str | None:

@@ -12,6 +12,7 @@ from dim.lab.bmcs import start_bmcs
 from dim.lab.daemons import ganesha_pid_files
 from dim.lab.network import SERVER
 from dim.lab.processes import sleep_until
+from dim.services import sessions
 from tests.e2e.conftest import Lab
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +34,16 @@ def test_power_on_through_the_bmc_pxe_boots_the_node_and_off_stops_it(
     up = node_status(lab, "--power")
     assert (up["state"], up["power"], up["session"]) == ("up", "on", SERVER), up
     assert up["booted"]["image"] == up["image"] and up["live_version"] >= 1
+
     # the same session as the lab's dim serve records it in the state DB, read from there alone
-    recorded = node_status(lab, pid_file="none")
-    assert (recorded["state"], recorded["session"], recorded["session_server"]) == (
-        "up",
-        SERVER,
-        "labsrv",
-    ), recorded
+    # (sampled every sessions.INTERVAL s: the node's mount may be newer than the last sample)
+    def recorded() -> tuple:
+        found = node_status(lab, pid_file="none")
+        return found["state"], found["session"], found["session_server"]
+
+    assert sleep_until(lambda: recorded() == ("up", SERVER, "labsrv"), 3 * sessions.INTERVAL), (
+        recorded()
+    )
     lab.dim("power", "off", NODE, "--yes")
     assert lab.dim("power", "status", NODE).stdout.split()[:2] == ["off", NODE]
     off = node_status(lab, "--power")
