@@ -609,7 +609,7 @@ class _Parser:
                 if declared.get("secure-boot") == "yes":
                     raise self.error(
                         f'secure-boot="yes" is for x86_64 nodes only: dim sends shimx64.efi, '
-                        f"which a {found} node cannot run",
+                        f"which {found} nodes cannot run",
                         declared,
                         "yes",
                     )

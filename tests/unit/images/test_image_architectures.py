@@ -95,7 +95,7 @@ def test_an_aarch64_node_declared_secure_boot_is_a_layout_error_naming_shimx64(s
         )
     )
     status, _, err = site.dim("layout", "check")
-    assert status != 0 and "cluster.xml:12: " in err and "aarch64 node cannot run" in err, err
+    assert status != 0 and "cluster.xml:12: " in err and "aarch64 nodes cannot run" in err, err
 
 
 def test_exec_in_an_arm64_image_runs_its_binaries_through_qemu_user_and_keeps_its_arch(site):

@@ -73,6 +73,7 @@ def _aarch64(inventory: Inventory, group: bytes) -> Inventory:
     data = data.replace(
         b'<group name="' + group + b'"', b'<group arch="aarch64" name="' + group + b'"'
     )
+    data = data.replace(b'<node name="b2" secure-boot="yes"/>', b"")  # x86-64 nodes only
     return dataclasses.replace(inventory, cluster=parse(data, source.name))
 
 
