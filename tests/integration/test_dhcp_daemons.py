@@ -101,7 +101,6 @@ class Site:
     flavour: str
     lab: Segment
     folder: Path
-    lab_cache: Path
     daemon: Daemon | None = None
 
     @property
@@ -125,10 +124,7 @@ class Site:
         csv.write_text("".join(f"{node},{mac}\n" for node, mac in macs.items()))
         csv.write_text(csv.read_text() + f"arm01,{ARM_MAC}\n")
         self.dim("node", "import-macs", str(csv))
-        arm_grub = unpacked(SIGNED_GRUB_ARM64.package, self.lab_cache)
-        cached = self.folder / "state" / "cache" / "debs" / arm_grub.name
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.symlink_to(arm_grub)  # downloaded once per session, not once per site
+        cache_arm_grub(self.folder / "state")
         self.apply()
 
     def apply(self) -> None:
@@ -177,6 +173,15 @@ class Site:
         return dhcp_request(client.namespace, client.iface, mac, **kwargs)  # type: ignore[arg-type]
 
 
+def cache_arm_grub(state: Path) -> None:
+    """Debian's arm64 GRUB, which ``dim apply`` installs for the aarch64 nodes, in the cache
+    of ``state``: downloaded once per session into `DEBS_CACHE`, not once per site."""
+    arm_grub = unpacked(SIGNED_GRUB_ARM64.package, DEBS_CACHE)
+    cached = state / "cache" / "debs" / arm_grub.name
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.symlink_to(arm_grub)
+
+
 def runnable_config(flavour: str, root: Path, folder: Path) -> Path:
     """The configuration dim installed under ``root``, made runnable from there (see above)."""
     if flavour == "dnsmasq":
@@ -211,7 +216,7 @@ def served(flavour: str, folder: Path) -> Iterator[Site]:
     require_lab()
     require_dhcp_server(flavour)
     with segment(f"{SERVER}/24", clients=1) as lab:
-        site = Site(flavour, lab, folder, DEBS_CACHE)
+        site = Site(flavour, lab, folder)
         site.configure(MACS)
         site.serve()
         yield site

@@ -26,13 +26,11 @@ from string import Template
 
 import pytest
 
-from dim.debs import unpacked
 from dim.lab.netns import Client, Daemon, Segment, ip, run, segment
-from dim.services.clients import SIGNED_GRUB_ARM64
 from tests.conftest import require_binary
 from tests.doubles.dhcp import HTTP_CLIENT, DhcpLease, dhcp_request, dhcp_server_command
 from tests.integration.conftest import require_dhcp_server, require_lab
-from tests.integration.test_dhcp_daemons import DEBS_CACHE, DIM, runnable_config
+from tests.integration.test_dhcp_daemons import DIM, cache_arm_grub, runnable_config
 
 pytestmark = pytest.mark.integration
 
@@ -143,10 +141,7 @@ class Pair:
             ip("-n", self.hosts[server].namespace, "addr", "add", f"{SERVICE[server]}/24",
                "dev", "eth0")  # fmt: skip
         self.dim("srv1", "node", "import-macs", str(csv))
-        arm_grub = unpacked(SIGNED_GRUB_ARM64.package, DEBS_CACHE)  # once per session
-        cached = self.folder / "state/cache/debs" / arm_grub.name
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.symlink_to(arm_grub)
+        cache_arm_grub(self.folder / "state")
         for server in SERVICE:
             root = self.folder / server / "root"
             self.dim(server, "apply", "--server", server, "--root", str(root), "--no-reload")

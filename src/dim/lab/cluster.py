@@ -56,7 +56,6 @@ from dim.lab.qemu import (
     FOREIGN_NODES,
     firmware_kind,
     foreign_command,
-    foreign_macs,
     lab_macs,
     node_macs,
     nvram_template,
@@ -183,9 +182,7 @@ def up(
     foreign = tuple(a for a in dict.fromkeys(arches) if a != architectures.DEFAULT)
     (folder / "cluster.xml").write_text(layout_text(flavour, nodes, servers, conf, foreign))
     macs = folder / "macs.csv"
-    every = node_macs(nodes)
-    for arch in foreign:
-        every |= foreign_macs(arch, nodes)
+    every = lab_macs(nodes, foreign)
     macs.write_text("".join(f"{n},{m}\n" for n, m in every.items()))
     if network.exists(namespace):
         raise LabError(

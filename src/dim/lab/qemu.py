@@ -38,6 +38,7 @@ there is for it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from dim import architectures
@@ -95,10 +96,11 @@ def foreign_macs(arch: str, count: int) -> dict[str, str]:
     return {f"{prefix}{n:02}": f"52:54:00:77:{byte:02x}:{n:02x}" for n in range(1, count + 1)}
 
 
-def lab_macs(count: int = 99) -> dict[str, str]:
-    """Every name a lab node may have, of every architecture, with its MAC."""
+def lab_macs(count: int = 99, arches: Iterable[str] = tuple(FOREIGN_NODES)) -> dict[str, str]:
+    """The names and MACs of ``count`` lab nodes of x86-64 and of each of ``arches`` (by
+    default every name a lab node may have)."""
     found = node_macs(count)
-    for arch in FOREIGN_NODES:
+    for arch in arches:
         found |= foreign_macs(arch, count)
     return found
 
@@ -110,37 +112,9 @@ def foreign_command(
     CPU, UEFI firmware (code read-only, ``nvram`` the node's own variables), booting by the
     firmware's PXE; the same console, NIC (its ROM off) and random source as `qemu_command`."""
     facts = architectures.named(arch)
+    machine = ["-machine", facts.qemu_machine, "-cpu", facts.qemu_cpu]
     return [
-        facts.qemu_system,
-        "-accel",
-        "tcg",
-        "-machine",
-        facts.qemu_machine,
-        "-cpu",
-        facts.qemu_cpu,
-        "-m",
-        str(memory),
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-chardev",
-        f"socket,id=console,path={console.with_suffix('.sock')},server=on,wait=off,"
-        f"logfile={console},logappend=on",
-        "-serial",
-        "chardev:console",
-        "-netdev",
-        f"tap,id=n0,ifname={tap},script=no,downscript=no",
-        "-device",
-        f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1,romfile=",
-        "-object",
-        "rng-random,id=rng0,filename=/dev/urandom",
-        "-device",
-        "virtio-rng-pci,rng=rng0",
+        *_guest(facts.qemu_system, machine, mac, tap, console, memory, ",romfile="),
         "-no-reboot",
         "-drive",
         f"if=pflash,format=raw,unit=0,readonly=on,file={facts.firmware_code}",
@@ -149,31 +123,17 @@ def foreign_command(
     ]
 
 
-def qemu_command(
-    mac: str,
-    tap: str,
-    console: Path,
-    *,
-    firmware: str = DEFAULT_FIRMWARE,
-    memory: int,
-    nvram: Path | None = None,
+def _guest(
+    system: str, machine: list[str], mac: str, tap: str, console: Path, memory: int, rom: str
 ) -> list[str]:
-    """QEMU for one node with the firmware kind asked (see the module's table).
-
-    ``nvram`` is the node's own copy of `nvram_template` (required for the kinds that have
-    one, ignored by the others).
-    """
-    kind = firmware_kind(firmware)
-    flash = _FLASH.get(kind)
-    if flash and nvram is None:
-        raise ValueError(f"firmware {kind} needs the node's NVRAM file (nvram=)")
-    # without its option ROM the NIC is left to the firmware's own driver and PXE
-    rom = ",romfile=" if flash else ""
-    command = [
-        "qemu-system-x86_64",
+    """What every lab node's QEMU has, whatever its architecture and firmware: TCG, one CPU,
+    its memory, the console, the NIC on its tap (``rom``: its option ROM's setting) and a
+    random source."""
+    return [
+        system,
         "-accel",
         "tcg",
-        *_machine(kind),
+        *machine,
         "-m",
         str(memory),
         "-smp",
@@ -200,6 +160,31 @@ def qemu_command(
         "rng-random,id=rng0,filename=/dev/urandom",
         "-device",
         "virtio-rng-pci,rng=rng0",
+    ]
+
+
+def qemu_command(
+    mac: str,
+    tap: str,
+    console: Path,
+    *,
+    firmware: str = DEFAULT_FIRMWARE,
+    memory: int,
+    nvram: Path | None = None,
+) -> list[str]:
+    """QEMU for one node with the firmware kind asked (see the module's table).
+
+    ``nvram`` is the node's own copy of `nvram_template` (required for the kinds that have
+    one, ignored by the others).
+    """
+    kind = firmware_kind(firmware)
+    flash = _FLASH.get(kind)
+    if flash and nvram is None:
+        raise ValueError(f"firmware {kind} needs the node's NVRAM file (nvram=)")
+    # without its option ROM the NIC is left to the firmware's own driver and PXE
+    rom = ",romfile=" if flash else ""
+    command = [
+        *_guest("qemu-system-x86_64", _machine(kind), mac, tap, console, memory, rom),
         "-boot",
         "n",
         "-no-reboot",
