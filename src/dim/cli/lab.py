@@ -125,6 +125,12 @@ def lab_up(
     """Build the lab and start its daemons (root needed)."""
     from dim.lab import cluster
 
+    if len(arches) > 1 and nodes > cluster.FOREIGN_MAX:
+        raise click.BadParameter(
+            f"at most {cluster.FOREIGN_MAX} with --arch {','.join(arches)} (the aarch64 nodes' "
+            "addresses are 10.77.0.201-250)",
+            param_hint="--nodes",
+        )
     _root()
     cluster.up(
         _folder(folder),

@@ -115,14 +115,17 @@ def layout_text(
     return text.replace("  </group>", deal + "  </group>", 1)
 
 
+FOREIGN_MAX = 50  # nodes of each other architecture: 10.77.0.(200+N), below the broadcast
+
+
 def foreign_group(arch: str, nodes: int, server: str | None) -> str:
     """The image and group of the lab's ``nodes`` nodes of ``arch`` (another than x86-64),
     as cluster.xml elements."""
     prefix, _ = FOREIGN_NODES[arch]
-    if nodes > 50:
+    if nodes > FOREIGN_MAX:
         raise LabError(
-            f"at most 50 {arch} nodes in the lab (10.77.0.201-250): {nodes} asked",
-            hint="--nodes 50 or fewer",
+            f"at most {FOREIGN_MAX} {arch} nodes in the lab (10.77.0.201-250): {nodes} asked",
+            hint=f"--nodes {FOREIGN_MAX} or fewer",
         )
     console = architectures.named(arch).console
     on = f' server="{server}"' if server else ""
@@ -176,11 +179,12 @@ def up(
             f"the lab in {folder} is up already",
             hint="dim lab status shows it; dim lab down stops it",
         )
-    for sub in ("logs", "state", "root"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
     conf = lab_store.ceph_conf(folder) if on_ceph else None
     foreign = tuple(a for a in dict.fromkeys(arches) if a != architectures.DEFAULT)
-    (folder / "cluster.xml").write_text(layout_text(flavour, nodes, servers, conf, foreign))
+    layout = layout_text(flavour, nodes, servers, conf, foreign)  # refused before any file
+    for sub in ("logs", "state", "root"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    (folder / "cluster.xml").write_text(layout)
     macs = folder / "macs.csv"
     every = lab_macs(nodes, foreign)
     macs.write_text("".join(f"{n},{m}\n" for n, m in every.items()))

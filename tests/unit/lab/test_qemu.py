@@ -206,3 +206,16 @@ def test_lab_up_takes_architectures_by_name_or_alias_and_refuses_unknown_ones() 
     assert _architectures("x86_64,aarch64,amd64") == ("x86_64", "aarch64")
     with pytest.raises(click.BadParameter, match="unknown architecture riscv64"):
         _architectures("x86_64,riscv64")
+
+
+def test_more_aarch64_nodes_than_their_addresses_is_refused_before_any_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = tmp_path / "lab"
+    argv = ["lab", "up", "--dir", str(lab), "--arch", "aarch64", "--nodes", "51"]
+    assert main(argv) == 2
+    assert "at most 50 with --arch x86_64,aarch64" in capsys.readouterr().err
+    assert not lab.exists()
+    with pytest.raises(LabError, match="at most 50 aarch64 nodes in the lab"):
+        cluster.up(lab, nodes=51, arches=("aarch64",), say=print, bmcs=False)
+    assert not lab.exists()
